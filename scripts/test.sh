@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build and run the whole test suite, as CI does:
+#   1. release build with -Werror, all tests;
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, all tests;
+#   3. libFuzzer targets, each for a bounded time (HALO_FUZZ_SECONDS, default 60).
+# Tests that need ../shared/fixtures report "skipped" when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+fuzz_seconds=${HALO_FUZZ_SECONDS:-60}
+
+echo "== release build (-Werror) =="
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHALO_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== sanitizer build (ASan + UBSan) =="
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHALO_WERROR=ON -DHALO_SANITIZE=ON \
+  -DCMAKE_C_COMPILER=clang >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== fuzzing (${fuzz_seconds}s per target) =="
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHALO_FUZZ=ON -DHALO_SANITIZE=ON \
+  -DCMAKE_C_COMPILER=clang >/dev/null
+cmake --build build-fuzz -j "$jobs"
+for target in build-fuzz/fuzz_*; do
+  [ -x "$target" ] || continue
+  name=$(basename "$target")
+  corpus=build-fuzz/corpus-$name
+  mkdir -p "$corpus"
+  seeds=()
+  [ -d "fuzz/seeds/$name" ] && seeds+=("fuzz/seeds/$name")
+  echo "-- $name"
+  "$target" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    "$corpus" "${seeds[@]}" 2>&1 | tail -n 12
+done
+echo "all test stages passed"

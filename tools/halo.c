@@ -1,0 +1,45 @@
+/* The `halo` command: dispatch to a subcommand. */
+#include "tools.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    /* subcommands, in the order `halo --help` lists them */
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "halo %s — LLM inference engine\n\n"
+                 "usage: halo COMMAND [options]    (halo COMMAND --help for its options)\n\n"
+                 "commands:\n",
+            HALO_VERSION_STRING);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-12s %s\n", c->name, c->summary);
+    fprintf(out, "  %-12s %s\n", "version", "print the version");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (tools_is_help(name) || !strcmp(name, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "version") || !strcmp(name, "--version")) {
+        printf("halo %s\n", HALO_VERSION_STRING);
+        return 0;
+    }
+    for (const command *c = commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s' (halo --help lists them)\n", name);
+    return 2;
+}

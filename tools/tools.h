@@ -1,0 +1,39 @@
+/*
+ * tools — the `halo` command. Each subcommand is a function `int cmd_NAME(int argc,
+ * char **argv)` in tools/cmd_NAME.c that returns the process exit code (0 ok, 1
+ * error, 2 usage error) and is listed in the table of tools/halo.c. argv[0] is the
+ * subcommand's name. Subcommands print results to stdout and progress, timings
+ * and errors to stderr.
+ */
+#ifndef HALO_TOOLS_H
+#define HALO_TOOLS_H
+
+#include "halo.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The model shipped in the repository, used when a command gets no -m. Resolved
+ * relative to the executable (../models/ from build/), then the current directory. */
+const char *tools_default_model(void);
+
+/* If argv[*i] is a model-loading flag (--no-mmap, --mmap, --mlock), apply it to
+ * opts, advance *i past it, and return true. */
+bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opts);
+
+/* The value after a flag at argv[*i]; prints a usage error and returns NULL if
+ * missing. Advances *i. */
+const char *tools_flag_value(int argc, char **argv, int *i);
+/* Parse an integer / a float in [lo, hi]; prints "<flag>: ..." on error. */
+bool tools_parse_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
+bool tools_parse_float(const char *flag, const char *text, double lo, double hi, double *out);
+
+/* true if argv[i] is -h or --help */
+bool tools_is_help(const char *arg);
+
+/* Subcommands. */
+int cmd_info(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+#endif
