@@ -4,47 +4,48 @@
  * halo decodes, with static asserts tying them to this table).
  */
 #include "quant.h"
+#include "quant_impl.h"
 
 #include "util/util.h"
 
 #include <ctype.h>
 #include <string.h>
 
-#define QK_K 256
+#define QK_K HALO_QK_K
 
 static const halo_type_traits type_traits[HALO_TYPE_COUNT] = {
-    [HALO_TYPE_F32] = {"f32", 1, 4, false, NULL, NULL},
-    [HALO_TYPE_F16] = {"f16", 1, 2, false, NULL, NULL},
-    [HALO_TYPE_Q4_0] = {"q4_0", 32, 18, true, NULL, NULL},
-    [HALO_TYPE_Q4_1] = {"q4_1", 32, 20, true, NULL, NULL},
-    [HALO_TYPE_Q5_0] = {"q5_0", 32, 22, true, NULL, NULL},
-    [HALO_TYPE_Q5_1] = {"q5_1", 32, 24, true, NULL, NULL},
-    [HALO_TYPE_Q8_0] = {"q8_0", 32, 34, true, NULL, NULL},
-    [HALO_TYPE_Q8_1] = {"q8_1", 32, 36, true, NULL, NULL},
-    [HALO_TYPE_Q2_K] = {"q2_K", QK_K, 84, true, NULL, NULL},
-    [HALO_TYPE_Q3_K] = {"q3_K", QK_K, 110, true, NULL, NULL},
-    [HALO_TYPE_Q4_K] = {"q4_K", QK_K, 144, true, NULL, NULL},
-    [HALO_TYPE_Q5_K] = {"q5_K", QK_K, 176, true, NULL, NULL},
-    [HALO_TYPE_Q6_K] = {"q6_K", QK_K, 210, true, NULL, NULL},
-    [HALO_TYPE_Q8_K] = {"q8_K", QK_K, 292, true, NULL, NULL},
+    [HALO_TYPE_F32] = {"f32", 1, 4, false, halo_to_float_f32, halo_from_float_f32},
+    [HALO_TYPE_F16] = {"f16", 1, 2, false, halo_to_float_f16, halo_from_float_f16},
+    [HALO_TYPE_Q4_0] = {"q4_0", 32, 18, true, halo_to_float_q4_0, halo_from_float_q4_0},
+    [HALO_TYPE_Q4_1] = {"q4_1", 32, 20, true, halo_to_float_q4_1, halo_from_float_q4_1},
+    [HALO_TYPE_Q5_0] = {"q5_0", 32, 22, true, halo_to_float_q5_0, halo_from_float_q5_0},
+    [HALO_TYPE_Q5_1] = {"q5_1", 32, 24, true, halo_to_float_q5_1, halo_from_float_q5_1},
+    [HALO_TYPE_Q8_0] = {"q8_0", 32, 34, true, halo_to_float_q8_0, halo_from_float_q8_0},
+    [HALO_TYPE_Q8_1] = {"q8_1", 32, 36, true, halo_to_float_q8_1, halo_from_float_q8_1},
+    [HALO_TYPE_Q2_K] = {"q2_K", QK_K, 84, true, halo_to_float_q2_k, halo_from_float_q2_k},
+    [HALO_TYPE_Q3_K] = {"q3_K", QK_K, 110, true, halo_to_float_q3_k, halo_from_float_q3_k},
+    [HALO_TYPE_Q4_K] = {"q4_K", QK_K, 144, true, halo_to_float_q4_k, halo_from_float_q4_k},
+    [HALO_TYPE_Q5_K] = {"q5_K", QK_K, 176, true, halo_to_float_q5_k, halo_from_float_q5_k},
+    [HALO_TYPE_Q6_K] = {"q6_K", QK_K, 210, true, halo_to_float_q6_k, halo_from_float_q6_k},
+    [HALO_TYPE_Q8_K] = {"q8_K", QK_K, 292, true, halo_to_float_q8_k, halo_from_float_q8_k},
     [HALO_TYPE_IQ2_XXS] = {"iq2_xxs", QK_K, 66, true, NULL, NULL},
     [HALO_TYPE_IQ2_XS] = {"iq2_xs", QK_K, 74, true, NULL, NULL},
     [HALO_TYPE_IQ3_XXS] = {"iq3_xxs", QK_K, 98, true, NULL, NULL},
     [HALO_TYPE_IQ1_S] = {"iq1_s", QK_K, 50, true, NULL, NULL},
-    [HALO_TYPE_IQ4_NL] = {"iq4_nl", 32, 18, true, NULL, NULL},
+    [HALO_TYPE_IQ4_NL] = {"iq4_nl", 32, 18, true, halo_to_float_iq4_nl, halo_from_float_iq4_nl},
     [HALO_TYPE_IQ3_S] = {"iq3_s", QK_K, 110, true, NULL, NULL},
     [HALO_TYPE_IQ2_S] = {"iq2_s", QK_K, 82, true, NULL, NULL},
-    [HALO_TYPE_IQ4_XS] = {"iq4_xs", QK_K, 136, true, NULL, NULL},
+    [HALO_TYPE_IQ4_XS] = {"iq4_xs", QK_K, 136, true, halo_to_float_iq4_xs, halo_from_float_iq4_xs},
     [HALO_TYPE_I8] = {"i8", 1, 1, false, NULL, NULL},
     [HALO_TYPE_I16] = {"i16", 1, 2, false, NULL, NULL},
     [HALO_TYPE_I32] = {"i32", 1, 4, false, NULL, NULL},
     [HALO_TYPE_I64] = {"i64", 1, 8, false, NULL, NULL},
     [HALO_TYPE_F64] = {"f64", 1, 8, false, NULL, NULL},
     [HALO_TYPE_IQ1_M] = {"iq1_m", QK_K, 56, true, NULL, NULL},
-    [HALO_TYPE_BF16] = {"bf16", 1, 2, false, NULL, NULL},
+    [HALO_TYPE_BF16] = {"bf16", 1, 2, false, halo_to_float_bf16, halo_from_float_bf16},
     [HALO_TYPE_TQ1_0] = {"tq1_0", QK_K, 54, true, NULL, NULL},
     [HALO_TYPE_TQ2_0] = {"tq2_0", QK_K, 66, true, NULL, NULL},
-    [HALO_TYPE_MXFP4] = {"mxfp4", 32, 17, true, NULL, NULL},
+    [HALO_TYPE_MXFP4] = {"mxfp4", 32, 17, true, halo_to_float_mxfp4, halo_from_float_mxfp4},
 };
 
 const halo_type_traits *halo_type_get(int type) {
