@@ -141,6 +141,8 @@ void halo_gguf_get_load_stats(const halo_gguf *g, halo_gguf_load_stats *out);
 
 /* Name of a metadata type ("u32", "string", "array"). */
 const char *halo_gguf_type_name(halo_gguf_type t);
+/* Bytes of one value of a numeric or bool type; 0 for string, array and invalid ids. */
+size_t halo_gguf_type_size(halo_gguf_type t);
 
 /* ---- writing ------------------------------------------------------------
  * Usage: open; set metadata (kv_*); declare every tensor (add_tensor); then
