@@ -20,6 +20,19 @@
 
 /* ---- shared encoder pieces --------------------------------------------------- */
 
+/* Quantize sz values against the decoder's float scale dl and min ml (w = dl*q - ml);
+ * returns the squared error of the reconstruction. */
+static double affine_fit(const float *x, int sz, int qmax, float dl, float ml, uint8_t *q) {
+    const double idl = halo_inv(dl);
+    double err = 0.0;
+    for (int j = 0; j < sz; j++) {
+        q[j] = (uint8_t)halo_qround(((double)x[j] + ml) * idl, 0, qmax);
+        const double e = (double)(dl * (float)q[j] - ml) - x[j];
+        err += e * e;
+    }
+    return err;
+}
+
 /* Affine sub-blocks (Q2_K, Q4_K, Q5_K): w = d*ls * q - dmin*lm, q in 0..qmax,
  * ls and lm in 0..lmax. The min is clamped to <= 0 so lm is never negative, as
  * the format requires. Writes d, dmin, ls[nsub], lm[nsub] and q[nsub*sz]. */
@@ -44,13 +57,35 @@ static void kquant_affine(const float *x, int nsub, int sz, int qmax, int lmax, 
     const double d = halo_fp16_to_fp32(*dh), dmin = halo_fp16_to_fp32(*dminh);
     const double id = halo_inv(d), idmin = halo_inv(dmin);
     for (int s = 0; s < nsub; s++) {
+        const float *xs = x + s * sz;
+        uint8_t *qs = q + s * sz;
         ls[s] = (uint8_t)halo_qround(sc[s] * id, 0, lmax);
         lm[s] = (uint8_t)halo_qround(mn[s] * idmin, 0, lmax);
-        /* the decoder's float values of the sub-block scale and min */
-        const float dl = (float)d * ls[s], ml = (float)dmin * lm[s];
-        const double idl = halo_inv(dl);
-        for (int j = 0; j < sz; j++)
-            q[s * sz + j] = (uint8_t)halo_qround(((double)x[s * sz + j] + ml) * idl, 0, qmax);
+        double err = affine_fit(xs, sz, qmax, (float)d * ls[s], (float)dmin * lm[s], qs);
+        /* When the half-precision super-block scales are coarse next to this
+         * sub-block (tiny data, or a sub-block far smaller than its neighbours),
+         * the rounded scale can vanish while the min does not, and the sub-block
+         * would decode worse than zeros. Fall back to the best constant (its
+         * mean, as far as the min can express it) or to zero. */
+        if (err > 0.0) {
+            double mean = 0.0, zero_err = 0.0;
+            for (int j = 0; j < sz; j++) {
+                mean += xs[j];
+                zero_err += (double)xs[j] * xs[j];
+            }
+            const uint8_t lm_mean = (uint8_t)halo_qround(-mean / sz * idmin, 0, lmax);
+            uint8_t tq[32];
+            double mean_err = affine_fit(xs, sz, qmax, 0.0f, (float)dmin * lm_mean, tq);
+            if (mean_err < err && mean_err <= zero_err) {
+                ls[s] = 0;
+                lm[s] = lm_mean;
+                memset(qs, 0, (size_t)sz);
+            } else if (zero_err < err) {
+                ls[s] = 0;
+                lm[s] = 0;
+                memset(qs, 0, (size_t)sz);
+            }
+        }
     }
 }
 
@@ -313,7 +348,8 @@ void halo_from_float_q8_k(const float *in, void *blocks, int64_t n) {
     for (int64_t i = 0; i < n / QK_K; i++, in += QK_K) {
         float amax = 0.0f;
         for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(in[j]));
-        const float d = isfinite(amax) ? amax / 127.0f : 0.0f;
+        float d = isfinite(amax) ? amax / 127.0f : 0.0f;
+        while (isinf(d * 127.0f)) d = nextafterf(d, 0.0f); /* 127*d must stay finite */
         const double id = halo_inv(d);
         b[i].d = d;
         for (int j = 0; j < QK_K; j++) b[i].qs[j] = (int8_t)halo_qround(in[j] * id, -127, 127);

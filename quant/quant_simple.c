@@ -360,7 +360,9 @@ static double mxfp4_fit(const float *x, uint8_t e, uint8_t *codes) {
 
 /* The OCP recipe takes the exponent that puts the largest value at 1.5..3 x the
  * top code's binade (clipping the very largest); one exponent more never clips.
- * Keep whichever fits the block better. E8M0 255 is NaN, so stay at or below 254. */
+ * Keep whichever fits the block better. Above e = 252 the top codes decode to
+ * infinity (12 * 2^125 overflows), so saturate there. */
+#define MXFP4_MAX_E 252
 void halo_from_float_mxfp4(const float *in, void *blocks, int64_t n) {
     halo_block_mxfp4 *b = blocks;
     uint8_t c0[HALO_QK], c1[HALO_QK];
@@ -376,10 +378,11 @@ void halo_from_float_mxfp4(const float *in, void *blocks, int64_t n) {
             e = 254;
         }
         if (e < 0) e = 0;
-        if (e > 253) e = 253;
-        double err0 = mxfp4_fit(in, (uint8_t)e, c0), err1 = mxfp4_fit(in, (uint8_t)(e + 1), c1);
+        if (e > MXFP4_MAX_E) e = MXFP4_MAX_E;
+        const int e1 = e < MXFP4_MAX_E ? e + 1 : e;
+        double err0 = mxfp4_fit(in, (uint8_t)e, c0), err1 = mxfp4_fit(in, (uint8_t)e1, c1);
         const uint8_t *c = err1 < err0 ? c1 : c0;
-        b[i].e = (uint8_t)(err1 < err0 ? e + 1 : e);
+        b[i].e = (uint8_t)(err1 < err0 ? e1 : e);
         for (int j = 0; j < HALO_QK / 2; j++) b[i].qs[j] = (uint8_t)(c[j] | c[j + 16] << 4);
     }
 }
