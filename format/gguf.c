@@ -788,8 +788,10 @@ static int read_data(gguf_part *p, int fd, const halo_load_options *opts, rd *r)
     p->buf = buf;
     p->buf_size = size;
     p->data = buf;
-    const uint64_t chunk = 64ull << 20;
+    /* big sequential reads; with progress, small enough for a line every ~10% */
     bool progress = opts && opts->progress && p->data_extent >= (32ull << 20);
+    uint64_t chunk = 64ull << 20;
+    if (progress && chunk > p->data_extent / 20) chunk = p->data_extent / 20;
     int last_decile = 0;
     uint64_t done = 0;
     while (done < p->data_extent) {
@@ -920,8 +922,10 @@ static int open_splits(halo_gguf *g, const char *path, const halo_load_options *
     if (vn && !scalar_u64(vn, &no))
         return fail(&r, HALO_ERR_FORMAT, "split.no has type %s; it must be an unsigned integer",
                     halo_gguf_type_name(vn->type));
-    if (count == 0 || count > 9999 || no >= count)
-        return fail(&r, HALO_ERR_FORMAT, "split.no %llu / split.count %llu are inconsistent",
+    if (count == 0 || count > 65535 || no >= count)
+        return fail(&r, HALO_ERR_FORMAT,
+                    "split.no %llu and split.count %llu are inconsistent (split.no counts from 0 "
+                    "and must be below split.count, at most 65535): the file is corrupt",
                     (unsigned long long)no, (unsigned long long)count);
     char prefix[4096];
     bool named = split_prefix(path, prefix, sizeof prefix);
