@@ -58,14 +58,20 @@ static inline uint16_t halo_scale_fp16(double d) {
 /* 1/d, or 0 for d == 0 (every quant then codes zero). */
 static inline double halo_inv(double d) { return d != 0.0 ? 1.0 / d : 0.0; }
 
-/* Index of the entry of a sorted 16-entry grid nearest to v (the lower on ties). */
-static inline int halo_nearest16(const int8_t *grid, double v) {
+/* Index of the entry of a sorted 16-entry grid nearest to v (the lower on ties),
+ * given the 15 midpoints between neighbours: the number of midpoints below v,
+ * found by a branch-free binary search (encoders call this for every weight of
+ * every candidate scale, and the branches would mispredict half the time). */
+static inline int halo_nearest16(const float *mid, double v) {
     int lo = 0;
-    for (int step = 8; step; step >>= 1)
-        if (lo + step < 16 && v > (double)grid[lo + step - 1] + 0.5 * (grid[lo + step] - grid[lo + step - 1]))
-            lo += step;
+    lo += (v > (double)mid[lo + 7]) * 8;
+    lo += (v > (double)mid[lo + 3]) * 4;
+    lo += (v > (double)mid[lo + 1]) * 2;
+    lo += (v > (double)mid[lo]) * 1;
     return lo;
 }
+/* Midpoints of halo_kvalues_iq4nl, for halo_nearest16. */
+extern const float halo_iq4nl_mid[15];
 
 /* IQ4_NL's search for one group of 32: the scale that best fits x to the grid
  * (least squares over a few candidates). Returns the float scale (not rounded

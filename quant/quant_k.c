@@ -462,8 +462,8 @@ void halo_from_float_iq4_xs(const float *in, void *blocks, int64_t n) {
             const double idl = halo_inv(dl);
             const float *x = in + 32 * ib;
             for (int j = 0; j < 16; j++) {
-                int q0 = halo_nearest16(halo_kvalues_iq4nl, x[j] * idl);
-                int q1 = halo_nearest16(halo_kvalues_iq4nl, x[j + 16] * idl);
+                int q0 = halo_nearest16(halo_iq4nl_mid, x[j] * idl);
+                int q1 = halo_nearest16(halo_iq4nl_mid, x[j + 16] * idl);
                 b[i].qs[16 * ib + j] = (uint8_t)(q0 | q1 << 4);
             }
         }

@@ -13,6 +13,8 @@
 
 const int8_t halo_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                        1,    13,   25,  38,  53,  69,  89,  113};
+const float halo_iq4nl_mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f, 45.5f,  61.0f,  79.0f,  101.0f};
 const int8_t halo_kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /* ---- F32 / F16 / BF16 ---------------------------------------------------- */
@@ -273,7 +275,7 @@ static double iq4_fit(const float *x, int n, double d, uint8_t *q) {
     const double id = halo_inv(d);
     double err = 0.0;
     for (int j = 0; j < n; j++) {
-        q[j] = (uint8_t)halo_nearest16(halo_kvalues_iq4nl, x[j] * id);
+        q[j] = (uint8_t)halo_nearest16(halo_iq4nl_mid, x[j] * id);
         double e = x[j] - d * halo_kvalues_iq4nl[q[j]];
         err += e * e;
     }
