@@ -488,10 +488,14 @@ char *halo_hparams_describe(const halo_hparams *hp, char *buf, size_t size) {
     else
         sb_printf(&b, " heads of dim %u (K) / %u (V)", hp->head_dim_k, hp->head_dim_v);
     if (hybrid)
-        sb_printf(&b, ", DeltaNet %u key / %u value heads of dim %u / %u (conv %u)",
+    {
+        sb_printf(&b, ", DeltaNet %u key / %u value heads of dim %u",
                   halo_hparams_deltanet_key_heads(hp), halo_hparams_deltanet_value_heads(hp),
-                  halo_hparams_deltanet_key_dim(hp), halo_hparams_deltanet_value_dim(hp),
-                  hp->ssm_conv_kernel);
+                  halo_hparams_deltanet_key_dim(hp));
+        if (halo_hparams_deltanet_value_dim(hp) != halo_hparams_deltanet_key_dim(hp))
+            sb_printf(&b, " (K) / %u (V)", halo_hparams_deltanet_value_dim(hp));
+        sb_printf(&b, " (conv %u)", hp->ssm_conv_kernel);
+    }
     if (hp->n_expert) {
         sb_printf(&b, ", %u experts (%u routed per token) of width %u", hp->n_expert,
                   hp->n_expert_used, hp->n_ff_exp);

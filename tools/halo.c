@@ -12,6 +12,8 @@ typedef struct command {
 
 static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
+    {"info", cmd_info, "describe a model and plan its memory"},
+    {"plan", cmd_plan, "the largest context that fits a memory budget"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,259 @@
+/*
+ * `halo plan`: the plain answer to "how much context fits?". Given a model and a
+ * memory budget (--mem, default this machine's memory), it prints the largest
+ * context (-c, over all -np slots) that fits with the chosen cache types, what
+ * that needs item by item, and a table over the common KV cache types so the
+ * trade-off between cache precision and context is visible at a glance.
+ *
+ * Only the metadata and tensor table are read; the weights are not touched.
+ */
+#include "tools.h"
+
+#include "format/gguf.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "runtime/runtime.h"
+#include "util/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct plan_args {
+    const char *model;
+    halo_load_options load;
+    halo_plan_options plan;
+    bool ctx_given;
+} plan_args;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: halo plan [-m] MODEL.gguf [--mem SIZE] [options]\n"
+            "\n"
+            "The largest context that fits a memory budget, what it needs, and the same for\n"
+            "each common KV cache type. Without a model, the repository's default model.\n"
+            "\n"
+            "options:\n"
+            "  -m, --model FILE          the model (or give it as the first argument)\n"
+            "  --mem SIZE                memory budget: 64GiB, 48G, 60GB; a bare number is GiB\n"
+            "                            (default: this machine's memory)\n"
+            "  -np, --parallel N         parallel slots (default 1); the context is shared\n"
+            "  -ctk, --cache-type-k T    K cache type: %s (default f16)\n"
+            "  -ctv, --cache-type-v T    V cache type (default f16)\n"
+            "  -c, --ctx-size N          also say whether this context fits\n"
+            "  --no-mmap, --mlock        accepted, as for every command that loads a model\n"
+            "  -h, --help                this help\n",
+            halo_kv_type_names());
+}
+
+static bool parse_kv_type(const char *flag, const char *text, int *out) {
+    int t = halo_kv_type_from_name(text);
+    if (t < 0) {
+        fprintf(stderr, "error: %s: '%s' is not a KV cache type (use one of %s)\n", flag, text,
+                halo_kv_type_names());
+        return false;
+    }
+    *out = t;
+    return true;
+}
+
+static bool parse_mem(const char *flag, const char *text, uint64_t *out) {
+    if (!halo_parse_size(text, 1ull << 30, out) || *out == 0) {
+        fprintf(stderr, "error: %s: '%s' is not a memory size (e.g. 64GiB, 48G, 60GB)\n", flag,
+                text);
+        return false;
+    }
+    return true;
+}
+
+/* -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, plan_args *a) {
+    memset(a, 0, sizeof *a);
+    halo_plan_options_default(&a->plan);
+    for (int i = 1; i < argc;) {
+        const char *arg = argv[i];
+        const char *v;
+        int64_t n;
+        if (tools_is_help(arg)) {
+            usage(stdout);
+            return 0;
+        }
+        if (tools_parse_load_flag(argc, argv, &i, &a->load)) continue;
+        if (!strcmp(arg, "-m") || !strcmp(arg, "--model")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            a->model = v;
+        } else if (!strcmp(arg, "-c") || !strcmp(arg, "--ctx-size")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!tools_parse_int(arg, v, 1, 1ll << 30, &n)) return 2;
+            a->plan.n_ctx = (uint64_t)n;
+            a->ctx_given = true;
+        } else if (!strcmp(arg, "-np") || !strcmp(arg, "--parallel")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!tools_parse_int(arg, v, 1, 1024, &n)) return 2;
+            a->plan.n_slots = (uint32_t)n;
+        } else if (!strcmp(arg, "-ctk") || !strcmp(arg, "--cache-type-k")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!parse_kv_type(arg, v, &a->plan.type_k)) return 2;
+        } else if (!strcmp(arg, "-ctv") || !strcmp(arg, "--cache-type-v")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!parse_kv_type(arg, v, &a->plan.type_v)) return 2;
+        } else if (!strcmp(arg, "--mem")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!parse_mem(arg, v, &a->plan.mem_bytes)) return 2;
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            fprintf(stderr, "error: unknown option '%s' (halo plan --help lists them)\n", arg);
+            return 2;
+        } else {
+            if (a->model) {
+                fprintf(stderr, "error: more than one model given ('%s' and '%s')\n", a->model,
+                        arg);
+                return 2;
+            }
+            a->model = arg;
+            i++;
+        }
+    }
+    if (a->ctx_given && a->plan.n_ctx < a->plan.n_slots) {
+        fprintf(stderr, "error: -c %" PRIu64 " is less than one token per slot (-np %u)\n",
+                a->plan.n_ctx, a->plan.n_slots);
+        return 2;
+    }
+    if (!a->model) a->model = tools_default_model();
+    return -1;
+}
+
+/* The plan at the largest context that fits (or at 1 token if none does). */
+static int plan_at_max(const halo_hparams *hp, uint64_t weights, const halo_plan_options *base,
+                       int type_k, int type_v, halo_memory_plan *out, halo_error *err) {
+    halo_plan_options o = *base;
+    o.type_k = type_k;
+    o.type_v = type_v;
+    o.n_ctx = o.n_slots;
+    int rc = halo_plan_compute(hp, weights, &o, out, err);
+    if (rc || out->mem_bytes == 0) return rc;
+    uint64_t best = out->max_ctx;
+    if (best == UINT64_MAX || best == 0) return 0;
+    o.n_ctx = best;
+    return halo_plan_compute(hp, weights, &o, out, err);
+}
+
+int cmd_plan(int argc, char **argv) {
+    plan_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+
+    halo_error err = {0};
+    halo_gguf *g = NULL;
+    if (halo_gguf_open(a.model, &a.load, &g, &err) != 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    halo_hparams hp;
+    halo_model_stats st;
+    halo_memory_plan best, at_c;
+    rc = halo_hparams_load(g, &hp, &err);
+    if (rc == 0) rc = halo_model_stats_compute(g, &hp, &st, &err);
+    if (rc) {
+        fprintf(stderr, "error: %s: cannot plan: %s\n", a.model, err.msg);
+        halo_gguf_close(g);
+        return 1;
+    }
+    rc = plan_at_max(&hp, st.bytes, &a.plan, a.plan.type_k, a.plan.type_v, &best, &err);
+    if (rc == 0 && a.ctx_given) rc = halo_plan_compute(&hp, st.bytes, &a.plan, &at_c, &err);
+    if (rc) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        halo_gguf_close(g);
+        return rc == HALO_ERR_ARG ? 2 : 1;
+    }
+    if (best.mem_bytes == 0) {
+        fprintf(stderr, "error: this machine's memory is unknown; give --mem SIZE\n");
+        halo_gguf_close(g);
+        return 1;
+    }
+
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+    const char *base = strrchr(a.model, '/');
+    base = base ? base + 1 : a.model;
+    printf("model            %s: %s, %s parameters", base, hp.arch_name,
+           halo_format_count(st.n_params, b1, sizeof b1));
+    if (st.n_params_active != st.n_params)
+        printf(" (%s active)", halo_format_count(st.n_params_active, b2, sizeof b2));
+    printf(", %s of weights, trained context %u\n", halo_format_bytes_si(st.bytes, b3, sizeof b3),
+           hp.n_ctx_train);
+    printf("memory           %s (%s), %u slot%s, K %s / V %s\n",
+           halo_format_bytes(best.mem_bytes, b1, sizeof b1),
+           best.mem_from_system ? "this machine" : "--mem", a.plan.n_slots,
+           a.plan.n_slots == 1 ? "" : "s", halo_type_name(a.plan.type_k),
+           halo_type_name(a.plan.type_v));
+
+    uint64_t fixed = best.weights_bytes + best.recurrent_bytes + best.compute_bytes;
+    if (best.max_ctx == 0) {
+        printf("largest context  none: weights %s + recurrent state %s + compute buffers %s "
+               "(estimate) = %s exceed the budget by %s\n",
+               halo_format_bytes(best.weights_bytes, b1, sizeof b1),
+               halo_format_bytes(best.recurrent_bytes, b2, sizeof b2),
+               halo_format_bytes(best.compute_bytes, b3, sizeof b3),
+               halo_format_bytes(fixed, b4, sizeof b4),
+               halo_format_bytes(fixed - best.mem_bytes, b5, sizeof b5));
+    } else {
+        printf("largest context  -c %" PRIu64, best.n_ctx);
+        if (best.max_ctx_fit == UINT64_MAX)
+            printf(" (no KV cache: the trained context%s)\n", a.plan.n_slots > 1 ? " x slots" : "");
+        else if (best.max_ctx_capped_by_train)
+            printf(" (the trained context%s; the memory would hold %s)\n",
+                   a.plan.n_slots > 1 ? " x slots" : "",
+                   halo_format_count(best.max_ctx_fit, b1, sizeof b1));
+        else
+            printf(" (limited by memory)\n");
+        printf("  needs          weights %s + KV cache %s + recurrent state %s + compute %s "
+               "(estimate) = %s, %s left\n",
+               halo_format_bytes(best.weights_bytes, b1, sizeof b1),
+               halo_format_bytes(best.kv_bytes, b2, sizeof b2),
+               halo_format_bytes(best.recurrent_bytes, b3, sizeof b3),
+               halo_format_bytes(best.compute_bytes, b4, sizeof b4),
+               halo_format_bytes(best.total_bytes, b5, sizeof b5),
+               halo_format_bytes((uint64_t)best.headroom_bytes, b6, sizeof b6));
+    }
+    printf("  KV cache       %s per token (%u full-attention layer%s)",
+           halo_format_bytes(best.kv_bytes_per_token, b1, sizeof b1), hp.n_attention_layers,
+           hp.n_attention_layers == 1 ? "" : "s");
+    if (hp.n_deltanet_layers)
+        printf("; recurrent state %s per slot (%u DeltaNet layers)",
+               halo_format_bytes(best.conv_bytes_per_slot + best.ssm_bytes_per_slot, b2, sizeof b2),
+               hp.n_deltanet_layers);
+    printf("\n  compute        estimated as logits n_vocab x %u x 4 B + f32 activations of a "
+           "%u-token ubatch\n",
+           best.n_ubatch, best.n_ubatch);
+    if (a.ctx_given)
+        printf("at -c %-10" PRIu64 " %s in all: %s\n", at_c.n_ctx,
+               halo_format_bytes(at_c.total_bytes, b1, sizeof b1),
+               at_c.fits ? "fits" : "does NOT fit");
+
+    /* The trade-off table: the same budget, each common cache type for K and V. */
+    static const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
+                                HALO_TYPE_Q4_0};
+    printf("\n%-13s %12s %14s %14s %12s\n", "KV type", "per token", "largest -c", "memory holds",
+           "total");
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        halo_memory_plan p;
+        halo_error e = {0};
+        char label[32];
+        snprintf(label, sizeof label, "%s/%s", halo_type_name(types[k]), halo_type_name(types[k]));
+        if (plan_at_max(&hp, st.bytes, &a.plan, types[k], types[k], &p, &e) != 0) {
+            printf("%-13s %12s   (%s)\n", label, "-", e.msg);
+            continue;
+        }
+        char ctx[32], holds[32];
+        if (p.max_ctx == 0) snprintf(ctx, sizeof ctx, "none");
+        else snprintf(ctx, sizeof ctx, "%" PRIu64, p.max_ctx);
+        if (p.max_ctx_fit == UINT64_MAX) snprintf(holds, sizeof holds, "any");
+        else halo_format_count(p.max_ctx_fit, holds, sizeof holds);
+        printf("%-13s %12s %14s %14s %12s\n", label,
+               halo_format_bytes(p.kv_bytes_per_token, b1, sizeof b1), ctx, holds,
+               p.max_ctx ? halo_format_bytes(p.total_bytes, b2, sizeof b2) : "-");
+    }
+    printf("(largest -c is capped at the trained context x slots; \"memory holds\" is what the "
+           "budget alone allows)\n");
+    halo_gguf_close(g);
+    return 0;
+}
