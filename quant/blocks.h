@@ -10,6 +10,14 @@
  * j of qs holds weight j in its low nibble and weight j+16 in its high nibble.
  * The 256-wide "K" formats are super-blocks whose sub-blocks carry small
  * quantized scales that are multiplied by the super-block's half-precision d.
+ *
+ * For kernels: in every format with a half-precision scale, each product in the
+ * decoder is exact in f32 (an 11-bit significand times a sub-scale of at most 8
+ * bits times a code of at most 7 bits stays within 24 bits; e.g. Q6_K's
+ * d*sc*q is 11+7+5). So FMA, any order of the multiplies, or integer
+ * accumulation of sc*q reproduces the reference bit for bit; only the add or
+ * subtract of a min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) rounds, once. Q8_K's f32 d is
+ * the exception: d*q rounds.
  */
 #ifndef HALO_QUANT_BLOCKS_H
 #define HALO_QUANT_BLOCKS_H

@@ -10,6 +10,17 @@
  *
  * Decoders match the reference decoder of the GGUF ecosystem bit for bit
  * (checked against ../shared/fixtures/quant). Layouts: quant/blocks.h.
+ *
+ * Encoders are deterministic (the same input gives the same bytes), never
+ * produce NaN or infinite block scales from finite input (scales saturate at the
+ * format's largest finite value, so huge inputs clip and tiny ones may flush to
+ * zero), and round every weight against the scales as the decoder will see them.
+ * Reference figures per type: tests/quant/test_roundtrip.c.
+ *
+ * Block pointers must be aligned as the block struct requires (2 bytes; 4 for
+ * Q8_K; F16/BF16/F32 data may be unaligned), which GGUF's 32-byte tensor
+ * alignment always gives. Decoders and encoders are pure functions of their
+ * arguments and safe to call from many threads.
  */
 #ifndef HALO_QUANT_H
 #define HALO_QUANT_H

@@ -4,8 +4,9 @@
  * GGUF ecosystem's) and round-to-nearest reference encoders.
  *
  * Decoders evaluate each weight with the same float operations in the same order
- * as the reference (e.g. (q - 8) * d, q * d + m) so the results match bit for bit;
- * do not "simplify" them algebraically.
+ * as the reference (e.g. (q - 8) * d, q * d + m). The products are exact (see
+ * blocks.h), so what must not change is where the one rounding add of a min
+ * happens: keep it last.
  */
 #include "quant_impl.h"
 
