@@ -247,6 +247,24 @@ static void test_sums(float *x) {
         }
 }
 
+/* Any bytes decode without reading or writing outside the exact-size buffers
+ * (the sanitizer build checks), for every type with a decoder. */
+static void test_random_bytes(void) {
+    for (int t = 0; t < HALO_TYPE_COUNT; t++) {
+        const halo_type_traits *tr = halo_type_get(t);
+        if (!tr || !tr->to_float) continue;
+        const int64_t n = 2 * HALO_QK_K;
+        const size_t bytes = halo_type_row_size(t, n);
+        uint8_t *blocks = malloc(bytes);
+        float *out = malloc((size_t)n * sizeof(float));
+        for (size_t i = 0; i < bytes; i++) blocks[i] = (uint8_t)(uniform01() * 256.0);
+        halo_error err = {0};
+        CHECK_MSG(halo_quant_decode(t, blocks, out, n, &err) == 0, "%s: %s", tr->name, err.msg);
+        free(blocks);
+        free(out);
+    }
+}
+
 static void test_api_errors(void) {
     float x[64] = {0}, y[64];
     uint8_t blocks[256];
@@ -275,6 +293,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_type(&cases[i], x, y, y2);
     test_exact_halves(x, y);
     test_sums(x);
+    test_random_bytes();
     test_api_errors();
     free(x);
     free(y);
