@@ -38,8 +38,8 @@ static void usage(FILE *out) {
             "\n"
             "options:\n"
             "  -m, --model FILE          the model (or give it as the first argument)\n"
-            "  -c, --ctx-size N          context tokens over all slots, as llama.cpp's -c "
-            "(default %d; 32k ok)\n"
+            "  -c, --ctx-size N          context tokens over all slots, as llama.cpp's -c\n"
+            "                            (default %d; 32k ok; 0 = the trained context)\n"
             "  -np, --parallel N         parallel slots (default 1)\n"
             "  -ctk, --cache-type-k T    K cache type: %s (default f16)\n"
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
@@ -92,7 +92,8 @@ static int parse_args(int argc, char **argv, info_args *a) {
             a->model = v;
         } else if (!strcmp(arg, "-c") || !strcmp(arg, "--ctx-size")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!tools_parse_int(arg, v, 1, 1ll << 30, &n)) return 2;
+            /* 0: the trained context, as in llama.cpp */
+            if (!tools_parse_int(arg, v, 0, 1ll << 30, &n)) return 2;
             a->plan.n_ctx = (uint64_t)n;
         } else if (!strcmp(arg, "-np") || !strcmp(arg, "--parallel")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
@@ -123,7 +124,7 @@ static int parse_args(int argc, char **argv, info_args *a) {
             i++;
         }
     }
-    if (a->plan.n_ctx < a->plan.n_slots) {
+    if (a->plan.n_ctx != 0 && a->plan.n_ctx < a->plan.n_slots) {
         fprintf(stderr, "error: -c %" PRIu64 " is less than one token per slot (-np %u)\n",
                 a->plan.n_ctx, a->plan.n_slots);
         return 2;
@@ -169,7 +170,11 @@ static int gather(const info_args *a, info *in) {
         return 1;
     }
     if (in->have_hparams) {
-        rc = halo_plan_compute(&in->hp, in->st.bytes, &a->plan, &in->plan, &err);
+        halo_plan_options o = a->plan;
+        if (o.n_ctx == 0) /* -c 0: the trained context */
+            o.n_ctx = in->hp.n_ctx_train ? in->hp.n_ctx_train : HALO_PLAN_DEFAULT_CTX;
+        if (o.n_ctx < o.n_slots) o.n_ctx = o.n_slots;
+        rc = halo_plan_compute(&in->hp, in->st.bytes, &o, &in->plan, &err);
         if (rc == HALO_ERR_ARG) {
             fprintf(stderr, "error: %s\n", err.msg);
             return 2;

@@ -40,7 +40,7 @@ static void usage(FILE *out) {
             "  -np, --parallel N         parallel slots (default 1); the context is shared\n"
             "  -ctk, --cache-type-k T    K cache type: %s (default f16)\n"
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
-            "  -c, --ctx-size N          also say whether this context fits\n"
+            "  -c, --ctx-size N          also say whether this context fits (0: the trained one)\n"
             "  --no-mmap, --mlock        accepted, as for every command that loads a model\n"
             "  -h, --help                this help\n",
             halo_kv_type_names());
@@ -84,7 +84,8 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             a->model = v;
         } else if (!strcmp(arg, "-c") || !strcmp(arg, "--ctx-size")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!tools_parse_int(arg, v, 1, 1ll << 30, &n)) return 2;
+            /* 0: the trained context, as in llama.cpp */
+            if (!tools_parse_int(arg, v, 0, 1ll << 30, &n)) return 2;
             a->plan.n_ctx = (uint64_t)n;
             a->ctx_given = true;
         } else if (!strcmp(arg, "-np") || !strcmp(arg, "--parallel")) {
@@ -113,7 +114,7 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             i++;
         }
     }
-    if (a->ctx_given && a->plan.n_ctx < a->plan.n_slots) {
+    if (a->ctx_given && a->plan.n_ctx != 0 && a->plan.n_ctx < a->plan.n_slots) {
         fprintf(stderr, "error: -c %" PRIu64 " is less than one token per slot (-np %u)\n",
                 a->plan.n_ctx, a->plan.n_slots);
         return 2;
@@ -158,6 +159,9 @@ int cmd_plan(int argc, char **argv) {
         halo_gguf_close(g);
         return 1;
     }
+    if (a.plan.n_ctx == 0) /* -c 0: the trained context */
+        a.plan.n_ctx = hp.n_ctx_train ? hp.n_ctx_train : HALO_PLAN_DEFAULT_CTX;
+    if (a.plan.n_ctx < a.plan.n_slots) a.plan.n_ctx = a.plan.n_slots;
     rc = plan_at_max(&hp, st.bytes, &a.plan, a.plan.type_k, a.plan.type_v, &best, &err);
     if (rc == 0 && a.ctx_given) rc = halo_plan_compute(&hp, st.bytes, &a.plan, &at_c, &err);
     if (rc) {

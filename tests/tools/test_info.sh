@@ -107,6 +107,19 @@ expect_lines "$TMP/flags.out" "memory plan   32768 tokens over 2 slots (16384 ea
 run flags2 info --model "$K" --ctx-size 1024 --parallel 1 --cache-type-k f32 --cache-type-v bf16 --no-mmap
 checks=$((checks + 1)); [ "$rc" -eq 0 ] || bad "long flags: exit $rc $(cat "$TMP/flags2.err")"
 expect_lines "$TMP/flags2.out" "K f32 / V bf16" "read (--no-mmap)"
+# -c 0: the trained context, as llama.cpp reads it
+run c0 info "$K" -c 0
+expect_lines "$TMP/c0.out" "memory plan   32768 tokens over 1 slot"
+
+# every quantized fixture (one block type each) describes its weights
+for f in "$FIX"/quant/*.gguf; do
+    [ -e "$f" ] || continue
+    run q info "$f"
+    checks=$((checks + 1))
+    [ "$rc" -eq 0 ] || bad "halo info $f exited $rc: $(cat "$TMP/q.err")"
+    expect_lines "$TMP/q.out" "bits per weight" "memory plan"
+done
+
 run tight info "$K" --mem 50MiB
 expect_lines "$TMP/tight.out" "does NOT fit"
 
@@ -137,7 +150,7 @@ expect_error 1 notgguf info "$TMP/text.gguf"
 expect_error 1 empty info "$TMP/empty.gguf"
 
 expect_error 2 badc info "$K" -c abc
-expect_error 2 zeroc info "$K" -c 0
+expect_error 2 negc info "$K" -c -5
 expect_error 2 hugec info "$K" -c 99999999999
 expect_error 2 nocval info "$K" -c
 expect_error 2 badnp info "$K" -np 0

@@ -77,6 +77,9 @@ expect_ok llama plan "$FIX/models/tiny-llama-f16.gguf" --mem 1GiB
 expect_lines llama "1.00 KiB per token (2 full-attention layers)" "largest context  -c 4096"
 grep -q "DeltaNet" "$TMP/llama.out" && bad "tiny-llama plan mentions DeltaNet"
 
+expect_ok c0 plan "$K" --mem 64GiB -c 0
+expect_lines c0 "at -c 32768"
+
 # this machine's memory when no --mem
 expect_ok machine plan "$K"
 expect_lines machine "(this machine)"
