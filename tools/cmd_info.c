@@ -236,7 +236,11 @@ static void print_plan_text(const halo_hparams *hp, const halo_memory_plan *p) {
         printf("  %-20s unknown (give --mem)\n", "memory");
         return;
     }
-    if (p->fits)
+    uint64_t avail = p->mem_from_system ? halo_system_available_bytes() : 0;
+    if (p->fits && avail)
+        printf("  %-20s %10s   this machine: fits, %s headroom (%s available now)\n", "memory",
+               mib(p->mem_bytes, b1), mib((uint64_t)p->headroom_bytes, b2), mib(avail, b3));
+    else if (p->fits)
         printf("  %-20s %10s   %s: fits, %s headroom\n", "memory", mib(p->mem_bytes, b1),
                p->mem_from_system ? "this machine" : "--mem", mib((uint64_t)p->headroom_bytes, b2));
     else
