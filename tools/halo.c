@@ -14,6 +14,7 @@ static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
     {"info", cmd_info, "describe a model and plan its memory"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
+    {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},
     {NULL, NULL, NULL},
 };
 
