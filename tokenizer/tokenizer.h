@@ -1,0 +1,145 @@
+/*
+ * tokenizer — text to token ids and back, from the vocabulary a GGUF file carries.
+ *
+ * Two model families, named by `tokenizer.ggml.model`:
+ *   - "gpt2": byte-level BPE. The text is first cut into words by the pre-tokenizer
+ *     that `tokenizer.ggml.pre` names (a list of regexes run through PCRE2 in
+ *     Unicode mode), each word's bytes are mapped to GPT-2's printable alphabet and
+ *     merged pair by pair in the order of `tokenizer.ggml.merges`.
+ *   - "llama": SentencePiece BPE. Spaces become U+2581, a leading one is added
+ *     (add_space_prefix), symbols are merged by token score, and characters that
+ *     are not in the vocabulary fall back to byte tokens <0xXX>.
+ *
+ * Special tokens (control, user-defined, unknown) are cut out of the text before
+ * either runs, longest first: user-defined tokens always, control and unknown ones
+ * only with HALO_TOK_PARSE_SPECIAL — the same rule the llama.cpp tools apply, so the
+ * same prompt gives the same ids.
+ *
+ * Text that is not valid UTF-8 is tokenized too: invalid bytes become byte tokens,
+ * so decode(encode(x)) == x holds for any bytes a byte-level vocabulary can spell.
+ *
+ * Encoding and decoding take a const tokenizer and keep their scratch space per
+ * call: one tokenizer may serve many threads at once.
+ */
+#ifndef HALO_TOKENIZER_H
+#define HALO_TOKENIZER_H
+
+#include "format/gguf.h"
+#include "halo.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct halo_tokenizer halo_tokenizer;
+
+typedef enum halo_tok_kind {
+    HALO_TOK_KIND_BPE = 0, /* tokenizer.ggml.model = gpt2 */
+    HALO_TOK_KIND_SPM = 1, /* tokenizer.ggml.model = llama */
+} halo_tok_kind;
+
+/* tokenizer.ggml.token_type values */
+typedef enum halo_tok_type {
+    HALO_TOK_TYPE_UNDEFINED = 0,
+    HALO_TOK_TYPE_NORMAL = 1,
+    HALO_TOK_TYPE_UNKNOWN = 2,
+    HALO_TOK_TYPE_CONTROL = 3,
+    HALO_TOK_TYPE_USER_DEFINED = 4,
+    HALO_TOK_TYPE_UNUSED = 5,
+    HALO_TOK_TYPE_BYTE = 6,
+} halo_tok_type;
+
+typedef struct halo_tokenizer_options {
+    /* Use this pre-tokenizer instead of the file's tokenizer.ggml.pre (NULL: the
+     * file's). Lets tests and odd files try another splitting on the same vocab. */
+    const char *pre_override;
+} halo_tokenizer_options;
+
+/* Build the tokenizer from an opened GGUF. Everything needed is copied: the file
+ * may be closed afterwards. Fails with HALO_ERR_UNSUPPORTED for a tokenizer model
+ * or pre-tokenizer halo does not know (the message lists the known ones), and
+ * HALO_ERR_FORMAT for inconsistent metadata. */
+int halo_tokenizer_load(const halo_gguf *g, halo_tokenizer **out, halo_error *err);
+int halo_tokenizer_load_ex(const halo_gguf *g, const halo_tokenizer_options *opts,
+                           halo_tokenizer **out, halo_error *err);
+void halo_tokenizer_free(halo_tokenizer *t);
+
+/* The pre-tokenizer names halo accepts, NULL-terminated (aliases included). */
+const char *const *halo_tok_pre_names(void);
+
+/* ---- vocabulary ---------------------------------------------------------- */
+
+halo_tok_kind halo_tok_kind_of(const halo_tokenizer *t);
+const char *halo_tok_model_name(const halo_tokenizer *t); /* "gpt2", "llama" */
+const char *halo_tok_pre_name(const halo_tokenizer *t);   /* "qwen2", ...; "" for SPM */
+int32_t halo_tok_n_vocab(const halo_tokenizer *t);
+
+/* Special ids, -1 where the model has none. */
+int32_t halo_tok_bos(const halo_tokenizer *t);
+int32_t halo_tok_eos(const halo_tokenizer *t);
+int32_t halo_tok_eot(const halo_tokenizer *t);
+int32_t halo_tok_unk(const halo_tokenizer *t);
+int32_t halo_tok_pad(const halo_tokenizer *t);
+bool halo_tok_add_bos(const halo_tokenizer *t); /* BOS goes in front (HALO_TOK_ADD_SPECIAL) */
+bool halo_tok_add_eos(const halo_tokenizer *t);
+/* End of generation: EOS, EOT, EOM and the control tokens models end turns with
+ * (<|im_end|>, <|eot_id|>, <end_of_turn>, <|endoftext|>, ...). */
+bool halo_tok_is_eog(const halo_tokenizer *t, int32_t id);
+/* halo_tok_type of a token; HALO_TOK_TYPE_UNDEFINED if id is out of range. */
+int halo_tok_type_of(const halo_tokenizer *t, int32_t id);
+
+/* The token's text as stored in the vocabulary (byte-level or U+2581-escaped),
+ * not NUL-terminated; NULL if id is out of range. */
+const char *halo_tok_text(const halo_tokenizer *t, int32_t id, size_t *len);
+/* The bytes the token stands for in decoded text. Control and unknown tokens
+ * give their text when `special`, nothing otherwise; unused tokens give nothing.
+ * Not NUL-terminated; NULL if id is out of range. */
+const char *halo_tok_piece(const halo_tokenizer *t, int32_t id, bool special, size_t *len);
+/* The id whose vocabulary text is exactly text[0..len), -1 if none. */
+int32_t halo_tok_find(const halo_tokenizer *t, const char *text, size_t len);
+
+/* ---- encoding ------------------------------------------------------------ */
+
+enum {
+    HALO_TOK_ADD_SPECIAL = 1u << 0,   /* BOS/EOS as the model asks (add_bos_token...) */
+    HALO_TOK_PARSE_SPECIAL = 1u << 1, /* recognise control tokens written in the text */
+};
+
+/* Tokenize text[0..len) (any bytes). *ids is malloc'd (free it; NULL when
+ * *n_ids is 0). */
+int halo_tok_encode(const halo_tokenizer *t, const char *text, size_t len, unsigned flags,
+                    int32_t **ids, size_t *n_ids, halo_error *err);
+
+/* ---- decoding ------------------------------------------------------------ */
+
+enum {
+    HALO_TOK_DECODE_SPECIAL = 1u << 0, /* write control tokens' text (<|im_end|>) */
+    /* SentencePiece: drop the one space that add_space_prefix put in front of the
+     * text and after each special token, so that decode(encode(x)) == x. No effect
+     * on BPE vocabularies. */
+    HALO_TOK_DECODE_STRIP_PREFIX = 1u << 1,
+};
+
+/* The bytes of ids[0..n) joined. *out is malloc'd and NUL-terminated (the text
+ * may itself contain NULs); *out_len excludes the terminator. */
+int halo_tok_decode(const halo_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
+                    char **out, size_t *out_len, halo_error *err);
+
+/* Streaming decoder for generation: fed one token at a time, it hands out only
+ * whole UTF-8 characters and holds back an incomplete one until the next token
+ * completes it. The pieces it hands out (push after push, then flush) join to
+ * exactly halo_tok_decode of the same tokens with the same flags; bytes that can
+ * never become a valid character are passed through as they come. */
+typedef struct halo_detok halo_detok;
+
+int halo_detok_new(const halo_tokenizer *t, unsigned flags, halo_detok **out, halo_error *err);
+/* Feed one token. *out and *len: the bytes ready now (possibly none), valid until the
+ * next call on d. Fails (HALO_ERR_ARG) for an id out of range. */
+int halo_detok_push(halo_detok *d, int32_t id, const char **out, size_t *len, halo_error *err);
+/* End of stream: whatever was held back. */
+void halo_detok_flush(halo_detok *d, const char **out, size_t *len);
+/* Forget the state; start a new text. */
+void halo_detok_reset(halo_detok *d);
+void halo_detok_free(halo_detok *d);
+
+#endif /* HALO_TOKENIZER_H */
