@@ -554,6 +554,8 @@ static int parse_file(rd *r, arena *a, gguf_file *f) {
     f->kv_hash = arena_alloc(a, (size_t)f->kv_hash_cap * sizeof *f->kv_hash, 8);
     if (!f->kvs || !f->kv_hash) return fail(r, HALO_ERR_NOMEM, "out of memory for the metadata");
     memset(f->kv_hash, 0, (size_t)f->kv_hash_cap * sizeof *f->kv_hash);
+    /* zeroed so that a narrow scalar leaves no stale bytes in the value union */
+    memset(f->kvs, 0, (size_t)(n_kv ? n_kv : 1) * sizeof *f->kvs);
     for (uint64_t i = 0; i < n_kv; i++) {
         halo_gguf_kv *kv = &f->kvs[i];
         halo_gguf_string key;
