@@ -15,6 +15,7 @@ static const command commands[] = {
     {"info", cmd_info, "describe a model and plan its memory"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
     {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},
+    {"tokenize", cmd_tokenize, "print the tokens of a text (like llama-tokenize)"},
     {NULL, NULL, NULL},
 };
 
