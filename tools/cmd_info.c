@@ -194,6 +194,31 @@ static const char *mib(uint64_t b, char *buf) { return halo_format_bytes(b, buf,
 static const char *gb(uint64_t b, char *buf) { return halo_format_bytes_si(b, buf, 32); }
 static const char *cnt(uint64_t n, char *buf) { return halo_format_count(n, buf, 32); }
 
+/* "label         text", the text broken after commas so that lines stay under
+ * ~96 columns, continuation lines indented under the first. */
+static void print_wrapped(const char *label, const char *text) {
+    const int indent = 14, width = 96;
+    printf("%-14s", label);
+    int col = indent;
+    const char *p = text;
+    while (*p) {
+        const char *comma = strstr(p, ", ");
+        size_t len = comma ? (size_t)(comma - p) + 1 : strlen(p); /* keep the comma */
+        if (col > indent && col + 1 + (int)len > width) {
+            printf("\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            putchar(' ');
+            col++;
+        }
+        fwrite(p, 1, len, stdout);
+        col += (int)len;
+        p += len;
+        if (*p == ' ') p++;
+    }
+    putchar('\n');
+}
+
 /* "DDDA DDDA": the layer kinds, grouped by the attention interval. */
 static void print_layer_map(const halo_hparams *hp) {
     printf("%-14s", "layer map");
@@ -276,7 +301,7 @@ static void print_text(const info_args *a, const info *in) {
                      size_label ? size_label : "", size_label ? ")" : "");
     if (in->have_hparams) {
         char desc[1024];
-        printf("%-14s%s\n", "architecture", halo_hparams_describe(hp, desc, sizeof desc));
+        print_wrapped("architecture", halo_hparams_describe(hp, desc, sizeof desc));
         if (halo_arch_is_hybrid(hp->arch) || hp->n_nextn) print_layer_map(hp);
         if (hp->arch == HALO_ARCH_UNKNOWN)
             printf("%-14sarchitecture '%s' is not one halo runs; described from its metadata\n",

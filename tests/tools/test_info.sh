@@ -74,7 +74,8 @@ done
 K="$FIX/models/kdoc-moe-bf16.gguf"
 run kdoc info "$K"
 expect_lines "$TMP/kdoc.out" \
-    "architecture  qwen35moe: 8 layers (6 Gated DeltaNet + 2 gated full attention, every 4th), hidden 256, vocab 8192" \
+    "architecture  qwen35moe: 8 layers (6 Gated DeltaNet + 2 gated full attention, every 4th)," \
+    "hidden 256, vocab 8192" \
     "attention 2 query / 1 KV heads of dim 256" \
     "DeltaNet 2 key / 4 value heads of dim 128 (conv 4)" \
     "8 experts (2 routed per token) of width 256 + 1 shared expert of width 256" \
@@ -92,7 +93,8 @@ expect_lines "$TMP/kdoc.out" \
     "per slot: 6 DeltaNet layers, conv 72.0 KiB + state 1.50 MiB"
 
 run llama info "$FIX/models/tiny-llama-f16.gguf"
-expect_lines "$TMP/llama.out" "architecture  llama: 2 layers, hidden 256, vocab 1024, attention 4 query / 2 KV heads of dim 64, FFN 512" \
+expect_lines "$TMP/llama.out" "architecture  llama: 2 layers, hidden 256, vocab 1024, attention 4 query / 2 KV heads of dim 64," \
+    "FFN 512, RoPE (base 10000), RMS eps 1e-06, trained context 4096" \
     "parameters    1.71 M" "  KV cache               4.00 MiB   1.00 KiB per token"
 grep -q "recurrent state" "$TMP/llama.out" && bad "tiny-llama has no recurrent state"
 
