@@ -75,6 +75,52 @@ static int try_pair(const halo_tokenizer *t, spm_state *st, int32_t left, int32_
     return heap_push(st, (spm_pair){t->score[id], left, right, size});
 }
 
+/* Merge and emit the symbols of s[a .. a+n). */
+static int spm_piece(const halo_tokenizer *t, spm_state *st, size_t a, size_t n, tok_vec *out) {
+    const char *s = st->s;
+    /* one symbol per character; a byte that starts no valid character is its own */
+    int32_t ns = 0;
+    for (size_t i = a; i < a + n;) {
+        size_t cl = tok_utf8_valid_len((const unsigned char *)s + i, a + n - i);
+        if (!cl) cl = 1;
+        st->start[ns] = i;
+        st->n[ns] = cl;
+        st->prev[ns] = ns - 1;
+        st->next[ns] = -1;
+        if (ns > 0) st->next[ns - 1] = ns;
+        ns++;
+        i += cl;
+    }
+    st->heap_n = 0;
+    for (int32_t i = 0; i + 1 < ns; i++)
+        if (try_pair(t, st, i, i + 1)) return HALO_ERR_NOMEM;
+    while (st->heap_n) {
+        spm_pair p = heap_pop(st);
+        /* stale if either side changed since the pair was made */
+        if (st->n[p.left] == 0 || st->n[p.right] == 0 || st->n[p.left] + st->n[p.right] != p.size) continue;
+        st->n[p.left] += st->n[p.right];
+        st->n[p.right] = 0;
+        int32_t nx = st->next[p.right];
+        st->next[p.left] = nx;
+        if (nx >= 0) st->prev[nx] = p.left;
+        if (try_pair(t, st, st->prev[p.left], p.left) || try_pair(t, st, p.left, nx)) return HALO_ERR_NOMEM;
+    }
+    for (int32_t i = ns ? 0 : -1; i >= 0; i = st->next[i]) {
+        int32_t id = tok_strmap_find(t, s + st->start[i], st->n[i]);
+        if (id >= 0) {
+            if (tok_vec_push(out, id)) return HALO_ERR_NOMEM;
+            continue;
+        }
+        /* not in the vocabulary: its bytes */
+        for (size_t k = 0; k < st->n[i]; k++) {
+            int32_t b = t->byte_tok[(unsigned char)s[st->start[i] + k]];
+            if (b < 0) b = t->unk;
+            if (b >= 0 && tok_vec_push(out, b)) return HALO_ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
 int tok_spm_encode(const halo_tokenizer *t, const char *text, size_t len, bool prefix_space,
                    tok_vec *out, halo_error *err) {
     /* escaped text: U+2581 for each space (3 bytes for 1) */
@@ -82,8 +128,8 @@ int tok_spm_encode(const halo_tokenizer *t, const char *text, size_t len, bool p
     for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
     uint64_t elen;
     if (halo_mul_overflow(spaces, 2, &elen) || halo_add_overflow(elen, len + (prefix_space ? 1 : 0), &elen) ||
-        elen > SIZE_MAX / 64)
-        return halo_error_set(err, HALO_ERR_NOMEM, "text too large to tokenize");
+        elen > INT32_MAX)
+        return halo_error_set(err, HALO_ERR_ARG, "text too large to tokenize in one piece (%zu bytes)", len);
     int rc = 0;
     spm_state st = {0};
     char *s = malloc(elen ? elen : 1);
@@ -91,7 +137,7 @@ int tok_spm_encode(const halo_tokenizer *t, const char *text, size_t len, bool p
     st.n = malloc((elen ? elen : 1) * sizeof(size_t));
     st.prev = malloc((elen ? elen : 1) * sizeof(int32_t));
     st.next = malloc((elen ? elen : 1) * sizeof(int32_t));
-    if (!s || !st.start || !st.n || !st.prev || !st.next || elen > INT32_MAX) goto nomem;
+    if (!s || !st.start || !st.n || !st.prev || !st.next) goto nomem;
     size_t o = 0;
     if (prefix_space) memcpy(s + o, "\xE2\x96\x81", 3), o += 3;
     for (size_t i = 0; i < len; i++) {
@@ -100,44 +146,20 @@ int tok_spm_encode(const halo_tokenizer *t, const char *text, size_t len, bool p
     }
     st.s = s;
 
-    /* one symbol per character; a byte that starts no valid character is its own */
-    int32_t ns = 0;
-    for (size_t i = 0; i < o;) {
-        size_t cl = tok_utf8_valid_len((const unsigned char *)s + i, o - i);
-        if (!cl) cl = 1;
-        st.start[ns] = i;
-        st.n[ns] = cl;
-        st.prev[ns] = ns - 1;
-        st.next[ns] = -1;
-        if (ns > 0) st.next[ns - 1] = ns;
-        ns++;
-        i += cl;
-    }
-    for (int32_t i = 0; i + 1 < ns; i++)
-        if (try_pair(t, &st, i, i + 1)) goto nomem;
-    while (st.heap_n) {
-        spm_pair p = heap_pop(&st);
-        /* stale if either side changed since the pair was made */
-        if (st.n[p.left] == 0 || st.n[p.right] == 0 || st.n[p.left] + st.n[p.right] != p.size) continue;
-        st.n[p.left] += st.n[p.right];
-        st.n[p.right] = 0;
-        int32_t nx = st.next[p.right];
-        st.next[p.left] = nx;
-        if (nx >= 0) st.prev[nx] = p.left;
-        if (try_pair(t, &st, st.prev[p.left], p.left) || try_pair(t, &st, p.left, nx)) goto nomem;
-    }
-    for (int32_t i = ns ? 0 : -1; i >= 0; i = st.next[i]) {
-        int32_t id = tok_strmap_find(t, s + st.start[i], st.n[i]);
-        if (id >= 0) {
-            if (tok_vec_push(out, id)) goto nomem;
-            continue;
+    /* Pieces that no merge can cross are encoded separately: a newline when no
+     * longer token contains one (true of SentencePiece vocabularies, which spell
+     * it <0x0A>). Same result, but small heaps instead of one as long as the text. */
+    for (size_t a = 0; a < o;) {
+        size_t b = a;
+        if (t->spm_newline_alone) {
+            const char *nl = memchr(s + a, '\n', o - a);
+            b = nl ? (size_t)(nl - s) : o;
+            if (b == a) b = a + 1; /* the newline itself */
+        } else {
+            b = o;
         }
-        /* not in the vocabulary: its bytes */
-        for (size_t k = 0; k < st.n[i]; k++) {
-            int32_t b = t->byte_tok[(unsigned char)s[st.start[i] + k]];
-            if (b < 0) b = t->unk;
-            if (b >= 0 && tok_vec_push(out, b)) goto nomem;
-        }
+        if (spm_piece(t, &st, a, b - a, out)) goto nomem;
+        a = b;
     }
     goto done;
 nomem:

@@ -91,6 +91,7 @@ struct halo_tokenizer {
 
     int32_t bos, eos, eot, eom, unk, pad;
     bool add_bos, add_eos, add_space_prefix;
+    bool spm_newline_alone; /* SPM: no token longer than one byte contains '\n' */
     uint8_t *eog; /* per token: 1 if it ends generation */
 };
 

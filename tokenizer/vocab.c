@@ -21,21 +21,20 @@ static bool byte_is_printable(unsigned b) {
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
+/* The shifted bytes, in order: 0..32, 127..160, 173 -> U+0100..U+0143. */
 uint32_t tok_byte_to_cp(uint8_t b) {
     if (byte_is_printable(b)) return b;
-    uint32_t n = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!byte_is_printable(x)) n++;
-    return 256 + n;
+    if (b <= 32) return 256u + b;
+    if (b >= 127 && b <= 160) return 256u + 33 + (b - 127u);
+    return 256u + 67; /* 173 */
 }
 
 int tok_cp_to_byte(uint32_t cp) {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1;
     uint32_t n = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!byte_is_printable(x) && n-- == 0) return (int)x;
-    return -1;
+    if (n < 33) return (int)n;
+    if (n < 67) return (int)(127 + n - 33);
+    return n == 67 ? 173 : -1;
 }
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
@@ -486,6 +485,9 @@ static int load(const halo_gguf *g, const halo_tokenizer_options *opts, halo_tok
             t->byte_tok[b] = tok_strmap_find(t, name, 6);
         }
         default_add_bos = true;
+        t->spm_newline_alone = true;
+        for (int32_t id = 0; id < t->n_vocab && t->spm_newline_alone; id++)
+            if (t->len[id] > 1 && memchr(t->text + t->off[id], '\n', t->len[id])) t->spm_newline_alone = false;
     }
 
     if ((rc = specials_build(t, err))) return rc;
