@@ -225,6 +225,7 @@ int tok_bpe_encode(const halo_tokenizer *t, tok_bpe_ctx *c, const char *text, si
         uint64_t h = tok_hash(w, n);
         cache_slot *s = cache_find(c, w, n, h);
         if (s && s->key) {
+            if (!s->count) continue;
             if (tok_vec_reserve(out, s->count)) goto nomem;
             memcpy(out->v + out->n, c->cache_ids.v + s->start, s->count * sizeof(int32_t));
             out->n += s->count;
@@ -239,7 +240,7 @@ int tok_bpe_encode(const halo_tokenizer *t, tok_bpe_ctx *c, const char *text, si
         }
         size_t cnt = out->n - before;
         if (tok_vec_reserve(&c->cache_ids, cnt)) goto nomem;
-        memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
+        if (cnt) memcpy(c->cache_ids.v + c->cache_ids.n, out->v + before, cnt * sizeof(int32_t));
         *s = (cache_slot){w, n, c->cache_ids.n, (uint32_t)cnt};
         c->cache_ids.n += cnt;
         c->used++;

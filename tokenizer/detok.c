@@ -85,6 +85,12 @@ int halo_detok_new(const halo_tokenizer *t, unsigned flags, halo_detok **out, ha
     d->flags = flags;
     d->strip = strip_wanted(t, flags);
     d->pending = d->strip;
+    d->cap = 64;
+    d->buf = malloc(d->cap);
+    if (!d->buf) {
+        free(d);
+        return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    }
     *out = d;
     return 0;
 }
@@ -148,15 +154,8 @@ int halo_detok_push(halo_detok *d, int32_t id, const char **out, size_t *len, ha
 }
 
 void halo_detok_flush(halo_detok *d, const char **out, size_t *len) {
-    /* the held bytes stay readable: copy them where the caller will look */
-    if (d->n_hold && d->cap < 4) {
-        char *nb = realloc(d->buf, 4);
-        if (nb) {
-            d->buf = nb;
-            d->cap = 4;
-        }
-    }
-    if (d->n_hold && d->cap >= 4) {
+    /* the held bytes go where the caller looks (buf has room: cap >= 64) */
+    if (d->n_hold) {
         memcpy(d->buf, d->hold, d->n_hold);
         *out = d->buf;
         *len = d->n_hold;
