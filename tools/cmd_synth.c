@@ -441,6 +441,16 @@ int cmd_synth(int argc, char **argv) {
         as_published = false;
     }
 
+    /* llama.cpp cannot run a hybrid model without any attention layer (its KV cache would
+     * be empty), and no real Qwen3.5 model is one */
+    if (m.full_attn_interval > 0 && m.n_layer < m.full_attn_interval) {
+        fprintf(stderr,
+                "error: --layers: %s needs at least %lld layers (every %lldth layer is full "
+                "attention, the others Gated DeltaNet)\n",
+                m.preset, (long long)m.full_attn_interval, (long long)m.full_attn_interval);
+        return 2;
+    }
+
     halo_error err = {0};
     synth_tensor *t = NULL;
     size_t n_tensors = 0;
