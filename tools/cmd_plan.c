@@ -46,26 +46,6 @@ static void usage(FILE *out) {
             halo_kv_type_names());
 }
 
-static bool parse_kv_type(const char *flag, const char *text, int *out) {
-    int t = halo_kv_type_from_name(text);
-    if (t < 0) {
-        fprintf(stderr, "error: %s: '%s' is not a KV cache type (use one of %s)\n", flag, text,
-                halo_kv_type_names());
-        return false;
-    }
-    *out = t;
-    return true;
-}
-
-static bool parse_mem(const char *flag, const char *text, uint64_t *out) {
-    if (!halo_parse_size(text, 1ull << 30, out) || *out == 0) {
-        fprintf(stderr, "error: %s: '%s' is not a memory size (e.g. 64GiB, 48G, 60GB)\n", flag,
-                text);
-        return false;
-    }
-    return true;
-}
-
 /* -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, plan_args *a) {
     memset(a, 0, sizeof *a);
@@ -73,34 +53,17 @@ static int parse_args(int argc, char **argv, plan_args *a) {
     for (int i = 1; i < argc;) {
         const char *arg = argv[i];
         const char *v;
-        int64_t n;
         if (tools_is_help(arg)) {
             usage(stdout);
             return 0;
         }
         if (tools_parse_load_flag(argc, argv, &i, &a->load)) continue;
+        int plan_flag = tools_parse_plan_flag(argc, argv, &i, &a->plan, &a->ctx_given);
+        if (plan_flag < 0) return 2;
+        if (plan_flag > 0) continue;
         if (!strcmp(arg, "-m") || !strcmp(arg, "--model")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
             a->model = v;
-        } else if (!strcmp(arg, "-c") || !strcmp(arg, "--ctx-size")) {
-            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            /* 0: the trained context, as in llama.cpp */
-            if (!tools_parse_int(arg, v, 0, 1ll << 30, &n)) return 2;
-            a->plan.n_ctx = (uint64_t)n;
-            a->ctx_given = true;
-        } else if (!strcmp(arg, "-np") || !strcmp(arg, "--parallel")) {
-            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!tools_parse_int(arg, v, 1, 1024, &n)) return 2;
-            a->plan.n_slots = (uint32_t)n;
-        } else if (!strcmp(arg, "-ctk") || !strcmp(arg, "--cache-type-k")) {
-            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!parse_kv_type(arg, v, &a->plan.type_k)) return 2;
-        } else if (!strcmp(arg, "-ctv") || !strcmp(arg, "--cache-type-v")) {
-            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!parse_kv_type(arg, v, &a->plan.type_v)) return 2;
-        } else if (!strcmp(arg, "--mem")) {
-            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
-            if (!parse_mem(arg, v, &a->plan.mem_bytes)) return 2;
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "error: unknown option '%s' (halo plan --help lists them)\n", arg);
             return 2;

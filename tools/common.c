@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "tools.h"
 
+#include "util/util.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -91,4 +93,50 @@ bool tools_parse_float(const char *flag, const char *text, double lo, double hi,
     }
     *out = v;
     return true;
+}
+
+static bool parse_kv_type(const char *flag, const char *text, int *out) {
+    int t = halo_kv_type_from_name(text);
+    if (t < 0) {
+        fprintf(stderr, "error: %s: '%s' is not a KV cache type (use one of %s)\n", flag, text,
+                halo_kv_type_names());
+        return false;
+    }
+    *out = t;
+    return true;
+}
+
+static bool parse_mem(const char *flag, const char *text, uint64_t *out) {
+    /* a bare number is GiB: "--mem 64" means what the user thinks it means */
+    if (!halo_parse_size(text, 1ull << 30, out) || *out == 0) {
+        fprintf(stderr, "error: %s: '%s' is not a memory size (e.g. 64GiB, 48G, 60GB)\n", flag,
+                text);
+        return false;
+    }
+    return true;
+}
+
+int tools_parse_plan_flag(int argc, char **argv, int *i, halo_plan_options *plan,
+                          bool *ctx_given) {
+    const char *arg = argv[*i], *v;
+    int64_t n;
+    bool ok;
+    if (!strcmp(arg, "-c") || !strcmp(arg, "--ctx-size")) {
+        /* 0: the trained context, as in llama.cpp */
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_int(arg, v, 0, 1ll << 30, &n);
+        if (ok) plan->n_ctx = (uint64_t)n;
+        if (ok && ctx_given) *ctx_given = true;
+    } else if (!strcmp(arg, "-np") || !strcmp(arg, "--parallel")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_int(arg, v, 1, 1024, &n);
+        if (ok) plan->n_slots = (uint32_t)n;
+    } else if (!strcmp(arg, "-ctk") || !strcmp(arg, "--cache-type-k")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && parse_kv_type(arg, v, &plan->type_k);
+    } else if (!strcmp(arg, "-ctv") || !strcmp(arg, "--cache-type-v")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && parse_kv_type(arg, v, &plan->type_v);
+    } else if (!strcmp(arg, "--mem")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && parse_mem(arg, v, &plan->mem_bytes);
+    } else {
+        return 0;
+    }
+    return ok ? 1 : -1;
 }

@@ -9,6 +9,7 @@
 #define HALO_TOOLS_H
 
 #include "halo.h"
+#include "runtime/runtime.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +28,13 @@ const char *tools_flag_value(int argc, char **argv, int *i);
 /* Parse an integer / a float in [lo, hi]; prints "<flag>: ..." on error. */
 bool tools_parse_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
 bool tools_parse_float(const char *flag, const char *text, double lo, double hi, double *out);
+
+/* If argv[*i] is a memory-plan flag (-c/--ctx-size, -np/--parallel, -ctk/--cache-type-k,
+ * -ctv/--cache-type-v, --mem), parse its value into plan and advance *i. Returns 1 if it
+ * was one, 0 if not, -1 on a usage error (already printed). *ctx_given (may be NULL) is
+ * set when -c was seen. */
+int tools_parse_plan_flag(int argc, char **argv, int *i, halo_plan_options *plan,
+                          bool *ctx_given);
 
 /* true if argv[i] is -h or --help */
 bool tools_is_help(const char *arg);
