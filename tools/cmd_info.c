@@ -69,6 +69,9 @@ static int parse_args(int argc, char **argv, info_args *a) {
         if (!strcmp(arg, "-m") || !strcmp(arg, "--model")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
             a->model = v;
+        } else if (!strcmp(arg, "--json")) {
+            a->json = true;
+            i++;
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "error: unknown option '%s' (halo info --help lists them)\n", arg);
             return 2;
