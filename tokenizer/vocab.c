@@ -348,11 +348,32 @@ static int specials_build(halo_tokenizer *t, halo_error *err) {
 
 /* ---- end of generation ------------------------------------------------------------ */
 
+/* Tokens that end generation, found by their text (files rarely list them all
+ * in metadata). The llama.cpp tools also force these, and the fill-in-the-middle
+ * markers, to be control tokens when a file types them otherwise (Qwen3's "</s>"
+ * is a normal token in its GGUF): the type decides whether the text "</s>" in a
+ * prompt is that token or plain text, so halo does the same to give the same ids. */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
-    "<|return|>", "<|call|>", NULL,
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
+    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>",
+    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", NULL,
 };
+static const char *const fim_texts[] = {
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>",
+    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>",
+    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>",
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<|file_sep|>", NULL,
+};
+
+static void force_control(halo_tokenizer *t, const char *const *texts) {
+    for (const char *const *e = texts; *e; e++) {
+        int32_t id = tok_strmap_find(t, *e, strlen(*e));
+        if (id < 0 || t->type[id] == HALO_TOK_TYPE_CONTROL) continue;
+        halo_log(HALO_LOG_DEBUG, "tokenizer: token %d '%s' is typed %d; treated as a control token", id, *e,
+                 t->type[id]);
+        t->type[id] = HALO_TOK_TYPE_CONTROL;
+    }
+}
 
 /* ---- metadata helpers ----------------------------------------------------------- */
 
@@ -447,6 +468,8 @@ static int load(const halo_gguf *g, const halo_tokenizer_options *opts, halo_tok
 
     int rc = tok_strmap_build(t, err);
     if (rc) return rc;
+    force_control(t, eog_texts);
+    force_control(t, fim_texts);
 
     /* pieces */
     o = 0;
@@ -516,10 +539,10 @@ static int load(const halo_gguf *g, const halo_tokenizer_options *opts, halo_tok
     if (t->eom >= 0) t->eog[t->eom] = 1;
     for (const char *const *e = eog_texts; *e; e++) {
         int32_t id = tok_strmap_find(t, *e, strlen(*e));
-        if (id < 0 || (t->type[id] != HALO_TOK_TYPE_CONTROL && t->type[id] != HALO_TOK_TYPE_USER_DEFINED))
-            continue;
+        if (id < 0) continue;
         t->eog[id] = 1;
-        if (t->eot < 0 && strcmp(*e, "<|endoftext|>") && strcmp(*e, "<|end_of_text|>")) t->eot = id;
+        if (t->eot < 0 && strcmp(*e, "<|endoftext|>") && strcmp(*e, "<|end_of_text|>") && strcmp(*e, "</s>"))
+            t->eot = id;
     }
     return 0;
 }

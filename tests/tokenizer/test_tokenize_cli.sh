@@ -71,6 +71,11 @@ expect "control not parsed" "[27, 91, 318, 4906, 91, 29]" "$n_plain"
 # user-defined tokens (<think>) are recognised even without parse-special
 expect "user-defined" "[151667, 6023, 151668]" "$("$HALO" tokenize -m "$QWEN" -p "<think>hi</think>" --ids --no-parse-special)"
 
+# Qwen3's GGUF types "</s>" as a normal token; like llama-tokenize, halo treats
+# it as the control (end-of-generation) token it looks like
+expect "control-looking" "[128247]" "$("$HALO" tokenize -m "$QWEN" -p "</s>" --ids)"
+expect "control-looking, not parsed" "[522, 82, 29]" "$("$HALO" tokenize -m "$QWEN" -p "</s>" --ids --no-parse-special)"
+
 # ---- escapes: processed by default, as llama-tokenize does
 expect "escape \\n" "[64, 198, 65]" "$("$HALO" tokenize -m "$QWEN" -p 'a\nb' --ids)"
 expect "--no-escape" "[64, 1699, 65]" "$("$HALO" tokenize -m "$QWEN" -p 'a\nb' --ids --no-escape)"
