@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -658,9 +659,11 @@ int cmd_synth(int argc, char **argv) {
 
     double secs = halo_time_seconds() - t0;
     progress(written, data_bytes, secs, "", tty, true);
+    struct stat st;
+    uint64_t file_bytes = stat(out_path, &st) == 0 ? (uint64_t)st.st_size : data_bytes;
     char a[32], b[32], c[32], d[32];
-    printf("wrote %s: %s (%s), %s, %s params", out_path, halo_format_bytes_si(data_bytes, a, sizeof a),
-           halo_format_bytes(data_bytes, b, sizeof b), spec.name,
+    printf("wrote %s: %s (%s), %s, %s params", out_path, halo_format_bytes_si(file_bytes, a, sizeof a),
+           halo_format_bytes(file_bytes, b, sizeof b), spec.name,
            halo_format_count(total_params, c, sizeof c));
     if (m.n_expert) printf(" (%s active)", halo_format_count(active_params, d, sizeof d));
     printf(", %zu tensors, %.1f s\n", n_tensors, secs);
