@@ -181,8 +181,8 @@ static int32_t short_lower(gen *g) {
 static bool gen_step(gen *g) {
     uint64_t r = gen_rand(g) % 100;
     int32_t a, b;
-    if (r < 35) { /* word pieces: "ing", "tion" */
-        a = pick(g, POOL_LOWER);
+    if (r < 35) { /* word pieces: "ing", "tion"; frequent letters start more of them */
+        a = gen_rand(g) % 3 == 0 ? pick_letter(g) : pick(g, POOL_LOWER);
         return try_merge(g, a, short_lower(g), 12, POOL_LOWER);
     }
     if (r < 60) { /* words after a space: "Ġthe" */
