@@ -8,6 +8,7 @@
 #include "kernels/kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -49,7 +50,8 @@ static void *worker_main(void *p) {
         while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen &&
                !atomic_load(&pool->stop)) {
             if (++spins < SPIN_ITERATIONS) {
-                cpu_relax();
+                if (spins % 256 == 0) sched_yield();
+                else cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&pool->lock);
@@ -121,5 +123,9 @@ void halo_threadpool_run(halo_threadpool *pool, halo_task_fn fn, void *arg) {
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     fn(arg, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    /* yield now and then: with more threads than free cores, pure spinning would
+     * keep the very workers we wait for off the CPU */
+    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;)
+        if (++spins % 256 == 0) sched_yield();
+        else cpu_relax();
 }

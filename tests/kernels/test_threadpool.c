@@ -28,7 +28,7 @@ int main(void) {
         halo_threadpool *p = halo_threadpool_new(n);
         CHECK(halo_threadpool_n_threads(p) == n);
         job j = {0};
-        const int runs = 20000;
+        const int runs = 5000;
         for (int r = 0; r < runs; r++) halo_threadpool_run(p, task, &j);
         CHECK(atomic_load(&j.calls) == (long)runs * n);
         for (int t = 0; t < n; t++) CHECK(j.per_thread[t] == runs);
