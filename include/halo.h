@@ -73,6 +73,66 @@ typedef struct halo_load_options {
     bool progress; /* report progress through halo_log while reading */
 } halo_load_options;
 
+/* ---- models and contexts (implemented by runtime/ and model/) ----------------
+ * The flow, as in llama.cpp: load a model; make a context (KV cache, recurrent
+ * state, buffers) for n_ctx tokens over n_seq_max parallel sequences; feed
+ * batches of tokens with halo_decode; read the logits it asked for; sample.
+ * A batch may hold tokens of several sequences, each with its own positions:
+ * decoding N parallel requests is one call, not N. Within a batch, the tokens of
+ * one sequence must be in order and continue that sequence (pos = its current
+ * length), since recurrent (DeltaNet) state only moves forward. */
+
+typedef struct halo_model halo_model;
+typedef struct halo_context halo_context;
+typedef struct halo_tokenizer halo_tokenizer; /* tokenizer/tokenizer.h */
+
+int halo_model_load(const char *path, const halo_load_options *opts, halo_model **out,
+                    halo_error *err);
+void halo_model_free(halo_model *model);
+const char *halo_model_arch_name(const halo_model *model); /* "qwen35moe" */
+/* "qwen35moe 35B.A3B Q4_K - Medium"-style description for bench tables */
+const char *halo_model_desc(const halo_model *model);
+int32_t halo_model_n_vocab(const halo_model *model);
+uint32_t halo_model_n_ctx_train(const halo_model *model);
+uint64_t halo_model_n_params(const halo_model *model);
+uint64_t halo_model_size_bytes(const halo_model *model); /* tensor data */
+const halo_tokenizer *halo_model_tokenizer(const halo_model *model);
+
+typedef struct halo_context_params {
+    uint32_t n_ctx;     /* KV cells over all sequences; 0: the trained context */
+    uint32_t n_seq_max; /* parallel sequences (slots), each with its own recurrent state */
+    uint32_t n_batch;   /* most tokens one halo_decode call takes */
+    uint32_t n_ubatch;  /* tokens per forward pass: larger batches are split */
+    int type_k, type_v; /* cache types (halo_type): F32, F16 (default), BF16, Q8_0, Q4_0 */
+    int n_threads;      /* 0: the number of cores */
+} halo_context_params;
+
+void halo_context_default_params(halo_context_params *p);
+int halo_context_new(halo_model *model, const halo_context_params *p, halo_context **out,
+                     halo_error *err);
+void halo_context_free(halo_context *ctx);
+uint32_t halo_context_n_ctx(const halo_context *ctx);
+
+typedef struct halo_batch {
+    int32_t n_tokens;
+    const int32_t *token;  /* [n_tokens] */
+    const int32_t *pos;    /* [n_tokens] position in its sequence */
+    const int32_t *seq_id; /* [n_tokens] 0 .. n_seq_max-1 */
+    const int8_t *logits;  /* [n_tokens] non-zero: compute its logits; NULL: the last token only */
+} halo_batch;
+
+/* Run the model over a batch. On error, the cache and state are as before the call. */
+int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err);
+/* Logits [n_vocab] of token i of the last batch (which must have asked for them);
+ * NULL otherwise. Valid until the next halo_decode. */
+const float *halo_get_logits(halo_context *ctx, int32_t i);
+
+/* Sequences: forget one; its length (the next position); copy one into another
+ * (the destination is cleared first; a prompt computed once, shared by slots). */
+void halo_seq_clear(halo_context *ctx, int32_t seq);
+int32_t halo_seq_length(const halo_context *ctx, int32_t seq);
+int halo_seq_copy(halo_context *ctx, int32_t src, int32_t dst, halo_error *err);
+
 #ifdef __cplusplus
 }
 #endif
