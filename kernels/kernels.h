@@ -16,6 +16,7 @@
 
 #include "halo.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,75 @@ void halo_matmul(halo_threadpool *pool, int type, const void *w, size_t row_stri
  * rounded to float. Single-threaded; slow; the oracle for halo_matmul. */
 void halo_matmul_ref(int type, const void *w, size_t row_stride, int64_t n_rows, int64_t n_cols,
                      const float *x, int64_t n_tokens, float *y);
+
+/* ---- Gated DeltaNet (Qwen3.5 linear-attention layers) ----------------------
+ * Owned by the hybrid models (model/qwen35.c). A layer projects each token to
+ * q, k (key heads x dk) and v (value heads x dv), runs them through a causal
+ * depthwise conv + SiLU, L2-normalizes q and k per head (q also scaled by
+ * 1/sqrt(dk)), and keeps per value head a state S [dk][dv] updated by the gated
+ * delta rule:
+ *     S = exp(g) S;  delta = beta (v - S^T k);  S += k delta^T;  o = S^T q
+ * with decay g = A * softplus(alpha + dt_bias) (A = ssm_a = -exp(A_log) < 0)
+ * and beta = sigmoid(b). Prefill uses the chunked form (the same recurrence
+ * rewritten as products inside chunks of tokens plus one state carry per chunk),
+ * decode the recurrent step; both are tested against the scalar reference.
+ * The (ith, nth) arguments split the work when called from a pool task. */
+
+/* Causal depthwise conv1d over the n_tokens rows of x (row t at x + t * x_stride,
+ * n_ch channels) followed by SiLU:
+ *     y[t][c] = silu(sum_j w[c * kernel + j] * in[t - kernel + 1 + j][c])
+ * where inputs before token 0 come from state ([kernel-1][n_ch], oldest first),
+ * which is then replaced by the last kernel-1 inputs. w is the GGUF ssm_conv1d
+ * layout ([n_ch][kernel]). y may not alias x. Threads split the channels. */
+#define HALO_DELTANET_MAX_CONV 16  /* conv kernel width limit (Qwen3.5: 4) */
+#define HALO_DELTANET_MAX_DIM 1024 /* head dim limit (Qwen3.5: 128) */
+void halo_deltanet_conv(const float *x, int64_t x_stride, int64_t n_tokens, int64_t n_ch,
+                        int kernel, const float *w, float *state, float *y, int64_t y_stride,
+                        int ith, int nth);
+void halo_deltanet_conv_ref(const float *x, int64_t x_stride, int64_t n_tokens, int64_t n_ch,
+                            int kernel, const float *w, float *state, float *y,
+                            int64_t y_stride);
+
+/* x[0..n) = x * scale / sqrt(sum x^2 + eps) (eps 1e-6 as in the original). */
+void halo_deltanet_l2_norm(float *x, int64_t n, float eps, float scale);
+
+/* Per value head h of one token: g[h] = a[h] * softplus(alpha[h] + dt_bias[h]),
+ * beta[h] = sigmoid(b[h]) (in place in alpha and b allowed). */
+void halo_deltanet_gates(const float *alpha, const float *b, const float *a,
+                         const float *dt_bias, int64_t n_heads, float *g, float *beta);
+
+/* One sequence's tokens, in order, through the gated delta rule. Pointers are to
+ * token 0; q and k are already normalized and q scaled. Value head h reads key
+ * head h % n_k_heads when tiled (the order llama.cpp's converter writes), else
+ * h / (n_v_heads / n_k_heads) (the original implementation's repeat_interleave). */
+typedef struct halo_deltanet_args {
+    int64_t n_tokens, n_k_heads, n_v_heads, dk, dv;
+    bool tiled;
+    const float *q, *k; /* q + t * qk_stride + kh * dk */
+    int64_t qk_stride;
+    const float *v;     /* v + t * v_stride + h * dv */
+    int64_t v_stride;
+    const float *g, *beta; /* g + t * gb_stride + h */
+    int64_t gb_stride;
+    float *state;       /* [n_v_heads][dk][dv], read and updated */
+    float *o;           /* o + t * o_stride + h * dv */
+    int64_t o_stride;
+} halo_deltanet_args;
+
+/* The recurrent form, token by token; threads split the value heads. */
+void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth);
+/* The scalar reference (double accumulators, single thread). */
+void halo_deltanet_ref(const halo_deltanet_args *a);
+/* The chunked form: chunks of `chunk` tokens (<= HALO_DELTANET_MAX_CHUNK), threads
+ * split the value heads; work holds halo_deltanet_work_floats() floats per thread
+ * (this thread's). */
+#define HALO_DELTANET_MAX_CHUNK 128
+size_t halo_deltanet_work_floats(int64_t chunk, int64_t dk, int64_t dv);
+void halo_deltanet_chunked(const halo_deltanet_args *a, int64_t chunk, float *work, int ith,
+                           int nth);
+
+/* The gated RMS norm of the DeltaNet output, one head of n values:
+ *     x = x / sqrt(mean(x^2) + eps) * w * silu(z) */
+void halo_deltanet_norm_gated(float *x, const float *z, const float *w, int64_t n, float eps);
 
 #endif /* HALO_KERNELS_H */
