@@ -1,9 +1,10 @@
 /*
- * `halo tokenize`: the token ids of a text under a model's vocabulary, printed
- * the way llama.cpp's llama-tokenize prints them (same flags, same output), so
- * scripts written for one work with the other:
- *   default   one token a line: "%6d -> '<piece>'"
- *   --ids     one line: "[id, id, ...]"
+ * `halo tokenize`: the token ids of a text under a model's vocabulary, with
+ * llama.cpp's llama-tokenize flags:
+ *   default   one token a line: "%6d -> '<piece>'" (as llama-tokenize prints them)
+ *   --ids     one line of ids separated by spaces: the input format of `halo logits -f`
+ *   --ids-list  one line "[id, id, ...]", llama-tokenize's --ids format
+ * An empty text gives no tokens at all (not even BOS): there is nothing to tokenize.
  * Like that tool it processes escapes (\n, \t, \\, \xHH, ...) in the text by
  * default, from -p and -f alike (--no-escape turns that off), recognises special
  * tokens written in the text (--no-parse-special turns that off), and adds BOS/EOS
@@ -28,7 +29,8 @@ static void usage(FILE *out) {
             "  -p, --prompt TEXT     the text\n"
             "  -f, --file FILE       read the text from FILE (as it is, final newline included)\n"
             "      --stdin           read the text from standard input\n"
-            "      --ids             print only the ids, as [1, 2, 3]\n"
+            "      --ids             print only the ids on one line, as 1 2 3\n"
+            "      --ids-list        print only the ids as llama-tokenize --ids does: [1, 2, 3]\n"
             "      --no-bos          do not add the BOS/EOS tokens the model asks for\n"
             "      --no-parse-special  treat special-token text (<|im_end|>) as plain text\n"
             "  -e, --escape          process escapes (\\n, \\t, \\\\, \\xHH, ...) in the text (default)\n"
@@ -105,7 +107,7 @@ static size_t process_escapes(char *s, size_t n) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL;
-    bool use_stdin = false, ids_only = false, no_bos = false, parse_special = true, escape = true;
+    bool use_stdin = false, ids_only = false, ids_list = false, no_bos = false, parse_special = true, escape = true;
     bool show_count = false;
     for (int i = 1; i < argc;) {
         const char *a = argv[i];
@@ -121,6 +123,7 @@ int cmd_tokenize(int argc, char **argv) {
         } else {
             if (!strcmp(a, "--stdin")) use_stdin = true;
             else if (!strcmp(a, "--ids")) ids_only = true;
+            else if (!strcmp(a, "--ids-list")) ids_only = ids_list = true;
             else if (!strcmp(a, "--no-bos")) no_bos = true;
             else if (!strcmp(a, "--no-parse-special")) parse_special = false;
             else if (!strcmp(a, "-e") || !strcmp(a, "--escape")) escape = true;
@@ -181,13 +184,18 @@ int cmd_tokenize(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = 0;
-    if (halo_tok_encode(t, text, len, flags, &ids, &n, &err)) {
+    if (len == 0) {
+        n = 0; /* nothing to tokenize: no BOS either */
+    } else if (halo_tok_encode(t, text, len, flags, &ids, &n, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         rc = 1;
-    } else if (ids_only) {
+    } else if (ids_list) {
         putchar('[');
         for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
         puts("]");
+    } else if (ids_only) {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t pl;
