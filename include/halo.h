@@ -133,6 +133,66 @@ void halo_seq_clear(halo_context *ctx, int32_t seq);
 int32_t halo_seq_length(const halo_context *ctx, int32_t seq);
 int halo_seq_copy(halo_context *ctx, int32_t src, int32_t dst, halo_error *err);
 
+
+/* ---- sampling (runtime/sampling.c) ---------------------------------------
+ * Picks the next token from a row of logits, with llama.cpp's semantics and
+ * order: logit bias, penalties (over the last repeat_last_n accepted tokens),
+ * top-k, top-p, min-p, temperature, then a draw from the remaining
+ * distribution. top-k / top-p / min-p work on the probabilities at temperature
+ * 1, as llama.cpp's do. temp 0 is greedy (argmax after bias and penalties).
+ * Over a large vocabulary nothing sorts the whole row: top-k keeps a heap of k,
+ * top-p without top-k sorts only the tokens above its cut. The same seed and the same
+ * logits give the same tokens. */
+
+typedef struct halo_sampler halo_sampler;
+
+typedef struct halo_logit_bias {
+    int32_t token;
+    float bias; /* added to the logit; -INFINITY bans the token */
+} halo_logit_bias;
+
+#define HALO_SEED_RANDOM 0xFFFFFFFFu /* seed: pick one from the clock (halo_sampler_seed tells) */
+
+typedef struct halo_sampler_params {
+    float temp;              /* [0, 100]; 0: greedy */
+    int32_t top_k;           /* >= 0; 0: off */
+    float top_p;             /* [0, 1]; 1: off */
+    float min_p;             /* [0, 1]; 0: off */
+    float presence_penalty;  /* [-2, 2]; 0: off (subtracted once from a token seen in the window) */
+    float frequency_penalty; /* [-2, 2]; 0: off (subtracted per occurrence in the window) */
+    float repeat_penalty;    /* (0, 10]; 1: off (positive logits divided, negative multiplied) */
+    int32_t repeat_last_n;   /* the penalty window in tokens, [0, 1<<20]; 0: penalties off */
+    uint32_t seed;           /* HALO_SEED_RANDOM: from the clock */
+    const halo_logit_bias *logit_bias; /* [n_logit_bias], copied by halo_sampler_new */
+    int32_t n_logit_bias;
+} halo_sampler_params;
+
+/* llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05, penalties off,
+ * repeat_last_n 64, random seed. */
+void halo_sampler_default_params(halo_sampler_params *p);
+/* Overwrite the sampling fields of p with a named preset (seed, bias and window
+ * are kept): "greedy", "qwen-thinking" (T 1.0, top-p 0.95, top-k 20, presence 1.5),
+ * "qwen-coding" (T 0.6, top-p 0.95, top-k 20), "qwen-instruct" (T 0.7, top-p 0.8,
+ * top-k 20, presence 1.5). HALO_ERR_ARG for an unknown name (the message lists them). */
+int halo_sampler_preset(const char *name, halo_sampler_params *p, halo_error *err);
+/* "greedy, qwen-thinking, qwen-coding, qwen-instruct" */
+const char *halo_sampler_preset_names(void);
+/* HALO_ERR_ARG (naming the field) for a value out of range or NaN. */
+int halo_sampler_check_params(const halo_sampler_params *p, int32_t n_vocab, halo_error *err);
+
+int halo_sampler_new(const halo_sampler_params *p, int32_t n_vocab, halo_sampler **out,
+                     halo_error *err);
+void halo_sampler_free(halo_sampler *s);
+/* The next token for logits[n_vocab] (not modified). Does not accept it. */
+int32_t halo_sampler_sample(halo_sampler *s, const float *logits);
+/* Record a token in the penalty window (prompt tokens too, as llama.cpp does).
+ * Ids outside the vocabulary are ignored. */
+void halo_sampler_accept(halo_sampler *s, int32_t token);
+/* Empty the penalty window and restart the random sequence from the seed. */
+void halo_sampler_reset(halo_sampler *s);
+/* The seed in use (the drawn one when the params asked for HALO_SEED_RANDOM). */
+uint32_t halo_sampler_seed(const halo_sampler *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -140,3 +140,121 @@ int tools_parse_plan_flag(int argc, char **argv, int *i, halo_plan_options *plan
     }
     return ok ? 1 : -1;
 }
+
+/* ---- sampling flags ---------------------------------------------------------- */
+
+void tools_sampling_init(tools_sampling *s) {
+    memset(s, 0, sizeof *s);
+    halo_sampler_default_params(&s->params);
+    s->params.logit_bias = s->bias;
+}
+
+bool tools_sampling_add_bias(tools_sampling *s, int32_t token, float bias) {
+    if (s->params.n_logit_bias >= TOOLS_MAX_LOGIT_BIAS) return false;
+    s->bias[s->params.n_logit_bias++] = (halo_logit_bias){token, bias};
+    s->params.logit_bias = s->bias;
+    return true;
+}
+
+/* TOKEN(+|-)BIAS, as llama.cpp's --logit-bias: "15043+1", "15043-inf" */
+static bool parse_logit_bias(const char *flag, const char *text, tools_sampling *s) {
+    char *end;
+    errno = 0;
+    long tok = strtol(text, &end, 10);
+    if (end == text || errno || tok < 0 || tok > INT32_MAX || (*end != '+' && *end != '-')) {
+        fprintf(stderr, "error: %s: '%s' is not TOKEN+BIAS or TOKEN-BIAS (e.g. 15043+1, 2-inf)\n",
+                flag, text);
+        return false;
+    }
+    const char *b = end;
+    double bias;
+    if (!strcmp(b, "-inf")) bias = -INFINITY;
+    else {
+        bias = strtod(b, &end);
+        if (end == b || *end || !isfinite(bias) || fabs(bias) > 1e6) {
+            fprintf(stderr, "error: %s: '%s': the bias must be a number or -inf\n", flag, text);
+            return false;
+        }
+    }
+    if (!tools_sampling_add_bias(s, (int32_t)tok, (float)bias)) {
+        fprintf(stderr, "error: %s: more than %d logit biases\n", flag, TOOLS_MAX_LOGIT_BIAS);
+        return false;
+    }
+    return true;
+}
+
+int tools_parse_sampling_flag(int argc, char **argv, int *i, tools_sampling *s) {
+    const char *a = argv[*i], *v;
+    halo_sampler_params *p = &s->params;
+    double d;
+    int64_t n;
+    bool ok;
+#define FLOAT_FLAG(name, field, lo, hi)                                                            \
+    if (!strcmp(a, name)) {                                                                        \
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_float(a, v, lo, hi, &d);         \
+        if (ok) p->field = (float)d;                                                               \
+        return ok ? 1 : -1;                                                                        \
+    }
+    FLOAT_FLAG("--temp", temp, 0.0, 100.0)
+    FLOAT_FLAG("--top-p", top_p, 0.0, 1.0)
+    FLOAT_FLAG("--min-p", min_p, 0.0, 1.0)
+    FLOAT_FLAG("--presence-penalty", presence_penalty, -2.0, 2.0)
+    FLOAT_FLAG("--frequency-penalty", frequency_penalty, -2.0, 2.0)
+#undef FLOAT_FLAG
+    if (!strcmp(a, "--repeat-penalty")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_float(a, v, 0.0, 10.0, &d);
+        if (ok && d <= 0.0) {
+            fprintf(stderr, "error: %s: must be > 0 (1 turns it off)\n", a);
+            ok = false;
+        }
+        if (ok) p->repeat_penalty = (float)d;
+    } else if (!strcmp(a, "--top-k")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_int(a, v, 0, INT32_MAX, &n);
+        if (ok) p->top_k = (int32_t)n;
+    } else if (!strcmp(a, "--repeat-last-n")) {
+        /* -1: the context size, as in llama.cpp */
+        ok = (v = tools_flag_value(argc, argv, i)) && tools_parse_int(a, v, -1, 1 << 20, &n);
+        if (ok) {
+            s->repeat_last_n_ctx = n == -1;
+            p->repeat_last_n = n == -1 ? 0 : (int32_t)n;
+        }
+    } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
+        /* -1 (and 4294967295): a random seed, as in llama.cpp */
+        ok = (v = tools_flag_value(argc, argv, i)) &&
+             tools_parse_int(a, v, -1, (int64_t)UINT32_MAX, &n);
+        if (ok) p->seed = n == -1 ? HALO_SEED_RANDOM : (uint32_t)n;
+    } else if (!strcmp(a, "--sampling-preset") || !strcmp(a, "--preset")) {
+        halo_error err = {0};
+        ok = (v = tools_flag_value(argc, argv, i)) != NULL;
+        if (ok && halo_sampler_preset(v, p, &err)) {
+            fprintf(stderr, "error: %s: %s\n", a, err.msg);
+            ok = false;
+        }
+    } else if (!strcmp(a, "-l") || !strcmp(a, "--logit-bias")) {
+        ok = (v = tools_flag_value(argc, argv, i)) && parse_logit_bias(a, v, s);
+    } else {
+        return 0;
+    }
+    return ok ? 1 : -1;
+}
+
+void tools_sampling_usage(FILE *out) {
+    fprintf(out,
+            "sampling (llama.cpp's chain: bias, penalties, top-k, top-p, min-p, temperature):\n"
+            "      --temp T              temperature, 0 = greedy (default 0.8)\n"
+            "      --top-k N             keep the N most likely tokens, 0 = off (default 40)\n"
+            "      --top-p P             keep the smallest set with mass >= P, 1 = off (default 0.95)\n"
+            "      --min-p P             drop tokens below P x the best one's probability, 0 = off\n"
+            "                            (default 0.05)\n"
+            "      --presence-penalty X  subtract X from tokens seen in the window (default 0)\n"
+            "      --frequency-penalty X subtract X per occurrence in the window (default 0)\n"
+            "      --repeat-penalty X    divide seen tokens' logits by X, 1 = off (default 1)\n"
+            "      --repeat-last-n N     the penalty window, 0 = off, -1 = context (default 64)\n"
+            "  -s, --seed N              random seed, -1 = random (default -1)\n"
+            "      --sampling-preset NAME  %s\n"
+            "                            (qwen-thinking: T 1.0 top-p 0.95 top-k 20 presence 1.5;\n"
+            "                            qwen-coding: T 0.6 top-p 0.95 top-k 20; qwen-instruct:\n"
+            "                            T 0.7 top-p 0.8 top-k 20 presence 1.5); --preset is the same\n"
+            "  -l, --logit-bias T+B      add B to token T's logit (T-B subtracts, T-inf bans it)\n",
+            halo_sampler_preset_names());
+}

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The model shipped in the repository, used when a command gets no -m. Resolved
  * relative to the executable (../models/ from build/), then the current directory. */
@@ -35,6 +36,26 @@ bool tools_parse_float(const char *flag, const char *text, double lo, double hi,
  * set when -c was seen. */
 int tools_parse_plan_flag(int argc, char **argv, int *i, halo_plan_options *plan,
                           bool *ctx_given);
+
+/* Sampling flags, llama.cpp's names: --temp, --top-k, --top-p, --min-p,
+ * --presence-penalty, --frequency-penalty, --repeat-penalty, --repeat-last-n,
+ * -s/--seed, --sampling-preset/--preset NAME, -l/--logit-bias TOKEN(+|-)BIAS.
+ * Applied in command-line order (a preset overrides the flags before it). */
+#define TOOLS_MAX_LOGIT_BIAS 1024
+typedef struct tools_sampling {
+    halo_sampler_params params; /* params.logit_bias points at bias[] */
+    halo_logit_bias bias[TOOLS_MAX_LOGIT_BIAS];
+    bool repeat_last_n_ctx; /* --repeat-last-n -1: the context size */
+} tools_sampling;
+
+void tools_sampling_init(tools_sampling *s);
+/* Returns 1 if argv[*i] was a sampling flag (parsed, *i advanced), 0 if not, -1 on
+ * a usage error (already printed). */
+int tools_parse_sampling_flag(int argc, char **argv, int *i, tools_sampling *s);
+/* Usage lines for the flags above, for --help. */
+void tools_sampling_usage(FILE *out);
+/* Add a logit bias (-inf bans a token, as --ignore-eos does); false when the list is full. */
+bool tools_sampling_add_bias(tools_sampling *s, int32_t token, float bias);
 
 /* true if argv[i] is -h or --help */
 bool tools_is_help(const char *arg);
