@@ -142,4 +142,90 @@ void halo_detok_flush(halo_detok *d, const char **out, size_t *len);
 void halo_detok_reset(halo_detok *d);
 void halo_detok_free(halo_detok *d);
 
+/* ---- output parsing (tokenizer/chat_parse.c) ------------------------------
+ * Generated text is cut, as it streams, into reasoning (inside <think>...</think>),
+ * content (the answer) and tool calls, in the two styles Qwen models write:
+ *   Hermes / Qwen3:  <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
+ *   Qwen3-Coder:     <tool_call>\n<function=f>\n<parameter=p>\nvalue\n</parameter>\n
+ *                    </function>\n</tool_call>
+ * Each call becomes an OpenAI `tool_calls` entry whose function.arguments is a JSON
+ * string. Coder-style parameter values are JSON when the tool's schema gives the
+ * parameter a type other than "string" (or gives no schema) and the value parses,
+ * strings otherwise.
+ *
+ * Text may come in pieces of any size, down to one byte: a possible tag prefix at the
+ * end of a piece is held back until the next piece decides it, so a tag never leaks
+ * out as content, and any way of cutting the same text gives the same events (up to
+ * how runs of one kind are split). Whitespace next to a recognised tag is dropped
+ * (the "\n\n" after </think>, the newline before <tool_call>); all other text is
+ * passed through unchanged. A malformed call (bad JSON, no name, an unclosed tag at
+ * the end) gives a WARNING event and then its raw text, whitespace included, as
+ * CONTENT: nothing is dropped silently. */
+
+typedef enum halo_chat_think {
+    HALO_CHAT_THINK_NONE = 0, /* no reasoning: <think> is plain text (thinking disabled) */
+    HALO_CHAT_THINK_AUTO = 1, /* the output may open with <think> (after whitespace) */
+    HALO_CHAT_THINK_OPEN = 2, /* the prompt opened <think>: the output starts inside it */
+} halo_chat_think;
+
+typedef enum halo_chat_event_kind {
+    HALO_CHAT_EVENT_REASONING = 0,
+    HALO_CHAT_EVENT_CONTENT = 1,
+    HALO_CHAT_EVENT_TOOL_CALL = 2,
+    HALO_CHAT_EVENT_WARNING = 3,
+} halo_chat_event_kind;
+
+typedef struct halo_chat_event {
+    halo_chat_event_kind kind;
+    /* REASONING, CONTENT: the bytes (not NUL-terminated, may be any bytes).
+     * TOOL_CALL: the OpenAI object {"id","type":"function","function":{"name",
+     * "arguments"}} as JSON. WARNING: the message. Valid during the callback only. */
+    const char *text;
+    size_t len;
+    /* TOOL_CALL only (NUL-terminated): its index among this output's calls, its id
+     * ("call_" + 24 letters and digits), the function name, the arguments (a JSON
+     * object as text). */
+    int index;
+    const char *id, *name, *arguments;
+} halo_chat_event;
+
+typedef void (*halo_chat_event_fn)(void *user, const halo_chat_event *ev);
+
+typedef struct halo_chat_parse_options {
+    halo_chat_think think;
+    bool tool_calls; /* recognise <tool_call> blocks in the content */
+    /* The request's tools as a JSON array (OpenAI format, {"type":"function",
+     * "function":{"name","parameters"}} or the bare function objects); NULL: none.
+     * Only used to type Coder-style parameter values. */
+    const char *tools_json;
+    /* Seed of the call ids; 0: from the clock. The same seed gives the same ids. */
+    uint64_t id_seed;
+} halo_chat_parse_options;
+
+typedef struct halo_chat_parser halo_chat_parser;
+
+/* fn may be NULL (then read the results at the end). Fails with HALO_ERR_ARG for
+ * tools_json that is not a JSON array. */
+int halo_chat_parser_new(const halo_chat_parse_options *opts, halo_chat_event_fn fn, void *user,
+                         halo_chat_parser **out, halo_error *err);
+/* Feed the next piece of generated text; events for what is decided come through fn
+ * before it returns. Fails only when memory runs out. */
+int halo_chat_parser_feed(halo_chat_parser *p, const char *text, size_t len, halo_error *err);
+/* End of the output: decide what was held back (an unclosed <think> is reasoning; an
+ * unclosed <tool_call> is reported and kept as content). Feeding after it is an error. */
+int halo_chat_parser_finish(halo_chat_parser *p, halo_error *err);
+/* True while the text fed so far ends inside the reasoning block (for budgets). */
+bool halo_chat_parser_in_reasoning(const halo_chat_parser *p);
+/* Everything emitted so far, joined (NUL-terminated; valid until the next feed). */
+const char *halo_chat_parser_content(const halo_chat_parser *p, size_t *len);
+const char *halo_chat_parser_reasoning(const halo_chat_parser *p, size_t *len);
+int halo_chat_parser_n_tool_calls(const halo_chat_parser *p);
+int halo_chat_parser_n_warnings(const halo_chat_parser *p);
+/* The tool calls so far as a JSON array of OpenAI objects; malloc'd, NULL if out of
+ * memory. */
+char *halo_chat_parser_tool_calls_json(const halo_chat_parser *p);
+/* Start a new output with the same options (ids keep counting). */
+void halo_chat_parser_reset(halo_chat_parser *p);
+void halo_chat_parser_free(halo_chat_parser *p);
+
 #endif /* HALO_TOKENIZER_H */
