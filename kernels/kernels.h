@@ -48,6 +48,27 @@ void halo_matmul(halo_threadpool *pool, int type, const void *w, size_t row_stri
 void halo_matmul_ref(int type, const void *w, size_t row_stride, int64_t n_rows, int64_t n_cols,
                      const float *x, int64_t n_tokens, float *y);
 
+/* ---- which code path runs halo_matmul ---------------------------------------
+ * Chosen once, at the first product, from the CPU's features (cpuid): the widest
+ * of AVX-512 (F, BW, VL, DQ), AVX2 + FMA + F16C, and the portable scalar code.
+ * The environment variable HALO_CPU=scalar|avx2|avx512 forces one (a path the
+ * CPU lacks, or an unknown name, gives a warning and the best supported path).
+ * All paths compute the same products up to float summation order: decoded
+ * weights are bit-exact and activations stay f32. */
+typedef enum halo_cpu_path {
+    HALO_CPU_SCALAR = 0,
+    HALO_CPU_AVX2 = 1,
+    HALO_CPU_AVX512 = 2,
+    HALO_CPU_PATH_COUNT = 3,
+} halo_cpu_path;
+
+const char *halo_cpu_path_name(int path); /* "scalar", "avx2", "avx512"; "unknown" */
+bool halo_cpu_path_supported(int path);    /* whether this CPU can run it */
+int halo_cpu_path_get(void);               /* the path halo_matmul uses */
+/* Use `path` from now on (tests, benchmarks); not while a product runs.
+ * Returns HALO_ERR_UNSUPPORTED (and changes nothing) if the CPU lacks it. */
+int halo_cpu_path_set(int path);
+
 /* ---- Gated DeltaNet (Qwen3.5 linear-attention layers) ----------------------
  * Owned by the hybrid models (model/qwen35.c). A layer projects each token to
  * q, k (key heads x dk) and v (value heads x dv), runs them through a causal

@@ -1,0 +1,58 @@
+/*
+ * halo_matmul's AVX2 path (AVX2, FMA, F16C): 8 float lanes. Compiled with a
+ * function-level target so the binary still runs on CPUs without AVX2;
+ * matmul.c calls in only after checking cpuid.
+ */
+#include "kernels/cpu/simd.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#define VL 8
+typedef __m256 vf;
+static inline vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void vf_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
+static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
+static inline vf vf_set1(float f) { return _mm256_set1_ps(f); }
+static inline vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float vf_hsum(vf v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline vf vf_from_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+static inline vf vf_from_f16(const void *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline vf vf_from_bf16(const void *p) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+/* 16 registers: 12 accumulators, 3 weight vectors, 1 token vector */
+#define MM_MR 3
+#define MM_TN 4
+#define MM_NAME(x) x##_avx2
+
+#include "kernels/cpu/simd_impl.h"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else /* not x86-64: the path does not exist */
+bool halo_mm_type_ok_avx2(int type) { return false; }
+void halo_mm_rows_avx2(const halo_mm_args *a, int64_t r0, int64_t r1) {}
+#endif
