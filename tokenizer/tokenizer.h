@@ -228,4 +228,59 @@ char *halo_chat_parser_tool_calls_json(const halo_chat_parser *p);
 void halo_chat_parser_reset(halo_chat_parser *p);
 void halo_chat_parser_free(halo_chat_parser *p);
 
+/* ---- chat templates ---------------------------------------------------------
+ *
+ * A Jinja2-subset engine for the chat templates models carry in
+ * `tokenizer.chat_template`, rendering them as the Hugging Face tokenizers do
+ * (jinja2 sandbox, trim_blocks and lstrip_blocks on, loop controls, a tojson that
+ * keeps non-ASCII text, raise_exception(msg) and strftime_now(fmt) as globals).
+ *
+ * Supported: {{ }}, {% %}, {# #}, whitespace control (-, +), raw; if/elif/else,
+ * for (else, `if` filter, recursive, tuple unpacking, loop.index/index0/revindex/
+ * revindex0/first/last/length/previtem/nextitem/depth/cycle), break/continue, set
+ * (names, tuples, namespace attributes, block set), macro/call/caller, filter
+ * and with blocks; literals, lists, dicts, tuples, arithmetic, ~, comparisons, in,
+ * and/or/not, inline if, slicing with negative indices and steps, string, dict
+ * and list methods, the common filters and tests, namespace(), range(), dict().
+ * Anything else is an error "template:LINE:COL: what" (HALO_ERR_UNSUPPORTED or
+ * HALO_ERR_FORMAT), never a crash. Values are immutable except namespaces.
+ *
+ * Compile once, render many times: a compiled template is read-only, so renders
+ * may run on several threads at once. */
+
+struct cJSON;
+typedef struct halo_template halo_template;
+
+#define HALO_TEMPLATE_DEFAULT_MAX_OUTPUT ((size_t)16 << 20) /* bytes of text */
+#define HALO_TEMPLATE_DEFAULT_MAX_MEMORY ((size_t)256 << 20) /* bytes of values */
+#define HALO_TEMPLATE_DEFAULT_MAX_STEPS ((uint64_t)20000000)  /* evaluation steps */
+#define HALO_TEMPLATE_DEFAULT_MAX_DEPTH 64                    /* nested macro calls */
+
+/* Limits of one render, and the clock; zero fields take the defaults above. A
+ * limit reached ends the render with HALO_ERR_RANGE and a message such as
+ * "template: output exceeds 16777216 bytes". */
+typedef struct halo_template_options {
+    size_t max_output;
+    size_t max_memory;
+    uint64_t max_steps;
+    int max_depth;
+    int64_t now; /* strftime_now's time (seconds since the epoch, local time zone); 0: now */
+} halo_template_options;
+
+/* Parse template text src[0..len). Syntax errors: HALO_ERR_UNSUPPORTED or
+ * HALO_ERR_FORMAT with "template:LINE:COL: ..." in err. */
+int halo_template_compile(const char *src, size_t len, halo_template **out, halo_error *err);
+
+/* Render with `context`, a JSON object whose members are the template's variables:
+ * messages, tools, add_generation_prompt, bos_token, eos_token, enable_thinking and
+ * any others (NULL: none). JSON numbers without a fractional part become integers.
+ * *out is malloc'd and NUL-terminated (free it); *out_len (may be NULL) excludes the
+ * NUL. A raise_exception(msg) in the template fails with HALO_ERR_ARG and
+ * "template:LINE:COL: msg". opts may be NULL. */
+int halo_template_render(const halo_template *t, const struct cJSON *context,
+                         const halo_template_options *opts, char **out, size_t *out_len,
+                         halo_error *err);
+
+void halo_template_free(halo_template *t);
+
 #endif /* HALO_TOKENIZER_H */
