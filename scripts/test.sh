@@ -19,7 +19,9 @@ echo "== sanitizer build (ASan + UBSan) =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHALO_WERROR=ON -DHALO_SANITIZE=ON \
   -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build-asan -j "$jobs"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+# HALO_TEST_QUICK: tests that repeat one code path many times (whole-file CLI loops) do
+# fewer repetitions here; the release stage runs them in full.
+HALO_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
 echo "== fuzzing (${fuzz_seconds}s per target) =="
