@@ -116,8 +116,8 @@ uint32_t halo_context_n_ctx(const halo_context *ctx);
 typedef struct halo_batch {
     int32_t n_tokens;
     const int32_t *token;  /* [n_tokens] */
-    const int32_t *pos;    /* [n_tokens] position in its sequence */
-    const int32_t *seq_id; /* [n_tokens] 0 .. n_seq_max-1 */
+    const int32_t *pos;    /* [n_tokens] position in its sequence; NULL: each continues its sequence */
+    const int32_t *seq_id; /* [n_tokens] 0 .. n_seq_max-1; NULL: all sequence 0 */
     const int8_t *logits;  /* [n_tokens] non-zero: compute its logits; NULL: the last token only */
 } halo_batch;
 
@@ -132,6 +132,28 @@ const float *halo_get_logits(halo_context *ctx, int32_t i);
 void halo_seq_clear(halo_context *ctx, int32_t seq);
 int32_t halo_seq_length(const halo_context *ctx, int32_t seq);
 int halo_seq_copy(halo_context *ctx, int32_t src, int32_t dst, halo_error *err);
+/* Drop the positions >= n_keep of a sequence (0 <= n_keep <= its length). A
+ * hybrid model (recurrent DeltaNet state) cannot roll back: there it fails with
+ * HALO_ERR_UNSUPPORTED unless n_keep == the length; restore a checkpoint instead. */
+int halo_seq_truncate(halo_context *ctx, int32_t seq, int32_t n_keep, halo_error *err);
+
+/* Recurrent-state checkpoints (for a prompt cache): the bytes of one sequence's
+ * recurrent state (0 for a model without recurrent layers); save it into buf;
+ * load it back as the state after the first n_pos positions, which keeps the
+ * cache's positions < n_pos (n_pos <= the sequence's length) and drops the rest. */
+size_t halo_seq_state_size(const halo_context *ctx);
+int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_error *err);
+int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
+                        halo_error *err);
+
+/* The context's limits as created (after defaults and clamping). */
+uint32_t halo_context_n_seq_max(const halo_context *ctx);
+uint32_t halo_context_n_batch(const halo_context *ctx);
+uint32_t halo_context_n_ubatch(const halo_context *ctx);
+int halo_context_n_threads(const halo_context *ctx);
+const halo_model *halo_context_model(const halo_context *ctx);
+/* Hidden size (embedding length) of a model. */
+int32_t halo_model_n_embd(const halo_model *model);
 
 
 /* ---- sampling (runtime/sampling.c) ---------------------------------------

@@ -139,4 +139,71 @@ void halo_deltanet_chunked(const halo_deltanet_args *a, int64_t chunk, float *wo
  *     x = x / sqrt(mean(x^2) + eps) * w * silu(z) */
 void halo_deltanet_norm_gated(float *x, const float *z, const float *w, int64_t n, float eps);
 
+/* ---- ops: the small operations of a forward pass ---------------------------
+ * All in f32 on contiguous rows. Each has a scalar reference (`*_ref`, plain
+ * loops in double where it matters) that tests compare against. The fast
+ * versions here are still portable C written so that the compiler vectorizes
+ * them; they are cheap beside the matrix products. */
+
+/* y[t][i] = x[t][i] / rms(x[t]) * w[i] (w may be NULL: no scale); y may equal x. */
+void halo_rms_norm(const float *x, const float *w, float *y, int64_t n_rows, int64_t n, float eps);
+void halo_rms_norm_ref(const float *x, const float *w, float *y, int64_t n_rows, int64_t n,
+                       float eps);
+
+/* Rotary position embedding of one token's heads, in place: x holds n_heads rows of
+ * head_dim values; the first n_rot dims of each are rotated, the rest untouched.
+ * NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama, whose converter permutes
+ * q/k to that layout); NEOX rotates halves (x[i], x[i + n_rot/2]) (Qwen family).
+ * inv_freq[i] = base^(-2i/n_rot) for i < n_rot/2 (halo_rope_inv_freq); the angle
+ * of pair i is pos * inv_freq[i]. */
+typedef enum halo_rope_mode { HALO_ROPE_NORM = 0, HALO_ROPE_NEOX = 2 } halo_rope_mode;
+void halo_rope_inv_freq(float base, int n_rot, float *inv_freq);
+void halo_rope(float *x, int n_heads, int head_dim, int n_rot, int mode, float pos,
+               const float *inv_freq);
+void halo_rope_ref(float *x, int n_heads, int head_dim, int n_rot, int mode, float pos,
+                   float base);
+
+/* In-place softmax of n values (max-subtracted). */
+void halo_softmax(float *x, int64_t n);
+void halo_softmax_ref(float *x, int64_t n);
+
+/* silu(x) = x / (1 + e^-x); swiglu: g[i] = silu(g[i]) * u[i] (the gated FFN). */
+void halo_silu(float *x, int64_t n);
+void halo_swiglu(float *g, const float *u, int64_t n);
+void halo_swiglu_ref(float *g, const float *u, int64_t n);
+
+/* MoE routing of one token: probabilities p = softmax(logits[n_expert]); the k
+ * largest (ties: the lower index first) go to ids[k] in decreasing order with
+ * weights p[id], divided by their sum when `normalize`. */
+void halo_topk_route(const float *logits, int n_expert, int k, bool normalize, int32_t *ids,
+                     float *weights);
+void halo_topk_route_ref(const float *logits, int n_expert, int k, bool normalize, int32_t *ids,
+                         float *weights);
+
+/* ---- attention over a paged cache -------------------------------------------
+ * One token's query heads that share one KV head, against positions 0 .. n_kv-1
+ * of a sequence whose K/V rows live in pages of page_size positions: position p
+ * is row p % page_size of page pages[p / page_size], at
+ *     base + page * page_bytes + (p % page_size) * row_bytes + head_offset,
+ * stored in type_k / type_v (f32, f16, bf16, q8_0, q4_0), head_dim values each.
+ * Online softmax over the pages (flash-attention style, in f32); out[h] is the
+ * softmax(scale * q[h].K)-weighted sum of V for each of the n_q heads. */
+typedef struct halo_attn_kv {
+    int type_k, type_v;
+    const char *k_base, *v_base;
+    size_t k_page_bytes, v_page_bytes;
+    size_t k_row_bytes, v_row_bytes;
+    size_t k_head_offset, v_head_offset;
+    int32_t page_size;
+    const int32_t *pages;
+} halo_attn_kv;
+
+/* Floats of scratch halo_attn_paged needs. */
+size_t halo_attn_scratch_floats(int page_size, int head_dim_k, int head_dim_v, int n_q);
+void halo_attn_paged(const halo_attn_kv *kv, const float *q, int n_q, int head_dim_k,
+                     int head_dim_v, int32_t n_kv, float scale, float *out, float *scratch);
+/* Reference: every K/V row decoded, scores and weights in double, plain softmax. */
+void halo_attn_paged_ref(const halo_attn_kv *kv, const float *q, int n_q, int head_dim_k,
+                         int head_dim_v, int32_t n_kv, float scale, float *out);
+
 #endif /* HALO_KERNELS_H */

@@ -14,6 +14,7 @@
 #define HALO_RUNTIME_H
 
 #include "halo.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 
 #include <stdbool.h>
@@ -93,5 +94,113 @@ int halo_plan_recurrent_bytes_per_slot(const halo_hparams *hp, uint64_t *conv_by
  * memory once the model has run, whether mapped or read). */
 int halo_plan_compute(const halo_hparams *hp, uint64_t weights_bytes, const halo_plan_options *o,
                       halo_memory_plan *plan, halo_error *err);
+
+
+/* ---- the context (internal to the library) ------------------------------------
+ * What halo_context holds, for the forward passes in model/.
+ *
+ * KV cache: paged. The n_ctx cells are pages of HALO_KV_PAGE positions, shared by
+ * every attention layer (page p of layer il lives at k[il] + p * page bytes).
+ * Each sequence has a page table: position p is row p % HALO_KV_PAGE of page
+ * table[p / HALO_KV_PAGE]. Pages are refcounted: halo_seq_copy shares them, and a
+ * sequence about to write into a page someone else also holds copies it first
+ * (copy on write), so a system prompt computed once serves many slots.
+ *
+ * Recurrent state (hybrid models): per DeltaNet layer and sequence, a conv state
+ * [(conv_kernel - 1) x conv_channels] and an SSM state [value_heads x key_dim x
+ * value_dim], f32, reached through halo_rs_conv / halo_rs_ssm. */
+
+#define HALO_KV_PAGE 32
+
+typedef struct halo_kv_cache {
+    int type_k, type_v;
+    int32_t n_pages;
+    size_t *k_row_bytes, *v_row_bytes;   /* [n_layer] one position, all KV heads; 0: no cache */
+    size_t *k_head_bytes, *v_head_bytes; /* [n_layer] one KV head's row */
+    char **k, **v;                       /* [n_layer] page-major storage, NULL: no cache */
+    int32_t *refcount;                   /* [n_pages] */
+    int32_t *free_pages;                 /* stack of free page ids */
+    int32_t n_free;
+    int32_t *page_table; /* [n_seq_max][n_pages] */
+    int32_t *n_seq_pages; /* [n_seq_max] pages in each table */
+} halo_kv_cache;
+
+typedef struct halo_recurrent {
+    int32_t *slot;      /* [n_layer] index among the DeltaNet layers; -1 for others */
+    uint32_t n_slots;   /* DeltaNet layers */
+    size_t conv_floats; /* one layer, one sequence */
+    size_t ssm_floats;
+    float *conv, *ssm;  /* [n_slots][n_seq_max][...] */
+} halo_recurrent;
+
+/* A slice of a batch that one forward pass runs. */
+struct halo_ubatch {
+    int32_t n;
+    const int32_t *token, *pos, *seq; /* [n] */
+    const int32_t *out;               /* [n] row of ctx->logits to fill, -1: none */
+    int32_t n_out;                    /* tokens with out >= 0 */
+};
+typedef struct halo_ubatch halo_ubatch;
+
+/* f32 work buffers, sized for n_ubatch tokens when the context is made. */
+typedef struct halo_buffers {
+    float *x, *xn, *y;    /* [n_ubatch][n_embd] residual stream, normed input, block output */
+    float *q, *k, *v;     /* [n_ubatch][n_head * hd_k], [n_ubatch][n_kv_max * hd_k / hd_v] */
+    float *att;           /* [n_ubatch][n_head * hd_v] */
+    float *ff_a, *ff_b;   /* [n_ubatch][max FFN width] */
+    float *router;        /* [n_ubatch][n_expert] */
+    int32_t *moe_ids;     /* [n_ubatch][n_expert_used] */
+    float *moe_w;         /* [n_ubatch][n_expert_used] */
+    int32_t *moe_tok;     /* [n_expert][n_ubatch] (token << 8 | slot) grouped by expert */
+    int32_t *moe_count;   /* [n_expert] */
+    float *moe_x, *moe_y; /* [n_ubatch][n_embd] gathered inputs / expert outputs */
+    float *out_x;         /* [n_ubatch][n_embd] rows that produce logits */
+    float *inv_freq;      /* [n_rot / 2] RoPE frequencies */
+    float *attn_scratch;  /* [n_threads][attn_scratch_floats] */
+    size_t attn_scratch_floats;
+    float *extra;         /* [arch scratch_floats] for the architecture's own use */
+} halo_buffers;
+
+struct halo_context {
+    halo_model *model;
+    const halo_hparams *hp;
+    halo_context_params params; /* as resolved: defaults filled, limits applied */
+    halo_threadpool *pool;
+    int n_threads;
+
+    halo_kv_cache kv;
+    halo_recurrent rs;
+    int32_t *seq_len; /* [n_seq_max] */
+
+    halo_buffers buf;
+    float *logits;          /* [logits_cap][n_vocab] */
+    int32_t logits_cap;     /* rows allocated */
+    int32_t *logits_row;    /* [n_batch] row of each token of the last batch, -1: none */
+    int32_t last_n_tokens;  /* tokens in the last batch */
+
+    /* batch scratch [n_batch] / [n_seq_max] */
+    int32_t *b_pos, *b_seq, *b_out;
+    int32_t *seq_count;
+};
+
+/* Recurrent state of DeltaNet layer il (a model layer index) for a sequence. */
+float *halo_rs_conv(halo_context *ctx, uint32_t il, int32_t seq);
+float *halo_rs_ssm(halo_context *ctx, uint32_t il, int32_t seq);
+
+/* Make room for seq_count[s] more positions of every sequence s (fresh pages,
+ * and a private copy of a shared partial last page). All or nothing:
+ * HALO_ERR_RANGE when the cache is too full, and then nothing changed. */
+int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err);
+
+/* Store a ubatch's K and V rows of layer il into the cache at each token's
+ * position (k: [n][n_kv * hd_k], v: [n][n_kv * hd_v], f32, converted to the
+ * cache types). The pages were reserved by halo_decode. */
+void halo_kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
+                   const float *v);
+/* out[t] ([n_head * hd_v]) = attention of q[t] ([n_head * hd_k]) over the cached
+ * positions 0..pos[t] of its sequence in layer il; GQA groups n_head / n_kv query
+ * heads per KV head. Threaded over (token, KV head). */
+void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                    float scale, float *out);
 
 #endif /* HALO_RUNTIME_H */

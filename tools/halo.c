@@ -13,6 +13,7 @@ typedef struct command {
 static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
     {"info", cmd_info, "describe a model and plan its memory"},
+    {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
     {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},
     {"tokenize", cmd_tokenize, "print the tokens of a text (like llama-tokenize)"},

@@ -62,6 +62,7 @@ bool tools_is_help(const char *arg);
 
 /* Subcommands. */
 int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

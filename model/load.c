@@ -1,0 +1,283 @@
+/*
+ * Loading a model: open the GGUF (any load mode), read the hyper-parameters and
+ * the tokenizer, then let the architecture bind its weights by tensor name.
+ * Weights stay where the file put them (a mapping or the read buffer); a weight
+ * is a typed view with its shape and row stride. Every tensor an architecture
+ * needs is checked for presence, shape and a type the engine can compute with,
+ * so a broken file fails here with the tensor's name rather than in a forward
+ * pass.
+ */
+#include "model/arch.h"
+#include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
+#include "util/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const halo_arch_ops *const arch_table[] = {
+    &halo_arch_llama,
+    &halo_arch_qwen3,
+    &halo_arch_qwen3moe,
+};
+
+static const halo_arch_ops *find_arch(halo_arch arch) {
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (arch_table[i]->arch == arch) return arch_table[i];
+    return NULL;
+}
+
+/* ---- binding ------------------------------------------------------------------- */
+
+int halo_bind(const halo_model *m, halo_weight *w, unsigned flags, int64_t n_cols, int64_t n_rows,
+              int64_t n_mats, halo_error *err, const char *name_fmt, ...) {
+    char name[128];
+    va_list ap;
+    va_start(ap, name_fmt);
+    vsnprintf(name, sizeof name, name_fmt, ap);
+    va_end(ap);
+    memset(w, 0, sizeof *w);
+    const halo_gguf_tensor *t = halo_gguf_find_tensor(m->gguf, name);
+    if (!t) {
+        if (flags & HALO_BIND_OPTIONAL) return 0;
+        return halo_error_set(err, HALO_ERR_FORMAT,
+                              "tensor '%s' is missing: this %s model file is incomplete", name,
+                              m->hp.arch_name);
+    }
+    int64_t want[3] = {n_cols, n_rows, n_mats};
+    bool ok = t->n_dims >= 1 && t->n_dims <= 3;
+    for (int d = 0; d < 3 && ok; d++)
+        if (want[d] != 0 && t->ne[d] != want[d]) ok = false;
+    if (!ok)
+        return halo_error_set(err, HALO_ERR_FORMAT,
+                              "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, "
+                              "%lld] for this model's hyper-parameters",
+                              name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                              (long long)n_cols, (long long)n_rows, (long long)n_mats);
+    const halo_type_traits *tr = halo_type_get(t->type);
+    if ((flags & HALO_BIND_F32) && t->type != HALO_TYPE_F32)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED, "tensor '%s' is %s; halo expects f32 here",
+                              name, halo_type_name(t->type));
+    if (!tr || !tr->to_float)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "tensor '%s' is of type %s, which halo cannot compute with yet",
+                              name, halo_type_name(t->type));
+    size_t row = halo_type_row_size(t->type, t->ne[0]);
+    if (row == 0)
+        return halo_error_set(err, HALO_ERR_FORMAT,
+                              "tensor '%s': row of %lld values is not a whole number of %s blocks",
+                              name, (long long)t->ne[0], tr->name);
+    w->type = t->type;
+    w->data = t->data;
+    w->n_cols = t->ne[0];
+    w->n_rows = t->ne[1];
+    w->n_mats = t->ne[2];
+    w->row_stride = row;
+    w->mat_stride = row * (size_t)t->ne[1];
+    return 0;
+}
+
+int halo_bind_common(halo_model *m, halo_error *err) {
+    const halo_hparams *hp = &m->hp;
+    int rc;
+    if ((rc = halo_bind(m, &m->tok_embd, 0, hp->n_embd, hp->n_vocab, 1, err, "token_embd.weight")) ||
+        (rc = halo_bind(m, &m->output_norm, HALO_BIND_F32, hp->n_embd, 1, 1, err,
+                        "output_norm.weight")) ||
+        (rc = halo_bind(m, &m->output, HALO_BIND_OPTIONAL, hp->n_embd, hp->n_vocab, 1, err,
+                        "output.weight")))
+        return rc;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    return 0;
+}
+
+int halo_bind_attention(halo_model *m, uint32_t il, bool qk_norm, halo_error *err) {
+    const halo_hparams *hp = &m->hp;
+    halo_layer *L = &m->layers[il];
+    int64_t e = hp->n_embd, hk = hp->head_dim_k, hv = hp->head_dim_v;
+    int64_t nq = hp->n_head, nkv = hp->n_head_kv[il];
+    int rc;
+    if ((rc = halo_bind(m, &L->attn_norm, HALO_BIND_F32, e, 1, 1, err, "blk.%u.attn_norm.weight", il)) ||
+        (rc = halo_bind(m, &L->wq, 0, e, nq * hk, 1, err, "blk.%u.attn_q.weight", il)) ||
+        (rc = halo_bind(m, &L->wk, 0, e, nkv * hk, 1, err, "blk.%u.attn_k.weight", il)) ||
+        (rc = halo_bind(m, &L->wv, 0, e, nkv * hv, 1, err, "blk.%u.attn_v.weight", il)) ||
+        (rc = halo_bind(m, &L->wo, 0, nq * hv, e, 1, err, "blk.%u.attn_output.weight", il)))
+        return rc;
+    if (qk_norm &&
+        ((rc = halo_bind(m, &L->q_norm, HALO_BIND_F32, hk, 1, 1, err, "blk.%u.attn_q_norm.weight", il)) ||
+         (rc = halo_bind(m, &L->k_norm, HALO_BIND_F32, hk, 1, 1, err, "blk.%u.attn_k_norm.weight", il))))
+        return rc;
+    return 0;
+}
+
+int halo_bind_ffn(halo_model *m, uint32_t il, halo_error *err) {
+    const halo_hparams *hp = &m->hp;
+    halo_layer *L = &m->layers[il];
+    int64_t e = hp->n_embd, f = hp->n_ff;
+    int rc;
+    if (f == 0)
+        return halo_error_set(err, HALO_ERR_FORMAT, "%s.feed_forward_length is missing or 0",
+                              hp->arch_name);
+    if ((rc = halo_bind(m, &L->ffn_norm, HALO_BIND_F32, e, 1, 1, err, "blk.%u.ffn_norm.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_gate, 0, e, f, 1, err, "blk.%u.ffn_gate.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_up, 0, e, f, 1, err, "blk.%u.ffn_up.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_down, 0, f, e, 1, err, "blk.%u.ffn_down.weight", il)))
+        return rc;
+    return 0;
+}
+
+int halo_bind_moe(halo_model *m, uint32_t il, halo_error *err) {
+    const halo_hparams *hp = &m->hp;
+    halo_layer *L = &m->layers[il];
+    int64_t e = hp->n_embd, f = hp->n_ff_exp, x = hp->n_expert;
+    int rc;
+    if (x == 0 || hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert || f == 0)
+        return halo_error_set(err, HALO_ERR_FORMAT,
+                              "%s: expert_count %u, expert_used_count %u, expert width %u: a MoE "
+                              "model needs 1 <= used <= count and a width",
+                              hp->arch_name, hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
+    if ((rc = halo_bind(m, &L->ffn_norm, HALO_BIND_F32, e, 1, 1, err, "blk.%u.ffn_norm.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_gate_inp, 0, e, x, 1, err, "blk.%u.ffn_gate_inp.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_gate_exps, 0, e, f, x, err, "blk.%u.ffn_gate_exps.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_up_exps, 0, e, f, x, err, "blk.%u.ffn_up_exps.weight", il)) ||
+        (rc = halo_bind(m, &L->ffn_down_exps, 0, f, e, x, err, "blk.%u.ffn_down_exps.weight", il)))
+        return rc;
+    return 0;
+}
+
+/* ---- description -------------------------------------------------------------- */
+
+/* llama.cpp's names of general.file_type (llama_ftype), as its tools print them. */
+static const char *file_type_name(uint32_t ft) {
+    switch (ft) {
+    case 0: return "all F32";
+    case 1: return "F16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 10: return "Q2_K - Medium";
+    case 11: return "Q3_K - Small";
+    case 12: return "Q3_K - Medium";
+    case 13: return "Q3_K - Large";
+    case 14: return "Q4_K - Small";
+    case 15: return "Q4_K - Medium";
+    case 16: return "Q5_K - Small";
+    case 17: return "Q5_K - Medium";
+    case 18: return "Q6_K";
+    case 19: return "IQ2_XXS - 2.0625 bpw";
+    case 20: return "IQ2_XS - 2.3125 bpw";
+    case 21: return "Q2_K - Small";
+    case 22: return "IQ3_XS - 3.3 bpw";
+    case 23: return "IQ3_XXS - 3.0625 bpw";
+    case 24: return "IQ1_S - 1.5625 bpw";
+    case 25: return "IQ4_NL - 4.5 bpw";
+    case 26: return "IQ3_S - 3.4375 bpw";
+    case 27: return "IQ3_S mix - 3.66 bpw";
+    case 28: return "IQ2_S - 2.5 bpw";
+    case 29: return "IQ2_M - 2.7 bpw";
+    case 30: return "IQ4_XS - 4.25 bpw";
+    case 31: return "IQ1_M - 1.75 bpw";
+    case 32: return "BF16";
+    case 36: return "TQ1_0 - 1.69 bpw ternary";
+    case 37: return "TQ2_0 - 2.06 bpw ternary";
+    case 38: return "MXFP4 MoE";
+    default: return NULL;
+    }
+}
+
+/* 30.5e9 -> "30B", 3.3e9 -> "3.3B", 1.71e6 -> "1.7M" */
+static void size_label(uint64_t n, char *out, size_t size) {
+    const char *unit = "";
+    double v = (double)n;
+    if (v >= 1e12) v /= 1e12, unit = "T";
+    else if (v >= 1e9) v /= 1e9, unit = "B";
+    else if (v >= 1e6) v /= 1e6, unit = "M";
+    else if (v >= 1e3) v /= 1e3, unit = "K";
+    if (v >= 10) snprintf(out, size, "%.0f%s", (double)(uint64_t)v, unit);
+    else {
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%.1f", (double)(uint64_t)(v * 10) / 10);
+        size_t l = strlen(tmp);
+        if (l > 2 && !strcmp(tmp + l - 2, ".0")) tmp[l - 2] = 0;
+        snprintf(out, size, "%s%s", tmp, unit);
+    }
+}
+
+static void describe(halo_model *m) {
+    char total[24], active[24], typebuf[24];
+    size_label(m->stats.n_params, total, sizeof total);
+    uint32_t ft;
+    const char *tn = NULL;
+    if (halo_gguf_get_u32(m->gguf, "general.file_type", &ft)) tn = file_type_name(ft);
+    if (!tn) {
+        /* no file type: name the type holding most of the bytes */
+        int best = 0;
+        for (int t = 0; t < HALO_TYPE_COUNT; t++)
+            if (m->stats.by_type[t].bytes > m->stats.by_type[best].bytes) best = t;
+        snprintf(typebuf, sizeof typebuf, "%s", halo_type_name(best));
+        for (char *c = typebuf; *c; c++)
+            if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+        tn = typebuf;
+    }
+    if (m->hp.n_expert > 0 && m->stats.n_params_active < m->stats.n_params) {
+        size_label(m->stats.n_params_active, active, sizeof active);
+        snprintf(m->desc, sizeof m->desc, "%s %s.A%s %s", m->hp.arch_name, total, active, tn);
+    } else {
+        snprintf(m->desc, sizeof m->desc, "%s %s %s", m->hp.arch_name, total, tn);
+    }
+}
+
+/* ---- the public API ------------------------------------------------------------ */
+
+int halo_model_load(const char *path, const halo_load_options *opts, halo_model **out,
+                    halo_error *err) {
+    *out = NULL;
+    halo_model *m = calloc(1, sizeof *m);
+    if (!m) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory loading %s", path);
+    int rc = halo_gguf_open(path, opts, &m->gguf, err);
+    if (rc) goto fail;
+    if ((rc = halo_hparams_load(m->gguf, &m->hp, err))) goto fail;
+    m->ops = find_arch(m->hp.arch);
+    if (!m->ops) {
+        rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                            "%s: architecture '%s' cannot be run by halo yet (it runs llama, "
+                            "qwen3, qwen3moe, qwen35, qwen35moe)",
+                            path, m->hp.arch_name);
+        goto fail;
+    }
+    if ((rc = halo_model_stats_compute(m->gguf, &m->hp, &m->stats, err))) goto fail;
+    if ((rc = halo_tokenizer_load(m->gguf, &m->tok, err))) goto fail;
+    m->layers = calloc(m->hp.n_layer ? m->hp.n_layer : 1, sizeof *m->layers);
+    if (!m->layers) {
+        rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory loading %s", path);
+        goto fail;
+    }
+    m->rope_mode = HALO_ROPE_NEOX;
+    if ((rc = m->ops->bind(m, err))) goto fail;
+    describe(m);
+    *out = m;
+    return 0;
+fail:
+    halo_model_free(m);
+    return rc;
+}
+
+void halo_model_free(halo_model *m) {
+    if (!m) return;
+    if (m->tok) halo_tokenizer_free(m->tok);
+    if (m->gguf) halo_gguf_close(m->gguf);
+    free(m->layers);
+    free(m);
+}
+
+const char *halo_model_arch_name(const halo_model *m) { return m->hp.arch_name; }
+const char *halo_model_desc(const halo_model *m) { return m->desc; }
+int32_t halo_model_n_vocab(const halo_model *m) { return (int32_t)m->hp.n_vocab; }
+int32_t halo_model_n_embd(const halo_model *m) { return (int32_t)m->hp.n_embd; }
+uint32_t halo_model_n_ctx_train(const halo_model *m) { return m->hp.n_ctx_train; }
+uint64_t halo_model_n_params(const halo_model *m) { return m->stats.n_params; }
+uint64_t halo_model_size_bytes(const halo_model *m) { return m->stats.bytes; }
+const halo_tokenizer *halo_model_tokenizer(const halo_model *m) { return m->tok; }

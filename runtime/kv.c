@@ -1,0 +1,286 @@
+/*
+ * The paged KV cache, the recurrent-state slots, and the sequence operations
+ * on them (clear, copy, truncate, checkpoints).
+ *
+ * Invariant: a sequence of length L holds exactly ceil(L / HALO_KV_PAGE) pages
+ * in its table. Pages are refcounted; a page held by more than one sequence is
+ * never written: halo_kv_reserve gives the writer its own copy first.
+ */
+#include "model/arch.h"
+#include "quant/quant.h"
+#include "runtime/runtime.h"
+#include "util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int32_t *seq_table(const halo_context *ctx, int32_t seq) {
+    return ctx->kv.page_table + (size_t)seq * (size_t)ctx->kv.n_pages;
+}
+
+static bool has_kv(const halo_context *ctx) { return ctx->kv.n_pages > 0; }
+
+static void page_release(halo_context *ctx, int32_t page) {
+    if (--ctx->kv.refcount[page] == 0) ctx->kv.free_pages[ctx->kv.n_free++] = page;
+}
+
+static int32_t page_take(halo_context *ctx) {
+    int32_t p = ctx->kv.free_pages[--ctx->kv.n_free];
+    ctx->kv.refcount[p] = 1;
+    return p;
+}
+
+/* Keep the first n_pages pages of a sequence's table. */
+static void seq_shrink(halo_context *ctx, int32_t seq, int32_t n_pages) {
+    int32_t *t = seq_table(ctx, seq);
+    while (ctx->kv.n_seq_pages[seq] > n_pages) page_release(ctx, t[--ctx->kv.n_seq_pages[seq]]);
+}
+
+static int32_t pages_for(int64_t len) { return (int32_t)((len + HALO_KV_PAGE - 1) / HALO_KV_PAGE); }
+
+/* ---- reservation (before a batch runs) ---------------------------------------- */
+
+int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err) {
+    if (!has_kv(ctx)) return 0;
+    const uint32_t n_seq = ctx->params.n_seq_max;
+    int64_t need = 0;
+    for (uint32_t s = 0; s < n_seq; s++) {
+        if (!seq_count[s]) continue;
+        int64_t len = ctx->seq_len[s];
+        int32_t have = ctx->kv.n_seq_pages[s];
+        int32_t want = pages_for(len + seq_count[s]);
+        if (want > ctx->kv.n_pages)
+            return halo_error_set(err, HALO_ERR_RANGE,
+                                  "sequence %u would reach %lld tokens, more than the context's "
+                                  "%lld cells (raise -c)",
+                                  s, (long long)(len + seq_count[s]),
+                                  (long long)ctx->kv.n_pages * HALO_KV_PAGE);
+        need += want - have;
+        if (len % HALO_KV_PAGE && ctx->kv.refcount[seq_table(ctx, (int32_t)s)[have - 1]] > 1)
+            need++; /* copy on write of the shared partial page */
+    }
+    if (need > ctx->kv.n_free)
+        return halo_error_set(err, HALO_ERR_RANGE,
+                              "the KV cache is full: this batch needs %lld more pages of %d cells, "
+                              "%d are free (raise -c or clear sequences)",
+                              (long long)need, HALO_KV_PAGE, ctx->kv.n_free);
+    const halo_hparams *hp = ctx->hp;
+    for (uint32_t s = 0; s < n_seq; s++) {
+        if (!seq_count[s]) continue;
+        int32_t *t = seq_table(ctx, (int32_t)s);
+        int32_t have = ctx->kv.n_seq_pages[s];
+        if (ctx->seq_len[s] % HALO_KV_PAGE && ctx->kv.refcount[t[have - 1]] > 1) {
+            int32_t old = t[have - 1], np = page_take(ctx);
+            for (uint32_t il = 0; il < hp->n_layer; il++) {
+                if (!ctx->kv.k[il]) continue;
+                size_t kb = HALO_KV_PAGE * ctx->kv.k_row_bytes[il];
+                size_t vb = HALO_KV_PAGE * ctx->kv.v_row_bytes[il];
+                memcpy(ctx->kv.k[il] + (size_t)np * kb, ctx->kv.k[il] + (size_t)old * kb, kb);
+                memcpy(ctx->kv.v[il] + (size_t)np * vb, ctx->kv.v[il] + (size_t)old * vb, vb);
+            }
+            page_release(ctx, old);
+            t[have - 1] = np;
+        }
+        int32_t want = pages_for((int64_t)ctx->seq_len[s] + seq_count[s]);
+        while (ctx->kv.n_seq_pages[s] < want) t[ctx->kv.n_seq_pages[s]++] = page_take(ctx);
+    }
+    return 0;
+}
+
+/* ---- store and attend -------------------------------------------------------------- */
+
+static void store_row(int type, const float *src, char *dst, int64_t n) {
+    if (type == HALO_TYPE_F32) memcpy(dst, src, sizeof(float) * (size_t)n);
+    else halo_type_get(type)->from_float_ref(src, dst, n);
+}
+
+void halo_kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
+                   const float *v) {
+    const halo_hparams *hp = ctx->hp;
+    const int64_t nk = (int64_t)hp->n_head_kv[il] * hp->head_dim_k;
+    const int64_t nv = (int64_t)hp->n_head_kv[il] * hp->head_dim_v;
+    const size_t kr = ctx->kv.k_row_bytes[il], vr = ctx->kv.v_row_bytes[il];
+    for (int32_t t = 0; t < ub->n; t++) {
+        int32_t p = ub->pos[t];
+        size_t cell = (size_t)seq_table(ctx, ub->seq[t])[p / HALO_KV_PAGE] * HALO_KV_PAGE +
+                      (size_t)(p % HALO_KV_PAGE);
+        store_row(ctx->kv.type_k, k + t * nk, ctx->kv.k[il] + cell * kr, nk);
+        store_row(ctx->kv.type_v, v + t * nv, ctx->kv.v[il] + cell * vr, nv);
+    }
+}
+
+typedef struct attend_job {
+    halo_context *ctx;
+    uint32_t il;
+    const halo_ubatch *ub;
+    const float *q;
+    float scale;
+    float *out;
+} attend_job;
+
+static void attend_task(void *arg, int ith, int nth) {
+    const attend_job *j = arg;
+    halo_context *ctx = j->ctx;
+    const halo_hparams *hp = ctx->hp;
+    const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[j->il];
+    const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v, group = nq / nkv;
+    float *scratch = ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
+    halo_attn_kv view = {
+        .type_k = ctx->kv.type_k,
+        .type_v = ctx->kv.type_v,
+        .k_base = ctx->kv.k[j->il],
+        .v_base = ctx->kv.v[j->il],
+        .k_page_bytes = HALO_KV_PAGE * ctx->kv.k_row_bytes[j->il],
+        .v_page_bytes = HALO_KV_PAGE * ctx->kv.v_row_bytes[j->il],
+        .k_row_bytes = ctx->kv.k_row_bytes[j->il],
+        .v_row_bytes = ctx->kv.v_row_bytes[j->il],
+        .page_size = HALO_KV_PAGE,
+    };
+    int64_t n_items = (int64_t)j->ub->n * nkv;
+    for (int64_t it = ith; it < n_items; it += nth) {
+        int32_t t = (int32_t)(it / nkv);
+        int g = (int)(it % nkv);
+        view.k_head_offset = (size_t)g * ctx->kv.k_head_bytes[j->il];
+        view.v_head_offset = (size_t)g * ctx->kv.v_head_bytes[j->il];
+        view.pages = seq_table(ctx, j->ub->seq[t]);
+        halo_attn_paged(&view, j->q + ((size_t)t * nq + (size_t)g * group) * hk, group, hk, hv,
+                        j->ub->pos[t] + 1, j->scale,
+                        j->out + ((size_t)t * nq + (size_t)g * group) * hv, scratch);
+    }
+}
+
+void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                    float scale, float *out) {
+    attend_job j = {ctx, il, ub, q, scale, out};
+    halo_threadpool_run(ctx->pool, attend_task, &j);
+}
+
+/* ---- recurrent state ------------------------------------------------------------------ */
+
+float *halo_rs_conv(halo_context *ctx, uint32_t il, int32_t seq) {
+    int32_t s = ctx->rs.slot[il];
+    return ctx->rs.conv + ((size_t)s * ctx->params.n_seq_max + (size_t)seq) * ctx->rs.conv_floats;
+}
+
+float *halo_rs_ssm(halo_context *ctx, uint32_t il, int32_t seq) {
+    int32_t s = ctx->rs.slot[il];
+    return ctx->rs.ssm + ((size_t)s * ctx->params.n_seq_max + (size_t)seq) * ctx->rs.ssm_floats;
+}
+
+/* Visit each DeltaNet layer's conv and ssm state of a sequence. */
+static void rs_zero(halo_context *ctx, int32_t seq) {
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+        if (ctx->rs.slot[il] < 0) continue;
+        memset(halo_rs_conv(ctx, il, seq), 0, sizeof(float) * ctx->rs.conv_floats);
+        memset(halo_rs_ssm(ctx, il, seq), 0, sizeof(float) * ctx->rs.ssm_floats);
+    }
+}
+
+static void rs_copy(halo_context *ctx, int32_t src, int32_t dst) {
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+        if (ctx->rs.slot[il] < 0) continue;
+        memcpy(halo_rs_conv(ctx, il, dst), halo_rs_conv(ctx, il, src),
+               sizeof(float) * ctx->rs.conv_floats);
+        memcpy(halo_rs_ssm(ctx, il, dst), halo_rs_ssm(ctx, il, src),
+               sizeof(float) * ctx->rs.ssm_floats);
+    }
+}
+
+/* ---- sequences -------------------------------------------------------------------- */
+
+static bool seq_ok(const halo_context *ctx, int32_t seq) {
+    return ctx && seq >= 0 && (uint32_t)seq < ctx->params.n_seq_max;
+}
+
+static int bad_seq(const halo_context *ctx, int32_t seq, halo_error *err) {
+    return halo_error_set(err, HALO_ERR_ARG, "sequence id %d is out of range (this context has %u)",
+                          seq, ctx ? ctx->params.n_seq_max : 0);
+}
+
+void halo_seq_clear(halo_context *ctx, int32_t seq) {
+    if (!seq_ok(ctx, seq)) return;
+    if (has_kv(ctx)) seq_shrink(ctx, seq, 0);
+    rs_zero(ctx, seq);
+    ctx->seq_len[seq] = 0;
+}
+
+int32_t halo_seq_length(const halo_context *ctx, int32_t seq) {
+    return seq_ok(ctx, seq) ? ctx->seq_len[seq] : -1;
+}
+
+int halo_seq_copy(halo_context *ctx, int32_t src, int32_t dst, halo_error *err) {
+    if (!seq_ok(ctx, src)) return bad_seq(ctx, src, err);
+    if (!seq_ok(ctx, dst)) return bad_seq(ctx, dst, err);
+    if (src == dst) return 0;
+    halo_seq_clear(ctx, dst);
+    if (has_kv(ctx)) {
+        const int32_t *ts = seq_table(ctx, src);
+        int32_t *td = seq_table(ctx, dst);
+        for (int32_t i = 0; i < ctx->kv.n_seq_pages[src]; i++) {
+            td[i] = ts[i];
+            ctx->kv.refcount[ts[i]]++;
+        }
+        ctx->kv.n_seq_pages[dst] = ctx->kv.n_seq_pages[src];
+    }
+    rs_copy(ctx, src, dst);
+    ctx->seq_len[dst] = ctx->seq_len[src];
+    return 0;
+}
+
+int halo_seq_truncate(halo_context *ctx, int32_t seq, int32_t n_keep, halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    int32_t len = ctx->seq_len[seq];
+    if (n_keep < 0 || n_keep > len)
+        return halo_error_set(err, HALO_ERR_ARG,
+                              "cannot truncate sequence %d to %d positions: it has %d", seq,
+                              n_keep, len);
+    if (n_keep == len) return 0;
+    if (ctx->rs.n_slots > 0)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "%s keeps a recurrent state that cannot be rolled back: truncating "
+                              "sequence %d from %d to %d positions needs a saved checkpoint "
+                              "(halo_seq_state_load) or a fresh start",
+                              ctx->hp->arch_name, seq, len, n_keep);
+    if (has_kv(ctx)) seq_shrink(ctx, seq, pages_for(n_keep));
+    ctx->seq_len[seq] = n_keep;
+    return 0;
+}
+
+size_t halo_seq_state_size(const halo_context *ctx) {
+    return (size_t)ctx->rs.n_slots * (ctx->rs.conv_floats + ctx->rs.ssm_floats) * sizeof(float);
+}
+
+int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    char *o = buf;
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+        if (ctx->rs.slot[il] < 0) continue;
+        size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
+        memcpy(o, halo_rs_conv((halo_context *)ctx, il, seq), cb);
+        memcpy(o + cb, halo_rs_ssm((halo_context *)ctx, il, seq), sb);
+        o += cb + sb;
+    }
+    return 0;
+}
+
+int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
+                        halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    int32_t len = ctx->seq_len[seq];
+    if (n_pos < 0 || n_pos > len)
+        return halo_error_set(err, HALO_ERR_ARG,
+                              "cannot restore sequence %d at position %d: the cache holds %d "
+                              "positions of it",
+                              seq, n_pos, len);
+    if (has_kv(ctx)) seq_shrink(ctx, seq, pages_for(n_pos));
+    ctx->seq_len[seq] = n_pos;
+    const char *in = buf;
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+        if (ctx->rs.slot[il] < 0) continue;
+        size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
+        memcpy(halo_rs_conv(ctx, il, seq), in, cb);
+        memcpy(halo_rs_ssm(ctx, il, seq), in + cb, sb);
+        in += cb + sb;
+    }
+    return 0;
+}

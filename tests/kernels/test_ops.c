@@ -1,0 +1,183 @@
+/* The forward-pass ops against their scalar references: RMS norm, RoPE (normal,
+ * NEOX, partial), softmax, SwiGLU, top-k routing, and attention over a paged
+ * cache in every cache type (pages out of order, a partial last page, GQA). */
+#include "harness.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static float frand(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return ((float)(*s >> 40) / (float)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void test_rms_norm(uint64_t *seed) {
+    enum { R = 3, N = 77 };
+    float x[R * N], w[N], y[R * N], yr[R * N];
+    for (int i = 0; i < R * N; i++) x[i] = 3 * frand(seed);
+    for (int i = 0; i < N; i++) w[i] = 1 + frand(seed);
+    halo_rms_norm(x, w, y, R, N, 1e-6f);
+    halo_rms_norm_ref(x, w, yr, R, N, 1e-6f);
+    CHECK_MSG(rel_err(y, yr, R * N) < 1e-6, "rms_norm %.3g", rel_err(y, yr, R * N));
+    halo_rms_norm(x, NULL, x, R, N, 1e-6f); /* in place, no weight */
+    double ss = 0;
+    for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
+    CHECK(fabs(ss / N - 1) < 1e-4);
+}
+
+static void test_rope(uint64_t *seed) {
+    enum { H = 3, D = 64 };
+    float inv[D / 2];
+    for (int mode = 0; mode <= 2; mode += 2)
+        for (int n_rot = 16; n_rot <= D; n_rot += 48) {
+            halo_rope_inv_freq(10000.0f, n_rot, inv);
+            for (int pos = 0; pos < 300; pos += 37) {
+                float x[H * D], xr[H * D], x0[H * D];
+                for (int i = 0; i < H * D; i++) x0[i] = x[i] = xr[i] = frand(seed);
+                halo_rope(x, H, D, n_rot, mode, (float)pos, inv);
+                halo_rope_ref(xr, H, D, n_rot, mode, (float)pos, 10000.0f);
+                /* float angles of up to 300 rad: ~3e-5 absolute */
+                CHECK_MSG(rel_err(x, xr, H * D) < 1e-4, "rope mode %d n_rot %d pos %d: %.3g",
+                          mode, n_rot, pos, rel_err(x, xr, H * D));
+                for (int h = 0; h < H; h++)
+                    for (int i = n_rot; i < D; i++) CHECK(x[h * D + i] == x0[h * D + i]);
+            }
+        }
+    /* the two modes pair different dims: NORM (0,1), NEOX (0, n_rot/2) */
+    float a[4] = {1, 0, 0, 0}, b[4] = {1, 0, 0, 0};
+    halo_rope_inv_freq(10000.0f, 4, inv);
+    halo_rope(a, 1, 4, 4, HALO_ROPE_NORM, 1.0f, inv);
+    halo_rope(b, 1, 4, 4, HALO_ROPE_NEOX, 1.0f, inv);
+    CHECK(fabsf(a[1] - sinf(1.0f)) < 1e-6f && a[2] == 0);
+    CHECK(fabsf(b[2] - sinf(1.0f)) < 1e-6f && b[1] == 0);
+}
+
+static void test_softmax_swiglu(uint64_t *seed) {
+    enum { N = 101 };
+    float x[N], xr[N], g[N], gr[N], u[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = xr[i] = 20 * frand(seed);
+        g[i] = gr[i] = 6 * frand(seed);
+        u[i] = frand(seed);
+    }
+    halo_softmax(x, N);
+    halo_softmax_ref(xr, N);
+    CHECK(rel_err(x, xr, N) < 1e-5);
+    halo_swiglu(g, u, N);
+    halo_swiglu_ref(gr, u, N);
+    CHECK(rel_err(g, gr, N) < 1e-6);
+    float s[3] = {-1, 0, 2};
+    halo_silu(s, 3);
+    CHECK(fabsf(s[0] - (-1 / (1 + expf(1)))) < 1e-6f && s[1] == 0);
+}
+
+static void test_topk(uint64_t *seed) {
+    enum { E = 37, K = 5 };
+    for (int rep = 0; rep < 20; rep++) {
+        float l[E];
+        for (int i = 0; i < E; i++) l[i] = 4 * frand(seed);
+        if (rep == 0) l[3] = l[7] = 10; /* a tie: the lower index first */
+        int32_t id[K], idr[K];
+        float w[K], wr[K];
+        for (int norm = 0; norm < 2; norm++) {
+            halo_topk_route(l, E, K, norm, id, w);
+            halo_topk_route_ref(l, E, K, norm, idr, wr);
+            for (int j = 0; j < K; j++) {
+                CHECK(id[j] == idr[j]);
+                CHECK(fabsf(w[j] - wr[j]) < 1e-6f);
+                if (j) CHECK(l[id[j]] <= l[id[j - 1]]);
+            }
+            if (rep == 0) CHECK(id[0] == 3 && id[1] == 7);
+            if (norm) CHECK(fabsf(w[0] + w[1] + w[2] + w[3] + w[4] - 1) < 1e-5f);
+        }
+    }
+}
+
+/* Paged attention in each cache type against the reference on the same
+ * stored bytes, and the f32 cache against a direct dense computation. */
+static void test_attention(uint64_t *seed) {
+    enum { PS = 8, NP = 6, NKV = 2, GROUP = 3, DK = 64, DV = 32, NKVPOS = 43 };
+    const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
+                         HALO_TYPE_Q4_0};
+    const int32_t pages[NP] = {4, 0, 5, 2, 1, 3}; /* out of order on purpose */
+    float kf[NKVPOS][NKV][DK], vf[NKVPOS][NKV][DV], q[GROUP * DK];
+    for (int p = 0; p < NKVPOS; p++)
+        for (int h = 0; h < NKV; h++) {
+            for (int i = 0; i < DK; i++) kf[p][h][i] = frand(seed);
+            for (int i = 0; i < DV; i++) vf[p][h][i] = frand(seed);
+        }
+    for (int i = 0; i < GROUP * DK; i++) q[i] = 2 * frand(seed);
+    float *scratch = malloc(sizeof(float) * halo_attn_scratch_floats(PS, DK, DV, GROUP));
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        int tk = types[ti], tv = types[(ti + 1) % 5];
+        size_t hk = halo_type_row_size(tk, DK), hv = halo_type_row_size(tv, DV);
+        char *kb = calloc(NP * PS, hk * NKV), *vb = calloc(NP * PS, hv * NKV);
+        for (int p = 0; p < NKVPOS; p++) {
+            size_t cell = (size_t)pages[p / PS] * PS + p % PS;
+            for (int h = 0; h < NKV; h++) {
+                halo_error err = {0};
+                if (tk == HALO_TYPE_F32) memcpy(kb + cell * hk * NKV + h * hk, kf[p][h], hk);
+                else halo_quant_encode_ref(tk, kf[p][h], kb + cell * hk * NKV + h * hk, DK, &err);
+                if (tv == HALO_TYPE_F32) memcpy(vb + cell * hv * NKV + h * hv, vf[p][h], hv);
+                else halo_quant_encode_ref(tv, vf[p][h], vb + cell * hv * NKV + h * hv, DV, &err);
+            }
+        }
+        for (int h = 0; h < NKV; h++)
+            for (int n_kv = 1; n_kv <= NKVPOS; n_kv += 7) {
+                halo_attn_kv kv = {tk, tv, kb, vb, PS * hk * NKV, PS * hv * NKV, hk * NKV, hv * NKV,
+                                   h * hk, h * hv, PS, pages};
+                float out[GROUP * DV], ref[GROUP * DV];
+                halo_attn_paged(&kv, q, GROUP, DK, DV, n_kv, 0.125f, out, scratch);
+                halo_attn_paged_ref(&kv, q, GROUP, DK, DV, n_kv, 0.125f, ref);
+                CHECK_MSG(rel_err(out, ref, GROUP * DV) < 1e-5, "attn %s/%s n_kv %d: %.3g",
+                          halo_type_name(tk), halo_type_name(tv), n_kv,
+                          rel_err(out, ref, GROUP * DV));
+                if (tk == HALO_TYPE_F32 && tv == HALO_TYPE_F16) {
+                    /* dense reference on the unrounded values: only V's f16 rounding differs */
+                    float dense[GROUP * DV];
+                    for (int g = 0; g < GROUP; g++) {
+                        double sc[NKVPOS], mx = -1e300, sum = 0;
+                        for (int p = 0; p < n_kv; p++) {
+                            double d = 0;
+                            for (int i = 0; i < DK; i++) d += (double)q[g * DK + i] * kf[p][h][i];
+                            sc[p] = d * 0.125;
+                            mx = sc[p] > mx ? sc[p] : mx;
+                        }
+                        for (int p = 0; p < n_kv; p++) sum += exp(sc[p] - mx);
+                        for (int i = 0; i < DV; i++) {
+                            double o = 0;
+                            for (int p = 0; p < n_kv; p++) o += exp(sc[p] - mx) / sum * vf[p][h][i];
+                            dense[g * DV + i] = (float)o;
+                        }
+                    }
+                    CHECK_MSG(rel_err(out, dense, GROUP * DV) < 1e-3, "dense %.3g",
+                              rel_err(out, dense, GROUP * DV));
+                }
+            }
+        free(kb);
+        free(vb);
+    }
+    free(scratch);
+}
+
+int main(void) {
+    uint64_t seed = 7;
+    test_rms_norm(&seed);
+    test_rope(&seed);
+    test_softmax_swiglu(&seed);
+    test_topk(&seed);
+    test_attention(&seed);
+    return halo_test_finish("kernels/ops");
+}
