@@ -87,12 +87,14 @@ int halo_cpu_path_set(int path);
  *     y[t][c] = silu(sum_j w[c * kernel + j] * in[t - kernel + 1 + j][c])
  * where inputs before token 0 come from state ([kernel-1][n_ch], oldest first),
  * which is then replaced by the last kernel-1 inputs. w is the GGUF ssm_conv1d
- * layout ([n_ch][kernel]). y may not alias x. Threads split the channels. */
+ * layout ([n_ch][kernel]). y may not alias x. Only channels [c0, c1) are
+ * computed and their state updated, so threads can take disjoint ranges (a head's
+ * channels, then its L2 norm, on one thread). */
 #define HALO_DELTANET_MAX_CONV 16  /* conv kernel width limit (Qwen3.5: 4) */
 #define HALO_DELTANET_MAX_DIM 1024 /* head dim limit (Qwen3.5: 128) */
 void halo_deltanet_conv(const float *x, int64_t x_stride, int64_t n_tokens, int64_t n_ch,
                         int kernel, const float *w, float *state, float *y, int64_t y_stride,
-                        int ith, int nth);
+                        int64_t c0, int64_t c1);
 void halo_deltanet_conv_ref(const float *x, int64_t x_stride, int64_t n_tokens, int64_t n_ch,
                             int kernel, const float *w, float *state, float *y,
                             int64_t y_stride);

@@ -35,8 +35,11 @@ static void test_conv(void) {
     /* whole batch, split over 1 and 3 "threads" */
     for (int nth = 1; nth <= 3; nth += 2) {
         memcpy(st, st0, sizeof st0);
-        for (int ith = 0; ith < nth; ith++)
-            halo_deltanet_conv(x, STRIDE, T, CH, KW, w, st, y, CH, ith, nth);
+        const int64_t per = (CH + nth - 1) / nth;
+        for (int ith = 0; ith < nth; ith++) {
+            int64_t c0 = per * ith, c1 = c0 + per < CH ? c0 + per : CH;
+            halo_deltanet_conv(x, STRIDE, T, CH, KW, w, st, y, CH, c0, c1);
+        }
         CHECK_MSG(rel_rms(y, y_ref, T * CH) < 1e-6, "conv nth %d: %.3g", nth,
                   rel_rms(y, y_ref, T * CH));
         CHECK(rel_rms(st, st_ref, (KW - 1) * CH) == 0);
@@ -46,7 +49,7 @@ static void test_conv(void) {
         memcpy(st, st0, sizeof st0);
         for (int t = 0; t < T; t += piece) {
             int n = T - t < piece ? T - t : piece;
-            halo_deltanet_conv(x + t * STRIDE, STRIDE, n, CH, KW, w, st, y + t * CH, CH, 0, 1);
+            halo_deltanet_conv(x + t * STRIDE, STRIDE, n, CH, KW, w, st, y + t * CH, CH, 0, CH);
         }
         CHECK_MSG(rel_rms(y, y_ref, T * CH) < 1e-6, "conv pieces of %d: %.3g", piece,
                   rel_rms(y, y_ref, T * CH));
