@@ -258,3 +258,54 @@ void tools_sampling_usage(FILE *out) {
             "  -l, --logit-bias T+B      add B to token T's logit (T-B subtracts, T-inf bans it)\n",
             halo_sampler_preset_names());
 }
+
+/* ---- files and models ------------------------------------------------------------ */
+
+char *tools_read_file(const char *path, size_t *len) {
+    bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    if (!is_stdin) fclose(f);
+    if (!buf || bad) {
+        fprintf(stderr, "error: cannot read %s: %s\n", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+bool tools_load_model(const char *path, const halo_load_options *lo, halo_model **model,
+                      double *load_s) {
+    halo_error err = {0};
+    double t0 = halo_time_seconds();
+    if (halo_model_load(path, lo, model, &err)) {
+        fprintf(stderr, "error: %s: %s\n", path, err.msg);
+        *model = NULL;
+        return false;
+    }
+    if (load_s) *load_s = halo_time_seconds() - t0;
+    return true;
+}

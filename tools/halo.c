@@ -12,9 +12,12 @@ typedef struct command {
 
 static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
+    {"bench", cmd_bench, "prompt and generation speed (like llama-bench: same tests and output)"},
     {"info", cmd_info, "describe a model and plan its memory"},
     {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},
+    {"perplexity", cmd_perplexity, "perplexity and KL divergence of a text (like llama-perplexity)"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
+    {"run", cmd_run, "continue a prompt: stream generated text (sampling flags as llama.cpp's)"},
     {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},
     {"tokenize", cmd_tokenize, "print the tokens of a text (like llama-tokenize)"},
     {NULL, NULL, NULL},

@@ -12,6 +12,7 @@
 #include "runtime/runtime.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -57,13 +58,24 @@ void tools_sampling_usage(FILE *out);
 /* Add a logit bias (-inf bans a token, as --ignore-eos does); false when the list is full. */
 bool tools_sampling_add_bias(tools_sampling *s, int32_t token, float bias);
 
+/* A whole file ("-": standard input) into a malloc'd, NUL-terminated buffer; NULL with
+ * a one-line error printed on failure. */
+char *tools_read_file(const char *path, size_t *len);
+/* Load a model; prints "error: PATH: why" and returns false on failure. The load's
+ * wall time goes to *load_s (may be NULL). */
+bool tools_load_model(const char *path, const halo_load_options *lo, halo_model **model,
+                      double *load_s);
+
 /* true if argv[i] is -h or --help */
 bool tools_is_help(const char *arg);
 
 /* Subcommands. */
+int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

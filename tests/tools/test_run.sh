@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `halo run` on kdoc-moe: greedy generation is deterministic, -n is respected, a
+# fixed seed repeats its sampled text, the prompt is echoed unless
+# --no-display-prompt, speeds go to stderr; bad flags fail with exit 2.
+set -u
+: "${HALO:?HALO must name the halo binary}"
+FIX="${HALO_FIXTURES:-${HALO_FIXTURES_DEFAULT:-}}"
+if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
+    echo "SKIPPED: fixtures not found (set HALO_FIXTURES; tried '${FIX}')"
+    exit 77
+fi
+M="$FIX/models/kdoc-moe-bf16.gguf"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+checks=0
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() { checks=$((checks + 1)); if ! eval "$1"; then bad "$2"; fi; }
+run() {
+    local name=$1; shift
+    "$HALO" "$@" > "$TMP/$name.out" 2> "$TMP/$name.err"
+    rc=$?
+}
+expect_error() {
+    local code=$1 name=$2; shift 2
+    run "$name" "$@"
+    check "[ $rc -eq $code ]" "halo $* exited $rc, expected $code"
+    check "grep -q '^error: ' '$TMP/$name.err'" "halo $*: no error line: $(head -c 300 "$TMP/$name.err")"
+}
+P="The device driver model"
+
+run g1 run -m "$M" -p "$P" -n 24 --temp 0 -t 2
+check "[ $rc -eq 0 ]" "greedy run exited $rc: $(tail -3 "$TMP/g1.err")"
+run g2 run -m "$M" -p "$P" -n 24 --temp 0 -t 1 --ignore-eos
+check "[ $rc -eq 0 ] && cmp -s '$TMP/g1.out' '$TMP/g2.out'" "greedy runs differ"
+check "[ \"\$(head -c ${#P} '$TMP/g1.out')\" = '$P' ]" "the prompt is not echoed first"
+check "[ \$(wc -c < '$TMP/g1.out') -gt $(( ${#P} + 24 )) ]" "too little text generated: $(cat "$TMP/g1.out")"
+check "grep -qE 'generation *= .*/ +24 tokens' '$TMP/g1.err'" "-n 24 not respected: $(grep generation "$TMP/g1.err")"
+check "grep -q 'prompt eval' '$TMP/g1.err' && grep -q 'load time' '$TMP/g1.err'" "no timings on stderr"
+check "grep -q 'tokens per second' '$TMP/g1.err'" "no speed on stderr"
+# kdoc-moe writes English: mostly letters and spaces
+check "[ \$(tr -cd 'a-zA-Z ' < '$TMP/g1.out' | wc -c) -gt \$(( \$(wc -c < '$TMP/g1.out') * 7 / 10 )) ]" \
+    "not plausible text: $(cat "$TMP/g1.out")"
+
+run n0 run -m "$M" -p "$P" -n 0 --no-display-prompt
+check "[ $rc -eq 0 ] && [ ! -s '$TMP/n0.out' ]" "-n 0 --no-display-prompt printed something"
+run nd run -m "$M" -p "$P" -n 8 --temp 0 --no-display-prompt
+check "[ $rc -eq 0 ] && [ \"\$(cat '$TMP/nd.out')\" = \"\$(tail -c +$(( ${#P} + 1 )) '$TMP/g1.out' | head -c \$(wc -c < '$TMP/nd.out'))\" ]" \
+    "--no-display-prompt: not the same continuation"
+
+run s1 run -m "$M" -p "$P" -n 24 -s 42 --temp 1.0 --top-k 0 --top-p 1 --min-p 0
+run s2 run -m "$M" -p "$P" -n 24 -s 42 --temp 1.0 --top-k 0 --top-p 1 --min-p 0
+check "[ $rc -eq 0 ] && cmp -s '$TMP/s1.out' '$TMP/s2.out'" "seed 42 twice gave different text"
+check "grep -q 'seed 42' '$TMP/s1.err'" "the seed is not reported"
+run pr run -m "$M" -p "$P" -n 8 --sampling-preset qwen-thinking -s 7 --repeat-last-n -1
+check "[ $rc -eq 0 ]" "preset run exited $rc: $(tail -2 "$TMP/pr.err")"
+printf '%s' "$P" > "$TMP/prompt.txt"
+run f1 run -m "$M" -f "$TMP/prompt.txt" -n 24 --temp 0
+check "[ $rc -eq 0 ] && cmp -s '$TMP/g1.out' '$TMP/f1.out'" "-f FILE differs from -p"
+
+expect_error 2 temp run -m "$M" -p x --temp -1
+expect_error 2 topp run -m "$M" -p x --top-p 1.5
+expect_error 2 topk run -m "$M" -p x --top-k -3
+expect_error 2 preset run -m "$M" -p x --sampling-preset fastest
+expect_error 2 bias run -m "$M" -p x --logit-bias 12
+expect_error 2 unknown run -m "$M" -p x --frobnicate
+expect_error 2 noprompt run -m "$M"
+expect_error 2 twoprompts run -m "$M" -p x -f y
+expect_error 2 badn run -m "$M" -p x -n lots
+expect_error 1 nomodel run -m "$TMP/none.gguf" -p x
+expect_error 1 nofile run -m "$M" -f "$TMP/none.txt"
+expect_error 1 toolong run -m "$M" -p "$P $P $P $P" -c 8
+run help run --help
+check "[ $rc -eq 0 ] && grep -q -- '--top-p' '$TMP/help.out'" "--help"
+
+echo "run cli: $checks checks, $fail failed"
+[ $fail -eq 0 ]
