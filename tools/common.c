@@ -302,7 +302,8 @@ bool tools_load_model(const char *path, const halo_load_options *lo, halo_model 
     halo_error err = {0};
     double t0 = halo_time_seconds();
     if (halo_model_load(path, lo, model, &err)) {
-        fprintf(stderr, "error: %s: %s\n", path, err.msg);
+        if (strstr(err.msg, path)) fprintf(stderr, "error: %s\n", err.msg); /* named already */
+        else fprintf(stderr, "error: %s: %s\n", path, err.msg);
         *model = NULL;
         return false;
     }
