@@ -90,6 +90,8 @@ struct halo_arch_ops {
 extern const halo_arch_ops halo_arch_llama;
 extern const halo_arch_ops halo_arch_qwen3;
 extern const halo_arch_ops halo_arch_qwen3moe;
+extern const halo_arch_ops halo_arch_qwen35;    /* model/qwen35.c */
+extern const halo_arch_ops halo_arch_qwen35moe; /* model/qwen35.c */
 
 /* ---- binding (model/load.c) --------------------------------------------------- */
 

@@ -21,6 +21,8 @@ static const halo_arch_ops *const arch_table[] = {
     &halo_arch_llama,
     &halo_arch_qwen3,
     &halo_arch_qwen3moe,
+    &halo_arch_qwen35,
+    &halo_arch_qwen35moe,
 };
 
 static const halo_arch_ops *find_arch(halo_arch arch) {

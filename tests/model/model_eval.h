@@ -30,6 +30,8 @@ static const eval_model EVAL_MODELS[] = {
     {"tiny-llama-f16", 2e-3, false},
     {"tiny-qwen3-f16", 2e-3, false},
     {"tiny-qwen3moe-f16", 2e-3, false},
+    {"tiny-qwen35-f16", 2e-3, true},
+    {"kdoc-moe-bf16", 5e-3, true},
 };
 #define EVAL_N_MODELS (sizeof EVAL_MODELS / sizeof EVAL_MODELS[0])
 
