@@ -34,8 +34,35 @@ static inline vf vf_from_bf16(const void *p) {
     return _mm512_castsi512_ps(
         _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
-#define MM_MR 4
-#define MM_TN 4
+static inline void vf_transpose(vf r[16]) {
+    /* 4x4 transposes inside each 128-bit lane, then of the 128-bit lanes */
+    __m512 s[16];
+    for (int g = 0; g < 4; g++) {
+        const __m512 t0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+        const __m512 t1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        const __m512 t2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+        const __m512 t3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        s[4 * g + 0] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * g + 1] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        s[4 * g + 2] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * g + 3] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* s[4g + c] lane L: rows 4g..4g+3 of column 4L + c */
+    for (int c = 0; c < 4; c++) {
+        const __m512 u0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x44);
+        const __m512 u1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xEE);
+        const __m512 u2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x44);
+        const __m512 u3 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+}
+/* 32 registers: 2 x 12 accumulators, 2 weight vectors, broadcasts */
+#define MM_NACC 4 /* accumulators per token in the fused kernels */
+#define MM_TN 12
+#define MM_MICRO_LIST(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12)
 #define MM_NAME(x) x##_avx512
 
 #include "kernels/cpu/simd_impl.h"

@@ -6,7 +6,9 @@
  *   vf                      the float vector type
  *   vf_load(p), vf_store(p, v), vf_zero(), vf_set1(f), vf_fma(a, b, c) = a*b+c,
  *   vf_hsum(v), vf_from_i8(p) (VL int8 to float), vf_from_f16(p), vf_from_bf16(p)
- *   MM_MR, MM_TN            the prefill micro-kernel's rows x tokens
+ *   vf_transpose(v)         transpose VL vectors in place (v[i] lane j <-> v[j] lane i)
+ *   MM_TN, MM_MICRO_LIST(X) the prefill micro-kernel's tokens (rows: 2 vectors), and
+ *                           X(1) .. X(MM_TN)
  *   MM_NAME(x)              x with the path's suffix
  * See simd.h for the two strategies.
  */
@@ -42,48 +44,67 @@ static ALWAYS_INLINE float plain_scalar(plain_kind k, const char *row, int64_t i
 
 #define FT HALO_MM_FUSED_MAX
 
-/* Two accumulators per token break the FMA dependency chain. */
+/* NACC accumulators per token (vector j of a row goes to accumulator j % NACC)
+ * break the FMA dependency chain; MM_NACC (2 or 4) per path. */
+#define NACC MM_NACC
+
 static ALWAYS_INLINE void fused_plain(plain_kind k, const char *row, int64_t n, const float *const *x,
                                       int tn, float *out) {
-    vf acc[FT][2];
-    for (int t = 0; t < tn; t++) acc[t][0] = acc[t][1] = vf_zero();
+    vf acc[FT][NACC];
+    for (int t = 0; t < tn; t++)
+        for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
     int64_t i = 0;
-    for (; i + 2 * VL <= n; i += 2 * VL) {
-        const vf w0 = plain_load(k, row, i), w1 = plain_load(k, row, i + VL);
-        for (int t = 0; t < tn; t++) {
-            acc[t][0] = vf_fma(w0, vf_load(x[t] + i), acc[t][0]);
-            acc[t][1] = vf_fma(w1, vf_load(x[t] + i + VL), acc[t][1]);
-        }
+    for (; i + NACC * VL <= n; i += NACC * VL) {
+        vf w[NACC];
+        for (int q = 0; q < NACC; q++) w[q] = plain_load(k, row, i + q * VL);
+        for (int t = 0; t < tn; t++)
+            for (int q = 0; q < NACC; q++)
+                acc[t][q] = vf_fma(w[q], vf_load(x[t] + i + q * VL), acc[t][q]);
     }
     for (; i + VL <= n; i += VL) {
         const vf w0 = plain_load(k, row, i);
         for (int t = 0; t < tn; t++) acc[t][0] = vf_fma(w0, vf_load(x[t] + i), acc[t][0]);
     }
     for (int t = 0; t < tn; t++) {
-        float s = vf_hsum(acc[t][0]) + vf_hsum(acc[t][1]);
+        for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        float s = vf_hsum(acc[t][0]);
         for (int64_t c = i; c < n; c++) s += plain_scalar(k, row, c) * x[t][c];
         out[t] = s;
     }
 }
 
+/* Vector j (VL weights from j * VL) of an unpacked chunk, decoded to f32. */
+static ALWAYS_INLINE vf unpacked_vec(const unpacked *u, int j) {
+    const int g = j * VL / 16;
+    return vf_fma(vf_from_i8(u->q + j * VL), vf_set1(u->sc[g]), vf_set1(u->add[g]));
+}
+
 static ALWAYS_INLINE void fused_quant(unpack_fn unpack, size_t chunk_bytes, const char *row,
                                       int64_t n, const float *const *x, int tn, float *out) {
-    vf acc[FT][2];
+    vf acc[FT][NACC];
     unpacked u;
-    for (int t = 0; t < tn; t++) acc[t][0] = acc[t][1] = vf_zero();
+    for (int t = 0; t < tn; t++)
+        for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
     for (int64_t c0 = 0; c0 < n; c0 += UNPACK_CHUNK, row += chunk_bytes) {
-        const int m = n - c0 < UNPACK_CHUNK ? (int)(n - c0) : UNPACK_CHUNK;
+        const int m = n - c0 < UNPACK_CHUNK ? (int)(n - c0) : UNPACK_CHUNK, nv = m / VL;
         unpack((const uint8_t *)row, m, &u);
-        for (int g = 0; g < m / 16; g++) {
-            const vf s = vf_set1(u.sc[g]), nm = vf_set1(-u.mn[g]);
-            for (int v = 0; v < 16 / VL; v++) {
-                const int off = 16 * g + VL * v, a = (g * (16 / VL) + v) & 1;
-                const vf w = vf_fma(vf_from_i8(u.q + off), s, nm);
-                for (int t = 0; t < tn; t++) acc[t][a] = vf_fma(w, vf_load(x[t] + c0 + off), acc[t][a]);
-            }
+        int j = 0;
+        for (; j + NACC <= nv; j += NACC) {
+            vf w[NACC];
+            for (int q = 0; q < NACC; q++) w[q] = unpacked_vec(&u, j + q);
+            for (int t = 0; t < tn; t++)
+                for (int q = 0; q < NACC; q++)
+                    acc[t][q] = vf_fma(w[q], vf_load(x[t] + c0 + (j + q) * VL), acc[t][q]);
+        }
+        for (; j < nv; j++) {
+            const vf w0 = unpacked_vec(&u, j);
+            for (int t = 0; t < tn; t++) acc[t][0] = vf_fma(w0, vf_load(x[t] + c0 + j * VL), acc[t][0]);
         }
     }
-    for (int t = 0; t < tn; t++) out[t] = vf_hsum(acc[t][0]) + vf_hsum(acc[t][1]);
+    for (int t = 0; t < tn; t++) {
+        for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
 }
 
 /* Instantiate per token count so the token loops unroll. */
@@ -125,7 +146,8 @@ static void MM_NAME(fused_rows)(const halo_mm_args *a, int64_t r0, int64_t r1) {
 
 /* ---- panel strategy ------------------------------------------------------------- */
 
-#define KC 1024 /* columns per panel: a multiple of 256 */
+#define KC 256       /* columns per panel: a multiple of 256 (every block size divides it) */
+#define MR (2 * VL)  /* rows per panel: two vectors */
 
 /* Columns [c0, c0 + n) of one row to f32. */
 static void decode_chunk(const halo_mm_args *a, const halo_type_traits *tr, unpack_fn unpack,
@@ -145,72 +167,101 @@ static void decode_chunk(const halo_mm_args *a, const halo_type_traits *tr, unpa
         return;
     default: break;
     }
-    const size_t block_bytes = tr->type_size;
     unpacked u;
     for (; i < n; i += UNPACK_CHUNK) {
         const int m = n - i < UNPACK_CHUNK ? (int)(n - i) : UNPACK_CHUNK;
-        unpack((const uint8_t *)row + (size_t)((c0 + i) / tr->block_size) * block_bytes, m, &u);
-        for (int g = 0; g < m / 16; g++) {
-            const vf s = vf_set1(u.sc[g]), nm = vf_set1(-u.mn[g]);
-            for (int v = 0; v < 16 / VL; v++) {
-                const int off = 16 * g + VL * v;
-                vf_store(dst + i + off, vf_fma(vf_from_i8(u.q + off), s, nm));
+        unpack((const uint8_t *)row + (size_t)((c0 + i) / tr->block_size) * tr->type_size, m, &u);
+        for (int j = 0; j < m / VL; j++) vf_store(dst + i + j * VL, unpacked_vec(&u, j));
+    }
+}
+
+/* The panel: rows [rb, rb + mr) x columns [c0, c0 + kc) decoded and transposed to
+ * panel[k * MR + r] (rows past mr and columns past kc, up to a multiple of VL, are
+ * zero), so the micro-kernel loads the MR rows of one column as two vectors. */
+static void build_panel(const halo_mm_args *a, const halo_type_traits *tr, unpack_fn unpack,
+                        int64_t rb, int mr, int64_t c0, int64_t kc, float *panel) {
+    float tmp[VL][KC] __attribute__((aligned(64)));
+    const int64_t kpad = (kc + VL - 1) / VL * VL;
+    for (int v = 0; v < MR / VL; v++) {
+        for (int i = 0; i < VL; i++) {
+            const int r = v * VL + i;
+            int64_t k = 0;
+            if (r < mr) {
+                decode_chunk(a, tr, unpack, a->w + (size_t)(rb + r) * a->row_stride, c0, kc, tmp[i]);
+                k = kc;
             }
+            for (; k < kpad; k++) tmp[i][k] = 0.0f;
+        }
+        for (int64_t k0 = 0; k0 < kpad; k0 += VL) {
+            vf blk[VL];
+            for (int i = 0; i < VL; i++) blk[i] = vf_load(tmp[i] + k0);
+            vf_transpose(blk);
+            for (int j = 0; j < VL; j++) vf_store(panel + (k0 + j) * MR + v * VL, blk[j]);
         }
     }
 }
 
-/* out[r][t] = w[r] . x[t] over n values (w and x f32). */
-static void MM_NAME(micro)(const float *const *w, const float *const *x, int64_t n,
-                           float out[MM_MR][MM_TN]) {
-    vf acc[MM_MR][MM_TN];
-    for (int r = 0; r < MM_MR; r++)
-        for (int t = 0; t < MM_TN; t++) acc[r][t] = vf_zero();
-    int64_t i = 0;
-    for (; i + VL <= n; i += VL) {
-        vf wv[MM_MR];
-        for (int r = 0; r < MM_MR; r++) wv[r] = vf_load(w[r] + i);
-        for (int t = 0; t < MM_TN; t++) {
-            const vf xv = vf_load(x[t] + i);
-            for (int r = 0; r < MM_MR; r++) acc[r][t] = vf_fma(wv[r], xv, acc[r][t]);
+/* y rows [rb, rb + mr) of tokens t0 .. t0 + tn over the panel's kc columns:
+ * acc[v][t] (rows v*VL.., token t) += panel column k times x[t][k]. */
+static ALWAYS_INLINE void micro(const halo_mm_args *a, const float *panel, int64_t kc,
+                                int64_t c0, int64_t rb, int mr, int64_t t0, int tn) {
+    vf acc[2][MM_TN];
+    const float *x[MM_TN];
+    for (int t = 0; t < tn; t++) {
+        acc[0][t] = acc[1][t] = vf_zero();
+        x[t] = a->x + (t0 + t) * a->n_cols + c0;
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const vf w0 = vf_load(panel + k * MR), w1 = vf_load(panel + k * MR + VL);
+        for (int t = 0; t < tn; t++) {
+            const vf xb = vf_set1(x[t][k]);
+            acc[0][t] = vf_fma(w0, xb, acc[0][t]);
+            acc[1][t] = vf_fma(w1, xb, acc[1][t]);
         }
     }
-    for (int r = 0; r < MM_MR; r++)
-        for (int t = 0; t < MM_TN; t++) {
-            float s = vf_hsum(acc[r][t]);
-            for (int64_t c = i; c < n; c++) s += w[r][c] * x[t][c];
-            out[r][t] = s;
+    for (int t = 0; t < tn; t++) {
+        float *yt = a->y + (t0 + t) * a->n_rows + rb;
+        if (mr == MR) {
+            for (int v = 0; v < 2; v++) {
+                vf r = acc[v][t];
+                if (c0 > 0) r = r + vf_load(yt + v * VL);
+                vf_store(yt + v * VL, r);
+            }
+        } else {
+            float out[MR];
+            vf_store(out, acc[0][t]);
+            vf_store(out + VL, acc[1][t]);
+            for (int r = 0; r < mr; r++) yt[r] = c0 > 0 ? yt[r] + out[r] : out[r];
         }
+    }
 }
+
+#define MICRO_TN(tn)                                                                               \
+    static void MM_NAME(micro_##tn)(const halo_mm_args *a, const float *panel, int64_t kc,         \
+                                    int64_t c0, int64_t rb, int mr, int64_t t0) {                  \
+        micro(a, panel, kc, c0, rb, mr, t0, tn);                                                   \
+    }
+MM_MICRO_LIST(MICRO_TN)
+#undef MICRO_TN
+
+typedef void (*micro_fn)(const halo_mm_args *a, const float *panel, int64_t kc, int64_t c0,
+                         int64_t rb, int mr, int64_t t0);
 
 static void MM_NAME(panel_rows)(const halo_mm_args *a, int64_t r0, int64_t r1) {
+#define MICRO_PTR(tn) MM_NAME(micro_##tn),
+    static const micro_fn micros[MM_TN] = {MM_MICRO_LIST(MICRO_PTR)};
+#undef MICRO_PTR
     const halo_type_traits *tr = halo_type_get(a->type);
     const unpack_fn unpack = unpacker(a->type);
-    float buf[MM_MR][KC] __attribute__((aligned(64)));
-    for (int64_t rb = r0; rb < r1; rb += MM_MR) {
-        const int mr = r1 - rb < MM_MR ? (int)(r1 - rb) : MM_MR;
+    float panel[KC * MR] __attribute__((aligned(64)));
+    for (int64_t rb = r0; rb < r1; rb += MR) {
+        const int mr = r1 - rb < MR ? (int)(r1 - rb) : MR;
         for (int64_t c0 = 0; c0 < a->n_cols; c0 += KC) {
             const int64_t kc = a->n_cols - c0 < KC ? a->n_cols - c0 : KC;
-            const float *w[MM_MR];
-            for (int r = 0; r < MM_MR; r++) {
-                if (r < mr) {
-                    decode_chunk(a, tr, unpack, a->w + (size_t)(rb + r) * a->row_stride, c0, kc,
-                                 buf[r]);
-                    w[r] = buf[r];
-                } else {
-                    w[r] = buf[0]; /* padding: computed, not stored */
-                }
-            }
+            build_panel(a, tr, unpack, rb, mr, c0, kc, panel);
             for (int64_t t0 = 0; t0 < a->n_tokens; t0 += MM_TN) {
                 const int tn = a->n_tokens - t0 < MM_TN ? (int)(a->n_tokens - t0) : MM_TN;
-                const float *x[MM_TN];
-                for (int t = 0; t < MM_TN; t++) x[t] = a->x + (t0 + (t < tn ? t : 0)) * a->n_cols + c0;
-                float out[MM_MR][MM_TN];
-                MM_NAME(micro)(w, x, kc, out);
-                for (int t = 0; t < tn; t++) {
-                    float *yt = a->y + (t0 + t) * a->n_rows + rb;
-                    for (int r = 0; r < mr; r++) yt[r] = c0 == 0 ? out[r][t] : yt[r] + out[r][t];
-                }
+                micros[tn - 1](a, panel, kc, c0, rb, mr, t0);
             }
         }
     }

@@ -4,11 +4,11 @@
  * their target region), never compiled on its own.
  *
  * A chunk of up to 256 weights becomes q[i] (int8) and, for each group g of 16
- * weights, sc[g] and mn[g] with weight i = q[i] * sc[i/16] - mn[i/16]. Each
+ * weights, sc[g] and add[g] with weight i = q[i] * sc[i/16] + add[i/16]. Each
  * q * sc is exact in f32 and equals the reference decoder's product (blocks.h),
- * and the reference subtracts or adds its min last, in one rounding; a fused
- * q * sc - mn rounds the same exact product the same way, so the decoded weights
- * are bit-exact.
+ * and the reference adds or subtracts its min last, in one rounding; a fused
+ * q * sc + add rounds the same exact sum the same way (x - m == x + (-m)), so
+ * the decoded weights are bit-exact.
  */
 #ifndef HALO_KERNELS_SIMD_UNPACK_H
 #define HALO_KERNELS_SIMD_UNPACK_H
@@ -25,7 +25,7 @@
 typedef struct unpacked {
     int8_t q[UNPACK_CHUNK];
     float sc[UNPACK_CHUNK / 16];
-    float mn[UNPACK_CHUNK / 16];
+    float add[UNPACK_CHUNK / 16];
 } unpacked;
 
 /* Unpack n weights (a multiple of the block size, at most UNPACK_CHUNK). */
@@ -58,9 +58,9 @@ static inline uint32_t ld_u32(const uint8_t *p) {
     return v;
 }
 
-static inline void set_group2(unpacked *u, int g, float sc, float mn) {
+static inline void set_group2(unpacked *u, int g, float sc, float add) {
     u->sc[g] = u->sc[g + 1] = sc;
-    u->mn[g] = u->mn[g + 1] = mn;
+    u->add[g] = u->add[g + 1] = add;
 }
 
 /* ---- 32-weight formats -------------------------------------------------------- */
@@ -84,7 +84,7 @@ static void unpack_q4_1(const uint8_t *src, int n, unpacked *u) {
         nibbles(b[i].qs, &lo, &hi);
         st128(u->q + 32 * i, lo);
         st128(u->q + 32 * i + 16, hi);
-        set_group2(u, 2 * i, h2f(b[i].d), -h2f(b[i].m));
+        set_group2(u, 2 * i, h2f(b[i].d), h2f(b[i].m));
     }
 }
 
@@ -111,7 +111,7 @@ static void unpack_q5_1(const uint8_t *src, int n, unpacked *u) {
         const uint32_t qh = ld_u32(b[i].qh);
         st128(u->q + 32 * i, _mm_or_si128(lo, bits_to_bytes(qh, 16)));
         st128(u->q + 32 * i + 16, _mm_or_si128(hi, bits_to_bytes(qh >> 16, 16)));
-        set_group2(u, 2 * i, h2f(b[i].d), -h2f(b[i].m));
+        set_group2(u, 2 * i, h2f(b[i].d), h2f(b[i].m));
     }
 }
 
@@ -160,7 +160,7 @@ static void unpack_q2_k(const uint8_t *src, int n, unpacked *u) {
         v = _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), three);
         st128(u->q + 16 * g, v);
         u->sc[g] = d * (float)(b->scales[g] & 0xF);
-        u->mn[g] = dmin * (float)(b->scales[g] >> 4);
+        u->add[g] = -(dmin * (float)(b->scales[g] >> 4));
     }
 }
 
@@ -183,7 +183,7 @@ static void unpack_q3_k(const uint8_t *src, int n, unpacked *u) {
         const __m128i h = _mm_cmpeq_epi8(_mm_and_si128(ld128(b->hmask + 16 * k), m), zero);
         st128(u->q + 16 * g, _mm_sub_epi8(v, _mm_and_si128(h, four)));
         u->sc[g] = d * (float)(q3k_scale(b->scales, g) - 32);
-        u->mn[g] = 0.0f;
+        u->add[g] = 0.0f;
     }
 }
 
@@ -199,9 +199,9 @@ static void unpack_q4_k(const uint8_t *src, int n, unpacked *u) {
         }
         uint8_t sc, m;
         halo_k4_scale_min(2 * j, b->scales, &sc, &m);
-        set_group2(u, 4 * j, d * (float)sc, dmin * (float)m);
+        set_group2(u, 4 * j, d * (float)sc, -(dmin * (float)m));
         halo_k4_scale_min(2 * j + 1, b->scales, &sc, &m);
-        set_group2(u, 4 * j + 2, d * (float)sc, dmin * (float)m);
+        set_group2(u, 4 * j + 2, d * (float)sc, -(dmin * (float)m));
     }
 }
 
@@ -222,9 +222,9 @@ static void unpack_q5_k(const uint8_t *src, int n, unpacked *u) {
         }
         uint8_t sc, m;
         halo_k4_scale_min(2 * j, b->scales, &sc, &m);
-        set_group2(u, 4 * j, d * (float)sc, dmin * (float)m);
+        set_group2(u, 4 * j, d * (float)sc, -(dmin * (float)m));
         halo_k4_scale_min(2 * j + 1, b->scales, &sc, &m);
-        set_group2(u, 4 * j + 2, d * (float)sc, dmin * (float)m);
+        set_group2(u, 4 * j + 2, d * (float)sc, -(dmin * (float)m));
     }
 }
 
@@ -250,7 +250,7 @@ static void unpack_q6_k(const uint8_t *src, int n, unpacked *u) {
     }
     for (int g = 0; g < 16; g++) {
         u->sc[g] = d * (float)b->scales[g];
-        u->mn[g] = 0.0f;
+        u->add[g] = 0.0f;
     }
 }
 
