@@ -13,6 +13,7 @@ typedef struct command {
 static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
     {"bench", cmd_bench, "prompt and generation speed (like llama-bench: same tests and output)"},
+    {"chat", cmd_chat, "chat with a model (its chat template, streaming, reasoning)"},
     {"info", cmd_info, "describe a model and plan its memory"},
     {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},
     {"perplexity", cmd_perplexity, "perplexity and KL divergence of a text (like llama-perplexity)"},
