@@ -89,7 +89,8 @@ static void usage(FILE *out) {
             "usage: halo chat [-m MODEL] [options]\n"
             "\n"
             "Chat with a model: one message a line (typed, or piped in). Commands: /reset\n"
-            "(forget the conversation), /exit, /help.\n"
+            "(forget the conversation), /exit, /help. A turn that fails (a full context) is\n"
+            "reported and the chat goes on; the exit code is then 1.\n"
             "\n"
             "  -m, --model FILE          GGUF model (default: %s)\n"
             "      --system TEXT         a system message at the start of the conversation\n"
@@ -566,10 +567,10 @@ static int loop(chat *c) {
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(last, "role");
             if (cJSON_IsString(role) && !strcmp(role->valuestring, "user"))
                 cJSON_DeleteItemFromArray(c->messages, n - 1);
-            if (rc != HALO_ERR_RANGE) {
-                status = 1;
-                break;
-            }
+            /* the chat goes on (a full context, a template that refuses this
+             * conversation); the exit code still says that a turn failed */
+            status = 1;
+            if (rc == HALO_ERR_NOMEM) break;
         }
     }
     free(line);
