@@ -183,13 +183,16 @@ void halo_topk_route_ref(const float *logits, int n_expert, int k, bool normaliz
                          float *weights);
 
 /* ---- attention over a paged cache -------------------------------------------
- * One token's query heads that share one KV head, against positions 0 .. n_kv-1
- * of a sequence whose K/V rows live in pages of page_size positions: position p
- * is row p % page_size of page pages[p / page_size], at
+ * n_tok query tokens of one sequence (token t's n_q query heads, head_dim_k each,
+ * at q + t * q_stride), all the query heads sharing one KV head, against the
+ * sequence's positions 0 .. n_kv[t]-1 (causal: n_kv[t] = its position + 1).
+ * K/V rows live in pages of page_size positions: position p is row
+ * p % page_size of page pages[p / page_size], at
  *     base + page * page_bytes + (p % page_size) * row_bytes + head_offset,
  * stored in type_k / type_v (f32, f16, bf16, q8_0, q4_0), head_dim values each.
- * Online softmax over the pages (flash-attention style, in f32); out[h] is the
- * softmax(scale * q[h].K)-weighted sum of V for each of the n_q heads. */
+ * Online softmax over the pages (flash-attention style, in f32), each page
+ * decoded once per block of HALO_ATTN_QBLOCK tokens; out + t * out_stride gets
+ * the n_q heads' softmax(scale * q.K)-weighted sums of V (head_dim_v each). */
 typedef struct halo_attn_kv {
     int type_k, type_v;
     const char *k_base, *v_base;
@@ -200,12 +203,17 @@ typedef struct halo_attn_kv {
     const int32_t *pages;
 } halo_attn_kv;
 
-/* Floats of scratch halo_attn_paged needs. */
+#define HALO_ATTN_QBLOCK 16
+
+/* Floats of scratch halo_attn_paged needs (per calling thread). */
 size_t halo_attn_scratch_floats(int page_size, int head_dim_k, int head_dim_v, int n_q);
-void halo_attn_paged(const halo_attn_kv *kv, const float *q, int n_q, int head_dim_k,
-                     int head_dim_v, int32_t n_kv, float scale, float *out, float *scratch);
-/* Reference: every K/V row decoded, scores and weights in double, plain softmax. */
-void halo_attn_paged_ref(const halo_attn_kv *kv, const float *q, int n_q, int head_dim_k,
-                         int head_dim_v, int32_t n_kv, float scale, float *out);
+void halo_attn_paged(const halo_attn_kv *kv, const float *q, size_t q_stride, int n_tok,
+                     const int32_t *n_kv, int n_q, int head_dim_k, int head_dim_v, float scale,
+                     float *out, size_t out_stride, float *scratch);
+/* Reference: every K/V row decoded by the type's decoder, scores and weights in
+ * double, a plain softmax per token and head. */
+void halo_attn_paged_ref(const halo_attn_kv *kv, const float *q, size_t q_stride, int n_tok,
+                         const int32_t *n_kv, int n_q, int head_dim_k, int head_dim_v, float scale,
+                         float *out, size_t out_stride);
 
 #endif /* HALO_KERNELS_H */

@@ -150,6 +150,8 @@ static int buffers_init(halo_context *ctx, halo_error *err) {
     b->attn_scratch_floats = (b->attn_scratch_floats + 15) & ~(size_t)15; /* 64-byte apart */
     b->attn_scratch = alloc_array((uint64_t)ctx->n_threads * b->attn_scratch_floats, sizeof(float),
                                   err, &rc);
+    b->attn_block = alloc_array(u + 1, sizeof(int32_t), err, &rc);
+    b->attn_nkv = alloc_array(u, sizeof(int32_t), err, &rc);
     size_t extra = ctx->model->ops->scratch_floats
                        ? ctx->model->ops->scratch_floats(ctx->model, ctx->params.n_ubatch)
                        : 0;
@@ -239,7 +241,7 @@ void halo_context_free(halo_context *ctx) {
     void *bufs[] = {b->x,       b->xn,        b->y,       b->q,       b->k,        b->v,
                     b->att,     b->ff_a,      b->ff_b,    b->router,  b->moe_ids,  b->moe_w,
                     b->moe_tok, b->moe_count, b->moe_x,   b->moe_y,   b->out_x,    b->inv_freq,
-                    b->attn_scratch, b->extra, ctx->logits, ctx->logits_row, ctx->b_pos,
+                    b->attn_scratch, b->attn_block, b->attn_nkv, b->extra, ctx->logits, ctx->logits_row, ctx->b_pos,
                     ctx->b_seq, ctx->b_out, ctx->seq_len, ctx->seq_count};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);

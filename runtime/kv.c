@@ -116,14 +116,17 @@ typedef struct attend_job {
     const float *q;
     float scale;
     float *out;
+    int32_t n_blocks;
 } attend_job;
 
+/* Work items: (block of consecutive tokens of one sequence, KV head). */
 static void attend_task(void *arg, int ith, int nth) {
     const attend_job *j = arg;
     halo_context *ctx = j->ctx;
     const halo_hparams *hp = ctx->hp;
     const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[j->il];
     const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v, group = nq / nkv;
+    const int32_t *start = ctx->buf.attn_block;
     float *scratch = ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
     halo_attn_kv view = {
         .type_k = ctx->kv.type_k,
@@ -136,22 +139,32 @@ static void attend_task(void *arg, int ith, int nth) {
         .v_row_bytes = ctx->kv.v_row_bytes[j->il],
         .page_size = HALO_KV_PAGE,
     };
-    int64_t n_items = (int64_t)j->ub->n * nkv;
+    int64_t n_items = (int64_t)j->n_blocks * nkv;
     for (int64_t it = ith; it < n_items; it += nth) {
-        int32_t t = (int32_t)(it / nkv);
+        int32_t blk = (int32_t)(it / nkv), t0 = start[blk], nt = start[blk + 1] - t0;
         int g = (int)(it % nkv);
         view.k_head_offset = (size_t)g * ctx->kv.k_head_bytes[j->il];
         view.v_head_offset = (size_t)g * ctx->kv.v_head_bytes[j->il];
-        view.pages = seq_table(ctx, j->ub->seq[t]);
-        halo_attn_paged(&view, j->q + ((size_t)t * nq + (size_t)g * group) * hk, group, hk, hv,
-                        j->ub->pos[t] + 1, j->scale,
-                        j->out + ((size_t)t * nq + (size_t)g * group) * hv, scratch);
+        view.pages = seq_table(ctx, j->ub->seq[t0]);
+        halo_attn_paged(&view, j->q + ((size_t)t0 * nq + (size_t)g * group) * hk, (size_t)nq * hk,
+                        nt, ctx->buf.attn_nkv + t0, group, hk, hv, j->scale,
+                        j->out + ((size_t)t0 * nq + (size_t)g * group) * hv, (size_t)nq * hv,
+                        scratch);
     }
 }
 
 void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
                     float scale, float *out) {
-    attend_job j = {ctx, il, ub, q, scale, out};
+    /* blocks: runs of consecutive positions of one sequence, at most QBLOCK long */
+    int32_t *start = ctx->buf.attn_block, nb = 0;
+    for (int32_t t = 0; t < ub->n; t++) {
+        ctx->buf.attn_nkv[t] = ub->pos[t] + 1;
+        bool cont = t > 0 && ub->seq[t] == ub->seq[t - 1] && ub->pos[t] == ub->pos[t - 1] + 1 &&
+                    t - start[nb - 1] < HALO_ATTN_QBLOCK;
+        if (!cont) start[nb++] = t;
+    }
+    start[nb] = ub->n;
+    attend_job j = {ctx, il, ub, q, scale, out, nb};
     halo_threadpool_run(ctx->pool, attend_task, &j);
 }
 

@@ -158,6 +158,8 @@ typedef struct halo_buffers {
     float *inv_freq;      /* [n_rot / 2] RoPE frequencies */
     float *attn_scratch;  /* [n_threads][attn_scratch_floats] */
     size_t attn_scratch_floats;
+    int32_t *attn_block;  /* [n_ubatch + 1] first token of each attention block */
+    int32_t *attn_nkv;    /* [n_ubatch] positions each token attends to */
     float *extra;         /* [arch scratch_floats] for the architecture's own use */
 } halo_buffers;
 

@@ -106,20 +106,24 @@ static void test_topk(uint64_t *seed) {
 }
 
 /* Paged attention in each cache type against the reference on the same
- * stored bytes, and the f32 cache against a direct dense computation. */
+ * stored bytes (blocks of query tokens with causal limits, more tokens than a
+ * block), and the f32/f16 cache against a direct dense computation. */
 static void test_attention(uint64_t *seed) {
-    enum { PS = 8, NP = 6, NKV = 2, GROUP = 3, DK = 64, DV = 32, NKVPOS = 43 };
+    enum { PS = 8, NP = 6, NKV = 2, GROUP = 3, DK = 64, DV = 32, NKVPOS = 43, NT = 21 };
     const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
                          HALO_TYPE_Q4_0};
     const int32_t pages[NP] = {4, 0, 5, 2, 1, 3}; /* out of order on purpose */
-    float kf[NKVPOS][NKV][DK], vf[NKVPOS][NKV][DV], q[GROUP * DK];
+    static float kf[NKVPOS][NKV][DK], vf[NKVPOS][NKV][DV], q[NT][GROUP * DK + 5];
     for (int p = 0; p < NKVPOS; p++)
         for (int h = 0; h < NKV; h++) {
             for (int i = 0; i < DK; i++) kf[p][h][i] = frand(seed);
             for (int i = 0; i < DV; i++) vf[p][h][i] = frand(seed);
         }
-    for (int i = 0; i < GROUP * DK; i++) q[i] = 2 * frand(seed);
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < GROUP * DK; i++) q[t][i] = 2 * frand(seed);
+    const size_t q_stride = GROUP * DK + 5, o_stride = GROUP * DV + 3;
     float *scratch = malloc(sizeof(float) * halo_attn_scratch_floats(PS, DK, DV, GROUP));
+    float *out = malloc(sizeof(float) * NT * o_stride), *ref = malloc(sizeof(float) * NT * o_stride);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         int tk = types[ti], tv = types[(ti + 1) % 5];
         size_t hk = halo_type_row_size(tk, DK), hv = halo_type_row_size(tv, DV);
@@ -135,41 +139,53 @@ static void test_attention(uint64_t *seed) {
             }
         }
         for (int h = 0; h < NKV; h++)
-            for (int n_kv = 1; n_kv <= NKVPOS; n_kv += 7) {
-                halo_attn_kv kv = {tk, tv, kb, vb, PS * hk * NKV, PS * hv * NKV, hk * NKV, hv * NKV,
-                                   h * hk, h * hv, PS, pages};
-                float out[GROUP * DV], ref[GROUP * DV];
-                halo_attn_paged(&kv, q, GROUP, DK, DV, n_kv, 0.125f, out, scratch);
-                halo_attn_paged_ref(&kv, q, GROUP, DK, DV, n_kv, 0.125f, ref);
-                CHECK_MSG(rel_err(out, ref, GROUP * DV) < 1e-5, "attn %s/%s n_kv %d: %.3g",
-                          halo_type_name(tk), halo_type_name(tv), n_kv,
-                          rel_err(out, ref, GROUP * DV));
-                if (tk == HALO_TYPE_F32 && tv == HALO_TYPE_F16) {
-                    /* dense reference on the unrounded values: only V's f16 rounding differs */
-                    float dense[GROUP * DV];
-                    for (int g = 0; g < GROUP; g++) {
-                        double sc[NKVPOS], mx = -1e300, sum = 0;
-                        for (int p = 0; p < n_kv; p++) {
-                            double d = 0;
-                            for (int i = 0; i < DK; i++) d += (double)q[g * DK + i] * kf[p][h][i];
-                            sc[p] = d * 0.125;
-                            mx = sc[p] > mx ? sc[p] : mx;
-                        }
-                        for (int p = 0; p < n_kv; p++) sum += exp(sc[p] - mx);
-                        for (int i = 0; i < DV; i++) {
-                            double o = 0;
-                            for (int p = 0; p < n_kv; p++) o += exp(sc[p] - mx) / sum * vf[p][h][i];
-                            dense[g * DV + i] = (float)o;
-                        }
+            for (int n_tok = 1; n_tok <= NT; n_tok += 10)
+                for (int first = 1; first + n_tok - 1 <= NKVPOS; first += 9) {
+                    int32_t n_kv[NT];
+                    for (int t = 0; t < n_tok; t++) n_kv[t] = first + t;
+                    halo_attn_kv kv = {tk, tv, kb, vb, PS * hk * NKV, PS * hv * NKV, hk * NKV,
+                                       hv * NKV, h * hk, h * hv, PS, pages};
+                    halo_attn_paged(&kv, q[0], q_stride, n_tok, n_kv, GROUP, DK, DV, 0.125f, out,
+                                    o_stride, scratch);
+                    halo_attn_paged_ref(&kv, q[0], q_stride, n_tok, n_kv, GROUP, DK, DV, 0.125f,
+                                        ref, o_stride);
+                    double worst = 0;
+                    for (int t = 0; t < n_tok; t++) {
+                        double e = rel_err(out + t * o_stride, ref + t * o_stride, GROUP * DV);
+                        worst = e > worst ? e : worst;
                     }
-                    CHECK_MSG(rel_err(out, dense, GROUP * DV) < 1e-3, "dense %.3g",
-                              rel_err(out, dense, GROUP * DV));
+                    CHECK_MSG(worst < 1e-5, "attn %s/%s n_tok %d first %d: %.3g",
+                              halo_type_name(tk), halo_type_name(tv), n_tok, first, worst);
+                    if (tk != HALO_TYPE_F32 || tv != HALO_TYPE_F16) continue;
+                    /* dense reference on the unrounded values: only V's f16 rounding differs */
+                    for (int t = 0; t < n_tok; t++) {
+                        float dense[GROUP * DV];
+                        for (int g = 0; g < GROUP; g++) {
+                            double sc[NKVPOS], mx = -1e300, sum = 0;
+                            for (int p = 0; p < n_kv[t]; p++) {
+                                double d = 0;
+                                for (int i = 0; i < DK; i++) d += (double)q[t][g * DK + i] * kf[p][h][i];
+                                sc[p] = d * 0.125;
+                                mx = sc[p] > mx ? sc[p] : mx;
+                            }
+                            for (int p = 0; p < n_kv[t]; p++) sum += exp(sc[p] - mx);
+                            for (int i = 0; i < DV; i++) {
+                                double o = 0;
+                                for (int p = 0; p < n_kv[t]; p++)
+                                    o += exp(sc[p] - mx) / sum * vf[p][h][i];
+                                dense[g * DV + i] = (float)o;
+                            }
+                        }
+                        CHECK_MSG(rel_err(out + t * o_stride, dense, GROUP * DV) < 1e-3, "dense %.3g",
+                                  rel_err(out + t * o_stride, dense, GROUP * DV));
+                    }
                 }
-            }
         free(kb);
         free(vb);
     }
     free(scratch);
+    free(out);
+    free(ref);
 }
 
 int main(void) {
