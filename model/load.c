@@ -100,6 +100,10 @@ int halo_bind_attention(halo_model *m, uint32_t il, bool qk_norm, halo_error *er
     int64_t e = hp->n_embd, hk = hp->head_dim_k, hv = hp->head_dim_v;
     int64_t nq = hp->n_head, nkv = hp->n_head_kv[il];
     int rc;
+    if (nkv == 0 || nq % nkv)
+        return halo_error_set(err, HALO_ERR_FORMAT,
+                              "layer %u: %lld query heads cannot be grouped over %lld KV heads", il,
+                              (long long)nq, (long long)nkv);
     if ((rc = halo_bind(m, &L->attn_norm, HALO_BIND_F32, e, 1, 1, err, "blk.%u.attn_norm.weight", il)) ||
         (rc = halo_bind(m, &L->wq, 0, e, nq * hk, 1, err, "blk.%u.attn_q.weight", il)) ||
         (rc = halo_bind(m, &L->wk, 0, e, nkv * hk, 1, err, "blk.%u.attn_k.weight", il)) ||
