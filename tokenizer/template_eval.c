@@ -82,7 +82,7 @@ static int fail(R *r, const tnode *at, int status, const char *fmt, ...) {
 }
 
 static int oom(R *r) {
-    if (r->arena.limit && r->arena.used + (1u << 16) >= r->arena.limit)
+    if (r->arena.hit_limit)
         return fail(r, NULL, HALO_ERR_RANGE, "memory exceeds %zu bytes", r->arena.limit);
     return fail(r, NULL, HALO_ERR_NOMEM, "out of memory");
 }
@@ -428,21 +428,26 @@ static int repeat(R *r, const tnode *at, tv seq, int64_t times, tv *out) {
     if (times < 0) times = 0;
     if (seq.kind == TV_STR) {
         uint64_t total;
-        if (__builtin_mul_overflow((uint64_t)seq.str.n, (uint64_t)times, &total) || total > ((size_t)1 << 40))
+        if (__builtin_mul_overflow((uint64_t)seq.str.n, (uint64_t)times, &total) || total > ((size_t)1 << 40)) {
+            r->arena.hit_limit = true;
             return oom(r);
+        }
         char *p = tpl_alloc(&r->arena, (size_t)total + 1);
         if (!p) return oom(r);
-        for (int64_t k = 0; k < times; k++) memcpy(p + (size_t)k * seq.str.n, seq.str.s, seq.str.n);
+        for (int64_t k = 0; k < times && seq.str.n; k++) memcpy(p + (size_t)k * seq.str.n, seq.str.s, seq.str.n);
         *out = tv_str(p, (size_t)total);
         return 0;
     }
     uint64_t total;
-    if (__builtin_mul_overflow((uint64_t)seq.list->n, (uint64_t)times, &total) || total > ((size_t)1 << 36))
+    if (__builtin_mul_overflow((uint64_t)seq.list->n, (uint64_t)times, &total) || total > ((size_t)1 << 36)) {
+        r->arena.hit_limit = true;
         return oom(r);
+    }
     tv_list *l = tv_list_new(&r->arena, (size_t)total);
     if (!l) return oom(r);
     l->tuple = seq.list->tuple;
-    for (int64_t k = 0; k < times; k++) memcpy(l->items + (size_t)k * seq.list->n, seq.list->items, seq.list->n * sizeof(tv));
+    for (int64_t k = 0; k < times && seq.list->n; k++)
+        memcpy(l->items + (size_t)k * seq.list->n, seq.list->items, seq.list->n * sizeof(tv));
     *out = (tv){.kind = TV_LIST, .list = l};
     return 0;
 }
@@ -1204,6 +1209,7 @@ static int call_macro(R *r, const tnode *at, tmacro *m, args *a, tv caller, tv *
     tv_list *varargs = tv_list_new(&r->arena, a->npos > nparams ? (size_t)(a->npos - nparams) : 0);
     tv_dict *kwargs = tv_dict_new(&r->arena, 0);
     if (!varargs || !kwargs) return oom(r);
+    varargs->tuple = true;
     for (int k = 0; k < a->npos; k++) {
         if (k < nparams) {
             if (!scope_set(r, s, def->names[k], a->pos[k])) return oom(r);
@@ -1651,7 +1657,7 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
         double m = pow(10.0, (double)prec), y = x * m;
         if (me && me->kind == TV_STR && me->str.n == 4 && !memcmp(me->str.s, "ceil", 4)) y = ceil(y);
         else if (me && me->kind == TV_STR && me->str.n == 5 && !memcmp(me->str.s, "floor", 5)) y = floor(y);
-        else y = round(y);
+        else y = nearbyint(y); /* Python rounds half to even */
         *out = tv_float(y / m);
         return 0;
     }
@@ -1761,6 +1767,14 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
     }
     if (IS("attr")) {
         if (npos != 1 || need_str(r, at, what, &pos[0])) return X_ERR;
+        /* attributes only: a dict's items are not its attributes */
+        char an[64];
+        snprintf(an, sizeof an, "%.*s", (int)(pos[0].str.n < 60 ? pos[0].str.n : 60), pos[0].str.s);
+        if (in.kind == TV_DICT && !is_method(in, an)) {
+            *out = undef_msg(r, "'dict object' has no attribute '%.*s'", (int)(pos[0].str.n < 100 ? pos[0].str.n : 100),
+                             pos[0].str.s);
+            return 0;
+        }
         return getattr_v(r, at, in, pos[0].str.s, pos[0].str.n, out);
     }
     if (IS("wordcount")) {
@@ -2096,6 +2110,7 @@ static int exec_for(R *r, scope *s, const tnode *n, tv iterable, int depth0, tpl
     for (size_t i = 0; i < items->n; i++) {
         if (!step(r, n)) return X_ERR;
         L->index0 = i;
+        ls->vars->n = 0; /* what the body sets lives for one iteration, as in jinja2 */
         if (assign(r, ls, n->a, items->items[i])) return X_ERR;
         if (!scope_set(r, ls, "loop", loopv)) return oom(r);
         int rc = exec_body(r, ls, n->v, n->nv, out);

@@ -24,6 +24,7 @@ typedef struct tpl_arena {
     tpl_chunk *head;
     size_t used;  /* bytes handed out so far, for the memory limit */
     size_t limit; /* 0: none */
+    bool hit_limit; /* an allocation failed for the limit, not for malloc */
 } tpl_arena;
 
 /* NULL when out of memory or over the limit (an overflowing size included). */

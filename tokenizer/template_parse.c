@@ -32,7 +32,10 @@ struct tpl_chunk {
 void *tpl_alloc(tpl_arena *a, size_t size) {
     size = (size + 15) & ~(size_t)15;
     if (size == 0) size = 16;
-    if (a->limit && (size > a->limit || a->used > a->limit - size)) return NULL;
+    if (a->limit && (size > a->limit || a->used > a->limit - size)) {
+        a->hit_limit = true;
+        return NULL;
+    }
     tpl_chunk *c = a->head;
     if (!c || c->size - c->used < size) {
         size_t want = size > (1u << 16) ? size : (1u << 16);
@@ -59,7 +62,10 @@ void *tpl_alloc(tpl_arena *a, size_t size) {
 
 void *tpl_alloc_array(tpl_arena *a, size_t n, size_t size) {
     uint64_t total;
-    if (halo_mul_overflow(n, size, &total) || total > SIZE_MAX) return NULL;
+    if (halo_mul_overflow(n, size, &total) || total > SIZE_MAX) {
+        a->hit_limit = true;
+        return NULL;
+    }
     return tpl_alloc(a, (size_t)total);
 }
 
@@ -876,6 +882,8 @@ static tnode *parse_postfix(parser *P, tnode *node) {
             next(P);
             tnode *n = mk(P, N_CALL, t);
             if (!n) return NULL;
+            n->line = node->line; /* errors point at the function, not at '(' */
+            n->col = node->col;
             n->a = node;
             if (parse_call_args(P, n)) return NULL;
             node = n;

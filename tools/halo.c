@@ -21,6 +21,7 @@ static const command commands[] = {
     {"run", cmd_run, "continue a prompt: stream generated text (sampling flags as llama.cpp's)"},
     {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},
     {"tokenize", cmd_tokenize, "print the tokens of a text (like llama-tokenize)"},
+    {"template", cmd_template, "render a chat template with a JSON context"},
     {NULL, NULL, NULL},
 };
 
