@@ -1,0 +1,145 @@
+/*
+ * server internals shared by api.c (requests and responses as JSON), sched.c (the
+ * engine loop, slots, prompt cache) and http.c (libmicrohttpd, routing, waiting).
+ */
+#ifndef HALO_SERVER_INTERNAL_H
+#define HALO_SERVER_INTERNAL_H
+
+#include "server/server.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- a growing byte buffer ------------------------------------------------ */
+
+typedef struct srv_buf {
+    char *data;
+    size_t len, cap;
+    bool failed; /* an append ran out of memory */
+} srv_buf;
+
+void srv_buf_append(srv_buf *b, const char *s, size_t n);
+void srv_buf_puts(srv_buf *b, const char *s);
+void srv_buf_free(srv_buf *b);
+
+/* ---- requests --------------------------------------------------------------- */
+
+typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1 } srv_kind;
+
+typedef struct srv_request {
+    srv_kind kind;
+    bool stream, include_usage;
+    int32_t max_tokens; /* -1: not given */
+    halo_sampler_params sp;
+    halo_logit_bias *bias; /* [n_bias] */
+    int32_t n_bias;
+    char **stop; /* [n_stop] */
+    int n_stop;
+    /* chat */
+    cJSON *messages; /* normalized: content is a string or null */
+    cJSON *tools;    /* NULL: none (or tool_choice "none") */
+    cJSON *kwargs;   /* chat_template_kwargs, NULL: none */
+    /* completion: text or ids */
+    char *prompt;
+    int32_t *prompt_ids;
+    size_t n_prompt_ids;
+} srv_request;
+
+#define SRV_MAX_STOP 16
+#define SRV_MAX_STOP_LEN 256
+
+/* Parse and validate a body into r (defaults from sp). 0 or -1 with e filled. */
+int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sampler_params *sp,
+                      int32_t n_vocab, srv_request *r, halo_api_error *e);
+void srv_request_free(srv_request *r);
+
+void srv_error(halo_api_error *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- jobs: one request between its HTTP thread and the scheduler ------------- */
+
+typedef enum srv_job_state { SRV_QUEUED = 0, SRV_RUNNING = 1, SRV_DONE = 2 } srv_job_state;
+
+typedef struct srv_job {
+    srv_request req;
+    int32_t *prompt; /* tokenized */
+    size_t n_prompt;
+    halo_chat_think think;
+    char id[40];
+    int64_t created;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_job_state state;
+    atomic_bool cancelled; /* the client went away */
+    int refs;              /* the HTTP thread and the scheduler */
+    srv_buf out;           /* bytes ready for the client (SSE chunks, or the whole body) */
+    size_t out_sent;
+    int http_status; /* of a non-streamed reply */
+    struct srv_job *next; /* queue link */
+} srv_job;
+
+void srv_job_unref(srv_job *j);
+
+/* ---- the server --------------------------------------------------------------- */
+
+typedef struct srv_ckpt {
+    int32_t pos;
+    void *data;
+    uint64_t used; /* LRU stamp */
+} srv_ckpt;
+
+typedef struct srv_slot srv_slot; /* sched.c */
+
+typedef struct srv_metrics {
+    uint64_t requests, errors, cancelled, rejected;
+    uint64_t prompt_tokens, cached_tokens, gen_tokens;
+    double prompt_seconds, gen_seconds;
+} srv_metrics;
+
+struct halo_server {
+    halo_server_params p;
+    char model_id[256];
+    halo_model *model;
+    halo_context *ctx;
+    const halo_tokenizer *tok;
+    halo_template *tmpl;
+    char *bos_text, *eos_text;
+    int32_t n_vocab;
+    uint32_t n_ctx, n_ctx_slot, n_slots;
+    size_t state_size;
+    int64_t started;
+
+    /* the scheduler */
+    pthread_t thread;
+    pthread_mutex_t mu; /* queue, metrics, stop flag */
+    pthread_cond_t cv;
+    srv_job *queue_head, *queue_tail;
+    int32_t n_queued;
+    bool stopping;
+    srv_slot *slots;
+    int32_t n_busy;
+    uint64_t ckpt_bytes, ckpt_clock;
+    srv_metrics m;
+
+    struct MHD_Daemon *daemon;
+    int port;
+};
+
+/* sched.c */
+int srv_sched_init(halo_server *s, halo_error *err);
+void srv_sched_free(halo_server *s);
+/* Tokenize the request's prompt (chat: through the template). 0 or -1 with e. */
+int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e);
+/* Queue a prepared job; -1 with e (503) when the queue is full or stopping. */
+int srv_submit(halo_server *s, srv_job *j, halo_api_error *e);
+void srv_wake(halo_server *s);
+/* Prometheus text (malloc'd). */
+char *srv_metrics_text(halo_server *s);
+
+/* api.c: responses */
+cJSON *srv_usage_json(size_t prompt, size_t completion, size_t cached);
+
+#endif

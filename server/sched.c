@@ -1,0 +1,1143 @@
+/*
+ * The scheduler: one thread owns the context. Each step it admits queued jobs into
+ * free slots, builds one batch from the next token of every generating slot and a
+ * chunk of every slot still reading its prompt (decode tokens first, then prompt
+ * chunks up to n_batch tokens in all), runs halo_decode once, and turns the logits
+ * into tokens, text and OpenAI chunks.
+ *
+ * The prompt cache. A slot keeps its sequence (tokens and KV pages) when its job
+ * ends. A new job goes to the free slot whose sequence shares the longest prefix
+ * with its prompt, or borrows a longer prefix from another slot (halo_seq_copy
+ * shares the KV pages). Attention-only models just truncate the KV cache to the
+ * common prefix. Hybrid models cannot roll their recurrent state back, so while a
+ * prompt is read the slot saves checkpoints of that state (every checkpoint_every
+ * tokens, 4 and 1 tokens before the prompt's end, and at its end); a later prompt
+ * that diverges at position d restarts from the checkpoint nearest at or before d.
+ * Checkpoints are host memory bounded by cache_ram, least recently used first out.
+ */
+#define _GNU_SOURCE
+#include "format/gguf.h"
+#include "server/internal.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct srv_slot {
+    halo_server *server;
+    int32_t id; /* its sequence */
+    srv_job *job;
+    int32_t *tokens; /* [n_tokens] what the sequence holds */
+    size_t n_tokens, cap;
+    srv_ckpt *ckpts;
+    int n_ckpt, cap_ckpt;
+    uint64_t used; /* LRU stamp of the slot's cache */
+
+    /* the job in progress */
+    size_t n_cached;
+    int32_t pending; /* sampled, not yet decoded */
+    bool has_pending;
+    int32_t n_gen, n_reason, max_gen;
+    int32_t *forced; /* tokens to feed instead of sampling (the forced </think>) */
+    size_t n_forced, i_forced;
+    bool budget_done, stopped;
+    halo_sampler *smp;
+    halo_detok *detok;
+    halo_chat_parser *parser;
+    srv_buf hold; /* text held back while it may start a stop string */
+    srv_buf text; /* /v1/completions: the whole text */
+    int32_t batch_index; /* of its logits in the current batch, -1: none */
+    double t_start, t_first;
+};
+
+static const char *const chatml_template =
+    "{%- for m in messages -%}"
+    "{{- '<|im_start|>' + m.role + '\\n' + (m.content or '') + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}";
+
+/* A copy of text[0..n) that is valid UTF-8: each byte that does not start a
+ * well-formed character becomes U+FFFD, so that replies are always valid JSON text. */
+static char *utf8_dup(const char *text, size_t n) {
+    if (n > (SIZE_MAX - 1) / 3) return NULL;
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (!out) return NULL;
+    const unsigned char *t = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        unsigned c = t[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n && !(len == 2 && c < 0xC2);
+        for (size_t k = 1; ok && k < len; k++) ok = (t[i + k] & 0xC0) == 0x80;
+        if (ok && len == 3) {
+            unsigned cp = (c & 0x0F) << 12 | (t[i + 1] & 0x3Fu) << 6 | (t[i + 2] & 0x3Fu);
+            ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
+        }
+        if (ok && len == 4) {
+            unsigned cp = (c & 0x07) << 18 | (t[i + 1] & 0x3Fu) << 12 | (t[i + 2] & 0x3Fu) << 6;
+            ok = cp >= 0x10000 && cp <= 0x10FFFF;
+        }
+        if (ok && c != 0) {
+            memcpy(o, t + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* ---- jobs ------------------------------------------------------------------------- */
+
+void srv_job_unref(srv_job *j) {
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    srv_request_free(&j->req);
+    free(j->prompt);
+    srv_buf_free(&j->out);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+/* Append bytes for the client and wake its thread. */
+static void job_send(srv_job *j, const char *s, size_t n) {
+    pthread_mutex_lock(&j->mu);
+    srv_buf_append(&j->out, s, n);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void job_send_sse(srv_job *j, cJSON *chunk) {
+    char *text = cJSON_PrintUnformatted(chunk);
+    cJSON_Delete(chunk);
+    if (!text) return;
+    srv_buf b = {0};
+    srv_buf_puts(&b, "data: ");
+    srv_buf_puts(&b, text);
+    srv_buf_puts(&b, "\n\n");
+    free(text);
+    if (!b.failed) job_send(j, b.data, b.len);
+    srv_buf_free(&b);
+}
+
+static void job_done(srv_job *j, int status) {
+    pthread_mutex_lock(&j->mu);
+    j->http_status = status;
+    j->state = SRV_DONE;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* End a job with an error: a JSON error body, or an SSE error event then [DONE]. */
+static void job_fail(srv_job *j, const halo_api_error *e) {
+    char *text = halo_api_error_json(e);
+    if (j->req.stream) {
+        srv_buf b = {0};
+        srv_buf_puts(&b, "data: ");
+        srv_buf_puts(&b, text ? text : "{}");
+        srv_buf_puts(&b, "\n\ndata: [DONE]\n\n");
+        if (!b.failed) job_send(j, b.data, b.len);
+        srv_buf_free(&b);
+    } else if (text) {
+        job_send(j, text, strlen(text));
+    }
+    free(text);
+    job_done(j, e->status);
+}
+
+static cJSON *chunk_new(halo_server *s, srv_job *j) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "id", j->id);
+    cJSON_AddStringToObject(c, "object",
+                            j->req.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(c, "created", (double)j->created);
+    cJSON_AddStringToObject(c, "model", s->model_id);
+    return c;
+}
+
+/* A streamed chunk with one choice: delta (chat) or text (completion). */
+static void send_choice(halo_server *s, srv_job *j, cJSON *delta, const char *text,
+                        const char *finish) {
+    cJSON *c = chunk_new(s, j), *choices = cJSON_AddArrayToObject(c, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    if (j->req.kind == SRV_CHAT) {
+        cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
+    } else {
+        cJSON_AddStringToObject(ch, "text", text ? text : "");
+        cJSON_AddNullToObject(ch, "logprobs");
+    }
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    job_send_sse(j, c);
+}
+
+/* ---- preparing a job (on the HTTP thread) ---------------------------------------------- */
+
+static void random_id(char *out, size_t size, const char *prefix) {
+    static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static atomic_uint_fast64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+                 (atomic_fetch_add(&counter, 1) + 1) * 0xBF58476D1CE4E5B9ull;
+    size_t n = (size_t)snprintf(out, size, "%s", prefix);
+    for (; n + 1 < size && n < strlen(prefix) + 24; n++) {
+        x ^= x >> 31;
+        x *= 0x94D049BB133111EBull;
+        x ^= x >> 29;
+        out[n] = digits[x % (sizeof digits - 1)];
+    }
+    out[n] = '\0';
+}
+
+static bool ends_with_tag(const char *text, size_t len, const char *tag) {
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' || text[len - 1] == '\r'))
+        len--;
+    size_t n = strlen(tag);
+    return len >= n && memcmp(text + len - n, tag, n) == 0;
+}
+
+int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
+    srv_request *r = &j->req;
+    random_id(j->id, sizeof j->id, r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
+    j->created = (int64_t)time(NULL);
+    j->think = HALO_CHAT_THINK_NONE;
+    halo_error err = {0};
+    if (r->kind == SRV_COMPLETION && r->prompt_ids) {
+        j->prompt = r->prompt_ids;
+        j->n_prompt = r->n_prompt_ids;
+        r->prompt_ids = NULL;
+    } else {
+        char *text = NULL;
+        size_t len = 0;
+        bool own = false;
+        if (r->kind == SRV_CHAT) {
+            cJSON *ctx = cJSON_CreateObject();
+            cJSON_AddItemReferenceToObject(ctx, "messages", r->messages);
+            if (r->tools) cJSON_AddItemReferenceToObject(ctx, "tools", r->tools);
+            cJSON_AddBoolToObject(ctx, "add_generation_prompt", 1);
+            cJSON_AddStringToObject(ctx, "bos_token", s->bos_text);
+            cJSON_AddStringToObject(ctx, "eos_token", s->eos_text);
+            bool thinking = s->p.reasoning != HALO_SERVER_REASONING_OFF && s->p.reasoning_budget != 0;
+            cJSON_AddBoolToObject(ctx, "enable_thinking", thinking);
+            const cJSON *kw;
+            if (r->kwargs) cJSON_ArrayForEach(kw, r->kwargs) {
+                    cJSON_DeleteItemFromObjectCaseSensitive(ctx, kw->string);
+                    cJSON_AddItemToObject(ctx, kw->string, cJSON_Duplicate(kw, true));
+                }
+            const cJSON *et = cJSON_GetObjectItemCaseSensitive(ctx, "enable_thinking");
+            if (cJSON_IsBool(et)) thinking = cJSON_IsTrue(et);
+            int rc = halo_template_render(s->tmpl, ctx, NULL, &text, &len, &err);
+            cJSON_Delete(ctx);
+            if (rc) {
+                srv_error(e, rc == HALO_ERR_NOMEM ? 500 : 400, "messages",
+                          "the chat template failed: %s", err.msg);
+                return -1;
+            }
+            own = true;
+            if (s->p.reasoning == HALO_SERVER_REASONING_OFF)
+                j->think = HALO_CHAT_THINK_NONE;
+            else if (ends_with_tag(text, len, "<think>"))
+                j->think = HALO_CHAT_THINK_OPEN;
+            else if (!thinking && ends_with_tag(text, len, "</think>"))
+                j->think = HALO_CHAT_THINK_NONE;
+            else
+                j->think = HALO_CHAT_THINK_AUTO;
+        } else {
+            text = r->prompt;
+            len = strlen(text);
+        }
+        unsigned flags = HALO_TOK_PARSE_SPECIAL;
+        int32_t bos = halo_tok_bos(s->tok);
+        if (halo_tok_add_bos(s->tok) && bos >= 0) {
+            size_t bl = strlen(s->bos_text);
+            if (!(bl && len >= bl && memcmp(text, s->bos_text, bl) == 0)) flags |= HALO_TOK_ADD_SPECIAL;
+        }
+        int rc = halo_tok_encode(s->tok, text, len, flags, &j->prompt, &j->n_prompt, &err);
+        if (own) free(text);
+        if (rc) {
+            srv_error(e, 500, NULL, "tokenizing the prompt failed: %s", err.msg);
+            return -1;
+        }
+    }
+    if (j->n_prompt == 0) {
+        srv_error(e, 400, r->kind == SRV_CHAT ? "messages" : "prompt", "the prompt is empty");
+        return -1;
+    }
+    if (j->n_prompt >= s->n_ctx_slot) {
+        srv_error(e, 400, r->kind == SRV_CHAT ? "messages" : "prompt",
+                  "the prompt has %zu tokens, more than the %u a slot's context holds (raise -c)",
+                  j->n_prompt, s->n_ctx_slot - 1);
+        return -1;
+    }
+    if (r->max_tokens > (int32_t)s->n_ctx_slot) {
+        srv_error(e, 400, "max_tokens", "max_tokens %d is more than the context size %u",
+                  r->max_tokens, s->n_ctx_slot);
+        return -1;
+    }
+    int rc = halo_sampler_check_params(&r->sp, s->n_vocab, &err);
+    if (rc) {
+        srv_error(e, 400, NULL, "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int srv_submit(halo_server *s, srv_job *j, halo_api_error *e) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        srv_error(e, 503, NULL, "the server is shutting down");
+        return -1;
+    }
+    /* jobs beyond the free slots wait; past queue_max of those, 503 */
+    if (s->n_queued - ((int32_t)s->n_slots - s->n_busy) >= s->p.queue_max) {
+        s->m.rejected++;
+        pthread_mutex_unlock(&s->mu);
+        srv_error(e, 503, NULL,
+                  "the server is busy: all %u slots are in use and %d requests wait; retry later",
+                  s->n_slots, s->n_queued);
+        return -1;
+    }
+    j->refs++; /* the scheduler's */
+    j->next = NULL;
+    if (s->queue_tail)
+        s->queue_tail->next = j;
+    else
+        s->queue_head = j;
+    s->queue_tail = j;
+    s->n_queued++;
+    s->m.requests++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void srv_wake(halo_server *s) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+static void ckpt_drop(halo_server *s, srv_slot *sl, int i) {
+    free(sl->ckpts[i].data);
+    s->ckpt_bytes -= s->state_size;
+    sl->ckpts[i] = sl->ckpts[--sl->n_ckpt];
+}
+
+/* Keep only the checkpoints at positions <= n. */
+static void ckpt_trim(halo_server *s, srv_slot *sl, size_t n) {
+    for (int i = sl->n_ckpt - 1; i >= 0; i--)
+        if ((size_t)sl->ckpts[i].pos > n) ckpt_drop(s, sl, i);
+}
+
+/* Evict least recently used checkpoints until `need` more bytes fit. */
+static bool ckpt_make_room(halo_server *s, uint64_t need) {
+    while (s->ckpt_bytes + need > s->p.cache_ram) {
+        srv_slot *best = NULL;
+        int bi = -1;
+        for (uint32_t k = 0; k < s->n_slots; k++)
+            for (int i = 0; i < s->slots[k].n_ckpt; i++)
+                if (!best || s->slots[k].ckpts[i].used < best->ckpts[bi].used) {
+                    best = &s->slots[k];
+                    bi = i;
+                }
+        if (!best) return false;
+        ckpt_drop(s, best, bi);
+    }
+    return true;
+}
+
+static void ckpt_save(halo_server *s, srv_slot *sl) {
+    int32_t pos = (int32_t)sl->n_tokens;
+    for (int i = 0; i < sl->n_ckpt; i++)
+        if (sl->ckpts[i].pos == pos) return;
+    if (s->state_size == 0 || s->state_size > s->p.cache_ram) return;
+    if (!ckpt_make_room(s, s->state_size)) return;
+    if (sl->n_ckpt == sl->cap_ckpt) {
+        int cap = sl->cap_ckpt ? sl->cap_ckpt * 2 : 8;
+        srv_ckpt *c = realloc(sl->ckpts, sizeof *c * (size_t)cap);
+        if (!c) return;
+        sl->ckpts = c;
+        sl->cap_ckpt = cap;
+    }
+    void *data = malloc(s->state_size);
+    halo_error err = {0};
+    if (!data || halo_seq_state_save(s->ctx, sl->id, data, &err)) {
+        free(data);
+        return;
+    }
+    sl->ckpts[sl->n_ckpt++] = (srv_ckpt){pos, data, ++s->ckpt_clock};
+    s->ckpt_bytes += s->state_size;
+}
+
+/* ---- slots -------------------------------------------------------------------------------- */
+
+static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    size_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* How much of slot sl's sequence a prompt can keep, and the checkpoint to restore
+ * for it (NULL: the live state serves, or the model has none). */
+static size_t reuse_point(halo_server *s, srv_slot *sl, const int32_t *prompt, size_t n,
+                          srv_ckpt **ck) {
+    *ck = NULL;
+    size_t l = common_prefix(sl->tokens, sl->n_tokens, prompt, n);
+    if (l > n - 1) l = n - 1; /* one token must run to give logits */
+    if (s->state_size == 0 || l == sl->n_tokens) return l;
+    srv_ckpt *best = NULL;
+    for (int i = 0; i < sl->n_ckpt; i++)
+        if ((size_t)sl->ckpts[i].pos <= l && (!best || sl->ckpts[i].pos > best->pos))
+            best = &sl->ckpts[i];
+    *ck = best;
+    return best ? (size_t)best->pos : 0;
+}
+
+static bool slot_reserve(srv_slot *sl, size_t n) {
+    if (n <= sl->cap) return true;
+    size_t cap = sl->cap ? sl->cap : 256;
+    while (cap < n) cap *= 2;
+    int32_t *t = realloc(sl->tokens, sizeof *t * cap);
+    if (!t) return false;
+    sl->tokens = t;
+    sl->cap = cap;
+    return true;
+}
+
+static void slot_forget(halo_server *s, srv_slot *sl) {
+    halo_seq_clear(s->ctx, sl->id);
+    sl->n_tokens = 0;
+    ckpt_trim(s, sl, 0);
+}
+
+/* Set sl's sequence to the first n_keep tokens of src's (src may be sl). */
+static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep, srv_ckpt *ck) {
+    halo_error err = {0};
+    if (src != sl) {
+        if (halo_seq_copy(s->ctx, src->id, sl->id, &err)) return -1;
+        ckpt_trim(s, sl, 0);
+        if (!slot_reserve(sl, src->n_tokens)) return -1;
+        memcpy(sl->tokens, src->tokens, sizeof(int32_t) * src->n_tokens);
+        sl->n_tokens = src->n_tokens;
+    }
+    if (n_keep == 0) {
+        slot_forget(s, sl);
+        return 0;
+    }
+    if (ck) {
+        ck->used = ++s->ckpt_clock;
+        if (halo_seq_state_load(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err)) return -1;
+    } else if (n_keep < sl->n_tokens) {
+        if (halo_seq_truncate(s->ctx, sl->id, (int32_t)n_keep, &err)) return -1;
+    }
+    sl->n_tokens = n_keep;
+    ckpt_trim(s, sl, n_keep);
+    return 0;
+}
+
+static void parser_event(void *user, const halo_chat_event *ev);
+
+static void slot_end_job(srv_slot *sl) {
+    halo_sampler_free(sl->smp);
+    halo_detok_free(sl->detok);
+    halo_chat_parser_free(sl->parser);
+    free(sl->forced);
+    srv_buf_free(&sl->hold);
+    srv_buf_free(&sl->text);
+    sl->smp = NULL;
+    sl->detok = NULL;
+    sl->parser = NULL;
+    sl->forced = NULL;
+    sl->n_forced = sl->i_forced = 0;
+    sl->job = NULL;
+}
+
+/* Give job j to a free slot: pick it, reuse what its cache can, set up sampling. */
+static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
+    srv_slot *best = NULL, *lru = NULL, *src = NULL;
+    size_t best_keep = 0, src_keep = 0;
+    srv_ckpt *best_ck = NULL, *src_ck = NULL;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        srv_ckpt *ck;
+        size_t keep = sl->n_tokens ? reuse_point(s, sl, j->prompt, j->n_prompt, &ck) : 0;
+        if (!sl->job) {
+            if (!lru || sl->used < lru->used) lru = sl;
+            if (!best || keep > best_keep) best = sl, best_keep = keep, best_ck = keep ? ck : NULL;
+        }
+        if (keep > src_keep) src = sl, src_keep = keep, src_ck = ck;
+    }
+    if (!best) {
+        srv_error(e, 503, NULL, "no free slot");
+        return -1;
+    }
+    /* Reuse a free slot's own cache only when it is a fair share of the prompt;
+     * otherwise take the least recently used slot and leave the others' caches. */
+    srv_slot *sl = best;
+    if (best_keep == 0 || (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt) {
+        sl = lru;
+        best_keep = 0;
+        best_ck = NULL;
+    }
+    int rc;
+    if (src && src != sl && src_keep > best_keep && src_keep >= 16)
+        rc = slot_reuse(s, sl, src, src_keep, src_ck); /* share another slot's prefix */
+    else
+        rc = slot_reuse(s, sl, sl, sl == best ? best_keep : 0, sl == best ? best_ck : NULL);
+    if (rc) {
+        slot_forget(s, sl);
+        halo_log(HALO_LOG_WARN, "server: slot %d: prompt cache not reused", sl->id);
+    }
+    sl->n_cached = sl->n_tokens;
+    if (!slot_reserve(sl, j->n_prompt + 16)) {
+        srv_error(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    halo_error err = {0};
+    if (halo_sampler_new(&j->req.sp, s->n_vocab, &sl->smp, &err) ||
+        halo_detok_new(s->tok, 0, &sl->detok, &err)) {
+        srv_error(e, 500, NULL, "%s", err.msg);
+        slot_end_job(sl);
+        return -1;
+    }
+    if (j->req.kind == SRV_CHAT) {
+        halo_chat_parse_options po = {0};
+        po.think = j->think;
+        po.tool_calls = j->req.tools != NULL;
+        char *tools_json = j->req.tools ? cJSON_PrintUnformatted(j->req.tools) : NULL;
+        po.tools_json = tools_json;
+        rc = halo_chat_parser_new(&po, parser_event, sl, &sl->parser, &err);
+        free(tools_json);
+        if (rc) {
+            srv_error(e, 500, NULL, "%s", err.msg);
+            slot_end_job(sl);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < j->n_prompt; i++) halo_sampler_accept(sl->smp, j->prompt[i]);
+    int32_t room = (int32_t)(s->n_ctx_slot - j->n_prompt);
+    int32_t want = j->req.max_tokens >= 0 ? j->req.max_tokens : s->p.n_predict;
+    sl->max_gen = want < 0 || want > room ? room : want;
+    sl->job = j;
+    sl->has_pending = false;
+    sl->n_gen = sl->n_reason = 0;
+    sl->budget_done = sl->stopped = false;
+    sl->t_start = halo_time_seconds();
+    sl->t_first = 0;
+    sl->used = ++s->ckpt_clock;
+    pthread_mutex_lock(&j->mu);
+    j->state = SRV_RUNNING;
+    pthread_mutex_unlock(&j->mu);
+    s->n_busy++;
+    if (j->req.stream && j->req.kind == SRV_CHAT) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "role", "assistant");
+        cJSON_AddStringToObject(d, "content", "");
+        send_choice(s, j, d, NULL, NULL);
+    }
+    return 0;
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static void parser_event(void *user, const halo_chat_event *ev) {
+    srv_slot *sl = user;
+    srv_job *j = sl->job;
+    halo_server *s = sl->server;
+    if (ev->kind == HALO_CHAT_EVENT_WARNING) {
+        halo_log(HALO_LOG_WARN, "server: %s: %.*s", j->id, (int)ev->len, ev->text);
+        return;
+    }
+    if (!j->req.stream) return;
+    cJSON *d = cJSON_CreateObject();
+    if (ev->kind == HALO_CHAT_EVENT_TOOL_CALL) {
+        cJSON *calls = cJSON_AddArrayToObject(d, "tool_calls"), *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(calls, c);
+        cJSON_AddNumberToObject(c, "index", ev->index);
+        cJSON_AddStringToObject(c, "id", ev->id);
+        cJSON_AddStringToObject(c, "type", "function");
+        cJSON *fn = cJSON_AddObjectToObject(c, "function");
+        cJSON_AddStringToObject(fn, "name", ev->name);
+        cJSON_AddStringToObject(fn, "arguments", ev->arguments);
+    } else {
+        char *t = utf8_dup(ev->text, ev->len);
+        cJSON_AddStringToObject(d, ev->kind == HALO_CHAT_EVENT_REASONING ? "reasoning_content"
+                                                                          : "content",
+                                t ? t : "");
+        free(t);
+    }
+    send_choice(s, j, d, NULL, NULL);
+}
+
+/* Text past the stop-string check: to the parser (chat) or the client (completion). */
+static void emit_text(halo_server *s, srv_slot *sl, const char *text, size_t len) {
+    if (!len) return;
+    srv_job *j = sl->job;
+    if (sl->parser) {
+        halo_error err = {0};
+        halo_chat_parser_feed(sl->parser, text, len, &err);
+        return;
+    }
+    srv_buf_append(&sl->text, text, len);
+    if (j->req.stream) {
+        char *t = utf8_dup(text, len);
+        send_choice(s, j, NULL, t, NULL);
+        free(t);
+    }
+}
+
+/* New generated text: hold back what may begin a stop string; true when one matched. */
+static bool push_text(halo_server *s, srv_slot *sl, const char *text, size_t len) {
+    srv_job *j = sl->job;
+    if (j->req.n_stop == 0) {
+        emit_text(s, sl, text, len);
+        return false;
+    }
+    srv_buf_append(&sl->hold, text, len);
+    const char *h = sl->hold.data ? sl->hold.data : "";
+    size_t hl = sl->hold.len, cut = hl;
+    for (int i = 0; i < j->req.n_stop; i++) {
+        const char *m = memmem(h, hl, j->req.stop[i], strlen(j->req.stop[i]));
+        if (m && (size_t)(m - h) < cut) cut = (size_t)(m - h);
+    }
+    if (cut < hl) {
+        emit_text(s, sl, h, cut);
+        sl->hold.len = 0;
+        return true;
+    }
+    size_t keep = 0;
+    for (int i = 0; i < j->req.n_stop; i++) {
+        size_t sn = strlen(j->req.stop[i]);
+        for (size_t k = sn - 1 < hl ? sn - 1 : hl; k > keep; k--)
+            if (memcmp(h + hl - k, j->req.stop[i], k) == 0) {
+                keep = k;
+                break;
+            }
+    }
+    emit_text(s, sl, h, hl - keep);
+    memmove(sl->hold.data, h + hl - keep, keep);
+    sl->hold.len = keep;
+    return false;
+}
+
+static void finish(halo_server *s, srv_slot *sl, const char *reason) {
+    srv_job *j = sl->job;
+    if (!sl->stopped) {
+        const char *t;
+        size_t n;
+        halo_detok_flush(sl->detok, &t, &n);
+        if (!push_text(s, sl, t, n)) emit_text(s, sl, sl->hold.data, sl->hold.len);
+        else reason = "stop";
+    }
+    halo_error err = {0};
+    if (sl->parser) {
+        halo_chat_parser_finish(sl->parser, &err);
+        if (!strcmp(reason, "stop") && halo_chat_parser_n_tool_calls(sl->parser) > 0)
+            reason = "tool_calls";
+    }
+    double now = halo_time_seconds();
+    cJSON *usage = srv_usage_json(j->n_prompt, (size_t)sl->n_gen, sl->n_cached);
+    if (j->req.stream) {
+        send_choice(s, j, NULL, NULL, reason);
+        if (j->req.include_usage) {
+            cJSON *c = chunk_new(s, j);
+            cJSON_AddArrayToObject(c, "choices");
+            cJSON_AddItemToObject(c, "usage", usage);
+            usage = NULL;
+            job_send_sse(j, c);
+        }
+        static const char done[] = "data: [DONE]\n\n";
+        job_send(j, done, sizeof done - 1);
+    } else {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "id", j->id);
+        cJSON_AddStringToObject(c, "object",
+                                j->req.kind == SRV_CHAT ? "chat.completion" : "text_completion");
+        cJSON_AddNumberToObject(c, "created", (double)j->created);
+        cJSON_AddStringToObject(c, "model", s->model_id);
+        cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
+        cJSON_AddItemToArray(choices, ch);
+        cJSON_AddNumberToObject(ch, "index", 0);
+        if (sl->parser) {
+            cJSON *m = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            size_t cl, rl;
+            const char *content = halo_chat_parser_content(sl->parser, &cl);
+            const char *reasoning = halo_chat_parser_reasoning(sl->parser, &rl);
+            int n_calls = halo_chat_parser_n_tool_calls(sl->parser);
+            char *ct = utf8_dup(content ? content : "", content ? cl : 0);
+            char *rt = utf8_dup(reasoning ? reasoning : "", reasoning ? rl : 0);
+            if (cl || !n_calls)
+                cJSON_AddStringToObject(m, "content", ct ? ct : "");
+            else
+                cJSON_AddNullToObject(m, "content");
+            if (rl) cJSON_AddStringToObject(m, "reasoning_content", rt ? rt : "");
+            free(ct);
+            free(rt);
+            if (n_calls) {
+                char *calls = halo_chat_parser_tool_calls_json(sl->parser);
+                cJSON *arr = calls ? cJSON_Parse(calls) : NULL;
+                free(calls);
+                if (arr) cJSON_AddItemToObject(m, "tool_calls", arr);
+            }
+        } else {
+            char *tt = utf8_dup(sl->text.data ? sl->text.data : "", sl->text.len);
+            cJSON_AddStringToObject(ch, "text", tt ? tt : "");
+            free(tt);
+            cJSON_AddNullToObject(ch, "logprobs");
+        }
+        cJSON_AddStringToObject(ch, "finish_reason", reason);
+        cJSON_AddItemToObject(c, "usage", usage);
+        usage = NULL;
+        cJSON *tm = cJSON_AddObjectToObject(c, "timings");
+        cJSON_AddNumberToObject(tm, "prompt_ms", (sl->t_first - sl->t_start) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_ms", (now - sl->t_first) * 1e3);
+        char *text = cJSON_PrintUnformatted(c);
+        cJSON_Delete(c);
+        if (text) job_send(j, text, strlen(text));
+        free(text);
+    }
+    cJSON_Delete(usage);
+    pthread_mutex_lock(&s->mu);
+    s->m.prompt_tokens += j->n_prompt;
+    s->m.cached_tokens += sl->n_cached;
+    s->m.gen_tokens += (uint64_t)sl->n_gen;
+    s->m.prompt_seconds += sl->t_first - sl->t_start;
+    s->m.gen_seconds += now - sl->t_first;
+    pthread_mutex_unlock(&s->mu);
+    if (!s->p.quiet)
+        halo_log(HALO_LOG_INFO,
+                 "server: slot %d: %s: prompt %zu tokens (%zu cached) in %.1f ms, %d generated at "
+                 "%.1f tokens/s, %s",
+                 sl->id, j->id, j->n_prompt, sl->n_cached, (sl->t_first - sl->t_start) * 1e3,
+                 sl->n_gen, sl->n_gen > 1 ? (sl->n_gen - 1) / (now - sl->t_first) : 0.0, reason);
+    job_done(j, 200);
+    slot_end_job(sl);
+    s->n_busy--;
+    srv_job_unref(j);
+}
+
+/* End a slot's job with an error (or a cancellation: no output wanted). */
+static void abort_slot(halo_server *s, srv_slot *sl, const halo_api_error *e) {
+    srv_job *j = sl->job;
+    pthread_mutex_lock(&s->mu);
+    if (e)
+        s->m.errors++;
+    else
+        s->m.cancelled++;
+    pthread_mutex_unlock(&s->mu);
+    if (e)
+        job_fail(j, e);
+    else
+        job_done(j, 499);
+    slot_end_job(sl);
+    s->n_busy--;
+    srv_job_unref(j);
+}
+
+/* The forced end of thinking when the reasoning budget runs out. */
+static void force_think_end(halo_server *s, srv_slot *sl) {
+    static const char text[] = "\n</think>\n\n";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    halo_error err = {0};
+    sl->budget_done = true;
+    if (halo_tok_encode(s->tok, text, sizeof text - 1, HALO_TOK_PARSE_SPECIAL, &ids, &n, &err))
+        return;
+    sl->forced = ids;
+    sl->n_forced = n;
+    sl->i_forced = 0;
+}
+
+/* A token came out of the model for slot sl. */
+static void on_token(halo_server *s, srv_slot *sl, int32_t tok) {
+    if (sl->n_gen == 0) sl->t_first = halo_time_seconds();
+    sl->n_gen++;
+    halo_sampler_accept(sl->smp, tok);
+    if (halo_tok_is_eog(s->tok, tok)) {
+        finish(s, sl, "stop");
+        return;
+    }
+    const char *t;
+    size_t n;
+    halo_error err = {0};
+    if (halo_detok_push(sl->detok, tok, &t, &n, &err) == 0 && push_text(s, sl, t, n)) {
+        sl->stopped = true;
+        finish(s, sl, "stop");
+        return;
+    }
+    if (sl->parser && halo_chat_parser_in_reasoning(sl->parser)) {
+        sl->n_reason++;
+        if (s->p.reasoning_budget > 0 && !sl->budget_done && sl->n_reason >= s->p.reasoning_budget)
+            force_think_end(s, sl);
+    }
+    if (sl->n_gen >= sl->max_gen || sl->n_tokens + 1 >= s->n_ctx_slot ||
+        !slot_reserve(sl, sl->n_tokens + 1)) {
+        finish(s, sl, "length");
+        return;
+    }
+    sl->pending = tok;
+    sl->has_pending = true;
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+typedef struct batch_buf {
+    int32_t *tok, *pos, *seq;
+    int8_t *logits;
+    srv_slot **owner;
+    int32_t n;
+} batch_buf;
+
+/* The next checkpoint position after `at` for a prompt of n tokens; n if none before. */
+static size_t next_stop(const halo_server *s, size_t at, size_t n) {
+    size_t stop = n;
+    if (s->state_size == 0 || s->p.cache_ram == 0) return stop;
+    size_t every = (size_t)(s->p.checkpoint_every > 0 ? s->p.checkpoint_every : 0);
+    if (every) {
+        size_t k = (at / every + 1) * every;
+        if (k < stop) stop = k;
+    }
+    const size_t before[2] = {4, 1};
+    for (int i = 0; i < 2; i++)
+        if (n > before[i] && n - before[i] > at && n - before[i] < stop) stop = n - before[i];
+    return stop;
+}
+
+static bool is_ckpt_pos(const halo_server *s, size_t pos, size_t n) {
+    if (s->state_size == 0 || s->p.cache_ram == 0) return false;
+    if (pos == n || pos + 4 == n || pos + 1 == n) return true;
+    return s->p.checkpoint_every > 0 && pos % (size_t)s->p.checkpoint_every == 0;
+}
+
+static void admit(halo_server *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        srv_job *j = NULL;
+        if (s->queue_head && s->n_busy < (int32_t)s->n_slots) {
+            j = s->queue_head;
+            s->queue_head = j->next;
+            if (!s->queue_head) s->queue_tail = NULL;
+            s->n_queued--;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!j) return;
+        halo_api_error e;
+        if (atomic_load(&j->cancelled)) {
+            pthread_mutex_lock(&s->mu);
+            s->m.cancelled++;
+            pthread_mutex_unlock(&s->mu);
+            job_done(j, 499);
+            srv_job_unref(j);
+        } else if (slot_start(s, j, &e)) {
+            pthread_mutex_lock(&s->mu);
+            s->m.errors++;
+            pthread_mutex_unlock(&s->mu);
+            job_fail(j, &e);
+            srv_job_unref(j);
+        }
+    }
+}
+
+static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
+    b->n = 0;
+    uint32_t budget = halo_context_n_batch(s->ctx);
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        sl->batch_index = -1;
+        if (!sl->job || !sl->has_pending || b->n >= (int32_t)budget) continue;
+        b->tok[b->n] = sl->pending;
+        b->pos[b->n] = (int32_t)sl->n_tokens;
+        b->seq[b->n] = sl->id;
+        b->logits[b->n] = 1;
+        b->owner[b->n] = sl;
+        sl->batch_index = b->n++;
+    }
+    /* prompt chunks, round robin so that one long prompt does not always go first */
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        srv_slot *sl = &s->slots[(*rr + i) % s->n_slots];
+        if (!sl->job || sl->has_pending || sl->batch_index >= 0) continue;
+        size_t n = sl->job->n_prompt, at = sl->n_tokens;
+        if (at >= n || b->n >= (int32_t)budget) continue;
+        size_t end = next_stop(s, at, n);
+        if (end - at > budget - (uint32_t)b->n) end = at + (budget - (uint32_t)b->n);
+        for (size_t p = at; p < end; p++) {
+            b->tok[b->n] = sl->job->prompt[p];
+            b->pos[b->n] = (int32_t)p;
+            b->seq[b->n] = sl->id;
+            b->logits[b->n] = p == n - 1;
+            b->owner[b->n] = sl;
+            if (p == n - 1) sl->batch_index = b->n;
+            b->n++;
+        }
+    }
+    *rr = (*rr + 1) % s->n_slots;
+}
+
+/* After a decode: record the tokens each slot now holds, checkpoints, sampling. */
+static void after_decode(halo_server *s, batch_buf *b) {
+    for (int32_t i = 0; i < b->n; i++) {
+        srv_slot *sl = b->owner[i];
+        sl->tokens[sl->n_tokens++] = b->tok[i];
+        if (sl->has_pending) {
+            sl->has_pending = false;
+        } else if (i + 1 == b->n || b->owner[i + 1] != sl) {
+            /* the end of this slot's prompt chunk */
+            if (is_ckpt_pos(s, sl->n_tokens, sl->job->n_prompt)) ckpt_save(s, sl);
+        }
+    }
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        if (!sl->job || sl->batch_index < 0) continue;
+        int32_t tok;
+        if (sl->i_forced < sl->n_forced) {
+            tok = sl->forced[sl->i_forced++];
+        } else {
+            const float *logits = halo_get_logits(s->ctx, sl->batch_index);
+            if (!logits) {
+                halo_api_error e;
+                srv_error(&e, 500, NULL, "the engine gave no logits");
+                abort_slot(s, sl, &e);
+                continue;
+            }
+            tok = halo_sampler_sample(sl->smp, logits);
+        }
+        on_token(s, sl, tok);
+    }
+}
+
+/* The KV cache is full: drop idle caches first, then fail the biggest job. */
+static void relieve_kv(halo_server *s) {
+    srv_slot *idle = NULL, *big = NULL;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        if (!sl->job && sl->n_tokens && (!idle || sl->used < idle->used)) idle = sl;
+        if (sl->job && (!big || sl->n_tokens > big->n_tokens)) big = sl;
+    }
+    if (idle) {
+        slot_forget(s, idle);
+        return;
+    }
+    if (big) {
+        halo_api_error e;
+        srv_error(&e, 503, NULL,
+                  "the KV cache is full with %u parallel requests; retry later or raise -c",
+                  s->n_busy);
+        abort_slot(s, big, &e);
+        slot_forget(s, big);
+    }
+}
+
+static void *sched_main(void *arg) {
+    halo_server *s = arg;
+    uint32_t nb = halo_context_n_batch(s->ctx);
+    batch_buf b = {0};
+    b.tok = malloc(sizeof(int32_t) * nb);
+    b.pos = malloc(sizeof(int32_t) * nb);
+    b.seq = malloc(sizeof(int32_t) * nb);
+    b.logits = malloc(nb);
+    b.owner = malloc(sizeof(srv_slot *) * nb);
+    uint32_t rr = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && !s->queue_head && s->n_busy == 0) pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        admit(s);
+        for (uint32_t k = 0; k < s->n_slots; k++)
+            if (s->slots[k].job && atomic_load(&s->slots[k].job->cancelled))
+                abort_slot(s, &s->slots[k], NULL);
+        if (s->n_busy == 0) continue;
+        build_batch(s, &b, &rr);
+        if (b.n == 0) continue;
+        halo_batch batch = {b.n, b.tok, b.pos, b.seq, b.logits};
+        halo_error err = {0};
+        int rc = halo_decode(s->ctx, &batch, &err);
+        if (rc == HALO_ERR_RANGE) {
+            relieve_kv(s);
+            continue;
+        }
+        if (rc) {
+            halo_log(HALO_LOG_ERROR, "server: decode failed: %s", err.msg);
+            halo_api_error e;
+            srv_error(&e, 500, NULL, "the engine failed: %s", err.msg);
+            for (uint32_t k = 0; k < s->n_slots; k++)
+                if (s->slots[k].job) {
+                    abort_slot(s, &s->slots[k], &e);
+                    slot_forget(s, &s->slots[k]);
+                }
+            continue;
+        }
+        after_decode(s, &b);
+    }
+    /* shutting down: end what runs and what waits */
+    halo_api_error e;
+    srv_error(&e, 503, NULL, "the server is shutting down");
+    for (uint32_t k = 0; k < s->n_slots; k++)
+        if (s->slots[k].job) abort_slot(s, &s->slots[k], &e);
+    pthread_mutex_lock(&s->mu);
+    srv_job *j = s->queue_head;
+    s->queue_head = s->queue_tail = NULL;
+    s->n_queued = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (j) {
+        srv_job *next = j->next;
+        job_fail(j, &e);
+        srv_job_unref(j);
+        j = next;
+    }
+    free(b.tok);
+    free(b.pos);
+    free(b.seq);
+    free(b.logits);
+    free(b.owner);
+    return NULL;
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static char *piece_text(const halo_tokenizer *t, int32_t id) {
+    size_t n = 0;
+    const char *p = id >= 0 ? halo_tok_piece(t, id, true, &n) : NULL;
+    return p ? strndup(p, n) : strdup("");
+}
+
+int srv_sched_init(halo_server *s, halo_error *err) {
+    halo_load_options lo = s->p.load;
+    int rc = halo_model_load(s->p.model_path, &lo, &s->model, err);
+    if (rc) return rc;
+    s->tok = halo_model_tokenizer(s->model);
+    s->n_vocab = halo_model_n_vocab(s->model);
+    s->bos_text = piece_text(s->tok, halo_tok_bos(s->tok));
+    s->eos_text = piece_text(s->tok, halo_tok_eos(s->tok));
+    if (!s->bos_text || !s->eos_text) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+
+    /* the chat template from the file, else ChatML */
+    halo_gguf *g = NULL;
+    halo_load_options mo = {0};
+    if ((rc = halo_gguf_open(s->p.model_path, &mo, &g, err))) return rc;
+    const char *src = halo_gguf_get_str(g, "tokenizer.chat_template");
+    if (!src) {
+        halo_log(HALO_LOG_WARN, "server: the model has no chat template; using ChatML");
+        src = chatml_template;
+    }
+    rc = halo_template_compile(src, strlen(src), &s->tmpl, err);
+    halo_gguf_close(g);
+    if (rc) return rc;
+
+    halo_context_params cp = s->p.ctx;
+    if (cp.n_seq_max == 0) cp.n_seq_max = 1;
+    if (cp.n_batch < cp.n_seq_max) cp.n_batch = cp.n_seq_max;
+    if ((rc = halo_context_new(s->model, &cp, &s->ctx, err))) return rc;
+    s->n_slots = halo_context_n_seq_max(s->ctx);
+    s->n_ctx = halo_context_n_ctx(s->ctx);
+    s->n_ctx_slot = s->p.kv_unified ? s->n_ctx : s->n_ctx / s->n_slots;
+    if (s->n_ctx_slot < 2)
+        return halo_error_set(err, HALO_ERR_ARG,
+                              "a context of %u tokens over %u slots leaves no room (raise -c)",
+                              s->n_ctx, s->n_slots);
+    s->state_size = halo_seq_state_size(s->ctx);
+    s->slots = calloc(s->n_slots, sizeof *s->slots);
+    if (!s->slots) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        s->slots[k].id = (int32_t)k;
+        s->slots[k].server = s;
+    }
+    if (pthread_create(&s->thread, NULL, sched_main, s))
+        return halo_error_set(err, HALO_ERR_NOMEM, "cannot start the scheduler thread");
+    return 0;
+}
+
+void srv_sched_free(halo_server *s) {
+    if (s->slots) {
+        for (uint32_t k = 0; k < s->n_slots; k++) {
+            srv_slot *sl = &s->slots[k];
+            ckpt_trim(s, sl, 0);
+            free(sl->ckpts);
+            free(sl->tokens);
+        }
+        free(s->slots);
+    }
+    if (s->ctx) halo_context_free(s->ctx);
+    if (s->tmpl) halo_template_free(s->tmpl);
+    if (s->model) halo_model_free(s->model);
+    free(s->bos_text);
+    free(s->eos_text);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+char *srv_metrics_text(halo_server *s) {
+    pthread_mutex_lock(&s->mu);
+    srv_metrics m = s->m;
+    int32_t busy = s->n_busy, queued = s->n_queued;
+    uint64_t ckb = s->ckpt_bytes;
+    pthread_mutex_unlock(&s->mu);
+    /* n_tokens of slots is read without the scheduler's lock: a gauge, good to a step */
+    uint64_t kv = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++) kv += s->slots[k].n_tokens;
+    srv_buf b = {0};
+    char line[256];
+#define METRIC(name, type, help, fmt, value)                                                       \
+    do {                                                                                           \
+        snprintf(line, sizeof line, "# HELP halo_%s %s\n# TYPE halo_%s %s\nhalo_%s " fmt "\n",   \
+                 name, help, name, type, name, value);                                             \
+        srv_buf_puts(&b, line);                                                                    \
+    } while (0)
+    METRIC("requests_total", "counter", "Requests accepted for generation.", "%llu",
+           (unsigned long long)m.requests);
+    METRIC("requests_errors_total", "counter", "Accepted requests that ended in an error.", "%llu",
+           (unsigned long long)m.errors);
+    METRIC("requests_cancelled_total", "counter", "Requests whose client went away.", "%llu",
+           (unsigned long long)m.cancelled);
+    METRIC("requests_rejected_total", "counter", "Requests refused with 503 (queue full).", "%llu",
+           (unsigned long long)m.rejected);
+    METRIC("prompt_tokens_total", "counter", "Prompt tokens of finished requests.", "%llu",
+           (unsigned long long)m.prompt_tokens);
+    METRIC("prompt_tokens_cached_total", "counter", "Prompt tokens reused from the prompt cache.",
+           "%llu", (unsigned long long)m.cached_tokens);
+    METRIC("tokens_predicted_total", "counter", "Generated tokens.", "%llu",
+           (unsigned long long)m.gen_tokens);
+    METRIC("prompt_seconds_total", "counter", "Time to first token, summed over requests.", "%.6f",
+           m.prompt_seconds);
+    METRIC("tokens_predicted_seconds_total", "counter", "Generation time, summed over requests.",
+           "%.6f", m.gen_seconds);
+    METRIC("prompt_tokens_per_second", "gauge", "Average prompt throughput of a request.", "%.3f",
+           m.prompt_seconds > 0 ? (double)(m.prompt_tokens - m.cached_tokens) / m.prompt_seconds
+                                : 0.0);
+    METRIC("predicted_tokens_per_second", "gauge", "Average generation speed of a request.",
+           "%.3f", m.gen_seconds > 0 ? (double)m.gen_tokens / m.gen_seconds : 0.0);
+    METRIC("slots_busy", "gauge", "Slots generating or reading a prompt.", "%d", busy);
+    METRIC("slots_total", "gauge", "Parallel slots (-np).", "%u", s->n_slots);
+    METRIC("requests_queued", "gauge", "Requests waiting for a slot.", "%d", queued);
+    METRIC("kv_cache_tokens", "gauge", "Tokens held by the slots' sequences (shared prefixes "
+           "counted per slot).", "%llu", (unsigned long long)kv);
+    METRIC("kv_cache_usage_ratio", "gauge", "kv_cache_tokens over the context size.", "%.6f",
+           s->n_ctx ? (double)kv / s->n_ctx : 0.0);
+    METRIC("prompt_cache_checkpoint_bytes", "gauge", "Host memory of recurrent-state checkpoints.",
+           "%llu", (unsigned long long)ckb);
+#undef METRIC
+    if (b.failed) {
+        srv_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}

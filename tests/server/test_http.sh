@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# `halo serve` over raw HTTP (curl) with the tiny Qwen3 model: every endpoint,
+# streaming, the prompt cache's cached_tokens, every error class (400 bad JSON /
+# types / ranges / too-long prompt, 401 key, 404, 405, 413 body), a client that
+# hangs up mid-stream, the queue bound (503), and a clean SIGTERM shutdown.
+source "$(dirname "$0")/lib.sh"
+
+start_server -np 2 -c 2048 -t 1 --api-key sekrit --max-body 1 --log-disable
+A=(-H 'Authorization: Bearer sekrit')
+USER_MSG='"messages":[{"role":"user","content":"Say hello"}]'
+
+# health needs no key; everything else does
+http GET /health; expect 200 '"status":"ok"'
+http GET /v1/models; expect 401 '"type":"authentication_error"' '"error"'
+http GET /v1/models "" -H 'Authorization: Bearer wrong'; expect 401
+http GET /v1/models "" -H 'Authorization: Bearer sekrit-and-more'; expect 401
+http GET /v1/models "" "${A[@]}"; expect 200 '"object":"list"' '"id":"tiny-qwen3-f16.gguf"'
+http GET /models "" "${A[@]}"; expect 200 '"object":"model"'
+
+# chat, not streamed
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":4,\"temperature\":0}" "${A[@]}"
+expect 200 '"object":"chat.completion"' '"role":"assistant"' '"finish_reason":"length"' \
+    '"completion_tokens":4' '"prompt_tokens_details":{"cached_tokens":'
+cp "$TMP/body" "$TMP/first"
+# the same request again: greedy gives the same text, and the prompt comes from the cache
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":4,\"temperature\":0}" "${A[@]}"
+expect 200 '"finish_reason":"length"'
+c1=$(sed 's/.*"content":"\([^"]*\)".*/\1/' "$TMP/first"); c2=$(sed 's/.*"content":"\([^"]*\)".*/\1/' "$TMP/body")
+check "greedy replies differ: '$c1' vs '$c2'" [ "$c1" = "$c2" ]
+cached=$(sed -n 's/.*"cached_tokens":\([0-9]*\).*/\1/p' "$TMP/body")
+prompt=$(sed -n 's/.*"prompt_tokens":\([0-9]*\).*/\1/p' "$TMP/body")
+check "cached_tokens $cached of $prompt: want all but one" [ "$cached" = "$((prompt - 1))" ]
+
+# streamed, with usage
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":3,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" "${A[@]}"
+expect 200 'data: {"id":"chatcmpl-' '"object":"chat.completion.chunk"' '"delta":{"role":"assistant"' \
+    '"finish_reason":"length"' '"choices":[],"usage":{' 'data: [DONE]'
+check "stream does not end with [DONE]" [ "$(tail -c 14 "$TMP/body" | head -c 12)" = "data: [DONE]" ]
+
+# content parts, stop strings, sampling fields, chat_template_kwargs, tools
+http POST /v1/chat/completions '{"messages":[{"role":"system","content":[{"type":"text","text":"Be brief."}]},{"role":"user","content":"Hi"}],"max_tokens":3,"temperature":0.7,"top_k":20,"top_p":0.9,"min_p":0.05,"presence_penalty":1.5,"frequency_penalty":0.5,"repeat_penalty":1.1,"seed":7,"stop":["zzz"],"chat_template_kwargs":{"enable_thinking":false}}' "${A[@]}"
+expect 200 '"object":"chat.completion"'
+http POST /v1/chat/completions '{"messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"18 C"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"max_tokens":2}' "${A[@]}"
+expect 200 '"object":"chat.completion"'
+
+# completions: text and token ids, streamed and not
+http POST /v1/completions '{"prompt":"The kernel","max_tokens":3}' "${A[@]}"
+expect 200 '"object":"text_completion"' '"text":' '"completion_tokens":3'
+http POST /v1/completions '{"prompt":[1,2,3],"max_tokens":2,"stream":true}' "${A[@]}"
+expect 200 '"object":"text_completion"' 'data: [DONE]'
+
+# tokenize / detokenize round trip
+http POST /tokenize '{"content":"hello world"}' "${A[@]}"
+expect 200 '"tokens":['
+ids=$(sed 's/.*"tokens":\[\([^]]*\)\].*/\1/' "$TMP/body")
+http POST /detokenize "{\"tokens\":[$ids]}" "${A[@]}"
+expect 200 '"content":"hello world"'
+http POST /tokenize '{"content":"hi","with_pieces":true}' "${A[@]}"
+expect 200 '"piece":'
+
+# metrics
+http GET /metrics "" "${A[@]}"
+expect 200 '# TYPE halo_requests_total counter' 'halo_tokens_predicted_total ' 'halo_slots_busy ' \
+    'halo_kv_cache_usage_ratio ' 'halo_prompt_tokens_cached_total '
+
+# errors
+http GET /nope "" "${A[@]}"; expect 404 '"type":"not_found_error"'
+http GET /v1/chat/completions "" "${A[@]}"; expect 405 '"error"'
+http POST /v1/chat/completions '{"messages":' "${A[@]}"; expect 400 'not valid JSON' '"code":null'
+http POST /v1/chat/completions '[1]' "${A[@]}"; expect 400 'must be a JSON object'
+http POST /v1/chat/completions '{}' "${A[@]}"; expect 400 '"param":"messages"'
+http POST /v1/chat/completions "{$USER_MSG,\"temperature\":\"hot\"}" "${A[@]}"; expect 400 '"param":"temperature"'
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":100000000}" "${A[@]}"; expect 400 '"param":"max_tokens"'
+http POST /v1/chat/completions "{$USER_MSG,\"logit_bias\":{\"999999\":1}}" "${A[@]}"; expect 400 '"param":"logit_bias"'
+http POST /v1/completions '{"prompt":[1,5000000]}' "${A[@]}"; expect 400 '"param":"prompt"'
+http POST /v1/completions '{"prompt":""}' "${A[@]}"; expect 400 'empty'
+long=$(printf 'word %.0s' $(seq 1 1500))
+http POST /v1/completions "{\"prompt\":\"$long\"}" "${A[@]}"; expect 400 'more than the' '"param":"prompt"'
+http POST /tokenize '{"content":5}' "${A[@]}"; expect 400 '"param":"content"'
+http POST /detokenize '{"tokens":[-1]}' "${A[@]}"; expect 400 '"param":"tokens"'
+head -c 1100000 /dev/zero | tr '\0' 'a' > "$TMP/big"
+http POST /v1/completions "@$TMP/big" "${A[@]}"; expect 413 'larger than'
+
+# a client that hangs up mid-stream: its slot is freed (the cancelled counter moves)
+curl -s -N --max-time 0.5 "${A[@]}" "$URL/v1/completions" \
+    -d '{"prompt":"The","max_tokens":900,"stream":true}' >/dev/null 2>&1
+for _ in $(seq 1 100); do
+    http GET /metrics "" "${A[@]}"
+    has 'halo_requests_cancelled_total 1' && has 'halo_slots_busy 0' && break
+    sleep 0.05
+done
+expect 200 'halo_requests_cancelled_total 1' 'halo_slots_busy 0'
+stop_server
+
+# the queue bound: one slot, no waiting room; a second request while one runs is 503
+start_server -np 1 -c 8192 -t 1 --queue 0 --log-disable
+curl -s -N "$URL/v1/completions" -d '{"prompt":"The","max_tokens":8000,"stream":true,"temperature":0,"logit_bias":{"0":-100}}' >/dev/null 2>&1 &
+BG=$!
+for _ in $(seq 1 100); do
+    http GET /metrics; has 'halo_slots_busy 1' && break; sleep 0.02
+done
+http POST /v1/completions '{"prompt":"The","max_tokens":1}'
+expect 503 '"type":"unavailable_error"' 'busy'
+kill "$BG" 2>/dev/null; wait "$BG" 2>/dev/null
+for _ in $(seq 1 100); do
+    http GET /metrics; has 'halo_slots_busy 0' && break; sleep 0.05
+done
+http POST /v1/completions '{"prompt":"The","max_tokens":1}'
+expect 200 '"completion_tokens":1'
+stop_server
+finish
