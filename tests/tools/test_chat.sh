@@ -30,6 +30,7 @@ run() {
     expect "$name (exit code)" "$want" "$?"
 }
 turns() { grep -c '^\[turn ' "$TMP/err"; }
+long=$(for i in $(seq 200); do printf 'word%d ' "$i"; done) # over a 64-token context
 
 # ---- help and usage errors
 run "--help" 0 "" --help
@@ -81,7 +82,7 @@ if [ -f "$KDOC" ]; then
         grep -q "/reset" "$TMP/out" || fail "kdoc: /help lists the commands"
         run "kdoc reasoning off" 0 $'hi\n' -m "$KDOC" --temp 0 -n 4 --reasoning off -t 2
         # a turn that does not fit is reported, the chat goes on, the exit code tells
-        run "kdoc small context" 1 $'hi\n/help\n' -m "$KDOC" --temp 0 -n 4 -c 8 -t 2
+        run "kdoc small context" 1 "$long"$'\n/help\n' -m "$KDOC" --temp 0 -n 4 -c 64 -t 2
         grep -q "context" "$TMP/err" || fail "kdoc: a prompt over the context is reported"
         grep -q "/reset" "$TMP/out" || fail "kdoc: the chat goes on after a turn that failed"
     fi
@@ -118,7 +119,6 @@ if [ -n "$FIX" ] && [ -f "$FIX/models/tiny-qwen3-f16.gguf" ]; then
         reused=$(echo "$t" | sed -n 's/.*tokens, \([0-9]*\) reused.*/\1/p')
         [ -n "$reused" ] && [ "$reused" -gt 10 ] || fail "tiny: turn $k reused ${reused:-?} tokens"
     done
-    long=$(for i in $(seq 200); do printf 'word%d ' "$i"; done)
     run "tiny full context" 1 "$long"$'\n/help\n' -m "$TINY" --temp 0 -n 4 -c 64 -t 2
     grep -q "context" "$TMP/err" || fail "tiny: a prompt over the context is reported"
     grep -q "/reset" "$TMP/out" || fail "tiny: the chat goes on after a turn that failed"
