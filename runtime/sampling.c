@@ -303,11 +303,27 @@ static void apply_penalties(halo_sampler *s) {
     }
 }
 
+/* The largest value of l[0..n) (no NaN). 16 independent lanes make the loop an
+ * element-wise select that the compiler vectorizes; a plain running max is a
+ * dependency chain one compare long per element. */
+static float row_max(const float *l, int32_t n) {
+    float lane[16];
+    for (int j = 0; j < 16; j++) lane[j] = -INFINITY;
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
+    float m = -INFINITY;
+    for (; i < n; i++) m = l[i] > m ? l[i] : m;
+    for (int j = 0; j < 16; j++) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+/* the first index of the largest value: ties go to the lower id */
 static int32_t argmax(const float *l, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[best]) best = i;
-    return best;
+    float m = row_max(l, n);
+    for (int32_t i = 0; i < n; i++)
+        if (l[i] == m) return i;
+    return 0;
 }
 
 /* Draw from softmax(c.logit / temp) over c[0..n), whose best logit is lmax. */
@@ -399,7 +415,7 @@ int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
     apply_penalties(s);
 
     if (p->temp <= 0.0f || p->top_k == 1) return argmax(w, n);
-    float lmax = w[argmax(w, n)];
+    float lmax = row_max(w, n);
     if (lmax == -INFINITY) return argmax(w, n); /* everything banned: nothing to draw from */
 
     cand *c = s->cands;

@@ -265,15 +265,16 @@ static void test_filters(void) {
  * tokens spread over many buckets of the mass histogram */
 static void test_top_p_wide(void) {
     enum { N = 3000 };
+    int draws = getenv("HALO_TEST_QUICK") && !strcmp(getenv("HALO_TEST_QUICK"), "1") ? 1500 : 6000;
     float *l = malloc(N * sizeof *l);
     for (int i = 0; i < N; i++) l[i] = 1.0f * nrand();
     halo_sampler_params p = neutral();
     p.top_p = 0.6f;
     p.seed = 7;
-    check_distribution("top-p 0.6 over a flat 3000-token row", &p, l, N, NULL, 0, 6000);
+    check_distribution("top-p 0.6 over a flat 3000-token row", &p, l, N, NULL, 0, draws);
     p.top_p = 0.999f;
     p.min_p = 0.2f;
-    check_distribution("top-p 0.999 + min-p 0.2, flat row", &p, l, N, NULL, 0, 6000);
+    check_distribution("top-p 0.999 + min-p 0.2, flat row", &p, l, N, NULL, 0, draws);
     free(l);
 }
 
@@ -384,6 +385,8 @@ static void test_determinism(void) {
 /* Qwen-sized vocabulary: every preset keeps to its filters, and the cost per token */
 static void test_large_vocab(void) {
     enum { N = 151936 };
+    /* under the sanitizers (HALO_TEST_QUICK=1) fewer draws: the same paths, 10x cheaper */
+    bool quick = getenv("HALO_TEST_QUICK") && !strcmp(getenv("HALO_TEST_QUICK"), "1");
     float *l = malloc(N * sizeof *l);
     double *prob = malloc(N * sizeof *prob);
     for (int i = 0; i < N; i++) l[i] = 3.0f * nrand();
@@ -395,7 +398,7 @@ static void test_large_vocab(void) {
         halo_sampler *s;
         CHECK(halo_sampler_new(&p, N, &s, &err) == 0);
         if (p.temp > 0) reference(&p, l, N, NULL, 0, prob);
-        int outside = 0, reps = 200;
+        int outside = 0, reps = quick ? 20 : 200;
         double t0 = halo_time_seconds();
         for (int d = 0; d < reps; d++) {
             int32_t t = halo_sampler_sample(s, l);
@@ -415,9 +418,10 @@ static void test_large_vocab(void) {
     reference(&p, l, N, NULL, 0, prob);
     int outside = 0;
     double t0 = halo_time_seconds();
-    for (int d = 0; d < 50; d++) outside += prob[halo_sampler_sample(s, l)] == 0;
+    int reps = quick ? 5 : 50;
+    for (int d = 0; d < reps; d++) outside += prob[halo_sampler_sample(s, l)] == 0;
     fprintf(stderr, "  top-p 0.9 alone, %d-token vocabulary: %.0f us/token\n", N,
-            (halo_time_seconds() - t0) / 50 * 1e6);
+            (halo_time_seconds() - t0) / reps * 1e6);
     CHECK(outside == 0);
     halo_sampler_free(s);
     free(l);
