@@ -77,6 +77,17 @@ expect() {
         has "$p" || bad "'$p' not in: $(head -c 300 "$TMP/body")"
     done
 }
+# eog_bias [CURL ARGS...]: a logit_bias object banning the end-of-turn tokens, so that a
+# random-weight model generates for as long as it is told to
+eog_bias() {
+    local ids=() t
+    for t in '<|im_end|>' '<|endoftext|>'; do
+        ids+=("$(curl -s "$@" "$URL/tokenize" -d "{\"content\":\"$t\"}" | sed -n 's/.*"tokens":\[\([0-9]*\)\].*/\1/p')")
+    done
+    local out="{" sep=""
+    for t in "${ids[@]}"; do [ -n "$t" ] && out="$out$sep\"$t\":-100" && sep=","; done
+    echo "$out}"
+}
 finish() {
     echo "$checks checks, $fail failed"
     [ "$fail" = 0 ]

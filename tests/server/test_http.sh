@@ -82,8 +82,9 @@ head -c 1100000 /dev/zero | tr '\0' 'a' > "$TMP/big"
 http POST /v1/completions "@$TMP/big" "${A[@]}"; expect 413 'larger than'
 
 # a client that hangs up mid-stream: its slot is freed (the cancelled counter moves)
-curl -s -N --max-time 0.5 "${A[@]}" "$URL/v1/completions" \
-    -d '{"prompt":"The","max_tokens":900,"stream":true}' >/dev/null 2>&1
+BIAS=$(eog_bias "${A[@]}")
+curl -s -N "${A[@]}" "$URL/v1/completions" \
+    -d "{\"prompt\":\"The\",\"max_tokens\":1000,\"stream\":true,\"logit_bias\":$BIAS}" 2>/dev/null | head -c 300 >/dev/null
 for _ in $(seq 1 100); do
     http GET /metrics "" "${A[@]}"
     has 'halo_requests_cancelled_total 1' && has 'halo_slots_busy 0' && break
@@ -94,7 +95,7 @@ stop_server
 
 # the queue bound: one slot, no waiting room; a second request while one runs is 503
 start_server -np 1 -c 8192 -t 1 --queue 0 --log-disable
-curl -s -N "$URL/v1/completions" -d '{"prompt":"The","max_tokens":8000,"stream":true,"temperature":0,"logit_bias":{"0":-100}}' >/dev/null 2>&1 &
+curl -s -N "$URL/v1/completions" -d "{\"prompt\":\"The\",\"max_tokens\":8000,\"stream\":true,\"logit_bias\":$(eog_bias)}" >/dev/null 2>&1 &
 BG=$!
 for _ in $(seq 1 100); do
     http GET /metrics; has 'halo_slots_busy 1' && break; sleep 0.02
