@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_CHECKPOINTS 4
+#define MAX_CHECKPOINTS 6 /* three a turn: before the generation prompt, after it, after the reply */
 
 typedef enum reasoning_mode { REASONING_ON, REASONING_OFF, REASONING_HIDE } reasoning_mode;
 
@@ -48,6 +48,7 @@ typedef struct chat {
     int64_t budget;    /* reasoning tokens before </think> is forced; -1: no limit */
     int64_t n_predict; /* most tokens a reply; -1: until the end of turn or a full context */
     bool verbose;
+    bool no_reuse; /* decode the whole conversation every turn (for comparison) */
     bool color;   /* ANSI on stdout */
     bool prompts; /* "> " before each input line */
     char *system;
@@ -108,6 +109,7 @@ static void usage(FILE *out) {
             "      --no-mmap             read the whole model into memory\n"
             "      --mlock               lock the model in memory\n"
             "  -v, --verbose             per-turn figures on stderr (tokens reused, decoded, speed)\n"
+            "      --no-context-reuse    decode the whole conversation every turn (to compare)\n"
             "  -h, --help                this help\n"
             "\n",
             tools_default_model());
@@ -220,21 +222,30 @@ static int decode_more(chat *c, const int32_t *ids, int32_t n, halo_error *err) 
 }
 
 /* Bring the context to prompt[0..n): keep the common prefix, decode the rest (at
- * least one token, for the logits). Returns the number of tokens decoded in *decoded. */
-static int sync_prompt(chat *c, const int32_t *prompt, int32_t n, int32_t *decoded,
-                       halo_error *err) {
+ * least one token, for the logits). prompt[0..split) is the conversation before the
+ * generation prompt: a hybrid model checkpoints there too, since the next turn's
+ * history usually changes right after it (the template drops "<think>" from it).
+ * Returns the number of tokens decoded in *decoded. */
+static int sync_prompt(chat *c, const int32_t *prompt, int32_t n, int32_t split,
+                       int32_t *decoded, halo_error *err) {
     int32_t common = 0;
-    while (common < n && common < c->n_cache && c->cache[common] == prompt[common]) common++;
+    while (!c->no_reuse && common < n && common < c->n_cache && c->cache[common] == prompt[common])
+        common++;
     if (common >= n) common = n - 1;
     cut_back(c, common);
     *decoded = n - c->n_cache;
     for (int32_t i = c->n_cache; i < n; i++) halo_sampler_accept(c->sampler, prompt[i]);
+    if (c->state_size && split > c->n_cache && split < n) {
+        int rc = decode_more(c, prompt + c->n_cache, split - c->n_cache, err);
+        if (rc) return rc;
+        save_checkpoint(c);
+    }
     return decode_more(c, prompt + c->n_cache, n - c->n_cache, err);
 }
 
 /* ---- rendering ------------------------------------------------------------------- */
 
-static int render(chat *c, char **out, halo_error *err) {
+static int render(chat *c, bool add_generation_prompt, char **out, halo_error *err) {
     cJSON *vars = cJSON_CreateObject();
     if (!vars) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     size_t len;
@@ -246,7 +257,7 @@ static int render(chat *c, char **out, halo_error *err) {
     if (id >= 0 && (eos = halo_tok_text(c->tok, id, &len)) == NULL) eos = "";
     char *eos_s = strndup(eos, id >= 0 ? len : 0);
     bool ok = bos_s && eos_s && cJSON_AddItemReferenceToObject(vars, "messages", c->messages) &&
-              cJSON_AddBoolToObject(vars, "add_generation_prompt", 1) &&
+              cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt) &&
               cJSON_AddBoolToObject(vars, "enable_thinking", c->reasoning != REASONING_OFF) &&
               cJSON_AddStringToObject(vars, "bos_token", bos_s) &&
               cJSON_AddStringToObject(vars, "eos_token", eos_s);
@@ -290,6 +301,20 @@ static int tokenize_prompt(chat *c, const char *text, int32_t **ids, int32_t *n,
     *ids = v;
     *n = (int32_t)count;
     return 0;
+}
+
+/* How many tokens of prompt[0..n) the conversation has without the generation
+ * prompt, if they are a prefix of it (0 otherwise, or if the template fails). */
+static int32_t history_length(chat *c, const int32_t *prompt, int32_t n) {
+    halo_error err = {0};
+    char *text = NULL;
+    int32_t *ids = NULL, k = 0, split = 0;
+    if (render(c, false, &text, &err) == 0 && tokenize_prompt(c, text, &ids, &k, &err) == 0 &&
+        k < n && !memcmp(ids, prompt, (size_t)k * sizeof *ids))
+        split = k;
+    free(text);
+    free(ids);
+    return split;
 }
 
 /* ---- the reply ------------------------------------------------------------------- */
@@ -362,8 +387,9 @@ static int reply(chat *c, const char *prompt_text, halo_error *err) {
                               "to start again, or a larger -c",
                               (int)n_prompt, (int)c->n_ctx);
     }
+    int32_t split = c->state_size ? history_length(c, prompt, n_prompt) : 0;
     double t0 = halo_time_seconds();
-    rc = sync_prompt(c, prompt, n_prompt, &decoded, err);
+    rc = sync_prompt(c, prompt, n_prompt, split, &decoded, err);
     free(prompt);
     if (rc) {
         forget_context(c); /* the cache no longer matches c->cache */
@@ -555,7 +581,7 @@ static int loop(chat *c) {
         }
         halo_error err = {0};
         char *prompt = NULL;
-        int rc = render(c, &prompt, &err);
+        int rc = render(c, true, &prompt, &err);
         if (!rc) rc = reply(c, prompt, &err);
         free(prompt);
         if (rc) {
@@ -694,6 +720,9 @@ int cmd_chat(int argc, char **argv) {
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!(v = tools_flag_value(argc, argv, &i)) || !tools_parse_int(a, v, 1, 4096, &n_threads))
                 return 2;
+        } else if (!strcmp(a, "--no-context-reuse")) {
+            c.no_reuse = true;
+            i++;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             c.verbose = true;
             i++;

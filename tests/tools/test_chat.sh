@@ -76,6 +76,23 @@ if [ -f "$KDOC" ]; then
         run "kdoc fresh" 0 $'What is a kobject?\n' -m "$KDOC" --temp 0 -n 8 -v -t 2
         p1=$(sed -n 's/^\[turn 1: prompt \([0-9]*\) tokens.*/\1/p' "$TMP/err")
         expect "kdoc: /reset forgets the history" "$p1" "$p3"
+        # reuse changes nothing: the same replies as decoding everything every turn,
+        # with the model's template (history kept verbatim: the context runs on) and
+        # with Qwen3.5's (old reasoning dropped: back to the checkpoint before the
+        # generation prompt)
+        conv=$'Describe the memory allocator.\nAnd the slab cache?\nThird.\nFourth, about locks\n'
+        for tpl in "" ${FIX:+"$FIX/templates/Qwen3.5-4B.jinja"}; do
+            [ -z "$tpl" ] || [ -f "$tpl" ] || continue
+            targs=()
+            [ -n "$tpl" ] && targs=(--chat-template-file "$tpl")
+            run "kdoc reuse ${tpl##*/}" 0 "$conv" -m "$KDOC" "${targs[@]}" --temp 0 -n 16 -v -t 2
+            cp "$TMP/out" "$TMP/reuse"
+            r4=$(sed -n 's/^\[turn 4: prompt [0-9]* tokens, \([0-9]*\) reused.*/\1/p' "$TMP/err")
+            [ -n "$r4" ] && [ "$r4" -gt 20 ] || fail "kdoc ${tpl##*/}: turn 4 reused ${r4:-?} tokens"
+            run "kdoc no reuse ${tpl##*/}" 0 "$conv" -m "$KDOC" "${targs[@]}" --temp 0 -n 16 -t 2 \
+                --no-context-reuse
+            cmp -s "$TMP/reuse" "$TMP/out" || fail "kdoc ${tpl##*/}: replies differ with context reuse"
+        done
         run "kdoc end of input" 0 $'hello' -m "$KDOC" --temp 0 -n 4 -v -t 2
         expect "kdoc: a last line without newline is a message" 1 "$(turns)"
         run "kdoc /help" 0 $'/help\n' -m "$KDOC" -n 4
@@ -122,6 +139,11 @@ if [ -n "$FIX" ] && [ -f "$FIX/models/tiny-qwen3-f16.gguf" ]; then
     run "tiny full context" 1 "$long"$'\n/help\n' -m "$TINY" --temp 0 -n 4 -c 64 -t 2
     grep -q "context" "$TMP/err" || fail "tiny: a prompt over the context is reported"
     grep -q "/reset" "$TMP/out" || fail "tiny: the chat goes on after a turn that failed"
+    run "tiny reuse, sampled" 0 $'one\ntwo\nthree\n' -m "$TINY" --temp 1 -s 5 -n 8 -t 2
+    cp "$TMP/out" "$TMP/reuse"
+    run "tiny no reuse, sampled" 0 $'one\ntwo\nthree\n' -m "$TINY" --temp 1 -s 5 -n 8 -t 2 \
+        --no-context-reuse
+    cmp -s "$TMP/reuse" "$TMP/out" || fail "tiny: replies differ with context reuse"
     run "tiny sampling" 0 $'hi\n' -m "$TINY" --temp 0.8 --top-k 20 -s 1 -n 5 -t 2
 fi
 
