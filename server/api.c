@@ -447,7 +447,9 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         srv_error(e, 400, "model", "'model' must be a string");
         goto done;
     }
-    if (!get_bool(o, "stream", &r->stream, e)) goto done;
+    r->cache_prompt = true;
+    if (!get_bool(o, "stream", &r->stream, e) || !get_bool(o, "cache_prompt", &r->cache_prompt, e))
+        goto done;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so)) {

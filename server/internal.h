@@ -31,6 +31,7 @@ typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1 } srv_kind;
 typedef struct srv_request {
     srv_kind kind;
     bool stream, include_usage;
+    bool cache_prompt; /* llama-server's field: false reads the whole prompt again */
     int32_t max_tokens; /* -1: not given */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */

@@ -491,7 +491,10 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     /* Reuse a free slot's own cache only when it is a fair share of the prompt;
      * otherwise take the least recently used slot and leave the others' caches. */
     srv_slot *sl = best;
-    if (best_keep == 0 || (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt) {
+    if (!j->req.cache_prompt)
+        src = NULL, src_keep = 0;
+    if (!j->req.cache_prompt || best_keep == 0 ||
+        (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt) {
         sl = lru;
         best_keep = 0;
         best_ck = NULL;
@@ -512,7 +515,10 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     }
     halo_error err = {0};
     if (halo_sampler_new(&j->req.sp, s->n_vocab, &sl->smp, &err) ||
-        halo_detok_new(s->tok, 0, &sl->detok, &err)) {
+        /* chat output keeps control tokens' text: the parser needs the tags
+         * (<think>, <tool_call>) that some vocabularies mark as control tokens */
+        halo_detok_new(s->tok, j->req.kind == SRV_CHAT ? HALO_TOK_DECODE_SPECIAL : 0, &sl->detok,
+                       &err)) {
         srv_error(e, 500, NULL, "%s", err.msg);
         slot_end_job(sl);
         return -1;
@@ -1034,7 +1040,8 @@ int srv_sched_init(halo_server *s, halo_error *err) {
     halo_gguf *g = NULL;
     halo_load_options mo = {0};
     if ((rc = halo_gguf_open(s->p.model_path, &mo, &g, err))) return rc;
-    const char *src = halo_gguf_get_str(g, "tokenizer.chat_template");
+    const char *src = s->p.chat_template ? s->p.chat_template
+                                         : halo_gguf_get_str(g, "tokenizer.chat_template");
     if (!src) {
         halo_log(HALO_LOG_WARN, "server: the model has no chat template; using ChatML");
         src = chatml_template;

@@ -38,6 +38,7 @@ typedef struct halo_server_params {
     const char *host;  /* default 127.0.0.1 */
     int port;          /* 0: any free port (halo_server_port tells) */
     const char *api_key; /* NULL: no authentication */
+    const char *chat_template; /* Jinja text; NULL: the model's, else ChatML */
     halo_load_options load;
     halo_context_params ctx; /* n_seq_max is the number of slots */
     bool kv_unified;         /* a slot may use the whole context (else n_ctx / slots) */

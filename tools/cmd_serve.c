@@ -22,6 +22,7 @@ static void usage(FILE *out) {
             "\n"
             "  -m, --model FILE          GGUF model (default: %s)\n"
             "  -a, --alias NAME          the model id clients see (default: the file name)\n"
+            "      --chat-template-file FILE  a Jinja chat template instead of the model's\n"
             "      --host ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
             "      --port N              TCP port (default 8080; 0: any free port)\n"
             "      --api-key KEY         require 'Authorization: Bearer KEY'\n"
@@ -89,6 +90,7 @@ int cmd_serve(int argc, char **argv) {
     plan.type_k = p.ctx.type_k;
     plan.type_v = p.ctx.type_v;
     static char key[1024];
+    static char *template_text; /* static: still reachable on the early exits */
     int64_t n;
     double d;
     for (int i = 1; i < argc;) { /* the flag parsers advance i past what they read */
@@ -119,6 +121,14 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "-a") || !strcmp(a, "--alias")) {
             VALUE();
             p.alias = v;
+        } else if (!strcmp(a, "--chat-template-file")) {
+            VALUE();
+            size_t len = 0;
+            char *t = tools_read_file(v, &len);
+            if (!t) return 2; /* the reason is printed */
+            free(template_text);
+            template_text = t;
+            p.chat_template = t;
         } else if (!strcmp(a, "--host")) {
             VALUE();
             p.host = v;
@@ -221,6 +231,7 @@ int cmd_serve(int argc, char **argv) {
     double t0 = halo_time_seconds();
     if (halo_server_start(&p, &srv, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        free(template_text);
         return 1;
     }
     fprintf(stderr, "halo serve: %s loaded in %.2f s; listening on http://%s:%d (%u slots)\n",
@@ -230,5 +241,6 @@ int cmd_serve(int argc, char **argv) {
     sigwait(&set, &sig);
     fprintf(stderr, "halo serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     halo_server_stop(srv);
+    free(template_text);
     return 0;
 }

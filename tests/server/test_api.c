@@ -72,6 +72,7 @@ int main(void) {
     expect_err(1, BODY("{%s,\"stop\":[\"\"]}", user), "stop");
     expect_err(1, BODY("{%s,\"stop\":[1]}", user), "stop");
     expect_err(1, BODY("{%s,\"n\":2}", user), "n");
+    expect_err(1, BODY("{%s,\"cache_prompt\":1}", user), "cache_prompt");
     expect_err(1, BODY("{%s,\"seed\":\"x\"}", user), "seed");
     expect_err(1, BODY("{%s,\"logit_bias\":{\"abc\":1}}", user), "logit_bias");
     expect_err(1, BODY("{%s,\"logit_bias\":{\"5\":\"x\"}}", user), "logit_bias");

@@ -30,6 +30,10 @@ check "greedy replies differ: '$c1' vs '$c2'" [ "$c1" = "$c2" ]
 cached=$(sed -n 's/.*"cached_tokens":\([0-9]*\).*/\1/p' "$TMP/body")
 prompt=$(sed -n 's/.*"prompt_tokens":\([0-9]*\).*/\1/p' "$TMP/body")
 check "cached_tokens $cached of $prompt: want all but one" [ "$cached" = "$((prompt - 1))" ]
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":4,\"temperature\":0,\"cache_prompt\":false}" "${A[@]}"
+expect 200 '"cached_tokens":0}'
+c3=$(sed 's/.*"content":"\([^"]*\)".*/\1/' "$TMP/body")
+check "greedy reply without the cache differs: '$c1' vs '$c3'" [ "$c1" = "$c3" ]
 
 # streamed, with usage
 http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":3,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" "${A[@]}"
@@ -108,5 +112,21 @@ for _ in $(seq 1 100); do
 done
 http POST /v1/completions '{"prompt":"The","max_tokens":1}'
 expect 200 '"completion_tokens":1'
+stop_server
+
+# reasoning with a Qwen3.5 template (the prompt opens <think>): thinking goes to
+# reasoning_content, the budget forces </think> after 5 tokens, then content follows;
+# enable_thinking false gives no reasoning
+MODEL="$FIX/models/tiny-qwen35-f16.gguf"
+start_server -t 1 --reasoning-budget 5 --log-disable \
+    --chat-template-file "$FIX/templates/Qwen3.5-4B.jinja"
+BIAS=$(eog_bias)
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":30,\"logit_bias\":$BIAS}"
+expect 200 '"reasoning_content":"' '"content":"'
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":12,\"stream\":true,\"logit_bias\":$BIAS}"
+expect 200 '"delta":{"reasoning_content":' '"delta":{"content":'
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":8,\"chat_template_kwargs\":{\"enable_thinking\":false},\"logit_bias\":$BIAS}"
+expect 200 '"content":"'
+checks=$((checks + 1)); has '"reasoning_content"' && bad "reasoning with enable_thinking false"
 stop_server
 finish
