@@ -15,7 +15,9 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,14 @@ static clockid_t product_clock = CLOCK_MONOTONIC;
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* This thread's CPU time: the machine's peaks are measured on one thread, and on a
+ * loaded machine wall time would measure the load. */
+static double thread_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -94,46 +104,170 @@ typedef struct fma_arg {
     long iters;
     int wide;
     float out;
+    double seconds; /* this thread's CPU time */
 } fma_arg;
 
 __attribute__((target("avx512f,avx2,fma"))) static void *fma_loop(void *v) {
     fma_arg *a = v;
+    const double t0 = thread_now();
     if (a->wide) {
         __m512 acc[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
         for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps((float)i);
-        for (long it = 0; it < a->iters; it++)
+        for (long it = 0; it < a->iters; it++) {
+            __asm__ volatile("" : "+v"(m));
             for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+        }
         float s = 0;
         for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(acc[i]);
         a->out = s;
     } else {
         __m256 acc[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
         for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
-        for (long it = 0; it < a->iters; it++)
+        for (long it = 0; it < a->iters; it++) {
+            __asm__ volatile("" : "+v"(m));
             for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+        }
         float s[8];
         __m256 t = acc[0];
         for (int i = 1; i < 12; i++) t = _mm256_add_ps(t, acc[i]);
         _mm256_storeu_ps(s, t);
         a->out = s[0];
     }
+    a->seconds = thread_now() - t0;
     return NULL;
 }
 
-/* GFLOP/s of independent FMAs (2 flops a lane) on `threads` threads. */
+typedef struct dot_arg {
+    long iters;
+    int kind; /* 0 vdpbf16ps, 1 vpdpbusd */
+    float out;
+} dot_arg;
+
+__attribute__((target("avx512f,avx512bf16,avx512vnni"))) static void *dot_loop(void *v) {
+    dot_arg *a = v;
+    if (a->kind == 0) {
+        __m512 acc[12];
+        __m512bh p = (__m512bh)_mm512_set1_epi16(0x3f80);
+        const __m512bh q = (__m512bh)_mm512_set1_epi16(0x3380);
+        for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps((float)i);
+        for (long it = 0; it < a->iters; it++) {
+            __asm__ volatile("" : "+v"(p)); /* opaque operands: nothing to fold */
+            for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], p, q);
+        }
+        float s = 0;
+        for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(acc[i]);
+        a->out = s;
+    } else {
+        __m512i acc[12];
+        __m512i p = _mm512_set1_epi8(1);
+        const __m512i q = _mm512_set1_epi8(2);
+        for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_epi32(i);
+        for (long it = 0; it < a->iters; it++) {
+            __asm__ volatile("" : "+v"(p));
+            for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], p, q);
+        }
+        int s = 0;
+        for (int i = 0; i < 12; i++) s += _mm512_reduce_add_epi32(acc[i]);
+        a->out = (float)s;
+    }
+    return NULL;
+}
+
+/* Giga multiply-adds a second of vdpbf16ps (kind 0: 32 a 512-bit instruction) or
+ * vpdpbusd (kind 1: 64), one thread; 0 if the CPU lacks the instruction. */
+static double dot_peak(int kind) {
+    unsigned a, b, c, d;
+    if (!halo_cpu_path_supported(HALO_CPU_AVX512) || __get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const bool vnni = c >> 11 & 1;
+    __cpuid_count(7, 1, a, b, c, d);
+    const bool bf16 = a >> 5 & 1;
+    if (!(kind == 0 ? bf16 : vnni)) return 0;
+    const long iters = 20000000;
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        dot_arg arg = {iters, kind, 0};
+        double t0 = thread_now();
+        dot_loop(&arg);
+        double g = (double)iters * 12 * (kind == 0 ? 32 : 64) / (thread_now() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    return best;
+}
+
+/* ---- what lower-precision activations would cost in accuracy ------------------------
+ * The products of bf16 weights with activations (a) in f32 as halo computes them,
+ * (b) rounded to bf16 (what a vdpbf16ps kernel multiplies), (c) quantized to q8_0
+ * per block of 32 (what an int8 VNNI kernel multiplies), as relRMS over the
+ * outputs against the exact (double) product with f32 activations. Activations
+ * are random with a few large outliers per row, as hidden states have. */
+static void accuracy_report(halo_threadpool *pool) {
+    const int64_t rows = 256, tokens = 16;
+    const int64_t col_set[2] = {256, 4096};
+    printf("\nactivation precision: relRMS of y = x W^T (bf16 W, %lld rows, %lld tokens) vs exact\n",
+           (long long)rows, (long long)tokens);
+    printf("%-7s %-12s %-12s %-12s\n", "n_cols", "f32 (halo)", "bf16 x", "q8_0 x");
+    for (int ci = 0; ci < 2; ci++) {
+        const int64_t cols = col_set[ci];
+        uint64_t seed = 11;
+        float *wf = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * tokens * cols);
+        float *xb = malloc(sizeof(float) * tokens * cols), *xq = malloc(sizeof(float) * tokens * cols);
+        float *y = malloc(sizeof(float) * tokens * rows);
+        size_t stride = halo_type_row_size(HALO_TYPE_BF16, cols);
+        char *w = malloc(stride * rows);
+        void *qb = malloc(halo_type_row_size(HALO_TYPE_Q8_0, cols));
+        for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand(&seed) * 0.05f;
+        for (int64_t r = 0; r < rows; r++) {
+            halo_type_get(HALO_TYPE_BF16)->from_float_ref(wf + r * cols, w + r * stride, cols);
+            halo_type_get(HALO_TYPE_BF16)->to_float(w + r * stride, wf + r * cols, cols);
+        }
+        for (int64_t i = 0; i < tokens * cols; i++) {
+            float g = frand(&seed) + frand(&seed) + frand(&seed);
+            x[i] = (frand(&seed) > 0.99f) ? g * 20.0f : g;
+            xb[i] = halo_bf16_to_fp32(halo_fp32_to_bf16(x[i]));
+        }
+        for (int64_t t = 0; t < tokens; t++) {
+            halo_type_get(HALO_TYPE_Q8_0)->from_float_ref(x + t * cols, qb, cols);
+            halo_type_get(HALO_TYPE_Q8_0)->to_float(qb, xq + t * cols, cols);
+        }
+        halo_matmul(pool, HALO_TYPE_BF16, w, stride, rows, cols, x, tokens, y);
+        double num[3] = {0}, den = 0;
+        for (int64_t t = 0; t < tokens; t++)
+            for (int64_t r = 0; r < rows; r++) {
+                double e = 0, eb = 0, eq = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    e += (double)wf[r * cols + c] * x[t * cols + c];
+                    eb += (double)wf[r * cols + c] * xb[t * cols + c];
+                    eq += (double)wf[r * cols + c] * xq[t * cols + c];
+                }
+                den += e * e;
+                num[0] += (y[t * rows + r] - e) * (y[t * rows + r] - e);
+                num[1] += (eb - e) * (eb - e);
+                num[2] += (eq - e) * (eq - e);
+            }
+        printf("%-7lld %-12.2e %-12.2e %-12.2e\n", (long long)cols, sqrt(num[0] / den),
+               sqrt(num[1] / den), sqrt(num[2] / den));
+        free(wf), free(x), free(xb), free(xq), free(y), free(w), free(qb);
+    }
+}
+
+/* GFLOP/s of independent FMAs (2 flops a lane) on `threads` threads, each timed by
+ * its own CPU time (the peak of the cores, whatever else runs on them). */
 static double fma_peak(int threads, int wide) {
     const long iters = 20000000;
     pthread_t th[16];
     fma_arg args[16];
     double best = 0;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
         for (int i = 0; i < threads; i++) {
-            args[i] = (fma_arg){iters, wide, 0};
+            args[i] = (fma_arg){iters, wide, 0, 0};
             pthread_create(&th[i], NULL, fma_loop, &args[i]);
         }
-        for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
-        double g = (double)iters * 12 * (wide ? 16 : 8) * 2 * threads / (now() - t0) / 1e9;
+        double g = 0;
+        for (int i = 0; i < threads; i++) {
+            pthread_join(th[i], NULL);
+            g += (double)iters * 12 * (wide ? 16 : 8) * 2 / args[i].seconds / 1e9;
+        }
         if (g > best) best = g;
     }
     return best;
@@ -224,6 +358,8 @@ int main(int argc, char **argv) {
            read_bandwidth((size_t)2 << 30, threads, reps));
     printf("machine: FMA peak f32 AVX-512 1 thread %.0f GFLOP/s, %d threads %.0f; AVX2 1 thread %.0f\n",
            fma_peak(1, 1), threads, fma_peak(threads, 1), fma_peak(1, 0));
+    printf("machine: 1 thread vdpbf16ps %.0f GMAC/s (%.0f GFLOP/s), vpdpbusd %.0f GMAC/s\n",
+           dot_peak(0), 2 * dot_peak(0), dot_peak(1));
     }
 
     halo_threadpool *pool = halo_threadpool_new(threads);
@@ -280,6 +416,7 @@ int main(int argc, char **argv) {
         }
         printf("\n");
     }
+    accuracy_report(pool);
     halo_threadpool_free(pool);
     free(x), free(y), free(xd);
     return 0;

@@ -17,6 +17,9 @@
 #include "quant/quant.h"
 
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
+/* Fully unroll the short loops over tokens and accumulators, so that the vector
+ * arrays they index become registers. */
+#define UNROLL _Pragma("GCC unroll 16")
 
 /* ---- direct loads for the plain float formats ---------------------------------- */
 
@@ -51,21 +54,29 @@ static ALWAYS_INLINE float plain_scalar(plain_kind k, const char *row, int64_t i
 static ALWAYS_INLINE void fused_plain(plain_kind k, const char *row, int64_t n, const float *const *x,
                                       int tn, float *out) {
     vf acc[FT][NACC];
+    UNROLL
     for (int t = 0; t < tn; t++)
+        UNROLL
         for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
     int64_t i = 0;
     for (; i + NACC * VL <= n; i += NACC * VL) {
         vf w[NACC];
+        UNROLL
         for (int q = 0; q < NACC; q++) w[q] = plain_load(k, row, i + q * VL);
+        UNROLL
         for (int t = 0; t < tn; t++)
+            UNROLL
             for (int q = 0; q < NACC; q++)
                 acc[t][q] = vf_fma(w[q], vf_load(x[t] + i + q * VL), acc[t][q]);
     }
     for (; i + VL <= n; i += VL) {
         const vf w0 = plain_load(k, row, i);
+        UNROLL
         for (int t = 0; t < tn; t++) acc[t][0] = vf_fma(w0, vf_load(x[t] + i), acc[t][0]);
     }
+    UNROLL
     for (int t = 0; t < tn; t++) {
+        UNROLL
         for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
         float s = vf_hsum(acc[t][0]);
         for (int64_t c = i; c < n; c++) s += plain_scalar(k, row, c) * x[t][c];
@@ -83,7 +94,9 @@ static ALWAYS_INLINE void fused_quant(unpack_fn unpack, size_t chunk_bytes, cons
                                       int64_t n, const float *const *x, int tn, float *out) {
     vf acc[FT][NACC];
     unpacked u;
+    UNROLL
     for (int t = 0; t < tn; t++)
+        UNROLL
         for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
     for (int64_t c0 = 0; c0 < n; c0 += UNPACK_CHUNK, row += chunk_bytes) {
         const int m = n - c0 < UNPACK_CHUNK ? (int)(n - c0) : UNPACK_CHUNK, nv = m / VL;
@@ -91,17 +104,23 @@ static ALWAYS_INLINE void fused_quant(unpack_fn unpack, size_t chunk_bytes, cons
         int j = 0;
         for (; j + NACC <= nv; j += NACC) {
             vf w[NACC];
+            UNROLL
             for (int q = 0; q < NACC; q++) w[q] = unpacked_vec(&u, j + q);
+            UNROLL
             for (int t = 0; t < tn; t++)
+                UNROLL
                 for (int q = 0; q < NACC; q++)
                     acc[t][q] = vf_fma(w[q], vf_load(x[t] + c0 + (j + q) * VL), acc[t][q]);
         }
         for (; j < nv; j++) {
             const vf w0 = unpacked_vec(&u, j);
+            UNROLL
             for (int t = 0; t < tn; t++) acc[t][0] = vf_fma(w0, vf_load(x[t] + c0 + j * VL), acc[t][0]);
         }
     }
+    UNROLL
     for (int t = 0; t < tn; t++) {
+        UNROLL
         for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
         out[t] = vf_hsum(acc[t][0]);
     }
@@ -207,21 +226,25 @@ static ALWAYS_INLINE void micro(const halo_mm_args *a, const float *panel, int64
                                 int64_t c0, int64_t rb, int mr, int64_t t0, int tn) {
     vf acc[2][MM_TN];
     const float *x[MM_TN];
+    UNROLL
     for (int t = 0; t < tn; t++) {
         acc[0][t] = acc[1][t] = vf_zero();
         x[t] = a->x + (t0 + t) * a->n_cols + c0;
     }
     for (int64_t k = 0; k < kc; k++) {
         const vf w0 = vf_load(panel + k * MR), w1 = vf_load(panel + k * MR + VL);
+        UNROLL
         for (int t = 0; t < tn; t++) {
             const vf xb = vf_set1(x[t][k]);
             acc[0][t] = vf_fma(w0, xb, acc[0][t]);
             acc[1][t] = vf_fma(w1, xb, acc[1][t]);
         }
     }
+    UNROLL
     for (int t = 0; t < tn; t++) {
         float *yt = a->y + (t0 + t) * a->n_rows + rb;
         if (mr == MR) {
+            UNROLL
             for (int v = 0; v < 2; v++) {
                 vf r = acc[v][t];
                 if (c0 > 0) r = r + vf_load(yt + v * VL);
