@@ -42,6 +42,15 @@ for model in tiny-qwen35-f16 tiny-qwen3-f16; do
     stop_server
 done
 
+# --cache-ram bounds the checkpoints (LRU): many checkpoints' worth of prompts, 1 MiB kept
+MODEL="$FIX/models/tiny-qwen35-f16.gguf"
+start_server -np 2 -c 4096 -t 1 --checkpoint-every 8 --cache-ram 1 --log-disable
+for k in 1 2 3 4 5 6; do ask "[{\"role\":\"user\",\"content\":\"$(printf "topic$k %.0s" $(seq 1 80))\"}]"; done
+http GET /metrics
+bytes=$(sed -n 's/^halo_prompt_cache_checkpoint_bytes \([0-9]*\)/\1/p' "$TMP/body")
+check "checkpoint bytes $bytes: want 1 .. 1048576" [ "${bytes:-0}" -gt 0 -a "${bytes:-0}" -le 1048576 ]
+stop_server
+
 # slots share a prefix: two slots, the second request borrows the first's cache
 MODEL="$FIX/models/tiny-qwen3-f16.gguf"
 start_server -np 2 -c 2048 -t 1 --log-disable
