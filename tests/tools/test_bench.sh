@@ -11,14 +11,6 @@ if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
     exit 77
 fi
 M="$FIX/models/kdoc-moe-bf16.gguf"
-KDOC=1
-# Until the qwen35moe forward pass lands, kdoc-moe cannot run: the generic checks then
-# use tiny-qwen3-f16 and the kdoc-moe figures are skipped (any other failure counts).
-if "$HALO" run -m "$M" -p x -n 0 2>&1 >/dev/null | grep -q 'cannot be run by halo yet'; then
-    echo "note: kdoc-moe does not run yet: generic checks on tiny-qwen3-f16, kdoc-moe figures skipped"
-    M="$FIX/models/tiny-qwen3-f16.gguf"
-    KDOC=0
-fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
@@ -46,7 +38,7 @@ check "grep -qE '^\| -+ \| -+: \| -+: \| -+ \| -+: \| -+: \| -+: \|$' '$TMP/md.o
 check "grep -qE '\| +pp16 \| +[0-9.]+ ± [0-9.]+ \|$' '$TMP/md.out'" "no pp16 row: $(cat "$TMP/md.out")"
 check "grep -qE '\| +tg4 \| +[0-9.]+ ± [0-9.]+ \|$' '$TMP/md.out'" "no tg4 row"
 check "grep -qE '\| +(MiB|GiB)' '$TMP/md.out' || grep -qE '[0-9.]+ MiB \|' '$TMP/md.out'" "size not in MiB"
-[ $KDOC = 1 ] && check "grep -qE '20.51 M \|' '$TMP/md.out'" "params not 20.51 M"
+check "grep -qE '20.51 M \|' '$TMP/md.out'" "params not 20.51 M"
 check "grep -q '^build: ' '$TMP/md.out'" "no build line"
 
 run kv "${B[@]}" -p 8 -n 0 -ctk q8_0 -d 8 -pg 8,2
@@ -72,7 +64,7 @@ for r in rows:
     for f in sys.argv[2:]:
         assert f in r, f
     assert r['avg_ts'] > 0 and len(r['samples_ns']) == 1 and len(r['samples_ts']) == 1
-    assert r['model_n_params'] > 0
+    assert r['model_n_params'] == 20508720
 assert (rows[0]['n_prompt'], rows[0]['n_gen']) == (16, 0)
 assert (rows[1]['n_prompt'], rows[1]['n_gen']) == (0, 4)
 PY" "json output does not parse or lacks fields: $(head -c 400 "$TMP/json.out")"

@@ -11,14 +11,6 @@ if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
     exit 77
 fi
 M="$FIX/models/kdoc-moe-bf16.gguf"
-KDOC=1
-# Until the qwen35moe forward pass lands, kdoc-moe cannot run: the generic checks then
-# use tiny-qwen3-f16 and the kdoc-moe figures are skipped (any other failure counts).
-if "$HALO" run -m "$M" -p x -n 0 2>&1 >/dev/null | grep -q 'cannot be run by halo yet'; then
-    echo "note: kdoc-moe does not run yet: generic checks on tiny-qwen3-f16, kdoc-moe figures skipped"
-    M="$FIX/models/tiny-qwen3-f16.gguf"
-    KDOC=0
-fi
 T="$FIX/text/test.txt"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -46,7 +38,7 @@ check "grep -qE '^\[1\][0-9.]+,\[2\][0-9.]+,\[3\][0-9.]+,$' '$TMP/ppl.out'" \
     "running estimates not as [1]x,[2]y,[3]z,: $(head -c 300 "$TMP/ppl.out")"
 ppl=$(sed -n 's/^Final estimate: PPL = \([0-9.]*\) +\/- \([0-9.]*\)$/\1 \2/p' "$TMP/ppl.out")
 check "[ -n '$ppl' ]" "no 'Final estimate: PPL = X +/- Y' line"
-if [ -n "$ppl" ] && [ $KDOC = 1 ]; then
+if [ -n "$ppl" ]; then
     set -- $ppl
     check "awk -v p=$1 'BEGIN { exit !(p > 36.1652 * 0.99 && p < 36.1652 * 1.01) }'" \
         "PPL $1, the peer's is 36.1652 (1 % allowed)"

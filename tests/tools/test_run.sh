@@ -10,14 +10,6 @@ if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
     exit 77
 fi
 M="$FIX/models/kdoc-moe-bf16.gguf"
-KDOC=1
-# Until the qwen35moe forward pass lands, kdoc-moe cannot run: the generic checks then
-# use tiny-qwen3-f16 and the kdoc-moe figures are skipped (any other failure counts).
-if "$HALO" run -m "$M" -p x -n 0 2>&1 >/dev/null | grep -q 'cannot be run by halo yet'; then
-    echo "note: kdoc-moe does not run yet: generic checks on tiny-qwen3-f16, kdoc-moe figures skipped"
-    M="$FIX/models/tiny-qwen3-f16.gguf"
-    KDOC=0
-fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
@@ -47,7 +39,7 @@ check "grep -qE 'generation *= .*/ +24 tokens' '$TMP/g1.err'" "-n 24 not respect
 check "grep -q 'prompt eval' '$TMP/g1.err' && grep -q 'load time' '$TMP/g1.err'" "no timings on stderr"
 check "grep -q 'tokens per second' '$TMP/g1.err'" "no speed on stderr"
 # kdoc-moe writes English: mostly letters and spaces
-[ $KDOC = 1 ] && check "[ \$(tr -cd 'a-zA-Z ' < '$TMP/g1.out' | wc -c) -gt \$(( \$(wc -c < '$TMP/g1.out') * 7 / 10 )) ]" \
+check "[ \$(tr -cd 'a-zA-Z ' < '$TMP/g1.out' | wc -c) -gt \$(( \$(wc -c < '$TMP/g1.out') * 7 / 10 )) ]" \
     "not plausible text: $(cat "$TMP/g1.out")"
 
 run n0 run -m "$M" -p "$P" -n 0 --no-display-prompt
