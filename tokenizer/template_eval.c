@@ -652,6 +652,10 @@ static int getitem_v(R *r, const tnode *at, tv obj, tv key, tv *out) {
     case TV_LIST:
     case TV_STR: {
         if (key.kind == TV_STR) return getattr_v(r, at, obj, key.str.s, key.str.n, out);
+        if (obj.kind == TV_LIST && obj.list->lazy) {
+            *out = undef_msg(r, "'generator object' has no attribute %lld", (long long)(key.kind == TV_INT ? key.i : 0));
+            return 0;
+        }
         if (key.kind != TV_INT && key.kind != TV_BOOL)
             return fail(r, at, HALO_ERR_FORMAT, "%s indices must be integers, not %s", tv_type_name(obj),
                         tv_type_name(key));
@@ -688,8 +692,9 @@ static int slice_index(R *r, const tnode *at, tv v, bool *given, int64_t *out) {
 
 static int slice_v(R *r, const tnode *at, tv obj, tv start, tv stop, tv stepv, tv *out) {
     if (obj.kind == TV_UNDEF) return undef_fail(r, at, obj);
-    if (obj.kind != TV_LIST && obj.kind != TV_STR)
-        return fail(r, at, HALO_ERR_FORMAT, "'%s' object is not subscriptable", tv_type_name(obj));
+    if ((obj.kind != TV_LIST && obj.kind != TV_STR) || (obj.kind == TV_LIST && obj.list->lazy))
+        return fail(r, at, HALO_ERR_FORMAT, "'%s' object is not subscriptable",
+                    obj.kind == TV_LIST ? "generator" : tv_type_name(obj));
     bool hs, he, hp;
     int64_t a = 0, b = 0, st = 1;
     if (slice_index(r, at, start, &hs, &a) || slice_index(r, at, stop, &he, &b) || slice_index(r, at, stepv, &hp, &st))
@@ -1456,6 +1461,7 @@ static int select_items(R *r, const tnode *at, tv in, args *a, bool by_attr, boo
         }
         if (t == keep_when) res->items[res->n++] = l->items[i];
     }
+    res->lazy = true;
     *out = (tv){.kind = TV_LIST, .list = res};
     return 0;
 }
@@ -1467,13 +1473,9 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
     snprintf(what, sizeof what, "filter '%s'", name);
 #define IS(x) (!strcmp(name, x))
     if (IS("safe") || IS("string") || IS("e") || IS("escape") || IS("forceescape")) {
-        if (IS("safe")) {
-            *out = in;
-            return 0;
-        }
         tv s;
         if (to_string_v(r, in, &s)) return X_ERR;
-        if (IS("string")) {
+        if (IS("string") || IS("safe")) { /* safe: Markup(str(value)), a string */
             *out = s;
             return 0;
         }
@@ -1505,7 +1507,10 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
         if (check_args(r, at, what, &a, 0, NULL)) return X_ERR;
         switch (in.kind) {
         case TV_STR: *out = tv_int((int64_t)u8_count(in.str.s, in.str.n)); return 0;
-        case TV_LIST: *out = tv_int((int64_t)in.list->n); return 0;
+        case TV_LIST:
+            if (in.list->lazy) return fail(r, at, HALO_ERR_FORMAT, "object of type 'generator' has no len()");
+            *out = tv_int((int64_t)in.list->n);
+            return 0;
         case TV_DICT:
         case TV_NS: *out = tv_int((int64_t)in.dict->n); return 0;
         case TV_UNDEF: *out = tv_int(0); return 0;
@@ -1522,10 +1527,35 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
         *out = str_strip(s, 3, chars);
         return 0;
     }
-    if (IS("upper") || IS("lower") || IS("title") || IS("capitalize")) {
+    if (IS("title")) { /* jinja2's own rule: a word starts after - ( { [ < or whitespace */
         tv s;
         if (check_args(r, at, what, &a, 0, NULL) || to_string_v(r, in, &s)) return X_ERR;
-        return str_case(r, s, IS("lower") ? 0 : IS("upper") ? 1 : IS("title") ? 2 : 3, out) ? 0 : oom(r);
+        tpl_buf b = {.limit = r->max_output};
+        size_t i = 0;
+        bool start = true;
+        while (i < s.str.n) {
+            size_t from = i;
+            int32_t c = u8_next(s.str.s, s.str.n, &i);
+            bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_space(c);
+            int32_t m = sep ? c : start ? utf8proc_toupper(c) : utf8proc_tolower(c);
+            if (m == c) {
+                tpl_buf_add(&b, s.str.s + from, i - from);
+            } else {
+                utf8proc_uint8_t enc[4];
+                utf8proc_ssize_t k = utf8proc_encode_char(m, enc);
+                tpl_buf_add(&b, (const char *)enc, (size_t)k);
+            }
+            start = sep;
+        }
+        bool ok = !b.failed && buf_to_str(r, &b, out);
+        if (!ok) b.failed ? buf_fail(r, &b) : oom(r);
+        tpl_buf_free(&b);
+        return ok ? 0 : X_ERR;
+    }
+    if (IS("upper") || IS("lower") || IS("capitalize")) {
+        tv s;
+        if (check_args(r, at, what, &a, 0, NULL) || to_string_v(r, in, &s)) return X_ERR;
+        return str_case(r, s, IS("lower") ? 0 : IS("upper") ? 1 : 3, out) ? 0 : oom(r);
     }
     if (IS("replace")) {
         static const char *const kw[] = {"old", "new", "count", NULL};
@@ -1558,12 +1588,14 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
             return fail(r, at, HALO_ERR_FORMAT, "filter 'items' needs a mapping, not %s", tv_type_name(in));
         tmethod m = {.self = (tv){.kind = TV_DICT, .dict = in.dict}, .name = "items"};
         args none = {0};
-        return call_method(r, at, &m, &none, out);
+        if (call_method(r, at, &m, &none, out)) return X_ERR;
+        out->list->lazy = true;
+        return 0;
     }
     if (IS("list")) {
         tv_list *l;
         if (to_list(r, at, in, &l)) return X_ERR;
-        if (l->tuple) {
+        if (l->tuple || l->lazy) {
             tv_list *c = tv_list_new(&r->arena, l->n);
             if (!c) return oom(r);
             if (l->n) memcpy(c->items, l->items, l->n * sizeof(tv));
@@ -1575,6 +1607,7 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
     if (IS("first") || IS("last")) {
         tv_list *l;
         if (to_list(r, at, in, &l)) return X_ERR;
+        if (l->lazy && IS("last")) return fail(r, at, HALO_ERR_FORMAT, "'generator' object is not reversible");
         *out = l->n ? l->items[IS("first") ? 0 : l->n - 1] : undef_msg(r, "no %s item, sequence was empty", name);
         return 0;
     }
@@ -1597,6 +1630,7 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
         tv *dv = arg(&a, 0, "default");
         bool is_int = IS("int");
         tv def = dv ? *dv : is_int ? tv_int(0) : tv_float(0.0);
+        if (in.kind == TV_UNDEF) return undef_fail(r, at, in);
         switch (in.kind) {
         case TV_INT:
         case TV_BOOL: {
@@ -1658,7 +1692,33 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
         if (me && me->kind == TV_STR && me->str.n == 4 && !memcmp(me->str.s, "ceil", 4)) y = ceil(y);
         else if (me && me->kind == TV_STR && me->str.n == 5 && !memcmp(me->str.s, "floor", 5)) y = floor(y);
         else y = nearbyint(y); /* Python rounds half to even */
-        *out = tv_float(y / m);
+        /* Python's round() of an int stays an int */
+        *out = (in.kind == TV_INT || in.kind == TV_BOOL) && prec >= 0 ? tv_int(in.kind == TV_INT ? in.i : in.b)
+                                                                    : tv_float(y / m);
+        return 0;
+    }
+    if (IS("batch")) {
+        static const char *const kw[] = {"linecount", "fill_with", NULL};
+        if (check_args(r, at, what, &a, 2, kw)) return X_ERR;
+        tv *lc = arg(&a, 0, "linecount"), *fill = arg(&a, 1, "fill_with");
+        int64_t size;
+        if (need_int(r, at, what, lc, &size)) return X_ERR;
+        if (size <= 0) return fail(r, at, HALO_ERR_FORMAT, "filter 'batch' needs a positive size");
+        tv_list *l;
+        if (to_list(r, at, in, &l)) return X_ERR;
+        size_t nb = (l->n + (size_t)size - 1) / (size_t)size;
+        tv_list *res = tv_list_new(&r->arena, nb);
+        if (!res) return oom(r);
+        for (size_t b = 0; b < nb; b++) {
+            size_t from = b * (size_t)size, cnt = l->n - from < (size_t)size ? l->n - from : (size_t)size;
+            size_t want = fill && fill->kind != TV_NONE ? (size_t)size : cnt;
+            tv_list *part = tv_list_new(&r->arena, want);
+            if (!part) return oom(r);
+            for (size_t k = 0; k < want; k++) part->items[k] = k < cnt ? l->items[from + k] : *fill;
+            res->items[b] = (tv){.kind = TV_LIST, .list = part};
+        }
+        res->lazy = true;
+        *out = (tv){.kind = TV_LIST, .list = res};
         return 0;
     }
     if (IS("map")) {
@@ -1683,6 +1743,7 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
                 return X_ERR;
             }
         }
+        res->lazy = true;
         *out = (tv){.kind = TV_LIST, .list = res};
         return 0;
     }
@@ -1727,6 +1788,7 @@ static int apply_filter(R *r, const tnode *at, const char *name, tv in, tv *pos,
             for (size_t j = 0; j < res->n && !seen; j++) seen = tv_equal(res->items[j], l->items[i]);
             if (!seen) res->items[res->n++] = l->items[i];
         }
+        res->lazy = true;
         *out = (tv){.kind = TV_LIST, .list = res};
         return 0;
     }
@@ -1832,17 +1894,24 @@ static int apply_test(R *r, const tnode *at, const char *name, tv in, tv *pos, i
     else if (IS("string")) *out = in.kind == TV_STR;
     else if (IS("mapping")) *out = in.kind == TV_DICT;
     else if (IS("iterable")) *out = in.kind == TV_LIST || in.kind == TV_DICT || in.kind == TV_STR || in.kind == TV_UNDEF;
-    else if (IS("sequence")) *out = in.kind == TV_LIST || in.kind == TV_DICT || in.kind == TV_STR;
+    else if (IS("sequence")) *out = in.kind == TV_LIST || in.kind == TV_DICT || in.kind == TV_STR || in.kind == TV_UNDEF;
     else if (IS("callable")) *out = in.kind == TV_MACRO || in.kind == TV_BUILTIN || in.kind == TV_METHOD ||
                                     (in.kind == TV_LOOP && ((tloop *)in.ptr)->node->flag);
     else if (IS("escaped")) *out = false;
-    else if (IS("lower") || IS("upper")) {
-        if (in.kind != TV_STR) return fail(r, at, HALO_ERR_FORMAT, "test '%s' needs a string", name);
-        tv conv;
-        if (!str_case(r, in, IS("lower") ? 0 : 1, &conv)) return oom(r);
-        *out = tv_equal(conv, in);
+    else if (IS("lower") || IS("upper")) { /* str(value).islower() / isupper() */
+        tv s, res;
+        args none = {0};
+        if (to_string_v(r, in, &s) || call_str_method(r, at, s, IS("lower") ? "islower" : "isupper", &none, &res))
+            return X_ERR;
+        *out = res.b;
     } else if (IS("odd") || IS("even") || IS("divisibleby")) {
         int64_t v, d = IS("divisibleby") ? 0 : 2;
+        if (in.kind == TV_FLOAT && !IS("divisibleby")) { /* Python: value % 2 == 1 */
+            double m = fmod(in.f, 2.0);
+            if (m < 0) m += 2.0;
+            *out = IS("odd") ? m == 1.0 : m == 0.0;
+            return 0;
+        }
         if (need_int(r, at, name, &in, &v)) return X_ERR;
         if (IS("divisibleby") && (npos != 1 || need_int(r, at, name, &pos[0], &d))) return X_ERR;
         if (d == 0) return fail(r, at, HALO_ERR_FORMAT, "division by zero");

@@ -89,6 +89,10 @@ struct tv {
 struct tv_list {
     size_t n;
     bool tuple;
+    /* made by a filter that jinja2 implements as a generator (map, select, reject,
+     * selectattr, rejectattr, unique, items, batch): always true, no length, not
+     * reversible, not JSON; iterating it works */
+    bool lazy;
     tv *items;
 };
 

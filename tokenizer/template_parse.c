@@ -752,7 +752,20 @@ static const char *parse_dotted(parser *P) {
         return NULL;
     }
     next(P);
-    return tok_name(P, t);
+    if (!is_op(peek(P), ".") || peek2(P)->kind != T_NAME) return tok_name(P, t);
+    /* a dotted name (jinja2 accepts them; no filter or test halo knows has one) */
+    tpl_buf nb = {0};
+    tpl_buf_add(&nb, t->s, t->n);
+    while (is_op(peek(P), ".") && peek2(P)->kind == T_NAME) {
+        next(P);
+        tok *u = next(P);
+        tpl_buf_addc(&nb, '.');
+        tpl_buf_add(&nb, u->s, u->n);
+    }
+    const char *name = nb.failed ? NULL : tpl_strdup(P->arena, nb.p, nb.n);
+    tpl_buf_free(&nb);
+    if (!name) halo_error_set(P->err, HALO_ERR_NOMEM, "template: out of memory");
+    return name;
 }
 
 static tnode *parse_filter(parser *P, tnode *operand) {
@@ -810,9 +823,15 @@ static tnode *parse_filter_expr(parser *P, tnode *node) {
                 n->nv = 1;
             }
             node = n;
-        } else if (is_op(t, "(") || is_op(t, "[") || is_op(t, ".")) {
-            node = parse_postfix(P, node);
-            if (!node) return NULL;
+        } else if (is_op(t, "(")) { /* a call, as in jinja2; no [ ] or . after a filter */
+            next(P);
+            tnode *n = mk(P, N_CALL, t);
+            if (!n) return NULL;
+            n->line = node->line;
+            n->col = node->col;
+            n->a = node;
+            if (parse_call_args(P, n)) return NULL;
+            node = n;
         } else {
             return node;
         }

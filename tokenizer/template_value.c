@@ -82,7 +82,7 @@ bool tv_truthy(tv v) {
     case TV_INT: return v.i != 0;
     case TV_FLOAT: return v.f != 0.0;
     case TV_STR: return v.str.n != 0;
-    case TV_LIST: return v.list->n != 0;
+    case TV_LIST: return v.list->lazy || v.list->n != 0;
     case TV_DICT: return v.dict->n != 0;
     default: return true;
     }
@@ -170,7 +170,7 @@ const char *tv_type_name(tv v) {
     case TV_INT: return "int";
     case TV_FLOAT: return "float";
     case TV_STR: return "str";
-    case TV_LIST: return v.list->tuple ? "tuple" : "list";
+    case TV_LIST: return v.list->lazy ? "generator" : v.list->tuple ? "tuple" : "list";
     case TV_DICT: return "dict";
     case TV_NS: return "Namespace";
     case TV_MACRO: return "Macro";
@@ -265,6 +265,7 @@ static bool write_str(tpl_buf *b, tv v, int depth) {
     case TV_FLOAT: tv_float_repr(v.f, tmp, sizeof tmp); return tpl_buf_add(b, tmp, strlen(tmp));
     case TV_STR: return tpl_buf_add(b, v.str.s, v.str.n);
     case TV_LIST:
+        if (v.list->lazy) return tpl_buf_add(b, "<generator object>", 18);
         tpl_buf_addc(b, v.list->tuple ? '(' : '[');
         for (size_t i = 0; i < v.list->n; i++) {
             if (i) tpl_buf_add(b, ", ", 2);
@@ -386,6 +387,10 @@ bool tv_to_json(tpl_buf *b, tv v, const tv_json_opts *o, char *why, int depth) {
         return tpl_buf_add(b, tmp, strlen(tmp));
     case TV_STR: return json_str(b, v.str.s, v.str.n, o->ensure_ascii);
     case TV_LIST:
+        if (v.list->lazy) {
+            snprintf(why, 128, "Object of type generator is not JSON serializable");
+            return false;
+        }
         if (!v.list->n) return tpl_buf_add(b, "[]", 2);
         tpl_buf_addc(b, '[');
         for (size_t i = 0; i < v.list->n; i++) {

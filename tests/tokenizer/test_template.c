@@ -159,6 +159,12 @@ static const tcase cases[] = {
     {"{{ range(3)|list }}|{{ range(1, 7, 2)|list }}|{{ range(3, 0, -1)|list }}|{{ dict(a=1)|tojson }}|{{ strftime_now('%d %b %Y') }}",
      "{}",
      "[0, 1, 2]|[1, 3, 5]|[3, 2, 1]|{\"a\": 1}|22 Nov 2026"},
+    {"{% if []|select %}T{% endif %}|{{ [1, 2]|map('string')|first }}|{% for x in [1, 2]|select %}{{ loop.length }}{% endfor %}|{{ 3 in [3]|select }}|{{ ([1]|select)[0] }}|{{ [3, 1]|select|sort }}|{{ lst|batch(2)|list }}|{{ lst|batch(2, 0)|list }}",
+     "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}]}",
+     "T|1|22|True||[1, 3]|[[3, 1], [2]]|[[3, 1], [2, 0]]"},
+    {"{{ ['b', 'a']|title }}|{{ 'a-b c(d'|title }}|{{ 'x y'.title() }}|{{ {}|safe ~ 1 }}|{{ 3|round }}|{{ 2.5 is odd }}|{{ 3.0 is odd }}|{{ zz is sequence }}",
+     "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}]}",
+     "['b', 'a']|A-B C(D|X Y|{}1|3|False|True|True"},
     {"{% for m in msgs %}<|{{ m['role'] }}|>{{ m.content }}{% if not loop.last %}\n{% endif %}{% endfor %}{{ eos_token }}",
      "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}], \"eos_token\": \"</s>\"}",
      "<|user|>Hi<|assistant|>Yo</s>"},
@@ -193,6 +199,10 @@ static const ecase errors[] = {
     {"{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{}", "nested more than"}, /* jinja2: RecursionError: maximum recursion depth exceeded */
     {"{{ 'a' * 100000000000 }}", "{}", "memory exceeds"}, /* jinja2: MemoryError:  */
     {"{{ 'ab' % 1 }}", "{}", "formatting"}, /* jinja2: TypeError: not all arguments converted during string formatting */
+    {"{{ [1]|select|length }}", "{}", "object of type 'generator' has no len()"}, /* jinja2: TypeError: object of type 'generator' has no len() */
+    {"{{ [1]|select|last }}", "{}", "not reversible"}, /* jinja2: TypeError: 'generator' object is not reversible */
+    {"{{ [1]|select|tojson }}", "{}", "Object of type generator is not JSON serializable"}, /* jinja2: TypeError: Object of type generator is not JSON serializable */
+    {"{{ n[1:] }}", "{\"n\": 5}", "'int' object is not subscriptable"}, /* jinja2: TypeError: 'int' object is not subscriptable */
     {"{{ {'a': 1 }", "{}", "missing '}}'"}, /* jinja2: TemplateSyntaxError: unexpected end of template, expected 'end of print statement'. */
     {"x\n  {{ foo(1,, 2) }}", "{}", "template:2:"}, /* jinja2: TemplateSyntaxError: unexpected ',' */
 };
@@ -257,10 +267,11 @@ static void test_limits(void) {
                  "output exceeds 1000 bytes", HALO_ERR_RANGE);
     halo_template_options s = {.max_steps = 10000};
     expect_error("{% for i in range(100000) %}{% endfor %}", &s, "more than 10000 evaluation steps", HALO_ERR_RANGE);
-    /* nested loops that would run 10^9 times end at the default step limit */
+    /* nested loops that would run 10^9 times end at the step limit */
+    halo_template_options s2 = {.max_steps = 1000000};
     expect_error("{% set r = range(1000) %}{% for a in r %}{% for b in r %}{% for c in r %}{% set x = a ~ b %}"
                  "{% endfor %}{% endfor %}{% endfor %}",
-                 NULL, "evaluation steps", HALO_ERR_RANGE);
+                 &s2, "more than 1000000 evaluation steps", HALO_ERR_RANGE);
     halo_template_options d = {.max_depth = 5};
     expect_error("{% macro r(k) %}{{ r(k + 1) }}{% endmacro %}{{ r(0) }}", &d, "nested more than 5 deep",
                  HALO_ERR_RANGE);
