@@ -1,6 +1,5 @@
 /* The Qwen3.5 hybrids (qwen35, qwen35moe) end to end, through the public API:
- * - logits against the original implementation's (../shared/fixtures/refs):
- *   relRMS and top-1 agreement over positions whose reference margin is >= 1e-2;
+ * (their logits against the original implementation's: test_refs)
  * - consistency: one batch == chunks of 7 (and 13) == token by token (f32 and f16 KV),
  *   two sequences in one batch == each alone, q8_0 KV near f16;
  * - the recurrent state carried by halo_seq_copy and by state checkpoints.
@@ -18,7 +17,6 @@ typedef struct ref_seq {
 
 typedef struct fixture {
     const char *name;      /* models/NAME.gguf, refs/NAME.logits.* */
-    double max_rel_rms;    /* against the reference */
     ref_seq seq[2];
     int32_t n_vocab;
     float *ref;            /* [64][n_vocab] both sequences */
@@ -63,12 +61,14 @@ static double rel_rms(const float *got, const float *ref, size_t n) {
     return sqrt(num / den);
 }
 
+/* Two threads where several sequences share a batch (the heads and sequences
+ * split over threads), one elsewhere (fast under the sanitizers). */
 static halo_context *make_ctx(halo_model *m, int type_kv, uint32_t n_seq) {
     halo_context_params p;
     halo_context_default_params(&p);
     p.n_ctx = 256;
     p.n_seq_max = n_seq;
-    p.n_threads = 2;
+    p.n_threads = n_seq > 1 ? 2 : 1;
     p.type_k = p.type_v = type_kv;
     halo_context *ctx = NULL;
     halo_error err = {0};
@@ -114,7 +114,8 @@ static bool eval_refs(halo_model *m, const fixture *f, int type_kv, int32_t chun
     return ok;
 }
 
-static void test_model(fixture *f) {
+/* quick (HALO_TEST_QUICK=1, the sanitizer build): 16 tokens of each sequence */
+static void test_model(fixture *f, bool quick) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s.gguf", f->name);
     halo_model *m = NULL;
@@ -123,32 +124,18 @@ static void test_model(fixture *f) {
     CHECK_MSG(halo_model_load(halo_test_fixture_path(rel), NULL, &m, &err) == 0, "%s: %s",
               f->name, err.msg);
     if (!m || !f->ref) return;
+    if (quick)
+        for (int i = 0; i < 2; i++) f->seq[i].n = f->seq[i].n < 16 ? f->seq[i].n : 16;
     CHECK(halo_model_n_vocab(m) == f->n_vocab);
     const int32_t nv = f->n_vocab, n0 = f->seq[0].n, n1 = f->seq[1].n, nt = n0 + n1;
     const size_t total = (size_t)nt * nv;
     float *base = malloc(sizeof(float) * total), *alt = malloc(sizeof(float) * total);
     float *f32 = malloc(sizeof(float) * total);
 
-    /* against the reference, default (f16) cache, one batch per sequence */
+    /* the default (f16) cache, one batch per sequence: the base of the comparisons
+     * below (test_refs checks it against the reference) */
     CHECK(eval_refs(m, f, 1 /* F16 */, 64, base));
-    double e = rel_rms(base, f->ref, total);
-    int agree = 0, counted = 0;
-    for (int32_t t = 0; t < nt; t++) {
-        const float *r = f->ref + (size_t)t * nv, *g = base + (size_t)t * nv;
-        int32_t r1 = 0, r2 = -1, g1 = 0;
-        for (int32_t i = 1; i < nv; i++) {
-            if (r[i] > r[r1]) r2 = r1, r1 = i;
-            else if (r2 < 0 || r[i] > r[r2]) r2 = i;
-            if (g[i] > g[g1]) g1 = i;
-        }
-        if (r[r1] - r[r2] < 1e-2f) continue; /* a near-tie: no meaningful top-1 */
-        counted++;
-        agree += g1 == r1;
-    }
-    printf("%s: relRMS vs reference %.3e (limit %.0e), top-1 %d/%d\n", f->name, e,
-           f->max_rel_rms, agree, counted);
-    CHECK_MSG(e <= f->max_rel_rms, "%s: relRMS %.3g", f->name, e);
-    CHECK_MSG(agree >= 0.99 * counted, "%s: top-1 %d/%d", f->name, agree, counted);
+    double e;
 
     /* one batch vs chunks of 7 vs token by token */
     const int types[2] = {0 /* F32 */, 1 /* F16 */};
@@ -166,7 +153,7 @@ static void test_model(fixture *f) {
             CHECK_MSG(e <= limits[ti], "%s: chunks of %d: %.3g", f->name, chunks[ci], e);
         }
     }
-    printf("%s: f32 KV vs reference %.3e\n", f->name, rel_rms(f32, f->ref, total));
+    if (!quick) printf("%s: f32 KV vs reference %.3e\n", f->name, rel_rms(f32, f->ref, total));
 
     /* q8_0 cache near f16 */
     CHECK(eval_refs(m, f, 8 /* Q8_0 */, 64, alt));
@@ -237,9 +224,11 @@ static void test_model(fixture *f) {
 int main(void) {
     halo_test_require_fixtures();
     halo_log_set_level(HALO_LOG_WARN);
-    fixture tiny = {.name = "tiny-qwen35-f16", .max_rel_rms = 2e-3};
-    fixture kdoc = {.name = "kdoc-moe-bf16", .max_rel_rms = 5e-3};
-    test_model(&tiny);
-    test_model(&kdoc);
+    const char *q = getenv("HALO_TEST_QUICK");
+    const bool quick = q && !strcmp(q, "1");
+    fixture tiny = {.name = "tiny-qwen35-f16"};
+    fixture kdoc = {.name = "kdoc-moe-bf16"};
+    test_model(&tiny, quick);
+    test_model(&kdoc, quick);
     return halo_test_finish("qwen35");
 }
