@@ -2,8 +2,8 @@
  * The scheduler: one thread owns the context. Each step it admits queued jobs into
  * free slots, builds one batch from the next token of every generating slot and a
  * chunk of every slot still reading its prompt (decode tokens first, then prompt
- * chunks up to n_batch tokens in all), runs halo_decode once, and turns the logits
- * into tokens, text and OpenAI chunks.
+ * chunks up to n_batch tokens in all, one ubatch's worth while others generate),
+ * runs halo_decode once, and turns the logits into tokens, text and OpenAI chunks.
  *
  * The prompt cache. A slot keeps its sequence (tokens and KV pages) when its job
  * ends. A new job goes to the free slot whose sequence shares the longest prefix
@@ -876,7 +876,13 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
         b->owner[b->n] = sl;
         sl->batch_index = b->n++;
     }
-    /* prompt chunks, round robin so that one long prompt does not always go first */
+    /* prompt chunks, round robin so that one long prompt does not always go first;
+     * while others generate, one ubatch of prompt per step, so that their next token
+     * waits for one forward pass at most, not for a whole n_batch of prompt */
+    if (b->n > 0) {
+        uint32_t cap = (uint32_t)b->n + halo_context_n_ubatch(s->ctx);
+        if (cap < budget) budget = cap;
+    }
     for (uint32_t i = 0; i < s->n_slots; i++) {
         srv_slot *sl = &s->slots[(*rr + i) % s->n_slots];
         if (!sl->job || sl->has_pending || sl->batch_index >= 0) continue;
