@@ -18,6 +18,13 @@
 
 #define VL 8
 typedef __m256 vf;
+typedef __m256i vi;
+static inline vi vi_from_u8(const uint8_t *p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+static inline vi vi_and15(vi v) { return _mm256_and_si256(v, _mm256_set1_epi32(15)); }
+static inline vi vi_srl4(vi v) { return _mm256_srli_epi32(v, 4); }
+static inline vf vf_from_vi(vi v) { return _mm256_cvtepi32_ps(v); }
 static inline vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline void vf_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }

@@ -18,6 +18,13 @@
 
 #define VL 16
 typedef __m512 vf;
+typedef __m512i vi;
+static inline vi vi_from_u8(const uint8_t *p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+}
+static inline vi vi_and15(vi v) { return _mm512_and_si512(v, _mm512_set1_epi32(15)); }
+static inline vi vi_srl4(vi v) { return _mm512_srli_epi32(v, 4); }
+static inline vf vf_from_vi(vi v) { return _mm512_cvtepi32_ps(v); }
 static inline vf vf_load(const float *p) { return _mm512_loadu_ps(p); }
 static inline void vf_store(float *p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }

@@ -6,6 +6,8 @@
  *   vf                      the float vector type
  *   vf_load(p), vf_store(p, v), vf_zero(), vf_set1(f), vf_fma(a, b, c) = a*b+c,
  *   vf_hsum(v), vf_from_i8(p) (VL int8 to float), vf_from_f16(p), vf_from_bf16(p)
+ *   vi                      the matching int32 vector type; vi_from_u8(p) (VL bytes,
+ *                           zero-extended), vi_and15(v), vi_srl4(v), vf_from_vi(v)
  *   vf_transpose(v)         transpose VL vectors in place (v[i] lane j <-> v[j] lane i)
  *   MM_TN, MM_MICRO_LIST(X) the prefill micro-kernel's tokens (rows: 2 vectors), and
  *                           X(1) .. X(MM_TN)
@@ -126,6 +128,62 @@ static ALWAYS_INLINE void fused_quant(unpack_fn unpack, size_t chunk_bytes, cons
     }
 }
 
+/* Direct decoders for the most used quantized types: codes go from the block
+ * straight into registers (no int8 staging). Same products, same rounding. */
+static ALWAYS_INLINE void fused_q8_0(const char *row, int64_t n, const float *const *x, int tn,
+                                     float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    const halo_block_q8_0 *b = (const halo_block_q8_0 *)(const void *)row;
+    for (int64_t i = 0; i < n / 32; i++) {
+        const vf d = vf_set1(h2f(b[i].d));
+        UNROLL for (int p = 0; p < 32 / VL; p++) {
+            const vf w = vf_from_i8(b[i].qs + VL * p) * d;
+            const int q = (int)((i * (32 / VL) + p) % NACC);
+            UNROLL for (int t = 0; t < tn; t++)
+                acc[t][q] = vf_fma(w, vf_load(x[t] + 32 * i + VL * p), acc[t][q]);
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+
+static ALWAYS_INLINE void fused_q4_k(const char *row, int64_t n, const float *const *x, int tn,
+                                     float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    const halo_block_q4_k *b = (const halo_block_q4_k *)(const void *)row;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        UNROLL for (int j = 0; j < 4; j++) {
+            uint8_t sc, m;
+            halo_k4_scale_min(2 * j, b[i].scales, &sc, &m);
+            const vf s1 = vf_set1(d * (float)sc), a1 = vf_set1(-(dmin * (float)m));
+            halo_k4_scale_min(2 * j + 1, b[i].scales, &sc, &m);
+            const vf s2 = vf_set1(d * (float)sc), a2 = vf_set1(-(dmin * (float)m));
+            UNROLL for (int p = 0; p < 32 / VL; p++) {
+                const vi v = vi_from_u8(b[i].qs + 32 * j + VL * p);
+                const vf wl = vf_fma(vf_from_vi(vi_and15(v)), s1, a1);
+                const vf wh = vf_fma(vf_from_vi(vi_srl4(v)), s2, a2);
+                const int ql = (2 * p) % NACC, qh = (2 * p + 1) % NACC;
+                const int64_t c = 256 * i + 64 * j + VL * p;
+                UNROLL for (int t = 0; t < tn; t++) {
+                    acc[t][ql] = vf_fma(wl, vf_load(x[t] + c), acc[t][ql]);
+                    acc[t][qh] = vf_fma(wh, vf_load(x[t] + c + 32), acc[t][qh]);
+                }
+            }
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+
 /* Instantiate per token count so the token loops unroll. */
 #define FUSED_TN(tn)                                                                               \
     static void MM_NAME(fused_rows_##tn)(const halo_mm_args *a, int64_t r0, int64_t r1, int64_t t0) { \
@@ -141,6 +199,8 @@ static ALWAYS_INLINE void fused_quant(unpack_fn unpack, size_t chunk_bytes, cons
             case HALO_TYPE_F32: fused_plain(PLAIN_F32, row, a->n_cols, x, tn, out); break;         \
             case HALO_TYPE_F16: fused_plain(PLAIN_F16, row, a->n_cols, x, tn, out); break;         \
             case HALO_TYPE_BF16: fused_plain(PLAIN_BF16, row, a->n_cols, x, tn, out); break;       \
+            case HALO_TYPE_Q8_0: fused_q8_0(row, a->n_cols, x, tn, out); break;                    \
+            case HALO_TYPE_Q4_K: fused_q4_k(row, a->n_cols, x, tn, out); break;                    \
             default: fused_quant(unpack, chunk_bytes, row, a->n_cols, x, tn, out); break;          \
             }                                                                                      \
             for (int t = 0; t < tn; t++) a->y[(t0 + t) * a->n_rows + r] = out[t];                  \
