@@ -210,6 +210,18 @@ size_t halo_attn_scratch_floats(int page_size, int head_dim_k, int head_dim_v, i
 void halo_attn_paged(const halo_attn_kv *kv, const float *q, size_t q_stride, int n_tok,
                      const int32_t *n_kv, int n_q, int head_dim_k, int head_dim_v, float scale,
                      float *out, size_t out_stride, float *scratch);
+/* Decoding one token at a long context on many threads (flash-decoding): each
+ * thread takes a range [p_begin, p_end) of positions (p_begin a multiple of the
+ * page size; the range is clipped to n_kv) and leaves its partial state in part
+ * ([n_q * head_dim_v] unnormalized sums, [n_q] running max, [n_q] running sum:
+ * HALO_ATTN_PART_FLOATS); halo_attn_merge combines n_parts of them (part j at
+ * parts + j * part_stride) into out [n_q * head_dim_v]. scratch as above. */
+#define HALO_ATTN_PART_FLOATS(n_q, head_dim_v) ((size_t)(n_q) * ((size_t)(head_dim_v) + 2))
+void halo_attn_paged_part(const halo_attn_kv *kv, const float *q, int32_t n_kv, int n_q,
+                          int head_dim_k, int head_dim_v, float scale, int32_t p_begin,
+                          int32_t p_end, float *part, float *scratch);
+void halo_attn_merge(const float *parts, size_t part_stride, int n_parts, int n_q, int head_dim_v,
+                     float *out);
 /* Reference: every K/V row decoded by the type's decoder, scores and weights in
  * double, a plain softmax per token and head. */
 void halo_attn_paged_ref(const halo_attn_kv *kv, const float *q, size_t q_stride, int n_tok,

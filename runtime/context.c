@@ -152,6 +152,9 @@ static int buffers_init(halo_context *ctx, halo_error *err) {
                                   err, &rc);
     b->attn_block = alloc_array(u + 1, sizeof(int32_t), err, &rc);
     b->attn_nkv = alloc_array(u, sizeof(int32_t), err, &rc);
+    b->attn_part_floats = HALO_ATTN_PART_FLOATS(group ? group : 1, hp->head_dim_v);
+    b->attn_parts = alloc_array((uint64_t)ctx->n_threads * b->attn_part_floats, sizeof(float), err,
+                                &rc);
     size_t extra = ctx->model->ops->scratch_floats
                        ? ctx->model->ops->scratch_floats(ctx->model, ctx->params.n_ubatch)
                        : 0;
@@ -241,7 +244,7 @@ void halo_context_free(halo_context *ctx) {
     void *bufs[] = {b->x,       b->xn,        b->y,       b->q,       b->k,        b->v,
                     b->att,     b->ff_a,      b->ff_b,    b->router,  b->moe_ids,  b->moe_w,
                     b->moe_tok, b->moe_count, b->moe_x,   b->moe_y,   b->out_x,    b->inv_freq,
-                    b->attn_scratch, b->attn_block, b->attn_nkv, b->extra, ctx->logits, ctx->logits_row, ctx->b_pos,
+                    b->attn_scratch, b->attn_block, b->attn_nkv, b->attn_parts, b->extra, ctx->logits, ctx->logits_row, ctx->b_pos,
                     ctx->b_seq, ctx->b_out, ctx->seq_len, ctx->seq_count};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);

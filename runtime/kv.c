@@ -117,9 +117,28 @@ typedef struct attend_job {
     float scale;
     float *out;
     int32_t n_blocks;
+    bool split; /* one token per block, fewer items than threads: split positions */
 } attend_job;
 
-/* Work items: (block of consecutive tokens of one sequence, KV head). */
+static halo_attn_kv kv_view(const halo_context *ctx, uint32_t il, int g, int32_t seq) {
+    return (halo_attn_kv){
+        .type_k = ctx->kv.type_k,
+        .type_v = ctx->kv.type_v,
+        .k_base = ctx->kv.k[il],
+        .v_base = ctx->kv.v[il],
+        .k_page_bytes = HALO_KV_PAGE * ctx->kv.k_row_bytes[il],
+        .v_page_bytes = HALO_KV_PAGE * ctx->kv.v_row_bytes[il],
+        .k_row_bytes = ctx->kv.k_row_bytes[il],
+        .v_row_bytes = ctx->kv.v_row_bytes[il],
+        .k_head_offset = (size_t)g * ctx->kv.k_head_bytes[il],
+        .v_head_offset = (size_t)g * ctx->kv.v_head_bytes[il],
+        .page_size = HALO_KV_PAGE,
+        .pages = seq_table(ctx, seq),
+    };
+}
+
+/* Work items: (block of consecutive tokens of one sequence, KV head); in split
+ * mode thread ith takes item ith % n_items and a share of its positions. */
 static void attend_task(void *arg, int ith, int nth) {
     const attend_job *j = arg;
     halo_context *ctx = j->ctx;
@@ -128,24 +147,23 @@ static void attend_task(void *arg, int ith, int nth) {
     const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v, group = nq / nkv;
     const int32_t *start = ctx->buf.attn_block;
     float *scratch = ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
-    halo_attn_kv view = {
-        .type_k = ctx->kv.type_k,
-        .type_v = ctx->kv.type_v,
-        .k_base = ctx->kv.k[j->il],
-        .v_base = ctx->kv.v[j->il],
-        .k_page_bytes = HALO_KV_PAGE * ctx->kv.k_row_bytes[j->il],
-        .v_page_bytes = HALO_KV_PAGE * ctx->kv.v_row_bytes[j->il],
-        .k_row_bytes = ctx->kv.k_row_bytes[j->il],
-        .v_row_bytes = ctx->kv.v_row_bytes[j->il],
-        .page_size = HALO_KV_PAGE,
-    };
-    int64_t n_items = (int64_t)j->n_blocks * nkv;
+    const int64_t n_items = (int64_t)j->n_blocks * nkv;
+    if (j->split) {
+        int64_t it = ith % n_items, n_parts = (nth - 1 - it) / n_items + 1, part = ith / n_items;
+        int32_t t = start[it / nkv], g = (int)(it % nkv), n_kv = ctx->buf.attn_nkv[t];
+        int64_t np = (n_kv + HALO_KV_PAGE - 1) / HALO_KV_PAGE;
+        int32_t p0 = (int32_t)(part * np / n_parts * HALO_KV_PAGE);
+        int32_t p1 = (int32_t)((part + 1) * np / n_parts * HALO_KV_PAGE);
+        halo_attn_kv view = kv_view(ctx, j->il, g, j->ub->seq[t]);
+        halo_attn_paged_part(&view, j->q + ((size_t)t * nq + (size_t)g * group) * hk, n_kv, group,
+                             hk, hv, j->scale, p0, p1,
+                             ctx->buf.attn_parts + (size_t)ith * ctx->buf.attn_part_floats, scratch);
+        return;
+    }
     for (int64_t it = ith; it < n_items; it += nth) {
         int32_t blk = (int32_t)(it / nkv), t0 = start[blk], nt = start[blk + 1] - t0;
         int g = (int)(it % nkv);
-        view.k_head_offset = (size_t)g * ctx->kv.k_head_bytes[j->il];
-        view.v_head_offset = (size_t)g * ctx->kv.v_head_bytes[j->il];
-        view.pages = seq_table(ctx, j->ub->seq[t0]);
+        halo_attn_kv view = kv_view(ctx, j->il, g, j->ub->seq[t0]);
         halo_attn_paged(&view, j->q + ((size_t)t0 * nq + (size_t)g * group) * hk, (size_t)nq * hk,
                         nt, ctx->buf.attn_nkv + t0, group, hk, hv, j->scale,
                         j->out + ((size_t)t0 * nq + (size_t)g * group) * hv, (size_t)nq * hv,
@@ -156,16 +174,32 @@ static void attend_task(void *arg, int ith, int nth) {
 void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
                     float scale, float *out) {
     /* blocks: runs of consecutive positions of one sequence, at most QBLOCK long */
-    int32_t *start = ctx->buf.attn_block, nb = 0;
+    int32_t *start = ctx->buf.attn_block, nb = 0, max_kv = 0;
     for (int32_t t = 0; t < ub->n; t++) {
         ctx->buf.attn_nkv[t] = ub->pos[t] + 1;
+        max_kv = ub->pos[t] + 1 > max_kv ? ub->pos[t] + 1 : max_kv;
         bool cont = t > 0 && ub->seq[t] == ub->seq[t - 1] && ub->pos[t] == ub->pos[t - 1] + 1 &&
                     t - start[nb - 1] < HALO_ATTN_QBLOCK;
         if (!cont) start[nb++] = t;
     }
     start[nb] = ub->n;
-    attend_job j = {ctx, il, ub, q, scale, out, nb};
+    const int nth = halo_threadpool_n_threads(ctx->pool);
+    const int nkv = (int)ctx->hp->n_head_kv[il];
+    const int64_t n_items = (int64_t)nb * nkv;
+    /* decode steps (a token per block) with fewer items than threads and a long
+     * enough context: each item's positions are shared out over several threads */
+    attend_job j = {ctx, il, ub, q, scale, out, nb, false};
+    j.split = nb == ub->n && n_items < nth && max_kv >= 4 * HALO_KV_PAGE;
     halo_threadpool_run(ctx->pool, attend_task, &j);
+    if (!j.split) return;
+    const int nq = (int)ctx->hp->n_head, group = nq / nkv, hv = (int)ctx->hp->head_dim_v;
+    const size_t pf = ctx->buf.attn_part_floats;
+    for (int64_t it = 0; it < n_items; it++) {
+        int32_t t = start[it / nkv], g = (int)(it % nkv);
+        int n_parts = (int)((nth - 1 - it) / n_items + 1);
+        halo_attn_merge(ctx->buf.attn_parts + (size_t)it * pf, (size_t)n_items * pf, n_parts, group,
+                        hv, out + ((size_t)t * nq + (size_t)g * group) * hv);
+    }
 }
 
 /* ---- recurrent state ------------------------------------------------------------------ */

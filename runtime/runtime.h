@@ -160,6 +160,8 @@ typedef struct halo_buffers {
     size_t attn_scratch_floats;
     int32_t *attn_block;  /* [n_ubatch + 1] first token of each attention block */
     int32_t *attn_nkv;    /* [n_ubatch] positions each token attends to */
+    float *attn_parts;    /* [n_threads][attn_part_floats] split decode partials */
+    size_t attn_part_floats;
     float *extra;         /* [arch scratch_floats] for the architecture's own use */
 } halo_buffers;
 

@@ -14,6 +14,7 @@
 #include "quant/quant.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,39 +120,57 @@ HOT static void page_update(const float *qh, const float *kbuf, const float *vbu
     *m = m_new;
 }
 
+/* Tokens [0, nt) (q + t * q_stride, n_kv[t] visible positions) over the
+ * positions [p_begin, p_end) (p_begin a multiple of the page size): update the
+ * running (m, l, acc) of each (token, head), i = t * n_q + h. */
+static void attend_range(const halo_attn_kv *kv, const float *q, size_t q_stride, int nt,
+                         const int32_t *n_kv, int n_q, int dk, int dv, float scale,
+                         int32_t p_begin, int32_t p_end, float *acc, float *m, float *l,
+                         float *scratch) {
+    const int ps = kv->page_size;
+    float *kbuf = scratch, *vbuf = kbuf + (size_t)ps * dk, *s = vbuf + (size_t)ps * dv;
+    int32_t max_kv = 0;
+    for (int t = 0; t < nt; t++) max_kv = n_kv[t] > max_kv ? n_kv[t] : max_kv;
+    if (p_end > max_kv) p_end = max_kv;
+    for (int32_t p0 = p_begin; p0 < p_end; p0 += ps) {
+        int n = p_end - p0 < ps ? (int)(p_end - p0) : ps;
+        for (int r = 0; r < n; r++) {
+            decode_row(kv->type_k, k_row(kv, p0 + r), kbuf + (size_t)r * dk, dk);
+            decode_row(kv->type_v, v_row(kv, p0 + r), vbuf + (size_t)r * dv, dv);
+        }
+        for (int t = 0; t < nt; t++) {
+            int32_t lim = n_kv[t] - p0; /* rows this token may see */
+            if (lim <= 0) continue;
+            int rows = lim < n ? (int)lim : n;
+            for (int h = 0; h < n_q; h++) {
+                int i = t * n_q + h;
+                page_update(q + (size_t)t * q_stride + (size_t)h * dk, kbuf, vbuf, rows, dk, dv,
+                            scale, s, &m[i], &l[i], acc + (size_t)i * dv);
+            }
+        }
+    }
+}
+
+static void state_init(int nh, int dv, float *acc, float *m, float *l) {
+    for (int i = 0; i < nh; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0;
+    }
+    memset(acc, 0, (size_t)nh * dv * sizeof *acc);
+}
+
 void halo_attn_paged(const halo_attn_kv *kv, const float *q, size_t q_stride, int n_tok,
                      const int32_t *n_kv, int n_q, int head_dim_k, int head_dim_v, float scale,
                      float *out, size_t out_stride, float *scratch) {
     const int ps = kv->page_size, dk = head_dim_k, dv = head_dim_v;
-    float *kbuf = scratch, *vbuf = kbuf + (size_t)ps * dk, *s = vbuf + (size_t)ps * dv;
+    float *acc = scratch + (size_t)ps * (dk + dv + 1);
     for (int t0 = 0; t0 < n_tok; t0 += HALO_ATTN_QBLOCK) {
         const int nt = n_tok - t0 < HALO_ATTN_QBLOCK ? n_tok - t0 : HALO_ATTN_QBLOCK;
         const int nh = nt * n_q;
-        float *acc = s + ps, *m = acc + (size_t)nh * dv, *l = m + nh;
-        int32_t max_kv = 0;
-        for (int t = 0; t < nt; t++) max_kv = n_kv[t0 + t] > max_kv ? n_kv[t0 + t] : max_kv;
-        for (int i = 0; i < nh; i++) {
-            m[i] = -INFINITY;
-            l[i] = 0;
-        }
-        memset(acc, 0, (size_t)nh * dv * sizeof *acc);
-        for (int32_t p0 = 0; p0 < max_kv; p0 += ps) {
-            int n = max_kv - p0 < ps ? (int)(max_kv - p0) : ps;
-            for (int r = 0; r < n; r++) {
-                decode_row(kv->type_k, k_row(kv, p0 + r), kbuf + (size_t)r * dk, dk);
-                decode_row(kv->type_v, v_row(kv, p0 + r), vbuf + (size_t)r * dv, dv);
-            }
-            for (int t = 0; t < nt; t++) {
-                int32_t lim = n_kv[t0 + t] - p0; /* rows this token may see */
-                if (lim <= 0) continue;
-                int rows = lim < n ? (int)lim : n;
-                for (int h = 0; h < n_q; h++) {
-                    int i = t * n_q + h;
-                    page_update(q + (size_t)(t0 + t) * q_stride + (size_t)h * dk, kbuf, vbuf, rows,
-                                dk, dv, scale, s, &m[i], &l[i], acc + (size_t)i * dv);
-                }
-            }
-        }
+        float *m = acc + (size_t)nh * dv, *l = m + nh;
+        state_init(nh, dv, acc, m, l);
+        attend_range(kv, q + (size_t)t0 * q_stride, q_stride, nt, n_kv + t0, n_q, dk, dv, scale, 0,
+                     INT32_MAX, acc, m, l, scratch);
         for (int t = 0; t < nt; t++)
             for (int h = 0; h < n_q; h++) {
                 int i = t * n_q + h;
@@ -159,6 +178,38 @@ void halo_attn_paged(const halo_attn_kv *kv, const float *q, size_t q_stride, in
                 float *o = out + (size_t)(t0 + t) * out_stride + (size_t)h * dv;
                 for (int d = 0; d < dv; d++) o[d] = acc[(size_t)i * dv + d] * inv;
             }
+    }
+}
+
+void halo_attn_paged_part(const halo_attn_kv *kv, const float *q, int32_t n_kv, int n_q,
+                          int head_dim_k, int head_dim_v, float scale, int32_t p_begin,
+                          int32_t p_end, float *part, float *scratch) {
+    float *acc = part, *m = acc + (size_t)n_q * head_dim_v, *l = m + n_q;
+    state_init(n_q, head_dim_v, acc, m, l);
+    attend_range(kv, q, 0, 1, &n_kv, n_q, head_dim_k, head_dim_v, scale, p_begin, p_end, acc, m,
+                 l, scratch);
+}
+
+void halo_attn_merge(const float *parts, size_t part_stride, int n_parts, int n_q, int head_dim_v,
+                     float *out) {
+    const int dv = head_dim_v;
+    for (int h = 0; h < n_q; h++) {
+        float mx = -INFINITY, lsum = 0;
+        for (int j = 0; j < n_parts; j++) {
+            float mj = parts[j * part_stride + (size_t)n_q * dv + h];
+            mx = mj > mx ? mj : mx;
+        }
+        float *o = out + (size_t)h * dv;
+        for (int d = 0; d < dv; d++) o[d] = 0;
+        if (mx == -INFINITY) continue; /* no position seen */
+        for (int j = 0; j < n_parts; j++) {
+            const float *pj = parts + j * part_stride;
+            float w = expf(pj[(size_t)n_q * dv + h] - mx); /* 0 for an empty part */
+            lsum += pj[(size_t)n_q * dv + n_q + h] * w;
+            for (int d = 0; d < dv; d++) o[d] += pj[(size_t)h * dv + d] * w;
+        }
+        float inv = lsum > 0 ? 1.0f / lsum : 0.0f;
+        for (int d = 0; d < dv; d++) o[d] *= inv;
     }
 }
 

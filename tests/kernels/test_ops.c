@@ -180,6 +180,26 @@ static void test_attention(uint64_t *seed) {
                                   rel_err(out + t * o_stride, dense, GROUP * DV));
                     }
                 }
+        /* split decoding: a token's positions in 1..4 ranges, merged */
+        for (int h = 0; h < NKV; h++)
+            for (int n_parts = 1; n_parts <= 4; n_parts++)
+                for (int32_t n_kv = 1; n_kv <= NKVPOS; n_kv += 6) {
+                    halo_attn_kv kv = {tk, tv, kb, vb, PS * hk * NKV, PS * hv * NKV, hk * NKV,
+                                       hv * NKV, h * hk, h * hv, PS, pages};
+                    const size_t pf = HALO_ATTN_PART_FLOATS(GROUP, DV);
+                    float parts[4 * HALO_ATTN_PART_FLOATS(GROUP, DV)];
+                    int np = (n_kv + PS - 1) / PS;
+                    for (int j = 0; j < n_parts; j++)
+                        halo_attn_paged_part(&kv, q[0], n_kv, GROUP, DK, DV, 0.125f,
+                                             j * np / n_parts * PS, (j + 1) * np / n_parts * PS,
+                                             parts + j * pf, scratch);
+                    halo_attn_merge(parts, pf, n_parts, GROUP, DV, out);
+                    halo_attn_paged_ref(&kv, q[0], q_stride, 1, &n_kv, GROUP, DK, DV, 0.125f, ref,
+                                        o_stride);
+                    CHECK_MSG(rel_err(out, ref, GROUP * DV) < 1e-5, "split %s/%s %d parts n_kv %d: %.3g",
+                              halo_type_name(tk), halo_type_name(tv), n_parts, n_kv,
+                              rel_err(out, ref, GROUP * DV));
+                }
         free(kb);
         free(vb);
     }
