@@ -5,7 +5,19 @@
 # hangs up mid-stream, the queue bound (503), and a clean SIGTERM shutdown.
 source "$(dirname "$0")/lib.sh"
 
+# the command line: --help, usage errors (exit 2), a model that is not there (exit 1)
+"$HALO" serve --help >"$TMP/help" 2>&1; check "serve --help exits 0" [ $? = 0 ]
+check "--help lists --api-key" grep -q -- '--api-key' "$TMP/help"
+"$HALO" serve --bogus >/dev/null 2>&1; check "an unknown flag exits 2" [ $? = 2 ]
+"$HALO" serve --port 70000 >/dev/null 2>&1; check "a bad port exits 2" [ $? = 2 ]
+"$HALO" serve --reasoning maybe >/dev/null 2>&1; check "a bad --reasoning exits 2" [ $? = 2 ]
+"$HALO" serve -m "$TMP/none.gguf" --port 0 >"$TMP/err" 2>&1; check "a missing model exits 1" [ $? = 1 ]
+check "one error line for a missing model" [ "$(grep -c '^error:' "$TMP/err")" = 1 ]
+
 start_server -np 2 -c 2048 -t 1 --api-key sekrit --max-body 1 --log-disable
+# a second server on the same port fails with exit 1 and a message
+"$HALO" serve -m "$MODEL" --port "$PORT" >"$TMP/err" 2>&1; check "a port in use exits 1" [ $? = 1 ]
+check "a port in use is reported" grep -q 'cannot listen' "$TMP/err"
 A=(-H 'Authorization: Bearer sekrit')
 USER_MSG='"messages":[{"role":"user","content":"Say hello"}]'
 
