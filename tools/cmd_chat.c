@@ -321,6 +321,10 @@ static int32_t history_length(chat *c, const int32_t *prompt, int32_t n) {
 
 static void show_close_reasoning(chat *c) {
     if (c->shown != HALO_CHAT_EVENT_REASONING) return;
+    if (c->reasoning == REASONING_HIDE) {
+        if (c->color) fputs("\r\033[K", stdout); /* erase "(thinking)" */
+        return;
+    }
     if (c->color) fputs("\033[0m\n\n", stdout);
     else fputs("\n</think>\n\n", stdout);
 }
@@ -329,7 +333,11 @@ static void on_event(void *user, const halo_chat_event *ev) {
     chat *c = user;
     switch (ev->kind) {
     case HALO_CHAT_EVENT_REASONING:
-        if (c->reasoning == REASONING_HIDE) return;
+        if (c->reasoning == REASONING_HIDE) {
+            /* on a terminal, say why nothing shows yet */
+            if (c->color && c->shown != HALO_CHAT_EVENT_REASONING) fputs("\033[2m(thinking)\033[0m", stdout);
+            break;
+        }
         if (c->shown != HALO_CHAT_EVENT_REASONING) {
             if (c->color) fputs("\033[2m", stdout);
             else fputs("<think>\n", stdout);
