@@ -351,7 +351,14 @@ static int to_list(R *r, const tnode *at, tv v, tv_list **out) {
 }
 
 /* a < b: -1 / 0 / 1 in *cmp; error for unorderable kinds */
+static int compare_d(R *r, const tnode *at, tv a, tv b, int *cmp, bool fold_case, int depth);
+
 static int compare(R *r, const tnode *at, tv a, tv b, int *cmp, bool fold_case) {
+    return compare_d(r, at, a, b, cmp, fold_case, 0);
+}
+
+static int compare_d(R *r, const tnode *at, tv a, tv b, int *cmp, bool fold_case, int depth) {
+    if (depth > 200) return fail(r, at, HALO_ERR_RANGE, "values nested too deeply to compare");
     bool an = a.kind == TV_INT || a.kind == TV_FLOAT || a.kind == TV_BOOL;
     bool bn = b.kind == TV_INT || b.kind == TV_FLOAT || b.kind == TV_BOOL;
     if (an && bn) {
@@ -381,7 +388,7 @@ static int compare(R *r, const tnode *at, tv a, tv b, int *cmp, bool fold_case) 
         size_t n = a.list->n < b.list->n ? a.list->n : b.list->n;
         for (size_t i = 0; i < n; i++) {
             if (tv_equal(a.list->items[i], b.list->items[i])) continue;
-            return compare(r, at, a.list->items[i], b.list->items[i], cmp, fold_case);
+            return compare_d(r, at, a.list->items[i], b.list->items[i], cmp, fold_case, depth + 1);
         }
         *cmp = (a.list->n > b.list->n) - (a.list->n < b.list->n);
         return 0;
@@ -450,6 +457,284 @@ static int repeat(R *r, const tnode *at, tv seq, int64_t times, tv *out) {
         memcpy(l->items + (size_t)k * seq.list->n, seq.list->items, seq.list->n * sizeof(tv));
     *out = (tv){.kind = TV_LIST, .list = l};
     return 0;
+}
+
+/* ---- Python string formatting ('%' and str.format) --------------------------------- */
+
+typedef struct fmt_spec {
+    char fill, align;     /* align: '<' '>' '^' '=' or 0 */
+    char sign;            /* '+' ' ' or 0 */
+    bool alt, zero;
+    int width, precision; /* -1: not given */
+    char type;            /* s r d i f F e E g G x X o c % or 0 */
+} fmt_spec;
+
+static void pad_to(tpl_buf *b, const char *s, size_t n, const fmt_spec *f, char default_align) {
+    size_t chars = u8_count(s, n);
+    size_t w = f->width > 0 ? (size_t)f->width : 0;
+    size_t padn = w > chars ? w - chars : 0;
+    char align = f->align ? f->align : default_align;
+    char fill = f->fill ? f->fill : ' ';
+    size_t left = align == '>' || align == '=' ? padn : align == '^' ? padn / 2 : 0;
+    if (align == '=' && padn && n && (s[0] == '-' || s[0] == '+' || s[0] == ' ')) { /* sign, then fill */
+        tpl_buf_addc(b, s[0]);
+        s++;
+        n--;
+    }
+    for (size_t k = 0; k < left; k++) tpl_buf_addc(b, fill);
+    tpl_buf_add(b, s, n);
+    for (size_t k = left; k < padn; k++) tpl_buf_addc(b, fill);
+}
+
+/* one conversion of v into b */
+static int format_one(R *r, const tnode *at, const fmt_spec *f, tv v, tpl_buf *b) {
+    char t = f->type ? f->type : 's';
+    if (t == 's' || t == 'r') {
+        tpl_buf tmp = {0};
+        if (t == 'r') tv_repr(&tmp, v);
+        else tv_to_str(&tmp, v);
+        if (tmp.failed) {
+            tpl_buf_free(&tmp);
+            return oom(r);
+        }
+        size_t n = tmp.n;
+        if (f->precision >= 0) n = u8_offset(tmp.p ? tmp.p : "", tmp.n, (size_t)f->precision);
+        pad_to(b, tmp.p ? tmp.p : "", n, f, '<');
+        tpl_buf_free(&tmp);
+        return 0;
+    }
+    char cfmt[32], out[400];
+    size_t k = 0;
+    cfmt[k++] = '%';
+    if (f->sign) cfmt[k++] = f->sign;
+    if (f->alt) cfmt[k++] = '#';
+    int width = 0; /* padding is pad_to's, with the fill and alignment asked for */
+    int prec = f->precision > 100 ? 100 : f->precision;
+    if (t == 'c') {
+        if (v.kind == TV_INT && v.i >= 0 && v.i <= 0x10FFFF) {
+            char u[8];
+            utf8proc_ssize_t n = utf8proc_encode_char((utf8proc_int32_t)v.i, (utf8proc_uint8_t *)u);
+            pad_to(b, u, (size_t)(n > 0 ? n : 0), f, '<');
+            return 0;
+        }
+        if (v.kind == TV_STR && u8_count(v.str.s, v.str.n) == 1) {
+            pad_to(b, v.str.s, v.str.n, f, '<');
+            return 0;
+        }
+        return fail(r, at, HALO_ERR_FORMAT, "%%c requires an int or a single character");
+    }
+    if (v.kind == TV_UNDEF) return undef_fail(r, at, v);
+    bool is_int = v.kind == TV_INT || v.kind == TV_BOOL;
+    if (!is_int && v.kind != TV_FLOAT)
+        return fail(r, at, HALO_ERR_FORMAT, "%%%c format: a real number is required, not %s", t, tv_type_name(v));
+    int64_t iv = v.kind == TV_INT ? v.i : v.kind == TV_BOOL ? v.b : 0;
+    double dv = v.kind == TV_FLOAT ? v.f : (double)iv;
+    int n;
+    if (t == 'd' || t == 'i' || t == 'x' || t == 'X' || t == 'o') {
+        if (!is_int) {
+            if (t != 'd' && t != 'i') return fail(r, at, HALO_ERR_FORMAT, "%%%c format: an integer is required", t);
+            if (!isfinite(dv) || fabs(dv) >= 9.2e18) return fail(r, at, HALO_ERR_RANGE, "cannot convert float to integer");
+            iv = (int64_t)dv;
+        }
+        snprintf(cfmt + k, sizeof cfmt - k, "*ll%c", t == 'i' ? 'd' : t);
+        if (t != 'd' && t != 'i' && iv < 0) { /* Python: -0x1f, not two's complement */
+            char mag[64];
+            snprintf(cfmt + k, sizeof cfmt - k, "ll%c", t);
+            snprintf(mag, sizeof mag, cfmt, (unsigned long long)(iv == INT64_MIN ? (uint64_t)1 << 63 : (uint64_t)-iv));
+            n = snprintf(out, sizeof out, "-%s", mag);
+        } else {
+            n = snprintf(out, sizeof out, cfmt, width, (long long)iv);
+        }
+    } else if (strchr("fFeEgG%", t)) {
+        char ct = t == '%' ? 'f' : t;
+        if (t == '%') dv *= 100;
+        snprintf(cfmt + k, sizeof cfmt - k, "*.*%c", ct);
+        n = snprintf(out, sizeof out, cfmt, t == '%' ? 0 : width, prec < 0 ? 6 : prec, dv);
+        if (t == '%' && n > 0 && (size_t)n + 1 < sizeof out) out[n++] = '%', out[n] = '\0';
+    } else {
+        return fail(r, at, HALO_ERR_UNSUPPORTED, "unsupported format character '%c'", t);
+    }
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof out) n = sizeof out - 1;
+    pad_to(b, out, (size_t)n, f, '>');
+    return 0;
+}
+
+/* fmt % args */
+static int percent_format(R *r, const tnode *at, tv fmt, tv args, tv *out) {
+    tv_list single = {.n = 1, .items = &args};
+    tv_list *pos = args.kind == TV_LIST && args.list->tuple ? args.list : &single;
+    tv_dict *map = args.kind == TV_DICT ? args.dict : NULL;
+    size_t next_arg = 0;
+    bool used_map = false;
+    tpl_buf b = {.limit = r->max_output};
+    const char *p = fmt.str.s, *end = p + fmt.str.n;
+    while (p < end) {
+        const char *pct = memchr(p, '%', (size_t)(end - p));
+        if (!pct) pct = end;
+        tpl_buf_add(&b, p, (size_t)(pct - p));
+        if (pct == end) break;
+        p = pct + 1;
+        fmt_spec f = {.width = -1, .precision = -1};
+        tv v = tv_undef();
+        bool have = false;
+        if (p < end && *p == '(') {
+            const char *close = memchr(p, ')', (size_t)(end - p));
+            if (!close || !map) {
+                tpl_buf_free(&b);
+                return fail(r, at, HALO_ERR_FORMAT, close ? "format requires a mapping" : "incomplete format key");
+            }
+            tv *hit = tv_dict_find_str(map, p + 1, (size_t)(close - p - 1));
+            if (!hit) {
+                tpl_buf_free(&b);
+                return fail(r, at, HALO_ERR_FORMAT, "format key '%.*s' not found", (int)(close - p - 1), p + 1);
+            }
+            v = *hit;
+            have = used_map = true;
+            p = close + 1;
+        }
+        for (; p < end && strchr("-+ #0", *p); p++) {
+            if (*p == '-') f.align = '<';
+            else if (*p == '+' || (*p == ' ' && f.sign != '+')) f.sign = *p;
+            else if (*p == '#') f.alt = true;
+            else if (*p == '0') f.zero = true;
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++) f.width = (f.width < 0 ? 0 : f.width) * 10 + (*p - '0') % 1000;
+        if (p < end && *p == '.') {
+            f.precision = 0;
+            for (p++; p < end && *p >= '0' && *p <= '9'; p++) f.precision = (f.precision * 10 + (*p - '0')) % 1000;
+        }
+        while (p < end && (*p == 'l' || *p == 'h' || *p == 'L')) p++;
+        if (p >= end) {
+            tpl_buf_free(&b);
+            return fail(r, at, HALO_ERR_FORMAT, "incomplete format");
+        }
+        f.type = *p++;
+        if (f.type == '%') {
+            tpl_buf_addc(&b, '%');
+            continue;
+        }
+        if (f.zero && f.align != '<') f.fill = '0', f.align = '=';
+        if (f.width >= 0 && !f.align) f.align = strchr("sr", f.type) ? '>' : 0;
+        if (!have) {
+            if (map) v = args, used_map = true;
+            else if (next_arg < pos->n) v = pos->items[next_arg++];
+            else {
+                tpl_buf_free(&b);
+                return fail(r, at, HALO_ERR_FORMAT, "not enough arguments for format string");
+            }
+        }
+        if (format_one(r, at, &f, v, &b)) {
+            tpl_buf_free(&b);
+            return X_ERR;
+        }
+    }
+    if (!map && next_arg < pos->n && !(pos == &single && next_arg == 0 && (args.kind == TV_LIST))) {
+        tpl_buf_free(&b);
+        return fail(r, at, HALO_ERR_FORMAT, "not all arguments converted during string formatting");
+    }
+    (void)used_map;
+    bool ok = !b.failed && buf_to_str(r, &b, out);
+    if (!ok) b.failed ? buf_fail(r, &b) : oom(r);
+    tpl_buf_free(&b);
+    return ok ? 0 : X_ERR;
+}
+
+/* 'text {} {0} {name}'.format(...) with [[fill]align][sign][#][0][width][.precision][type] */
+static int brace_format(R *r, const tnode *at, tv fmt, tv *pos, int npos, const char **kwn, tv *kwv, int nkw, tv *out) {
+    tpl_buf b = {.limit = r->max_output};
+    const char *p = fmt.str.s, *end = p + fmt.str.n;
+    int auto_index = 0;
+    int rc = 0;
+    while (p < end && !rc) {
+        char c = *p;
+        if ((c == '{' || c == '}') && p + 1 < end && p[1] == c) {
+            tpl_buf_addc(&b, c);
+            p += 2;
+            continue;
+        }
+        if (c == '}') {
+            rc = fail(r, at, HALO_ERR_FORMAT, "single '}' encountered in format string");
+            break;
+        }
+        if (c != '{') {
+            tpl_buf_addc(&b, c);
+            p++;
+            continue;
+        }
+        const char *close = memchr(p, '}', (size_t)(end - p));
+        if (!close) {
+            rc = fail(r, at, HALO_ERR_FORMAT, "single '{' encountered in format string");
+            break;
+        }
+        const char *field = p + 1, *colon = memchr(field, ':', (size_t)(close - field));
+        const char *bang = memchr(field, '!', (size_t)((colon ? colon : close) - field));
+        const char *name_end = bang ? bang : colon ? colon : close;
+        tv v;
+        size_t nl = (size_t)(name_end - field);
+        if (nl == 0) {
+            if (auto_index >= npos) {
+                rc = fail(r, at, HALO_ERR_FORMAT, "Replacement index %d out of range", auto_index);
+                break;
+            }
+            v = pos[auto_index++];
+        } else if (field[0] >= '0' && field[0] <= '9') {
+            int idx = 0;
+            for (size_t k = 0; k < nl && idx < 100000; k++) idx = idx * 10 + (field[k] - '0');
+            if (idx >= npos) {
+                rc = fail(r, at, HALO_ERR_FORMAT, "Replacement index %d out of range", idx);
+                break;
+            }
+            v = pos[idx];
+        } else {
+            int hit = -1;
+            for (int k = 0; k < nkw; k++)
+                if (strlen(kwn[k]) == nl && !memcmp(kwn[k], field, nl)) hit = k;
+            if (hit < 0) {
+                rc = fail(r, at, HALO_ERR_FORMAT, "format: missing argument '%.*s'", (int)nl, field);
+                break;
+            }
+            v = kwv[hit];
+        }
+        fmt_spec f = {.width = -1, .precision = -1};
+        if (bang && bang + 1 < close) f.type = bang[1] == 'r' ? 'r' : 's';
+        if (colon) {
+            const char *q = colon + 1;
+            if (q + 1 < close && strchr("<>^=", q[1])) f.fill = *q, f.align = q[1], q += 2;
+            else if (q < close && strchr("<>^=", *q)) f.align = *q++;
+            if (q < close && (*q == '+' || *q == '-' || *q == ' ')) f.sign = *q == '-' ? 0 : *q, q++;
+            if (q < close && *q == '#') f.alt = true, q++;
+            if (q < close && *q == '0') {
+                f.zero = true;
+                if (!f.fill) f.fill = '0';
+                if (!f.align) f.align = '=';
+                q++;
+            }
+            for (; q < close && *q >= '0' && *q <= '9'; q++) f.width = (f.width < 0 ? 0 : f.width) * 10 + (*q - '0') % 1000;
+            if (q < close && *q == '.') {
+                f.precision = 0;
+                for (q++; q < close && *q >= '0' && *q <= '9'; q++) f.precision = (f.precision * 10 + (*q - '0')) % 1000;
+            }
+            if (q < close) f.type = *q++;
+            if (q != close) {
+                rc = fail(r, at, HALO_ERR_FORMAT, "invalid format specifier");
+                break;
+            }
+        }
+        if (!f.type && (v.kind == TV_INT || v.kind == TV_BOOL) && v.kind != TV_BOOL && (f.width >= 0 || f.sign)) f.type = 'd';
+        if (!f.type && v.kind == TV_FLOAT && f.precision >= 0) f.type = 'g';
+        f.zero = false; /* handled by fill/align above */
+        rc = format_one(r, at, &f, v, &b);
+        p = close + 1;
+    }
+    if (rc) {
+        tpl_buf_free(&b);
+        return X_ERR;
+    }
+    bool ok = !b.failed && buf_to_str(r, &b, out);
+    if (!ok) b.failed ? buf_fail(r, &b) : oom(r);
+    tpl_buf_free(&b);
+    return ok ? 0 : X_ERR;
 }
 
 static int binary(R *r, const tnode *at, int op, tv a, tv b, tv *out) {
@@ -546,8 +831,7 @@ static int binary(R *r, const tnode *at, int op, tv a, tv b, tv *out) {
         if ((b.kind == TV_STR || b.kind == TV_LIST) && (a.kind == TV_INT || a.kind == TV_BOOL))
             return repeat(r, at, b, a.kind == TV_INT ? a.i : a.b, out);
     }
-    if (op == TOP_MOD && a.kind == TV_STR)
-        return fail(r, at, HALO_ERR_UNSUPPORTED, "printf-style string formatting ('%%') is not supported");
+    if (op == TOP_MOD && a.kind == TV_STR) return percent_format(r, at, a, b, out);
     return fail(r, at, HALO_ERR_FORMAT, "unsupported operand type(s) for %s: '%s' and '%s'", names[op],
                 tv_type_name(a), tv_type_name(b));
 }
@@ -1077,6 +1361,7 @@ static int call_str_method(R *r, const tnode *at, tv s, const char *name, args *
         *out = tv_bool(all);
         return 0;
     }
+    if (!strcmp(name, "format")) return brace_format(r, at, s, a->pos, a->npos, a->kwn, a->kwv, a->nkw, out);
     return fail(r, at, HALO_ERR_UNSUPPORTED, "str.%s() is not supported", name);
 }
 

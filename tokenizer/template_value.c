@@ -91,7 +91,18 @@ bool tv_truthy(tv v) {
 static bool is_num(tv v) { return v.kind == TV_INT || v.kind == TV_FLOAT || v.kind == TV_BOOL; }
 static double num_of(tv v) { return v.kind == TV_FLOAT ? v.f : v.kind == TV_INT ? (double)v.i : (double)v.b; }
 
-bool tv_equal(tv a, tv b) {
+/* Values a template builds can nest without bound ({% set ns.x = [ns.x] %} in a
+ * loop): past this depth, equality answers false instead of exhausting the stack. */
+#define TV_MAX_DEPTH 200
+
+static bool equal_d(tv a, tv b, int depth);
+
+bool tv_equal(tv a, tv b) { return equal_d(a, b, 0); }
+
+static bool equal_d(tv a, tv b, int depth) {
+    /* the same list or dict: equal, as Python's identity shortcut has it */
+    if (a.kind == b.kind && (a.kind == TV_LIST || a.kind == TV_DICT || a.kind == TV_NS) && a.ptr == b.ptr) return true;
+    if (depth > TV_MAX_DEPTH) return false;
     if (is_num(a) && is_num(b)) {
         if (a.kind != TV_FLOAT && b.kind != TV_FLOAT) {
             int64_t x = a.kind == TV_INT ? a.i : a.b, y = b.kind == TV_INT ? b.i : b.b;
@@ -107,13 +118,13 @@ bool tv_equal(tv a, tv b) {
     case TV_LIST:
         if (a.list->n != b.list->n) return false;
         for (size_t i = 0; i < a.list->n; i++)
-            if (!tv_equal(a.list->items[i], b.list->items[i])) return false;
+            if (!equal_d(a.list->items[i], b.list->items[i], depth + 1)) return false;
         return true;
     case TV_DICT:
         if (a.dict->n != b.dict->n) return false;
         for (size_t i = 0; i < a.dict->n; i++) {
             tv *o = tv_dict_find(b.dict, a.dict->keys[i]);
-            if (!o || !tv_equal(a.dict->vals[i], *o)) return false;
+            if (!o || !equal_d(a.dict->vals[i], *o, depth + 1)) return false;
         }
         return true;
     default: return a.ptr == b.ptr && a.aux == b.aux;

@@ -241,7 +241,9 @@ void halo_chat_parser_free(halo_chat_parser *p);
  * (names, tuples, namespace attributes, block set), macro/call/caller, filter
  * and with blocks; literals, lists, dicts, tuples, arithmetic, ~, comparisons, in,
  * and/or/not, inline if, slicing with negative indices and steps, string, dict
- * and list methods, the common filters and tests, namespace(), range(), dict().
+ * and list methods, '%' and str.format() formatting, the common filters and tests,
+ * namespace(), range(), dict(). Filters jinja2 implements as generators (map,
+ * select, unique, ...) behave as there: always true, no length until |list.
  * Anything else is an error "template:LINE:COL: what" (HALO_ERR_UNSUPPORTED or
  * HALO_ERR_FORMAT), never a crash. Values are immutable except namespaces.
  *

@@ -165,6 +165,15 @@ static const tcase cases[] = {
     {"{{ ['b', 'a']|title }}|{{ 'a-b c(d'|title }}|{{ 'x y'.title() }}|{{ {}|safe ~ 1 }}|{{ 3|round }}|{{ 2.5 is odd }}|{{ 3.0 is odd }}|{{ zz is sequence }}",
      "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}]}",
      "['b', 'a']|A-B C(D|X Y|{}1|3|False|True|True"},
+    {"{{ '%s-%d' % ('a', 3) }}|{{ '%5.2f|%-4d|%04d|%x|%X|%o|%e' % (3.14159, 7, 42, 255, 255, 8, 12345.678) }}|{{ '%(a)s=%(b)r' % {'a': 1, 'b': 'x'} }}|{{ '%s' % [1, 2] }}|{{ '%%|%c|%c' % (65, 'z') }}|{{ '%+d|% d|%.3s|%10s|%-6s|' % (5, 5, 'abcdef', 'r', 'l') }}|{{ 'abc' % [] }}|{{ '%.1f%%' % 12.34 }}|{{ '%i' % 3.9 }}|{{ '%x' % -31 }}|{{ '%g' % 0.0001 }}",
+     "{}",
+     "a-3| 3.14|7   |0042|ff|FF|10|1.234568e+04|1='x'|[1, 2]|%|A|z|+5| 5|abc|         r|l     ||abc|12.3%|3|-1f|0.0001"},
+    {"{{ '{} and {}'.format('a', 1) }}|{{ '{1}{0}'.format('x', 'y') }}|{{ '{n}!'.format(n=5) }}|{{ '{{}}'.format() }}|{{ '{:>5}|{:<5}|{:^5}|{:*^7}'.format('a', 'b', 'c', 'd') }}|{{ '{:.2f}|{:5d}|{:05d}|{:x}|{:+d}'.format(3.14159, 42, 42, 255, 3) }}|{{ '{!r}'.format('q') }}|{{ '{:.3}'.format('abcdef') }}|{{ '{}'.format([1, 'a']) }}|{{ '{:.1%}'.format(0.25) }}|{{ '{}'.format(2.0) }}|{{ '{:.2}'.format(3.14159) }}",
+     "{}",
+     "a and 1|yx|5!|{}|    a|b    |  c  |***d***|3.14|   42|00042|ff|+3|'q'|abc|[1, 'a']|25.0%|2.0|3.1"},
+    {"{{ '%-5d|%05.1f|%+05d' % (-3, -2.5, 7) }}|{{ '{:=+6d}|{:<05}|{:^6.1f}'.format(-3, 7, 2.25) }}|{{ '%s' % none }}|{{ 'x=%s' % d }}",
+     "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}]}",
+     "-3   |-02.5|+0007|-    3|70000| 2.2  |None|x={'b': 2, 'a': 1, 'c': [1, 2, {'x': '\303\251'}]}"},
     {"{% for m in msgs %}<|{{ m['role'] }}|>{{ m.content }}{% if not loop.last %}\n{% endif %}{% endfor %}{{ eos_token }}",
      "{\"msgs\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}], \"d\": {\"b\": 2, \"a\": 1, \"c\": [1, 2, {\"x\": \"\303\251\"}]}, \"s\": \"  Hello, World  \", \"n\": 7, \"f\": 2.5, \"lst\": [3, 1, 2], \"words\": [\"b\", \"A\", \"c\"], \"none\": null, \"t\": true, \"people\": [{\"name\": \"ann\", \"age\": 30, \"tags\": [\"a\"]}, {\"name\": \"bob\", \"age\": 25}, {\"name\": \"cy\", \"age\": 30}], \"eos_token\": \"</s>\"}",
      "<|user|>Hi<|assistant|>Yo</s>"},
@@ -198,7 +207,11 @@ static const ecase errors[] = {
     {"{{ x|tojson }}", "{}", "not JSON serializable"}, /* jinja2: TypeError: Object of type Undefined is not JSON serializable */
     {"{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{}", "nested more than"}, /* jinja2: RecursionError: maximum recursion depth exceeded */
     {"{{ 'a' * 100000000000 }}", "{}", "memory exceeds"}, /* jinja2: MemoryError:  */
-    {"{{ 'ab' % 1 }}", "{}", "formatting"}, /* jinja2: TypeError: not all arguments converted during string formatting */
+    {"{{ 'ab' % 1 }}", "{}", "not all arguments converted"}, /* jinja2: TypeError: not all arguments converted during string formatting */
+    {"{{ '%s %s' % (1,) }}", "{}", "not enough arguments"}, /* jinja2: TypeError: not enough arguments for format string */
+    {"{{ '%d' % 'x' }}", "{}", "a real number is required"}, /* jinja2: TypeError: %d format: a real number is required, not str */
+    {"{{ '{} {}'.format(1) }}", "{}", "Replacement index 1 out of range"}, /* jinja2: IndexError: tuple index out of range */
+    {"{{ '{x}'.format(y=1) }}", "{}", "'x'"}, /* jinja2: KeyError: 'x' */
     {"{{ [1]|select|length }}", "{}", "object of type 'generator' has no len()"}, /* jinja2: TypeError: object of type 'generator' has no len() */
     {"{{ [1]|select|last }}", "{}", "not reversible"}, /* jinja2: TypeError: 'generator' object is not reversible */
     {"{{ [1]|select|tojson }}", "{}", "Object of type generator is not JSON serializable"}, /* jinja2: TypeError: Object of type generator is not JSON serializable */
@@ -279,6 +292,22 @@ static void test_limits(void) {
     expect_error("{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
                  &m, "memory exceeds", HALO_ERR_RANGE);
     expect_error("{{ range(10000000)|list }}", NULL, "range() of more than", HALO_ERR_RANGE);
+    /* values nested without bound: comparisons and output end with an error or an
+     * answer, never a stack overflow */
+#define DEEP "{% set ns = namespace(x=1, y=1) %}{% for i in range(20000) %}{% set ns.x = [ns.x] %}" \
+             "{% set ns.y = [ns.y] %}{% endfor %}"
+    expect_error(DEEP "{{ ns.x < ns.y }}", NULL, "nested too deeply to compare", HALO_ERR_RANGE);
+    expect_error(DEEP "{{ ns.x|tojson }}", NULL, "nested too deeply", HALO_ERR_FORMAT);
+    {
+        char *out;
+        size_t len;
+        halo_error err = {0};
+        CHECK(render(DEEP "{{ ns.x == ns.y }}|{{ ns.x == ns.x }}|{{ ns.x in [ns.y] }}|{{ ns.x|string|length }}", "{}",
+                     NULL, &out, &len, &err) == 0);
+        CHECK_MSG(out && !strcmp(out, "False|True|False|205"), "%s", out ? out : err.msg);
+        free(out);
+    }
+#undef DEEP
     /* deep nesting is refused at parse time, not by overflowing the stack */
     char deep[4096];
     size_t n = 0;
