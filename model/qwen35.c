@@ -32,7 +32,7 @@
 
 /* A sequence with at least this many tokens in a ubatch uses the chunked form. */
 #define QWEN35_CHUNK_MIN 8
-#define QWEN35_CHUNK 64
+#define QWEN35_CHUNK 32
 
 /* ---- shapes -------------------------------------------------------------------- */
 

@@ -133,6 +133,50 @@ HOT void halo_deltanet_norm_gated(float *restrict x, const float *restrict z,
     for (int64_t i = 0; i < n; i++) x[i] = x[i] * f * w[i] * silu(z[i]);
 }
 
+/* ---- products on row pointers ------------------------------------------------ */
+
+/* A small product on row pointers, the building block of both forms:
+ *     y[r][0..nc) = beta * y[r][0..nc) + sum_{d < nk} a[r][d] * B[d][0..nc)
+ * for r < R (R is a constant at each call, so the R accumulators of 16 columns
+ * live in registers while B's rows stream past). beta == 0 never reads y. */
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) void
+gemm_rows(const int R, const float *const *a, int64_t nk, const float *B, int64_t b_stride,
+          int64_t nc, float beta, float *const *y) {
+    int64_t j = 0;
+    for (; j + 16 <= nc; j += 16) {
+        v16 acc[8];
+        for (int r = 0; r < R; r++) acc[r] = (v16){0};
+        for (int64_t d = 0; d < nk; d++) {
+            v16 b;
+            memcpy(&b, B + d * b_stride + j, sizeof b);
+            for (int r = 0; r < R; r++) acc[r] += a[r][d] * b;
+        }
+        for (int r = 0; r < R; r++) {
+            v16 old = (v16){0};
+            if (beta != 0.0f) memcpy(&old, y[r] + j, sizeof old);
+            old = beta * old + acc[r];
+            memcpy(y[r] + j, &old, sizeof old);
+        }
+    }
+    for (; j < nc; j++)
+        for (int r = 0; r < R; r++) {
+            float sum = 0.0f;
+            for (int64_t d = 0; d < nk; d++) sum += a[r][d] * B[d * b_stride + j];
+            y[r][j] = (beta != 0.0f ? beta * y[r][j] : 0.0f) + sum;
+        }
+}
+
+/* y rows = rows(a) x B for n rows (pointer arrays), in blocks of 8 then singles. */
+static inline __attribute__((always_inline)) void
+gemm(int64_t n, const float *const *a, int64_t nk, const float *B, int64_t b_stride, int64_t nc,
+     float beta, float *const *y) {
+    int64_t r = 0;
+    for (; r + 8 <= n; r += 8) gemm_rows(8, a + r, nk, B, b_stride, nc, beta, y + r);
+    for (; r < n; r++) gemm_rows(1, a + r, nk, B, b_stride, nc, beta, y + r);
+}
+
 /* ---- recurrent form ------------------------------------------------------- */
 
 static inline int64_t key_head(const halo_deltanet_args *a, int64_t h) {
@@ -143,7 +187,7 @@ HOT void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth) 
     const int64_t dk = a->dk, dv = a->dv;
     int64_t h0, h1;
     split(a->n_v_heads, ith, nth, &h0, &h1);
-    float delta[HALO_DELTANET_MAX_DIM] __attribute__((aligned(64)));
+    float kv[HALO_DELTANET_MAX_DIM], sq[HALO_DELTANET_MAX_DIM];
     for (int64_t h = h0; h < h1; h++) {
         const int64_t kh = key_head(a, h);
         float *S = a->state + h * dk * dv;
@@ -154,23 +198,22 @@ HOT void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth) 
             float *restrict o = a->o + t * a->o_stride + h * dv;
             const float decay = expf(a->g[t * a->gb_stride + h]);
             const float beta = a->beta[t * a->gb_stride + h];
-            /* pass 1: (decayed S)^T k = decay * S^T k */
-            for (int64_t j = 0; j < dv; j++) delta[j] = 0.0f;
+            /* pass 1 reads S once for S^T k and S^T q. Since the new state is
+             * S' = decay S + k delta^T, its output is
+             *     S'^T q = decay S^T q + (k.q) delta
+             * and pass 2 only writes S'. */
+            const float *rows[2] = {k, q};
+            float *outs[2] = {kv, sq};
+            gemm_rows(2, rows, dk, S, dv, dv, 0.0f, outs);
+            const float kq = dot(k, q, dk);
+            for (int64_t j = 0; j < dv; j++) {
+                kv[j] = (v[j] - decay * kv[j]) * beta; /* delta */
+                o[j] = decay * sq[j] + kq * kv[j];
+            }
             for (int64_t d = 0; d < dk; d++) {
                 const float kd = k[d];
-                axpy(delta, kd, S + d * dv, dv);
-            }
-            for (int64_t j = 0; j < dv; j++) delta[j] = (v[j] - decay * delta[j]) * beta;
-            /* pass 2: S = decay S + k delta^T, o = S^T q */
-            for (int64_t j = 0; j < dv; j++) o[j] = 0.0f;
-            for (int64_t d = 0; d < dk; d++) {
-                const float kd = k[d], qd = q[d];
                 float *restrict Sd = S + d * dv;
-                for (int64_t j = 0; j < dv; j++) {
-                    const float sj = Sd[j] * decay + kd * delta[j];
-                    Sd[j] = sj;
-                    o[j] += sj * qd;
-                }
+                for (int64_t j = 0; j < dv; j++) Sd[j] = Sd[j] * decay + kd * kv[j];
             }
         }
     }
@@ -179,69 +222,105 @@ HOT void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth) 
 /* ---- chunked form ----------------------------------------------------------- */
 
 size_t halo_deltanet_work_floats(int64_t chunk, int64_t dk, int64_t dv) {
-    /* c[C], e[C], W[C][dk], U[C][dv] */
-    return (size_t)(2 * chunk + chunk * dk + chunk * dv);
+    /* c, e, e' [C]; Qe [C][dk], Wn [C][dk], U [C][dv], A, P [C][C], KtT [dk][C],
+     * and row-pointer tables (as floats' worth of pointers: 8 tables of C or dk) */
+    const int64_t ptr = (int64_t)(sizeof(void *) / sizeof(float));
+    const int64_t rows = chunk > dk ? chunk : dk;
+    return (size_t)(3 * chunk + 2 * chunk * dk + chunk * dv + 2 * chunk * chunk + dk * chunk +
+                    8 * rows * ptr + 16);
 }
 
 HOT void halo_deltanet_chunked(const halo_deltanet_args *a, int64_t chunk, float *work, int ith,
                                int nth) {
-    const int64_t dk = a->dk, dv = a->dv;
+    const int64_t dk = a->dk, dv = a->dv, C = chunk;
+    const int64_t rows = C > dk ? C : dk;
     int64_t h0, h1;
     split(a->n_v_heads, ith, nth, &h0, &h1);
-    float *c = work, *e = c + chunk, *W = e + chunk, *U = W + chunk * dk;
+    float *c = work, *e = c + C, *e2 = e + C, *Qe = e2 + C, *Wn = Qe + C * dk, *U = Wn + C * dk;
+    float *A = U + C * dv, *P = A + C * C, *KtT = P + C * C;
+    /* row-pointer tables, pointer-aligned */
+    uintptr_t pbase = ((uintptr_t)(KtT + dk * C) + 15) & ~(uintptr_t)15;
+    const float **pa = (const float **)pbase, **pb = pa + rows;
+    float **py = (float **)(pb + rows), **pz = py + rows;
     for (int64_t h = h0; h < h1; h++) {
         const int64_t kh = key_head(a, h);
         float *S = a->state + h * dk * dv;
-        for (int64_t t0 = 0; t0 < a->n_tokens; t0 += chunk) {
-            const int64_t n = a->n_tokens - t0 < chunk ? a->n_tokens - t0 : chunk;
+        for (int64_t t0 = 0; t0 < a->n_tokens; t0 += C) {
+            const int64_t n = a->n_tokens - t0 < C ? a->n_tokens - t0 : C;
 #define Q(i) (a->q + (t0 + (i)) * a->qk_stride + kh * dk)
 #define K(i) (a->k + (t0 + (i)) * a->qk_stride + kh * dk)
 #define V(i) (a->v + (t0 + (i)) * a->v_stride + h * dv)
+#define O(i) (a->o + (t0 + (i)) * a->o_stride + h * dv)
 #define G(i) (a->g[(t0 + (i)) * a->gb_stride + h])
 #define B(i) (a->beta[(t0 + (i)) * a->gb_stride + h])
             float run = 0.0f;
             for (int64_t i = 0; i < n; i++) c[i] = run += G(i);
-            /* u and w by forward substitution; A_im kept for the rows below */
+            for (int64_t i = 0; i < n; i++) e[i] = expf(c[i]), e2[i] = expf(c[n - 1] - c[i]);
+            /* K K^T and Q K^T by products against K transposed (in KtT for now),
+             * then masked and decayed into A (strictly lower) and P (lower with
+             * the diagonal) */
             for (int64_t i = 0; i < n; i++) {
-                const float bi = B(i), ei = expf(c[i]);
-                float *Ui = U + i * dv, *Wi = W + i * dk;
-                const float *vi = V(i), *ki = K(i);
-                for (int64_t j = 0; j < dv; j++) Ui[j] = bi * vi[j];
-                for (int64_t d = 0; d < dk; d++) Wi[d] = bi * ei * ki[d];
-                for (int64_t m = 0; m < i; m++) {
-                    const float aim = -bi * dot(ki, K(m), dk) * expf(c[i] - c[m]);
-                    axpy(Ui, aim, U + m * dv, dv);
-                    axpy(Wi, aim, W + m * dk, dk);
+                const float *ki = K(i);
+                for (int64_t d = 0; d < dk; d++) KtT[d * C + i] = ki[d];
+                pb[i] = ki, pa[i] = Q(i), py[i] = A + i * C, pz[i] = P + i * C;
+            }
+            gemm(n, pb, dk, KtT, C, n, 0.0f, py);
+            gemm(n, pa, dk, KtT, C, n, 0.0f, pz);
+            for (int64_t i = 0; i < n; i++) {
+                const float bi = B(i), ci = c[i];
+                float *Ai = A + i * C, *Pi = P + i * C;
+                for (int64_t m = 0; m < n; m++) {
+                    const float decay = m <= i ? exp_fast(ci - c[m]) : 0.0f;
+                    Ai[m] = m < i ? -bi * Ai[m] * decay : 0.0f;
+                    Pi[m] *= decay;
                 }
+                const float *ki = K(i), *qi = Q(i), *vi = V(i);
+                float *qe = Qe + i * dk, *wn = Wn + i * dk, *u = U + i * dv;
+                for (int64_t d = 0; d < dk; d++) qe[d] = e[i] * qi[d], wn[d] = -bi * e[i] * ki[d];
+                for (int64_t j = 0; j < dv; j++) u[j] = bi * vi[j];
             }
-            /* v' = u - W S0 (in U) */
-            for (int64_t i = 0; i < n; i++) {
-                float *Ui = U + i * dv;
-                const float *Wi = W + i * dk;
-                for (int64_t d = 0; d < dk; d++) axpy(Ui, -Wi[d], S + d * dv, dv);
+            /* U = (I - A)^-1 U and Wn = (I - A)^-1 Wn, in blocks of 8 rows: the rows
+             * above a block by a product, the triangle inside it by substitution */
+            for (int64_t i0 = 0; i0 < n; i0 += 8) {
+                const int64_t R = n - i0 < 8 ? n - i0 : 8;
+                for (int64_t r = 0; r < R; r++) {
+                    pa[r] = A + (i0 + r) * C;
+                    py[r] = U + (i0 + r) * dv;
+                    pz[r] = Wn + (i0 + r) * dk;
+                }
+                if (i0 > 0) {
+                    gemm(R, pa, i0, U, dv, dv, 1.0f, py);
+                    gemm(R, pa, i0, Wn, dk, dk, 1.0f, pz);
+                }
+                for (int64_t i = i0 + 1; i < i0 + R; i++)
+                    for (int64_t m = i0; m < i; m++) {
+                        axpy(U + i * dv, A[i * C + m], U + m * dv, dv);
+                        axpy(Wn + i * dk, A[i * C + m], Wn + m * dk, dk);
+                    }
             }
-            /* o_i = e^{c_i} S0^T q_i + sum_{m<=i} (q_i.k_m) e^{c_i - c_m} v'_m */
+            /* v' = u - W S0 (into U); o = (e q) S0 + P v' */
             for (int64_t i = 0; i < n; i++) {
-                float *o = a->o + (t0 + i) * a->o_stride + h * dv;
-                const float *qi = Q(i);
-                for (int64_t j = 0; j < dv; j++) o[j] = 0.0f;
-                for (int64_t d = 0; d < dk; d++) axpy(o, qi[d], S + d * dv, dv);
-                const float ei = expf(c[i]);
-                for (int64_t j = 0; j < dv; j++) o[j] *= ei;
-                for (int64_t m = 0; m <= i; m++)
-                    axpy(o, dot(qi, K(m), dk) * expf(c[i] - c[m]), U + m * dv, dv);
+                pa[i] = Wn + i * dk, py[i] = U + i * dv;
+                pb[i] = Qe + i * dk, pz[i] = O(i);
+            }
+            gemm(n, pa, dk, S, dv, dv, 1.0f, py);
+            gemm(n, pb, dk, S, dv, dv, 0.0f, pz);
+            for (int64_t i = 0; i < n; i++) pa[i] = P + i * C;
+            for (int64_t i0 = 0; i0 < n; i0 += 8) { /* P is lower triangular */
+                const int64_t R = n - i0 < 8 ? n - i0 : 8;
+                gemm(R, pa + i0, i0 + R, U, dv, dv, 1.0f, pz + i0);
             }
             /* S = e^{c_n} S0 + sum_i e^{c_n - c_i} k_i v'_i^T */
-            const float en = expf(c[n - 1]);
-            for (int64_t i = 0; i < n; i++) e[i] = expf(c[n - 1] - c[i]);
-            for (int64_t d = 0; d < dk; d++) {
-                float *Sd = S + d * dv;
-                for (int64_t j = 0; j < dv; j++) Sd[j] *= en;
-                for (int64_t i = 0; i < n; i++) axpy(Sd, e[i] * K(i)[d], U + i * dv, dv);
+            for (int64_t i = 0; i < n; i++) {
+                const float *ki = K(i);
+                for (int64_t d = 0; d < dk; d++) KtT[d * C + i] = e2[i] * ki[d];
             }
+            for (int64_t d = 0; d < dk; d++) pa[d] = KtT + d * C, py[d] = S + d * dv;
+            gemm(dk, pa, n, U, dv, dv, e[n - 1], py);
 #undef Q
 #undef K
 #undef V
+#undef O
 #undef G
 #undef B
         }
