@@ -126,6 +126,16 @@ void halo_blk_embed(halo_context *ctx, const halo_ubatch *ub, float *x);
 /* y = W x for n tokens (x: n rows of W.n_cols; y: n rows of W.n_rows); matrix e of a 3-D weight. */
 void halo_blk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                      int64_t n, float *y);
+/* Several one-token products run in one pool job (the rows of each split over
+ * the threads): a decode step pays one barrier for q, k and v, or for every
+ * expert's gate and up, instead of one per product. */
+typedef struct halo_mm {
+    const halo_weight *w;
+    int64_t expert; /* matrix of a 3-D weight; 0 otherwise */
+    const float *x; /* one row of w->n_cols */
+    float *y;       /* w->n_rows */
+} halo_mm;
+void halo_blk_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm);
 /* Attention of layer il over the cache for a ubatch: q [n][n_head*hd_k] (already normed
  * and rotated), k [n][n_kv*hd_k], v [n][n_kv*hd_v] are stored into the cache at each
  * token's position, then out[t] = attention of q[t] over its sequence's positions <= pos. */

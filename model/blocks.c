@@ -30,6 +30,30 @@ void halo_blk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, co
                 w->row_stride, w->n_rows, w->n_cols, x, n, y);
 }
 
+typedef struct multi_job {
+    const halo_mm *mm;
+    int n;
+} multi_job;
+
+static void multi_task(void *arg, int ith, int nth) {
+    const multi_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const halo_weight *w = j->mm[i].w;
+        int64_t per = ((w->n_rows + nth - 1) / nth + 7) & ~(int64_t)7;
+        int64_t r0 = per * ith, r1 = r0 + per < w->n_rows ? r0 + per : w->n_rows;
+        if (r0 >= r1) continue;
+        halo_matmul(NULL, w->type,
+                    (const char *)w->data + (size_t)j->mm[i].expert * w->mat_stride +
+                        (size_t)r0 * w->row_stride,
+                    w->row_stride, r1 - r0, w->n_cols, j->mm[i].x, 1, j->mm[i].y + r0);
+    }
+}
+
+void halo_blk_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm) {
+    multi_job j = {mm, n_mm};
+    halo_threadpool_run(ctx->pool, multi_task, &j);
+}
+
 void halo_blk_add(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -52,9 +76,14 @@ void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, c
     int32_t n = ub->n;
 
     /* q, k, v projections */
-    halo_blk_matmul(ctx, &L->wq, 0, xn, n, b->q);
-    halo_blk_matmul(ctx, &L->wk, 0, xn, n, b->k);
-    halo_blk_matmul(ctx, &L->wv, 0, xn, n, b->v);
+    if (n == 1) {
+        halo_mm mm[3] = {{&L->wq, 0, xn, b->q}, {&L->wk, 0, xn, b->k}, {&L->wv, 0, xn, b->v}};
+        halo_blk_matmul_multi(ctx, mm, 3);
+    } else {
+        halo_blk_matmul(ctx, &L->wq, 0, xn, n, b->q);
+        halo_blk_matmul(ctx, &L->wk, 0, xn, n, b->k);
+        halo_blk_matmul(ctx, &L->wv, 0, xn, n, b->v);
+    }
 
     /* per-head q/k RMS norms (qwen3), then RoPE */
     if (L->q_norm.data) halo_rms_norm(b->q, L->q_norm.data, b->q, (int64_t)n * nq, hk, hp->rms_eps);
@@ -76,8 +105,13 @@ void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, c
 void halo_blk_ffn(halo_context *ctx, const halo_weight *gate, const halo_weight *up,
                   const halo_weight *down, const float *xn, int64_t n, float *out) {
     halo_buffers *b = &ctx->buf;
-    halo_blk_matmul(ctx, gate, 0, xn, n, b->ff_a);
-    halo_blk_matmul(ctx, up, 0, xn, n, b->ff_b);
+    if (n == 1) {
+        halo_mm mm[2] = {{gate, 0, xn, b->ff_a}, {up, 0, xn, b->ff_b}};
+        halo_blk_matmul_multi(ctx, mm, 2);
+    } else {
+        halo_blk_matmul(ctx, gate, 0, xn, n, b->ff_a);
+        halo_blk_matmul(ctx, up, 0, xn, n, b->ff_b);
+    }
     halo_swiglu(b->ff_a, b->ff_b, n * gate->n_rows);
     halo_blk_matmul(ctx, down, 0, b->ff_a, n, out);
 }
@@ -99,6 +133,27 @@ void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64
             int e = ids[j];
             b->moe_tok[(int64_t)e * n + b->moe_count[e]++] = (int32_t)(t * k + j);
         }
+    }
+
+    /* one token: every routed expert's gate and up in one job, their downs in another */
+    if (n == 1 && k <= 16 && (uint32_t)k <= ctx->params.n_ubatch) {
+        halo_mm mm[32];
+        for (int j = 0; j < k; j++) {
+            mm[2 * j] = (halo_mm){&L->ffn_gate_exps, b->moe_ids[j], xn, b->ff_a + j * ff};
+            mm[2 * j + 1] = (halo_mm){&L->ffn_up_exps, b->moe_ids[j], xn, b->ff_b + j * ff};
+        }
+        halo_blk_matmul_multi(ctx, mm, 2 * k);
+        halo_swiglu(b->ff_a, b->ff_b, (int64_t)k * ff);
+        for (int j = 0; j < k; j++)
+            mm[j] = (halo_mm){&L->ffn_down_exps, b->moe_ids[j], b->ff_a + j * ff,
+                              b->moe_y + j * e_dim};
+        halo_blk_matmul_multi(ctx, mm, k);
+        for (int64_t d = 0; d < e_dim; d++) {
+            float acc = 0;
+            for (int j = 0; j < k; j++) acc += b->moe_w[j] * b->moe_y[j * e_dim + d];
+            out[d] = acc;
+        }
+        return;
     }
 
     /* one product per active expert over the tokens routed to it */
