@@ -638,7 +638,7 @@ static bool push_text(halo_server *s, srv_slot *sl, const char *text, size_t len
             }
     }
     emit_text(s, sl, h, hl - keep);
-    memmove(sl->hold.data, h + hl - keep, keep);
+    if (keep) memmove(sl->hold.data, h + hl - keep, keep);
     sl->hold.len = keep;
     return false;
 }
