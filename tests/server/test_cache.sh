@@ -46,6 +46,42 @@ for model in $MODELS; do
     stop_server
 done
 
+# the case that makes other servers read the whole conversation again: a Qwen3.5
+# template opens <think> in the generation prompt, and renders earlier assistant turns
+# without their reasoning, so the next prompt diverges a few tokens before the cached
+# prompt's end; the checkpoint there serves, and the reply is a fresh server's
+MODEL="$FIX/models/tiny-qwen35-f16.gguf"
+Q35=(--chat-template-file "$FIX/templates/Qwen3.5-4B.jinja" --reasoning-budget 4)
+reasoning() { sed -n -E 's/.*"reasoning_content":("([^"\\]|\\.)*").*/\1/p' "$TMP/body"; }
+start_server -np 1 -c 2048 -t 1 --log-disable "${Q35[@]}"
+BIAS=$(eog_bias)
+ask() {
+    http POST /v1/chat/completions "{\"messages\":$1,\"max_tokens\":10,\"temperature\":0,\"logit_bias\":$BIAS}"
+    checks=$((checks + 1))
+    [ "$CODE" = 200 ] || bad "status $CODE: $(head -c 300 "$TMP/body")"
+    REPLY="$(content) $(reasoning)"; CACHED=$(cached); PROMPT=$(prompt_tokens)
+}
+T1='[{"role":"user","content":"What is a kernel module?"}]'
+ask "$T1"; P1=$PROMPT
+A1=$(content)
+check "turn 1 has reasoning" [ -n "$(reasoning)" ]
+T2="${T1%]},{\"role\":\"assistant\",\"content\":$A1},{\"role\":\"user\",\"content\":\"And a driver?\"}]"
+ask "$T2"; R2=$REPLY
+check "qwen3.5 template: turn 2 reused $CACHED tokens of turn 1's $P1, want >= $((P1 - 4))" \
+    [ "${CACHED:-0}" -ge $((P1 - 4)) ]
+stop_server
+start_server -np 1 -c 2048 -t 1 --log-disable "${Q35[@]}"
+ask "$T2"
+check "qwen3.5 template: turn 2 '$R2' differs from a fresh server's '$REPLY'" [ "$R2" = "$REPLY" ]
+check "a fresh server caches nothing" [ "${CACHED:-1}" = 0 ]
+stop_server
+ask() { # back to the plain form
+    http POST /v1/chat/completions "{\"messages\":$1,\"max_tokens\":8,\"temperature\":0}"
+    checks=$((checks + 1))
+    [ "$CODE" = 200 ] || bad "status $CODE: $(head -c 300 "$TMP/body")"
+    REPLY=$(content); CACHED=$(cached); PROMPT=$(prompt_tokens)
+}
+
 # --cache-ram bounds the checkpoints (LRU): many checkpoints' worth of prompts, 1 MiB kept
 MODEL="$FIX/models/tiny-qwen35-f16.gguf"
 start_server -np 2 -c 4096 -t 1 --checkpoint-every 8 --cache-ram 1 --log-disable
