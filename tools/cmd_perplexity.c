@@ -292,7 +292,7 @@ static void kld_pack_row(uint8_t *rec, const float *l, int32_t n, double lse, in
     for (int32_t v = 0; v < n; v++) {
         float lp = (float)(l[v] - lse);
         float x = step > 0 ? (lp - lo) / step : 0.0f;
-        q[v] = x <= 0 ? 0 : x >= 65535.0f ? 65535 : (uint16_t)lrintf(x);
+        q[v] = !(x > 0) ? 0 : x >= 65535.0f ? 65535 : (uint16_t)lrintf(x); /* NaN: 0 */
     }
 }
 
