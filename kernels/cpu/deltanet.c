@@ -49,6 +49,27 @@ static inline float exp_fast(float x) {
 
 static inline float silu(float x) { return x / (1.0f + exp_fast(-x)); }
 
+/* Decays multiply into numbers below the smallest normal float (a fast-decaying
+ * head over a chunk: e^{c_i} ~ 1e-40), and x86 handles those subnormals in
+ * microcode, ~100x slower: on kdoc-moe the chunked form ran 3x slower than with
+ * them flushed. The two forms of the delta rule flush them to zero while they
+ * run (FTZ and DAZ in this thread's MXCSR, restored on return); nothing else
+ * sees the change, and values below 1e-38 are far under the tolerances. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+typedef unsigned int fp_mode;
+static inline fp_mode flush_denormals(void) {
+    const fp_mode old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+}
+static inline void restore_fp_mode(fp_mode old) { _mm_setcsr(old); }
+#else
+typedef int fp_mode;
+static inline fp_mode flush_denormals(void) { return 0; }
+static inline void restore_fp_mode(fp_mode old) { (void)old; }
+#endif
+
 static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
     int64_t per = (n + nth - 1) / nth;
     *lo = per * ith < n ? per * ith : n;
@@ -188,6 +209,7 @@ HOT void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth) 
     int64_t h0, h1;
     split(a->n_v_heads, ith, nth, &h0, &h1);
     float kv[HALO_DELTANET_MAX_DIM], sq[HALO_DELTANET_MAX_DIM];
+    const fp_mode mode = flush_denormals();
     for (int64_t h = h0; h < h1; h++) {
         const int64_t kh = key_head(a, h);
         float *S = a->state + h * dk * dv;
@@ -217,6 +239,7 @@ HOT void halo_deltanet_recurrent(const halo_deltanet_args *a, int ith, int nth) 
             }
         }
     }
+    restore_fp_mode(mode);
 }
 
 /* ---- chunked form ----------------------------------------------------------- */
@@ -242,6 +265,7 @@ HOT void halo_deltanet_chunked(const halo_deltanet_args *a, int64_t chunk, float
     uintptr_t pbase = ((uintptr_t)(KtT + dk * C) + 15) & ~(uintptr_t)15;
     const float **pa = (const float **)pbase, **pb = pa + rows;
     float **py = (float **)(pb + rows), **pz = py + rows;
+    const fp_mode mode = flush_denormals();
     for (int64_t h = h0; h < h1; h++) {
         const int64_t kh = key_head(a, h);
         float *S = a->state + h * dk * dv;
@@ -325,4 +349,5 @@ HOT void halo_deltanet_chunked(const halo_deltanet_args *a, int64_t chunk, float
 #undef B
         }
     }
+    restore_fp_mode(mode);
 }
