@@ -480,8 +480,9 @@ int halo_server_start(const halo_server_params *p, halo_server **out, halo_error
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)p->port);
     const char *host = p->host && p->host[0] ? p->host : "127.0.0.1";
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        rc = halo_error_set(err, HALO_ERR_ARG, "--host '%s' is not an IPv4 address", host);
+        rc = halo_error_set(err, HALO_ERR_ARG, "--host '%s' is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)", host);
     } else {
         s->daemon = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |

@@ -13,6 +13,8 @@ check "--help lists --api-key" grep -q -- '--api-key' "$TMP/help"
 "$HALO" serve --reasoning maybe >/dev/null 2>&1; check "a bad --reasoning exits 2" [ $? = 2 ]
 "$HALO" serve -m "$TMP/none.gguf" --port 0 >"$TMP/err" 2>&1; check "a missing model exits 1" [ $? = 1 ]
 check "one error line for a missing model" [ "$(grep -c '^error:' "$TMP/err")" = 1 ]
+"$HALO" serve -m "$MODEL" --host nowhere --port 0 >"$TMP/err" 2>&1; check "a bad --host exits 1" [ $? = 1 ]
+check "a bad --host is reported" grep -q 'not an IPv4 address' "$TMP/err"
 
 start_server -np 2 -c 2048 -t 1 --api-key sekrit --max-body 1 --log-disable
 # a second server on the same port fails with exit 1 and a message
