@@ -162,7 +162,8 @@ void halo_matmul(halo_threadpool *pool, int type, const void *w, size_t row_stri
         break;
     default: break;
     }
-    /* one thread for products too small to be worth waking the others */
-    if (n_rows * n_cols * (n_tokens < 8 ? n_tokens : 8) < 4096) pool = NULL;
+    /* one thread for products too small to be worth waking the others, and where
+     * there is only one 16-row group to hand out */
+    if (n_rows <= 16 || n_rows * n_cols * (n_tokens < 8 ? n_tokens : 8) < 4096) pool = NULL;
     halo_threadpool_run(pool, matmul_task, &j);
 }
