@@ -69,6 +69,8 @@ struct halo_model {
     halo_layer *layers;      /* [n_layer] */
 
     int rope_mode;            /* HALO_ROPE_NORM / HALO_ROPE_NEOX */
+    float rope_freq_scale;    /* 1 / rope.scaling.factor for linear scaling, else 1 */
+    const float *rope_freqs;  /* [n_rot / 2] rope_freqs.weight (Llama 3.1), or NULL */
     bool expert_weights_norm; /* renormalize the top-k router weights */
 };
 
@@ -108,7 +110,9 @@ int halo_bind(const halo_model *m, halo_weight *w, unsigned flags, int64_t n_col
               int64_t n_mats, halo_error *err, const char *name_fmt, ...)
     __attribute__((format(printf, 8, 9)));
 
-/* Token embedding, output norm and output (tied to the embedding when absent). */
+/* Token embedding, output norm and output (tied to the embedding when absent),
+ * and the RoPE frequency adjustments (linear scaling, rope_freqs.weight factors;
+ * other scaling types give HALO_ERR_UNSUPPORTED). */
 int halo_bind_common(halo_model *m, halo_error *err);
 /* Standard attention weights of layer il: attn_norm, q/k/v/output, optional q/k norms. */
 int halo_bind_attention(halo_model *m, uint32_t il, bool qk_norm, halo_error *err);

@@ -12,6 +12,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,40 @@ int halo_bind_common(halo_model *m, halo_error *err) {
                         "output.weight")))
         return rc;
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+
+    /* RoPE adjustments: linear scaling divides every frequency by the factor;
+     * Llama 3.1 files carry per-pair divisors in rope_freqs.weight */
+    char key[128];
+    m->rope_freq_scale = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
+    const char *type = halo_gguf_get_str(m->gguf, key);
+    float factor = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", hp->arch_name);
+    bool has_factor = halo_gguf_get_f32(m->gguf, key, &factor);
+    if (!type && !has_factor) {
+        snprintf(key, sizeof key, "%s.rope.scale_linear", hp->arch_name); /* older files */
+        if (halo_gguf_get_f32(m->gguf, key, &factor)) type = "linear";
+    }
+    if (!(factor > 0 && factor < 1e6))
+        return halo_error_set(err, HALO_ERR_FORMAT, "rope scaling factor %g is out of range",
+                              (double)factor);
+    if (type && !strcmp(type, "linear")) m->rope_freq_scale = 1.0f / factor;
+    else if (type && strcmp(type, "none") && factor != 1.0f)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "RoPE scaling '%s' (factor %g) is not supported by halo yet", type,
+                              (double)factor);
+    halo_weight rf;
+    if (hp->n_rot >= 2 &&
+        (rc = halo_bind(m, &rf, HALO_BIND_OPTIONAL | HALO_BIND_F32, hp->n_rot / 2, 1, 1, err,
+                        "rope_freqs.weight")))
+        return rc;
+    m->rope_freqs = hp->n_rot >= 2 && rf.data ? rf.data : NULL;
+    if (m->rope_freqs)
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+            if (!(m->rope_freqs[i] > 0 && isfinite(m->rope_freqs[i])))
+                return halo_error_set(err, HALO_ERR_FORMAT,
+                                      "rope_freqs.weight[%u] = %g: factors must be positive", i,
+                                      (double)m->rope_freqs[i]);
     return 0;
 }
 

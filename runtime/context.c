@@ -163,6 +163,10 @@ static int buffers_init(halo_context *ctx, halo_error *err) {
     if (hp->n_rot) {
         float base = hp->rope_freq_base > 0 ? hp->rope_freq_base : 10000.0f;
         halo_rope_inv_freq(base, (int)hp->n_rot, b->inv_freq);
+        const halo_model *m = ctx->model;
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+            b->inv_freq[i] = b->inv_freq[i] * m->rope_freq_scale /
+                             (m->rope_freqs ? m->rope_freqs[i] : 1.0f);
     }
     return 0;
 }
