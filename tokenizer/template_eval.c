@@ -2191,9 +2191,17 @@ static int apply_test(R *r, const tnode *at, const char *name, tv in, tv *pos, i
         *out = res.b;
     } else if (IS("odd") || IS("even") || IS("divisibleby")) {
         int64_t v, d = IS("divisibleby") ? 0 : 2;
-        if (in.kind == TV_FLOAT && !IS("divisibleby")) { /* Python: value % 2 == 1 */
-            double m = fmod(in.f, 2.0);
-            if (m < 0) m += 2.0;
+        if (in.kind == TV_FLOAT || (npos == 1 && pos[0].kind == TV_FLOAT)) { /* Python: value % d */
+            double x = in.kind == TV_FLOAT ? in.f : in.kind == TV_INT ? (double)in.i : in.kind == TV_BOOL ? in.b : NAN;
+            double dd = !IS("divisibleby") ? 2.0
+                        : npos != 1 ? NAN
+                        : pos[0].kind == TV_FLOAT ? pos[0].f
+                        : pos[0].kind == TV_INT ? (double)pos[0].i
+                                                : NAN;
+            if (isnan(x) || isnan(dd)) return fail(r, at, HALO_ERR_FORMAT, "test '%s' needs numbers", name);
+            if (dd == 0) return fail(r, at, HALO_ERR_FORMAT, "float modulo");
+            double m = fmod(x, dd);
+            if (m != 0 && ((m < 0) != (dd < 0))) m += dd;
             *out = IS("odd") ? m == 1.0 : m == 0.0;
             return 0;
         }

@@ -442,10 +442,43 @@ static int lex_tag(lexer *L, const char *end, bool *strip_after, bool *keep_afte
     }
 }
 
-/* Is text[from..to) only spaces and tabs (and other non-newline whitespace)? */
+/* Whitespace as Python's str.isspace() and re's \s see it (jinja2 strips with
+ * them): ASCII whitespace, \x1c-\x1f and the Unicode spaces. Returns the
+ * length of the whitespace character at s[i] (forward) or ending at s[i] (back),
+ * 0 if there is none. */
+static size_t space_fwd(const char *s, size_t n, size_t i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
+    if (c < 0xC2) return 0;
+    uint32_t cp;
+    size_t len;
+    if (c < 0xE0 && i + 1 < n) cp = ((c & 0x1Fu) << 6) | ((unsigned char)s[i + 1] & 0x3Fu), len = 2;
+    else if (c >= 0xE0 && c < 0xF0 && i + 2 < n)
+        cp = ((c & 0x0Fu) << 12) | (((unsigned char)s[i + 1] & 0x3Fu) << 6) | ((unsigned char)s[i + 2] & 0x3Fu), len = 3;
+    else return 0;
+    for (size_t k = 1; k < len; k++)
+        if (((unsigned char)s[i + k] & 0xC0) != 0x80) return 0;
+    bool sp = cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+              cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return sp ? len : 0;
+}
+
+static size_t space_back(const char *s, size_t start, size_t end) { /* a space ending at end? */
+    for (size_t len = 1; len <= 3 && len <= end - start; len++) {
+        size_t at = end - len;
+        if (((unsigned char)s[at] & 0xC0) == 0x80) continue; /* inside a character: look further back */
+        return space_fwd(s, end, at) == len ? len : 0;
+    }
+    return 0;
+}
+
+/* Is text[from..to) only whitespace other than newlines? */
 static bool only_blanks(const char *s, size_t from, size_t to) {
-    for (size_t i = from; i < to; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v') return false;
+    for (size_t i = from; i < to;) {
+        size_t k = s[i] == '\n' ? 0 : space_fwd(s, to, i);
+        if (!k) return false;
+        i += k;
+    }
     return true;
 }
 
@@ -454,7 +487,8 @@ static int lex_text(lexer *L, size_t start, size_t end, int line, int col, bool 
                     bool lstrip, bool line_starting) {
     const char *s = L->src;
     if (strip_before) {
-        while (end > start && is_space(s[end - 1])) end--;
+        size_t k;
+        while (end > start && (k = space_back(s, start, end))) end -= k;
     } else if (lstrip) {
         size_t nl = end;
         while (nl > start && s[nl - 1] != '\n') nl--;
@@ -495,7 +529,8 @@ static int lex_all(lexer *L) {
         size_t start = L->pos;
         int line = L->line, col = L->col;
         if (strip_next) {
-            while (L->pos < L->len && is_space(s[L->pos])) lex_advance(L, L->pos + 1);
+            size_t k;
+            while (L->pos < L->len && (k = space_fwd(s, L->len, L->pos))) lex_advance(L, L->pos + k);
             start = L->pos;
             line = L->line;
             col = L->col;
