@@ -132,5 +132,22 @@ else
     echo "note: $MODEL absent, -m checks skipped"
 fi
 
+# ---- bos_token / eos_token from the vocabulary: a one-layer Llama 3.1 written by
+# halo synth (its template starts with {{ bos_token }}); the context can override
+if "$HALO" synth --preset llama-8b --layers 1 --vocab 1024 --ff 64 --type q4_0 -t 2 \
+    -o "$TMP/llama.gguf" >/dev/null 2>&1; then
+    printf '{"messages": [{"role": "user", "content": "Hi"}], "add_generation_prompt": true}' >"$TMP/l.json"
+    expect_rc "-m llama" 0 "$HALO" template -m "$TMP/llama.gguf" --context "$TMP/l.json"
+    # jinja2's render of the same template with bos_token <|begin_of_text|>
+    printf '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n' >"$TMP/want"
+    expect_file "-m llama: bos_token from the vocabulary" "$TMP/want" "$TMP/out"
+    printf '{"messages": [{"role": "user", "content": "Hi"}], "bos_token": "[B]"}' >"$TMP/l2.json"
+    expect_rc "-m llama, bos_token given" 0 "$HALO" template -m "$TMP/llama.gguf" --context "$TMP/l2.json"
+    checks=$((checks + 1))
+    [ "$(head -c 3 "$TMP/out")" = "[B]" ] || fail "the context's bos_token wins: $(head -c 40 "$TMP/out")"
+else
+    fail "halo synth of a small llama failed"
+fi
+
 echo "tokenizer/template_cli: $checks checks, $fails failed"
 [ "$fails" = 0 ]
