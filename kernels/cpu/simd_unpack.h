@@ -17,6 +17,7 @@
 #include "quant/quant.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -61,6 +62,22 @@ static inline uint32_t ld_u32(const uint8_t *p) {
 static inline void set_group2(unpacked *u, int g, float sc, float add) {
     u->sc[g] = u->sc[g + 1] = sc;
     u->add[g] = u->add[g + 1] = add;
+}
+
+/* out[g] = d * ((s[g] >> shift) & mask) for 16 bytes s (unsigned), or d * s[g]
+ * (signed, shift 0 and mask -1): exact products, as the scalar code's. */
+static inline void scales16(const uint8_t *s, int shift, int mask, bool is_signed, float d,
+                            float *out) {
+    const __m128 vd = _mm_set1_ps(d);
+    const __m128i m = _mm_set1_epi32(mask);
+    for (int k = 0; k < 4; k++) {
+        int32_t w;
+        memcpy(&w, s + 4 * k, 4);
+        const __m128i b = _mm_cvtsi32_si128(w);
+        __m128i v = is_signed ? _mm_cvtepi8_epi32(b) : _mm_cvtepu8_epi32(b);
+        v = _mm_and_si128(_mm_srl_epi32(v, _mm_cvtsi32_si128(shift)), m);
+        _mm_storeu_ps(out + 4 * k, _mm_mul_ps(_mm_cvtepi32_ps(v), vd));
+    }
 }
 
 /* ---- 32-weight formats -------------------------------------------------------- */
@@ -154,14 +171,15 @@ static void unpack_q2_k(const uint8_t *src, int n, unpacked *u) {
     const halo_block_q2_k *b = (const halo_block_q2_k *)src;
     const float d = h2f(b->d), dmin = h2f(b->dmin);
     const __m128i three = _mm_set1_epi8(3);
+    _Pragma("GCC unroll 16")
     for (int g = 0; g < 16; g++) {
         const int half = g / 8, shift = 2 * ((g % 8) / 2), k = g % 2;
         __m128i v = ld128(b->qs + 32 * half + 16 * k);
         v = _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), three);
         st128(u->q + 16 * g, v);
-        u->sc[g] = d * (float)(b->scales[g] & 0xF);
-        u->add[g] = -(dmin * (float)(b->scales[g] >> 4));
     }
+    scales16(b->scales, 0, 0xF, false, d, u->sc);
+    scales16(b->scales, 4, 0xF, false, -dmin, u->add); /* -(dmin * m), exactly */
 }
 
 /* The 6-bit scale j (0..15) of a Q3_K block, still biased by 32. */
@@ -175,6 +193,7 @@ static void unpack_q3_k(const uint8_t *src, int n, unpacked *u) {
     const halo_block_q3_k *b = (const halo_block_q3_k *)src;
     const float d = h2f(b->d);
     const __m128i three = _mm_set1_epi8(3), four = _mm_set1_epi8(4), zero = _mm_setzero_si128();
+    _Pragma("GCC unroll 16")
     for (int g = 0; g < 16; g++) {
         const int half = g / 8, s = (g % 8) / 2, k = g % 2;
         __m128i v = ld128(b->qs + 32 * half + 16 * k);
@@ -248,10 +267,8 @@ static void unpack_q6_k(const uint8_t *src, int n, unpacked *u) {
             st128(q + 96, _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(l1, 4), m4), h3), off));
         }
     }
-    for (int g = 0; g < 16; g++) {
-        u->sc[g] = d * (float)b->scales[g];
-        u->add[g] = 0.0f;
-    }
+    scales16((const uint8_t *)b->scales, 0, -1, true, d, u->sc);
+    memset(u->add, 0, sizeof u->add);
 }
 
 static void unpack_iq4_xs(const uint8_t *src, int n, unpacked *u) {
