@@ -209,6 +209,7 @@ static void unpack_q3_k(const uint8_t *src, int n, unpacked *u) {
 static void unpack_q4_k(const uint8_t *src, int n, unpacked *u) {
     const halo_block_q4_k *b = (const halo_block_q4_k *)src;
     const float d = h2f(b->d), dmin = h2f(b->dmin);
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < 4; j++) {
         for (int p = 0; p < 2; p++) {
             __m128i lo, hi;
@@ -228,6 +229,7 @@ static void unpack_q5_k(const uint8_t *src, int n, unpacked *u) {
     const halo_block_q5_k *b = (const halo_block_q5_k *)src;
     const float d = h2f(b->d), dmin = h2f(b->dmin);
     const __m128i sixteen = _mm_set1_epi8(16);
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < 4; j++) {
         const __m128i m1 = _mm_set1_epi8((char)(1 << (2 * j))), m2 = _mm_set1_epi8((char)(2 << (2 * j)));
         for (int p = 0; p < 2; p++) {
