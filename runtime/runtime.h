@@ -1,6 +1,8 @@
 /*
- * runtime — running a model: the memory plan (this header, for now), and later
- * the KV cache, recurrent-state slots, batches, the scheduler and sampling.
+ * runtime — running a model: the memory plan, and the context that
+ * halo_decode runs in (runtime/context.c: buffers, batch validation, ubatches;
+ * runtime/kv.c: the paged KV cache, recurrent-state slots, sequence operations;
+ * runtime/sampling.c: choosing tokens from logits).
  *
  * The memory plan answers "does this fit?" before anything is allocated: the
  * weights, the KV cache for CTX tokens (the total over all slots, as llama.cpp's
