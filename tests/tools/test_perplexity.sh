@@ -11,9 +11,12 @@ if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
     exit 77
 fi
 M="$FIX/models/kdoc-moe-bf16.gguf"
-T="$FIX/text/test.txt"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# the first 40 KB of text/test.txt (~9 k tokens): its first windows are the whole file's
+# (tokenization is local), and tokenizing 500 KB per run would cost more than the model
+T="$TMP/test-head.txt"
+head -c 40000 "$FIX/text/test.txt" > "$T"
 fail=0
 checks=0
 bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
@@ -31,26 +34,37 @@ expect_error() { # CODE NAME ARGS...: that exit code, and an "error:" line
     check "grep -q '^error: ' '$TMP/$name.err'" "halo $*: no error line: $(head -c 300 "$TMP/$name.err")"
 }
 
+# Under the sanitizers (HALO_TEST_QUICK=1: an unoptimized engine) one window where
+# three would be evaluated, and KLD over one.
+QUICK=0
+[ "${HALO_TEST_QUICK:-0}" = 1 ] && QUICK=1
+CH=3 KCH=2
+[ $QUICK = 1 ] && CH=1 KCH=1
+
 # 1. the figure, and the shape of the output
-run ppl perplexity -m "$M" -f "$T" -c 128 --chunks 3 -t 2
+run ppl perplexity -m "$M" -f "$T" -c 128 --chunks $CH -t 2
 check "[ $rc -eq 0 ]" "perplexity exited $rc: $(tail -3 "$TMP/ppl.err")"
-check "grep -qE '^\[1\][0-9.]+,\[2\][0-9.]+,\[3\][0-9.]+,$' '$TMP/ppl.out'" \
-    "running estimates not as [1]x,[2]y,[3]z,: $(head -c 300 "$TMP/ppl.out")"
+shape='^\[1\][0-9.]+,\[2\][0-9.]+,\[3\][0-9.]+,$'
+[ $QUICK = 1 ] && shape='^\[1\][0-9.]+,$'
+check "grep -qE '$shape' '$TMP/ppl.out'" \
+    "running estimates not as [1]x,[2]y,...: $(head -c 300 "$TMP/ppl.out")"
 ppl=$(sed -n 's/^Final estimate: PPL = \([0-9.]*\) +\/- \([0-9.]*\)$/\1 \2/p' "$TMP/ppl.out")
 check "[ -n '$ppl' ]" "no 'Final estimate: PPL = X +/- Y' line"
-if [ -n "$ppl" ]; then
+if [ -n "$ppl" ] && [ $QUICK = 0 ]; then
     set -- $ppl
     check "awk -v p=$1 'BEGIN { exit !(p > 36.1652 * 0.99 && p < 36.1652 * 1.01) }'" \
         "PPL $1, the peer's is 36.1652 (1 % allowed)"
     check "awk -v e=$2 'BEGIN { exit !(e > 8.07720 * 0.95 && e < 8.07720 * 1.05) }'" \
         "uncertainty $2, the peer's is 8.07720"
+fi
+if [ -n "$ppl" ]; then
     first=$(sed -n 's/^\[1\]\([0-9.]*\),.*/\1/p' "$TMP/ppl.out")
     check "awk -v p=$first 'BEGIN { exit !(p > 50.0460 * 0.99 && p < 50.0460 * 1.01) }'" \
         "first window's PPL $first, the peer's is 50.0460"
 fi
 
 # 2. KLD against itself: 0, same top token everywhere, ratio 1
-run base perplexity -m "$M" -f "$T" -c 128 --chunks 2 -t 2 --kld-base "$TMP/base.kld"
+run base perplexity -m "$M" -f "$T" -c 128 --chunks $KCH -t 2 --kld-base "$TMP/base.kld"
 check "[ $rc -eq 0 ] && [ -s '$TMP/base.kld' ]" "--kld-base failed ($rc): $(tail -2 "$TMP/base.err")"
 run self perplexity -m "$M" -f "$T" -t 2 --kld "$TMP/base.kld"
 check "[ $rc -eq 0 ]" "--kld failed ($rc): $(tail -2 "$TMP/self.err")"
