@@ -28,6 +28,7 @@ typedef struct scope scope;
 struct scope {
     scope *parent;
     tv_dict *vars;
+    bool macro; /* the scope of a macro call */
 };
 
 typedef struct tmacro {
@@ -42,6 +43,8 @@ typedef struct tloop {
     int depth0;
     const tnode *node; /* the for, for loop(...) of a recursive loop */
     scope *outer;
+    tv changed_last; /* loop.changed(): the arguments of its last call */
+    bool changed_set;
 } tloop;
 
 typedef struct tmethod {
@@ -62,6 +65,7 @@ typedef struct R {
     int nest;             /* C recursion of ev / exec */
     int64_t now;
     tv filter_input; /* the value a filter block or block set filters */
+    const halo_template *tpl;
 } R;
 
 #define MAX_NEST_EVAL 1500
@@ -277,6 +281,7 @@ static bool scope_set(R *r, scope *s, const char *name, tv v) {
 
 static bool lookup(R *r, scope *s, const char *name, tv *out) {
     size_t n = strlen(name);
+    bool nested = s != r->globals; /* a loop, macro or with body */
     for (; s; s = s->parent) {
         tv *v = tv_dict_find_str(s->vars, name, n);
         if (v) {
@@ -284,6 +289,9 @@ static bool lookup(R *r, scope *s, const char *name, tv *out) {
             return true;
         }
     }
+    if (nested) /* a top-level variable of the template, not assigned yet: undefined */
+        for (int k = 0; k < r->tpl->n_root_names; k++)
+            if (!strcmp(r->tpl->root_names[k], name)) return false;
     tv *v = tv_dict_find_str(r->context, name, n);
     if (v) {
         *out = *v;
@@ -870,11 +878,11 @@ static int loop_attr(R *r, const tnode *at, tloop *L, const char *name, tv *out)
         *out = L->index0 > 0 ? L->items->items[L->index0 - 1] : undef_msg(r, "there is no previous item");
     else if (!strcmp(name, "nextitem"))
         *out = L->index0 + 1 < len ? L->items->items[L->index0 + 1] : undef_msg(r, "there is no next item");
-    else if (!strcmp(name, "cycle")) {
+    else if (!strcmp(name, "cycle") || !strcmp(name, "changed")) {
         tmethod *m = tpl_alloc(&r->arena, sizeof *m);
         if (!m) return oom(r);
         m->self = (tv){.kind = TV_LOOP, .ptr = L};
-        m->name = "cycle";
+        m->name = name[1] == 'y' ? "cycle" : "changed";
         *out = (tv){.kind = TV_METHOD, .ptr = m};
     } else *out = undef_msg(r, "'LoopContext' object has no attribute '%s'", name);
     (void)at;
@@ -1369,6 +1377,19 @@ static int call_method(R *r, const tnode *at, tmethod *m, args *a, tv *out) {
     tv self = m->self;
     const char *name = m->name;
     if (self.kind == TV_STR) return call_str_method(r, at, self, name, a, out);
+    if (self.kind == TV_LOOP && !strcmp(name, "changed")) { /* true when the arguments differ from last call's */
+        tloop *L = self.ptr;
+        tv_list *now = tv_list_new(&r->arena, (size_t)a->npos);
+        if (!now) return oom(r);
+        now->tuple = true;
+        for (int k = 0; k < a->npos; k++) now->items[k] = a->pos[k];
+        tv v = {.kind = TV_LIST, .list = now};
+        bool changed = !L->changed_set || !tv_equal(L->changed_last, v);
+        L->changed_last = v;
+        L->changed_set = true;
+        *out = tv_bool(changed);
+        return 0;
+    }
     if (self.kind == TV_LOOP) { /* loop.cycle(a, b, ...) */
         tloop *L = self.ptr;
         if (a->npos == 0) return fail(r, at, HALO_ERR_FORMAT, "loop.cycle() needs at least one value");
@@ -1495,6 +1516,7 @@ static int call_macro(R *r, const tnode *at, tmacro *m, args *a, tv caller, tv *
     if (++r->depth > r->max_depth) return fail(r, at, HALO_ERR_RANGE, "macro calls nested more than %d deep", r->max_depth);
     scope *s = scope_new(r, m->closure);
     if (!s) return oom(r);
+    s->macro = true;
     int nparams = def->nw;
     tv_list *varargs = tv_list_new(&r->arena, a->npos > nparams ? (size_t)(a->npos - nparams) : 0);
     tv_dict *kwargs = tv_dict_new(&r->arena, 0);
@@ -2508,9 +2530,14 @@ static int exec_node(R *r, scope *s, const tnode *n, tpl_buf *out) {
         tv v;
         if (n->b) {
             if (ev(r, s, n->b, &v)) return X_ERR;
-        } else {
+        } else { /* block set: the body renders in a scope of its own */
             tpl_buf b = {.limit = r->max_output};
-            int rc = exec_body(r, s, n->v, n->nv, &b);
+            scope *bs = scope_new(r, s);
+            int rc = bs ? exec_body(r, bs, n->v, n->nv, &b) : oom(r);
+            if (rc == X_BREAK || rc == X_CONTINUE) { /* leaves the loop before the assignment */
+                tpl_buf_free(&b);
+                return rc;
+            }
             if (rc == X_ERR || (b.failed && buf_fail(r, &b)) || !buf_to_str(r, &b, &v)) {
                 tpl_buf_free(&b);
                 return r->err->status ? X_ERR : oom(r);
@@ -2542,7 +2569,12 @@ static int exec_node(R *r, scope *s, const tnode *n, tpl_buf *out) {
     case N_FILTERBLOCK: {
         tpl_buf b = {.limit = r->max_output};
         tv v;
-        int rc = exec_body(r, s, n->v, n->nv, &b);
+        scope *fs = scope_new(r, s);
+        int rc = fs ? exec_body(r, fs, n->v, n->nv, &b) : oom(r);
+        if (rc == X_BREAK || rc == X_CONTINUE) {
+            tpl_buf_free(&b);
+            return rc;
+        }
         if (rc == X_ERR || (b.failed && buf_fail(r, &b)) || !buf_to_str(r, &b, &v)) {
             tpl_buf_free(&b);
             return r->err->status ? X_ERR : oom(r);
@@ -2603,7 +2635,7 @@ int halo_template_render(const halo_template *t, const cJSON *context, const hal
     if (out_len) *out_len = 0;
     halo_template_options o = {0};
     if (opts) o = *opts;
-    R r = {.err = err};
+    R r = {.err = err, .tpl = t};
     r.arena.limit = o.max_memory ? o.max_memory : HALO_TEMPLATE_DEFAULT_MAX_MEMORY;
     r.max_output = o.max_output ? o.max_output : HALO_TEMPLATE_DEFAULT_MAX_OUTPUT;
     r.max_steps = o.max_steps ? o.max_steps : HALO_TEMPLATE_DEFAULT_MAX_STEPS;

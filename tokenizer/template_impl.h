@@ -203,6 +203,12 @@ struct halo_template {
     tpl_arena arena;
     tnode **body;
     int n_body;
+    /* Top-level variables that start out missing (jinja2's symbol analysis): names
+     * whose first top-level use is an assignment outside any if. Until assigned,
+     * loop, macro and with bodies see them undefined, not as the context's value
+     * of the same name; other names start from the context. */
+    const char **root_names;
+    int n_root_names;
 };
 
 /* template_parse.c */

@@ -371,7 +371,6 @@ static int lex_number(lexer *L) {
     return 0;
 }
 
-static const char *const OPS3[] = {NULL};
 static const char *const OPS2[] = {"//", "**", "==", "!=", "<=", ">=", NULL};
 static const char OPS1[] = "+-*/%~<>=()[]{},.:|";
 
@@ -379,7 +378,6 @@ static const char OPS1[] = "+-*/%~<>=()[]{},.:|";
  * the position after the end marker; *strip_after: the end had '-'. */
 static int lex_tag(lexer *L, const char *end, bool *strip_after, bool *keep_after) {
     int depth = 0;
-    (void)OPS3;
     for (;;) {
         const char *s = L->src;
         while (L->pos < L->len && is_space(s[L->pos])) lex_advance(L, L->pos + 1);
@@ -606,6 +604,7 @@ typedef struct parser {
     tpl_arena *arena;
     halo_error *err;
     int depth;
+    int loops; /* for bodies around the current position (inside the current macro) */
 } parser;
 
 static int pfail(parser *P, const tok *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1460,7 +1459,10 @@ static tnode *parse_statement(parser *P) {
         if (skip_name(P, "recursive")) n->flag = 1;
         if (expect_block_end(P)) return NULL;
         static const char *const ends[] = {"else", "endfor", NULL};
-        if (body_into(P, n, ends, &which, open, false)) return NULL;
+        P->loops++;
+        int rc = body_into(P, n, ends, &which, open, false);
+        P->loops--;
+        if (rc) return NULL;
         if (which == 0) {
             static const char *const ends2[] = {"endfor", NULL};
             if (expect_block_end(P) || body_into(P, n, ends2, &which, open, true)) return NULL;
@@ -1492,7 +1494,11 @@ static tnode *parse_statement(parser *P) {
         if (!(n->name = tok_name(P, t))) return NULL;
         if (expect_op(P, "(") || parse_params(P, n) || expect_block_end(P)) return NULL;
         static const char *const ends[] = {"endmacro", NULL};
-        if (body_into(P, n, ends, &which, open, false)) return NULL;
+        int outer_loops = P->loops;
+        P->loops = 0; /* a macro body is a function of its own: no loop to break out of */
+        int rc = body_into(P, n, ends, &which, open, false);
+        P->loops = outer_loops;
+        if (rc) return NULL;
         if (peek(P)->kind == T_NAME) next(P); /* {% endmacro name %} */
     } else if (is_name(open, "call")) {
         n = mk(P, N_CALLBLOCK, open);
@@ -1502,7 +1508,11 @@ static tnode *parse_statement(parser *P) {
         if (n->a->kind != N_CALL) return pfail(P, open, "the call tag needs a macro call"), NULL;
         if (expect_block_end(P)) return NULL;
         static const char *const ends[] = {"endcall", NULL};
-        if (body_into(P, n, ends, &which, open, false)) return NULL;
+        int outer_loops = P->loops;
+        P->loops = 0;
+        int rc = body_into(P, n, ends, &which, open, false);
+        P->loops = outer_loops;
+        if (rc) return NULL;
     } else if (is_name(open, "filter")) {
         n = mk(P, N_FILTERBLOCK, open);
         if (!n || !(n->a = parse_filter(P, NULL))) return NULL;
@@ -1540,6 +1550,8 @@ static tnode *parse_statement(parser *P) {
         static const char *const ends[] = {"endgeneration", NULL};
         if (body_into(P, n, ends, &which, open, false)) return NULL;
     } else if (is_name(open, "break") || is_name(open, "continue")) {
+        if (!P->loops)
+            return pfail(P, open, "'%s' outside a loop", is_name(open, "break") ? "break" : "continue"), NULL;
         n = mk(P, is_name(open, "break") ? N_BREAK : N_CONTINUE, open);
         if (!n) return NULL;
     } else {
@@ -1606,6 +1618,117 @@ static int parse_body(parser *P, const char *const *ends, nvec *out, int *which,
     }
 }
 
+/* ---- which top-level names start out missing ------------------------------------
+ * A small replica of jinja2's idtracking for the template's top frame: walking the
+ * top-level statements in order, the first use of each name decides. A read (in
+ * an expression evaluated at the top level) makes it start from the context; an
+ * assignment makes it start missing, unless it happens inside an if (any branch),
+ * which again makes it start from the context. */
+
+typedef struct name_set {
+    const char **v;
+    int n, cap;
+} name_set;
+
+static bool ns_has(const name_set *s, const char *name) {
+    for (int k = 0; k < s->n; k++)
+        if (!strcmp(s->v[k], name)) return true;
+    return false;
+}
+
+static bool ns_add(name_set *s, const char *name) {
+    if (ns_has(s, name)) return true;
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        const char **v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v) return false;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = name;
+    return true;
+}
+
+typedef struct frame_state {
+    name_set seen;    /* names with a decided start */
+    name_set missing; /* of those, the ones that start missing */
+} frame_state;
+
+static bool fs_copy(frame_state *dst, const frame_state *src) {
+    memset(dst, 0, sizeof *dst);
+    for (int k = 0; k < src->seen.n; k++)
+        if (!ns_add(&dst->seen, src->seen.v[k])) return false;
+    for (int k = 0; k < src->missing.n; k++)
+        if (!ns_add(&dst->missing, src->missing.v[k])) return false;
+    return true;
+}
+
+static void fs_free(frame_state *f) {
+    free(f->seen.v);
+    free(f->missing.v);
+}
+
+/* reads of names in an expression evaluated in this frame */
+static bool an_loads(frame_state *f, const tnode *e) {
+    if (!e) return true;
+    if (e->kind == N_NAME) return ns_has(&f->seen, e->name) || ns_add(&f->seen, e->name);
+    if (!an_loads(f, e->a) || !an_loads(f, e->b) || !an_loads(f, e->c) || !an_loads(f, e->d)) return false;
+    for (int k = 0; k < e->nv; k++)
+        if (!an_loads(f, e->v[k])) return false;
+    if (e->kind != N_MACRO && e->kind != N_CALLBLOCK)
+        for (int k = 0; k < e->nw; k++)
+            if (!an_loads(f, e->w[k])) return false;
+    return true;
+}
+
+static bool an_store(frame_state *f, const char *name) {
+    if (ns_has(&f->seen, name)) return true;
+    return ns_add(&f->seen, name) && ns_add(&f->missing, name);
+}
+
+static bool an_body(frame_state *f, tnode *const *body, int n);
+
+static bool an_stmt(frame_state *f, const tnode *s) {
+    switch (s->kind) {
+    case N_OUTPUT: return an_loads(f, s->a);
+    case N_SET: /* a block set's body is a frame of its own */
+        if (s->b && !an_loads(f, s->b)) return false;
+        if (s->a->kind == N_NAME) return an_store(f, s->a->name);
+        if (s->a->kind == N_GETATTR) return an_loads(f, s->a->a);
+        for (int k = 0; k < s->a->nv; k++)
+            if (!an_store(f, s->a->v[k]->name)) return false;
+        return true;
+    case N_IF: {
+        /* a name first used inside a branch (assigned or read) starts from the
+         * context: jinja2's branch_update resolves every name a branch stores */
+        if (!an_loads(f, s->a)) return false;
+        frame_state br[2];
+        bool ok = fs_copy(&br[0], f) && fs_copy(&br[1], f);
+        ok = ok && an_body(&br[0], s->v, s->nv) && an_body(&br[1], s->w, s->nw);
+        for (int b = 0; ok && b < 2; b++)
+            for (int k = 0; ok && k < br[b].seen.n; k++)
+                if (!ns_has(&f->seen, br[b].seen.v[k])) ok = ns_add(&f->seen, br[b].seen.v[k]);
+        for (int b = 0; b < 2; b++) fs_free(&br[b]);
+        return ok;
+    }
+    case N_FOR: return an_loads(f, s->b);
+    case N_MACRO: return an_store(f, s->name);
+    case N_CALLBLOCK: return an_loads(f, s->a);
+    case N_WITH:
+        for (int k = 0; k < s->nw; k++)
+            if (!an_loads(f, s->w[k])) return false;
+        return true;
+    case N_FILTERBLOCK: return an_loads(f, s->a); /* the body is a frame of its own */
+    default: return true;
+    }
+}
+
+static bool an_body(frame_state *f, tnode *const *body, int n) {
+    for (int k = 0; k < n; k++)
+        if (!an_stmt(f, body[k])) return false;
+    return true;
+}
+
 int tpl_parse(struct halo_template *t, const char *src, size_t len, halo_error *err) {
     /* normalize newlines (\r\n and \r -> \n), drop one trailing newline */
     char *norm = tpl_alloc(&t->arena, len + 1);
@@ -1634,6 +1757,15 @@ int tpl_parse(struct halo_template *t, const char *src, size_t len, halo_error *
         t->body = nvec_nodes(&P, &body);
         t->n_body = body.n;
         if (body.n && !t->body) rc = halo_error_set(err, HALO_ERR_NOMEM, "template: out of memory");
+        frame_state f = {0};
+        if (!rc && !an_body(&f, t->body, t->n_body)) rc = halo_error_set(err, HALO_ERR_NOMEM, "template: out of memory");
+        if (!rc && f.missing.n) {
+            t->root_names = tpl_alloc_array(&t->arena, (size_t)f.missing.n, sizeof *t->root_names);
+            if (!t->root_names) rc = halo_error_set(err, HALO_ERR_NOMEM, "template: out of memory");
+            else memcpy(t->root_names, f.missing.v, (size_t)f.missing.n * sizeof *t->root_names);
+            t->n_root_names = f.missing.n;
+        }
+        fs_free(&f);
     }
     nvec_free(&body);
     free(L.toks);
