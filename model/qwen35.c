@@ -340,11 +340,17 @@ static void deltanet_layer(halo_context *ctx, uint32_t il, const halo_ubatch *ub
                    sizeof(float) * (size_t)d.n_embd);
         xi = s->xs;
     }
-    /* projections: conv input, z, alpha, b */
-    halo_blk_matmul(ctx, &L->attn_qkv, 0, xi, n, s->qkv);
-    halo_blk_matmul(ctx, &L->attn_gate, 0, xi, n, s->z);
-    halo_blk_matmul(ctx, &L->ssm_alpha, 0, xi, n, s->hs);
-    halo_blk_matmul(ctx, &L->ssm_beta, 0, xi, n, s->hs + (size_t)n * d.hv);
+    /* projections: conv input, z, alpha, b (one pool job when decoding one token) */
+    if (n == 1) {
+        halo_mm mm[4] = {{&L->attn_qkv, 0, xi, s->qkv}, {&L->attn_gate, 0, xi, s->z},
+                         {&L->ssm_alpha, 0, xi, s->hs}, {&L->ssm_beta, 0, xi, s->hs + d.hv}};
+        halo_blk_matmul_multi(ctx, mm, 4);
+    } else {
+        halo_blk_matmul(ctx, &L->attn_qkv, 0, xi, n, s->qkv);
+        halo_blk_matmul(ctx, &L->attn_gate, 0, xi, n, s->z);
+        halo_blk_matmul(ctx, &L->ssm_alpha, 0, xi, n, s->hs);
+        halo_blk_matmul(ctx, &L->ssm_beta, 0, xi, n, s->hs + (size_t)n * d.hv);
+    }
     for (int32_t t = 0; t < n; t++) { /* interleave per token: [alpha | b] */
         memcpy(s->ab + (size_t)t * 2 * d.hv, s->hs + (size_t)t * d.hv, sizeof(float) * (size_t)d.hv);
         memcpy(s->ab + (size_t)t * 2 * d.hv + d.hv, s->hs + (size_t)(n + t) * d.hv,
@@ -375,9 +381,14 @@ static void attention_layer(halo_context *ctx, uint32_t il, const halo_ubatch *u
     const dims d = get_dims(hp);
     const int nq = (int)d.nq, nkv = (int)hp->n_head_kv[il], hd = (int)d.hd;
     const int32_t n = ub->n;
-    halo_blk_matmul(ctx, &L->wq, 0, xn, n, s->qg);
-    halo_blk_matmul(ctx, &L->wk, 0, xn, n, b->k);
-    halo_blk_matmul(ctx, &L->wv, 0, xn, n, b->v);
+    if (n == 1) {
+        halo_mm mm[3] = {{&L->wq, 0, xn, s->qg}, {&L->wk, 0, xn, b->k}, {&L->wv, 0, xn, b->v}};
+        halo_blk_matmul_multi(ctx, mm, 3);
+    } else {
+        halo_blk_matmul(ctx, &L->wq, 0, xn, n, s->qg);
+        halo_blk_matmul(ctx, &L->wk, 0, xn, n, b->k);
+        halo_blk_matmul(ctx, &L->wv, 0, xn, n, b->v);
+    }
     for (int32_t t = 0; t < n; t++) {
         float *q = b->q + (size_t)t * nq * hd, *gate = s->gate + (size_t)t * nq * hd;
         float *k = b->k + (size_t)t * nkv * hd;
