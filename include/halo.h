@@ -163,7 +163,7 @@ int32_t halo_model_n_embd(const halo_model *model);
  * distribution. top-k / top-p / min-p work on the probabilities at temperature
  * 1, as llama.cpp's do. temp 0 is greedy (argmax after bias and penalties).
  * Over a large vocabulary nothing sorts the whole row: top-k keeps a heap of k,
- * top-p without top-k sorts only the tokens above its cut. The same seed and the same
+ * top-p without top-k sorts only the tokens at its cut. The same seed and the same
  * logits give the same tokens. */
 
 typedef struct halo_sampler halo_sampler;

@@ -8,7 +8,7 @@
  *     the penalties costs O(N), not O(vocabulary);
  *   - nothing sorts the whole row. top-k keeps a min-heap of k candidates (one
  *     pass); top-p without top-k histograms the probability mass by logit to
- *     find where the mass reaches p, and sorts only the tokens above that;
+ *     find where the mass reaches p, and sorts only the tokens at that cut;
  *     min-p alone and the plain draw are single passes over the unsorted row.
  * Candidates are ordered by logit, then by id, so equal logits never make the
  * result depend on anything but the seed.
@@ -249,34 +249,52 @@ static int cmp_cand(const void *x, const void *y) {
     return before(a, b) ? -1 : before(b, a) ? 1 : 0;
 }
 
-/* The best k of logits[0..n) into out[0..k), best first. A min-heap of k (the worst
- * of the kept at the root), then a sort of those k. */
-static void select_top(const float *logits, int32_t n, int32_t k, cand *out) {
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++) {
-        cand c = {logits[i], i};
-        if (m < k) {
-            int32_t j = m++; /* sift up */
-            while (j > 0) {
-                int32_t parent = (j - 1) / 2;
-                if (!before(out[parent], c)) break;
-                out[j] = out[parent];
-                j = parent;
-            }
-            out[j] = c;
-        } else if (before(c, out[0])) {
-            int32_t j = 0; /* sift down from the root */
-            for (;;) {
-                int32_t l = 2 * j + 1, r = l + 1, w = j;
-                cand wc = c;
-                if (l < k && before(wc, out[l])) w = l, wc = out[l];
-                if (r < k && before(wc, out[r])) w = r;
-                if (w == j) break;
-                out[j] = out[w];
-                j = w;
-            }
-            out[j] = c;
+/* Offer c to a min-heap of at most k candidates (the worst of the kept at out[0]). */
+static inline void heap_offer(cand *out, int32_t *m, int32_t k, cand c) {
+    if (*m < k) {
+        int32_t j = (*m)++; /* sift up */
+        while (j > 0) {
+            int32_t parent = (j - 1) / 2;
+            if (!before(out[parent], c)) break;
+            out[j] = out[parent];
+            j = parent;
         }
+        out[j] = c;
+    } else if (before(c, out[0])) {
+        int32_t j = 0; /* sift down from the root */
+        for (;;) {
+            int32_t l = 2 * j + 1, r = l + 1, w = j;
+            cand wc = c;
+            if (l < k && before(wc, out[l])) w = l, wc = out[l];
+            if (r < k && before(wc, out[r])) w = r;
+            if (w == j) break;
+            out[j] = out[w];
+            j = w;
+        }
+        out[j] = c;
+    }
+}
+
+/* The best k of logits[0..n) into out[0..k), best first: a min-heap of k, then a
+ * sort of those k. Once the heap is full, a block of 16 with nothing above the
+ * worst kept logit is skipped whole (a compare the compiler vectorizes); ids only
+ * grow along the scan, so a tie with the worst kept never displaces it. */
+static void select_top(const float *logits, int32_t n, int32_t k, cand *out) {
+    int32_t m = 0, i = 0;
+    while (i < n) {
+        if (m == k && i + 16 <= n) {
+            float thr = out[0].logit;
+            int any = 0;
+            for (int j = 0; j < 16; j++) any |= logits[i + j] > thr;
+            if (!any) {
+                i += 16;
+                continue;
+            }
+            for (int j = 0; j < 16; j++, i++) heap_offer(out, &m, k, (cand){logits[i], i});
+            continue;
+        }
+        heap_offer(out, &m, k, (cand){logits[i], i});
+        i++;
     }
     qsort(out, (size_t)m, sizeof *out, cmp_cand);
 }
@@ -361,9 +379,10 @@ static int32_t draw_all(halo_sampler *s, float lmax) {
 
 /* top-p over the whole row without sorting it: a histogram of the probability
  * mass by logit (buckets of 1/16 nat below the best, everything under 32 nats in
- * the last) finds the bucket where the mass reaches p; only the tokens in it and
- * above are collected and sorted, and the exact cut is made among them. Fills
- * s->cands best first; returns how many are kept. */
+ * the last) finds the bucket where the cumulative mass reaches p. Every token in
+ * the buckets above it is kept, in id order; only the tokens of that boundary
+ * bucket are sorted, to make the exact cut among them. Fills s->cands; returns
+ * how many are kept. */
 static int32_t top_p_prefix(halo_sampler *s, float lmax, float top_p) {
     enum { NB = 512 };
     const float range = 32.0f, scale = NB / range;
@@ -377,23 +396,25 @@ static int32_t top_p_prefix(halo_sampler *s, float lmax, float top_p) {
         mass[b] += e;
         total += e;
     }
-    double target = (double)top_p * total, acc = 0.0;
+    double target = (double)top_p * total, above = 0.0;
     int last = 0;
-    while (last < NB - 1) {
-        acc += mass[last];
-        if (acc >= target) break;
-        last++;
-    }
+    while (last < NB - 1 && above + mass[last] < target) above += mass[last++];
     cand *c = s->cands;
-    int32_t nc = 0;
-    for (int32_t i = 0; i < n; i++) {
+    int32_t na = 0;
+    for (int32_t i = 0; i < n; i++) { /* the buckets above the boundary */
         float d = lmax - w[i];
         int b = d < range ? (int)(d * scale) : NB - 1;
-        if (b <= last) c[nc++] = (cand){w[i], i};
+        if (b < last) c[na++] = (cand){w[i], i};
     }
-    qsort(c, (size_t)nc, sizeof *c, cmp_cand);
-    acc = 0.0;
-    int32_t keep = 0;
+    int32_t nc = na;
+    for (int32_t i = 0; i < n; i++) { /* the boundary bucket */
+        float d = lmax - w[i];
+        int b = d < range ? (int)(d * scale) : NB - 1;
+        if (b == last) c[nc++] = (cand){w[i], i};
+    }
+    qsort(c + na, (size_t)(nc - na), sizeof *c, cmp_cand);
+    double acc = above;
+    int32_t keep = na;
     while (keep < nc) {
         acc += expf(c[keep].logit - lmax);
         keep++;
@@ -454,7 +475,7 @@ int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
         } else {
             int32_t keep = 0;
             for (int32_t i = 0; i < nc; i++)
-                if (c[i].logit >= thr || i == 0) c[keep++] = c[i];
+                if (c[i].logit >= thr) c[keep++] = c[i]; /* the best always passes */
             nc = keep;
         }
         if (nc == 0) return argmax(w, n);
