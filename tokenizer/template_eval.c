@@ -497,6 +497,7 @@ static void pad_to(tpl_buf *b, const char *s, size_t n, const fmt_spec *f, char 
 /* one conversion of v into b */
 static int format_one(R *r, const tnode *at, const fmt_spec *f, tv v, tpl_buf *b) {
     char t = f->type ? f->type : 's';
+    if (f->width > 9999 || f->precision > 9999) return fail(r, at, HALO_ERR_RANGE, "format width or precision too big");
     if (t == 's' || t == 'r') {
         tpl_buf tmp = {0};
         if (t == 'r') tv_repr(&tmp, v);
@@ -607,10 +608,10 @@ static int percent_format(R *r, const tnode *at, tv fmt, tv args, tv *out) {
             else if (*p == '#') f.alt = true;
             else if (*p == '0') f.zero = true;
         }
-        for (; p < end && *p >= '0' && *p <= '9'; p++) f.width = (f.width < 0 ? 0 : f.width) * 10 + (*p - '0') % 1000;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) f.width = f.width > 9999 ? 99999 : (f.width < 0 ? 0 : f.width) * 10 + (*p - '0');
         if (p < end && *p == '.') {
             f.precision = 0;
-            for (p++; p < end && *p >= '0' && *p <= '9'; p++) f.precision = (f.precision * 10 + (*p - '0')) % 1000;
+            for (p++; p < end && *p >= '0' && *p <= '9'; p++) f.precision = f.precision > 9999 ? 99999 : f.precision * 10 + (*p - '0');
         }
         while (p < end && (*p == 'l' || *p == 'h' || *p == 'L')) p++;
         if (p >= end) {
@@ -688,7 +689,17 @@ static int brace_format(R *r, const tnode *at, tv fmt, tv *pos, int npos, const 
             v = pos[auto_index++];
         } else if (field[0] >= '0' && field[0] <= '9') {
             int idx = 0;
-            for (size_t k = 0; k < nl && idx < 100000; k++) idx = idx * 10 + (field[k] - '0');
+            for (size_t k = 0; k < nl; k++) {
+                if (field[k] < '0' || field[k] > '9' || idx > 100000) {
+                    idx = INT32_MAX;
+                    break;
+                }
+                idx = idx * 10 + (field[k] - '0');
+            }
+            if (idx == INT32_MAX) {
+                rc = fail(r, at, HALO_ERR_FORMAT, "bad replacement field '%.*s'", (int)(nl < 40 ? nl : 40), field);
+                break;
+            }
             if (idx >= npos) {
                 rc = fail(r, at, HALO_ERR_FORMAT, "Replacement index %d out of range", idx);
                 break;
@@ -718,10 +729,10 @@ static int brace_format(R *r, const tnode *at, tv fmt, tv *pos, int npos, const 
                 if (!f.align) f.align = '=';
                 q++;
             }
-            for (; q < close && *q >= '0' && *q <= '9'; q++) f.width = (f.width < 0 ? 0 : f.width) * 10 + (*q - '0') % 1000;
+            for (; q < close && *q >= '0' && *q <= '9'; q++) f.width = f.width > 9999 ? 99999 : (f.width < 0 ? 0 : f.width) * 10 + (*q - '0');
             if (q < close && *q == '.') {
                 f.precision = 0;
-                for (q++; q < close && *q >= '0' && *q <= '9'; q++) f.precision = (f.precision * 10 + (*q - '0')) % 1000;
+                for (q++; q < close && *q >= '0' && *q <= '9'; q++) f.precision = f.precision > 9999 ? 99999 : f.precision * 10 + (*q - '0');
             }
             if (q < close) f.type = *q++;
             if (q != close) {

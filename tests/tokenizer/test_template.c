@@ -262,6 +262,9 @@ static const ecase errors[] = {
     {"{{ '%d' % 'x' }}", "{}", "a real number is required"}, /* jinja2: TypeError: %d format: a real number is required, not str */
     {"{{ '{} {}'.format(1) }}", "{}", "Replacement index 1 out of range"}, /* jinja2: IndexError: tuple index out of range */
     {"{{ '{x}'.format(y=1) }}", "{}", "'x'"}, /* jinja2: KeyError: 'x' */
+    {"{{ '{6x}'.format(1) }}", "{}", "bad replacement field"}, /* jinja2: KeyError: '6x' */
+    {"{{ '%99999999999999999999d' % 1 }}", "{}", "too big"}, /* jinja2: ValueError: width too big */
+    {"{{ '{:99999999999999999999}'.format(1) }}", "{}", "too big"}, /* jinja2: ValueError: Too many decimal digits in format string */
     {"{{ [1]|select|length }}", "{}", "object of type 'generator' has no len()"}, /* jinja2: TypeError: object of type 'generator' has no len() */
     {"{{ [1]|select|last }}", "{}", "not reversible"}, /* jinja2: TypeError: 'generator' object is not reversible */
     {"{{ [1]|select|tojson }}", "{}", "Object of type generator is not JSON serializable"}, /* jinja2: TypeError: Object of type generator is not JSON serializable */
