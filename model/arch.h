@@ -155,6 +155,10 @@ void halo_blk_ffn(halo_context *ctx, const halo_weight *gate, const halo_weight 
  * the ubatch's tokens grouped by expert (one product per active expert over its
  * tokens), results scattered back weighted. out is overwritten. */
 void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n, float *out);
+/* halo_blk_moe plus a shared expert (ffn_*_shexp) scaled by sigmoid(ffn_gate_inp_shexp . x),
+ * as qwen35moe has it; sh [n][n_embd] and shg [n] are scratch. */
+void halo_blk_moe_shared(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n,
+                         float *out, float *sh, float *shg);
 /* x += y over n rows of width w. */
 void halo_blk_add(float *x, const float *y, int64_t n);
 /* Final norm and output head for the tokens that asked for logits. */

@@ -33,25 +33,44 @@ void halo_blk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, co
 typedef struct multi_job {
     const halo_mm *mm;
     int n;
+    int n_glu; /* products (2i, 2i + 1), i < n_glu, are SwiGLU gate / up pairs */
 } multi_job;
+
+/* The rows of a product that thread ith of nth computes: chunks of 8 rows (32
+ * bytes of y), the same split for every product of the same height. */
+static void multi_rows(int64_t n_rows, int ith, int nth, int64_t *r0, int64_t *r1) {
+    int64_t per = ((n_rows + nth - 1) / nth + 7) & ~(int64_t)7;
+    *r0 = per * ith;
+    *r1 = *r0 + per < n_rows ? *r0 + per : n_rows;
+}
 
 static void multi_task(void *arg, int ith, int nth) {
     const multi_job *j = arg;
     for (int i = 0; i < j->n; i++) {
         const halo_weight *w = j->mm[i].w;
-        int64_t per = ((w->n_rows + nth - 1) / nth + 7) & ~(int64_t)7;
-        int64_t r0 = per * ith, r1 = r0 + per < w->n_rows ? r0 + per : w->n_rows;
+        int64_t r0, r1;
+        multi_rows(w->n_rows, ith, nth, &r0, &r1);
         if (r0 >= r1) continue;
         halo_matmul(NULL, w->type,
                     (const char *)w->data + (size_t)j->mm[i].expert * w->mat_stride +
                         (size_t)r0 * w->row_stride,
                     w->row_stride, r1 - r0, w->n_cols, j->mm[i].x, 1, j->mm[i].y + r0);
+        /* a gate / up pair: this thread's rows of both are done (same height, same split) */
+        if (i % 2 == 1 && i / 2 < j->n_glu)
+            halo_swiglu(j->mm[i - 1].y + r0, j->mm[i].y + r0, r1 - r0);
     }
 }
 
+static void matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
+    multi_job j = {mm, n_mm, n_glu};
+    /* products too small to be worth a pool job run on the caller */
+    int64_t work = 0;
+    for (int i = 0; i < n_mm; i++) work += mm[i].w->n_rows * mm[i].w->n_cols;
+    halo_threadpool_run(work < 8192 ? NULL : ctx->pool, multi_task, &j);
+}
+
 void halo_blk_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm) {
-    multi_job j = {mm, n_mm};
-    halo_threadpool_run(ctx->pool, multi_task, &j);
+    matmul_multi(ctx, mm, n_mm, 0);
 }
 
 void halo_blk_add(float *x, const float *y, int64_t n) {
@@ -107,13 +126,56 @@ void halo_blk_ffn(halo_context *ctx, const halo_weight *gate, const halo_weight 
     halo_buffers *b = &ctx->buf;
     if (n == 1) {
         halo_mm mm[2] = {{gate, 0, xn, b->ff_a}, {up, 0, xn, b->ff_b}};
-        halo_blk_matmul_multi(ctx, mm, 2);
+        matmul_multi(ctx, mm, 2, 1); /* SwiGLU in the job (gate and up: same height) */
     } else {
         halo_blk_matmul(ctx, gate, 0, xn, n, b->ff_a);
         halo_blk_matmul(ctx, up, 0, xn, n, b->ff_b);
+        halo_swiglu(b->ff_a, b->ff_b, n * gate->n_rows);
     }
-    halo_swiglu(b->ff_a, b->ff_b, n * gate->n_rows);
     halo_blk_matmul(ctx, down, 0, b->ff_a, n, out);
+}
+
+/* One token: the router on the caller (a few rows), then one pool job for every
+ * routed expert's gate and up (and the shared expert's, and its gate's one row),
+ * SwiGLU included, and one for all the downs: two barriers per MoE layer. */
+static void moe_one(halo_context *ctx, const halo_layer *L, bool shared, const float *xn,
+                    float *out) {
+    const halo_hparams *hp = ctx->hp;
+    halo_buffers *b = &ctx->buf;
+    const int n_exp = (int)hp->n_expert, k = (int)hp->n_expert_used;
+    const int64_t e_dim = hp->n_embd, ff = L->ffn_gate_exps.n_rows;
+    halo_blk_matmul(ctx, &L->ffn_gate_inp, 0, xn, 1, b->router);
+    halo_topk_route(b->router, n_exp, k, ctx->model->expert_weights_norm, b->moe_ids, b->moe_w);
+    halo_mm mm[2 * 17 + 1];
+    float shg = 0;
+    int n_mm = 0;
+    for (int j = 0; j < k; j++) {
+        mm[n_mm++] = (halo_mm){&L->ffn_gate_exps, b->moe_ids[j], xn, b->ff_a + j * ff};
+        mm[n_mm++] = (halo_mm){&L->ffn_up_exps, b->moe_ids[j], xn, b->ff_b + j * ff};
+    }
+    if (shared) {
+        mm[n_mm++] = (halo_mm){&L->ffn_gate_shexp, 0, xn, b->ff_a + k * ff};
+        mm[n_mm++] = (halo_mm){&L->ffn_up_shexp, 0, xn, b->ff_b + k * ff};
+        mm[n_mm++] = (halo_mm){&L->ffn_gate_inp_shexp, 0, xn, &shg};
+    }
+    matmul_multi(ctx, mm, n_mm, k + shared);
+    n_mm = 0;
+    for (int j = 0; j < k; j++)
+        mm[n_mm++] = (halo_mm){&L->ffn_down_exps, b->moe_ids[j], b->ff_a + j * ff,
+                               b->moe_y + j * e_dim};
+    if (shared)
+        mm[n_mm++] = (halo_mm){&L->ffn_down_shexp, 0, b->ff_a + k * ff, b->moe_y + k * e_dim};
+    matmul_multi(ctx, mm, n_mm, 0);
+    for (int64_t d = 0; d < e_dim; d++) {
+        float acc = 0;
+        for (int j = 0; j < k; j++) acc += b->moe_w[j] * b->moe_y[j * e_dim + d];
+        out[d] = acc;
+    }
+    if (shared) {
+        const float g = 1.0f / (1.0f + expf(-shg));
+        const float *sh = b->moe_y + k * e_dim;
+        for (int64_t d = 0; d < e_dim; d++) out[d] += g * sh[d];
+    }
 }
 
 void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n, float *out) {
@@ -122,6 +184,10 @@ void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64
     const int n_exp = (int)hp->n_expert, k = (int)hp->n_expert_used;
     const int64_t e_dim = hp->n_embd, ff = L->ffn_gate_exps.n_rows;
 
+    if (n == 1 && k <= 16 && (uint32_t)k + 1 <= ctx->params.n_ubatch) {
+        moe_one(ctx, L, false, xn, out);
+        return;
+    }
     /* route: softmax over the experts, top-k, optionally renormalized */
     halo_blk_matmul(ctx, &L->ffn_gate_inp, 0, xn, n, b->router);
     for (int e = 0; e < n_exp; e++) b->moe_count[e] = 0;
@@ -133,27 +199,6 @@ void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64
             int e = ids[j];
             b->moe_tok[(int64_t)e * n + b->moe_count[e]++] = (int32_t)(t * k + j);
         }
-    }
-
-    /* one token: every routed expert's gate and up in one job, their downs in another */
-    if (n == 1 && k <= 16 && (uint32_t)k <= ctx->params.n_ubatch) {
-        halo_mm mm[32];
-        for (int j = 0; j < k; j++) {
-            mm[2 * j] = (halo_mm){&L->ffn_gate_exps, b->moe_ids[j], xn, b->ff_a + j * ff};
-            mm[2 * j + 1] = (halo_mm){&L->ffn_up_exps, b->moe_ids[j], xn, b->ff_b + j * ff};
-        }
-        halo_blk_matmul_multi(ctx, mm, 2 * k);
-        halo_swiglu(b->ff_a, b->ff_b, (int64_t)k * ff);
-        for (int j = 0; j < k; j++)
-            mm[j] = (halo_mm){&L->ffn_down_exps, b->moe_ids[j], b->ff_a + j * ff,
-                              b->moe_y + j * e_dim};
-        halo_blk_matmul_multi(ctx, mm, k);
-        for (int64_t d = 0; d < e_dim; d++) {
-            float acc = 0;
-            for (int j = 0; j < k; j++) acc += b->moe_w[j] * b->moe_y[j * e_dim + d];
-            out[d] = acc;
-        }
-        return;
     }
 
     /* one product per active expert over the tokens routed to it */
@@ -175,6 +220,23 @@ void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64
             const float *y = b->moe_y + (size_t)i * e_dim;
             for (int64_t d = 0; d < e_dim; d++) o[d] += w * y[d];
         }
+    }
+}
+
+void halo_blk_moe_shared(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n,
+                         float *out, float *sh, float *shg) {
+    const int k = (int)ctx->hp->n_expert_used;
+    if (n == 1 && k <= 16 && (uint32_t)k + 1 <= ctx->params.n_ubatch) {
+        moe_one(ctx, L, true, xn, out);
+        return;
+    }
+    const int64_t e = ctx->hp->n_embd;
+    halo_blk_moe(ctx, L, xn, n, out);
+    halo_blk_ffn(ctx, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, xn, n, sh);
+    halo_blk_matmul(ctx, &L->ffn_gate_inp_shexp, 0, xn, n, shg);
+    for (int64_t t = 0; t < n; t++) {
+        const float g = 1.0f / (1.0f + expf(-shg[t]));
+        for (int64_t i = 0; i < e; i++) out[t * e + i] += g * sh[t * e + i];
     }
 }
 

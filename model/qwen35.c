@@ -358,7 +358,8 @@ static void deltanet_layer(halo_context *ctx, uint32_t il, const halo_ubatch *ub
     }
     /* conv + norms + gates, then the delta rule + gated norm */
     deltanet_task task = {.ctx = ctx, .il = il, .L = L, .s = s, .d = d, .n_seg = n_seg};
-    halo_threadpool_run(ctx->pool, deltanet_conv_task, &task);
+    /* one token's conv is a few thousand flops: on the caller, no barrier */
+    halo_threadpool_run(n == 1 ? NULL : ctx->pool, deltanet_conv_task, &task);
     halo_threadpool_run(ctx->pool, deltanet_rule_task, &task);
     /* output projection, back in batch order */
     if (identity) {
@@ -416,15 +417,8 @@ static void ffn_layer(halo_context *ctx, const halo_layer *L, const scratch *s, 
         halo_blk_ffn(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, xn, n, out);
         return;
     }
-    halo_blk_moe(ctx, L, xn, n, out);
-    if (!L->ffn_gate_shexp.data) return;
-    const int64_t e = ctx->hp->n_embd;
-    halo_blk_ffn(ctx, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, xn, n, s->sh);
-    halo_blk_matmul(ctx, &L->ffn_gate_inp_shexp, 0, xn, n, s->shg);
-    for (int64_t t = 0; t < n; t++) {
-        const float g = 1.0f / (1.0f + expf(-s->shg[t]));
-        for (int64_t i = 0; i < e; i++) out[t * e + i] += g * s->sh[t * e + i];
-    }
+    if (L->ffn_gate_shexp.data) halo_blk_moe_shared(ctx, L, xn, n, out, s->sh, s->shg);
+    else halo_blk_moe(ctx, L, xn, n, out);
 }
 
 /* ---- the forward pass ------------------------------------------------------------------------ */
