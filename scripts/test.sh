@@ -2,13 +2,13 @@
 # Build and run the whole test suite, as CI does:
 #   1. release build with -Werror, all tests;
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, all tests;
-#   3. libFuzzer targets, each for a bounded time (HALO_FUZZ_SECONDS, default 60).
+#   3. libFuzzer targets, each for a bounded time (HALO_FUZZ_SECONDS, default 40).
 # Tests that need ../shared/fixtures report "skipped" when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
-fuzz_seconds=${HALO_FUZZ_SECONDS:-60}
+fuzz_seconds=${HALO_FUZZ_SECONDS:-40}
 
 echo "== release build (-Werror) =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHALO_WERROR=ON >/dev/null
