@@ -173,6 +173,8 @@ void halo_softmax_ref(float *x, int64_t n);
 void halo_silu(float *x, int64_t n);
 void halo_swiglu(float *g, const float *u, int64_t n);
 void halo_swiglu_ref(float *g, const float *u, int64_t n);
+/* x[i] *= sigmoid(g[i]) (output gates) */
+void halo_sigmoid_gate(float *x, const float *g, int64_t n);
 
 /* MoE routing of one token: probabilities p = softmax(logits[n_expert]); the k
  * largest (ties: the lower index first) go to ids[k] in decreasing order with

@@ -404,8 +404,7 @@ static void attention_layer(halo_context *ctx, uint32_t il, const halo_ubatch *u
         halo_rope(k, nkv, hd, (int)hp->n_rot, HALO_ROPE_NEOX, (float)ub->pos[t], b->inv_freq);
     }
     halo_blk_attend(ctx, il, ub, b->q, b->k, b->v, b->att);
-    const int64_t na = (int64_t)n * nq * hd;
-    for (int64_t i = 0; i < na; i++) b->att[i] /= 1.0f + expf(-s->gate[i]);
+    halo_sigmoid_gate(b->att, s->gate, (int64_t)n * nq * hd);
     halo_blk_matmul(ctx, &L->wo, 0, b->att, n, out);
 }
 

@@ -78,6 +78,14 @@ static void test_softmax_swiglu(uint64_t *seed) {
     halo_swiglu(g, u, N);
     halo_swiglu_ref(gr, u, N);
     CHECK(rel_err(g, gr, N) < 1e-6);
+    float xg[N], xgr[N], gate[N];
+    for (int i = 0; i < N; i++) {
+        gate[i] = 40 * frand(seed); /* saturated gates too */
+        xg[i] = u[i];
+        xgr[i] = (float)((double)u[i] / (1.0 + exp(-(double)gate[i])));
+    }
+    halo_sigmoid_gate(xg, gate, N);
+    CHECK(rel_err(xg, xgr, N) < 1e-6);
     float s[3] = {-1, 0, 2};
     halo_silu(s, 3);
     CHECK(fabsf(s[0] - (-1 / (1 + expf(1)))) < 1e-6f && s[1] == 0);
