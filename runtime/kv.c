@@ -190,7 +190,8 @@ void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const
      * enough context: each item's positions are shared out over several threads */
     attend_job j = {ctx, il, ub, q, scale, out, nb, false};
     j.split = nb == ub->n && n_items < nth && max_kv >= 4 * HALO_KV_PAGE;
-    halo_threadpool_run(ctx->pool, attend_task, &j);
+    /* a single item (a short decode over one KV head) runs on the caller: no barrier */
+    halo_threadpool_run(n_items == 1 && !j.split ? NULL : ctx->pool, attend_task, &j);
     if (!j.split) return;
     const int nq = (int)ctx->hp->n_head, group = nq / nkv, hv = (int)ctx->hp->head_dim_v;
     const size_t pf = ctx->buf.attn_part_floats;
