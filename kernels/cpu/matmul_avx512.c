@@ -41,6 +41,9 @@ static inline vf vf_from_bf16(const void *p) {
     return _mm512_castsi512_ps(
         _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
+/* lane i = table[idx[i] & 15] */
+#define MM_PERM16 1
+static inline vf vf_perm16(vi idx, vf table) { return _mm512_permutexvar_ps(idx, table); }
 static inline void vf_transpose(vf r[16]) {
     /* 4x4 transposes inside each 128-bit lane, then of the 128-bit lanes */
     __m512 s[16];

@@ -164,7 +164,150 @@ static ALWAYS_INLINE void fused_q4_k(const char *row, int64_t n, const float *co
     }
 }
 
+/* q8_0 straight from the block: VL int8 codes widened and converted in registers,
+ * times d (an exact product, as the reference's), into the dot FMA: no staging. */
+static ALWAYS_INLINE void fused_q8_0(const char *row, int64_t n, const float *const *x, int tn,
+                                     float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    const halo_block_q8_0 *b = (const halo_block_q8_0 *)(const void *)row;
+    const int64_t nb = n / 32;
+    int64_t i = 0;
+    /* two blocks an iteration: 64 weights, 64 / VL vectors over NACC accumulators */
+    for (; i + 2 <= nb; i += 2) {
+        UNROLL for (int k = 0; k < 2; k++) {
+            const vf d = vf_set1(h2f(b[i + k].d));
+            UNROLL for (int p = 0; p < 32 / VL; p++) {
+                const vf w = vf_from_i8(b[i + k].qs + VL * p) * d;
+                const int q = (k * (32 / VL) + p) % NACC;
+                const int64_t c = 32 * (i + k) + VL * p;
+                UNROLL for (int t = 0; t < tn; t++) acc[t][q] = vf_fma(w, vf_load(x[t] + c), acc[t][q]);
+            }
+        }
+    }
+    for (; i < nb; i++) {
+        const vf d = vf_set1(h2f(b[i].d));
+        UNROLL for (int p = 0; p < 32 / VL; p++) {
+            const vf w = vf_from_i8(b[i].qs + VL * p) * d;
+            UNROLL for (int t = 0; t < tn; t++)
+                acc[t][p % NACC] = vf_fma(w, vf_load(x[t] + 32 * i + VL * p), acc[t][p % NACC]);
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+
+#if defined(MM_PERM16)
+/* 4-bit codes through a 16-entry f32 table (vf_perm16 reads the low 4 bits of each
+ * 32-bit lane): the table holds the 16 decoded values of the block or sub-block,
+ * computed with the reference's operations, so the weights are bit-exact. A lane's
+ * code needs no mask (the low nibble is the lane's low bits) and the high nibble
+ * one shift: widen, [shift], permute, FMA for 16 weights, against widen, mask,
+ * convert, scale FMA, FMA staged. */
+static ALWAYS_INLINE vf iota16(void) {
+    return vf_from_vi(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+}
+
+static ALWAYS_INLINE void fused_q4_k_perm(const char *row, int64_t n, const float *const *x, int tn,
+                                          float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    const vf io = iota16();
+    const halo_block_q4_k *b = (const halo_block_q4_k *)(const void *)row;
+    for (int64_t i = 0; i < n / 256; i++) {
+        /* the 8 scales and mins in one pass (d * sc, -(dmin * m): the reference's
+         * products), kept in memory so that the broadcasts below are loads */
+        const uint32_t u0 = ld_u32(b[i].scales), u1 = ld_u32(b[i].scales + 4),
+                       u2 = ld_u32(b[i].scales + 8);
+        /* bytes: sc 0..3, sc 4..7, m 0..3, m 4..7 (halo_k4_scale_min's bit layout) */
+        const __m128i scm = _mm_setr_epi32(
+            (int)(u0 & 0x3F3F3F3Fu), (int)((u2 & 0x0F0F0F0Fu) | ((u0 >> 2) & 0x30303030u)),
+            (int)(u1 & 0x3F3F3F3Fu), (int)(((u2 >> 4) & 0x0F0F0F0Fu) | ((u1 >> 2) & 0x30303030u)));
+        float sm[16] __attribute__((aligned(64)));
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(scm));
+        const __m512 dd = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(b[i].d)),
+                                               _mm512_set1_ps(-h2f(b[i].dmin)));
+        _mm512_store_ps(sm, f * dd);
+        UNROLL for (int j = 0; j < 4; j++) {
+            const vf tl = vf_fma(io, vf_set1(sm[2 * j]), vf_set1(sm[8 + 2 * j]));
+            const vf th = vf_fma(io, vf_set1(sm[2 * j + 1]), vf_set1(sm[8 + 2 * j + 1]));
+            UNROLL for (int p = 0; p < 2; p++) {
+                const vi v = vi_from_u8(b[i].qs + 32 * j + 16 * p);
+                const vf wl = vf_perm16(v, tl), wh = vf_perm16(vi_srl4(v), th);
+                const int ql = (2 * p) % NACC, qh = (2 * p + 1) % NACC;
+                const int64_t c = 256 * i + 64 * j + 16 * p;
+                UNROLL for (int t = 0; t < tn; t++) {
+                    acc[t][ql] = vf_fma(wl, vf_load(x[t] + c), acc[t][ql]);
+                    acc[t][qh] = vf_fma(wh, vf_load(x[t] + c + 32), acc[t][qh]);
+                }
+            }
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+
+/* q4_0 (table (k - 8) * d) and iq4_nl (table d * kvalues[k]): 32-weight blocks of
+ * 16 bytes, low nibbles first. */
+static ALWAYS_INLINE void fused_nib32_perm(bool nl, const char *row, int64_t n,
+                                           const float *const *x, int tn, float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    vf base = iota16() - vf_set1(8.0f);
+    if (nl) base = vf_from_vi(_mm512_cvtepi8_epi32(ld128(halo_kvalues_iq4nl)));
+    const size_t bsz = nl ? sizeof(halo_block_iq4_nl) : sizeof(halo_block_q4_0);
+    const int64_t nb = n / 32;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        UNROLL for (int k = 0; k < 2; k++) {
+            const uint8_t *blk = (const uint8_t *)row + (size_t)(i + k) * bsz;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            const vf tab = base * vf_set1(h2f(dh));
+            const vi v = vi_from_u8(blk + 2);
+            const vf wl = vf_perm16(v, tab), wh = vf_perm16(vi_srl4(v), tab);
+            const int64_t c = 32 * (i + k);
+            UNROLL for (int t = 0; t < tn; t++) {
+                acc[t][2 * k] = vf_fma(wl, vf_load(x[t] + c), acc[t][2 * k]);
+                acc[t][2 * k + 1] = vf_fma(wh, vf_load(x[t] + c + 16), acc[t][2 * k + 1]);
+            }
+        }
+    }
+    for (; i < nb; i++) {
+        const uint8_t *blk = (const uint8_t *)row + (size_t)i * bsz;
+        uint16_t dh;
+        memcpy(&dh, blk, 2);
+        const vf tab = base * vf_set1(h2f(dh));
+        const vi v = vi_from_u8(blk + 2);
+        const vf wl = vf_perm16(v, tab), wh = vf_perm16(vi_srl4(v), tab);
+        UNROLL for (int t = 0; t < tn; t++) {
+            acc[t][0] = vf_fma(wl, vf_load(x[t] + 32 * i), acc[t][0]);
+            acc[t][1] = vf_fma(wh, vf_load(x[t] + 32 * i + 16), acc[t][1]);
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+#endif
+
 /* Instantiate per token count so the token loops unroll. */
+#if defined(MM_PERM16)
+#define FUSED_PERM_CASES(tn)                                                                         \
+    case HALO_TYPE_Q4_K: fused_q4_k_perm(row, a->n_cols, x, tn, out); break;                       \
+    case HALO_TYPE_Q4_0: fused_nib32_perm(false, row, a->n_cols, x, tn, out); break;               \
+    case HALO_TYPE_IQ4_NL: fused_nib32_perm(true, row, a->n_cols, x, tn, out); break;
+#else
+#define FUSED_PERM_CASES(tn) case HALO_TYPE_Q4_K: fused_q4_k(row, a->n_cols, x, tn, out); break;
+#endif
 #define FUSED_TN(tn)                                                                               \
     static void MM_NAME(fused_rows_##tn)(const halo_mm_args *a, int64_t r0, int64_t r1, int64_t t0) { \
         const halo_type_traits *tr = halo_type_get(a->type);                                       \
@@ -179,7 +322,8 @@ static ALWAYS_INLINE void fused_q4_k(const char *row, int64_t n, const float *co
             case HALO_TYPE_F32: fused_plain(PLAIN_F32, row, a->n_cols, x, tn, out); break;         \
             case HALO_TYPE_F16: fused_plain(PLAIN_F16, row, a->n_cols, x, tn, out); break;         \
             case HALO_TYPE_BF16: fused_plain(PLAIN_BF16, row, a->n_cols, x, tn, out); break;       \
-            case HALO_TYPE_Q4_K: fused_q4_k(row, a->n_cols, x, tn, out); break;                    \
+            case HALO_TYPE_Q8_0: fused_q8_0(row, a->n_cols, x, tn, out); break;                    \
+            FUSED_PERM_CASES(tn)                                                                   \
             default: fused_quant(unpack, chunk_bytes, row, a->n_cols, x, tn, out); break;          \
             }                                                                                      \
             for (int t = 0; t < tn; t++) a->y[(t0 + t) * a->n_rows + r] = out[t];                  \
