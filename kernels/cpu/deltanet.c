@@ -68,18 +68,27 @@ HOT void halo_deltanet_conv(const float *x, int64_t x_stride, int64_t n_tokens, 
     if (c0 >= c1) return;
     const int64_t hist = kernel - 1;
     const float *in[HALO_DELTANET_MAX_CONV];
+    /* the taps transposed ([tap][channel]) for a range of up to a head's width:
+     * the weights' [channel][tap] order made the loop gather with stride 4 */
+    const int64_t nc = c1 - c0;
+    const bool wt_ok = kernel == 4 && nc <= HALO_DELTANET_MAX_DIM;
+    float wt[4][HALO_DELTANET_MAX_DIM];
+    if (wt_ok)
+        for (int64_t c = 0; c < nc; c++)
+            for (int j = 0; j < 4; j++) wt[j][c] = w[(c0 + c) * 4 + j];
     for (int64_t t = 0; t < n_tokens; t++) {
         float *restrict yt = y + t * y_stride;
         for (int j = 0; j < kernel; j++) {
             int64_t src = t - hist + j;
             in[j] = src >= 0 ? x + src * x_stride : state + (hist + src) * n_ch;
         }
-        if (kernel == 4) { /* Qwen3.5's width, unrolled so the channel loop vectorizes */
-            const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
-                                  *restrict i3 = in[3];
-            for (int64_t c = c0; c < c1; c++)
-                yt[c] = silu(w[c * 4] * i0[c] + w[c * 4 + 1] * i1[c] + w[c * 4 + 2] * i2[c] +
-                             w[c * 4 + 3] * i3[c]);
+        if (kernel == 4 && wt_ok) { /* Qwen3.5's width: unrolled, unit strides, vectorizes */
+            const float *restrict i0 = in[0] + c0, *restrict i1 = in[1] + c0,
+                                  *restrict i2 = in[2] + c0, *restrict i3 = in[3] + c0;
+            float *restrict yc = yt + c0;
+            for (int64_t c = 0; c < nc; c++)
+                yc[c] = silu(wt[0][c] * i0[c] + wt[1][c] * i1[c] + wt[2][c] * i2[c] +
+                             wt[3][c] * i3[c]);
         } else {
             for (int64_t c = c0; c < c1; c++) {
                 float sum = 0.0f;
