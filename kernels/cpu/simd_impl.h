@@ -200,6 +200,52 @@ static ALWAYS_INLINE void fused_q8_0(const char *row, int64_t n, const float *co
     }
 }
 
+/* q6_K straight from the block: the 6-bit codes minus 32 are built 16 at a time in
+ * 128-bit registers (as unpack_q6_k does), widened and converted in registers and
+ * multiplied by their sub-block's d * sc (exact products, as staged): no stores
+ * of codes, and the 16 scales are broadcast from memory (no vector port). */
+static ALWAYS_INLINE void fused_q6_k(const char *row, int64_t n, const float *const *x, int tn,
+                                     float *out) {
+    vf acc[FT][NACC];
+    UNROLL for (int t = 0; t < tn; t++)
+        UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
+    const halo_block_q6_k *b = (const halo_block_q6_k *)(const void *)row;
+    const __m128i m4 = _mm_set1_epi8(0x0F), m2 = _mm_set1_epi8(0x30), off = _mm_set1_epi8(32);
+    for (int64_t i = 0; i < n / 256; i++) {
+        float ds[16] __attribute__((aligned(64)));
+        scales16((const uint8_t *)b[i].scales, 0, -1, true, h2f(b[i].d), ds);
+        __asm__ volatile("" : : "r"(ds) : "memory");
+        UNROLL for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+            UNROLL for (int p = 0; p < 2; p++) {
+                const __m128i l0 = ld128(ql + 16 * p), l1 = ld128(ql + 32 + 16 * p);
+                const __m128i hb = ld128(qh + 16 * p);
+                __m128i q8[4];
+                q8[0] = _mm_or_si128(_mm_and_si128(l0, m4), _mm_and_si128(_mm_slli_epi16(hb, 4), m2));
+                q8[1] = _mm_or_si128(_mm_and_si128(l1, m4), _mm_and_si128(_mm_slli_epi16(hb, 2), m2));
+                q8[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(l0, 4), m4), _mm_and_si128(hb, m2));
+                q8[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(l1, 4), m4),
+                                     _mm_and_si128(_mm_srli_epi16(hb, 2), m2));
+                UNROLL for (int k = 0; k < 4; k++) {
+                    const int64_t c = 256 * i + 128 * h + 32 * k + 16 * p;
+                    const int g = 8 * h + 2 * k + p;
+                    UNROLL for (int e = 0; e < 16 / VL; e++) {
+                        const __m128i qq = _mm_sub_epi8(q8[k], off);
+                        const vf w = vf_from_i8x(qq, e) * vf_set1(ds[g]);
+                        const int q = k % NACC;
+                        UNROLL for (int t = 0; t < tn; t++)
+                            acc[t][q] = vf_fma(w, vf_load(x[t] + c + VL * e), acc[t][q]);
+                    }
+                }
+            }
+        }
+    }
+    UNROLL for (int t = 0; t < tn; t++) {
+        UNROLL for (int q = 1; q < NACC; q++) acc[t][0] = acc[t][0] + acc[t][q];
+        out[t] = vf_hsum(acc[t][0]);
+    }
+}
+
 #if defined(MM_PERM16)
 /* 4-bit codes through a 16-entry f32 table (vf_perm16 reads the low 4 bits of each
  * 32-bit lane): the table holds the 16 decoded values of the block or sub-block,
@@ -232,6 +278,9 @@ static ALWAYS_INLINE void fused_q4_k_perm(const char *row, int64_t n, const floa
         const __m512 dd = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(b[i].d)),
                                                _mm512_set1_ps(-h2f(b[i].dmin)));
         _mm512_store_ps(sm, f * dd);
+        /* reload them from memory: broadcasts from memory use no vector port, where
+         * the compiler's in-register broadcasts (vpermd) would compete with vpermps */
+        __asm__ volatile("" : : "r"(sm) : "memory");
         UNROLL for (int j = 0; j < 4; j++) {
             const vf tl = vf_fma(io, vf_set1(sm[2 * j]), vf_set1(sm[8 + 2 * j]));
             const vf th = vf_fma(io, vf_set1(sm[2 * j + 1]), vf_set1(sm[8 + 2 * j + 1]));
@@ -323,6 +372,7 @@ static ALWAYS_INLINE void fused_nib32_perm(bool nl, const char *row, int64_t n,
             case HALO_TYPE_F16: fused_plain(PLAIN_F16, row, a->n_cols, x, tn, out); break;         \
             case HALO_TYPE_BF16: fused_plain(PLAIN_BF16, row, a->n_cols, x, tn, out); break;       \
             case HALO_TYPE_Q8_0: fused_q8_0(row, a->n_cols, x, tn, out); break;                    \
+            case HALO_TYPE_Q6_K: fused_q6_k(row, a->n_cols, x, tn, out); break;                    \
             FUSED_PERM_CASES(tn)                                                                   \
             default: fused_quant(unpack, chunk_bytes, row, a->n_cols, x, tn, out); break;          \
             }                                                                                      \
