@@ -24,6 +24,7 @@
  */
 #include "format/gguf.h"
 #include "model/arch.h"
+#include "quant/quant.h"
 #include "runtime/runtime.h"
 
 #include <math.h>
@@ -325,6 +326,44 @@ static void deltanet_rule_task(void *arg, int ith, int nth) {
     }
 }
 
+/* One token: the delta rule and gated norm of this thread's value heads (as in
+ * deltanet_rule_task), then their columns of ssm_out times their outputs, summed
+ * into this thread's partial of the output (its attention scratch: unused here);
+ * the caller adds the partials. Saves the barrier before the output projection. */
+typedef struct rule_out_job {
+    deltanet_task t;
+    size_t col_bytes; /* bytes of dv columns of an ssm_out row */
+} rule_out_job;
+
+static float *rule_out_partial(halo_context *ctx, int ith) {
+    return ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
+}
+
+static void deltanet_rule_out_task(void *arg, int ith, int nth) {
+    const rule_out_job *j = arg;
+    const deltanet_task *a = &j->t;
+    deltanet_rule_task((void *)a, ith, nth);
+    const dims *d = &a->d;
+    const halo_weight *w = &a->L->ssm_out;
+    float *part = rule_out_partial(a->ctx, ith), *tmp = part + d->n_embd;
+    bool first = true;
+    for (int64_t h = ith; h < d->hv; h += nth) {
+        halo_matmul(NULL, w->type, (const char *)w->data + (size_t)h * j->col_bytes, w->row_stride,
+                    w->n_rows, d->dv, a->s->o + h * d->dv, 1, first ? part : tmp);
+        if (!first)
+            for (int64_t i = 0; i < d->n_embd; i++) part[i] += tmp[i];
+        first = false;
+    }
+}
+
+/* Whether one token's output projection can join the delta-rule job: ssm_out's
+ * columns split at head boundaries (whole blocks) and room for the partials. */
+static bool rule_out_ok(const halo_context *ctx, const halo_layer *L, const dims *d) {
+    const halo_type_traits *tr = halo_type_get(L->ssm_out.type);
+    return tr && d->dv % tr->block_size == 0 && L->ssm_out.n_rows == d->n_embd &&
+           ctx->buf.attn_scratch_floats >= (size_t)(2 * d->n_embd);
+}
+
 /* out[t] = the DeltaNet mixer of layer il on xn[t]. */
 static void deltanet_layer(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                            const scratch *s, int32_t n_seg, bool identity, const float *xn,
@@ -360,6 +399,20 @@ static void deltanet_layer(halo_context *ctx, uint32_t il, const halo_ubatch *ub
     deltanet_task task = {.ctx = ctx, .il = il, .L = L, .s = s, .d = d, .n_seg = n_seg};
     /* one token's conv is a few thousand flops: on the caller, no barrier */
     halo_threadpool_run(n == 1 ? NULL : ctx->pool, deltanet_conv_task, &task);
+    if (n == 1 && halo_threadpool_n_threads(ctx->pool) > 1 && rule_out_ok(ctx, L, &d)) {
+        const halo_type_traits *tr = halo_type_get(L->ssm_out.type);
+        rule_out_job j = {task, (size_t)(d.dv / tr->block_size) * tr->type_size};
+        halo_threadpool_run(ctx->pool, deltanet_rule_out_task, &j);
+        const int nth = halo_threadpool_n_threads(ctx->pool);
+        const int used = d.hv < nth ? (int)d.hv : nth; /* threads that had a head */
+        const float *p0 = rule_out_partial(ctx, 0);
+        for (int64_t i = 0; i < d.n_embd; i++) out[i] = p0[i];
+        for (int t = 1; t < used; t++) {
+            const float *pt = rule_out_partial(ctx, t);
+            for (int64_t i = 0; i < d.n_embd; i++) out[i] += pt[i];
+        }
+        return;
+    }
     halo_threadpool_run(ctx->pool, deltanet_rule_task, &task);
     /* output projection, back in batch order */
     if (identity) {
