@@ -39,9 +39,13 @@ static inline float vf_hsum(vf v) {
 static inline vf vf_from_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
-/* lanes: int8 8 * part .. 8 * part + 7 of q, to float */
-static inline vf vf_from_i8x(__m128i q, int part) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part ? _mm_srli_si128(q, 8) : q));
+/* lanes: uint8 8 * part .. 8 * part + 7 of q, to float */
+static inline vf vf_from_u8x(__m128i q, int part) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(part ? _mm_srli_si128(q, 8) : q));
+}
+/* (a & m) | b */
+static inline __m128i or_and(__m128i a, __m128i b, __m128i m) {
+    return _mm_or_si128(_mm_and_si128(a, m), b);
 }
 static inline vf vf_from_f16(const void *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));

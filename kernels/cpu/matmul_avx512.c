@@ -34,10 +34,14 @@ static inline float vf_hsum(vf v) { return _mm512_reduce_add_ps(v); }
 static inline vf vf_from_i8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
-/* lanes: the 16 int8 of q (part 0), to float */
-static inline vf vf_from_i8x(__m128i q, int part) {
+/* lanes: the 16 uint8 of q (part 0), to float */
+static inline vf vf_from_u8x(__m128i q, int part) {
     (void)part;
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q));
+}
+/* (a & m) | b, one vpternlogd */
+static inline __m128i or_and(__m128i a, __m128i b, __m128i m) {
+    return _mm_ternarylogic_epi32(a, b, m, 0xEC);
 }
 static inline vf vf_from_f16(const void *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));

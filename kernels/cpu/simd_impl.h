@@ -9,6 +9,9 @@
  *   vi                      the matching int32 vector type; vi_from_u8(p) (VL bytes,
  *                           zero-extended), vi_and15(v), vi_srl4(v), vf_from_vi(v)
  *   vf_transpose(v)         transpose VL vectors in place (v[i] lane j <-> v[j] lane i)
+ *   vf_from_u8x(q, e)       lanes e*VL .. of the 16 bytes q (zero-extended), to float
+ *   or_and(a, b, m)         (a & m) | b on 16 bytes
+ *   MM_PERM16, vf_perm16    (AVX-512 only) lane i = table[idx[i] & 15]
  *   MM_TN, MM_MICRO_LIST(X) the prefill micro-kernel's tokens (rows: 2 vectors), and
  *                           X(1) .. X(MM_TN)
  *   MM_NAME(x)              x with the path's suffix
@@ -213,39 +216,41 @@ static ALWAYS_INLINE void fused_q8_0(const char *row, int64_t n, const float *co
     }
 }
 
-/* q6_K straight from the block: the 6-bit codes minus 32 are built 16 at a time in
- * 128-bit registers (as unpack_q6_k does), widened and converted in registers and
- * multiplied by their sub-block's d * sc (exact products, as staged): no stores
- * of codes, and the 16 scales are broadcast from memory (no vector port). */
+/* q6_K straight from the block: the 6-bit codes are built 16 at a time in 128-bit
+ * registers, widened and converted in registers, and (q - 32) * d * sc is one FMA
+ * (q * ds - 32 * ds, exact before its one rounding, so equal to the reference's
+ * product): no stores of codes; the scales are broadcast from memory (no vector port). */
 static ALWAYS_INLINE void fused_q6_k(const char *row, int64_t n, const float *const *x, int tn,
                                      float *out) {
     vf acc[FT][NACC];
     UNROLL for (int t = 0; t < tn; t++)
         UNROLL for (int q = 0; q < NACC; q++) acc[t][q] = vf_zero();
     const halo_block_q6_k *b = (const halo_block_q6_k *)(const void *)row;
-    const __m128i m4 = _mm_set1_epi8(0x0F), m2 = _mm_set1_epi8(0x30), off = _mm_set1_epi8(32);
+    const __m128i m4 = _mm_set1_epi8(0x0F), m2 = _mm_set1_epi8(0x30);
     for (int64_t i = 0; i < n / 256; i++) {
         prefetch_ahead(b + i, sizeof *b);
-        float ds[16] __attribute__((aligned(64)));
+        /* ds[g] = d * sc[g] and ds[16 + g] = -32 * ds[g] (exact: a power of two) */
+        float ds[32] __attribute__((aligned(64)));
         scales16((const uint8_t *)b[i].scales, 0, -1, true, h2f(b[i].d), ds);
+        scales16((const uint8_t *)b[i].scales, 0, -1, true, -32.0f * h2f(b[i].d), ds + 16);
         __asm__ volatile("" : : "r"(ds) : "memory");
         UNROLL for (int h = 0; h < 2; h++) {
             const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
             UNROLL for (int p = 0; p < 2; p++) {
                 const __m128i l0 = ld128(ql + 16 * p), l1 = ld128(ql + 32 + 16 * p);
                 const __m128i hb = ld128(qh + 16 * p);
+                /* unsigned codes 0..63: low 4 bits from ql, bits 4-5 from qh */
                 __m128i q8[4];
-                q8[0] = _mm_or_si128(_mm_and_si128(l0, m4), _mm_and_si128(_mm_slli_epi16(hb, 4), m2));
-                q8[1] = _mm_or_si128(_mm_and_si128(l1, m4), _mm_and_si128(_mm_slli_epi16(hb, 2), m2));
-                q8[2] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(l0, 4), m4), _mm_and_si128(hb, m2));
-                q8[3] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(l1, 4), m4),
-                                     _mm_and_si128(_mm_srli_epi16(hb, 2), m2));
+                q8[0] = or_and(l0, _mm_and_si128(_mm_slli_epi16(hb, 4), m2), m4);
+                q8[1] = or_and(l1, _mm_and_si128(_mm_slli_epi16(hb, 2), m2), m4);
+                q8[2] = or_and(_mm_srli_epi16(l0, 4), _mm_and_si128(hb, m2), m4);
+                q8[3] = or_and(_mm_srli_epi16(l1, 4), _mm_and_si128(_mm_srli_epi16(hb, 2), m2), m4);
                 UNROLL for (int k = 0; k < 4; k++) {
                     const int64_t c = 256 * i + 128 * h + 32 * k + 16 * p;
                     const int g = 8 * h + 2 * k + p;
                     UNROLL for (int e = 0; e < 16 / VL; e++) {
-                        const __m128i qq = _mm_sub_epi8(q8[k], off);
-                        const vf w = vf_from_i8x(qq, e) * vf_set1(ds[g]);
+                        /* (q - 32) * ds in one rounding, as the reference's product */
+                        const vf w = vf_fma(vf_from_u8x(q8[k], e), vf_set1(ds[g]), vf_set1(ds[16 + g]));
                         const int q = k % NACC;
                         UNROLL for (int t = 0; t < tn; t++)
                             acc[t][q] = vf_fma(w, vf_load(x[t] + c + VL * e), acc[t][q]);
