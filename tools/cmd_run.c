@@ -47,44 +47,6 @@ static void usage(FILE *out) {
     tools_sampling_usage(out);
 }
 
-static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* llama.cpp's escapes, in place: \n \r \t \' \" \\ \xHH; others stay as they are */
-static size_t process_escapes(char *s, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\' || i + 1 >= n) {
-            s[o++] = s[i];
-            continue;
-        }
-        char c = s[i + 1], r = 0;
-        switch (c) {
-        case 'n': r = '\n'; break;
-        case 'r': r = '\r'; break;
-        case 't': r = '\t'; break;
-        case '\'': r = '\''; break;
-        case '"': r = '"'; break;
-        case '\\': r = '\\'; break;
-        case 'x':
-            if (i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
-                s[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
-                i += 3;
-                continue;
-            }
-            break;
-        }
-        if (r) {
-            s[o++] = r;
-            i++;
-        } else {
-            s[o++] = s[i];
-        }
-    }
-    return o;
-}
-
 typedef struct run_args {
     const char *model, *prompt, *file;
     int64_t n_predict, n_ctx, n_batch, n_ubatch, threads;
@@ -182,7 +144,7 @@ int cmd_run(int argc, char **argv) {
         if (!(text = malloc(len + 1))) return 1;
         memcpy(text, a.prompt, len + 1);
     }
-    if (a.escape) len = process_escapes(text, len);
+    if (a.escape) len = tools_process_escapes(text, len);
 
     halo_model *model = NULL;
     halo_context *ctx = NULL;

@@ -67,44 +67,6 @@ static char *read_stream(FILE *f, size_t *len) {
     return buf;
 }
 
-static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* In place; unknown escapes and a final lone backslash stay as they are. */
-static size_t process_escapes(char *s, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\' || i + 1 >= n) {
-            s[o++] = s[i];
-            continue;
-        }
-        char c = s[i + 1], r = 0;
-        switch (c) {
-        case 'n': r = '\n'; break;
-        case 'r': r = '\r'; break;
-        case 't': r = '\t'; break;
-        case '\'': r = '\''; break;
-        case '"': r = '"'; break;
-        case '\\': r = '\\'; break;
-        case 'x':
-            if (i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
-                s[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
-                i += 3;
-                continue;
-            }
-            break;
-        }
-        if (r) {
-            s[o++] = r;
-            i++;
-        } else {
-            s[o++] = s[i];
-        }
-    }
-    return o;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL;
     bool use_stdin = false, ids_only = false, ids_list = false, no_bos = false, parse_special = true, escape = true;
@@ -167,7 +129,7 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
-    if (escape) len = process_escapes(text, len);
+    if (escape) len = tools_process_escapes(text, len);
 
     halo_error err = {0};
     halo_gguf *g = NULL;

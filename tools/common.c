@@ -310,3 +310,42 @@ bool tools_load_model(const char *path, const halo_load_options *lo, halo_model 
     if (load_s) *load_s = halo_time_seconds() - t0;
     return true;
 }
+
+/* ---- escapes in prompt text -------------------------------------------------- */
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+size_t tools_process_escapes(char *s, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) {
+            s[o++] = s[i];
+            continue;
+        }
+        char c = s[i + 1], r = 0;
+        switch (c) {
+        case 'n': r = '\n'; break;
+        case 'r': r = '\r'; break;
+        case 't': r = '\t'; break;
+        case '\'': r = '\''; break;
+        case '"': r = '"'; break;
+        case '\\': r = '\\'; break;
+        case 'x':
+            if (i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
+                s[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
+                i += 3;
+                continue;
+            }
+            break;
+        }
+        if (r) {
+            s[o++] = r;
+            i++;
+        } else {
+            s[o++] = s[i];
+        }
+    }
+    return o;
+}

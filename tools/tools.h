@@ -82,4 +82,8 @@ int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 
+/* llama.cpp's escapes in prompt text, in place: \n \r \t \' \" \\ \xHH; unknown escapes
+ * and a final lone backslash stay as they are. Returns the new length. */
+size_t tools_process_escapes(char *s, size_t n);
+
 #endif
