@@ -234,9 +234,9 @@ int cmd_serve(int argc, char **argv) {
         free(template_text);
         return 1;
     }
-    fprintf(stderr, "halo serve: %s loaded in %.2f s; listening on http://%s:%d (%u slots)\n",
+    fprintf(stderr, "halo serve: %s loaded in %.2f s; listening on http://%s:%d (%u slot%s)\n",
             p.model_path, halo_time_seconds() - t0, p.host, halo_server_port(srv),
-            p.ctx.n_seq_max);
+            p.ctx.n_seq_max, p.ctx.n_seq_max == 1 ? "" : "s");
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "halo serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
