@@ -34,38 +34,6 @@ static void usage(FILE *out) {
             tools_default_model());
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = cap > SIZE_MAX / 4 ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (f != stdin) fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = n;
-    }
-    return buf;
-}
-
 /* context[key] = the text of token id, unless the context has key */
 static int add_token(cJSON *ctx, const char *key, const halo_tokenizer *t, int32_t id) {
     if (id < 0 || cJSON_GetObjectItemCaseSensitive(ctx, key)) return 0;
@@ -115,11 +83,8 @@ int cmd_template(int argc, char **argv) {
     cJSON *ctx = NULL;
     if (context) {
         size_t len;
-        char *text = read_all(context, &len);
-        if (!text) {
-            fprintf(stderr, "error: cannot read %s: %m\n", !strcmp(context, "-") ? "standard input" : context);
-            return 1;
-        }
+        char *text = tools_read_file(context, &len); /* says why it failed */
+        if (!text) return 1;
         const char *end = NULL;
         ctx = cJSON_ParseWithLengthOpts(text, len, &end, false);
         if (!ctx || !cJSON_IsObject(ctx)) {
@@ -145,9 +110,8 @@ int cmd_template(int argc, char **argv) {
     const char *where = file ? file : model;
     halo_error err = {0};
     if (file) {
-        src = read_all(file, &src_len);
+        src = tools_read_file(file, &src_len);
         if (!src) {
-            fprintf(stderr, "error: cannot read %s: %m\n", file);
             cJSON_Delete(ctx);
             return 1;
         }

@@ -41,32 +41,6 @@ static void usage(FILE *out) {
             tools_default_model());
 }
 
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n == cap) {
-            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL;
     bool use_stdin = false, ids_only = false, ids_list = false, no_bos = false, parse_special = true, escape = true;
@@ -113,17 +87,8 @@ int cmd_tokenize(int argc, char **argv) {
         text = malloc(len + 1);
         if (text) memcpy(text, prompt, len + 1);
     } else {
-        FILE *f = use_stdin ? stdin : fopen(file, "rb");
-        if (!f) {
-            fprintf(stderr, "error: cannot open %s: %m\n", file);
-            return 1;
-        }
-        text = read_stream(f, &len);
-        if (!use_stdin) fclose(f);
-        if (!text) {
-            fprintf(stderr, "error: cannot read %s\n", use_stdin ? "standard input" : file);
-            return 1;
-        }
+        /* the whole file, final newline included; an error says why itself */
+        if (!(text = tools_read_file(use_stdin ? "-" : file, &len))) return 1;
     }
     if (!text) {
         fprintf(stderr, "error: out of memory\n");
