@@ -4,30 +4,7 @@
 # ppN, tgN, ppP+tgN and "@ dD"; the cross product of lists; csv, json and jsonl
 # parse (python3) with llama-bench's field names; bad flags fail with exit 2.
 set -u
-: "${HALO:?HALO must name the halo binary}"
-FIX="${HALO_FIXTURES:-${HALO_FIXTURES_DEFAULT:-}}"
-if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
-    echo "SKIPPED: fixtures not found (set HALO_FIXTURES; tried '${FIX}')"
-    exit 77
-fi
-M="$FIX/models/kdoc-moe-bf16.gguf"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-checks=0
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { checks=$((checks + 1)); if ! eval "$1"; then bad "$2"; fi; }
-run() {
-    local name=$1; shift
-    "$HALO" "$@" > "$TMP/$name.out" 2> "$TMP/$name.err"
-    rc=$?
-}
-expect_error() {
-    local code=$1 name=$2; shift 2
-    run "$name" "$@"
-    check "[ $rc -eq $code ]" "halo $* exited $rc, expected $code"
-    check "grep -q '^error: ' '$TMP/$name.err'" "halo $*: no error line: $(head -c 300 "$TMP/$name.err")"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib_kdoc.sh"
 B=(bench -m "$M" -r 1 -t 1)
 
 run md "${B[@]}" -p 16 -n 4

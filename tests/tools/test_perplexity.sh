@@ -4,36 +4,11 @@
 # [3]36.1652, PPL = 36.1652 +/- 8.07720) within 1 %; the output has llama-perplexity's
 # shape; KLD of the model against its own saved logits is 0; bad input fails cleanly.
 set -u
-: "${HALO:?HALO must name the halo binary}"
-FIX="${HALO_FIXTURES:-${HALO_FIXTURES_DEFAULT:-}}"
-if [ -z "$FIX" ] || [ ! -f "$FIX/models/kdoc-moe-bf16.gguf" ]; then
-    echo "SKIPPED: fixtures not found (set HALO_FIXTURES; tried '${FIX}')"
-    exit 77
-fi
-M="$FIX/models/kdoc-moe-bf16.gguf"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib_kdoc.sh"
 # the first 40 KB of text/test.txt (~9 k tokens): its first windows are the whole file's
 # (tokenization is local), and tokenizing 500 KB per run would cost more than the model
 T="$TMP/test-head.txt"
 head -c 40000 "$FIX/text/test.txt" > "$T"
-fail=0
-checks=0
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { checks=$((checks + 1)); if ! eval "$1"; then bad "$2"; fi; }
-
-run() { # run NAME ARGS...: stdout to $TMP/NAME.out, stderr to .err, code in $rc
-    local name=$1; shift
-    "$HALO" "$@" > "$TMP/$name.out" 2> "$TMP/$name.err"
-    rc=$?
-}
-expect_error() { # CODE NAME ARGS...: that exit code, and an "error:" line
-    local code=$1 name=$2; shift 2
-    run "$name" "$@"
-    check "[ $rc -eq $code ]" "halo $* exited $rc, expected $code"
-    check "grep -q '^error: ' '$TMP/$name.err'" "halo $*: no error line: $(head -c 300 "$TMP/$name.err")"
-}
-
 # Under the sanitizers (HALO_TEST_QUICK=1: an unoptimized engine) one window where
 # three would be evaluated, and KLD over one.
 QUICK=0
