@@ -1,0 +1,117 @@
+/*
+ * The CUDA device, memory and streams, behind the C interface of cuda_ops.h.
+ */
+#include "kernels/cuda/cuda_ops.h"
+
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <string.h>
+
+static __thread char last_error[256];
+
+static int fail(cudaError_t e, const char *what) {
+    snprintf(last_error, sizeof last_error, "%s: %s", what, cudaGetErrorString(e));
+    return -1;
+}
+
+extern "C" const char *halo_cuda_last_error(void) { return last_error[0] ? last_error : "no error"; }
+
+extern "C" int halo_cuda_device_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        fail(e, "cudaGetDeviceCount");
+        cudaGetLastError(); /* clear the sticky "no driver" error */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int halo_cuda_device_info(int dev, char *name, size_t n, size_t *total_bytes,
+                                     size_t *free_bytes) {
+    cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, dev);
+    if (e != cudaSuccess) return fail(e, "cudaGetDeviceProperties");
+    if (name && n) snprintf(name, n, "%s", p.name);
+    if (total_bytes) *total_bytes = p.totalGlobalMem;
+    if (free_bytes) {
+        int cur = 0;
+        cudaGetDevice(&cur);
+        size_t fr = 0, tot = 0;
+        if (cur == dev && cudaMemGetInfo(&fr, &tot) == cudaSuccess) *free_bytes = fr;
+        else *free_bytes = p.totalGlobalMem;
+    }
+    return 0;
+}
+
+extern "C" int halo_cuda_set_device(int dev) {
+    cudaError_t e = cudaSetDevice(dev);
+    return e == cudaSuccess ? 0 : fail(e, "cudaSetDevice");
+}
+
+extern "C" void *halo_cuda_malloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        char what[64];
+        snprintf(what, sizeof what, "cudaMalloc(%zu bytes)", bytes);
+        fail(e, what);
+        return NULL;
+    }
+    if (cudaMemset(p, 0, bytes ? bytes : 1) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void halo_cuda_free(void *p) {
+    if (p) cudaFree(p);
+}
+
+extern "C" void *halo_cuda_host_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        fail(e, "cudaMallocHost");
+        return NULL;
+    }
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+extern "C" void halo_cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
+extern "C" void *halo_cuda_stream_new(void) {
+    cudaStream_t s = NULL;
+    cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        fail(e, "cudaStreamCreate");
+        return NULL;
+    }
+    return (void *)s;
+}
+
+extern "C" void halo_cuda_stream_free(void *stream) {
+    if (stream) cudaStreamDestroy((cudaStream_t)stream);
+}
+
+extern "C" int halo_cuda_stream_sync(void *stream) {
+    cudaError_t e = cudaStreamSynchronize((cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaStreamSynchronize");
+}
+
+extern "C" int halo_cuda_memcpy(void *stream, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return 0;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemcpyAsync");
+}
+
+extern "C" int halo_cuda_memset0(void *stream, void *dst, size_t bytes) {
+    if (!bytes) return 0;
+    cudaError_t e = cudaMemsetAsync(dst, 0, bytes, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemsetAsync");
+}
