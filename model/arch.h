@@ -31,6 +31,7 @@ typedef struct halo_weight {
     int64_t n_mats;   /* ne[2]: matrices (experts) of a 3-D tensor; 1 otherwise */
     size_t row_stride; /* bytes between rows */
     size_t mat_stride; /* bytes between matrices */
+    const void *dev;   /* the same bytes in GPU memory (kernels/cuda/backend.c), or NULL */
 } halo_weight;
 
 /* Every weight a layer of a supported architecture may have; an architecture
@@ -72,6 +73,8 @@ struct halo_model {
     float rope_freq_scale;    /* 1 / rope.scaling.factor for linear scaling, else 1 */
     const float *rope_freqs;  /* [n_rot / 2] rope_freqs.weight (Llama 3.1), or NULL */
     bool expert_weights_norm; /* renormalize the top-k router weights */
+
+    struct halo_gpu_weights *gpu; /* the weights' GPU copy (kernels/cuda/backend.c), or NULL */
 };
 
 typedef struct halo_ubatch halo_ubatch; /* runtime/runtime.h */
@@ -122,8 +125,9 @@ int halo_bind_ffn(halo_model *m, uint32_t il, halo_error *err);
 int halo_bind_moe(halo_model *m, uint32_t il, halo_error *err);
 
 /* ---- shared blocks (model/blocks.c) ------------------------------------------
- * Activations are f32 rows: x[t * width + i]. All run on the context's thread
- * pool and use only buffers sized when the context was made. */
+ * Activations are f32 rows: x[t * width + i], in the backend's buffers (host or
+ * device memory); every block issues ops of the context's backend
+ * (runtime/backend.h) and uses only buffers sized when the context was made. */
 
 /* x[t] = embedding row of token t. */
 void halo_blk_embed(halo_context *ctx, const halo_ubatch *ub, float *x);
@@ -151,16 +155,15 @@ void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, c
 /* Dense SwiGLU FFN: out = down(silu(gate xn) * up xn). */
 void halo_blk_ffn(halo_context *ctx, const halo_weight *gate, const halo_weight *up,
                   const halo_weight *down, const float *xn, int64_t n, float *out);
-/* Routed experts: softmax router, top-k (renormalized if model->expert_weights_norm),
- * the ubatch's tokens grouped by expert (one product per active expert over its
- * tokens), results scattered back weighted. out is overwritten. */
+/* Routed experts (softmax router, top-k, renormalized if model->expert_weights_norm),
+ * plus the shared expert scaled by sigmoid(ffn_gate_inp_shexp . x) when the layer
+ * has one (qwen35moe). out is overwritten. */
 void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n, float *out);
-/* halo_blk_moe plus a shared expert (ffn_*_shexp) scaled by sigmoid(ffn_gate_inp_shexp . x),
- * as qwen35moe has it; sh [n][n_embd] and shg [n] are scratch. */
-void halo_blk_moe_shared(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n,
-                         float *out, float *sh, float *shg);
-/* x += y over n rows of width w. */
-void halo_blk_add(float *x, const float *y, int64_t n);
+/* x += y over n floats. */
+void halo_blk_add(halo_context *ctx, float *x, const float *y, int64_t n);
+/* y = rmsnorm(x) * w over n_rows rows of n (eps from the model). */
+void halo_blk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
+                       int64_t n_rows, int64_t n);
 /* Final norm and output head for the tokens that asked for logits. */
 void halo_blk_output(halo_context *ctx, const halo_ubatch *ub, const float *x);
 

@@ -25,15 +25,12 @@
 #include "format/gguf.h"
 #include "model/arch.h"
 #include "quant/quant.h"
+#include "runtime/backend.h"
 #include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-/* A sequence with at least this many tokens in a ubatch uses the chunked form. */
-#define QWEN35_CHUNK_MIN 8
-#define QWEN35_CHUNK 32
 
 /* ---- shapes -------------------------------------------------------------------- */
 
@@ -162,29 +159,20 @@ static int qwen35_bind(halo_model *m, halo_error *err) {
 
 /* ---- scratch ------------------------------------------------------------------------ */
 
-/* The arch scratch (ctx->buf.extra), in floats, for a ubatch of n tokens:
+/* The arch scratch (ctx->buf.extra, the backend's memory), in floats, for a ubatch
+ * of n tokens:
  *   xs [n][n_embd]   normed inputs gathered in sequence order (several sequences)
  *   qkv [n][ch]      projections, then conv [n][ch] (q, k normalized; v)
  *   z [n][vd], o [n][vd], hs [n][n_embd]
- *   ab [n][2 hv] (alpha, b), gb [n][2 hv] (g, beta)
- *   qg [n][2 nq hd] and gate [n][nq hd] (attention layers)
- *   sh [n][n_embd], shg [n] (shared expert)
- *   work [hv][deltanet work] (one per value head: a head's items run on one thread)
- *   ints: perm [n], seg_off [n + 1], seg_seq [n]  */
+ *   alpha, b, g, beta [n][hv]
+ *   qg [n][2 nq hd] and gate [n][nq hd] (attention layers) */
 typedef struct scratch {
-    float *xs, *qkv, *conv, *z, *o, *hs, *ab, *gb, *qg, *gate, *sh, *shg, *work;
-    size_t work_floats;
-    int32_t *perm, *seg_off, *seg_seq;
+    float *xs, *qkv, *conv, *z, *o, *hs, *alpha, *b, *g, *beta, *qg, *gate;
 } scratch;
-
-static size_t work_floats(const dims *d) {
-    return halo_deltanet_work_floats(QWEN35_CHUNK, d->dk, d->dv);
-}
 
 /* Lays the regions out from base (NULL: only counts); returns the floats used. */
 static size_t layout(const halo_model *m, int64_t n, float *base, scratch *s) {
     const dims d = get_dims(&m->hp);
-    const int64_t ff_sh = m->hp.n_ff_shexp;
     size_t off = 0;
 #define REGION(name, count)                                                                        \
     do {                                                                                           \
@@ -198,18 +186,13 @@ static size_t layout(const halo_model *m, int64_t n, float *base, scratch *s) {
     REGION(z, n * d.vd);
     REGION(o, n * d.vd);
     REGION(hs, n * d.n_embd);
-    REGION(ab, n * 2 * d.hv);
-    REGION(gb, n * 2 * d.hv);
+    REGION(alpha, n * d.hv);
+    REGION(b, n * d.hv);
+    REGION(g, n * d.hv);
+    REGION(beta, n * d.hv);
     REGION(qg, n * 2 * d.nq * d.hd);
     REGION(gate, n * d.nq * d.hd);
-    REGION(sh, ff_sh ? n * d.n_embd : 0);
-    REGION(shg, ff_sh ? n : 0);
-    REGION(work, (size_t)d.hv * work_floats(&d));
-    REGION(perm, n);
-    REGION(seg_off, n + 1);
-    REGION(seg_seq, n);
 #undef REGION
-    if (base) s->work_floats = work_floats(&d);
     return off;
 }
 
@@ -217,212 +200,47 @@ static size_t qwen35_scratch_floats(const halo_model *m, uint32_t n_ubatch) {
     return layout(m, n_ubatch, NULL, NULL);
 }
 
-/* ---- the ubatch's sequences ------------------------------------------------------------ */
-
-/* Group the tokens by sequence, each sequence's tokens in batch order (which is
- * their position order): perm lists token indices segment after segment. Returns
- * the segment count; *identity when perm is 0..n-1. */
-static int32_t plan_segments(const halo_ubatch *ub, scratch *s, bool *identity) {
-    int32_t n_seg = 0, k = 0;
-    for (int32_t t = 0; t < ub->n; t++) {
-        bool seen = false;
-        for (int32_t j = 0; j < n_seg && !seen; j++) seen = s->seg_seq[j] == ub->seq[t];
-        if (!seen) s->seg_seq[n_seg++] = ub->seq[t];
-    }
-    for (int32_t j = 0; j < n_seg; j++) {
-        s->seg_off[j] = k;
-        for (int32_t t = 0; t < ub->n; t++)
-            if (ub->seq[t] == s->seg_seq[j]) s->perm[k++] = t;
-    }
-    s->seg_off[n_seg] = k;
-    *identity = true;
-    for (int32_t t = 0; t < ub->n && *identity; t++) *identity = s->perm[t] == t;
-    return n_seg;
-}
-
 /* ---- Gated DeltaNet layer ----------------------------------------------------------------- */
 
-typedef struct deltanet_task {
-    halo_context *ctx;
-    uint32_t il;
-    const halo_layer *L;
-    const scratch *s;
-    dims d;
-    int32_t n_seg;
-} deltanet_task;
-
-/* Phase 1, items (segment, block): a block is one q head, one k head, or one v
- * head (whose gates come along). Conv over the segment's tokens, then the L2 norm. */
-static void deltanet_conv_task(void *arg, int ith, int nth) {
-    const deltanet_task *a = arg;
-    const dims *d = &a->d;
-    const scratch *s = a->s;
-    const int64_t blocks = 2 * d->hk + d->hv, items = a->n_seg * blocks;
-    const int kw = (int)a->ctx->hp->ssm_conv_kernel;
-    const float scale = 1.0f / sqrtf((float)d->dk);
-    for (int64_t it = ith; it < items; it += nth) {
-        const int32_t seg = (int32_t)(it / blocks);
-        const int64_t b = it % blocks;
-        const int32_t t0 = s->seg_off[seg], nt = s->seg_off[seg + 1] - t0;
-        int64_t c0, width;
-        if (b < 2 * d->hk) c0 = b * d->dk, width = d->dk;
-        else c0 = 2 * d->hk * d->dk + (b - 2 * d->hk) * d->dv, width = d->dv;
-        float *state = halo_rs_conv(a->ctx, a->il, s->seg_seq[seg]);
-        halo_deltanet_conv(s->qkv + (size_t)t0 * d->ch, d->ch, nt, d->ch, kw,
-                           a->L->ssm_conv1d.data, state, s->conv + (size_t)t0 * d->ch, d->ch, c0,
-                           c0 + width);
-        for (int32_t t = t0; t < t0 + nt; t++) {
-            float *row = s->conv + (size_t)t * d->ch;
-            if (b < d->hk) halo_deltanet_l2_norm(row + c0, width, 1e-6f, scale);
-            else if (b < 2 * d->hk) halo_deltanet_l2_norm(row + c0, width, 1e-6f, 1.0f);
-        }
-        if (b >= 2 * d->hk) { /* this value head's decay and beta */
-            const int64_t h = b - 2 * d->hk;
-            for (int32_t t = t0; t < t0 + nt; t++) {
-                const float *ab = s->ab + (size_t)t * 2 * d->hv;
-                float *gb = s->gb + (size_t)t * 2 * d->hv;
-                halo_deltanet_gates(ab + h, ab + d->hv + h, (const float *)a->L->ssm_a.data + h,
-                                    (const float *)a->L->ssm_dt.data + h, 1, gb + h,
-                                    gb + d->hv + h);
-            }
-        }
-    }
-}
-
-/* Phase 2, items (value head, segment), a head's items all on one thread (the
- * chunked form's work buffer is per head): the delta rule (chunked for long
- * segments), then the gated RMS norm of that head's outputs. */
-static void deltanet_rule_task(void *arg, int ith, int nth) {
-    const deltanet_task *a = arg;
-    const dims *d = &a->d;
-    const scratch *s = a->s;
-    const float eps = a->ctx->hp->rms_eps;
-    for (int64_t it = 0; it < a->n_seg * d->hv; it++) {
-        const int h = (int)(it % d->hv);
-        const int32_t seg = (int32_t)(it / d->hv);
-        if (h % nth != ith) continue;
-        const int32_t t0 = s->seg_off[seg], nt = s->seg_off[seg + 1] - t0;
-        const float *conv = s->conv + (size_t)t0 * d->ch;
-        halo_deltanet_args args = {
-            .n_tokens = nt, .n_k_heads = d->hk, .n_v_heads = d->hv, .dk = d->dk, .dv = d->dv,
-            .tiled = true,
-            .q = conv, .k = conv + d->hk * d->dk, .qk_stride = d->ch,
-            .v = conv + 2 * d->hk * d->dk, .v_stride = d->ch,
-            .g = s->gb + (size_t)t0 * 2 * d->hv, .beta = s->gb + (size_t)t0 * 2 * d->hv + d->hv,
-            .gb_stride = 2 * d->hv,
-            .state = halo_rs_ssm(a->ctx, a->il, s->seg_seq[seg]),
-            .o = s->o + (size_t)t0 * d->vd, .o_stride = d->vd,
-        };
-        /* (ith, nth) = (h, hv) selects exactly head h */
-        if (nt >= QWEN35_CHUNK_MIN)
-            halo_deltanet_chunked(&args, QWEN35_CHUNK, s->work + (size_t)h * s->work_floats, h,
-                                  (int)d->hv);
-        else
-            halo_deltanet_recurrent(&args, h, (int)d->hv);
-        for (int32_t t = t0; t < t0 + nt; t++)
-            halo_deltanet_norm_gated(s->o + (size_t)t * d->vd + h * d->dv,
-                                     s->z + (size_t)t * d->vd + h * d->dv, a->L->ssm_norm.data,
-                                     d->dv, eps);
-    }
-}
-
-/* One token: the delta rule and gated norm of this thread's value heads (as in
- * deltanet_rule_task), then their columns of ssm_out times their outputs, summed
- * into this thread's partial of the output (its attention scratch: unused here);
- * the caller adds the partials. Saves the barrier before the output projection. */
-typedef struct rule_out_job {
-    deltanet_task t;
-    size_t col_bytes; /* bytes of dv columns of an ssm_out row */
-} rule_out_job;
-
-static float *rule_out_partial(halo_context *ctx, int ith) {
-    return ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
-}
-
-static void deltanet_rule_out_task(void *arg, int ith, int nth) {
-    const rule_out_job *j = arg;
-    const deltanet_task *a = &j->t;
-    deltanet_rule_task((void *)a, ith, nth);
-    const dims *d = &a->d;
-    const halo_weight *w = &a->L->ssm_out;
-    float *part = rule_out_partial(a->ctx, ith), *tmp = part + d->n_embd;
-    bool first = true;
-    for (int64_t h = ith; h < d->hv; h += nth) {
-        halo_matmul(NULL, w->type, (const char *)w->data + (size_t)h * j->col_bytes, w->row_stride,
-                    w->n_rows, d->dv, a->s->o + h * d->dv, 1, first ? part : tmp);
-        if (!first)
-            for (int64_t i = 0; i < d->n_embd; i++) part[i] += tmp[i];
-        first = false;
-    }
-}
-
-/* Whether one token's output projection can join the delta-rule job: ssm_out's
- * columns split at head boundaries (whole blocks) and room for the partials. */
-static bool rule_out_ok(const halo_context *ctx, const halo_layer *L, const dims *d) {
-    const halo_type_traits *tr = halo_type_get(L->ssm_out.type);
-    return tr && d->dv % tr->block_size == 0 && L->ssm_out.n_rows == d->n_embd &&
-           ctx->buf.attn_scratch_floats >= (size_t)(2 * d->n_embd);
-}
-
-/* out[t] = the DeltaNet mixer of layer il on xn[t]. */
+/* out[t] = the DeltaNet mixer of layer il on xn[t]. The ubatch's tokens run in
+ * sequence order (ub's segments): gathered in, scattered back. */
 static void deltanet_layer(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
-                           const scratch *s, int32_t n_seg, bool identity, const float *xn,
-                           float *out) {
+                           const scratch *s, const float *xn, float *out) {
     const halo_layer *L = &ctx->model->layers[il];
+    const halo_backend_ops *be = ctx->be.ops;
     const dims d = get_dims(ctx->hp);
     const int32_t n = ub->n;
     /* inputs in sequence order */
     const float *xi = xn;
-    if (!identity) {
-        for (int32_t i = 0; i < n; i++)
-            memcpy(s->xs + (size_t)i * d.n_embd, xn + (size_t)s->perm[i] * d.n_embd,
-                   sizeof(float) * (size_t)d.n_embd);
+    if (!ub->identity) {
+        be->gather(ctx, ub, s->xs, xn, d.n_embd);
         xi = s->xs;
     }
-    /* projections: conv input, z, alpha, b (one pool job when decoding one token) */
+    /* projections: conv input, z, alpha, b (one job when decoding one token) */
     if (n == 1) {
         halo_mm mm[4] = {{&L->attn_qkv, 0, xi, s->qkv}, {&L->attn_gate, 0, xi, s->z},
-                         {&L->ssm_alpha, 0, xi, s->hs}, {&L->ssm_beta, 0, xi, s->hs + d.hv}};
+                         {&L->ssm_alpha, 0, xi, s->alpha}, {&L->ssm_beta, 0, xi, s->b}};
         halo_blk_matmul_multi(ctx, mm, 4);
     } else {
-        halo_blk_matmul(ctx, &L->attn_qkv, 0, xi, n, s->qkv);
-        halo_blk_matmul(ctx, &L->attn_gate, 0, xi, n, s->z);
-        halo_blk_matmul(ctx, &L->ssm_alpha, 0, xi, n, s->hs);
-        halo_blk_matmul(ctx, &L->ssm_beta, 0, xi, n, s->hs + (size_t)n * d.hv);
-    }
-    for (int32_t t = 0; t < n; t++) { /* interleave per token: [alpha | b] */
-        memcpy(s->ab + (size_t)t * 2 * d.hv, s->hs + (size_t)t * d.hv, sizeof(float) * (size_t)d.hv);
-        memcpy(s->ab + (size_t)t * 2 * d.hv + d.hv, s->hs + (size_t)(n + t) * d.hv,
-               sizeof(float) * (size_t)d.hv);
+        be->matmul(ctx, &L->attn_qkv, 0, xi, n, s->qkv);
+        be->matmul(ctx, &L->attn_gate, 0, xi, n, s->z);
+        be->matmul(ctx, &L->ssm_alpha, 0, xi, n, s->alpha);
+        be->matmul(ctx, &L->ssm_beta, 0, xi, n, s->b);
     }
     /* conv + norms + gates, then the delta rule + gated norm */
-    deltanet_task task = {.ctx = ctx, .il = il, .L = L, .s = s, .d = d, .n_seg = n_seg};
-    /* one token's conv is a few thousand flops: on the caller, no barrier */
-    halo_threadpool_run(n == 1 ? NULL : ctx->pool, deltanet_conv_task, &task);
-    if (n == 1 && halo_threadpool_n_threads(ctx->pool) > 1 && rule_out_ok(ctx, L, &d)) {
-        const halo_type_traits *tr = halo_type_get(L->ssm_out.type);
-        rule_out_job j = {task, (size_t)(d.dv / tr->block_size) * tr->type_size};
-        halo_threadpool_run(ctx->pool, deltanet_rule_out_task, &j);
-        const int nth = halo_threadpool_n_threads(ctx->pool);
-        const int used = d.hv < nth ? (int)d.hv : nth; /* threads that had a head */
-        const float *p0 = rule_out_partial(ctx, 0);
-        for (int64_t i = 0; i < d.n_embd; i++) out[i] = p0[i];
-        for (int t = 1; t < used; t++) {
-            const float *pt = rule_out_partial(ctx, t);
-            for (int64_t i = 0; i < d.n_embd; i++) out[i] += pt[i];
-        }
+    be->deltanet_conv(ctx, il, ub, s->qkv, s->alpha, s->b, s->conv, s->g, s->beta);
+    if (n == 1 && be->deltanet_rule_out) { /* with the output projection, one token */
+        be->deltanet_rule_out(ctx, il, ub, s->conv, s->g, s->beta, s->z, s->o, out);
         return;
     }
-    halo_threadpool_run(ctx->pool, deltanet_rule_task, &task);
+    be->deltanet_rule(ctx, il, ub, s->conv, s->g, s->beta, s->z, s->o);
     /* output projection, back in batch order */
-    if (identity) {
-        halo_blk_matmul(ctx, &L->ssm_out, 0, s->o, n, out);
+    if (ub->identity) {
+        be->matmul(ctx, &L->ssm_out, 0, s->o, n, out);
         return;
     }
-    halo_blk_matmul(ctx, &L->ssm_out, 0, s->o, n, s->hs);
-    for (int32_t i = 0; i < n; i++)
-        memcpy(out + (size_t)s->perm[i] * d.n_embd, s->hs + (size_t)i * d.n_embd,
-               sizeof(float) * (size_t)d.n_embd);
+    be->matmul(ctx, &L->ssm_out, 0, s->o, n, s->hs);
+    be->scatter(ctx, ub, out, s->hs, d.n_embd);
 }
 
 /* ---- gated full attention -------------------------------------------------------------------- */
@@ -431,6 +249,7 @@ static void attention_layer(halo_context *ctx, uint32_t il, const halo_ubatch *u
                             const scratch *s, const float *xn, float *out) {
     const halo_hparams *hp = ctx->hp;
     const halo_layer *L = &ctx->model->layers[il];
+    const halo_backend_ops *be = ctx->be.ops;
     halo_buffers *b = &ctx->buf;
     const dims d = get_dims(hp);
     const int nq = (int)d.nq, nkv = (int)hp->n_head_kv[il], hd = (int)d.hd;
@@ -439,37 +258,27 @@ static void attention_layer(halo_context *ctx, uint32_t il, const halo_ubatch *u
         halo_mm mm[3] = {{&L->wq, 0, xn, s->qg}, {&L->wk, 0, xn, b->k}, {&L->wv, 0, xn, b->v}};
         halo_blk_matmul_multi(ctx, mm, 3);
     } else {
-        halo_blk_matmul(ctx, &L->wq, 0, xn, n, s->qg);
-        halo_blk_matmul(ctx, &L->wk, 0, xn, n, b->k);
-        halo_blk_matmul(ctx, &L->wv, 0, xn, n, b->v);
+        be->matmul(ctx, &L->wq, 0, xn, n, s->qg);
+        be->matmul(ctx, &L->wk, 0, xn, n, b->k);
+        be->matmul(ctx, &L->wv, 0, xn, n, b->v);
     }
-    for (int32_t t = 0; t < n; t++) {
-        float *q = b->q + (size_t)t * nq * hd, *gate = s->gate + (size_t)t * nq * hd;
-        float *k = b->k + (size_t)t * nkv * hd;
-        for (int h = 0; h < nq; h++) { /* per head: [q | gate] */
-            const float *src = s->qg + ((size_t)t * nq + h) * 2 * hd;
-            memcpy(q + (size_t)h * hd, src, sizeof(float) * (size_t)hd);
-            memcpy(gate + (size_t)h * hd, src + hd, sizeof(float) * (size_t)hd);
-        }
-        halo_rms_norm(q, L->q_norm.data, q, nq, hd, hp->rms_eps);
-        halo_rms_norm(k, L->k_norm.data, k, nkv, hd, hp->rms_eps);
-        halo_rope(q, nq, hd, (int)hp->n_rot, HALO_ROPE_NEOX, (float)ub->pos[t], b->inv_freq);
-        halo_rope(k, nkv, hd, (int)hp->n_rot, HALO_ROPE_NEOX, (float)ub->pos[t], b->inv_freq);
-    }
-    halo_blk_attend(ctx, il, ub, b->q, b->k, b->v, b->att);
-    halo_sigmoid_gate(b->att, s->gate, (int64_t)n * nq * hd);
-    halo_blk_matmul(ctx, &L->wo, 0, b->att, n, out);
+    /* per head: [q | gate] */
+    be->copy2d(ctx, b->q, hd, s->qg, 2 * hd, (int64_t)n * nq, hd);
+    be->copy2d(ctx, s->gate, hd, s->qg + hd, 2 * hd, (int64_t)n * nq, hd);
+    halo_blk_rms_norm(ctx, b->q, &L->q_norm, b->q, (int64_t)n * nq, hd);
+    halo_blk_rms_norm(ctx, b->k, &L->k_norm, b->k, (int64_t)n * nkv, hd);
+    be->rope(ctx, ub, b->q, nq, hd);
+    be->rope(ctx, ub, b->k, nkv, hd);
+    be->attend(ctx, il, ub, b->q, b->k, b->v, b->att);
+    be->sigmoid_gate(ctx, b->att, s->gate, (int64_t)n * nq * hd);
+    be->matmul(ctx, &L->wo, 0, b->att, n, out);
 }
 
 /* ---- FFN ----------------------------------------------------------------------------------- */
 
-static void ffn_layer(halo_context *ctx, const halo_layer *L, const scratch *s, const float *xn,
-                      int64_t n, float *out) {
-    if (!L->ffn_gate_inp.data) {
-        halo_blk_ffn(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, xn, n, out);
-        return;
-    }
-    if (L->ffn_gate_shexp.data) halo_blk_moe_shared(ctx, L, xn, n, out, s->sh, s->shg);
+static void ffn_layer(halo_context *ctx, const halo_layer *L, const float *xn, int64_t n,
+                      float *out) {
+    if (!L->ffn_gate_inp.data) halo_blk_ffn(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, xn, n, out);
     else halo_blk_moe(ctx, L, xn, n, out);
 }
 
@@ -479,26 +288,24 @@ static void qwen35_forward(halo_context *ctx, const halo_ubatch *ub) {
     const halo_hparams *hp = ctx->hp;
     halo_buffers *b = &ctx->buf;
     const int64_t n = ub->n, e = hp->n_embd;
-    scratch s;
+    scratch s = {0};
     layout(ctx->model, ctx->params.n_ubatch, b->extra, &s);
-    bool identity;
-    const int32_t n_seg = plan_segments(ub, &s, &identity);
 
     halo_blk_embed(ctx, ub, b->x);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const halo_layer *L = &ctx->model->layers[il];
         if (hp->layer_kind[il] == HALO_LAYER_NEXTN) continue; /* MTP heads: not run */
         /* token mixer */
-        halo_rms_norm(b->x, L->attn_norm.data, b->xn, n, e, hp->rms_eps);
+        halo_blk_rms_norm(ctx, b->x, &L->attn_norm, b->xn, n, e);
         if (hp->layer_kind[il] == HALO_LAYER_DELTANET)
-            deltanet_layer(ctx, il, ub, &s, n_seg, identity, b->xn, b->y);
+            deltanet_layer(ctx, il, ub, &s, b->xn, b->y);
         else
             attention_layer(ctx, il, ub, &s, b->xn, b->y);
-        halo_blk_add(b->x, b->y, n * e);
+        halo_blk_add(ctx, b->x, b->y, n * e);
         /* FFN */
-        halo_rms_norm(b->x, L->ffn_norm.data, b->xn, n, e, hp->rms_eps);
-        ffn_layer(ctx, L, &s, b->xn, n, b->y);
-        halo_blk_add(b->x, b->y, n * e);
+        halo_blk_rms_norm(ctx, b->x, &L->ffn_norm, b->xn, n, e);
+        ffn_layer(ctx, L, b->xn, n, b->y);
+        halo_blk_add(ctx, b->x, b->y, n * e);
     }
     halo_blk_output(ctx, ub, b->x);
 }

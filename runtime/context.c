@@ -11,6 +11,7 @@
  */
 #include "model/arch.h"
 #include "quant/quant.h"
+#include "runtime/backend.h"
 #include "runtime/runtime.h"
 #include "util/util.h"
 
@@ -46,6 +47,24 @@ static void *alloc_array(uint64_t n, uint64_t size, halo_error *err, int *rc) {
     return p;
 }
 
+/* alloc_array in the backend's memory (the buffers ops read and write). */
+static void *be_array(halo_context *ctx, uint64_t n, uint64_t size, halo_error *err, int *rc) {
+    uint64_t bytes;
+    if (*rc) return NULL;
+    if (halo_mul_overflow(n ? n : 1, size, &bytes) || bytes > SIZE_MAX) {
+        *rc = halo_error_set(err, HALO_ERR_RANGE, "context buffers too large (%llu x %llu bytes)",
+                             (unsigned long long)n, (unsigned long long)size);
+        return NULL;
+    }
+    void *p = ctx->be.ops->alloc(&ctx->be, (size_t)bytes);
+    if (!p)
+        *rc = halo_error_set(err, HALO_ERR_NOMEM,
+                             "out of %s memory making the context (%llu bytes): lower -c, -np, "
+                             "-b or -ub",
+                             ctx->be.ops->name, (unsigned long long)bytes);
+    return p;
+}
+
 static uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 static int kv_init(halo_context *ctx, halo_error *err) {
@@ -76,8 +95,8 @@ static int kv_init(halo_context *ctx, halo_error *err) {
         kv->k_row_bytes[il] = kv->k_head_bytes[il] * hp->n_head_kv[il];
         kv->v_row_bytes[il] = kv->v_head_bytes[il] * hp->n_head_kv[il];
         uint64_t cells = (uint64_t)kv->n_pages * HALO_KV_PAGE;
-        kv->k[il] = alloc_array(cells, kv->k_row_bytes[il], err, &rc);
-        kv->v[il] = alloc_array(cells, kv->v_row_bytes[il], err, &rc);
+        kv->k[il] = be_array(ctx, cells, kv->k_row_bytes[il], err, &rc);
+        kv->v[il] = be_array(ctx, cells, kv->v_row_bytes[il], err, &rc);
         if (rc) return rc;
     }
     kv->refcount = alloc_array((uint64_t)kv->n_pages, sizeof(int32_t), err, &rc);
@@ -108,8 +127,8 @@ static int rs_init(halo_context *ctx, halo_error *err) {
     rs->conv_floats = (size_t)conv;
     rs->ssm_floats = (size_t)ssm;
     uint64_t per = (uint64_t)rs->n_slots * ctx->params.n_seq_max;
-    rs->conv = alloc_array(per, umax(conv, 1) * sizeof(float), err, &rc);
-    rs->ssm = alloc_array(per, umax(ssm, 1) * sizeof(float), err, &rc);
+    rs->conv = be_array(ctx, per, umax(conv, 1) * sizeof(float), err, &rc);
+    rs->ssm = be_array(ctx, per, umax(ssm, 1) * sizeof(float), err, &rc);
     return rc;
 }
 
@@ -126,15 +145,15 @@ static int buffers_init(halo_context *ctx, halo_error *err) {
     const uint64_t ff = umax(umax(hp->n_ff, hp->n_ff_exp), umax(hp->n_ff_shexp, 1));
     const uint64_t n_exp = umax(hp->n_expert, 1), k = umax(hp->n_expert_used, 1);
     int rc = 0;
-    b->x = alloc_array(u * e, sizeof(float), err, &rc);
-    b->xn = alloc_array(u * e, sizeof(float), err, &rc);
-    b->y = alloc_array(u * e, sizeof(float), err, &rc);
-    b->q = alloc_array(u * hp->n_head * hp->head_dim_k, sizeof(float), err, &rc);
-    b->k = alloc_array(u * kv_max * hp->head_dim_k, sizeof(float), err, &rc);
-    b->v = alloc_array(u * kv_max * hp->head_dim_v, sizeof(float), err, &rc);
-    b->att = alloc_array(u * hp->n_head * hp->head_dim_v, sizeof(float), err, &rc);
-    b->ff_a = alloc_array(u * ff, sizeof(float), err, &rc);
-    b->ff_b = alloc_array(u * ff, sizeof(float), err, &rc);
+    b->x = be_array(ctx, u * e, sizeof(float), err, &rc);
+    b->xn = be_array(ctx, u * e, sizeof(float), err, &rc);
+    b->y = be_array(ctx, u * e, sizeof(float), err, &rc);
+    b->q = be_array(ctx, u * hp->n_head * hp->head_dim_k, sizeof(float), err, &rc);
+    b->k = be_array(ctx, u * kv_max * hp->head_dim_k, sizeof(float), err, &rc);
+    b->v = be_array(ctx, u * kv_max * hp->head_dim_v, sizeof(float), err, &rc);
+    b->att = be_array(ctx, u * hp->n_head * hp->head_dim_v, sizeof(float), err, &rc);
+    b->ff_a = be_array(ctx, u * ff, sizeof(float), err, &rc);
+    b->ff_b = be_array(ctx, u * ff, sizeof(float), err, &rc);
     b->router = alloc_array(u * n_exp, sizeof(float), err, &rc);
     b->moe_ids = alloc_array(u * k, sizeof(int32_t), err, &rc);
     b->moe_w = alloc_array(u * k, sizeof(float), err, &rc);
@@ -158,7 +177,7 @@ static int buffers_init(halo_context *ctx, halo_error *err) {
     size_t extra = ctx->model->ops->scratch_floats
                        ? ctx->model->ops->scratch_floats(ctx->model, ctx->params.n_ubatch)
                        : 0;
-    b->extra = alloc_array(umax(extra, 1), sizeof(float), err, &rc);
+    b->extra = be_array(ctx, umax(extra, 1), sizeof(float), err, &rc);
     if (rc) return rc;
     if (hp->n_rot) {
         float base = hp->rope_freq_base > 0 ? hp->rope_freq_base : 10000.0f;
@@ -211,6 +230,11 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
     ctx->b_seq = alloc_array(p.n_batch, sizeof(int32_t), err, &rc);
     ctx->b_out = alloc_array(p.n_batch, sizeof(int32_t), err, &rc);
     ctx->logits_row = alloc_array(p.n_batch, sizeof(int32_t), err, &rc);
+    ctx->ub_perm = alloc_array(p.n_ubatch, sizeof(int32_t), err, &rc);
+    ctx->ub_seg_off = alloc_array((uint64_t)p.n_ubatch + 1, sizeof(int32_t), err, &rc);
+    ctx->ub_seg_seq = alloc_array(p.n_ubatch, sizeof(int32_t), err, &rc);
+    /* the backend: CUDA when the model's weights are on the GPU, else the CPU */
+    if (!rc) rc = halo_backend_cpu_init(ctx, &ctx->be, err);
     if (!rc) rc = kv_init(ctx, err);
     if (!rc) rc = rs_init(ctx, err);
     if (!rc) rc = buffers_init(ctx, err);
@@ -227,9 +251,18 @@ void halo_context_free(halo_context *ctx) {
     if (ctx->pool) halo_threadpool_free(ctx->pool);
     const uint32_t nl = ctx->hp->n_layer;
     halo_kv_cache *kv = &ctx->kv;
-    for (uint32_t il = 0; il < nl && kv->k; il++) {
-        free(kv->k[il]);
-        free(kv->v[il]);
+    halo_buffers *b = &ctx->buf;
+    if (ctx->be.ops) { /* the backend's buffers, then the backend */
+        halo_backend *be = &ctx->be;
+        for (uint32_t il = 0; il < nl && kv->k; il++) {
+            if (kv->k[il]) be->ops->free(be, kv->k[il]);
+            if (kv->v[il]) be->ops->free(be, kv->v[il]);
+        }
+        void *bbufs[] = {ctx->rs.conv, ctx->rs.ssm, b->x,    b->xn,   b->y,    b->q,
+                         b->k,         b->v,        b->att, b->ff_a, b->ff_b, b->extra};
+        for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++)
+            if (bbufs[i]) be->ops->free(be, bbufs[i]);
+        if (be->ops->release) be->ops->release(be);
     }
     free(kv->k);
     free(kv->v);
@@ -242,14 +275,11 @@ void halo_context_free(halo_context *ctx) {
     free(kv->page_table);
     free(kv->n_seq_pages);
     free(ctx->rs.slot);
-    free(ctx->rs.conv);
-    free(ctx->rs.ssm);
-    halo_buffers *b = &ctx->buf;
-    void *bufs[] = {b->x,       b->xn,        b->y,       b->q,       b->k,        b->v,
-                    b->att,     b->ff_a,      b->ff_b,    b->router,  b->moe_ids,  b->moe_w,
-                    b->moe_tok, b->moe_count, b->moe_x,   b->moe_y,   b->out_x,    b->inv_freq,
-                    b->attn_scratch, b->attn_block, b->attn_nkv, b->attn_parts, b->extra, ctx->logits, ctx->logits_row, ctx->b_pos,
-                    ctx->b_seq, ctx->b_out, ctx->seq_len, ctx->seq_count};
+    void *bufs[] = {b->router,   b->moe_ids,  b->moe_w,      b->moe_tok,    b->moe_count,
+                    b->moe_x,    b->moe_y,    b->out_x,      b->inv_freq,   b->attn_scratch,
+                    b->attn_block, b->attn_nkv, b->attn_parts, ctx->logits, ctx->logits_row,
+                    ctx->b_pos,  ctx->b_seq,  ctx->b_out,    ctx->seq_len,  ctx->seq_count,
+                    ctx->ub_perm, ctx->ub_seg_off, ctx->ub_seg_seq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }
@@ -264,6 +294,31 @@ int halo_context_n_threads(const halo_context *ctx) { return ctx->n_threads; }
 const halo_model *halo_context_model(const halo_context *ctx) { return ctx->model; }
 
 /* ---- decode ---------------------------------------------------------------------- */
+
+/* Group a ubatch's tokens by sequence, each sequence's tokens in batch order
+ * (which is their position order): perm lists token indices segment after
+ * segment, segments in order of first appearance. */
+static void plan_segments(halo_context *ctx, halo_ubatch *ub) {
+    int32_t *perm = ctx->ub_perm, *off = ctx->ub_seg_off, *sq = ctx->ub_seg_seq;
+    int32_t n_seg = 0, k = 0;
+    for (int32_t t = 0; t < ub->n; t++) {
+        bool seen = false;
+        for (int32_t j = 0; j < n_seg && !seen; j++) seen = sq[j] == ub->seq[t];
+        if (!seen) sq[n_seg++] = ub->seq[t];
+    }
+    for (int32_t j = 0; j < n_seg; j++) {
+        off[j] = k;
+        for (int32_t t = 0; t < ub->n; t++)
+            if (ub->seq[t] == sq[j]) perm[k++] = t;
+    }
+    off[n_seg] = k;
+    ub->identity = true;
+    for (int32_t t = 0; t < ub->n && ub->identity; t++) ub->identity = perm[t] == t;
+    ub->n_seg = n_seg;
+    ub->perm = perm;
+    ub->seg_off = off;
+    ub->seg_seq = sq;
+}
 
 int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
     const halo_hparams *hp = ctx->hp;
@@ -327,8 +382,14 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
             .seq = ctx->b_seq + i0,
             .out = ctx->b_out + i0,
         };
-        for (int32_t t = 0; t < ub.n; t++) ub.n_out += ub.out[t] >= 0;
+        for (int32_t t = 0; t < ub.n; t++) {
+            ub.n_out += ub.out[t] >= 0;
+            if (ub.pos[t] > ub.max_pos) ub.max_pos = ub.pos[t];
+        }
+        plan_segments(ctx, &ub);
+        ctx->be.ops->begin(ctx, &ub);
         ctx->model->ops->forward(ctx, &ub);
+        ctx->be.ops->finish(ctx, &ub);
     }
     for (uint32_t s = 0; s < n_seq; s++) ctx->seq_len[s] += ctx->seq_count[s];
     memcpy(ctx->logits_row, ctx->b_out, sizeof(int32_t) * (size_t)n);

@@ -8,6 +8,7 @@
  */
 #include "model/arch.h"
 #include "quant/quant.h"
+#include "runtime/backend.h"
 #include "runtime/runtime.h"
 #include "util/util.h"
 
@@ -75,8 +76,10 @@ int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err
                 if (!ctx->kv.k[il]) continue;
                 size_t kb = HALO_KV_PAGE * ctx->kv.k_row_bytes[il];
                 size_t vb = HALO_KV_PAGE * ctx->kv.v_row_bytes[il];
-                memcpy(ctx->kv.k[il] + (size_t)np * kb, ctx->kv.k[il] + (size_t)old * kb, kb);
-                memcpy(ctx->kv.v[il] + (size_t)np * vb, ctx->kv.v[il] + (size_t)old * vb, vb);
+                ctx->be.ops->copy(&ctx->be, ctx->kv.k[il] + (size_t)np * kb,
+                                  ctx->kv.k[il] + (size_t)old * kb, kb);
+                ctx->be.ops->copy(&ctx->be, ctx->kv.v[il] + (size_t)np * vb,
+                                  ctx->kv.v[il] + (size_t)old * vb, vb);
             }
             page_release(ctx, old);
             t[have - 1] = np;
@@ -85,122 +88,6 @@ int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err
         while (ctx->kv.n_seq_pages[s] < want) t[ctx->kv.n_seq_pages[s]++] = page_take(ctx);
     }
     return 0;
-}
-
-/* ---- store and attend -------------------------------------------------------------- */
-
-static void store_row(int type, const float *src, char *dst, int64_t n) {
-    if (type == HALO_TYPE_F32) memcpy(dst, src, sizeof(float) * (size_t)n);
-    else halo_type_get(type)->from_float_ref(src, dst, n);
-}
-
-void halo_kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
-                   const float *v) {
-    const halo_hparams *hp = ctx->hp;
-    const int64_t nk = (int64_t)hp->n_head_kv[il] * hp->head_dim_k;
-    const int64_t nv = (int64_t)hp->n_head_kv[il] * hp->head_dim_v;
-    const size_t kr = ctx->kv.k_row_bytes[il], vr = ctx->kv.v_row_bytes[il];
-    for (int32_t t = 0; t < ub->n; t++) {
-        int32_t p = ub->pos[t];
-        size_t cell = (size_t)seq_table(ctx, ub->seq[t])[p / HALO_KV_PAGE] * HALO_KV_PAGE +
-                      (size_t)(p % HALO_KV_PAGE);
-        store_row(ctx->kv.type_k, k + t * nk, ctx->kv.k[il] + cell * kr, nk);
-        store_row(ctx->kv.type_v, v + t * nv, ctx->kv.v[il] + cell * vr, nv);
-    }
-}
-
-typedef struct attend_job {
-    halo_context *ctx;
-    uint32_t il;
-    const halo_ubatch *ub;
-    const float *q;
-    float scale;
-    float *out;
-    int32_t n_blocks;
-    bool split; /* one token per block, fewer items than threads: split positions */
-} attend_job;
-
-static halo_attn_kv kv_view(const halo_context *ctx, uint32_t il, int g, int32_t seq) {
-    return (halo_attn_kv){
-        .type_k = ctx->kv.type_k,
-        .type_v = ctx->kv.type_v,
-        .k_base = ctx->kv.k[il],
-        .v_base = ctx->kv.v[il],
-        .k_page_bytes = HALO_KV_PAGE * ctx->kv.k_row_bytes[il],
-        .v_page_bytes = HALO_KV_PAGE * ctx->kv.v_row_bytes[il],
-        .k_row_bytes = ctx->kv.k_row_bytes[il],
-        .v_row_bytes = ctx->kv.v_row_bytes[il],
-        .k_head_offset = (size_t)g * ctx->kv.k_head_bytes[il],
-        .v_head_offset = (size_t)g * ctx->kv.v_head_bytes[il],
-        .page_size = HALO_KV_PAGE,
-        .pages = seq_table(ctx, seq),
-    };
-}
-
-/* Work items: (block of consecutive tokens of one sequence, KV head); in split
- * mode thread ith takes item ith % n_items and a share of its positions. */
-static void attend_task(void *arg, int ith, int nth) {
-    const attend_job *j = arg;
-    halo_context *ctx = j->ctx;
-    const halo_hparams *hp = ctx->hp;
-    const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[j->il];
-    const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v, group = nq / nkv;
-    const int32_t *start = ctx->buf.attn_block;
-    float *scratch = ctx->buf.attn_scratch + (size_t)ith * ctx->buf.attn_scratch_floats;
-    const int64_t n_items = (int64_t)j->n_blocks * nkv;
-    if (j->split) {
-        int64_t it = ith % n_items, n_parts = (nth - 1 - it) / n_items + 1, part = ith / n_items;
-        int32_t t = start[it / nkv], g = (int)(it % nkv), n_kv = ctx->buf.attn_nkv[t];
-        int64_t np = (n_kv + HALO_KV_PAGE - 1) / HALO_KV_PAGE;
-        int32_t p0 = (int32_t)(part * np / n_parts * HALO_KV_PAGE);
-        int32_t p1 = (int32_t)((part + 1) * np / n_parts * HALO_KV_PAGE);
-        halo_attn_kv view = kv_view(ctx, j->il, g, j->ub->seq[t]);
-        halo_attn_paged_part(&view, j->q + ((size_t)t * nq + (size_t)g * group) * hk, n_kv, group,
-                             hk, hv, j->scale, p0, p1,
-                             ctx->buf.attn_parts + (size_t)ith * ctx->buf.attn_part_floats, scratch);
-        return;
-    }
-    for (int64_t it = ith; it < n_items; it += nth) {
-        int32_t blk = (int32_t)(it / nkv), t0 = start[blk], nt = start[blk + 1] - t0;
-        int g = (int)(it % nkv);
-        halo_attn_kv view = kv_view(ctx, j->il, g, j->ub->seq[t0]);
-        halo_attn_paged(&view, j->q + ((size_t)t0 * nq + (size_t)g * group) * hk, (size_t)nq * hk,
-                        nt, ctx->buf.attn_nkv + t0, group, hk, hv, j->scale,
-                        j->out + ((size_t)t0 * nq + (size_t)g * group) * hv, (size_t)nq * hv,
-                        scratch);
-    }
-}
-
-void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
-                    float scale, float *out) {
-    /* blocks: runs of consecutive positions of one sequence, at most QBLOCK long */
-    int32_t *start = ctx->buf.attn_block, nb = 0, max_kv = 0;
-    for (int32_t t = 0; t < ub->n; t++) {
-        ctx->buf.attn_nkv[t] = ub->pos[t] + 1;
-        max_kv = ub->pos[t] + 1 > max_kv ? ub->pos[t] + 1 : max_kv;
-        bool cont = t > 0 && ub->seq[t] == ub->seq[t - 1] && ub->pos[t] == ub->pos[t - 1] + 1 &&
-                    t - start[nb - 1] < HALO_ATTN_QBLOCK;
-        if (!cont) start[nb++] = t;
-    }
-    start[nb] = ub->n;
-    const int nth = halo_threadpool_n_threads(ctx->pool);
-    const int nkv = (int)ctx->hp->n_head_kv[il];
-    const int64_t n_items = (int64_t)nb * nkv;
-    /* decode steps (a token per block) with fewer items than threads and a long
-     * enough context: each item's positions are shared out over several threads */
-    attend_job j = {ctx, il, ub, q, scale, out, nb, false};
-    j.split = nb == ub->n && n_items < nth && max_kv >= 4 * HALO_KV_PAGE;
-    /* a single item (a short decode over one KV head) runs on the caller: no barrier */
-    halo_threadpool_run(n_items == 1 && !j.split ? NULL : ctx->pool, attend_task, &j);
-    if (!j.split) return;
-    const int nq = (int)ctx->hp->n_head, group = nq / nkv, hv = (int)ctx->hp->head_dim_v;
-    const size_t pf = ctx->buf.attn_part_floats;
-    for (int64_t it = 0; it < n_items; it++) {
-        int32_t t = start[it / nkv], g = (int)(it % nkv);
-        int n_parts = (int)((nth - 1 - it) / n_items + 1);
-        halo_attn_merge(ctx->buf.attn_parts + (size_t)it * pf, (size_t)n_items * pf, n_parts, group,
-                        hv, out + ((size_t)t * nq + (size_t)g * group) * hv);
-    }
 }
 
 /* ---- recurrent state ------------------------------------------------------------------ */
@@ -219,18 +106,18 @@ float *halo_rs_ssm(halo_context *ctx, uint32_t il, int32_t seq) {
 static void rs_zero(halo_context *ctx, int32_t seq) {
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
-        memset(halo_rs_conv(ctx, il, seq), 0, sizeof(float) * ctx->rs.conv_floats);
-        memset(halo_rs_ssm(ctx, il, seq), 0, sizeof(float) * ctx->rs.ssm_floats);
+        ctx->be.ops->zero(&ctx->be, halo_rs_conv(ctx, il, seq), sizeof(float) * ctx->rs.conv_floats);
+        ctx->be.ops->zero(&ctx->be, halo_rs_ssm(ctx, il, seq), sizeof(float) * ctx->rs.ssm_floats);
     }
 }
 
 static void rs_copy(halo_context *ctx, int32_t src, int32_t dst) {
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
-        memcpy(halo_rs_conv(ctx, il, dst), halo_rs_conv(ctx, il, src),
-               sizeof(float) * ctx->rs.conv_floats);
-        memcpy(halo_rs_ssm(ctx, il, dst), halo_rs_ssm(ctx, il, src),
-               sizeof(float) * ctx->rs.ssm_floats);
+        ctx->be.ops->copy(&ctx->be, halo_rs_conv(ctx, il, dst), halo_rs_conv(ctx, il, src),
+                          sizeof(float) * ctx->rs.conv_floats);
+        ctx->be.ops->copy(&ctx->be, halo_rs_ssm(ctx, il, dst), halo_rs_ssm(ctx, il, src),
+                          sizeof(float) * ctx->rs.ssm_floats);
     }
 }
 
@@ -304,8 +191,9 @@ int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_er
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
         size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
-        memcpy(o, halo_rs_conv((halo_context *)ctx, il, seq), cb);
-        memcpy(o + cb, halo_rs_ssm((halo_context *)ctx, il, seq), sb);
+        halo_backend *be = (halo_backend *)&ctx->be;
+        be->ops->to_host(be, o, halo_rs_conv((halo_context *)ctx, il, seq), cb);
+        be->ops->to_host(be, o + cb, halo_rs_ssm((halo_context *)ctx, il, seq), sb);
         o += cb + sb;
     }
     return 0;
@@ -326,8 +214,8 @@ int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
         size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
-        memcpy(halo_rs_conv(ctx, il, seq), in, cb);
-        memcpy(halo_rs_ssm(ctx, il, seq), in + cb, sb);
+        ctx->be.ops->to_backend(&ctx->be, halo_rs_conv(ctx, il, seq), in, cb);
+        ctx->be.ops->to_backend(&ctx->be, halo_rs_ssm(ctx, il, seq), in + cb, sb);
         in += cb + sb;
     }
     return 0;

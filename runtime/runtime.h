@@ -135,12 +135,19 @@ typedef struct halo_recurrent {
     float *conv, *ssm;  /* [n_slots][n_seq_max][...] */
 } halo_recurrent;
 
-/* A slice of a batch that one forward pass runs. */
+/* A slice of a batch that one forward pass runs. Its tokens grouped by
+ * sequence (for the recurrent layers, which run each sequence's tokens in
+ * order): segment j is tokens perm[seg_off[j]] .. perm[seg_off[j+1]-1] of
+ * sequence seg_seq[j]; perm is 0..n-1 (identity) for one sequence. */
 struct halo_ubatch {
     int32_t n;
     const int32_t *token, *pos, *seq; /* [n] */
     const int32_t *out;               /* [n] row of ctx->logits to fill, -1: none */
     int32_t n_out;                    /* tokens with out >= 0 */
+    int32_t n_seg;
+    const int32_t *seg_off, *seg_seq, *perm; /* [n_seg + 1], [n_seg], [n] */
+    bool identity;
+    int32_t max_pos; /* the largest position of the ubatch */
 };
 typedef struct halo_ubatch halo_ubatch;
 
@@ -167,8 +174,17 @@ typedef struct halo_buffers {
     float *extra;         /* [arch scratch_floats] for the architecture's own use */
 } halo_buffers;
 
+/* The backend the forward passes run on: its op table and its own state
+ * (runtime/backend.h). */
+typedef struct halo_backend_ops halo_backend_ops;
+typedef struct halo_backend {
+    const halo_backend_ops *ops;
+    void *impl;
+} halo_backend;
+
 struct halo_context {
     halo_model *model;
+    halo_backend be;
     const halo_hparams *hp;
     halo_context_params params; /* as resolved: defaults filled, limits applied */
     halo_threadpool *pool;
@@ -186,6 +202,7 @@ struct halo_context {
 
     /* batch scratch [n_batch] / [n_seq_max] */
     int32_t *b_pos, *b_seq, *b_out;
+    int32_t *ub_perm, *ub_seg_off, *ub_seg_seq; /* [n_ubatch], [n_ubatch + 1], [n_ubatch] */
     int32_t *seq_count;
 };
 
@@ -198,15 +215,5 @@ float *halo_rs_ssm(halo_context *ctx, uint32_t il, int32_t seq);
  * HALO_ERR_RANGE when the cache is too full, and then nothing changed. */
 int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err);
 
-/* Store a ubatch's K and V rows of layer il into the cache at each token's
- * position (k: [n][n_kv * hd_k], v: [n][n_kv * hd_v], f32, converted to the
- * cache types). The pages were reserved by halo_decode. */
-void halo_kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
-                   const float *v);
-/* out[t] ([n_head * hd_v]) = attention of q[t] ([n_head * hd_k]) over the cached
- * positions 0..pos[t] of its sequence in layer il; GQA groups n_head / n_kv query
- * heads per KV head. Threaded over (token, KV head). */
-void halo_kv_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
-                    float scale, float *out);
 
 #endif /* HALO_RUNTIME_H */

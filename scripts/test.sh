@@ -16,7 +16,7 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== sanitizer build (ASan + UBSan) =="
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHALO_WERROR=ON -DHALO_SANITIZE=ON \
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHALO_WERROR=ON -DHALO_SANITIZE=ON -DHALO_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build-asan -j "$jobs"
 # HALO_TEST_QUICK: tests that repeat one code path many times (whole-file CLI loops) do
@@ -25,7 +25,7 @@ HALO_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=pri
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
 echo "== fuzzing (${fuzz_seconds}s per target) =="
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHALO_FUZZ=ON -DHALO_SANITIZE=ON \
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHALO_FUZZ=ON -DHALO_SANITIZE=ON -DHALO_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build-fuzz -j "$jobs"
 for target in build-fuzz/fuzz_*; do

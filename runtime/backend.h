@@ -1,0 +1,124 @@
+/*
+ * runtime/backend.h — the operations a forward pass issues, and the backends
+ * that run them (internal to the library).
+ *
+ * Model code (the files of model/) never touches activations, caches or weights itself:
+ * it issues the operations below through ctx->be, passing buffers that belong
+ * to the backend (ctx->buf, the arch scratch: host memory on the CPU, device
+ * memory on a GPU). So one model file serves every backend:
+ *   - runtime/backend_cpu.c: today's CPU kernels on the context's thread pool;
+ *   - kernels/cuda/backend.c: the CUDA kernels of kernels/cuda/cuda_ops.h, on one
+ *     stream, with no allocation and no host synchronisation inside a ubatch.
+ *
+ * The granularity is what each backend needs to be fast, not one op per
+ * arithmetic step: attention (store + paged attention) and the routed experts
+ * (router, top-k, grouping by expert, the expert products, the weighted sum, the
+ * shared expert) are one op each, because the CPU groups tokens by expert on the
+ * host while a GPU does it on the device; DeltaNet is two (conv + norms + gates,
+ * then the delta rule + gated norm), around products issued by the model.
+ * Optional members (NULL) are ops a backend lacks; the caller then composes the
+ * same result from required ones (matmul_multi -> matmul; deltanet_rule_out ->
+ * deltanet_rule + matmul).
+ *
+ * Every op runs in the order issued (a CPU op has finished when it returns; a GPU
+ * op is enqueued); `finish` makes the logits visible in ctx->logits.
+ */
+#ifndef HALO_RUNTIME_BACKEND_H
+#define HALO_RUNTIME_BACKEND_H
+
+#include "model/arch.h"
+#include "runtime/runtime.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The routed-expert weights of a layer (and its shared expert, when present). */
+typedef struct halo_moe_weights {
+    const halo_weight *router, *gate_exps, *up_exps, *down_exps;
+    const halo_weight *shexp_gate_inp, *shexp_gate, *shexp_up, *shexp_down; /* NULL: none */
+} halo_moe_weights;
+
+typedef struct halo_backend_ops {
+    const char *name; /* "CPU", "CUDA": the backend column of halo bench */
+
+    /* ---- memory: buffers the ops work on ----------------------------------------- */
+    void *(*alloc)(halo_backend *be, size_t bytes); /* zeroed; NULL on failure */
+    void (*free)(halo_backend *be, void *p);
+    void (*to_host)(halo_backend *be, void *dst, const void *src, size_t bytes); /* waits */
+    void (*to_backend)(halo_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy)(halo_backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(halo_backend *be, void *dst, size_t bytes);
+    void (*release)(halo_backend *be); /* the backend's own state */
+
+    /* ---- a ubatch: begin (its tokens, positions, sequences and page tables reach
+     *      the backend), the ops, finish (logits into ctx->logits) ------------------- */
+    void (*begin)(halo_context *ctx, const halo_ubatch *ub);
+    void (*finish)(halo_context *ctx, const halo_ubatch *ub);
+
+    /* ---- ops ----------------------------------------------------------------------- */
+    /* x[t] = embedding row of ub->token[t] */
+    void (*embed)(halo_context *ctx, const halo_ubatch *ub, float *x);
+    /* y = W x for n rows of x; matrix `expert` of a 3-D weight */
+    void (*matmul)(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
+                   int64_t n, float *y);
+    /* optional: several one-token products at once; pairs (2i, 2i+1), i < n_glu, are
+     * SwiGLU gate/up pairs (the gate's y becomes silu(gate) * up) */
+    void (*matmul_multi)(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu);
+    /* y[r] = x[r] / rms(x[r]) * w (w NULL: no scale), n_rows rows of n; y may be x */
+    void (*rms_norm)(halo_context *ctx, const float *x, const halo_weight *w, float *y,
+                     int64_t n_rows, int64_t n, float eps);
+    /* RoPE in place: token t's n_heads heads of head_dim at x + t * n_heads * head_dim,
+     * at position ub->pos[t], the model's mode, n_rot and frequencies */
+    void (*rope)(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads, int head_dim);
+    void (*add)(halo_context *ctx, float *x, const float *y, int64_t n);          /* x += y */
+    void (*swiglu)(halo_context *ctx, float *g, const float *u, int64_t n);       /* g = silu(g) u */
+    void (*sigmoid_gate)(halo_context *ctx, float *x, const float *g, int64_t n); /* x *= sig(g) */
+    /* dst[r * dst_stride + i] = src[r * src_stride + i], i < width, r < rows */
+    void (*copy2d)(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
+                   int64_t src_stride, int64_t rows, int64_t width);
+    /* rows in sequence order: gather dst[i] = src[ub->perm[i]], scatter dst[perm[i]] = src[i] */
+    void (*gather)(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                   int64_t width);
+    void (*scatter)(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                    int64_t width);
+    /* store k, v of layer il at each token's position, then out = attention of q over
+     * each token's sequence up to its position (q normed and rotated) */
+    void (*attend)(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                   const float *k, const float *v, float *out);
+    /* out = the routed experts (+ the gated shared expert) of xn, n tokens */
+    void (*moe)(halo_context *ctx, const halo_moe_weights *w, const float *xn, int64_t n,
+                float *out);
+    /* DeltaNet, tokens in sequence order (segments of ub): conv + SiLU of qkv into conv
+     * with each sequence's conv state, L2 norms of the q and k heads, and the gates
+     * g, beta [n][hv] from alpha, b [n][hv] */
+    void (*deltanet_conv)(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                          const float *qkv, const float *alpha, const float *b, float *conv,
+                          float *g, float *beta);
+    /* the delta rule with each sequence's SSM state, then the gated RMS norm with z:
+     * o [n][hv * dv] */
+    void (*deltanet_rule)(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                          const float *conv, const float *g, const float *beta, const float *z,
+                          float *o);
+    /* optional, one token: deltanet_rule, then out = ssm_out o */
+    void (*deltanet_rule_out)(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                              const float *conv, const float *g, const float *beta,
+                              const float *z, float *o, float *out);
+    /* the final norm and output head of the tokens that asked for logits (x: all n) */
+    void (*output)(halo_context *ctx, const halo_ubatch *ub, const float *x);
+} halo_backend_ops;
+
+/* The CPU backend (runtime/backend_cpu.c): buffers in host memory, ops on ctx->pool. */
+extern const halo_backend_ops halo_backend_cpu_ops;
+int halo_backend_cpu_init(halo_context *ctx, halo_backend *be, halo_error *err);
+
+#ifdef HALO_HAVE_CUDA
+/* The CUDA backend (kernels/cuda/backend.c) for a context whose model's weights
+ * are on the GPU (halo_cuda_model_upload). */
+int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err);
+/* Copy the model's weights to the GPU once (progress through halo_log). */
+int halo_cuda_model_upload(halo_model *model, int device, halo_error *err);
+void halo_cuda_model_release(halo_model *model);
+#endif
+
+#endif /* HALO_RUNTIME_BACKEND_H */
