@@ -71,6 +71,12 @@ typedef struct halo_load_options {
     halo_load_mode mode;
     bool mlock;    /* lock the weights in RAM (--mlock) */
     bool progress; /* report progress through halo_log while reading */
+    /* Layers whose weights go to the GPU (-ngl, as llama.cpp): 0 keeps the model on
+     * the CPU; the layer count or more (or -1: all) puts every layer and the output
+     * head on the GPU. A partial offload is not supported yet (an error says so).
+     * Needs a build with the CUDA backend and a visible GPU. */
+    int n_gpu_layers;
+    int main_gpu; /* the GPU (-mg / -dev CUDAn) */
 } halo_load_options;
 
 /* ---- models and contexts (implemented by runtime/ and model/) ----------------

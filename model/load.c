@@ -8,6 +8,7 @@
  * pass.
  */
 #include "model/arch.h"
+#include "runtime/backend.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
@@ -299,6 +300,25 @@ int halo_model_load(const char *path, const halo_load_options *opts, halo_model 
     m->rope_mode = HALO_ROPE_NEOX;
     if ((rc = m->ops->bind(m, err))) goto fail;
     describe(m);
+    if (opts && opts->n_gpu_layers != 0) {
+        const int all = (int)m->hp.n_layer;
+        if (opts->n_gpu_layers > 0 && opts->n_gpu_layers < all) {
+            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                "-ngl %d: offloading only some of the %d layers is not supported "
+                                "yet; use -ngl %d (or 99) for the whole model on the GPU, or 0",
+                                opts->n_gpu_layers, all, all);
+            goto fail;
+        }
+#ifdef HALO_HAVE_CUDA
+        if ((rc = halo_cuda_model_upload(m, opts->main_gpu, err))) goto fail;
+#else
+        rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                            "-ngl %d: this halo was built without the CUDA backend (no CUDA "
+                            "toolkit at build time); use -ngl 0",
+                            opts->n_gpu_layers);
+        goto fail;
+#endif
+    }
     *out = m;
     return 0;
 fail:
@@ -308,6 +328,9 @@ fail:
 
 void halo_model_free(halo_model *m) {
     if (!m) return;
+#ifdef HALO_HAVE_CUDA
+    halo_cuda_model_release(m);
+#endif
     if (m->tok) halo_tokenizer_free(m->tok);
     if (m->gguf) halo_gguf_close(m->gguf);
     free(m->layers);

@@ -21,7 +21,8 @@
  * deltanet_rule + matmul).
  *
  * Every op runs in the order issued (a CPU op has finished when it returns; a GPU
- * op is enqueued); `finish` makes the logits visible in ctx->logits.
+ * op is enqueued); `finish` makes the logits visible in ctx->logits, and reports
+ * whether everything ran (a GPU kernel can fail where a CPU op cannot).
  */
 #ifndef HALO_RUNTIME_BACKEND_H
 #define HALO_RUNTIME_BACKEND_H
@@ -54,7 +55,7 @@ typedef struct halo_backend_ops {
     /* ---- a ubatch: begin (its tokens, positions, sequences and page tables reach
      *      the backend), the ops, finish (logits into ctx->logits) ------------------- */
     void (*begin)(halo_context *ctx, const halo_ubatch *ub);
-    void (*finish)(halo_context *ctx, const halo_ubatch *ub);
+    int (*finish)(halo_context *ctx, const halo_ubatch *ub); /* 0, or -1: a kernel failed */
 
     /* ---- ops ----------------------------------------------------------------------- */
     /* x[t] = embedding row of ub->token[t] */

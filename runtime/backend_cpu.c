@@ -61,7 +61,7 @@ int halo_backend_cpu_init(halo_context *ctx, halo_backend *be, halo_error *err) 
 /* ---- a ubatch ---------------------------------------------------------------------- */
 
 static void cpu_begin(halo_context *ctx, const halo_ubatch *ub) {}
-static void cpu_finish(halo_context *ctx, const halo_ubatch *ub) {}
+static int cpu_finish(halo_context *ctx, const halo_ubatch *ub) { return 0; }
 
 /* ---- embedding and products -------------------------------------------------------- */
 

@@ -234,7 +234,13 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
     ctx->ub_seg_off = alloc_array((uint64_t)p.n_ubatch + 1, sizeof(int32_t), err, &rc);
     ctx->ub_seg_seq = alloc_array(p.n_ubatch, sizeof(int32_t), err, &rc);
     /* the backend: CUDA when the model's weights are on the GPU, else the CPU */
-    if (!rc) rc = halo_backend_cpu_init(ctx, &ctx->be, err);
+    if (!rc) {
+#ifdef HALO_HAVE_CUDA
+        if (model->gpu) rc = halo_backend_cuda_init(ctx, &ctx->be, err);
+        else
+#endif
+            rc = halo_backend_cpu_init(ctx, &ctx->be, err);
+    }
     if (!rc) rc = kv_init(ctx, err);
     if (!rc) rc = rs_init(ctx, err);
     if (!rc) rc = buffers_init(ctx, err);
@@ -389,7 +395,11 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
         plan_segments(ctx, &ub);
         ctx->be.ops->begin(ctx, &ub);
         ctx->model->ops->forward(ctx, &ub);
-        ctx->be.ops->finish(ctx, &ub);
+        if (ctx->be.ops->finish(ctx, &ub))
+            return halo_error_set(err, HALO_ERR_IO,
+                                  "the %s backend failed running this batch; the context's "
+                                  "state is no longer valid",
+                                  ctx->be.ops->name);
     }
     for (uint32_t s = 0; s < n_seq; s++) ctx->seq_len[s] += ctx->seq_count[s];
     memcpy(ctx->logits_row, ctx->b_out, sizeof(int32_t) * (size_t)n);

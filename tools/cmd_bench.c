@@ -23,6 +23,9 @@
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "tools.h"
+#ifdef HALO_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 #include "util/util.h"
 
 #include <ctype.h>
@@ -69,7 +72,8 @@ static void usage(FILE *out) {
             "  -mmp, --mmap 0|1          llama-bench's spelling of --no-mmap / mmap\n"
             "  -fa, --flash-attn X       accepted for llama-bench compatibility (halo's attention\n"
             "                            always runs as online softmax over the cache)\n"
-            "  -ngl, --n-gpu-layers N    accepted for compatibility; halo runs on the CPU\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "      --progress            print each test as it starts (stderr)\n"
             "  -h, --help                this help\n",
             tools_default_model(), halo_kv_type_names());
@@ -268,8 +272,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                 fprintf(stderr, "error: %s: give 0 or 1\n", arg);
                 ok = false;
             }
-        } else if (!strcmp(arg, "-fa") || !strcmp(arg, "--flash-attn") || !strcmp(arg, "-ngl") ||
-                   !strcmp(arg, "--n-gpu-layers")) {
+        } else if (!strcmp(arg, "-fa") || !strcmp(arg, "--flash-attn")) {
             /* accepted so that llama-bench command lines run unchanged */
         } else {
             fprintf(stderr, "error: unknown option '%s' (halo bench --help lists them)\n", arg);
@@ -382,6 +385,19 @@ static const char *type_name(int t, char *buf, size_t size) {
     return buf;
 }
 
+/* The backend a run uses, llama-bench's names: "CPU", or "CUDA" with -ngl. */
+static bool on_gpu(const halo_load_options *lo) { return lo->n_gpu_layers != 0; }
+static const char *backend_name(const halo_load_options *lo) { return on_gpu(lo) ? "CUDA" : "CPU"; }
+
+static const char *gpu_name(const halo_load_options *lo) {
+    static char name[128];
+    name[0] = 0;
+#ifdef HALO_HAVE_CUDA
+    if (on_gpu(lo)) halo_cuda_device_info(lo->main_gpu, name, sizeof name, NULL, NULL);
+#endif
+    return name;
+}
+
 static const char *load_mode_name(const halo_load_options *lo) {
     if (lo->mode == HALO_LOAD_READ) return lo->mlock ? "mlock" : "none";
     return lo->mlock ? "mmap+mlock" : "mmap";
@@ -406,8 +422,8 @@ static int result_fields(const result *r, const halo_load_options *lo, field *f)
     FS("build_commit", "%s", HALO_BUILD_COMMIT);
     FI("build_number", "%d", HALO_BUILD_NUMBER);
     FS("cpu_info", "%s", cpu_info);
-    FS("gpu_info", "%s", "");
-    FS("backends", "%s", "CPU");
+    FS("gpu_info", "%s", gpu_name(lo));
+    FS("backends", "%s", backend_name(lo));
     FS("model_filename", "%s", r->model_path);
     FS("model_type", "%s", r->model_type);
     FI("model_size", "%llu", (unsigned long long)r->model_size);
@@ -420,13 +436,14 @@ static int result_fields(const result *r, const halo_load_options *lo, field *f)
     FI("poll", "%d", 0);
     FS("type_k", "%s", type_name(r->type_k, tk, sizeof tk));
     FS("type_v", "%s", type_name(r->type_v, tv, sizeof tv));
-    FI("n_gpu_layers", "%d", 0);
+    FI("n_gpu_layers", "%d", lo->n_gpu_layers < 0 ? 99 : lo->n_gpu_layers);
     FI("n_cpu_moe", "%d", 0);
     FS("split_mode", "%s", "none");
-    FI("main_gpu", "%d", 0);
+    FI("main_gpu", "%d", lo->main_gpu);
     FB("no_kv_offload", false);
     FI("flash_attn", "%d", 1);
-    FS("devices", "%s", "CPU");
+    if (on_gpu(lo)) FS("devices", "CUDA%d", lo->main_gpu);
+    else FS("devices", "%s", "CPU");
     FS("tensor_split", "%s", "0.00");
     FS("tensor_buft_overrides", "%s", "none");
     FS("load_mode", "%s", load_mode_name(lo));
@@ -532,6 +549,7 @@ static void md_cell(const char *text, int width) {
 
 typedef struct md_cols {
     bool n_batch, n_ubatch, type_k, type_v, lm;
+    bool gpu; /* llama-bench: an ngl column instead of threads for a GPU backend */
 } md_cols;
 
 static void md_header(const md_cols *c) {
@@ -541,7 +559,8 @@ static void md_header(const md_cols *c) {
     cols[n++] = (md_col){"size", 10};
     cols[n++] = (md_col){"params", 10};
     cols[n++] = (md_col){"backend", -10};
-    cols[n++] = (md_col){"threads", 7};
+    if (c->gpu) cols[n++] = (md_col){"ngl", 3};
+    else cols[n++] = (md_col){"threads", 7};
     if (c->n_batch) cols[n++] = (md_col){"n_batch", 7};
     if (c->n_ubatch) cols[n++] = (md_col){"n_ubatch", 8};
     if (c->type_k) cols[n++] = (md_col){"type_k", 6};
@@ -573,9 +592,14 @@ static void md_row(const result *r, const md_cols *c, const halo_load_options *l
     if (np < 1e9) snprintf(buf, sizeof buf, "%.2f M", np / 1e6);
     else snprintf(buf, sizeof buf, "%.2f B", np / 1e9);
     md_cell(buf, 10);
-    md_cell("CPU", -10);
-    snprintf(buf, sizeof buf, "%lld", (long long)r->threads);
-    md_cell(buf, 7);
+    md_cell(backend_name(lo), -10);
+    if (c->gpu) {
+        snprintf(buf, sizeof buf, "%d", lo->n_gpu_layers < 0 ? 99 : lo->n_gpu_layers);
+        md_cell(buf, 3);
+    } else {
+        snprintf(buf, sizeof buf, "%lld", (long long)r->threads);
+        md_cell(buf, 7);
+    }
     if (c->n_batch) snprintf(buf, sizeof buf, "%lld", (long long)r->n_batch), md_cell(buf, 7);
     if (c->n_ubatch) snprintf(buf, sizeof buf, "%lld", (long long)r->n_ubatch), md_cell(buf, 8);
     if (c->type_k) md_cell(type_name(r->type_k, buf, sizeof buf), 6);
@@ -624,6 +648,7 @@ int cmd_bench(int argc, char **argv) {
         .type_k = a.n_type_k > 1 || a.type_k[0] != HALO_TYPE_F16,
         .type_v = a.n_type_v > 1 || a.type_v[0] != HALO_TYPE_F16,
         .lm = a.load.mode != HALO_LOAD_MMAP || a.load.mlock,
+        .gpu = on_gpu(&a.load),
     };
 
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);

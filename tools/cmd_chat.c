@@ -107,6 +107,8 @@ static void usage(FILE *out) {
             "  -b, --batch-size N        most prompt tokens one decode takes (default 2048)\n"
             "  -t, --threads N           threads (default: the number of cores)\n"
             "      --no-mmap             read the whole model into memory\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "      --mlock               lock the model in memory\n"
             "  -v, --verbose             per-turn figures on stderr (tokens reused, decoded, speed)\n"
             "      --no-context-reuse    decode the whole conversation every turn (to compare)\n"

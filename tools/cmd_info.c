@@ -45,6 +45,8 @@ static void usage(FILE *out) {
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
             "  --mem SIZE                memory budget: 64GiB, 48G, 60GB (default: this machine's)\n"
             "  --no-mmap                 read the weights into memory instead of mapping them\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "  --mlock                   lock the weights in RAM\n"
             "  --json                    print one JSON object instead of text\n"
             "  -h, --help                this help\n",

@@ -69,6 +69,8 @@ static void usage(FILE *out) {
             "      --kl-divergence-base FILE, --kl-divergence   llama-perplexity's spelling:\n"
             "                            the first alone saves, both together compare\n"
             "      --no-mmap             read the weights into memory instead of mapping them\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "      --mlock               lock the weights in RAM\n"
             "  -h, --help                this help\n",
             tools_default_model(), halo_kv_type_names());

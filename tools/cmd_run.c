@@ -40,6 +40,8 @@ static void usage(FILE *out) {
             "      --no-escape           take the prompt literally\n"
             "      --special             print special tokens' text (<|im_end|>)\n"
             "      --no-mmap             read the weights into memory instead of mapping them\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "      --mlock               lock the weights in RAM\n"
             "  -h, --help                this help\n"
             "\n",

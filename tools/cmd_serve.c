@@ -1,6 +1,7 @@
 /*
  * `halo serve`: the OpenAI-compatible server (server/server.h), with llama-server's
- * flags. Flags that only matter to a GPU build of the peer engine (-ngl, -fa) are
+ * flags. -ngl puts the model on the GPU (the CUDA backend); -fa, which only
+ * matters to the peer engine (halo's attention is always the flash form), is
  * accepted so that the same command lines run, and said to be ignored.
  */
 #include "server/server.h"
@@ -53,7 +54,8 @@ static void usage(FILE *out) {
             "      --cache-idle-slots    accepted (idle slots always keep their cache)\n"
             "      --queue N             requests that may wait for a slot before 503 (default 64)\n"
             "      --max-body MiB        largest request body (default 16)\n"
-            "  -ngl, --n-gpu-layers N    accepted and ignored (CPU engine)\n"
+            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
+            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
             "  -fa, --flash-attn on|off  accepted and ignored\n"
             "      --metrics, --jinja    accepted (always on)\n"
             "      --log-disable         no per-request log lines\n",
@@ -189,10 +191,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--max-body")) {
             INT(1, 1 << 14);
             p.max_body = (size_t)n << 20;
-        } else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers") ||
-                   !strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) {
+        } else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) {
             VALUE();
-            fprintf(stderr, "note: %s %s is ignored (halo runs on the CPU)\n", a, v);
+            fprintf(stderr, "note: %s %s is ignored (halo's attention is always flash attention)\n", a, v);
         } else if (!strcmp(a, "--cache-idle-slots") || !strcmp(a, "--metrics") ||
                    !strcmp(a, "--jinja") || !strcmp(a, "--no-webui") || !strcmp(a, "--cont-batching") ||
                    !strcmp(a, "-cb")) {

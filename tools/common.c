@@ -36,13 +36,56 @@ const char *tools_default_model(void) {
 
 bool tools_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
+/* The value of a loading flag that takes one; exits with usage status 2 when missing
+ * or malformed (the flag parsers return bool, and such a command line cannot run). */
+static int64_t load_flag_int(int argc, char **argv, int *i, int64_t lo, int64_t hi) {
+    const char *flag = argv[*i];
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "error: %s needs a value\n", flag);
+        exit(2);
+    }
+    int64_t v;
+    if (!tools_parse_int(flag, argv[*i + 1], lo, hi, &v)) exit(2);
+    *i += 2;
+    return v;
+}
+
 bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opts) {
-    (void)argc;
     const char *a = argv[*i];
     if (!strcmp(a, "--no-mmap")) opts->mode = HALO_LOAD_READ;
     else if (!strcmp(a, "--mmap")) opts->mode = HALO_LOAD_MMAP;
     else if (!strcmp(a, "--mlock")) opts->mlock = true;
-    else return false;
+    else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
+        /* llama.cpp's: a layer count, 99 or more meaning all; -1 and "all" as well */
+        if (*i + 1 < argc && !strcmp(argv[*i + 1], "all")) {
+            opts->n_gpu_layers = -1;
+            *i += 2;
+        } else {
+            opts->n_gpu_layers = (int)load_flag_int(argc, argv, i, -1, 1 << 20);
+        }
+        return true;
+    } else if (!strcmp(a, "-mg") || !strcmp(a, "--main-gpu")) {
+        opts->main_gpu = (int)load_flag_int(argc, argv, i, 0, 1023);
+        return true;
+    } else if (!strcmp(a, "-dev") || !strcmp(a, "--device")) {
+        /* llama.cpp's device names: CUDA0, CUDA1, ... or none (CPU only) */
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "error: %s needs a value (CUDA0, CUDA1, ... or none)\n", a);
+            exit(2);
+        }
+        const char *v = argv[*i + 1];
+        char *end = NULL;
+        if (!strcmp(v, "none")) {
+            opts->n_gpu_layers = 0;
+        } else if (!strncmp(v, "CUDA", 4) && v[4] && (strtol(v + 4, &end, 10), *end == 0)) {
+            opts->main_gpu = (int)strtol(v + 4, NULL, 10);
+        } else {
+            fprintf(stderr, "error: %s %s: unknown device (CUDA0, CUDA1, ... or none)\n", a, v);
+            exit(2);
+        }
+        *i += 2;
+        return true;
+    } else return false;
     (*i)++;
     return true;
 }

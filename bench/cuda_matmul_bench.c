@@ -1,0 +1,192 @@
+/*
+ * cuda_matmul_bench — decode speed of the CUDA matrix products (kernels/cuda/matmul.cu)
+ * as GB/s of weight bytes read, against the GPU's copy bandwidth measured here.
+ *
+ *   build/cuda_matmul_bench
+ *
+ * One token on 14336 x 4096 and 4096 x 14336 matrices, and MoE decode: matmul_id with
+ * 8 of 256 experts of 512 x 2048 (and 2048 x 512). Several copies of each matrix are
+ * cycled so the weights come from HBM, not the 50 MB L2. Times are wall clock over
+ * many launches, the stream synchronized once at the end. A few prefill figures
+ * (GFLOP/s) follow. Not a test: figures go to docs/PERF.md.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef HALO_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#include "quant/quant.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Random blocks: encode one random row and repeat it (with the scales perturbed by
+ * nothing: decoding cost does not depend on the values). */
+static void *upload_matrix(void *st, int type, int64_t n_rows, int64_t n_cols, size_t *row_size) {
+    const halo_type_traits *tr = halo_type_get(type);
+    const size_t rs = halo_type_row_size(type, n_cols);
+    float *row = malloc(sizeof(float) * n_cols);
+    for (int64_t c = 0; c < n_cols; c++) row[c] = (float)((c * 7919) % 2001 - 1000) * 1e-3f;
+    char *enc = malloc(rs);
+    tr->from_float_ref(row, enc, n_cols);
+    const int64_t chunk_rows = 256;
+    char *host = malloc(rs * chunk_rows);
+    for (int64_t r = 0; r < chunk_rows; r++) memcpy(host + r * rs, enc, rs);
+    char *d = halo_cuda_malloc(rs * n_rows);
+    if (d)
+        for (int64_t r = 0; r < n_rows; r += chunk_rows) {
+            const int64_t n = n_rows - r < chunk_rows ? n_rows - r : chunk_rows;
+            halo_cuda_memcpy(st, d + r * rs, host, rs * n);
+        }
+    halo_cuda_stream_sync(st);
+    free(row);
+    free(enc);
+    free(host);
+    *row_size = rs;
+    return d;
+}
+
+enum { COPIES = 8 };
+
+static void bench_dense(void *st, int type, int64_t n_rows, int64_t n_cols, int64_t n_tok,
+                        float *d_x, float *d_y) {
+    size_t rs;
+    /* COPIES matrices in one allocation: more than the L2 holds */
+    void *d_w = upload_matrix(st, type, n_rows * COPIES, n_cols, &rs);
+    if (!d_w) {
+        printf("  %s: out of memory\n", halo_type_name(type));
+        return;
+    }
+    const size_t mat = rs * n_rows;
+    int reps = 200;
+    for (int i = 0; i < 10; i++)
+        halo_cuda_matmul(st, type, (char *)d_w + (i % COPIES) * mat, rs, n_rows, n_cols, d_x,
+                         n_tok, d_y);
+    halo_cuda_stream_sync(st);
+    double t0 = now();
+    int rc = 0;
+    for (int i = 0; i < reps; i++)
+        rc |= halo_cuda_matmul(st, type, (char *)d_w + (i % COPIES) * mat, rs, n_rows, n_cols,
+                               d_x, n_tok, d_y);
+    halo_cuda_stream_sync(st);
+    const double dt = (now() - t0) / reps;
+    if (n_tok <= 8)
+        printf("  %-6s %6lld x %5lld  %3lld tok: %8.2f us  %7.1f GB/s%s\n", halo_type_name(type),
+               (long long)n_rows, (long long)n_cols, (long long)n_tok, dt * 1e6,
+               (double)mat / dt * 1e-9, rc ? "  (launch failed)" : "");
+    else
+        printf("  %-6s %6lld x %5lld  %3lld tok: %8.2f us  %7.1f GFLOP/s%s\n", halo_type_name(type),
+               (long long)n_rows, (long long)n_cols, (long long)n_tok, dt * 1e6,
+               2.0 * n_rows * n_cols * n_tok / dt * 1e-9, rc ? "  (launch failed)" : "");
+    halo_cuda_free(d_w);
+}
+
+static void bench_moe(void *st, int type, int64_t n_rows, int64_t n_cols, float *d_x, float *d_y,
+                      int32_t *d_ids) {
+    enum { N_EXP = 256, K = 8 };
+    size_t rs;
+    void *d_w = upload_matrix(st, type, n_rows * N_EXP, n_cols, &rs);
+    if (!d_w) {
+        printf("  %s: out of memory\n", halo_type_name(type));
+        return;
+    }
+    const size_t mat = rs * n_rows;
+    /* 32 routings of 8 distinct experts, cycled */
+    int32_t ids[32 * K];
+    uint32_t s = 12345;
+    for (int i = 0; i < 32; i++)
+        for (int j = 0; j < K; j++) {
+            s = s * 1664525u + 1013904223u;
+            ids[i * K + j] = (int32_t)((i * 37 + j * 31 + (s >> 28)) % N_EXP);
+            for (int b = 0; b < j; b++)
+                if (ids[i * K + b] == ids[i * K + j]) ids[i * K + j] = (ids[i * K + j] + 1) % N_EXP;
+        }
+    halo_cuda_memcpy(st, d_ids, ids, sizeof ids);
+    const int reps = 500;
+    for (int i = 0; i < 10; i++)
+        halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids + (i % 32) * K,
+                            K, d_y);
+    halo_cuda_stream_sync(st);
+    double t0 = now();
+    int rc = 0;
+    for (int i = 0; i < reps; i++)
+        rc |= halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K,
+                                  d_ids + (i % 32) * K, K, d_y);
+    halo_cuda_stream_sync(st);
+    const double dt = (now() - t0) / reps;
+    printf("  %-6s %d x (%5lld x %5lld) of %d experts: %8.2f us  %7.1f GB/s%s\n",
+           halo_type_name(type), K, (long long)n_rows, (long long)n_cols, N_EXP, dt * 1e6,
+           (double)K * mat / dt * 1e-9, rc ? "  (launch failed)" : "");
+    halo_cuda_free(d_w);
+}
+
+int main(void) {
+    if (halo_cuda_device_count() <= 0) {
+        printf("cuda_matmul_bench: no CUDA GPU visible (%s)\n", halo_cuda_last_error());
+        return 0;
+    }
+    halo_cuda_set_device(0);
+    char name[128];
+    size_t total = 0, fr = 0;
+    halo_cuda_device_info(0, name, sizeof name, &total, &fr);
+    printf("GPU 0: %s, %.1f GiB\n", name, (double)total / (1u << 30));
+    void *st = halo_cuda_stream_new();
+
+    /* copy bandwidth: 1 GiB device to device, read + write counted */
+    const size_t cb = (size_t)1 << 30;
+    void *a = halo_cuda_malloc(cb), *b = halo_cuda_malloc(cb);
+    if (a && b) {
+        halo_cuda_memcpy(st, b, a, cb);
+        halo_cuda_stream_sync(st);
+        double t0 = now();
+        for (int i = 0; i < 10; i++) halo_cuda_memcpy(st, b, a, cb);
+        halo_cuda_stream_sync(st);
+        const double dt = (now() - t0) / 10;
+        printf("copy bandwidth: %.1f GB/s (read + write)\n", 2.0 * cb / dt * 1e-9);
+    }
+    halo_cuda_free(a);
+    halo_cuda_free(b);
+
+    const int64_t max_cols = 14336, max_tok = 512;
+    float *hx = malloc(sizeof(float) * max_cols * max_tok);
+    for (int64_t i = 0; i < max_cols * max_tok; i++) hx[i] = (float)(i % 17) * 0.01f - 0.08f;
+    float *d_x = halo_cuda_malloc(sizeof(float) * max_cols * max_tok);
+    float *d_y = halo_cuda_malloc(sizeof(float) * 14336 * max_tok);
+    int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 256);
+    halo_cuda_memcpy(st, d_x, hx, sizeof(float) * max_cols * max_tok);
+    halo_cuda_stream_sync(st);
+
+    static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0, HALO_TYPE_BF16};
+    printf("decode (weights read once per product):\n");
+    for (int i = 0; i < 4; i++) {
+        bench_dense(st, types[i], 14336, 4096, 1, d_x, d_y);
+        bench_dense(st, types[i], 4096, 14336, 1, d_x, d_y);
+    }
+    for (int i = 0; i < 4; i++) bench_dense(st, types[i], 14336, 4096, 8, d_x, d_y);
+    printf("MoE decode (matmul_id, k = 8 of 256 experts, one token):\n");
+    for (int i = 0; i < 4; i++) {
+        bench_moe(st, types[i], 512, 2048, d_x, d_y, d_ids);
+        bench_moe(st, types[i], 2048, 512, d_x, d_y, d_ids);
+    }
+    printf("prefill:\n");
+    for (int i = 0; i < 4; i++) bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
+
+    halo_cuda_free(d_x);
+    halo_cuda_free(d_y);
+    halo_cuda_free(d_ids);
+    halo_cuda_stream_free(st);
+    free(hx);
+    return 0;
+}
+#else
+int main(void) {
+    printf("cuda_matmul_bench: halo was built without the CUDA backend\n");
+    return 0;
+}
+#endif

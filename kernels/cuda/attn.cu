@@ -1,0 +1,803 @@
+/*
+ * Attention over the paged KV cache on the GPU: storing K/V rows in the cache
+ * type, and flash-attention (online softmax in f32) with split-K over positions.
+ *
+ * KV store: one warp per 32 values of one head's row (a Q8_0 / Q4_0 block), the
+ * encoders of quant/ redone in the same arithmetic (double where they use double,
+ * ties to even), so the cache bytes equal halo_type_get(t)->from_float's.
+ *
+ * Attention: the work unit of a warp is a set of R <= 8 "rows" (token, query
+ * head) that read one KV head of one sequence: the query heads of a GQA group
+ * (up to 8) times as many tokens of the tile as fit. Each lane owns NE = D / 32
+ * consecutive values of the head dimension: it holds its slice of the R queries
+ * (pre-scaled by scale * log2 e, the softmax runs in base 2) and of the R
+ * accumulators in registers, and decodes its slice of each K/V row straight
+ * from global memory (the warp reads whole rows, coalesced). Positions go
+ * NP = 32 / R at a time: the R * NP partial dot products of a lane are summed
+ * over the warp by a transposing butterfly (31 shuffles for 32 sums), which
+ * leaves score (position l / R, row l % R) in lane l; the online softmax update
+ * runs once per NP positions, then acc += p V.
+ *
+ * Two launch shapes:
+ * - one token (decode of one sequence): the 4 warps of a block share the rows
+ *   and split the block's positions; their states merge through shared memory.
+ * - several tokens (prefill, or decode of many sequences): the 4 warps of a block
+ *   take 4 consecutive groups of rows (tokens) and walk the same positions, so
+ *   every K/V row a warp misses in L1 serves the other three (the K/V tile is
+ *   shared by 4 * 8 rows: every query head of the group and several tokens).
+ *   A warp whose tokens belong to different sequences walks them one sequence
+ *   at a time.
+ * Long contexts split the positions over blockIdx.z (flash-decoding): each split
+ * leaves (acc, max, sum) per (token, head) in `work`, and a merge kernel
+ * combines them. The split count depends only on the host arguments (n_tok,
+ * n_head, max_pos), so the work size and the grid are fixed for a CUDA graph.
+ */
+#include "kernels/cuda/cuda_ops.h"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdint.h>
+
+#define FULL_MASK 0xffffffffu
+
+/* halo_type ids (quant/quant.h) */
+enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q8_0 = 8, T_BF16 = 30 };
+
+static bool type_ok(int t) {
+    return t == T_F32 || t == T_F16 || t == T_BF16 || t == T_Q8_0 || t == T_Q4_0;
+}
+static bool type_quant(int t) { return t == T_Q8_0 || t == T_Q4_0; }
+/* bytes of n values (n a multiple of 32 for the block types) */
+static size_t type_bytes(int t, int64_t n) {
+    switch (t) {
+    case T_F32: return (size_t)n * 4;
+    case T_F16:
+    case T_BF16: return (size_t)n * 2;
+    case T_Q8_0: return (size_t)(n / 32) * 34;
+    default: return (size_t)(n / 32) * 18;
+    }
+}
+
+/* ---- f32 -> f16 / bf16, bit for bit as quant/fp16.c ------------------------------- */
+
+__device__ __forceinline__ uint16_t f32_to_f16(float f) {
+    uint32_t x = __float_as_uint(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u)
+        return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0);
+    if (ax >= 0x477ff000u) return sign | 0x7c00;
+    if (ax < 0x38800000u) {
+        float v = __uint_as_float(ax) * 0x1p24f; /* exact: a power of two */
+        return sign | (uint16_t)__float2int_rn(v);
+    }
+    uint32_t mant_odd = (ax >> 13) & 1;
+    ax += 0x0fffu + mant_odd;
+    return sign | (uint16_t)((ax - 0x38000000u) >> 13);
+}
+
+__device__ __forceinline__ uint16_t f32_to_bf16(float f) {
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+__device__ __forceinline__ float f16_to_f32(uint16_t h) {
+    return __half2float(__ushort_as_half(h)); /* exact (normals, subnormals, inf) */
+}
+
+/* halo_scale_fp16: clamp to +-65504 (NaN to 0), through float, to half */
+__device__ __forceinline__ uint16_t scale_fp16(double d) {
+    if (!(d == d)) return 0;
+    if (d > 65504.0) d = 65504.0;
+    if (d < -65504.0) d = -65504.0;
+    return f32_to_f16(__double2float_rn(d));
+}
+
+/* halo_qround: ties to even, NaN to lo */
+__device__ __forceinline__ int qround(double v, int lo, int hi) {
+    if (!(v > (double)lo)) return lo;
+    if (v >= (double)hi) return hi;
+    return (int)rint(v);
+}
+
+/* ---- KV store ---------------------------------------------------------------------- */
+
+/* The 32 values x (lane j has value j of the block, or 0 past the row's end for
+ * the float types) of one chunk of a head row, written at dst in type `type`.
+ * Chunk c covers values 32c .. 32c + 31. */
+__device__ __forceinline__ void store_chunk(int type, char *head, int c, int n, int lane,
+                                            float x) {
+    const int i = c * 32 + lane;
+    switch (type) {
+    case T_F32:
+        if (i < n) ((float *)head)[i] = x;
+        return;
+    case T_F16:
+        if (i < n) ((uint16_t *)head)[i] = f32_to_f16(x);
+        return;
+    case T_BF16:
+        if (i < n) ((uint16_t *)head)[i] = f32_to_bf16(x);
+        return;
+    case T_Q8_0: {
+        float amax = fabsf(x);
+#pragma unroll
+        for (int o = 16; o; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(FULL_MASK, amax, o));
+        const uint16_t dh = scale_fp16(__ddiv_rn((double)amax, 127.0));
+        const double d = (double)f16_to_f32(dh);
+        const double id = d != 0.0 ? __ddiv_rn(1.0, d) : 0.0;
+        char *blk = head + (size_t)c * 34;
+        if (lane == 0) *(uint16_t *)blk = dh;
+        blk[2 + lane] = (char)(int8_t)qround(__dmul_rn((double)x, id), -127, 127);
+        return;
+    }
+    case T_Q4_0: {
+        /* the value of largest magnitude, the first on ties (signed_absmax) */
+        float a = fabsf(x);
+        if (!(a > 0.0f)) a = -1.0f; /* zero and NaN never win over amax = 0 */
+        int idx = lane;
+#pragma unroll
+        for (int o = 16; o; o >>= 1) {
+            float oa = __shfl_xor_sync(FULL_MASK, a, o);
+            int oi = __shfl_xor_sync(FULL_MASK, idx, o);
+            if (oa > a || (oa == a && oi < idx)) {
+                a = oa;
+                idx = oi;
+            }
+        }
+        float xm = __shfl_sync(FULL_MASK, x, idx);
+        const float mx = a > 0.0f ? xm : 0.0f;
+        const uint16_t dh = scale_fp16(__ddiv_rn((double)mx, -8.0));
+        const double d = (double)f16_to_f32(dh);
+        const double id = d != 0.0 ? __ddiv_rn(1.0, d) : 0.0;
+        const int q = qround(__dadd_rn(__dmul_rn((double)x, id), 8.0), 0, 15);
+        const int q_hi = __shfl_down_sync(FULL_MASK, q, 16);
+        char *blk = head + (size_t)c * 18;
+        if (lane == 0) *(uint16_t *)blk = dh;
+        if (lane < 16) blk[2 + lane] = (char)(uint8_t)(q | q_hi << 4);
+        return;
+    }
+    default: return;
+    }
+}
+
+__global__ void __launch_bounds__(128) kv_store_kernel(halo_cuda_kv kv, const int32_t *seq,
+                                                        const int32_t *pos, int n_kv, int dk,
+                                                        int dv, const float *k, int64_t k_stride,
+                                                        const float *v, int64_t v_stride) {
+    const int t = blockIdx.x, h = blockIdx.y, is_v = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int32_t s = seq[t], p = pos[t];
+    const int32_t page = kv.page_table[(size_t)s * kv.table_stride + p / kv.page_size];
+    const int32_t row = p % kv.page_size;
+    const int n = is_v ? dv : dk;
+    const int type = is_v ? kv.type_v : kv.type_k;
+    const size_t head_bytes = is_v ? kv.v_head_bytes : kv.k_head_bytes;
+    char *head = (is_v ? kv.v : kv.k) + (size_t)page * (is_v ? kv.v_page_bytes : kv.k_page_bytes) +
+                 ((size_t)row * n_kv + h) * head_bytes;
+    const float *src = (is_v ? v + (size_t)t * v_stride : k + (size_t)t * k_stride) + (size_t)h * n;
+    const int n_chunks = (n + 31) / 32;
+    for (int c = warp; c < n_chunks; c += nw) {
+        const int i = c * 32 + lane;
+        const float x = i < n ? src[i] : 0.0f;
+        store_chunk(type, head, c, n, lane, x);
+    }
+}
+
+extern "C" int halo_cuda_kv_store(void *stream, const halo_cuda_kv *kv, int32_t n_tok,
+                                  const int32_t *seq, const int32_t *pos, int n_kv, int head_dim_k,
+                                  int head_dim_v, const float *k, int64_t k_stride, const float *v,
+                                  int64_t v_stride) {
+    if (!kv || n_tok < 0 || n_kv <= 0 || head_dim_k <= 0 || head_dim_v <= 0) return -1;
+    if (!type_ok(kv->type_k) || !type_ok(kv->type_v)) return -1;
+    if (type_quant(kv->type_k) && head_dim_k % 32) return -1;
+    if (type_quant(kv->type_v) && head_dim_v % 32) return -1;
+    if (kv->k_head_bytes < type_bytes(kv->type_k, head_dim_k) ||
+        kv->v_head_bytes < type_bytes(kv->type_v, head_dim_v) || kv->page_size <= 0)
+        return -1;
+    if (n_tok == 0) return 0;
+    if (n_kv > 65535) return -1;
+    kv_store_kernel<<<dim3((unsigned)n_tok, (unsigned)n_kv, 2), 128, 0, (cudaStream_t)stream>>>(
+        *kv, seq, pos, n_kv, head_dim_k, head_dim_v, k, k_stride, v, v_stride);
+    return cudaGetLastError() == cudaSuccess ? 0 : -1;
+}
+
+/* ---- decoding a lane's slice of a cache row ------------------------------------------ */
+
+/* values e0 .. e0 + NE - 1 of the head row at `head` (e0 = lane * NE) */
+template <int NE>
+__device__ __forceinline__ void load_slice(int type, const char *__restrict__ head, int e0,
+                                           float (&x)[NE]) {
+    switch (type) {
+    case T_F32: {
+        const float *p = (const float *)head + e0;
+        if constexpr (NE % 4 == 0) {
+#pragma unroll
+            for (int i = 0; i < NE / 4; i++) {
+                float4 f = __ldg((const float4 *)p + i);
+                x[4 * i] = f.x;
+                x[4 * i + 1] = f.y;
+                x[4 * i + 2] = f.z;
+                x[4 * i + 3] = f.w;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < NE / 2; i++) {
+                float2 f = __ldg((const float2 *)p + i);
+                x[2 * i] = f.x;
+                x[2 * i + 1] = f.y;
+            }
+        }
+        return;
+    }
+    case T_F16:
+    case T_BF16: {
+        uint32_t w[NE / 2];
+        const uint16_t *p = (const uint16_t *)head + e0;
+        if constexpr (NE == 8) {
+            uint4 u = __ldg((const uint4 *)p);
+            w[0] = u.x;
+            w[1] = u.y;
+            w[2] = u.z;
+            w[3] = u.w;
+        } else if constexpr (NE == 4) {
+            uint2 u = __ldg((const uint2 *)p);
+            w[0] = u.x;
+            w[1] = u.y;
+        } else {
+            w[0] = __ldg((const unsigned int *)p);
+        }
+        if (type == T_F16) {
+#pragma unroll
+            for (int i = 0; i < NE / 2; i++) {
+                x[2 * i] = f16_to_f32((uint16_t)(w[i] & 0xffff));
+                x[2 * i + 1] = f16_to_f32((uint16_t)(w[i] >> 16));
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < NE / 2; i++) {
+                x[2 * i] = __uint_as_float(w[i] << 16);
+                x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            }
+        }
+        return;
+    }
+    case T_Q8_0: {
+        const char *blk = head + (size_t)(e0 >> 5) * 34;
+        const int j0 = e0 & 31;
+        const float d = f16_to_f32(__ldg((const unsigned short *)blk));
+        const unsigned short *q = (const unsigned short *)(blk + 2 + j0); /* 2-byte aligned */
+#pragma unroll
+        for (int i = 0; i < NE / 2; i++) {
+            const unsigned short u = __ldg(q + i);
+            x[2 * i] = (float)(int8_t)(u & 0xff) * d;
+            x[2 * i + 1] = (float)(int8_t)(u >> 8) * d;
+        }
+        return;
+    }
+    case T_Q4_0: {
+        const char *blk = head + (size_t)(e0 >> 5) * 18;
+        const int j0 = e0 & 31, sh = j0 >= 16 ? 4 : 0;
+        const float d = f16_to_f32(__ldg((const unsigned short *)blk));
+        const unsigned short *q = (const unsigned short *)(blk + 2 + (j0 & 15));
+#pragma unroll
+        for (int i = 0; i < NE / 2; i++) {
+            const unsigned short u = __ldg(q + i);
+            x[2 * i] = (float)((int)((u >> sh) & 15) - 8) * d;
+            x[2 * i + 1] = (float)((int)((u >> (8 + sh)) & 15) - 8) * d;
+        }
+        return;
+    }
+    default:
+#pragma unroll
+        for (int i = 0; i < NE; i++) x[i] = 0.0f;
+        return;
+    }
+}
+
+/* ---- the flash-attention kernel ------------------------------------------------------- */
+
+#define ATTN_WARPS 4
+#define ATTN_MAX_SPLIT 256
+#define ATTN_SPLIT_MIN_POS 64
+
+struct attn_args {
+    halo_cuda_kv kv;
+    size_t k_row_bytes, v_row_bytes;
+    const int32_t *seq, *pos;
+    int32_t n_tok;
+    int n_head, n_kv, group; /* group = n_head / n_kv */
+    int gr;                  /* query heads per row group: min(group, 8) */
+    int n_hg;                /* row groups per KV head: ceil(group / 8) */
+    int tw;                  /* tokens per warp: 8 / gr (1 for the one-token shape) */
+    int n_split;
+    int32_t chunk;           /* positions per split */
+    float qscale;            /* scale * log2(e) */
+    const float *q;
+    float *out, *work;
+};
+
+/* c ? a : b on values (a plain ?: on array elements becomes a select of addresses,
+ * which sends the array to local memory) */
+__device__ __forceinline__ float sel(bool c, float a, float b) {
+    float r;
+    asm("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %3, 0;\n\tselp.f32 %0, %1, %2, p;\n\t}"
+        : "=f"(r)
+        : "f"(a), "f"(b), "r"((unsigned)c));
+    return r;
+}
+
+__device__ __forceinline__ void prefetch_l1(const void *p) {
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+/* One level of the transposing sum: lanes with bit N keep the upper N values. */
+template <int N>
+__device__ __forceinline__ void transpose_step(float (&v)[32], int lane) {
+    const bool hi = (lane & N) != 0;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const float lo_v = v[i], hi_v = v[i + N];
+        const float send = sel(hi, lo_v, hi_v);
+        const float keep = sel(hi, hi_v, lo_v);
+        v[i] = keep + __shfl_xor_sync(FULL_MASK, send, N);
+    }
+}
+
+/* Sum v[0..31] over the warp, leaving the total of v[l] in lane l. */
+__device__ __forceinline__ float transpose_sum(float (&v)[32], int lane) {
+    transpose_step<16>(v, lane);
+    transpose_step<8>(v, lane);
+    transpose_step<4>(v, lane);
+    transpose_step<2>(v, lane);
+    transpose_step<1>(v, lane);
+    return v[0];
+}
+
+/* One warp's online softmax over positions [p_first + k * p_step, ... < p_end) in
+ * groups of NP = 32 / R (p_step a multiple of NP): rows r < R with query slices
+ * q[r], visible positions below the lane's lim (the limit of row lane % R).
+ * State: acc[r][NE] per lane; m, l of row lane % R in the lane. */
+template <int R, int NE>
+__device__ __forceinline__ void flash_range(const attn_args &a, const int32_t *__restrict__ tbl,
+                                            const char *__restrict__ kbase,
+                                            const char *__restrict__ vbase, int32_t p_first,
+                                            int32_t p_step, int32_t p_end, int32_t lim,
+                                            const float (&q)[R][NE], float (&acc)[R][NE],
+                                            float &m, float &l, int lane) {
+    constexpr int NP = 32 / R;
+    const int32_t ps = a.kv.page_size;
+    const int e0 = lane * NE;
+    const int my_pi = lane / R;
+    /* each lane touches 1/32 of a head row: together the whole row */
+    const size_t k_off = (size_t)lane * a.kv.k_head_bytes / 32;
+    const size_t v_off = (size_t)lane * a.kv.v_head_bytes / 32;
+    for (int32_t p0 = p_first; p0 < p_end; p0 += p_step) {
+        /* V of this step into L1 (read after the scores), K and V of the next step
+         * into L2: the loads below then wait on one DRAM round trip, not three */
+#pragma unroll
+        for (int pi = 0; pi < NP; pi++) {
+            const int32_t p = p0 + pi, pn = p + p_step;
+            if (p < p_end) {
+                const int32_t page = __ldg(tbl + p / ps);
+                prefetch_l1(vbase + (size_t)page * a.kv.v_page_bytes +
+                            (size_t)(p % ps) * a.v_row_bytes + v_off);
+            }
+            if (pn < p_end) {
+                const int32_t page = __ldg(tbl + pn / ps);
+                prefetch_l2(kbase + (size_t)page * a.kv.k_page_bytes +
+                            (size_t)(pn % ps) * a.k_row_bytes + k_off);
+                prefetch_l2(vbase + (size_t)page * a.kv.v_page_bytes +
+                            (size_t)(pn % ps) * a.v_row_bytes + v_off);
+            }
+        }
+        float vals[32];
+#pragma unroll
+        for (int pi = 0; pi < NP; pi++) {
+            const int32_t p = p0 + pi;
+            float kk[NE];
+            if (p < p_end) {
+                const int32_t page = __ldg(tbl + p / ps);
+                load_slice<NE>(a.kv.type_k,
+                               kbase + (size_t)page * a.kv.k_page_bytes +
+                                   (size_t)(p % ps) * a.k_row_bytes,
+                               e0, kk);
+            } else {
+#pragma unroll
+                for (int e = 0; e < NE; e++) kk[e] = 0.0f;
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float s = 0.0f;
+#pragma unroll
+                for (int e = 0; e < NE; e++) s = fmaf(q[r][e], kk[e], s);
+                vals[pi * R + r] = s;
+            }
+        }
+        float s = transpose_sum(vals, lane);
+        const bool ok = p0 + my_pi < p_end && p0 + my_pi < lim;
+        s = ok ? s : -INFINITY;
+        float mx = s;
+#pragma unroll
+        for (int o = R; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+        const float m_new = fmaxf(m, mx);
+        const float pe = ok ? exp2f(s - m_new) : 0.0f;
+        /* corr: 1 while the row has seen nothing, 0 on its first positions */
+        const float corr = m == m_new ? 1.0f : exp2f(m - m_new);
+        float sum = pe;
+#pragma unroll
+        for (int o = R; o < 32; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
+        l = l * corr + sum;
+        m = m_new;
+        if (__any_sync(FULL_MASK, corr != 1.0f)) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const float c = __shfl_sync(FULL_MASK, corr, r);
+#pragma unroll
+                for (int e = 0; e < NE; e++) acc[r][e] *= c;
+            }
+        }
+#pragma unroll
+        for (int pi = 0; pi < NP; pi++) {
+            const int32_t p = p0 + pi;
+            if (p < p_end) {
+                const int32_t page = __ldg(tbl + p / ps);
+                float vv[NE];
+                load_slice<NE>(a.kv.type_v,
+                               vbase + (size_t)page * a.kv.v_page_bytes +
+                                   (size_t)(p % ps) * a.v_row_bytes,
+                               e0, vv);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const float pr = __shfl_sync(FULL_MASK, pe, pi * R + r);
+#pragma unroll
+                    for (int e = 0; e < NE; e++) acc[r][e] = fmaf(pr, vv[e], acc[r][e]);
+                }
+            }
+        }
+    }
+}
+
+/* The rows of a warp: row i < R is token t0 + i / gr, query head
+ * kvh * group + hg * 8 + i % gr; it exists when i < tw * gr, the token < n_tok and
+ * the head is in the group. */
+struct row_info {
+    int32_t tok;
+    int head;
+    bool valid;
+};
+
+__device__ __forceinline__ row_info row_of(const attn_args &a, int32_t t0, int kvh, int hg,
+                                           int i) {
+    row_info ri;
+    const int ti = i / a.gr, hh = hg * 8 + i % a.gr;
+    ri.tok = t0 + ti;
+    ri.head = kvh * a.group + hh;
+    ri.valid = ti < a.tw && ri.tok < a.n_tok && hh < a.group;
+    return ri;
+}
+
+/* Write row r's result: the normalized output (one split) or the partial state. */
+template <int NE>
+__device__ __forceinline__ void write_row(const attn_args &a, int32_t tok, int head, int split,
+                                          const float (&acc)[NE], float m, float l, int lane) {
+    const int dv = 32 * NE;
+    if (a.n_split == 1) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        float *o = a.out + ((size_t)tok * a.n_head + head) * dv + lane * NE;
+#pragma unroll
+        for (int e = 0; e < NE; e++) o[e] = acc[e] * inv;
+    } else {
+        float *w = a.work + (((size_t)tok * a.n_head + head) * a.n_split + split) * (dv + 2);
+#pragma unroll
+        for (int e = 0; e < NE; e++) w[lane * NE + e] = acc[e];
+        if (lane == 0) {
+            w[dv] = m;
+            w[dv + 1] = l;
+        }
+    }
+}
+
+template <int R, int NE>
+__device__ __forceinline__ void load_q(const attn_args &a, int32_t t0, int kvh, int hg,
+                                       unsigned active, float (&q)[R][NE], int lane) {
+    const int dk = 32 * NE;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const row_info ri = row_of(a, t0, kvh, hg, r);
+        const bool on = ri.valid && (active >> (r / a.gr) & 1u);
+        if (on) {
+            const float *src = a.q + ((size_t)ri.tok * a.n_head + ri.head) * dk + lane * NE;
+#pragma unroll
+            for (int e = 0; e < NE; e++) q[r][e] = src[e] * a.qscale;
+        } else {
+#pragma unroll
+            for (int e = 0; e < NE; e++) q[r][e] = 0.0f;
+        }
+    }
+}
+
+/* Several tokens: warp w of block (tile, kvh * n_hg + hg, split) takes tokens
+ * tile * 4 * tw + w * tw .. + tw - 1, all walking the split's positions. */
+template <int NE>
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_rows_kernel(attn_args a) {
+    constexpr int R = 8;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kvh = blockIdx.y / a.n_hg, hg = blockIdx.y % a.n_hg, split = blockIdx.z;
+    const int32_t t0 = ((int32_t)blockIdx.x * ATTN_WARPS + warp) * a.tw;
+    if (t0 >= a.n_tok) return;
+    const int ntw = min(a.tw, a.n_tok - t0);
+    unsigned done = 0;
+    const unsigned all = (1u << ntw) - 1;
+    const char *kbase = a.kv.k + (size_t)kvh * a.kv.k_head_bytes;
+    const char *vbase = a.kv.v + (size_t)kvh * a.kv.v_head_bytes;
+    while (done != all) {
+        /* the sequence of the first token not done, and its tokens of this warp */
+        int first = __ffs(~done & all) - 1;
+        const int32_t s = a.seq[t0 + first];
+        unsigned active = 0;
+        for (int i = 0; i < ntw; i++)
+            if (!(done >> i & 1u) && a.seq[t0 + i] == s) active |= 1u << i;
+        int32_t maxlim = 0, lim = 0;
+        for (int i = 0; i < ntw; i++) {
+            if (!(active >> i & 1u)) continue;
+            const int32_t li = a.pos[t0 + i] + 1;
+            maxlim = max(maxlim, li);
+        }
+        {
+            const int r = lane % R;
+            const row_info ri = row_of(a, t0, kvh, hg, r);
+            const int ti = r / a.gr;
+            if (ri.valid && (active >> ti & 1u)) lim = a.pos[ri.tok] + 1;
+        }
+        float q[R][NE], acc[R][NE];
+        load_q<R, NE>(a, t0, kvh, hg, active, q, lane);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int e = 0; e < NE; e++) acc[r][e] = 0.0f;
+        float m = -INFINITY, l = 0.0f;
+        const int32_t p_begin = split * a.chunk;
+        const int32_t p_end = min(p_begin + a.chunk, maxlim);
+        const int32_t *tbl = a.kv.page_table + (size_t)s * a.kv.table_stride;
+        flash_range<R, NE>(a, tbl, kbase, vbase, p_begin, 32 / R, p_end, lim, q, acc, m, l,
+                           lane);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const row_info ri = row_of(a, t0, kvh, hg, r);
+            const float mr = __shfl_sync(FULL_MASK, m, r), lr = __shfl_sync(FULL_MASK, l, r);
+            if (ri.valid && (active >> (r / a.gr) & 1u))
+                write_row<NE>(a, ri.tok, ri.head, split, acc[r], mr, lr, lane);
+        }
+        done |= active;
+    }
+}
+
+/* One token: the 4 warps of block (0, kvh * n_hg + hg, split) share its rows and
+ * take every 4th group of NP positions; the states merge in shared memory. */
+template <int R, int NE>
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_one_kernel(attn_args a) {
+    constexpr int NP = 32 / R, D = 32 * NE;
+    __shared__ float sm_acc[ATTN_WARPS][R][D];
+    __shared__ float sm_m[ATTN_WARPS][R], sm_l[ATTN_WARPS][R];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kvh = blockIdx.y / a.n_hg, hg = blockIdx.y % a.n_hg, split = blockIdx.z;
+    const int32_t s = a.seq[0];
+    const int32_t maxlim = a.pos[0] + 1;
+    int32_t lim = 0;
+    {
+        const row_info ri = row_of(a, 0, kvh, hg, lane % R);
+        if (ri.valid) lim = maxlim;
+    }
+    float q[R][NE], acc[R][NE];
+    load_q<R, NE>(a, 0, kvh, hg, 1u, q, lane);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int e = 0; e < NE; e++) acc[r][e] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const int32_t p_begin = split * a.chunk;
+    const int32_t p_end = min(p_begin + a.chunk, maxlim);
+    const int32_t *tbl = a.kv.page_table + (size_t)s * a.kv.table_stride;
+    flash_range<R, NE>(a, tbl, a.kv.k + (size_t)kvh * a.kv.k_head_bytes,
+                       a.kv.v + (size_t)kvh * a.kv.v_head_bytes, p_begin + warp * NP,
+                       ATTN_WARPS * NP, p_end, lim, q, acc, m, l, lane);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int e = 0; e < NE; e++) sm_acc[warp][r][lane * NE + e] = acc[r][e];
+    if (lane < R) {
+        sm_m[warp][lane] = m;
+        sm_l[warp][lane] = l;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < R * D; idx += blockDim.x) {
+        const int r = idx / D, d = idx % D;
+        const row_info ri = row_of(a, 0, kvh, hg, r);
+        if (!ri.valid) continue;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) mx = fmaxf(mx, sm_m[w][r]);
+        float A = 0.0f, L = 0.0f;
+        if (mx != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < ATTN_WARPS; w++) {
+                const float f = exp2f(sm_m[w][r] - mx); /* 0 for a warp that saw nothing */
+                A = fmaf(sm_acc[w][r][d], f, A);
+                L = fmaf(sm_l[w][r], f, L);
+            }
+        }
+        if (a.n_split == 1) {
+            a.out[((size_t)ri.tok * a.n_head + ri.head) * D + d] = L > 0.0f ? A / L : 0.0f;
+        } else {
+            float *w = a.work + (((size_t)ri.tok * a.n_head + ri.head) * a.n_split + split) * (D + 2);
+            w[d] = A;
+            if (d == 0) {
+                w[D] = mx;
+                w[D + 1] = L;
+            }
+        }
+    }
+}
+
+/* Split partials of (token, head) blockIdx.x -> out, columns 32 * blockIdx.y + lane:
+ * the 8 warps take every 8th split (loads of 32 columns, coalesced, many in flight),
+ * then sum through shared memory. Every block recomputes the splits' weights. */
+#define MERGE_WARPS 8
+__global__ void __launch_bounds__(MERGE_WARPS * 32) attn_merge_kernel(
+    const float *__restrict__ work, int n_split, int dv, float *out) {
+    __shared__ float wt[ATTN_MAX_SPLIT];
+    __shared__ float red[MERGE_WARPS][32];
+    __shared__ float s_max, s_sum;
+    const float *base = work + (size_t)blockIdx.x * n_split * (dv + 2);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float mj = tid < n_split ? base[(size_t)tid * (dv + 2) + dv] : -INFINITY;
+    float mx = mj;
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+    if (lane == 0) red[warp][0] = mx;
+    __syncthreads();
+    if (tid == 0) {
+        float x = red[0][0];
+        for (int w = 1; w < MERGE_WARPS; w++) x = fmaxf(x, red[w][0]);
+        s_max = x;
+    }
+    __syncthreads();
+    const float M = s_max;
+    const float f = (tid < n_split && M != -INFINITY && mj != -INFINITY) ? exp2f(mj - M) : 0.0f;
+    if (tid < n_split) wt[tid] = f;
+    float lw = tid < n_split ? base[(size_t)tid * (dv + 2) + dv + 1] * f : 0.0f;
+    for (int o = 16; o; o >>= 1) lw += __shfl_xor_sync(FULL_MASK, lw, o);
+    __syncthreads(); /* red[] reused */
+    if (lane == 0) red[warp][0] = lw;
+    __syncthreads();
+    if (tid == 0) {
+        float x = 0.0f;
+        for (int w = 0; w < MERGE_WARPS; w++) x += red[w][0];
+        s_sum = x;
+    }
+    __syncthreads();
+    const int d = blockIdx.y * 32 + lane;
+    float A = 0.0f;
+    if (d < dv) {
+#pragma unroll 8
+        for (int j = warp; j < n_split; j += MERGE_WARPS)
+            A = fmaf(base[(size_t)j * (dv + 2) + d], wt[j], A);
+    }
+    red[warp][lane] = A;
+    __syncthreads();
+    if (warp == 0 && d < dv) {
+        float sum = 0.0f;
+        for (int w = 0; w < MERGE_WARPS; w++) sum += red[w][lane];
+        const float L = s_sum;
+        out[(size_t)blockIdx.x * dv + d] = L > 0.0f ? sum / L : 0.0f;
+    }
+}
+
+/* ---- host side --------------------------------------------------------------------- */
+
+/* Splits of the positions: enough (token, 8-head row group, split) units to fill
+ * the GPU (~2048 warps of work), at least ATTN_SPLIT_MIN_POS positions each, at
+ * most ATTN_MAX_SPLIT. From host arguments only, shared with the work size. */
+static int attn_splits(int32_t n_tok, int n_head, int32_t max_pos) {
+    if (n_tok <= 0 || n_head <= 0 || max_pos < 0) return 1;
+    const int64_t units = (int64_t)n_tok * ((n_head + 7) / 8);
+    int64_t want = (2048 + units - 1) / units;
+    const int64_t cap = ((int64_t)max_pos + ATTN_SPLIT_MIN_POS) / ATTN_SPLIT_MIN_POS;
+    if (want > cap) want = cap;
+    if (want > ATTN_MAX_SPLIT) want = ATTN_MAX_SPLIT;
+    return want < 1 ? 1 : (int)want;
+}
+
+extern "C" size_t halo_cuda_attn_work_bytes(int32_t n_tok, int n_head, int head_dim_v,
+                                            int32_t max_pos) {
+    const int ns = attn_splits(n_tok, n_head, max_pos);
+    if (ns <= 1 || n_tok <= 0 || n_head <= 0 || head_dim_v <= 0) return 0;
+    return (size_t)n_tok * (size_t)n_head * (size_t)ns * ((size_t)head_dim_v + 2) * sizeof(float);
+}
+
+template <int NE>
+static void launch_one(const attn_args &a, int r, dim3 grid, cudaStream_t st) {
+    switch (r) {
+    case 1: attn_one_kernel<1, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
+    case 2: attn_one_kernel<2, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
+    case 4: attn_one_kernel<4, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
+    default: attn_one_kernel<8, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
+    }
+}
+
+static bool aligned(const void *p, size_t n, size_t page_bytes, size_t head_bytes) {
+    return (uintptr_t)p % n == 0 && page_bytes % n == 0 && head_bytes % n == 0;
+}
+
+extern "C" int halo_cuda_attn(void *stream, const halo_cuda_kv *kv, int32_t n_tok,
+                              const int32_t *seq, const int32_t *pos, int32_t max_pos, int n_head,
+                              int n_kv, int head_dim_k, int head_dim_v, float scale,
+                              const float *q, float *out, void *work) {
+    if (!kv || n_tok < 0 || n_head <= 0 || n_kv <= 0 || n_head % n_kv || max_pos < 0) return -1;
+    if (!type_ok(kv->type_k) || !type_ok(kv->type_v) || kv->page_size <= 0) return -1;
+    if (head_dim_k != head_dim_v ||
+        (head_dim_k != 64 && head_dim_k != 128 && head_dim_k != 256))
+        return -1;
+    if (kv->k_head_bytes < type_bytes(kv->type_k, head_dim_k) ||
+        kv->v_head_bytes < type_bytes(kv->type_v, head_dim_v))
+        return -1;
+    /* vector loads: 16 bytes for the float types' slices, 2 for the block types */
+    const size_t ak = type_quant(kv->type_k) ? 2 : 16, av = type_quant(kv->type_v) ? 2 : 16;
+    if (!aligned(kv->k, ak, kv->k_page_bytes, kv->k_head_bytes) ||
+        !aligned(kv->v, av, kv->v_page_bytes, kv->v_head_bytes))
+        return -1;
+    if (n_tok == 0) return 0;
+    attn_args a;
+    a.kv = *kv;
+    a.k_row_bytes = (size_t)n_kv * kv->k_head_bytes;
+    a.v_row_bytes = (size_t)n_kv * kv->v_head_bytes;
+    a.seq = seq;
+    a.pos = pos;
+    a.n_tok = n_tok;
+    a.n_head = n_head;
+    a.n_kv = n_kv;
+    a.group = n_head / n_kv;
+    a.gr = a.group < 8 ? a.group : 8;
+    a.n_hg = (a.group + 7) / 8;
+    a.n_split = attn_splits(n_tok, n_head, max_pos);
+    if (a.n_split > 1 && !work) return -1;
+    {
+        const int64_t n_pos = (int64_t)max_pos + 1;
+        int64_t chunk = (n_pos + a.n_split - 1) / a.n_split;
+        chunk = (chunk + 31) / 32 * 32;
+        a.chunk = (int32_t)chunk;
+    }
+    a.qscale = scale * 1.4426950408889634f;
+    a.q = q;
+    a.out = out;
+    a.work = (float *)work;
+    if ((int64_t)n_kv * a.n_hg > 65535) return -1;
+    cudaStream_t st = (cudaStream_t)stream;
+    const int ne = head_dim_k / 32;
+    if (n_tok == 1) {
+        a.tw = 1;
+        const int r = a.gr <= 1 ? 1 : a.gr <= 2 ? 2 : a.gr <= 4 ? 4 : 8;
+        const dim3 grid(1, (unsigned)(n_kv * a.n_hg), (unsigned)a.n_split);
+        if (ne == 2) launch_one<2>(a, r, grid, st);
+        else if (ne == 4) launch_one<4>(a, r, grid, st);
+        else launch_one<8>(a, r, grid, st);
+    } else {
+        a.tw = 8 / a.gr;
+        const int32_t per_block = ATTN_WARPS * a.tw;
+        const dim3 grid((unsigned)((n_tok + per_block - 1) / per_block),
+                        (unsigned)(n_kv * a.n_hg), (unsigned)a.n_split);
+        if (ne == 2) attn_rows_kernel<2><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
+        else if (ne == 4) attn_rows_kernel<4><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
+        else attn_rows_kernel<8><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
+    }
+    if (a.n_split > 1)
+        attn_merge_kernel<<<dim3((unsigned)(n_tok * n_head), (unsigned)((head_dim_v + 31) / 32)),
+                            MERGE_WARPS * 32, 0, st>>>(a.work, a.n_split, head_dim_v, out);
+    return cudaGetLastError() == cudaSuccess ? 0 : -1;
+}

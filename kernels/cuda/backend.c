@@ -1,0 +1,587 @@
+/*
+ * The CUDA backend: the ops of runtime/backend.h on the kernels of
+ * kernels/cuda/cuda_ops.h.
+ *
+ * - Weights are copied to the GPU once per model (halo_cuda_model_upload), into
+ *   one allocation; each halo_weight's `dev` points at its copy.
+ * - A context's buffers (activations, KV pages, recurrent state) are device
+ *   memory; the model code passes them to the ops as it does on the CPU.
+ * - Every op is enqueued on the context's one stream. Within a ubatch nothing
+ *   allocates and nothing waits for the GPU: `begin` copies the ubatch's tokens,
+ *   positions, sequences, segments and page tables from pinned host memory, the
+ *   ops follow, and `finish` copies the logits back and waits (the only sync).
+ * - MoE routing is on the GPU: router product, top-k, and products by expert id
+ *   that read the ids from device memory; the host never sees them.
+ */
+#include "kernels/cuda/cuda_ops.h"
+#include "quant/quant.h"
+#include "runtime/backend.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the model's weights on the GPU ------------------------------------------------ */
+
+struct halo_gpu_weights {
+    void *base;
+    size_t bytes;
+    int device;
+};
+
+/* Every weight of the model, in a fixed order (NULL-data weights skipped by callers). */
+static size_t model_weights(halo_model *m, halo_weight **out, size_t cap) {
+    size_t n = 0;
+#define ADD(w)                                                                                     \
+    do {                                                                                           \
+        if (n < cap) out[n] = &(w);                                                                \
+        n++;                                                                                       \
+    } while (0)
+    ADD(m->tok_embd);
+    ADD(m->output_norm);
+    ADD(m->output);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        halo_layer *L = &m->layers[il];
+        halo_weight *all[] = {
+            &L->attn_norm,     &L->wq,           &L->wk,           &L->wv,
+            &L->wo,            &L->q_norm,       &L->k_norm,       &L->ffn_norm,
+            &L->ffn_gate,      &L->ffn_up,       &L->ffn_down,     &L->ffn_gate_inp,
+            &L->ffn_gate_exps, &L->ffn_up_exps,  &L->ffn_down_exps, &L->ffn_gate_inp_shexp,
+            &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, &L->attn_qkv,
+            &L->attn_gate,     &L->ssm_a,        &L->ssm_conv1d,   &L->ssm_dt,
+            &L->ssm_alpha,     &L->ssm_beta,     &L->ssm_norm,     &L->ssm_out,
+        };
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ADD(*all[i]);
+    }
+#undef ADD
+    return n;
+}
+
+static size_t weight_bytes(const halo_weight *w) {
+    if (w->n_mats > 1) return (size_t)w->n_mats * w->mat_stride;
+    return (size_t)w->n_rows * w->row_stride;
+}
+
+static int cmp_weight_data(const void *a, const void *b) {
+    const halo_weight *x = *(halo_weight *const *)a, *y = *(halo_weight *const *)b;
+    uintptr_t p = (uintptr_t)x->data, q = (uintptr_t)y->data;
+    return p < q ? -1 : p > q;
+}
+
+void halo_cuda_model_release(halo_model *model) {
+    if (!model || !model->gpu) return;
+    halo_cuda_free(model->gpu->base);
+    free(model->gpu);
+    model->gpu = NULL;
+    halo_weight *ws[4096];
+    size_t n = model_weights(model, ws, 4096);
+    for (size_t i = 0; i < n && i < 4096; i++) ws[i]->dev = NULL;
+}
+
+int halo_cuda_model_upload(halo_model *model, int device, halo_error *err) {
+    if (model->gpu) return 0;
+    int n_dev = halo_cuda_device_count();
+    if (n_dev <= 0)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "-ngl: no CUDA GPU is visible (%s); run without -ngl for the CPU",
+                              halo_cuda_last_error());
+    if (device < 0 || device >= n_dev)
+        return halo_error_set(err, HALO_ERR_ARG, "GPU %d does not exist (%d visible)", device,
+                              n_dev);
+    if (halo_cuda_set_device(device))
+        return halo_error_set(err, HALO_ERR_IO, "cannot use GPU %d: %s", device,
+                              halo_cuda_last_error());
+    size_t n_all = model_weights(model, NULL, 0);
+    halo_weight **ws = malloc(sizeof *ws * (n_all ? n_all : 1));
+    if (!ws) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    model_weights(model, ws, n_all);
+    /* the weights present, each type computable on the GPU */
+    size_t n = 0;
+    for (size_t i = 0; i < n_all; i++) {
+        halo_weight *w = ws[i];
+        if (!w->data) continue;
+        if (!halo_cuda_matmul_supported(w->type)) {
+            free(ws);
+            return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                  "a %s weight cannot run on the GPU yet (run without -ngl)",
+                                  halo_type_name(w->type));
+        }
+        ws[n++] = w;
+    }
+    /* one allocation; tensors that share their bytes (tied output) share the copy */
+    qsort(ws, n, sizeof *ws, cmp_weight_data);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i && ws[i]->data == ws[i - 1]->data) continue;
+        total += ((uint64_t)weight_bytes(ws[i]) + 255) & ~(uint64_t)255;
+    }
+    char name[128] = "GPU";
+    size_t dev_total = 0, dev_free = 0;
+    halo_cuda_device_info(device, name, sizeof name, &dev_total, &dev_free);
+    char need[32], have[32];
+    halo_format_bytes(total, need, sizeof need);
+    halo_format_bytes(dev_free, have, sizeof have);
+    void *base = halo_cuda_malloc((size_t)total);
+    if (!base) {
+        free(ws);
+        return halo_error_set(err, HALO_ERR_NOMEM,
+                              "the weights need %s of GPU memory and %s has %s free: use fewer "
+                              "GPU layers (-ngl) or keep experts on the CPU (--n-cpu-moe)",
+                              need, name, have);
+    }
+    void *stream = halo_cuda_stream_new();
+    halo_log(HALO_LOG_INFO, "uploading %s of weights to %s", need, name);
+    uint64_t off = 0, done = 0, next_report = 1u << 30;
+    double t0 = halo_time_seconds();
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        halo_weight *w = ws[i];
+        if (i && w->data == ws[i - 1]->data) {
+            w->dev = ws[i - 1]->dev;
+            continue;
+        }
+        size_t bytes = weight_bytes(w);
+        w->dev = (char *)base + off;
+        /* in pieces, so a mapped file's pages stream in while the copy runs */
+        for (size_t o = 0; o < bytes && !rc; o += (size_t)64 << 20) {
+            size_t len = bytes - o < ((size_t)64 << 20) ? bytes - o : (size_t)64 << 20;
+            rc = halo_cuda_memcpy(stream, (char *)base + off + o, (const char *)w->data + o, len);
+            if (!rc) rc = halo_cuda_stream_sync(stream);
+            done += len;
+            if (done >= next_report) {
+                char d[32];
+                halo_format_bytes(done, d, sizeof d);
+                halo_log(HALO_LOG_INFO, "  %s / %s (%.0f %%)", d, need, 100.0 * done / total);
+                next_report += 1u << 30;
+            }
+        }
+        off += ((uint64_t)bytes + 255) & ~(uint64_t)255;
+    }
+    halo_cuda_stream_free(stream);
+    free(ws);
+    if (rc) {
+        halo_cuda_free(base);
+        return halo_error_set(err, HALO_ERR_IO, "copying the weights to the GPU failed: %s",
+                              halo_cuda_last_error());
+    }
+    model->gpu = calloc(1, sizeof *model->gpu);
+    if (!model->gpu) {
+        halo_cuda_free(base);
+        return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    }
+    model->gpu->base = base;
+    model->gpu->bytes = (size_t)total;
+    model->gpu->device = device;
+    double dt = halo_time_seconds() - t0;
+    halo_log(HALO_LOG_INFO, "weights on %s in %.2f s (%.1f GB/s)", name, dt,
+             dt > 0 ? (double)total / dt / 1e9 : 0.0);
+    return 0;
+}
+
+/* ---- a context's state ---------------------------------------------------------------- */
+
+typedef struct cuda_state {
+    void *stream;
+    int error; /* a launch failed (unsupported shape): the logits are not valid */
+    /* the ubatch: pinned host staging, and the device copies */
+    int32_t *h_meta, *d_meta;
+    size_t meta_ints;
+    int32_t *d_token, *d_pos, *d_seq, *d_perm, *d_seg_off, *d_seg_seq, *d_out_idx, *d_table;
+    int32_t *h_token, *h_pos, *h_seq, *h_perm, *h_seg_off, *h_seg_seq, *h_out_idx, *h_table;
+    float *inv_freq;
+    /* MoE */
+    float *router, *moe_w, *moe_a, *moe_b, *moe_y, *sh, *sh_a, *sh_b, *shg;
+    int32_t *moe_ids;
+    /* attention */
+    void *attn_work;
+    /* output */
+    float *out_x, *logits;
+} cuda_state;
+
+static cuda_state *st(halo_context *ctx) { return ctx->be.impl; }
+
+static void check(halo_context *ctx, int rc) {
+    if (rc) st(ctx)->error = 1;
+}
+
+static const void *wdev(const halo_weight *w, int64_t expert) {
+    return (const char *)w->dev + (size_t)expert * w->mat_stride;
+}
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+static void *cu_alloc(halo_backend *be, size_t bytes) { return halo_cuda_malloc(bytes); }
+static void cu_free(halo_backend *be, void *p) { halo_cuda_free(p); }
+
+static void cu_to_host(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_state *s = be->impl;
+    if (halo_cuda_memcpy(s->stream, dst, src, bytes) || halo_cuda_stream_sync(s->stream))
+        s->error = 1;
+}
+
+static void cu_to_backend(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_state *s = be->impl;
+    /* synchronous: the caller may reuse its buffer at once */
+    if (halo_cuda_memcpy(s->stream, dst, src, bytes) || halo_cuda_stream_sync(s->stream))
+        s->error = 1;
+}
+
+static void cu_copy(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_state *s = be->impl;
+    if (halo_cuda_memcpy(s->stream, dst, src, bytes)) s->error = 1;
+}
+
+static void cu_zero(halo_backend *be, void *dst, size_t bytes) {
+    cuda_state *s = be->impl;
+    if (halo_cuda_memset0(s->stream, dst, bytes)) s->error = 1;
+}
+
+static void cu_release(halo_backend *be) {
+    cuda_state *s = be->impl;
+    if (!s) return;
+    if (s->stream) halo_cuda_stream_sync(s->stream);
+    void *dev[] = {s->d_meta, s->inv_freq, s->router, s->moe_w, s->moe_a, s->moe_b, s->moe_y,
+                   s->sh,     s->sh_a,     s->sh_b,   s->shg,   s->moe_ids, s->attn_work,
+                   s->out_x,  s->logits};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) halo_cuda_free(dev[i]);
+    halo_cuda_host_free(s->h_meta);
+    halo_cuda_stream_free(s->stream);
+    free(s);
+    be->impl = NULL;
+}
+
+/* ---- a ubatch ----------------------------------------------------------------------------- */
+
+static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
+    cuda_state *s = st(ctx);
+    const int32_t n = ub->n;
+    memcpy(s->h_token, ub->token, sizeof(int32_t) * (size_t)n);
+    memcpy(s->h_pos, ub->pos, sizeof(int32_t) * (size_t)n);
+    memcpy(s->h_seq, ub->seq, sizeof(int32_t) * (size_t)n);
+    memcpy(s->h_perm, ub->perm, sizeof(int32_t) * (size_t)n);
+    memcpy(s->h_seg_off, ub->seg_off, sizeof(int32_t) * (size_t)(ub->n_seg + 1));
+    memcpy(s->h_seg_seq, ub->seg_seq, sizeof(int32_t) * (size_t)ub->n_seg);
+    int32_t j = 0;
+    for (int32_t t = 0; t < n; t++)
+        if (ub->out[t] >= 0) s->h_out_idx[j++] = t;
+    /* everything up to the page table in one copy, then the tables of the sequences in use */
+    size_t head = (size_t)(s->h_table - s->h_meta);
+    check(ctx, halo_cuda_memcpy(s->stream, s->d_meta, s->h_meta, sizeof(int32_t) * head));
+    const int32_t np = ctx->kv.n_pages;
+    if (np > 0) {
+        for (int32_t k = 0; k < ub->n_seg; k++) {
+            int32_t q = ub->seg_seq[k];
+            size_t off = (size_t)q * (size_t)np;
+            memcpy(s->h_table + off, ctx->kv.page_table + off,
+                   sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[q]);
+            check(ctx, halo_cuda_memcpy(s->stream, s->d_table + off, s->h_table + off,
+                                        sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[q]));
+        }
+    }
+}
+
+static int cu_finish(halo_context *ctx, const halo_ubatch *ub) {
+    cuda_state *s = st(ctx);
+    if (halo_cuda_stream_sync(s->stream)) s->error = 1;
+    if (s->error)
+        halo_log(HALO_LOG_ERROR, "CUDA: a kernel failed in this ubatch (%s)",
+                 halo_cuda_last_error());
+    return s->error ? -1 : 0;
+}
+
+/* ---- ops ------------------------------------------------------------------------------------- */
+
+static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
+    const halo_weight *w = &ctx->model->tok_embd;
+    check(ctx, halo_cuda_get_rows(st(ctx)->stream, w->type, w->dev, w->row_stride, w->n_cols,
+                                  st(ctx)->d_token, ub->n, x));
+}
+
+static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
+                      int64_t n, float *y) {
+    check(ctx, halo_cuda_matmul(st(ctx)->stream, w->type, wdev(w, expert), w->row_stride,
+                                w->n_rows, w->n_cols, x, n, y));
+}
+
+static void cu_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
+                        int64_t n_rows, int64_t n, float eps) {
+    check(ctx, halo_cuda_rms_norm(st(ctx)->stream, x, w ? w->dev : NULL, y, n_rows, n, eps));
+}
+
+static void cu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads,
+                    int head_dim) {
+    check(ctx, halo_cuda_rope(st(ctx)->stream, x, ub->n, n_heads, head_dim, (int)ctx->hp->n_rot,
+                              ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
+}
+
+static void cu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
+    check(ctx, halo_cuda_add(st(ctx)->stream, x, y, n));
+}
+
+static void cu_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
+    check(ctx, halo_cuda_swiglu(st(ctx)->stream, g, u, n));
+}
+
+static void cu_sigmoid_gate(halo_context *ctx, float *x, const float *g, int64_t n) {
+    check(ctx, halo_cuda_sigmoid_gate(st(ctx)->stream, x, g, n));
+}
+
+static void cu_copy2d(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
+                      int64_t src_stride, int64_t rows, int64_t width) {
+    check(ctx, halo_cuda_copy2d(st(ctx)->stream, dst, dst_stride, src, src_stride, rows, width));
+}
+
+static void cu_gather(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                      int64_t width) {
+    check(ctx, halo_cuda_gather_rows(st(ctx)->stream, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+static void cu_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                       int64_t width) {
+    check(ctx, halo_cuda_scatter_rows(st(ctx)->stream, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+static halo_cuda_kv layer_kv(halo_context *ctx, uint32_t il) {
+    const halo_kv_cache *kv = &ctx->kv;
+    return (halo_cuda_kv){
+        .type_k = kv->type_k,
+        .type_v = kv->type_v,
+        .k = kv->k[il],
+        .v = kv->v[il],
+        .k_page_bytes = HALO_KV_PAGE * kv->k_row_bytes[il],
+        .v_page_bytes = HALO_KV_PAGE * kv->v_row_bytes[il],
+        .k_head_bytes = kv->k_head_bytes[il],
+        .v_head_bytes = kv->v_head_bytes[il],
+        .page_size = HALO_KV_PAGE,
+        .page_table = st(ctx)->d_table,
+        .table_stride = kv->n_pages,
+    };
+}
+
+static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                      const float *k, const float *v, float *out) {
+    cuda_state *s = st(ctx);
+    const halo_hparams *hp = ctx->hp;
+    const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[il];
+    const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v;
+    halo_cuda_kv kv = layer_kv(ctx, il);
+    check(ctx, halo_cuda_kv_store(s->stream, &kv, ub->n, s->d_seq, s->d_pos, nkv, hk, hv, k,
+                                  (int64_t)nkv * hk, v, (int64_t)nkv * hv));
+    check(ctx, halo_cuda_attn(s->stream, &kv, ub->n, s->d_seq, s->d_pos, ub->max_pos, nq, nkv, hk,
+                              hv, 1.0f / sqrtf((float)hk), q, out, s->attn_work));
+}
+
+static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                   float *out) {
+    cuda_state *s = st(ctx);
+    void *str = s->stream;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    check(ctx, halo_cuda_matmul(str, W->router->type, W->router->dev, W->router->row_stride,
+                                W->router->n_rows, W->router->n_cols, xn, n, s->router));
+    check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
+                                    ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+    check(ctx, halo_cuda_matmul_id(str, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
+                                   g->n_cols, xn, k, s->moe_ids, na, s->moe_a));
+    check(ctx, halo_cuda_matmul_id(str, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
+                                   u->n_cols, xn, k, s->moe_ids, na, s->moe_b));
+    check(ctx, halo_cuda_swiglu(str, s->moe_a, s->moe_b, (int64_t)na * ff));
+    check(ctx, halo_cuda_matmul_id(str, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows,
+                                   d->n_cols, s->moe_a, 1, s->moe_ids, na, s->moe_y));
+    const float *sh = NULL, *shg = NULL;
+    if (W->shexp_gate) {
+        const int64_t fs = W->shexp_gate->n_rows;
+        cu_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+        cu_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+        check(ctx, halo_cuda_swiglu(str, s->sh_a, s->sh_b, n * fs));
+        cu_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+        cu_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+        sh = s->sh;
+        shg = s->shg;
+    }
+    check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
+}
+
+typedef struct dn_dims {
+    int hk, hv, dk, dv;
+    int64_t ch;
+} dn_dims;
+
+static dn_dims get_dims(const halo_hparams *hp) {
+    dn_dims d = {
+        .hk = (int)halo_hparams_deltanet_key_heads(hp),
+        .hv = (int)halo_hparams_deltanet_value_heads(hp),
+        .dk = (int)halo_hparams_deltanet_key_dim(hp),
+        .dv = (int)halo_hparams_deltanet_value_dim(hp),
+    };
+    d.ch = 2 * (int64_t)d.hk * d.dk + (int64_t)d.hv * d.dv;
+    return d;
+}
+
+static void cu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *qkv, const float *alpha, const float *b, float *conv,
+                             float *g, float *beta) {
+    cuda_state *s = st(ctx);
+    const halo_layer *L = &ctx->model->layers[il];
+    const dn_dims d = get_dims(ctx->hp);
+    check(ctx, halo_cuda_deltanet_conv(s->stream, qkv, ub->n, d.ch,
+                                       (int)ctx->hp->ssm_conv_kernel, L->ssm_conv1d.dev,
+                                       halo_rs_conv(ctx, il, 0), (int64_t)ctx->rs.conv_floats,
+                                       s->d_seg_off, s->d_seg_seq, ub->n_seg, d.hk, d.dk,
+                                       1.0f / sqrtf((float)d.dk), conv));
+    check(ctx, halo_cuda_deltanet_gates(s->stream, alpha, b, L->ssm_a.dev, L->ssm_dt.dev, ub->n,
+                                        d.hv, g, beta));
+}
+
+static void cu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *conv, const float *g, const float *beta, const float *z,
+                             float *o) {
+    cuda_state *s = st(ctx);
+    const halo_layer *L = &ctx->model->layers[il];
+    const dn_dims d = get_dims(ctx->hp);
+    check(ctx, halo_cuda_deltanet_rule(s->stream, conv, d.ch, g, beta, z, L->ssm_norm.dev,
+                                       ctx->hp->rms_eps, ub->n, d.hk, d.hv, d.dk, d.dv,
+                                       halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats,
+                                       s->d_seg_off, s->d_seg_seq, ub->n_seg, o));
+}
+
+static void cu_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
+    cuda_state *s = st(ctx);
+    const halo_model *m = ctx->model;
+    const int64_t e = m->hp.n_embd, nv = m->hp.n_vocab;
+    int32_t first = -1;
+    for (int32_t t = 0; t < ub->n && first < 0; t++)
+        if (ub->out[t] >= 0) first = ub->out[t];
+    check(ctx, halo_cuda_gather_rows(s->stream, s->out_x, x, s->d_out_idx, ub->n_out, e));
+    check(ctx, halo_cuda_rms_norm(s->stream, s->out_x, m->output_norm.dev, s->out_x, ub->n_out, e,
+                                  m->hp.rms_eps));
+    cu_matmul(ctx, &m->output, 0, s->out_x, ub->n_out, s->logits);
+    check(ctx, halo_cuda_memcpy(s->stream, ctx->logits + (size_t)first * nv, s->logits,
+                                sizeof(float) * (size_t)ub->n_out * (size_t)nv));
+}
+
+const halo_backend_ops halo_backend_cuda_ops = {
+    .name = "CUDA",
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .to_host = cu_to_host,
+    .to_backend = cu_to_backend,
+    .copy = cu_copy,
+    .zero = cu_zero,
+    .release = cu_release,
+    .begin = cu_begin,
+    .finish = cu_finish,
+    .embed = cu_embed,
+    .matmul = cu_matmul,
+    .matmul_multi = NULL,
+    .rms_norm = cu_rms_norm,
+    .rope = cu_rope,
+    .add = cu_add,
+    .swiglu = cu_swiglu,
+    .sigmoid_gate = cu_sigmoid_gate,
+    .copy2d = cu_copy2d,
+    .gather = cu_gather,
+    .scatter = cu_scatter,
+    .attend = cu_attend,
+    .moe = cu_moe,
+    .deltanet_conv = cu_deltanet_conv,
+    .deltanet_rule = cu_deltanet_rule,
+    .deltanet_rule_out = NULL,
+    .output = cu_output,
+};
+
+/* ---- making the backend of a context -------------------------------------------------------- */
+
+static void *dev_array(uint64_t n, uint64_t size, int *rc) {
+    uint64_t bytes;
+    if (*rc) return NULL;
+    if (halo_mul_overflow(n ? n : 1, size, &bytes) || bytes > SIZE_MAX) {
+        *rc = -1;
+        return NULL;
+    }
+    void *p = halo_cuda_malloc((size_t)bytes);
+    if (!p) *rc = -1;
+    return p;
+}
+
+static uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err) {
+    const halo_hparams *hp = ctx->hp;
+    const halo_model *m = ctx->model;
+    be->ops = &halo_backend_cuda_ops;
+    cuda_state *s = calloc(1, sizeof *s);
+    if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory making the context");
+    be->impl = s;
+    if (halo_cuda_set_device(m->gpu->device) || !(s->stream = halo_cuda_stream_new()))
+        return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
+    const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
+    const uint64_t n_pages = (uint64_t)((ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE);
+    /* the ubatch's metadata: token, pos, seq, perm, seg_off, seg_seq, out_idx, page tables */
+    s->meta_ints = 7 * u + 1 + (hp->n_attention_layers ? n_pages * nseq : 0);
+    s->h_meta = halo_cuda_host_alloc(sizeof(int32_t) * s->meta_ints);
+    int rc = s->h_meta ? 0 : -1;
+    s->d_meta = dev_array(s->meta_ints, sizeof(int32_t), &rc);
+    if (!rc) {
+        int32_t *h = s->h_meta, *d = s->d_meta;
+        size_t o = 0;
+#define META(name, count)                                                                          \
+    s->h_##name = h + o;                                                                           \
+    s->d_##name = d + o;                                                                           \
+    o += (count);
+        META(token, u);
+        META(pos, u);
+        META(seq, u);
+        META(perm, u);
+        META(seg_off, u + 1);
+        META(seg_seq, u);
+        META(out_idx, u);
+        META(table, 0);
+#undef META
+    }
+    const uint64_t e = hp->n_embd, k = umax(hp->n_expert_used, 1);
+    s->inv_freq = dev_array(umax(hp->n_rot / 2, 1), sizeof(float), &rc);
+    if (hp->n_expert) {
+        const uint64_t ff = umax(hp->n_ff_exp, 1), fs = umax(hp->n_ff_shexp, 1);
+        s->router = dev_array(u * hp->n_expert, sizeof(float), &rc);
+        s->moe_ids = dev_array(u * k, sizeof(int32_t), &rc);
+        s->moe_w = dev_array(u * k, sizeof(float), &rc);
+        s->moe_a = dev_array(u * k * ff, sizeof(float), &rc);
+        s->moe_b = dev_array(u * k * ff, sizeof(float), &rc);
+        s->moe_y = dev_array(u * k * e, sizeof(float), &rc);
+        if (hp->n_ff_shexp) {
+            s->sh_a = dev_array(u * fs, sizeof(float), &rc);
+            s->sh_b = dev_array(u * fs, sizeof(float), &rc);
+            s->sh = dev_array(u * e, sizeof(float), &rc);
+            s->shg = dev_array(u, sizeof(float), &rc);
+        }
+    }
+    if (hp->n_attention_layers) {
+        size_t wb = halo_cuda_attn_work_bytes((int32_t)u, (int)hp->n_head, (int)hp->head_dim_v,
+                                              (int32_t)(n_pages * HALO_KV_PAGE));
+        s->attn_work = dev_array(umax(wb, 1), 1, &rc);
+    }
+    s->out_x = dev_array(u * e, sizeof(float), &rc);
+    s->logits = dev_array(u * hp->n_vocab, sizeof(float), &rc);
+    if (rc)
+        return halo_error_set(err, HALO_ERR_NOMEM,
+                              "out of GPU memory for the context's buffers (%s): lower -c, -np "
+                              "or -ub",
+                              halo_cuda_last_error());
+    if (hp->n_rot) { /* the CPU computed the frequencies: the same ones on the GPU */
+        float *f = malloc(sizeof(float) * hp->n_rot / 2);
+        if (!f) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+        float base = hp->rope_freq_base > 0 ? hp->rope_freq_base : 10000.0f;
+        halo_rope_inv_freq(base, (int)hp->n_rot, f);
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+            f[i] = f[i] * m->rope_freq_scale / (m->rope_freqs ? m->rope_freqs[i] : 1.0f);
+        rc = halo_cuda_memcpy(s->stream, s->inv_freq, f, sizeof(float) * hp->n_rot / 2);
+        if (!rc) rc = halo_cuda_stream_sync(s->stream);
+        free(f);
+        if (rc) return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
+    }
+    return 0;
+}

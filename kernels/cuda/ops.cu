@@ -1,0 +1,323 @@
+/*
+ * The small operations of a forward pass on the GPU (RMS norm, RoPE, elementwise
+ * gates, row copies, MoE routing and combination), with the semantics of
+ * kernels/cpu/ops.c. Every launcher checks its shape on the host, enqueues one
+ * kernel and returns; grids come from the arguments only (CUDA-graph safe).
+ */
+#include "kernels/cuda/cuda_ops.h"
+
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdint.h>
+
+#define FULL_MASK 0xffffffffu
+
+static inline int launched(void) { return cudaGetLastError() == cudaSuccess ? 0 : -1; }
+
+static inline unsigned grid_1d(int64_t n, int threads, int64_t cap) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b > cap) b = cap;
+    if (b < 1) b = 1;
+    return (unsigned)b;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+/* ---- RMS norm ------------------------------------------------------------------------
+ * Rows of up to 1024 values: a warp per row (per-head q/k norms: many short rows);
+ * longer rows: a block of 512 threads per row. y may equal x: every element is
+ * read for the sum before any is written, and each thread writes only what it read. */
+
+__global__ void rms_norm_warp_kernel(const float *__restrict__ x, const float *__restrict__ w,
+                                     float *y, int64_t n_rows, int n, float eps) {
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= n_rows) return;
+    const float *xr = x + row * n;
+    float *yr = y + row * n;
+    float ss = 0.0f;
+    for (int i = lane; i < n; i += 32) ss += xr[i] * xr[i];
+    ss = warp_sum(ss);
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = lane; i < n; i += 32) yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
+__global__ void rms_norm_block_kernel(const float *__restrict__ x, const float *__restrict__ w,
+                                      float *y, int64_t n, float eps) {
+    __shared__ float part[32];
+    const float *xr = x + (int64_t)blockIdx.x * n;
+    float *yr = y + (int64_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (unsigned i = 0; i < blockDim.x / 32; i++) tot += part[i];
+    const float scale = 1.0f / sqrtf(tot / (float)n + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
+extern "C" int halo_cuda_rms_norm(void *stream, const float *x, const float *w, float *y,
+                                  int64_t n_rows, int64_t n, float eps) {
+    if (n_rows < 0 || n < 0) return -1;
+    if (n_rows == 0 || n == 0) return 0;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (n <= 1024) {
+        const int warps = 8;
+        const int64_t blocks = (n_rows + warps - 1) / warps;
+        if (blocks > INT32_MAX) return -1;
+        rms_norm_warp_kernel<<<(unsigned)blocks, warps * 32, 0, s>>>(x, w, y, n_rows, (int)n,
+                                                                       eps);
+    } else {
+        if (n_rows > INT32_MAX) return -1;
+        rms_norm_block_kernel<<<(unsigned)n_rows, 512, 0, s>>>(x, w, y, n, eps);
+    }
+    return launched();
+}
+
+/* ---- RoPE: a thread per rotated pair ---------------------------------------------------- */
+
+__global__ void rope_kernel(float *x, int64_t total, int n_heads, int head_dim, int half,
+                            int neox, const int32_t *__restrict__ pos,
+                            const float *__restrict__ inv_freq) {
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)(e % half);
+        const int64_t th = e / half; /* token * n_heads + head */
+        const int64_t t = th / n_heads;
+        /* the angle in float, as halo_rope computes it */
+        const float theta = (float)pos[t] * inv_freq[i];
+        float sn, cs;
+        sincosf(theta, &sn, &cs);
+        float *xh = x + th * head_dim;
+        const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        const float a = xh[i0], b = xh[i1];
+        xh[i0] = a * cs - b * sn;
+        xh[i1] = a * sn + b * cs;
+    }
+}
+
+extern "C" int halo_cuda_rope(void *stream, float *x, int32_t n_tok, int n_heads, int head_dim,
+                              int n_rot, int mode, const int32_t *pos, const float *inv_freq) {
+    if (n_tok < 0 || n_heads < 0 || head_dim < 0 || n_rot < 0 || n_rot > head_dim ||
+        (n_rot & 1) || (mode != 0 && mode != 2))
+        return -1;
+    const int half = n_rot / 2;
+    const int64_t total = (int64_t)n_tok * n_heads * half;
+    if (total == 0) return 0;
+    rope_kernel<<<grid_1d(total, 256, 1 << 20), 256, 0, (cudaStream_t)stream>>>(
+        x, total, n_heads, head_dim, half, mode == 2, pos, inv_freq);
+    return launched();
+}
+
+/* ---- elementwise ------------------------------------------------------------------------ */
+
+__global__ void add_kernel(float *x, const float *__restrict__ y, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+__global__ void swiglu_kernel(float *g, const float *__restrict__ u, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        g[i] = silu_f(g[i]) * u[i];
+}
+
+__global__ void sigmoid_gate_kernel(float *x, const float *__restrict__ g, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = x[i] / (1.0f + expf(-g[i]));
+}
+
+extern "C" int halo_cuda_add(void *stream, float *x, const float *y, int64_t n) {
+    if (n < 0) return -1;
+    if (n == 0) return 0;
+    add_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(x, y, n);
+    return launched();
+}
+
+extern "C" int halo_cuda_swiglu(void *stream, float *g, const float *u, int64_t n) {
+    if (n < 0) return -1;
+    if (n == 0) return 0;
+    swiglu_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(g, u, n);
+    return launched();
+}
+
+extern "C" int halo_cuda_sigmoid_gate(void *stream, float *x, const float *g, int64_t n) {
+    if (n < 0) return -1;
+    if (n == 0) return 0;
+    sigmoid_gate_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(x, g, n);
+    return launched();
+}
+
+/* ---- row copies: blocks over (column chunk, row); rows past the grid loop ---------------- */
+
+#define ROWS_GRID_Y 65535
+
+__global__ void copy2d_kernel(float *dst, int64_t dst_stride, const float *__restrict__ src,
+                              int64_t src_stride, int64_t rows, int64_t width) {
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < width;
+             i += (int64_t)gridDim.x * blockDim.x)
+            dst[r * dst_stride + i] = src[r * src_stride + i];
+}
+
+/* scatter: dst[idx[r]] = src[r]; gather: dst[r] = src[idx[r]]. Negative indices skip. */
+__global__ void rows_by_index_kernel(float *dst, const float *__restrict__ src,
+                                     const int32_t *__restrict__ idx, int32_t n, int64_t width,
+                                     int scatter) {
+    for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
+        const int32_t j = idx[r];
+        if (j < 0) continue;
+        float *d = dst + (scatter ? (int64_t)j : r) * width;
+        const float *s = src + (scatter ? r : (int64_t)j) * width;
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < width;
+             i += (int64_t)gridDim.x * blockDim.x)
+            d[i] = s[i];
+    }
+}
+
+static dim3 rows_grid(int64_t rows, int64_t width) {
+    return dim3(grid_1d(width, 256, 256), (unsigned)(rows < ROWS_GRID_Y ? rows : ROWS_GRID_Y));
+}
+
+extern "C" int halo_cuda_copy2d(void *stream, float *dst, int64_t dst_stride, const float *src,
+                                int64_t src_stride, int64_t rows, int64_t width) {
+    if (rows < 0 || width < 0) return -1;
+    if (rows == 0 || width == 0) return 0;
+    copy2d_kernel<<<rows_grid(rows, width), 256, 0, (cudaStream_t)stream>>>(
+        dst, dst_stride, src, src_stride, rows, width);
+    return launched();
+}
+
+extern "C" int halo_cuda_gather_rows(void *stream, float *dst, const float *src,
+                                     const int32_t *idx, int32_t n, int64_t width) {
+    if (n < 0 || width < 0) return -1;
+    if (n == 0 || width == 0) return 0;
+    rows_by_index_kernel<<<rows_grid(n, width), 256, 0, (cudaStream_t)stream>>>(dst, src, idx, n,
+                                                                                 width, 0);
+    return launched();
+}
+
+extern "C" int halo_cuda_scatter_rows(void *stream, float *dst, const float *src,
+                                      const int32_t *idx, int32_t n, int64_t width) {
+    if (n < 0 || width < 0) return -1;
+    if (n == 0 || width == 0) return 0;
+    rows_by_index_kernel<<<rows_grid(n, width), 256, 0, (cudaStream_t)stream>>>(dst, src, idx, n,
+                                                                                 width, 1);
+    return launched();
+}
+
+/* ---- MoE routing: a warp per token ------------------------------------------------------
+ * Lane l holds experts l, l + 32, ... (up to 16 each: 512 experts) in registers. Each of
+ * the k rounds takes the warp's largest remaining logit, ties to the lower index (as the
+ * CPU's selection); lane j keeps round j's id and probability. */
+
+#define TOPK_MAX_EXPERT 512
+#define TOPK_MAX_K 16
+#define TOPK_SLOTS (TOPK_MAX_EXPERT / 32)
+
+__global__ void topk_route_kernel(const float *__restrict__ logits, int32_t n, int n_expert,
+                                  int k, int normalize, int32_t *ids, float *weights) {
+    const int64_t t = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (t >= n) return;
+    const float *lt = logits + t * n_expert;
+    float v[TOPK_SLOTS];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int s = 0; s < TOPK_SLOTS; s++) {
+        const int e = s * 32 + lane;
+        v[s] = e < n_expert ? lt[e] : -INFINITY;
+        if (e < n_expert) mx = fmaxf(mx, v[s]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+    float sum = 0.0f;
+#pragma unroll
+    for (int s = 0; s < TOPK_SLOTS; s++)
+        if (s * 32 + lane < n_expert) sum += expf(v[s] - mx);
+    sum = warp_sum(sum);
+
+    uint32_t taken = 0;
+    int my_id = -1;
+    float my_p = 0.0f;
+    for (int j = 0; j < k; j++) {
+        /* this lane's best: ascending experts, strict > keeps the lower index */
+        float bv = -INFINITY;
+        int bi = INT32_MAX;
+#pragma unroll
+        for (int s = 0; s < TOPK_SLOTS; s++) {
+            const int e = s * 32 + lane;
+            if (e < n_expert && !((taken >> s) & 1u) && (bi == INT32_MAX || v[s] > bv))
+                bv = v[s], bi = e;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+            const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+            if (oi != INT32_MAX && (bi == INT32_MAX || ov > bv || (ov == bv && oi < bi)))
+                bv = ov, bi = oi;
+        }
+        if (bi % 32 == lane) taken |= 1u << (bi / 32);
+        if (lane == j) {
+            my_id = bi;
+            my_p = expf(bv - mx) / sum;
+        }
+    }
+    const float wsum = warp_sum(lane < k ? my_p : 0.0f);
+    if (lane < k) {
+        ids[t * k + lane] = my_id;
+        weights[t * k + lane] = normalize ? my_p / wsum : my_p;
+    }
+}
+
+extern "C" int halo_cuda_topk_route(void *stream, const float *logits, int32_t n, int n_expert,
+                                    int k, bool normalize, int32_t *ids, float *weights) {
+    if (n < 0 || n_expert < 1 || n_expert > TOPK_MAX_EXPERT || k < 1 || k > TOPK_MAX_K ||
+        k > n_expert)
+        return -1;
+    if (n == 0) return 0;
+    const int warps = 4;
+    topk_route_kernel<<<(unsigned)((n + warps - 1) / warps), warps * 32, 0,
+                        (cudaStream_t)stream>>>(logits, n, n_expert, k, normalize ? 1 : 0, ids,
+                                                weights);
+    return launched();
+}
+
+/* ---- MoE combination: blocks over (column chunk, token) ---------------------------------- */
+
+__global__ void moe_combine_kernel(const float *__restrict__ y, const float *__restrict__ w,
+                                   int32_t n, int k, int64_t n_embd, const float *__restrict__ sh,
+                                   const float *__restrict__ shg, float *out) {
+    for (int64_t t = blockIdx.y; t < n; t += gridDim.y) {
+        const float gate = sh ? 1.0f / (1.0f + expf(-shg[t])) : 0.0f;
+        for (int64_t d = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; d < n_embd;
+             d += (int64_t)gridDim.x * blockDim.x) {
+            float acc = 0.0f;
+            for (int j = 0; j < k; j++) acc += w[t * k + j] * y[(t * k + j) * n_embd + d];
+            if (sh) acc += gate * sh[t * n_embd + d];
+            out[t * n_embd + d] = acc;
+        }
+    }
+}
+
+extern "C" int halo_cuda_moe_combine(void *stream, const float *y, const float *w, int32_t n,
+                                     int k, int64_t n_embd, const float *sh, const float *shg,
+                                     float *out) {
+    if (n < 0 || k < 0 || n_embd < 0 || (sh && !shg)) return -1;
+    if (n == 0 || n_embd == 0) return 0;
+    moe_combine_kernel<<<rows_grid(n, n_embd), 256, 0, (cudaStream_t)stream>>>(y, w, n, k, n_embd,
+                                                                               sh, shg, out);
+    return launched();
+}
