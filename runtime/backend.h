@@ -55,7 +55,9 @@ typedef struct halo_backend_ops {
     /* ---- a ubatch: begin (its tokens, positions, sequences and page tables reach
      *      the backend), the ops, finish (logits into ctx->logits) ------------------- */
     void (*begin)(halo_context *ctx, const halo_ubatch *ub);
-    int (*finish)(halo_context *ctx, const halo_ubatch *ub); /* 0, or -1: a kernel failed */
+    /* 0; -1: a kernel failed; 1: nothing of the ubatch ran (a GPU graph could not be
+     * recorded), run it again (begin, the ops, finish) */
+    int (*finish)(halo_context *ctx, const halo_ubatch *ub);
 
     /* ---- ops ----------------------------------------------------------------------- */
     /* x[t] = embedding row of ub->token[t] */

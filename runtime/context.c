@@ -393,9 +393,14 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
             if (ub.pos[t] > ub.max_pos) ub.max_pos = ub.pos[t];
         }
         plan_segments(ctx, &ub);
-        ctx->be.ops->begin(ctx, &ub);
-        ctx->model->ops->forward(ctx, &ub);
-        if (ctx->be.ops->finish(ctx, &ub))
+        int done;
+        for (int attempt = 0;; attempt++) {
+            ctx->be.ops->begin(ctx, &ub);
+            ctx->model->ops->forward(ctx, &ub);
+            done = ctx->be.ops->finish(ctx, &ub);
+            if (done != 1 || attempt == 1) break; /* 1: nothing ran, run it again */
+        }
+        if (done)
             return halo_error_set(err, HALO_ERR_IO,
                                   "the %s backend failed running this batch; the context's "
                                   "state is no longer valid",

@@ -714,11 +714,20 @@ static int attn_splits(int32_t n_tok, int n_head, int32_t max_pos) {
     return want < 1 ? 1 : (int)want;
 }
 
+/* Work for any launch of up to n_tok tokens: fewer tokens get more splits, so the
+ * largest need is not at n_tok itself (n_tok * splits peaks where the split count
+ * stops being capped). */
 extern "C" size_t halo_cuda_attn_work_bytes(int32_t n_tok, int n_head, int head_dim_v,
                                             int32_t max_pos) {
-    const int ns = attn_splits(n_tok, n_head, max_pos);
-    if (ns <= 1 || n_tok <= 0 || n_head <= 0 || head_dim_v <= 0) return 0;
-    return (size_t)n_tok * (size_t)n_head * (size_t)ns * ((size_t)head_dim_v + 2) * sizeof(float);
+    if (n_tok <= 0 || n_head <= 0 || head_dim_v <= 0) return 0;
+    size_t most = 0;
+    for (int32_t n = 1; n <= n_tok; n++) {
+        const int ns = attn_splits(n, n_head, max_pos);
+        if (ns <= 1) continue;
+        size_t b = (size_t)n * (size_t)n_head * (size_t)ns * ((size_t)head_dim_v + 2) * sizeof(float);
+        if (b > most) most = b;
+    }
+    return most;
 }
 
 template <int NE>

@@ -19,6 +19,7 @@
 #include "util/util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,9 +182,27 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err) {
 
 /* ---- a context's state ---------------------------------------------------------------- */
 
+/* A ubatch's shape, as far as it reaches the launches (host-side sizes); every
+ * other input (tokens, positions, sequences, page tables) is read by the kernels
+ * from device buffers the ubatch fills before the graph runs. */
+typedef struct graph_key {
+    int32_t n, n_seg, n_out, attn_max_pos;
+    bool identity;
+} graph_key;
+
+typedef struct graph_entry {
+    graph_key key;
+    void *exec;     /* NULL: unused */
+    uint64_t used;  /* for replacing the least recently used */
+} graph_entry;
+
+#define GRAPH_CACHE 24
+#define GRAPH_MAX_TOKENS 64 /* ubatches up to this size are captured (decode steps) */
+
 typedef struct cuda_state {
     void *stream;
-    int error; /* a launch failed (unsupported shape): the logits are not valid */
+    int error;          /* a launch failed: the logits are not valid */
+    char failed[96];    /* the first op that failed (function:line) */
     /* the ubatch: pinned host staging, and the device copies */
     int32_t *h_meta, *d_meta;
     size_t meta_ints;
@@ -197,13 +216,35 @@ typedef struct cuda_state {
     void *attn_work;
     /* output */
     float *out_x, *logits;
+    int32_t out_first, out_n; /* rows of ctx->logits the ubatch fills */
+    /* attention's bound on positions: ub->max_pos rounded up (a graph's shape) */
+    int32_t attn_max_pos;
+    /* CUDA graphs of small ubatches (decode steps), by shape */
+    bool graphs;    /* capture and replay (HALO_CUDA_GRAPHS=0 turns it off) */
+    bool capturing; /* the ops of this ubatch are being recorded */
+    bool replay;    /* this ubatch replays a graph: the ops enqueue nothing */
+    graph_entry graph[GRAPH_CACHE];
+    int32_t graph_cur; /* the entry being recorded or replayed */
+    uint64_t graph_clock;
 } cuda_state;
 
 static cuda_state *st(halo_context *ctx) { return ctx->be.impl; }
 
-static void check(halo_context *ctx, int rc) {
-    if (rc) st(ctx)->error = 1;
+/* While a graph replays, the model code still walks its layers, but the ops
+ * enqueue nothing: the graph holds them. */
+#define SKIP_IF_REPLAY(ctx)                                                                        \
+    do {                                                                                           \
+        if (st(ctx)->replay) return;                                                               \
+    } while (0)
+
+static void check_at(halo_context *ctx, int rc, const char *fn, int line) {
+    cuda_state *s = ctx->be.impl;
+    if (!rc || s->error) return;
+    s->error = 1;
+    snprintf(s->failed, sizeof s->failed, "%s:%d", fn, line);
 }
+/* Record the first failing launch of a ubatch (an unsupported shape or a CUDA error). */
+#define check(ctx, rc) check_at((ctx), (rc), __func__, __LINE__)
 
 static const void *wdev(const halo_weight *w, int64_t expert) {
     return (const char *)w->dev + (size_t)expert * w->mat_stride;
@@ -241,6 +282,7 @@ static void cu_release(halo_backend *be) {
     cuda_state *s = be->impl;
     if (!s) return;
     if (s->stream) halo_cuda_stream_sync(s->stream);
+    for (int i = 0; i < GRAPH_CACHE; i++) halo_cuda_graph_free(s->graph[i].exec);
     void *dev[] = {s->d_meta, s->inv_freq, s->router, s->moe_w, s->moe_a, s->moe_b, s->moe_y,
                    s->sh,     s->sh_a,     s->sh_b,   s->shg,   s->moe_ids, s->attn_work,
                    s->out_x,  s->logits};
@@ -253,9 +295,33 @@ static void cu_release(halo_backend *be) {
 
 /* ---- a ubatch ----------------------------------------------------------------------------- */
 
+static bool key_eq(const graph_key *a, const graph_key *b) {
+    return a->n == b->n && a->n_seg == b->n_seg && a->n_out == b->n_out &&
+           a->attn_max_pos == b->attn_max_pos && a->identity == b->identity;
+}
+
+/* Positions bound for attention: the next power of two above max_pos (at least
+ * 256), within the cache, so that a decode step keeps its graph for long runs. */
+static int32_t attn_bound(const halo_context *ctx, int32_t max_pos) {
+    int64_t b = 256;
+    while (b <= max_pos) b *= 2;
+    int64_t cells = (int64_t)ctx->kv.n_pages * HALO_KV_PAGE;
+    if (cells > 0 && b > cells) b = cells;
+    if (b <= max_pos) b = max_pos + 1;
+    return (int32_t)(b - 1);
+}
+
 static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
     cuda_state *s = st(ctx);
     const int32_t n = ub->n;
+    s->error = 0;
+    s->failed[0] = 0;
+    s->replay = s->capturing = false;
+    s->attn_max_pos = attn_bound(ctx, ub->max_pos);
+    s->out_n = ub->n_out;
+    s->out_first = -1;
+    for (int32_t t = 0; t < n && s->out_first < 0; t++)
+        if (ub->out[t] >= 0) s->out_first = ub->out[t];
     memcpy(s->h_token, ub->token, sizeof(int32_t) * (size_t)n);
     memcpy(s->h_pos, ub->pos, sizeof(int32_t) * (size_t)n);
     memcpy(s->h_seq, ub->seq, sizeof(int32_t) * (size_t)n);
@@ -279,13 +345,63 @@ static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
                                         sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[q]));
         }
     }
+    /* a decode-sized ubatch: replay its shape's graph, or record it */
+    if (!s->graphs || n > GRAPH_MAX_TOKENS || s->error) return;
+    graph_key key = {n, ub->n_seg, ub->n_out, s->attn_max_pos, ub->identity};
+    int32_t lru = 0;
+    for (int32_t i = 0; i < GRAPH_CACHE; i++) {
+        graph_entry *g = &s->graph[i];
+        if (g->exec && key_eq(&g->key, &key)) {
+            g->used = ++s->graph_clock;
+            s->graph_cur = i;
+            s->replay = true;
+            return;
+        }
+        if (!g->exec || (s->graph[lru].exec && g->used < s->graph[lru].used)) lru = i;
+    }
+    graph_entry *g = &s->graph[lru];
+    halo_cuda_graph_free(g->exec);
+    g->exec = NULL;
+    g->key = key;
+    s->graph_cur = lru;
+    if (halo_cuda_capture_begin(s->stream) == 0) s->capturing = true;
+    else s->graphs = false; /* capture unsupported here: run every ubatch directly */
 }
 
+/* 0: done; 1: run the ubatch again (a capture failed before anything ran, and
+ * graphs are now off); -1: a kernel failed. */
 static int cu_finish(halo_context *ctx, const halo_ubatch *ub) {
     cuda_state *s = st(ctx);
+    if (s->capturing) {
+        graph_entry *g = &s->graph[s->graph_cur];
+        s->capturing = false;
+        int rc = halo_cuda_capture_end(s->stream, &g->exec);
+        if (rc || s->error) { /* nothing of this ubatch ran: again, without graphs */
+            halo_cuda_graph_free(g->exec);
+            g->exec = NULL;
+            if (rc) {
+                halo_log(HALO_LOG_WARN, "CUDA graphs unavailable (%s): running without them",
+                         halo_cuda_last_error());
+                s->graphs = false;
+                return 1;
+            }
+        } else {
+            g->used = ++s->graph_clock;
+            s->replay = true;
+        }
+    }
+    if (s->replay && !s->error) {
+        if (halo_cuda_graph_launch(s->graph[s->graph_cur].exec, s->stream)) s->error = 1;
+        s->replay = false;
+    }
+    if (s->out_n > 0 && !s->error) {
+        const size_t nv = ctx->hp->n_vocab;
+        check(ctx, halo_cuda_memcpy(s->stream, ctx->logits + (size_t)s->out_first * nv, s->logits,
+                                    sizeof(float) * (size_t)s->out_n * nv));
+    }
     if (halo_cuda_stream_sync(s->stream)) s->error = 1;
     if (s->error)
-        halo_log(HALO_LOG_ERROR, "CUDA: a kernel failed in this ubatch (%s)",
+        halo_log(HALO_LOG_ERROR, "CUDA: %s failed (%s)", s->failed[0] ? s->failed : "a kernel",
                  halo_cuda_last_error());
     return s->error ? -1 : 0;
 }
@@ -293,6 +409,7 @@ static int cu_finish(halo_context *ctx, const halo_ubatch *ub) {
 /* ---- ops ------------------------------------------------------------------------------------- */
 
 static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
+    SKIP_IF_REPLAY(ctx);
     const halo_weight *w = &ctx->model->tok_embd;
     check(ctx, halo_cuda_get_rows(st(ctx)->stream, w->type, w->dev, w->row_stride, w->n_cols,
                                   st(ctx)->d_token, ub->n, x));
@@ -300,45 +417,54 @@ static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
 
 static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                       int64_t n, float *y) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_matmul(st(ctx)->stream, w->type, wdev(w, expert), w->row_stride,
                                 w->n_rows, w->n_cols, x, n, y));
 }
 
 static void cu_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
                         int64_t n_rows, int64_t n, float eps) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_rms_norm(st(ctx)->stream, x, w ? w->dev : NULL, y, n_rows, n, eps));
 }
 
 static void cu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads,
                     int head_dim) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_rope(st(ctx)->stream, x, ub->n, n_heads, head_dim, (int)ctx->hp->n_rot,
                               ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
 }
 
 static void cu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_add(st(ctx)->stream, x, y, n));
 }
 
 static void cu_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_swiglu(st(ctx)->stream, g, u, n));
 }
 
 static void cu_sigmoid_gate(halo_context *ctx, float *x, const float *g, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_sigmoid_gate(st(ctx)->stream, x, g, n));
 }
 
 static void cu_copy2d(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
                       int64_t src_stride, int64_t rows, int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_copy2d(st(ctx)->stream, dst, dst_stride, src, src_stride, rows, width));
 }
 
 static void cu_gather(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
                       int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_gather_rows(st(ctx)->stream, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
 static void cu_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
                        int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_scatter_rows(st(ctx)->stream, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
@@ -361,6 +487,7 @@ static halo_cuda_kv layer_kv(halo_context *ctx, uint32_t il) {
 
 static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
                       const float *k, const float *v, float *out) {
+    SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_hparams *hp = ctx->hp;
     const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[il];
@@ -368,12 +495,13 @@ static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
     halo_cuda_kv kv = layer_kv(ctx, il);
     check(ctx, halo_cuda_kv_store(s->stream, &kv, ub->n, s->d_seq, s->d_pos, nkv, hk, hv, k,
                                   (int64_t)nkv * hk, v, (int64_t)nkv * hv));
-    check(ctx, halo_cuda_attn(s->stream, &kv, ub->n, s->d_seq, s->d_pos, ub->max_pos, nq, nkv, hk,
-                              hv, 1.0f / sqrtf((float)hk), q, out, s->attn_work));
+    check(ctx, halo_cuda_attn(s->stream, &kv, ub->n, s->d_seq, s->d_pos, s->attn_max_pos, nq, nkv,
+                              hk, hv, 1.0f / sqrtf((float)hk), q, out, s->attn_work));
 }
 
 static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
+    SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     void *str = s->stream;
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
@@ -424,6 +552,7 @@ static dn_dims get_dims(const halo_hparams *hp) {
 static void cu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *qkv, const float *alpha, const float *b, float *conv,
                              float *g, float *beta) {
+    SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
     const dn_dims d = get_dims(ctx->hp);
@@ -439,6 +568,7 @@ static void cu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *
 static void cu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *conv, const float *g, const float *beta, const float *z,
                              float *o) {
+    SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
     const dn_dims d = get_dims(ctx->hp);
@@ -448,19 +578,17 @@ static void cu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *
                                        s->d_seg_off, s->d_seg_seq, ub->n_seg, o));
 }
 
+/* The final norm and the head into s->logits; finish copies them to ctx->logits
+ * (outside any graph: the host buffer may move between ubatches). */
 static void cu_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
+    SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_model *m = ctx->model;
-    const int64_t e = m->hp.n_embd, nv = m->hp.n_vocab;
-    int32_t first = -1;
-    for (int32_t t = 0; t < ub->n && first < 0; t++)
-        if (ub->out[t] >= 0) first = ub->out[t];
+    const int64_t e = m->hp.n_embd;
     check(ctx, halo_cuda_gather_rows(s->stream, s->out_x, x, s->d_out_idx, ub->n_out, e));
     check(ctx, halo_cuda_rms_norm(s->stream, s->out_x, m->output_norm.dev, s->out_x, ub->n_out, e,
                                   m->hp.rms_eps));
     cu_matmul(ctx, &m->output, 0, s->out_x, ub->n_out, s->logits);
-    check(ctx, halo_cuda_memcpy(s->stream, ctx->logits + (size_t)first * nv, s->logits,
-                                sizeof(float) * (size_t)ub->n_out * (size_t)nv));
 }
 
 const halo_backend_ops halo_backend_cuda_ops = {
@@ -516,6 +644,8 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
     cuda_state *s = calloc(1, sizeof *s);
     if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory making the context");
     be->impl = s;
+    const char *gr = getenv("HALO_CUDA_GRAPHS");
+    s->graphs = !(gr && !strcmp(gr, "0"));
     if (halo_cuda_set_device(m->gpu->device) || !(s->stream = halo_cuda_stream_new()))
         return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;

@@ -48,6 +48,13 @@ int halo_cuda_memcpy(void *stream, void *dst, const void *src, size_t bytes);
 int halo_cuda_memset0(void *stream, void *dst, size_t bytes);
 /* Last error text, for messages ("out of memory" ...). */
 const char *halo_cuda_last_error(void);
+/* CUDA graphs: record what is enqueued on a stream from capture_begin to
+ * capture_end (nothing runs meanwhile) into an executable graph, replayed by
+ * graph_launch with the same kernels, arguments and addresses. */
+int halo_cuda_capture_begin(void *stream);
+int halo_cuda_capture_end(void *stream, void **graph_exec);
+int halo_cuda_graph_launch(void *graph_exec, void *stream);
+void halo_cuda_graph_free(void *graph_exec);
 
 /* ---- matrix products (kernels/cuda/matmul.cu) -------------------------------------
  * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
@@ -131,8 +138,10 @@ int halo_cuda_kv_store(void *stream, const halo_cuda_kv *kv, int32_t n_tok, cons
  * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
  * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t]. Flash-style
  * online softmax in f32; long contexts split over the positions (split-K) into the
- * work buffer (halo_cuda_attn_work_bytes), merged after. seq, pos on the device;
- * max_pos (host) bounds pos[t] for the launch shape. */
+ * work buffer, merged after. seq, pos on the device; max_pos (host) bounds pos[t]
+ * for the launch shape. halo_cuda_attn_work_bytes(n_tok, ...) is the work any launch
+ * of up to n_tok tokens and positions up to max_pos needs (fewer tokens split more,
+ * so it is the largest over those sizes). Head dims: k = v = 64, 128 or 256. */
 size_t halo_cuda_attn_work_bytes(int32_t n_tok, int n_head, int head_dim_v, int32_t max_pos);
 int halo_cuda_attn(void *stream, const halo_cuda_kv *kv, int32_t n_tok, const int32_t *seq,
                    const int32_t *pos, int32_t max_pos, int n_head, int n_kv, int head_dim_k,

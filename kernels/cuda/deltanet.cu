@@ -61,49 +61,67 @@ __device__ __forceinline__ int find_segment(const int32_t *__restrict__ seg_off,
 }
 
 /* ---- conv + SiLU + L2 norms ----------------------------------------------------------
- * Blocks over (channel block, token): channel blocks 0 .. 2*n_k_heads-1 are the q and k
- * heads (dk channels each, normalized in the block), the rest cover the v channels. Every
- * token's conv reads only inputs (the segment's earlier rows or its sequence's state),
- * so tokens run in parallel; the state is replaced afterwards by conv_state_kernel. */
+ * Blocks over (channel block, CONV_TOK consecutive tokens): channel blocks 0 ..
+ * 2*n_k_heads-1 are the q and k heads (dk channels each, normalized in the block), the
+ * rest cover the v channels. Every token's conv reads only inputs (the segment's earlier
+ * rows or its sequence's state), so tokens run in parallel; the state is replaced
+ * afterwards by conv_state_kernel. CONV_TOK 8 measured no faster than 1 on an H200
+ * (prefill 48 us vs 44, decode slower: a segment search per token), so 1. */
 
-__global__ void conv_kernel(const float *__restrict__ x, int64_t n_ch, int kernel,
+#define CONV_TOK 1
+
+__global__ void conv_kernel(const float *__restrict__ x, int32_t n_tok, int64_t n_ch, int kernel,
                             const float *__restrict__ w, const float *__restrict__ conv_state,
                             int64_t conv_stride, const int32_t *__restrict__ seg_off,
                             const int32_t *__restrict__ seg_seq, int32_t n_seg, int n_k_heads,
                             int dk, float q_scale, float *__restrict__ y) {
-    __shared__ float part[32];
-    const int32_t t = blockIdx.y;
-    const int seg = find_segment(seg_off, n_seg, t);
-    if (seg < 0) return; /* block-uniform */
-    const int32_t t0 = seg_off[seg], p = t - t0;
-    const float *state = conv_state + (int64_t)seg_seq[seg] * conv_stride;
+    __shared__ float part[CONV_TOK][32];
     const int nb = 2 * n_k_heads;
     const bool head = (int)blockIdx.x < nb;
     const int64_t c = head ? (int64_t)blockIdx.x * dk + threadIdx.x
                            : (int64_t)nb * dk + (int64_t)(blockIdx.x - nb) * blockDim.x +
                                  threadIdx.x;
     const bool live = head ? (int)threadIdx.x < dk : c < n_ch;
-    float out = 0.0f;
-    if (live) {
-        float sum = 0.0f;
-        for (int j = 0; j < kernel; j++) {
-            const int src = p - (kernel - 1) + j; /* < 0: from the state */
-            const float in = src >= 0 ? x[(int64_t)(t0 + src) * n_ch + c]
-                                      : state[(int64_t)(kernel - 1 + src) * n_ch + c];
-            sum += w[c * kernel + j] * in;
+    float out[CONV_TOK];
+    bool have[CONV_TOK];
+#pragma unroll
+    for (int u = 0; u < CONV_TOK; u++) {
+        const int32_t t = (int32_t)blockIdx.y * CONV_TOK + u;
+        const int seg = t < n_tok ? find_segment(seg_off, n_seg, t) : -1;
+        have[u] = seg >= 0; /* block-uniform */
+        out[u] = 0.0f;
+        if (have[u] && live) {
+            const int32_t t0 = seg_off[seg], p = t - t0;
+            const float *state = conv_state + (int64_t)seg_seq[seg] * conv_stride;
+            float sum = 0.0f;
+            for (int j = 0; j < kernel; j++) {
+                const int src = p - (kernel - 1) + j; /* < 0: from the state */
+                const float in = src >= 0 ? x[(int64_t)(t0 + src) * n_ch + c]
+                                          : state[(int64_t)(kernel - 1 + src) * n_ch + c];
+                sum += w[c * kernel + j] * in;
+            }
+            out[u] = silu_f(sum);
         }
-        out = silu_f(sum);
     }
-    if (head) {
-        float ss = warp_sum(out * out);
-        if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = ss;
+    if (head) { /* the L2 norms of the block's tokens, one barrier for all */
+#pragma unroll
+        for (int u = 0; u < CONV_TOK; u++) {
+            const float ss = warp_sum(out[u] * out[u]);
+            if ((threadIdx.x & 31) == 0) part[u][threadIdx.x / 32] = ss;
+        }
         __syncthreads();
-        float tot = 0.0f;
-        for (unsigned i = 0; i < blockDim.x / 32; i++) tot += part[i];
         const float scale = (int)blockIdx.x < n_k_heads ? q_scale : 1.0f;
-        out *= scale / sqrtf(tot + 1e-6f);
+#pragma unroll
+        for (int u = 0; u < CONV_TOK; u++) {
+            float tot = 0.0f;
+            for (unsigned i = 0; i < blockDim.x / 32; i++) tot += part[u][i];
+            out[u] *= scale / sqrtf(tot + 1e-6f);
+        }
     }
-    if (live) y[(int64_t)t * n_ch + c] = out;
+    if (live)
+#pragma unroll
+        for (int u = 0; u < CONV_TOK; u++)
+            if (have[u]) y[(int64_t)((int32_t)blockIdx.y * CONV_TOK + u) * n_ch + c] = out[u];
 }
 
 /* The new conv state of each segment's sequence: its last kernel-1 inputs, reaching
@@ -142,9 +160,9 @@ extern "C" int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_t
     const int64_t v_ch = n_ch - (int64_t)2 * n_k_heads * dk;
     const int64_t blocks = 2 * (int64_t)n_k_heads + (v_ch + threads - 1) / threads;
     if (blocks > INT32_MAX) return -1;
-    conv_kernel<<<dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, s>>>(
-        x, n_ch, kernel, w, conv_state, conv_stride, seg_off, seg_seq, n_seg, n_k_heads, dk,
-        q_scale, y);
+    const dim3 grid((unsigned)blocks, (unsigned)((n_tok + CONV_TOK - 1) / CONV_TOK));
+    conv_kernel<<<grid, threads, 0, s>>>(x, n_tok, n_ch, kernel, w, conv_state, conv_stride,
+                                         seg_off, seg_seq, n_seg, n_k_heads, dk, q_scale, y);
     if (kernel > 1) {
         const int64_t cb = (n_ch + 255) / 256;
         if (cb > INT32_MAX) return -1;
@@ -382,7 +400,7 @@ static int launch_rule(cudaStream_t s, const float *conv, int64_t ch, const floa
     int nc = 32;
     if ((int64_t)n_seg * n_v_heads >= 256 && dv * P <= 512) nc = dv;
     const int threads = nc * P;
-    const int n_stage = 2 * DK + 2 * nc + 2;
+    const int n_stage = 2 * DK + (nc == dv ? 2 : 1) * nc + 2; /* as in rule_kernel */
     if (n_stage > STAGE_SLOTS * threads) return -1;
     const size_t shmem = sizeof(float) * (size_t)(RING * buf_size(P, nc) + 32);
     if (shmem > 48 * 1024) return -1;

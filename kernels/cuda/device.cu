@@ -115,3 +115,39 @@ extern "C" int halo_cuda_memset0(void *stream, void *dst, size_t bytes) {
     cudaError_t e = cudaMemsetAsync(dst, 0, bytes, (cudaStream_t)stream);
     return e == cudaSuccess ? 0 : fail(e, "cudaMemsetAsync");
 }
+
+/* ---- CUDA graphs ------------------------------------------------------------------------ */
+
+extern "C" int halo_cuda_capture_begin(void *stream) {
+    cudaError_t e = cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeThreadLocal);
+    return e == cudaSuccess ? 0 : fail(e, "cudaStreamBeginCapture");
+}
+
+extern "C" int halo_cuda_capture_end(void *stream, void **graph_exec) {
+    cudaGraph_t g = NULL;
+    *graph_exec = NULL;
+    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, &g);
+    if (e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        return fail(e, "cudaStreamEndCapture");
+    }
+    cudaGraphExec_t x = NULL;
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return fail(e, "cudaGraphInstantiate");
+    }
+    *graph_exec = (void *)x;
+    return 0;
+}
+
+extern "C" int halo_cuda_graph_launch(void *graph_exec, void *stream) {
+    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)graph_exec, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaGraphLaunch");
+}
+
+extern "C" void halo_cuda_graph_free(void *graph_exec) {
+    if (graph_exec) cudaGraphExecDestroy((cudaGraphExec_t)graph_exec);
+}
