@@ -14,6 +14,9 @@
 #include "quant/quant.h"
 #include "runtime/runtime.h"
 #include "util/util.h"
+#ifdef HALO_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,6 +27,8 @@ typedef struct plan_args {
     halo_load_options load;
     halo_plan_options plan;
     bool ctx_given;
+    uint64_t vram; /* --vram: the GPU's memory, when -ngl puts the model there */
+    char budget_name[160];
 } plan_args;
 
 static void usage(FILE *out) {
@@ -41,6 +46,9 @@ static void usage(FILE *out) {
             "  -ctk, --cache-type-k T    K cache type: %s (default f16)\n"
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
             "  -c, --ctx-size N          also say whether this context fits (0: the trained one)\n"
+            "  -ngl, --n-gpu-layers N    plan for the GPU (all layers there): the budget is the\n"
+            "                            GPU's memory (-mg/-dev picks the GPU) or --vram\n"
+            "  --vram SIZE               the GPU memory to plan for (default: the GPU's own)\n"
             "  --no-mmap, --mlock        accepted, as for every command that loads a model\n"
             "  -h, --help                this help\n",
             halo_kv_type_names());
@@ -64,6 +72,12 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         if (!strcmp(arg, "-m") || !strcmp(arg, "--model")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
             a->model = v;
+        } else if (!strcmp(arg, "--vram")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!halo_parse_size(v, 1ull << 30, &a->vram) || a->vram == 0) {
+                fprintf(stderr, "error: --vram: '%s' is not a size (e.g. 24GiB, 80G)\n", v);
+                return 2;
+            }
         } else if (arg[0] == '-' && arg[1] != '\0') {
             fprintf(stderr, "error: unknown option '%s' (halo plan --help lists them)\n", arg);
             return 2;
@@ -83,6 +97,35 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         return 2;
     }
     if (!a->model) a->model = tools_default_model();
+    /* on the GPU: the budget is its memory */
+    if (a->vram && !a->load.n_gpu_layers) a->load.n_gpu_layers = -1;
+    if (a->load.n_gpu_layers != 0) {
+        if (a->plan.mem_bytes) {
+            fprintf(stderr, "error: --mem is the host budget; with -ngl the plan is for the GPU "
+                            "(give --vram SIZE)\n");
+            return 2;
+        }
+        if (a->vram) {
+            a->plan.mem_bytes = a->vram;
+            snprintf(a->budget_name, sizeof a->budget_name, "--vram, GPU");
+        } else {
+#ifdef HALO_HAVE_CUDA
+            char name[128];
+            size_t total = 0;
+            if (halo_cuda_device_count() > a->load.main_gpu &&
+                halo_cuda_device_info(a->load.main_gpu, name, sizeof name, &total, NULL) == 0) {
+                a->plan.mem_bytes = total;
+                snprintf(a->budget_name, sizeof a->budget_name, "GPU %d: %s", a->load.main_gpu,
+                         name);
+            }
+#endif
+            if (!a->plan.mem_bytes) {
+                fprintf(stderr, "error: -ngl: no GPU is visible to measure; give its memory "
+                                "with --vram SIZE\n");
+                return 2;
+            }
+        }
+    }
     return -1;
 }
 
@@ -149,7 +192,10 @@ int cmd_plan(int argc, char **argv) {
            hp.n_ctx_train);
     printf("memory           %s (%s), %u slot%s, K %s / V %s\n",
            halo_format_bytes(best.mem_bytes, b1, sizeof b1),
-           best.mem_from_system ? "this machine" : "--mem", a.plan.n_slots,
+           a.budget_name[0]         ? a.budget_name
+           : best.mem_from_system ? "this machine"
+                                  : "--mem",
+           a.plan.n_slots,
            a.plan.n_slots == 1 ? "" : "s", halo_type_name(a.plan.type_k),
            halo_type_name(a.plan.type_v));
 

@@ -84,6 +84,14 @@ expect_lines c0 "at -c 32768"
 expect_ok machine plan "$K"
 expect_lines machine "(this machine)"
 
+# the GPU's memory as the budget (-ngl / --vram)
+expect_ok vram plan "$K" --vram 24GiB
+expect_lines vram "24.0 GiB (--vram, GPU)" "largest context  -c 32768"
+expect_ok vramngl plan "$K" -ngl 99 --vram 0.1
+expect_lines vramngl "102 MiB (--vram, GPU)"
+expect_error 2 vrammem plan "$K" -ngl 99 --mem 8GiB
+expect_error 2 badvram plan "$K" --vram lots
+
 expect_ok help plan --help
 expect_lines help "usage: halo plan" "--mem SIZE" "-np, --parallel" "-ctk, --cache-type-k"
 
