@@ -48,6 +48,15 @@ expect_error 1 nomodel run -m "$TMP/none.gguf" -p x
 expect_error 1 nofile run -m "$M" -f "$TMP/none.txt"
 head -c 20000 "$FIX/text/test.txt" > "$TMP/long.txt"
 expect_error 1 toolong run -m "$M" -f "$TMP/long.txt" -c 64
+# the GPU flags: a partial offload is refused (not supported yet) with a message; bad values
+# are usage errors; -ngl 99 runs where a GPU is visible, else says why it cannot
+expect_error 1 nglpart run -m "$M" -p x -n 2 -ngl 3
+check "grep -q 'not supported yet' '$TMP/nglpart.err'" "-ngl 3: $(cat "$TMP/nglpart.err")"
+expect_error 2 nglbad run -m "$M" -p x -ngl lots
+expect_error 2 devbad run -m "$M" -p x -dev Vulkan0
+run ngl run -m "$M" -p "The page cache" -n 4 --temp 0 -ngl 99
+check "[ $rc -eq 0 ] || grep -q -e 'no CUDA GPU is visible' -e 'built without the CUDA backend' '$TMP/ngl.err'" \
+    "-ngl 99: exit $rc: $(cat "$TMP/ngl.err")"
 run help run --help
 check "[ $rc -eq 0 ] && grep -q -- '--top-p' '$TMP/help.out'" "--help"
 
