@@ -251,6 +251,11 @@ int main(void) {
     free(x);
     free(ref);
     free(got);
-#endif
     return halo_test_finish("cuda_matmul");
 }
+#else
+int main(void) {
+    cuda_test_require_gpu(); /* without the CUDA backend: skipped, with the reason */
+    return 77;
+}
+#endif
