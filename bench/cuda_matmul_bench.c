@@ -157,25 +157,34 @@ int main(void) {
     float *hx = malloc(sizeof(float) * max_cols * max_tok);
     for (int64_t i = 0; i < max_cols * max_tok; i++) hx[i] = (float)(i % 17) * 0.01f - 0.08f;
     float *d_x = halo_cuda_malloc(sizeof(float) * max_cols * max_tok);
-    float *d_y = halo_cuda_malloc(sizeof(float) * 14336 * max_tok);
+    float *d_y = halo_cuda_malloc(sizeof(float) * 14336 * max_tok); /* >= 248320 rows */
     int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 256);
     halo_cuda_memcpy(st, d_x, hx, sizeof(float) * max_cols * max_tok);
     halo_cuda_stream_sync(st);
 
-    static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0, HALO_TYPE_BF16};
+    static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q5_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0,
+                                HALO_TYPE_BF16};
+    enum { N_TYPES = sizeof types / sizeof types[0] };
     printf("decode (weights read once per product):\n");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_TYPES; i++) {
         bench_dense(st, types[i], 14336, 4096, 1, d_x, d_y);
         bench_dense(st, types[i], 4096, 14336, 1, d_x, d_y);
     }
-    for (int i = 0; i < 4; i++) bench_dense(st, types[i], 14336, 4096, 8, d_x, d_y);
+    for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 14336, 4096, 8, d_x, d_y);
+    printf("Qwen3.5-35B-A3B decode shapes (one token):\n");
+    for (int i = 0; i < N_TYPES - 1; i++) {
+        bench_dense(st, types[i], 8192, 2048, 1, d_x, d_y);
+        bench_dense(st, types[i], 4096, 2048, 1, d_x, d_y);
+        bench_dense(st, types[i], 2048, 4096, 1, d_x, d_y);
+    }
+    bench_dense(st, HALO_TYPE_Q6_K, 248320, 2048, 1, d_x, d_y); /* output head */
     printf("MoE decode (matmul_id, k = 8 of 256 experts, one token):\n");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_TYPES; i++) {
         bench_moe(st, types[i], 512, 2048, d_x, d_y, d_ids);
         bench_moe(st, types[i], 2048, 512, d_x, d_y, d_ids);
     }
     printf("prefill:\n");
-    for (int i = 0; i < 4; i++) bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
+    for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
 
     halo_cuda_free(d_x);
     halo_cuda_free(d_y);

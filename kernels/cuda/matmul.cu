@@ -2,7 +2,11 @@
  * Matrix products straight from the GGUF block formats (cuda_ops.h), with f32
  * activations and f32 accumulation; weights decoded bit-exactly (quant.cuh).
  *
- * Decode (up to 8 tokens, or MoE products with few assignments): gemv_kernel. A
+ * One token (and MoE products with up to 64 assignments, one token each): gemv1_kernel,
+ * row groups of 1..128 threads sized to the row, scales factored out of the inner
+ * sums for Q4_K/Q5_K/Q6_K/Q8_0 (Dot in quant.cuh).
+ *
+ * Decode (2 to 8 tokens, or MoE products with 65..256 assignments): gemv_kernel. A
  * block of 4 warps owns R rows; its 128 threads walk the slices of those rows
  * (consecutive threads on consecutive slices: coalesced reads), each thread
  * decoding its slice of all R rows and multiplying it with the matching float4s of
@@ -168,6 +172,105 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(Args a) {
             yr[t] = a.y + (int64_t)i * a.n_rows;
         }
         gemv_rows<T, NT>(a, w, row0, nt, xr, yr, red);
+    }
+}
+
+/* ---- one token: gemv1_kernel -------------------------------------------------------
+ * Dot<T> units (quant.cuh: scales factored out of the inner sums for Q4_K, Q5_K, Q6_K,
+ * Q8_0). A row group of G = 2^lg threads (G from the units per row, so that short
+ * rows do not leave threads idle) owns R consecutive rows; a block of 128 threads
+ * holds 128 / G groups. Each thread walks the units gl, gl + G, .. of its rows; the
+ * activations of a unit are loaded once and shared by the R rows. Sums reduced by
+ * shuffles within the group (G <= 32), then across its warps in shared memory. */
+template <int U> struct Gemv1R {
+    static constexpr int R = U <= 16 ? 4 : 2; /* rows per group on large matrices */
+};
+
+template <int T, int R>
+__device__ __forceinline__ void gemv1_rows(const Args &a, const char *__restrict__ w,
+                                           const float *__restrict__ x, float *__restrict__ y,
+                                           int64_t row0, int lg, float *red /* shared [4*R] */) {
+    typedef Dot<T> D;
+    constexpr int NX = D::U / 4;
+    const int G = 1 << lg, gl = (int)threadIdx.x & (G - 1);
+    const int64_t nu = a.n_cols / D::QK * D::UPB;
+    const u8 *rowp[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int64_t row = row0 + r < a.n_rows ? row0 + r : a.n_rows - 1;
+        rowp[r] = (const u8 *)w + (size_t)row * a.row_stride;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+
+#pragma unroll(D::U <= 16 ? 2 : 1) /* wide units: registers */
+    for (int64_t i = gl; i < nu; i += G) {
+        const int64_t blk = i / D::UPB;
+        const int u = (int)(i % D::UPB);
+        const float *xb = x + blk * D::QK;
+        float4 xv[NX];
+#pragma unroll
+        for (int g = 0; g < NX; g++) xv[g] = __ldg((const float4 *)(xb + D::xcol(u, g)));
+        float aux[D::NAUX];
+        D::prep(xv, aux);
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r] += D::dot(rowp[r] + blk * D::BS, u, xv, aux, a.vec);
+    }
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
+    const int gw = G < 32 ? G : 32;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        for (int o = gw >> 1; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+    if (G <= 32) {
+        if (gl == 0) {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                if (row0 + r < a.n_rows) y[row0 + r] = acc[r];
+        }
+        return;
+    }
+    /* G = 64 or 128: the group's G / 32 warps through shared memory */
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < R; r++) red[warp * R + r] = acc[r];
+    }
+    __syncthreads();
+    if (gl < R) { /* in the group's first warp */
+        float v = 0.0f;
+        for (int k = 0; k < (G >> 5); k++) v += red[(warp + k) * R + gl];
+        if (row0 + gl < a.n_rows) y[row0 + gl] = v;
+    }
+    __syncthreads();
+}
+
+/* grid: x = row blocks of R * 128 / G rows; y = 1 (dense, one token) or n_assign (id) */
+template <int T, int R>
+__global__ void __launch_bounds__(GEMV_THREADS) gemv1_kernel(Args a, int lg) {
+    __shared__ float red[4 * R];
+    const int64_t row0 = (int64_t)blockIdx.x * ((int64_t)R << (7 - lg)) +
+                         (int64_t)(threadIdx.x >> lg) * R;
+    if (!a.ids) {
+        gemv1_rows<T, R>(a, a.w, a.x, a.y, row0, lg, red);
+        return;
+    }
+    __shared__ int32_t list[GEMV_MAX_ASSIGN];
+    __shared__ int n_list;
+    const int64_t as = blockIdx.y;
+    const int32_t e = a.ids[as];
+    if (e < 0 || !first_of_expert(a.ids, as, e)) return;
+    if (threadIdx.x == 0) {
+        int n = 0;
+        for (int64_t i = as; i < a.n_tok; i++)
+            if (a.ids[i] == e) list[n++] = (int32_t)i;
+        n_list = n;
+    }
+    __syncthreads();
+    const int n = n_list;
+    const char *w = a.w + (size_t)e * a.mat_stride;
+    for (int k = 0; k < n; k++) {
+        const int64_t i = list[k];
+        gemv1_rows<T, R>(a, w, a.x + (i / a.x_div) * a.n_cols, a.y + i * a.n_rows, row0, lg, red);
     }
 }
 
@@ -352,11 +455,28 @@ template <int T, int NT> void launch_gemv(const Args &a, int64_t ny, cudaStream_
     gemv_kernel<T, NT><<<grid, GEMV_THREADS, 0, st>>>(a);
 }
 
+/* 2..8 tokens (one token: launch_gemv1) */
 template <int T> void launch_gemv_nt(const Args &a, int nt, int64_t ny, cudaStream_t st) {
-    if (nt <= 1) launch_gemv<T, 1>(a, ny, st);
-    else if (nt <= 2) launch_gemv<T, 2>(a, ny, st);
+    if (nt <= 2) launch_gemv<T, 2>(a, ny, st);
     else if (nt <= 4) launch_gemv<T, 4>(a, ny, st);
     else launch_gemv<T, 8>(a, ny, st);
+}
+
+template <int T, int R> void launch_gemv1_r(const Args &a, int lg, int64_t ny, cudaStream_t st) {
+    const int64_t rpb = (int64_t)R << (7 - lg);
+    dim3 grid((unsigned)((a.n_rows + rpb - 1) / rpb), (unsigned)ny);
+    gemv1_kernel<T, R><<<grid, GEMV_THREADS, 0, st>>>(a, lg);
+}
+
+/* One token (dense) or one token per assignment (id). G: the least power of 2 >= the
+ * units per row, at most 128. R rows per group on large dense matrices (activations
+ * reused over R rows); 1 otherwise, for more blocks (MoE experts, short matrices). */
+template <int T> void launch_gemv1(const Args &a, int64_t ny, cudaStream_t st) {
+    const int64_t nu = a.n_cols / Dot<T>::QK * Dot<T>::UPB;
+    int lg = 0;
+    while (lg < 7 && ((int64_t)1 << lg) < nu) lg++;
+    if (!a.ids && a.n_rows >= 512) launch_gemv1_r<T, Gemv1R<Dot<T>::U>::R>(a, lg, ny, st);
+    else launch_gemv1_r<T, 1>(a, lg, ny, st);
 }
 
 template <int T> void launch_gemm(const Args &a, dim3 grid, cudaStream_t st) {
@@ -378,7 +498,8 @@ void dispatch(Op op, const Args &a, const int32_t *rows, int32_t n_rows_get, cud
         dim3 grid((unsigned)n_rows_get, (unsigned)((nsl + 127) / 128));
         get_rows_kernel<T><<<grid, 128, 0, st>>>(a, rows);
     } else if (op == OP_DENSE) {
-        if (a.n_tok <= 8) launch_gemv_nt<T>(a, (int)a.n_tok, 1, st);
+        if (a.n_tok == 1) launch_gemv1<T>(a, 1, st);
+        else if (a.n_tok <= 8) launch_gemv_nt<T>(a, (int)a.n_tok, 1, st);
         else
             launch_gemm<T>(a, dim3((unsigned)((a.n_rows + TM - 1) / TM),
                                    (unsigned)((a.n_tok + TN - 1) / TN)),
@@ -387,7 +508,8 @@ void dispatch(Op op, const Args &a, const int32_t *rows, int32_t n_rows_get, cud
         if (a.n_tok <= GEMV_MAX_ASSIGN) {
             /* few assignments: an expert's list is short (1 for one token), so one
              * assignment at a time (a repeated expert is re-read from L2) */
-            launch_gemv_nt<T>(a, a.n_tok <= 64 ? 1 : 4, a.n_tok, st);
+            if (a.n_tok <= 64) launch_gemv1<T>(a, a.n_tok, st);
+            else launch_gemv_nt<T>(a, 4, a.n_tok, st);
         } else {
             launch_gemm<T>(a, dim3((unsigned)a.n_tok, (unsigned)((a.n_rows + TM - 1) / TM)), st);
         }

@@ -405,6 +405,165 @@ template <> struct Dec<HALO_TYPE_IQ4_XS> {
     }
 };
 
+/* ---- dot products for one token (matmul.cu's gemv1) ----------------------------------
+ * Dot<T>: sum w * x over a "unit" of U weights of a block (unit u < UPB), with the
+ * block and sub-block scales factored out of the inner sums where the format allows:
+ * the quantized integers, as exact floats, times the activations, summed per
+ * sub-block, then scaled once (for a min: minus min times the sum of the activations).
+ * Equal to the sum over the decoded weights in exact arithmetic; only the f32
+ * rounding order differs. xv: the unit's activations, U/4 float4s, float4 g at block
+ * column xcol(u, g). prep: sums of the activations (NAUX of them) that several rows
+ * share. The generic Dot decodes Dec's slices and sums w * x. */
+
+/* byte j of v (a value < 256) as a float, minus bias; exact */
+__device__ __forceinline__ float bytef(u32 v, int j, float bias) {
+    return __int_as_float((int)__byte_perm(v, 0x4B000000u, 0x7440u | (u32)j)) - (8388608.0f + bias);
+}
+__device__ __forceinline__ float f4c(const float4 &v, int j) {
+    return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
+template <int T> struct Dot {
+    typedef Dec<T> D;
+    static constexpr int QK = D::QK, BS = D::BS, U = D::NW, UPB = D::SPB, NAUX = 1;
+    __device__ static int xcol(int u, int g) { return D::gcol(u, g); }
+    __device__ static void prep(const float4 *, float *aux) { aux[0] = 0.0f; }
+    __device__ static float dot(const u8 *b, int u, const float4 *xv, const float *, bool vec) {
+        float w[U];
+        D::slice(b, u, w, vec);
+        float s = 0.0f;
+#pragma unroll
+        for (int g = 0; g < U / 4; g++) {
+            s = __fmaf_rn(w[4 * g + 0], xv[g].x, s);
+            s = __fmaf_rn(w[4 * g + 1], xv[g].y, s);
+            s = __fmaf_rn(w[4 * g + 2], xv[g].z, s);
+            s = __fmaf_rn(w[4 * g + 3], xv[g].w, s);
+        }
+        return s;
+    }
+};
+
+/* Q4_K / Q5_K: unit u = the 64 columns 64u.. (qs bytes 32u..32u+31: low nibbles
+ * sub-block 2u at columns 64u + i, high nibbles sub-block 2u+1 at 64u + 32 + i);
+ * aux = the sums of the activations of the two sub-blocks. */
+__device__ __forceinline__ void k4_prep(const float4 *xv, float *aux) {
+    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+    for (int g = 0; g < 8; g++) {
+        s0 += (xv[g].x + xv[g].y) + (xv[g].z + xv[g].w);
+        s1 += (xv[8 + g].x + xv[8 + g].y) + (xv[8 + g].z + xv[8 + g].w);
+    }
+    aux[0] = s0, aux[1] = s1;
+}
+/* d * (sc1 * s1 + sc2 * s2) - dmin * (m1 * X1 + m2 * X2) for sub-blocks j, j+1 */
+__device__ __forceinline__ float k4_combine(int j, const uint4 &hd, float s1, float s2,
+                                            const float *aux) {
+    const float d = h2f(hd.x & 0xffff), dmin = h2f(hd.x >> 16);
+    u32 sc1, m1, sc2, m2;
+    k4_scale_min(j, hd.y, hd.z, hd.w, &sc1, &m1);
+    k4_scale_min(j + 1, hd.y, hd.z, hd.w, &sc2, &m2);
+    const float sq = __fmaf_rn(ubias(sc1, 0.0f), s1, ubias(sc2, 0.0f) * s2);
+    const float sm = __fmaf_rn(ubias(m1, 0.0f), aux[0], ubias(m2, 0.0f) * aux[1]);
+    return __fmaf_rn(d, sq, -(dmin * sm));
+}
+
+template <> struct Dot<HALO_TYPE_Q4_K> {
+    static constexpr int QK = 256, BS = 144, U = 64, UPB = 4, NAUX = 2;
+    __device__ static int xcol(int u, int g) { return 64 * u + 4 * g; }
+    __device__ static void prep(const float4 *xv, float *aux) { k4_prep(xv, aux); }
+    __device__ static float dot(const u8 *b, int u, const float4 *xv, const float *aux, bool) {
+        const uint4 hd = *(const uint4 *)b;
+        const uint4 qa = *(const uint4 *)(b + 16 + 32 * u), qb = *(const uint4 *)(b + 32 + 32 * u);
+        const u32 q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        float s1[2] = {0.0f, 0.0f}, s2[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const u32 lo = q[k] & 0x0F0F0F0Fu, hi = (q[k] >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                s1[k & 1] = __fmaf_rn(bytef(lo, j, 0.0f), f4c(xv[k], j), s1[k & 1]);
+                s2[k & 1] = __fmaf_rn(bytef(hi, j, 0.0f), f4c(xv[8 + k], j), s2[k & 1]);
+            }
+        }
+        return k4_combine(2 * u, hd, s1[0] + s1[1], s2[0] + s2[1], aux);
+    }
+};
+
+/* Q5_K: as Q4_K, the fifth bits in qh byte i: bit 2u (low nibble), 2u+1 (high) */
+template <> struct Dot<HALO_TYPE_Q5_K> {
+    static constexpr int QK = 256, BS = 176, U = 64, UPB = 4, NAUX = 2;
+    __device__ static int xcol(int u, int g) { return 64 * u + 4 * g; }
+    __device__ static void prep(const float4 *xv, float *aux) { k4_prep(xv, aux); }
+    __device__ static float dot(const u8 *b, int u, const float4 *xv, const float *aux, bool) {
+        const uint4 hd = *(const uint4 *)b;
+        const uint4 qa = *(const uint4 *)(b + 48 + 32 * u), qb = *(const uint4 *)(b + 64 + 32 * u);
+        const uint4 ha = *(const uint4 *)(b + 16), hb = *(const uint4 *)(b + 32);
+        const u32 q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        const u32 qh[8] = {ha.x, ha.y, ha.z, ha.w, hb.x, hb.y, hb.z, hb.w};
+        float s1[2] = {0.0f, 0.0f}, s2[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const u32 h = qh[k] >> (2 * u); /* bit 0 of each byte: low nibble's, bit 1: high */
+            const u32 lo = (q[k] & 0x0F0F0F0Fu) | ((h << 4) & 0x10101010u);
+            const u32 hi = ((q[k] >> 4) & 0x0F0F0F0Fu) | ((h << 3) & 0x10101010u);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                s1[k & 1] = __fmaf_rn(bytef(lo, j, 0.0f), f4c(xv[k], j), s1[k & 1]);
+                s2[k & 1] = __fmaf_rn(bytef(hi, j, 0.0f), f4c(xv[8 + k], j), s2[k & 1]);
+            }
+        }
+        return k4_combine(2 * u, hd, s1[0] + s1[1], s2[0] + s2[1], aux);
+    }
+};
+
+/* Q6_K: unit = Dec's slice (4 groups of 4 weights, each group its own scale) */
+template <> struct Dot<HALO_TYPE_Q6_K> {
+    typedef Dec<HALO_TYPE_Q6_K> D;
+    static constexpr int QK = 256, BS = 210, U = 16, UPB = 16, NAUX = 1;
+    __device__ static int xcol(int u, int g) { return D::gcol(u, g); }
+    __device__ static void prep(const float4 *, float *aux) { aux[0] = 0.0f; }
+    __device__ static float dot(const u8 *b, int s, const float4 *xv, const float *, bool) {
+        const int h = s / 8, l0 = 4 * (s % 8), is = l0 / 16;
+        const float d = h2f(ld16(b + 208));
+        const u32 qa = ld32a2(b + 64 * h + l0), qb = ld32a2(b + 64 * h + 32 + l0);
+        const u32 qh = ld32a2(b + 128 + 32 * h + l0);
+        const u32 sw0 = ld32a2(b + 192 + 8 * h), sw1 = ld32a2(b + 196 + 8 * h);
+        float acc = 0.0f;
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            const u32 ql = (g & 1) ? qb : qa;
+            const u32 v = ((ql >> (4 * (g >> 1))) & 0x0F0F0F0Fu) | (((qh >> (2 * g)) & 0x03030303u) << 4);
+            float sg = bytef(v, 0, 32.0f) * xv[g].x;
+            sg = __fmaf_rn(bytef(v, 1, 32.0f), xv[g].y, sg);
+            sg = __fmaf_rn(bytef(v, 2, 32.0f), xv[g].z, sg);
+            sg = __fmaf_rn(bytef(v, 3, 32.0f), xv[g].w, sg);
+            /* scale index is + 2g: word g / 2, byte is + 2 (g % 2) */
+            const u32 scb = (((g < 2 ? sw0 : sw1) >> (8 * is + 16 * (g & 1))) & 0xffu) ^ 0x80u;
+            acc = __fmaf_rn(ubias(scb, 128.0f), sg, acc);
+        }
+        return d * acc;
+    }
+};
+
+/* Q8_0: unit = Dec's slice (8 consecutive int8) */
+template <> struct Dot<HALO_TYPE_Q8_0> {
+    static constexpr int QK = 32, BS = 34, U = 8, UPB = 4, NAUX = 1;
+    __device__ static int xcol(int s, int g) { return 8 * s + 4 * g; }
+    __device__ static void prep(const float4 *, float *aux) { aux[0] = 0.0f; }
+    __device__ static float dot(const u8 *b, int s, const float4 *xv, const float *, bool) {
+        const float d = h2f(ld16(b));
+        const u32 q0 = ld32a2(b + 2 + 8 * s) ^ 0x80808080u, q1 = ld32a2(b + 6 + 8 * s) ^ 0x80808080u;
+        float a0 = bytef(q0, 0, 128.0f) * xv[0].x, a1 = bytef(q1, 0, 128.0f) * xv[1].x;
+        a0 = __fmaf_rn(bytef(q0, 1, 128.0f), xv[0].y, a0);
+        a1 = __fmaf_rn(bytef(q1, 1, 128.0f), xv[1].y, a1);
+        a0 = __fmaf_rn(bytef(q0, 2, 128.0f), xv[0].z, a0);
+        a1 = __fmaf_rn(bytef(q1, 2, 128.0f), xv[1].z, a1);
+        a0 = __fmaf_rn(bytef(q0, 3, 128.0f), xv[0].w, a0);
+        a1 = __fmaf_rn(bytef(q1, 3, 128.0f), xv[1].w, a1);
+        return d * (a0 + a1);
+    }
+};
+
 } /* namespace halo_q */
 
 /* X(type) for every type with a device decoder */

@@ -104,6 +104,10 @@ int main(void) {
         {1, 256, 1},    {37, 256, 2},    {1000, 256, 3},  {37, 768, 8},    {1000, 768, 9},
         {37, 4096, 64}, {1000, 4096, 1}, {37, 4096, 8},   {1000, 768, 300}, {1, 4096, 300},
         {1000, 4096, 5}, {37, 96, 300},  {1000, 96, 8},   {1, 96, 1},      {37, 96, 64},
+        /* one token (gemv1): groups of 1..128 threads per row (short and long rows),
+         * 1 row per group (< 512 rows) and several (>= 512) */
+        {37, 4096, 1},  {600, 2048, 1},  {1000, 512, 1},  {37, 512, 1},    {513, 768, 1},
+        {37, 2048, 1},  {700, 96, 1},
     };
 
     int n_cases = 0, n_fail = 0;
@@ -175,9 +179,10 @@ int main(void) {
         printf("\n  %s worst gpu error %.3g\n", tr->name, worst);
 
         /* matmul_id: experts of 100 rows (mat_stride 100 rows of the big matrix) */
-        {
+        /* short rows (few threads per row) and long rows (2048: a warp or more) */
+        for (int ncase = 0; ncase < 2; ncase++) {
             const int64_t er = 100, n_exp = 6;
-            const int64_t nc = tr->block_size <= 32 ? 96 : 256;
+            const int64_t nc = ncase ? 2048 : tr->block_size <= 32 ? 96 : 256;
             const struct {
                 int n_assign, x_div;
             } idc[] = {{8, 8}, {8, 1}, {12, 4}, {64, 8}, {200, 1}, {320, 4}, {300, 1}};
@@ -224,10 +229,11 @@ int main(void) {
                 n_cases++;
                 const bool ok = within(worst_id, worst_f32) && untouched_bad == 0;
                 if (!ok) n_fail++;
-                CHECK_MSG(ok, "%s matmul_id n_assign %d x_div %d: error %.3g (f32 loop %.3g), %d "
-                          "skipped outputs written",
-                          tr->name, na, xd, worst_id, worst_f32, untouched_bad);
-                printf("  id n_assign %d x_div %d: %.1e/%.1e\n", na, xd, worst_id, worst_f32);
+                CHECK_MSG(ok, "%s matmul_id n_cols %lld n_assign %d x_div %d: error %.3g (f32 loop "
+                          "%.3g), %d skipped outputs written",
+                          tr->name, (long long)nc, na, xd, worst_id, worst_f32, untouched_bad);
+                printf("  id n_cols %lld n_assign %d x_div %d: %.1e/%.1e\n", (long long)nc, na, xd,
+                       worst_id, worst_f32);
                 free(xc);
             }
         }
