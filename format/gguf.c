@@ -610,6 +610,11 @@ static int parse_file(rd *r, arena *a, gguf_file *f) {
         if (strlen(name.data) != name.len)
             return fail(r, HALO_ERR_FORMAT, "the name of %s contains a NUL byte: the file is corrupt",
                         what);
+        if (name.len > HALO_GGUF_MAX_NAME)
+            return fail(r, HALO_ERR_FORMAT,
+                        "the name of %s is %llu bytes long ('%.40s...'); GGUF tensor names have "
+                        "at most %d",
+                        what, (unsigned long long)name.len, name.data, HALO_GGUF_MAX_NAME);
         t->name = name.data;
         snprintf(what, sizeof what, "tensor '%.100s'", name.data);
         uint32_t n_dims;

@@ -21,6 +21,9 @@
 #define HALO_GGUF_MAGIC "GGUF"
 #define HALO_GGUF_DEFAULT_ALIGNMENT 32
 #define HALO_GGUF_MAX_DIMS 4
+/* Tensor names have at most 63 bytes: the reference implementation keeps them in
+ * 64-byte buffers (GGML_MAX_NAME), so its tools can neither write nor read longer ones. */
+#define HALO_GGUF_MAX_NAME 63
 
 typedef enum halo_gguf_type {
     HALO_GGUF_UINT8 = 0,

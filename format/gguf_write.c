@@ -26,7 +26,7 @@
 #include <string.h>
 
 #define WRITER_MAX_NESTING 8 /* the reader's cap: never write what it would refuse */
-#define WRITER_MAX_NAME 63   /* GGUF readers keep tensor names in 64-byte buffers */
+#define WRITER_MAX_NAME HALO_GGUF_MAX_NAME
 #define WRITE_BUFFER_BYTES (4u << 20)
 
 typedef struct wtensor {

@@ -312,6 +312,14 @@ static void cases(void) {
     expect_fail("NUL in tensor name", &b, "NUL");
     header(&b, 3, 1, 0); tinfo(&b, "t", 1, ne4, 0, 0);
     expect_fail("no data section", &b, "extends past the end");
+    /* names: 63 bytes is the limit (the reference engine's 64-byte buffers) */
+    char n63[64], n64[65];
+    memset(n63, 'a', 63), n63[63] = 0;
+    memset(n64, 'a', 64), n64[64] = 0;
+    header(&b, 3, 1, 0); tinfo(&b, n64, 1, ne4, 0, 0); pad_to(&b, 32); zeros(&b, 16);
+    expect_fail("64-byte tensor name", &b, "at most 63");
+    header(&b, 3, 1, 0); tinfo(&b, n63, 1, ne4, 0, 0); pad_to(&b, 32); zeros(&b, 16);
+    expect_ok("63-byte tensor name", &b);
 
     /* things that are fine: v2, zero-sized tensors, 0 dims, tensors sharing an offset when empty */
     header(&b, 2, 1, 1); kv_u32(&b, "k", 1); tinfo(&b, "t", 1, ne4, 0, 0); pad_to(&b, 32); zeros(&b, 16);
