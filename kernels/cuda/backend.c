@@ -314,10 +314,10 @@ static int32_t attn_bound(const halo_context *ctx, int32_t max_pos) {
 static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
     cuda_state *s = st(ctx);
     const int32_t n = ub->n;
-    /* the current device is per thread: the server decodes on its scheduler thread */
-    if (halo_cuda_set_device(ctx->model->gpu->device)) s->error = 1;
     s->error = 0;
     s->failed[0] = 0;
+    /* the current device is per thread: the server decodes on its scheduler thread */
+    check(ctx, halo_cuda_set_device(ctx->model->gpu->device));
     s->replay = s->capturing = false;
     s->attn_max_pos = attn_bound(ctx, ub->max_pos);
     s->out_n = ub->n_out;
