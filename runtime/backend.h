@@ -114,6 +114,10 @@ typedef struct halo_backend_ops {
 /* The CPU backend (runtime/backend_cpu.c): buffers in host memory, ops on ctx->pool. */
 extern const halo_backend_ops halo_backend_cpu_ops;
 int halo_backend_cpu_init(halo_context *ctx, halo_backend *be, halo_error *err);
+/* Set (fn NULL: clear) the context's product observer (runtime/runtime.h). Only the CPU
+ * backend calls it: once per product (matmul, each product of matmul_multi, each
+ * expert's product in moe, ssm_out in deltanet_rule_out), on the calling thread. */
+void halo_context_set_mm_observer(halo_context *ctx, halo_mm_observer fn, void *user);
 
 #ifdef HALO_HAVE_CUDA
 /* The CUDA backend (kernels/cuda/backend.c) for a context whose model's weights

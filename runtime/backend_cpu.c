@@ -73,8 +73,14 @@ static void cpu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
                      x + (size_t)t * w->n_cols, w->n_cols);
 }
 
+void halo_context_set_mm_observer(halo_context *ctx, halo_mm_observer fn, void *user) {
+    ctx->mm_observer = fn;
+    ctx->mm_observer_user = fn ? user : NULL;
+}
+
 static void cpu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                        int64_t n, float *y) {
+    if (ctx->mm_observer) ctx->mm_observer(ctx->mm_observer_user, w, expert, x, n);
     halo_matmul(ctx->pool, w->type, (const char *)w->data + (size_t)expert * w->mat_stride,
                 w->row_stride, w->n_rows, w->n_cols, x, n, y);
 }
@@ -112,6 +118,9 @@ static void multi_task(void *arg, int ith, int nth) {
 
 static void cpu_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
     multi_job j = {mm, n_mm, n_glu};
+    if (ctx->mm_observer) /* inputs are ready: products of one call never feed each other */
+        for (int i = 0; i < n_mm; i++)
+            ctx->mm_observer(ctx->mm_observer_user, mm[i].w, mm[i].expert, mm[i].x, 1);
     /* products too small to be worth a pool job run on the caller */
     int64_t work = 0;
     for (int i = 0; i < n_mm; i++) work += mm[i].w->n_rows * mm[i].w->n_cols;
@@ -579,6 +588,8 @@ static void cpu_deltanet_rule_out(halo_context *ctx, uint32_t il, const halo_uba
                        .g_in = g, .beta_in = beta, .o = o},
                       (size_t)(d.dv / tr->block_size) * tr->type_size};
     halo_threadpool_run(ctx->pool, deltanet_rule_out_task, &j);
+    if (ctx->mm_observer) /* o is complete only now */
+        ctx->mm_observer(ctx->mm_observer_user, &L->ssm_out, 0, o, 1);
     const int nth = halo_threadpool_n_threads(ctx->pool);
     const int used = d.hv < nth ? (int)d.hv : nth; /* threads that had a head */
     const float *p0 = rule_out_partial(ctx, 0);

@@ -174,6 +174,15 @@ typedef struct halo_buffers {
     float *extra;         /* [arch scratch_floats] for the architecture's own use */
 } halo_buffers;
 
+/* An observer of matrix products (halo imatrix): told, on the calling thread, of the
+ * input of every product y = W x the CPU backend computes, before or as it runs:
+ * weight w (matrix `expert` of a 3-D weight, 0 otherwise) and the n_rows rows of
+ * w->n_cols activations x it multiplies (runtime/backend.h:
+ * halo_context_set_mm_observer). */
+struct halo_weight;
+typedef void (*halo_mm_observer)(void *user, const struct halo_weight *w, int64_t expert,
+                                 const float *x, int64_t n_rows);
+
 /* The backend the forward passes run on: its op table and its own state
  * (runtime/backend.h). */
 typedef struct halo_backend_ops halo_backend_ops;
@@ -204,6 +213,10 @@ struct halo_context {
     int32_t *b_pos, *b_seq, *b_out;
     int32_t *ub_perm, *ub_seg_off, *ub_seg_seq; /* [n_ubatch], [n_ubatch + 1], [n_ubatch] */
     int32_t *seq_count;
+
+    /* optional: told of every product's activations (NULL: none; CPU backend only) */
+    halo_mm_observer mm_observer;
+    void *mm_observer_user;
 };
 
 /* Recurrent state of DeltaNet layer il (a model layer index) for a sequence. */

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "prompt and generation speed (like llama-bench: same tests and output)"},
     {"chat", cmd_chat, "chat with a model (its chat template, streaming, reasoning)"},
     {"info", cmd_info, "describe a model and plan its memory"},
+    {"imatrix", cmd_imatrix, "importance matrix over a calibration text (like llama-imatrix)"},
     {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},
     {"perplexity", cmd_perplexity, "perplexity and KL divergence of a text (like llama-perplexity)"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
