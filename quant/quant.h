@@ -109,4 +109,28 @@ uint16_t halo_fp32_to_bf16(float f);
 int halo_quant_decode(int type, const void *blocks, float *out, int64_t n, halo_error *err);
 int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, halo_error *err);
 
+/* ---- importance-weighted encoders (quant/quant_search.c) -------------------
+ *
+ * Encode n values (a multiple of the block size) choosing each block's scales (and
+ * mins) to minimise sum_i imp[i] * (x[i] - decoded[i])^2, imp[n] the importance of
+ * each value (e.g. the mean square of the activation that multiplies it, from an
+ * importance matrix) or NULL (then a default weighting such as x^2 + small, the
+ * usual choice without an imatrix). Types without a search use the reference
+ * encoder. Thread-safe, no allocation beyond the stack.
+ *
+ * Searched: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ4_XS, MXFP4 (F32/F16/BF16 convert; Q8_1/Q8_K use the reference encoder). The
+ * default weights are |x| plus the block's RMS of x (uniform for MXFP4, whose only
+ * choice is the exponent). Importances that are negative, NaN or infinite count
+ * as 0; a block whose importances are all 0 gets the default weights. Every block
+ * is also encoded by the reference encoder and the better of the two under the
+ * weights is kept, so the weighted error is never above halo_quant_encode_ref's.
+ * Deterministic; the same guarantees on scales, saturation and rounding as the
+ * reference encoders; the output decodes with halo_quant_decode. Errors as
+ * halo_quant_encode_ref, and HALO_ERR_RANGE if the row's size overflows. The
+ * search costs ~0.1-0.7 s per million values on one core (figures per type:
+ * tests/quant/test_search.c). */
+int halo_quant_encode(int type, const float *in, void *blocks, int64_t n, const float *imp,
+                      halo_error *err);
+
 #endif /* HALO_QUANT_H */

@@ -19,6 +19,7 @@ static const command commands[] = {
     {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},
     {"perplexity", cmd_perplexity, "perplexity and KL divergence of a text (like llama-perplexity)"},
     {"plan", cmd_plan, "the largest context that fits a memory budget"},
+    {"quantize", cmd_quantize, "write a model's matrices in block formats (like llama-quantize)"},
     {"run", cmd_run, "continue a prompt: stream generated text (sampling flags as llama.cpp's)"},
     {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API"},
     {"synth", cmd_synth, "write a random-weight GGUF model at the real shapes of a known model"},

@@ -1,0 +1,64 @@
+# halo quantize on kdoc-moe: recipes and single types, the summary, overrides, the output
+# loading in halo (and in the peer engine when its tools are beside the fixtures), the
+# quality ordering measured by KL divergence, and the command-line errors.
+. "$(dirname "$0")/lib_kdoc.sh"
+quick=${HALO_TEST_QUICK:-}
+# a slice of held-out text for the quality checks (a few 256-token windows)
+head -c 12000 "$FIX/text/test.txt" > "$TMP/text.txt"
+if [ -z "$quick" ]; then
+    run base perplexity -m "$M" -f "$TMP/text.txt" -c 256 -t 2 --kld-base "$TMP/base.kld"
+    check "[ $rc -eq 0 ]" "base logits: $(cat "$TMP/base.err")"
+fi
+
+kld_of() { # model -> mean KLD printed by halo perplexity --kld
+    "$HALO" perplexity -m "$1" --kld "$TMP/base.kld" -c 256 -t 2 2>/dev/null |
+        sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p' | head -n1
+}
+
+# a recipe: the summary names every class, and the file runs
+run q4km quantize "$M" "$TMP/q4km.gguf" Q4_K_M -t 2
+check "[ $rc -eq 0 ]" "Q4_K_M: $(tail -n 3 "$TMP/q4km.err")"
+check "grep -q '^routed experts' '$TMP/q4km.err' && grep -q '^total' '$TMP/q4km.err'" "Q4_K_M summary: $(cat "$TMP/q4km.err")"
+run q4km_info info "$TMP/q4km.gguf"
+check "[ $rc -eq 0 ] && grep -q 'q6_K' '$TMP/q4km_info.out'" "Q4_K_M info: $(head -c 400 "$TMP/q4km_info.out")"
+run q4km_run run -m "$TMP/q4km.gguf" -p "The page cache" -n 8 --temp 0
+check "[ $rc -eq 0 ] && [ -s '$TMP/q4km_run.out' ]" "Q4_K_M run: $(cat "$TMP/q4km_run.err")"
+
+# one type for every matrix, an override, and the quality ordering q8_0 < q4_K < q2_K in KLD
+# (under the sanitizers, HALO_TEST_QUICK: the recipe and the errors only)
+if [ -z "$quick" ]; then
+for t in q8_0 q4_K q2_K; do
+    run "$t" quantize "$M" "$TMP/$t.gguf" "$t" -t 2
+    check "[ $rc -eq 0 ]" "$t: $(tail -n 2 "$TMP/$t.err")"
+done
+k8=$(kld_of "$TMP/q8_0.gguf"); k4=$(kld_of "$TMP/q4_K.gguf"); k2=$(kld_of "$TMP/q2_K.gguf")
+echo "KLD on 12 KB of test.txt: q8_0 $k8, q4_K $k4, q2_K $k2"
+check "awk 'BEGIN { exit !($k8 > 0 && $k8 < $k4 && $k4 < $k2 && $k8 < 0.01) }'" "KLD order: q8_0 $k8 q4_K $k4 q2_K $k2"
+# overrides: the 8 ffn_down_exps in q8_0, the (tied) token embedding in q6_K, the rest q4_0
+run ov quantize "$M" "$TMP/ov.gguf" q4_0 --tensor-type 'ffn_down_exps=q8_0' --token-embedding-type q6_K -t 2
+check "[ $rc -eq 0 ]" "override: $(tail -n 2 "$TMP/ov.err")"
+run ov_info info "$TMP/ov.gguf"
+check "grep -Eq '^  q8_0 +8 tensors' '$TMP/ov_info.out' && grep -Eq '^  q6_K +1 tensors' '$TMP/ov_info.out'" "overrides not applied: $(grep -E '^  (q|f|b)' "$TMP/ov_info.out")"
+fi
+
+# the peer engine loads and runs halo's file
+PEER="$(dirname "$FIX")/peer/bin/llama-bench"
+if [ -x "$PEER" ] && [ -z "$quick" ]; then
+    "$PEER" -m "$TMP/q4km.gguf" -p 8 -n 4 -r 1 -t 2 > "$TMP/peer.out" 2>&1
+    check "grep -q 'tg4' '$TMP/peer.out'" "the peer could not run halo's Q4_K_M: $(tail -n 3 "$TMP/peer.out")"
+else
+    echo "note: the peer's llama-bench is not beside the fixtures: that check is skipped"
+fi
+
+# errors
+expect_error 2 badtype quantize "$M" "$TMP/x.gguf" Q9_Z
+expect_error 2 noargs quantize "$M"
+expect_error 2 same quantize "$M" "$M" q8_0
+expect_error 1 missing quantize "$TMP/none.gguf" "$TMP/x.gguf" q8_0
+expect_error 2 requant quantize "$TMP/q4km.gguf" "$TMP/x.gguf" q4_0
+expect_error 2 badre quantize "$M" "$TMP/x.gguf" q4_0 --tensor-type '(=q8_0'
+run help quantize --help
+check "[ $rc -eq 0 ] && grep -q -- '--imatrix' '$TMP/help.out'" "--help"
+
+echo "quantize cli: $checks checks, $fail failed"
+[ $fail -eq 0 ]

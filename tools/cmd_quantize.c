@@ -1,0 +1,524 @@
+/*
+ * `halo quantize IN.gguf OUT.gguf TYPE|RECIPE`: rewrite a model's matrices in block
+ * formats, as llama-quantize does and with its command line.
+ *
+ * - Which tensors: every matrix (2-D or 3-D `*.weight`) but the norms, the MoE routers
+ *   (ffn_gate_inp), the DeltaNet conv and RoPE factors, which stay as they are; a row
+ *   length that the chosen format's block does not divide falls back as llama-quantize
+ *   does (q4_K -> q5_0, q6_K -> q8_0, ...).
+ * - Which type: one for every matrix (`q4_K`), or a recipe with llama-quantize's names
+ *   and rules (`Q4_K_M`: q6_K for the output, attn_v and ffn_down of the "more bits"
+ *   layers, ...; the same rules `halo synth` writes, tools/synth_types.c), then
+ *   --output-type, --token-embedding-type and --tensor-type REGEX=TYPE overrides.
+ * - How: each row decoded to f32 and encoded by quant/'s importance-weighted search
+ *   (halo_quant_encode), with the importance of each input channel from --imatrix
+ *   (halo's or llama-imatrix's file; per expert for MoE tensors) or, without one, the
+ *   encoder's default weighting.
+ * - Streaming: a chunk of rows at a time (never a whole tensor), on -t threads; the
+ *   output is written in tensor order with the writer's streaming API; progress on
+ *   stderr; a summary by tensor class (size, bits per weight) at the end.
+ */
+#include "tools.h"
+#include "synth.h"
+
+#include "format/gguf.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "quant/imatrix.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_OVERRIDES 64
+
+typedef struct override {
+    char pattern[256];
+    regex_t re;
+    int type;
+} override;
+
+typedef struct quant_args {
+    const char *in, *out;
+    synth_type_spec spec;
+    const char *imatrix;
+    int output_type, embd_type; /* -1: the recipe's */
+    override ov[MAX_OVERRIDES];
+    int n_ov;
+    int threads;
+    bool allow_requantize;
+} quant_args;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: halo quantize [options] IN.gguf OUT.gguf TYPE [THREADS]\n"
+            "\n"
+            "Write IN's matrices in block formats (llama-quantize's command line). TYPE is a\n"
+            "recipe (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_M, Q3_K_S, Q3_K_L, MXFP4_MOE) or one\n"
+            "type for every matrix: %s.\n"
+            "Norms, routers and other small tensors are copied as they are.\n"
+            "\n"
+            "options:\n"
+            "  --imatrix FILE              importance matrix (halo imatrix or llama-imatrix):\n"
+            "                              each input channel's mean square activation weighs\n"
+            "                              the rounding error of the weights it multiplies\n"
+            "  --output-type T             type of output.weight\n"
+            "  --token-embedding-type T    type of token_embd.weight\n"
+            "  --tensor-type REGEX=T       type of the tensors whose name matches REGEX (POSIX\n"
+            "                              extended; repeatable, the first match wins)\n"
+            "  --allow-requantize          accept an input whose matrices are already quantized\n"
+            "  -t, --threads N             threads (default: all cores)\n"
+            "  -h, --help                  this help\n",
+            synth_type_names());
+}
+
+static int parse_type(const char *flag, const char *v) {
+    int t = halo_type_from_name(v);
+    const halo_type_traits *tr = t >= 0 ? halo_type_get(t) : NULL;
+    if (!tr || !tr->from_float_ref) {
+        fprintf(stderr, "error: %s: '%s' is not a type halo can write (%s)\n", flag, v,
+                synth_type_names());
+        return -1;
+    }
+    return t;
+}
+
+/* -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, quant_args *a) {
+    memset(a, 0, sizeof *a);
+    a->output_type = a->embd_type = -1;
+    const char *pos[4];
+    int n_pos = 0;
+    for (int i = 1; i < argc;) {
+        const char *arg = argv[i], *v;
+        if (tools_is_help(arg)) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(arg, "--imatrix")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            a->imatrix = v;
+        } else if (!strcmp(arg, "--output-type") || !strcmp(arg, "--token-embedding-type")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            int t = parse_type(arg, v);
+            if (t < 0) return 2;
+            if (!strcmp(arg, "--output-type")) a->output_type = t;
+            else a->embd_type = t;
+        } else if (!strcmp(arg, "--tensor-type")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            const char *eq = strrchr(v, '=');
+            if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->ov[0].pattern) {
+                fprintf(stderr, "error: --tensor-type: give REGEX=TYPE (got '%s')\n", v);
+                return 2;
+            }
+            if (a->n_ov == MAX_OVERRIDES) {
+                fprintf(stderr, "error: --tensor-type: at most %d of them\n", MAX_OVERRIDES);
+                return 2;
+            }
+            override *o = &a->ov[a->n_ov];
+            snprintf(o->pattern, sizeof o->pattern, "%.*s", (int)(eq - v), v);
+            if ((o->type = parse_type(arg, eq + 1)) < 0) return 2;
+            if (regcomp(&o->re, o->pattern, REG_EXTENDED | REG_NOSUB)) {
+                fprintf(stderr, "error: --tensor-type: '%s' is not a valid regular expression\n",
+                        o->pattern);
+                return 2;
+            }
+            a->n_ov++;
+        } else if (!strcmp(arg, "--allow-requantize")) {
+            a->allow_requantize = true;
+            i++;
+        } else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            int64_t n;
+            if (!tools_parse_int(arg, v, 1, 1024, &n)) return 2;
+            a->threads = (int)n;
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            fprintf(stderr, "error: unknown option '%s' (halo quantize --help lists them)\n", arg);
+            return 2;
+        } else {
+            if (n_pos == 4) {
+                fprintf(stderr, "error: too many arguments ('%s')\n", arg);
+                return 2;
+            }
+            pos[n_pos++] = arg;
+            i++;
+        }
+    }
+    if (n_pos < 3) {
+        fprintf(stderr, "error: give IN.gguf OUT.gguf TYPE (halo quantize --help)\n");
+        return 2;
+    }
+    a->in = pos[0];
+    a->out = pos[1];
+    if (!synth_type_parse(pos[2], &a->spec)) {
+        fprintf(stderr, "error: unknown type or recipe '%s' (%s)\n", pos[2], synth_type_names());
+        return 2;
+    }
+    if (n_pos == 4) { /* llama-quantize's trailing thread count */
+        int64_t n;
+        if (!tools_parse_int("THREADS", pos[3], 1, 1024, &n)) return 2;
+        a->threads = (int)n;
+    }
+    if (!strcmp(a->in, a->out)) {
+        fprintf(stderr, "error: the output would overwrite the input (%s)\n", a->in);
+        return 2;
+    }
+    return -1;
+}
+
+/* ---- the plan: which tensors, which types -------------------------------------------------- */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* llama-quantize's categories, from the tensor's name. */
+static synth_category category_of(const char *name) {
+    if (!strcmp(name, "token_embd.weight")) return SYNTH_CAT_TOKEN_EMBD;
+    if (!strcmp(name, "output.weight")) return SYNTH_CAT_OUTPUT;
+    static const struct {
+        const char *suffix;
+        synth_category cat;
+    } map[] = {
+        {".attn_q.weight", SYNTH_CAT_ATTN_Q},        {".attn_k.weight", SYNTH_CAT_ATTN_K},
+        {".attn_v.weight", SYNTH_CAT_ATTN_V},        {".attn_qkv.weight", SYNTH_CAT_ATTN_QKV},
+        {".attn_output.weight", SYNTH_CAT_ATTN_OUTPUT}, {".ffn_up.weight", SYNTH_CAT_FFN_UP},
+        {".ffn_up_exps.weight", SYNTH_CAT_FFN_UP},   {".ffn_up_shexp.weight", SYNTH_CAT_FFN_UP},
+        {".ffn_gate.weight", SYNTH_CAT_FFN_GATE},    {".ffn_gate_exps.weight", SYNTH_CAT_FFN_GATE},
+        {".ffn_gate_shexp.weight", SYNTH_CAT_FFN_GATE}, {".ffn_down.weight", SYNTH_CAT_FFN_DOWN},
+        {".ffn_down_exps.weight", SYNTH_CAT_FFN_DOWN}, {".ffn_down_shexp.weight", SYNTH_CAT_FFN_DOWN},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (ends_with(name, map[i].suffix)) return map[i].cat;
+    return SYNTH_CAT_OTHER;
+}
+
+/* Whether llama-quantize would quantize this tensor. */
+static bool is_matrix(const halo_gguf_tensor *t) {
+    if (t->n_dims < 2 || !ends_with(t->name, ".weight")) return false;
+    static const char *keep[] = {"_norm.weight", "ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight",
+                                 "ssm_conv1d.weight", "rope_freqs.weight", "pos_embd.weight"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        if (ends_with(t->name, keep[i])) return false;
+    return t->ne[0] >= 32;
+}
+
+typedef struct qtensor {
+    const halo_gguf_tensor *src;
+    synth_tensor plan; /* name, dims, category, chosen type */
+    bool quantize;
+    int64_t rows;      /* ne[1] * ne[2] * ne[3] */
+    uint64_t out_bytes;
+} qtensor;
+
+/* Types for every tensor: the recipe (tools/synth_types.c), then the overrides. */
+static int choose(const quant_args *a, const halo_hparams *hp, const halo_gguf *g, qtensor *q,
+                  int64_t n, halo_error *err) {
+    synth_model m = {0};
+    m.n_layer = hp->n_layer;
+    m.n_expert = hp->n_expert;
+    m.tied_embeddings = halo_gguf_find_tensor(g, "output.weight") == NULL;
+    synth_tensor *st = calloc((size_t)(n ? n : 1), sizeof *st);
+    if (!st) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        const halo_gguf_tensor *t = q[i].src;
+        synth_tensor *x = &st[i];
+        snprintf(x->name, sizeof x->name, "%s", t->name);
+        x->n_dims = t->n_dims;
+        for (int d = 0; d < 4; d++) x->ne[d] = d < HALO_GGUF_MAX_DIMS ? t->ne[d] : 1;
+        x->matrix = q[i].quantize;
+        x->category = category_of(t->name);
+        x->layer = -1;
+        if (!strncmp(t->name, "blk.", 4)) x->layer = atoi(t->name + 4);
+    }
+    int rc = synth_choose_types(&m, &a->spec, st, (size_t)n, err);
+    for (int64_t i = 0; i < n && !rc; i++) {
+        qtensor *x = &q[i];
+        x->plan = st[i];
+        if (!x->quantize) {
+            x->plan.type = x->src->type; /* copied as it is */
+            x->out_bytes = x->src->nbytes;
+            continue;
+        }
+        int type = x->plan.type;
+        if (x->plan.category == SYNTH_CAT_OUTPUT && a->output_type >= 0) type = a->output_type;
+        if (x->plan.category == SYNTH_CAT_TOKEN_EMBD && a->embd_type >= 0) type = a->embd_type;
+        for (int k = 0; k < a->n_ov; k++)
+            if (regexec(&a->ov[k].re, x->src->name, 0, NULL, 0) == 0) {
+                type = a->ov[k].type;
+                break;
+            }
+        size_t row = halo_type_row_size(type, x->src->ne[0]);
+        if (!row)
+            rc = halo_error_set(err, HALO_ERR_ARG,
+                                "%s: rows of %lld values do not divide into %s blocks of %lld",
+                                x->src->name, (long long)x->src->ne[0], halo_type_name(type),
+                                (long long)halo_type_get(type)->block_size);
+        else if (halo_mul_overflow((uint64_t)row, (uint64_t)x->rows, &x->out_bytes))
+            rc = halo_error_set(err, HALO_ERR_RANGE, "%s: too large", x->src->name);
+        x->plan.type = type;
+    }
+    free(st);
+    return rc;
+}
+
+/* ---- encoding: a chunk of rows on the pool ---------------------------------------------------- */
+
+typedef struct enc_job {
+    const qtensor *t;
+    const halo_imatrix *im;
+    int64_t row0, n_rows;
+    float *f32;   /* [threads][ne0] */
+    char *out;    /* the chunk's output rows */
+    int rc;
+    halo_error err;
+} enc_job;
+
+static void enc_task(void *arg, int ith, int nth) {
+    enc_job *j = arg;
+    const halo_gguf_tensor *s = j->t->src;
+    const int64_t ne0 = s->ne[0], rows_per_mat = s->ne[1];
+    const size_t in_row = halo_type_row_size(s->type, ne0);
+    const size_t out_row = halo_type_row_size(j->t->plan.type, ne0);
+    float *f = j->f32 + (size_t)ith * (size_t)ne0;
+    halo_error e = {0};
+    for (int64_t r = ith; r < j->n_rows; r += nth) {
+        const int64_t row = j->row0 + r;
+        if (halo_quant_decode(s->type, (const char *)s->data + (size_t)row * in_row, f, ne0, &e) ||
+            halo_quant_encode(j->t->plan.type, f,
+                              j->out + (size_t)r * out_row, ne0,
+                              j->im ? halo_imatrix_get(j->im, s->name, row / rows_per_mat, ne0)
+                                    : NULL,
+                              &e)) {
+            if (!j->rc) { /* first failure wins; a race here only loses a duplicate */
+                j->rc = e.status ? e.status : HALO_ERR_FORMAT;
+                j->err = e;
+            }
+            return;
+        }
+    }
+}
+
+/* ---- the summary by tensor class ------------------------------------------------------------ */
+
+static const char *class_of(const qtensor *q) {
+    const char *n = q->src->name;
+    if (!q->quantize) return "other (copied)";
+    if (q->plan.category == SYNTH_CAT_TOKEN_EMBD) return "token_embd";
+    if (q->plan.category == SYNTH_CAT_OUTPUT) return "output";
+    if (strstr(n, "_exps.")) return "routed experts";
+    if (strstr(n, "_shexp.")) return "shared expert";
+    if (strstr(n, ".ffn_")) return "ffn";
+    if (strstr(n, ".attn_qkv.") || strstr(n, ".attn_gate.") || strstr(n, ".ssm_")) return "deltanet";
+    if (strstr(n, ".attn_")) return "attention";
+    return "other matrices";
+}
+
+static void summary(const qtensor *q, int64_t n, double secs, const char *out) {
+    static const char *classes[] = {"token_embd", "output",         "attention", "deltanet",
+                                    "ffn",        "routed experts", "shared expert",
+                                    "other matrices", "other (copied)"};
+    uint64_t tot_in = 0, tot_out = 0, tot_el = 0;
+    fprintf(stderr, "%-16s %12s %12s %8s  types\n", "class", "in", "out", "bpw");
+    for (size_t c = 0; c < sizeof classes / sizeof classes[0]; c++) {
+        uint64_t in = 0, o = 0, el = 0;
+        int types[HALO_TYPE_COUNT] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            if (strcmp(class_of(&q[i]), classes[c])) continue;
+            in += q[i].src->nbytes;
+            o += q[i].out_bytes;
+            el += (uint64_t)q[i].src->n_elements;
+            if (q[i].plan.type >= 0 && q[i].plan.type < HALO_TYPE_COUNT) types[q[i].plan.type]++;
+        }
+        if (!el) continue;
+        char a[32], b[32], t[256] = "";
+        size_t tl = 0;
+        for (int k = 0; k < HALO_TYPE_COUNT && tl < sizeof t - 24; k++)
+            if (types[k]) tl += (size_t)snprintf(t + tl, sizeof t - tl, "%s%s x%d", tl ? ", " : "",
+                                                 halo_type_name(k), types[k]);
+        fprintf(stderr, "%-16s %12s %12s %8.2f  %s\n", classes[c],
+                halo_format_bytes(in, a, sizeof a), halo_format_bytes(o, b, sizeof b),
+                8.0 * (double)o / (double)el, t);
+        tot_in += in;
+        tot_out += o;
+        tot_el += el;
+    }
+    char a[32], b[32];
+    fprintf(stderr, "%-16s %12s %12s %8.2f\n", "total", halo_format_bytes(tot_in, a, sizeof a),
+            halo_format_bytes(tot_out, b, sizeof b),
+            tot_el ? 8.0 * (double)tot_out / (double)tot_el : 0.0);
+    fprintf(stderr, "wrote %s in %.1f s\n", out, secs);
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+int cmd_quantize(int argc, char **argv) {
+    quant_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) {
+        for (int k = 0; k < a.n_ov; k++) regfree(&a.ov[k].re);
+        return rc;
+    }
+    halo_error err = {0};
+    halo_gguf *g = NULL;
+    halo_imatrix *im = NULL;
+    halo_gguf_writer *w = NULL;
+    qtensor *q = NULL;
+    halo_threadpool *pool = NULL;
+    float *f32 = NULL;
+    char *buf = NULL;
+    rc = 1;
+    halo_load_options lo = {.mode = HALO_LOAD_MMAP};
+    if (halo_gguf_open(a.in, &lo, &g, &err)) goto fail;
+    halo_hparams hp;
+    if (halo_hparams_load(g, &hp, &err)) goto fail;
+    if (a.imatrix && halo_imatrix_load(a.imatrix, &im, &err)) goto fail;
+
+    const int64_t n = halo_gguf_n_tensors(g);
+    q = calloc((size_t)(n ? n : 1), sizeof *q);
+    if (!q) {
+        halo_error_set(&err, HALO_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    uint64_t in_bytes = 0, out_bytes = 0;
+    int64_t max_ne0 = 1, n_missing_im = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const halo_gguf_tensor *t = halo_gguf_tensor_at(g, i);
+        q[i].src = t;
+        q[i].rows = t->ne[1] * t->ne[2] * t->ne[3];
+        q[i].quantize = is_matrix(t);
+        if (q[i].quantize && halo_type_get(t->type)->is_quantized && !a.allow_requantize) {
+            halo_error_set(&err, HALO_ERR_ARG,
+                           "%s is already %s: quantizing it again loses more accuracy than "
+                           "quantizing the original (give --allow-requantize to do it anyway)",
+                           t->name, halo_type_name(t->type));
+            rc = 2;
+            goto fail;
+        }
+        if (q[i].quantize && !halo_type_get(t->type)->to_float) {
+            halo_error_set(&err, HALO_ERR_UNSUPPORTED, "%s: halo cannot decode %s", t->name,
+                           halo_type_name(t->type));
+            goto fail;
+        }
+        if (t->ne[0] > max_ne0) max_ne0 = t->ne[0];
+        in_bytes += t->nbytes;
+    }
+    if (choose(&a, &hp, g, q, n, &err)) goto fail;
+    for (int64_t i = 0; i < n; i++) {
+        out_bytes += q[i].out_bytes;
+        if (im && q[i].quantize && q[i].plan.category != SYNTH_CAT_TOKEN_EMBD &&
+            !halo_imatrix_get(im, q[i].src->name, 0, q[i].src->ne[0]))
+            n_missing_im++;
+    }
+    if (im && n_missing_im)
+        fprintf(stderr, "note: the importance matrix has nothing for %lld matrices (their "
+                        "rounding is weighted by default)\n",
+                (long long)n_missing_im);
+
+    /* the output: the input's metadata (but splits), the file type, then the tensors */
+    if (halo_gguf_writer_open(a.out, &w, &err)) goto fail;
+    for (int64_t i = 0; i < halo_gguf_n_kv(g); i++) {
+        const halo_gguf_kv *kv = halo_gguf_kv_at(g, i);
+        if (!strncmp(kv->key, "split.", 6)) continue;
+        if (halo_gguf_writer_set(w, kv->key, &kv->value, &err)) goto fail;
+    }
+    if (halo_gguf_writer_set_u32(w, "general.file_type", a.spec.file_type, &err) ||
+        halo_gguf_writer_set_u32(w, "general.quantization_version", 2, &err))
+        goto fail;
+    for (int64_t i = 0; i < n; i++)
+        if (halo_gguf_writer_add_tensor(w, q[i].src->name, q[i].plan.type, q[i].src->n_dims,
+                                        q[i].src->ne, &err))
+            goto fail;
+
+    int threads = a.threads;
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)(nc < 256 ? nc : 256) : 1;
+    }
+    pool = halo_threadpool_new(threads);
+    const int64_t chunk_elems = (int64_t)1 << 22; /* ~16 MiB of f32 per chunk */
+    f32 = malloc(sizeof(float) * (size_t)max_ne0 * (size_t)threads);
+    size_t max_chunk = 1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t per = chunk_elems / q[i].src->ne[0];
+        if (per < 1) per = 1;
+        size_t row = halo_type_row_size(q[i].plan.type, q[i].src->ne[0]);
+        if (q[i].quantize && row * (size_t)per > max_chunk) max_chunk = row * (size_t)per;
+    }
+    buf = malloc(max_chunk);
+    if (!pool || !f32 || !buf) {
+        halo_error_set(&err, HALO_ERR_NOMEM, "out of memory (%d threads)", threads);
+        goto fail;
+    }
+    char s_in[32], s_out[32];
+    fprintf(stderr, "quantizing %s (%s) to %s as %s: %lld tensors, ~%s, %d threads%s%s\n", a.in,
+            halo_format_bytes(in_bytes, s_in, sizeof s_in), a.out, a.spec.name, (long long)n,
+            halo_format_bytes(out_bytes, s_out, sizeof s_out), threads,
+            im ? ", importance matrix " : "", im ? a.imatrix : "");
+    const bool tty = isatty(STDERR_FILENO);
+    const double t0 = halo_time_seconds();
+    double last = t0;
+    uint64_t done = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const qtensor *x = &q[i];
+        if (!x->quantize) {
+            if (halo_gguf_writer_write_data(w, x->src->data, (size_t)x->src->nbytes, &err))
+                goto fail;
+            done += x->out_bytes;
+            continue;
+        }
+        int64_t per = chunk_elems / x->src->ne[0];
+        if (per < 1) per = 1;
+        const size_t out_row = halo_type_row_size(x->plan.type, x->src->ne[0]);
+        for (int64_t r0 = 0; r0 < x->rows; r0 += per) {
+            enc_job j = {.t = x, .im = im, .row0 = r0,
+                         .n_rows = x->rows - r0 < per ? x->rows - r0 : per, .f32 = f32, .out = buf};
+            halo_threadpool_run(pool, enc_task, &j);
+            if (j.rc) {
+                err = j.err;
+                halo_error_set(&err, j.rc, "%s: encoding failed", x->src->name);
+                goto fail;
+            }
+            if (halo_gguf_writer_write_data(w, buf, out_row * (size_t)j.n_rows, &err)) goto fail;
+            done += out_row * (size_t)j.n_rows;
+            double now = halo_time_seconds();
+            if (now - last >= (tty ? 0.25 : 10.0)) {
+                char d[32], t[32];
+                fprintf(stderr, "%s  %s / %s  %5.1f%%  %-40.40s%s", tty ? "\r" : "",
+                        halo_format_bytes(done, d, sizeof d),
+                        halo_format_bytes(out_bytes, t, sizeof t),
+                        out_bytes ? 100.0 * (double)done / (double)out_bytes : 100.0,
+                        x->src->name, tty ? "" : "\n");
+                last = now;
+            }
+        }
+    }
+    if (tty) fprintf(stderr, "\r%-80s\r", "");
+    rc = halo_gguf_writer_close(w, &err);
+    w = NULL;
+    if (rc) {
+        rc = 1;
+        goto fail;
+    }
+    summary(q, n, halo_time_seconds() - t0, a.out);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "error: %s\n", err.msg[0] ? err.msg : "quantizing failed");
+    if (w) halo_gguf_writer_abort(w);
+    if (rc == 0) rc = 1;
+done:
+    for (int k = 0; k < a.n_ov; k++) regfree(&a.ov[k].re);
+    if (pool) halo_threadpool_free(pool);
+    free(f32);
+    free(buf);
+    free(q);
+    halo_imatrix_free(im);
+    halo_gguf_close(g);
+    return rc;
+}
