@@ -41,13 +41,25 @@ run ov_info info "$TMP/ov.gguf"
 check "grep -Eq '^  q8_0 +8 tensors' '$TMP/ov_info.out' && grep -Eq '^  q6_K +1 tensors' '$TMP/ov_info.out'" "overrides not applied: $(grep -E '^  (q|f|b)' "$TMP/ov_info.out")"
 fi
 
-# the peer engine loads and runs halo's file
-PEER="$(dirname "$FIX")/peer/bin/llama-bench"
-if [ -x "$PEER" ] && [ -z "$quick" ]; then
-    "$PEER" -m "$TMP/q4km.gguf" -p 8 -n 4 -r 1 -t 2 > "$TMP/peer.out" 2>&1
+# round trips with the peer engine: it runs halo's file; its quantizer takes halo's importance
+# matrix, and halo's quantizer takes its importance matrix
+PEERBIN="$(dirname "$FIX")/peer/bin"
+if [ -x "$PEERBIN/llama-bench" ] && [ -x "$PEERBIN/llama-quantize" ] && [ -x "$PEERBIN/llama-imatrix" ] &&
+    [ -z "$quick" ]; then
+    "$PEERBIN/llama-bench" -m "$TMP/q4km.gguf" -p 8 -n 4 -r 1 -t 2 > "$TMP/peer.out" 2>&1
     check "grep -q 'tg4' '$TMP/peer.out'" "the peer could not run halo's Q4_K_M: $(tail -n 3 "$TMP/peer.out")"
+    head -c 30000 "$FIX/text/calib.txt" > "$TMP/calib.txt"
+    run him imatrix -m "$M" -f "$TMP/calib.txt" -o "$TMP/halo.imat.gguf" -c 128 --chunks 2 -t 2
+    check "[ $rc -eq 0 ]" "halo imatrix: $(tail -n 2 "$TMP/him.err")"
+    "$PEERBIN/llama-quantize" --imatrix "$TMP/halo.imat.gguf" "$M" "$TMP/peer-q4km.gguf" Q4_K_M 2 \
+        > "$TMP/pq.out" 2>&1
+    check "[ $? -eq 0 ] && [ -s '$TMP/peer-q4km.gguf' ]" "llama-quantize refused halo's imatrix: $(tail -n 3 "$TMP/pq.out")"
+    "$PEERBIN/llama-imatrix" -m "$M" -f "$TMP/calib.txt" -o "$TMP/peer.imat.gguf" -c 128 --chunks 2 -t 2 \
+        > "$TMP/pim.out" 2>&1
+    run hq quantize --imatrix "$TMP/peer.imat.gguf" "$M" "$TMP/hq.gguf" q4_K -t 2
+    check "[ $rc -eq 0 ] && ! grep -q 'nothing for' '$TMP/hq.err'" "halo quantize with the peer's imatrix: $(tail -n 3 "$TMP/hq.err")"
 else
-    echo "note: the peer's llama-bench is not beside the fixtures: that check is skipped"
+    echo "note: the peer's tools are not beside the fixtures (or HALO_TEST_QUICK): round trips skipped"
 fi
 
 # errors
