@@ -50,16 +50,16 @@ typedef struct quant_args {
     override ov[MAX_OVERRIDES];
     int n_ov;
     int threads;
-    bool allow_requantize;
+    bool allow_requantize, pure;
 } quant_args;
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: halo quantize [options] IN.gguf OUT.gguf TYPE [THREADS]\n"
             "\n"
-            "Write IN's matrices in block formats (llama-quantize's command line). TYPE is a\n"
-            "recipe (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_M, Q3_K_S, Q3_K_L, MXFP4_MOE) or one\n"
-            "type for every matrix: %s.\n"
+            "Write IN's matrices in block formats (llama-quantize's command line). TYPE is one of\n"
+            "llama-quantize's file types, with its per-tensor rules (more bits for the output,\n"
+            "attn_v, ffn_down of some layers, ...): %s.\n"
             "Norms, routers and other small tensors are copied as they are.\n"
             "\n"
             "options:\n"
@@ -70,10 +70,11 @@ static void usage(FILE *out) {
             "  --token-embedding-type T    type of token_embd.weight\n"
             "  --tensor-type REGEX=T       type of the tensors whose name matches REGEX (POSIX\n"
             "                              extended; repeatable, the first match wins)\n"
+            "  --pure                      TYPE for every matrix, no per-tensor rules\n"
             "  --allow-requantize          accept an input whose matrices are already quantized\n"
             "  -t, --threads N             threads (default: all cores)\n"
             "  -h, --help                  this help\n",
-            synth_type_names());
+            synth_recipe_names());
 }
 
 static int parse_type(const char *flag, const char *v) {
@@ -131,6 +132,9 @@ static int parse_args(int argc, char **argv, quant_args *a) {
         } else if (!strcmp(arg, "--allow-requantize")) {
             a->allow_requantize = true;
             i++;
+        } else if (!strcmp(arg, "--pure")) {
+            a->pure = true;
+            i++;
         } else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
             if (!(v = tools_flag_value(argc, argv, &i))) return 2;
             int64_t n;
@@ -154,10 +158,11 @@ static int parse_args(int argc, char **argv, quant_args *a) {
     }
     a->in = pos[0];
     a->out = pos[1];
-    if (!synth_type_parse(pos[2], &a->spec)) {
-        fprintf(stderr, "error: unknown type or recipe '%s' (%s)\n", pos[2], synth_type_names());
+    if (!synth_recipe_parse(pos[2], a->pure, &a->spec)) {
+        fprintf(stderr, "error: unknown type '%s' (%s)\n", pos[2], synth_recipe_names());
         return 2;
     }
+    a->spec.has_imatrix = a->imatrix != NULL;
     if (n_pos == 4) { /* llama-quantize's trailing thread count */
         int64_t n;
         if (!tools_parse_int("THREADS", pos[3], 1, 1024, &n)) return 2;
@@ -222,6 +227,9 @@ static int choose(const quant_args *a, const halo_hparams *hp, const halo_gguf *
     synth_model m = {0};
     m.n_layer = hp->n_layer;
     m.n_expert = hp->n_expert;
+    m.n_head = hp->n_head;
+    for (uint32_t il = 0; il < hp->n_layer && !m.n_head_kv; il++)
+        if (hp->layer_kind[il] == HALO_LAYER_ATTENTION) m.n_head_kv = hp->n_head_kv[il];
     m.tied_embeddings = halo_gguf_find_tensor(g, "output.weight") == NULL;
     synth_tensor *st = calloc((size_t)(n ? n : 1), sizeof *st);
     if (!st) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");

@@ -136,6 +136,7 @@ typedef struct synth_type_spec {
     int pure_type;   /* one block type for every matrix, or -1 for a mix */
     int mix;         /* SYNTH_MIX_*, when pure_type < 0 */
     uint32_t file_type; /* general.file_type (llama_ftype) */
+    bool has_imatrix;   /* llama-quantize's rules differ with an importance matrix */
 } synth_type_spec;
 
 enum {
@@ -147,11 +148,27 @@ enum {
     SYNTH_MIX_Q5_K_S,
     SYNTH_MIX_Q5_K_M,
     SYNTH_MIX_MXFP4_MOE,
+    /* llama-quantize's file types named after one block type: that type, with its rules
+     * for the output, attn_v/k, ffn_down and attn_output (halo quantize) */
+    SYNTH_MIX_Q2_K,
+    SYNTH_MIX_Q4_0,
+    SYNTH_MIX_Q4_1,
+    SYNTH_MIX_Q5_0,
+    SYNTH_MIX_Q5_1,
+    SYNTH_MIX_Q6_K,
+    SYNTH_MIX_Q8_0,
+    SYNTH_MIX_IQ4_NL,
+    SYNTH_MIX_IQ4_XS,
     SYNTH_MIX_COUNT,
 };
 
 /* Parse a --type argument. false if unknown (or a type halo cannot encode). */
 bool synth_type_parse(const char *text, synth_type_spec *out);
+/* Parse llama-quantize's TYPE argument (halo quantize): every file-type name is a recipe
+ * with its per-tensor rules (Q8_0, Q6_K, Q4_K_M, Q2_K, IQ4_XS, ...; Q4_K, Q5_K, Q3_K are
+ * its aliases of the _M recipes), F32/F16/BF16 and, with pure, any type for every matrix. */
+bool synth_recipe_parse(const char *text, bool pure, synth_type_spec *out);
+const char *synth_recipe_names(void);
 /* A one-line list of accepted names, for messages. */
 const char *synth_type_names(void);
 /* Pick each tensor's type and byte size. Returns 0, or an error (overflow). */

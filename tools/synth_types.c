@@ -72,14 +72,27 @@ static const mix_name mix_names[] = {
     {"Q5_K_S", SYNTH_MIX_Q5_K_S, HALO_TYPE_Q5_K, 16},
     {"Q5_K_M", SYNTH_MIX_Q5_K_M, HALO_TYPE_Q5_K, 17},
     {"MXFP4_MOE", SYNTH_MIX_MXFP4_MOE, HALO_TYPE_MXFP4, 38},
+    /* the file types named after one type (halo quantize; synth writes those pure) */
+    {"Q2_K", SYNTH_MIX_Q2_K, HALO_TYPE_Q2_K, 10},
+    {"Q4_0", SYNTH_MIX_Q4_0, HALO_TYPE_Q4_0, 2},
+    {"Q4_1", SYNTH_MIX_Q4_1, HALO_TYPE_Q4_1, 3},
+    {"Q5_0", SYNTH_MIX_Q5_0, HALO_TYPE_Q5_0, 8},
+    {"Q5_1", SYNTH_MIX_Q5_1, HALO_TYPE_Q5_1, 9},
+    {"Q6_K", SYNTH_MIX_Q6_K, HALO_TYPE_Q6_K, 18},
+    {"Q8_0", SYNTH_MIX_Q8_0, HALO_TYPE_Q8_0, 7},
+    {"IQ4_NL", SYNTH_MIX_IQ4_NL, HALO_TYPE_IQ4_NL, 25},
+    {"IQ4_XS", SYNTH_MIX_IQ4_XS, HALO_TYPE_IQ4_XS, 30},
 };
+
+/* synth's --type: the K mixes and MXFP4_MOE are mixes, a single type is pure */
+static bool synth_mix(int mix) { return mix <= SYNTH_MIX_MXFP4_MOE; }
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 bool synth_type_parse(const char *text, synth_type_spec *out) {
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < COUNT(mix_names); i++) {
-        if (!strcasecmp(text, mix_names[i].name)) {
+        if (synth_mix(mix_names[i].mix) && !strcasecmp(text, mix_names[i].name)) {
             snprintf(out->name, sizeof out->name, "%s", mix_names[i].name);
             out->pure_type = -1;
             out->mix = mix_names[i].mix;
@@ -97,6 +110,53 @@ bool synth_type_parse(const char *text, synth_type_spec *out) {
         }
     }
     return false;
+}
+
+bool synth_recipe_parse(const char *text, bool pure, synth_type_spec *out) {
+    static const struct {
+        const char *alias, *name;
+    } aliases[] = {{"Q4_K", "Q4_K_M"}, {"Q5_K", "Q5_K_M"}, {"Q3_K", "Q3_K_M"}};
+    if (!pure) {
+        for (size_t i = 0; i < COUNT(aliases); i++)
+            if (!strcasecmp(text, aliases[i].alias)) text = aliases[i].name;
+        for (size_t i = 0; i < COUNT(mix_names); i++) {
+            if (strcasecmp(text, mix_names[i].name)) continue;
+            memset(out, 0, sizeof *out);
+            snprintf(out->name, sizeof out->name, "%s", mix_names[i].name);
+            out->pure_type = -1;
+            out->mix = mix_names[i].mix;
+            out->file_type = mix_names[i].file_type;
+            return true;
+        }
+    }
+    /* every matrix in one type: the plain types always, any type with --pure (the K
+     * mixes then name their base type) */
+    for (size_t i = 0; pure && i < COUNT(mix_names); i++)
+        if (!strcasecmp(text, mix_names[i].name)) {
+            memset(out, 0, sizeof *out);
+            snprintf(out->name, sizeof out->name, "%s", mix_names[i].name);
+            out->pure_type = mix_names[i].base;
+            out->mix = -1;
+            out->file_type = mix_names[i].file_type;
+            return true;
+        }
+    if (!synth_type_parse(text, out)) return false;
+    if (!pure && out->pure_type >= 0 && out->pure_type != HALO_TYPE_F32 &&
+        out->pure_type != HALO_TYPE_F16 && out->pure_type != HALO_TYPE_BF16 &&
+        out->pure_type != HALO_TYPE_Q8_0 && out->pure_type != HALO_TYPE_MXFP4) {
+        /* q3_K, q4_K, q5_K: llama-quantize has no such file type; q2_K etc. were
+         * caught above as recipes */
+        if (out->pure_type == HALO_TYPE_Q3_K || out->pure_type == HALO_TYPE_Q4_K ||
+            out->pure_type == HALO_TYPE_Q5_K)
+            return false;
+    }
+    return true;
+}
+
+const char *synth_recipe_names(void) {
+    return "Q8_0 Q6_K Q5_K_M Q5_K_S Q5_0 Q5_1 Q4_K_M Q4_K_S Q4_0 Q4_1 IQ4_XS IQ4_NL Q3_K_L Q3_K_M "
+           "Q3_K_S Q2_K MXFP4_MOE F16 BF16 F32; with --pure any of f32 f16 bf16 q8_0 q4_0 q4_1 "
+           "q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs mxfp4";
 }
 
 const char *synth_type_names(void) {
@@ -122,18 +182,21 @@ static bool use_more_bits(int64_t i, int64_t n) {
     return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 }
 
-static int mix_type(const synth_model *m, int mix, const synth_tensor *t, int64_t i_attn_v,
-                    int64_t n_attn_v) {
+static int mix_type(const synth_model *m, const synth_type_spec *spec, const synth_tensor *t,
+                    int64_t i_attn_v, int64_t n_attn_v) {
+    const int mix = spec->mix;
     const int base = mix_base(mix);
     const int64_t n_layer = m->n_layer;
     const bool eight_experts = m->n_expert == 8;
     const bool q4km_q5km = mix == SYNTH_MIX_Q4_K_M || mix == SYNTH_MIX_Q5_K_M;
+    const bool iq4 = mix == SYNTH_MIX_IQ4_NL || mix == SYNTH_MIX_IQ4_XS;
+    const bool gqa4 = m->n_head_kv > 0 && m->n_head / m->n_head_kv >= 4;
     const bool tied_embd = m->tied_embeddings && t->category == SYNTH_CAT_TOKEN_EMBD;
 
     if (t->category == SYNTH_CAT_OUTPUT || tied_embd) {
         if (mix == SYNTH_MIX_MXFP4_MOE) return HALO_TYPE_Q8_0;
         if (t->ne[0] % block_size(base) != 0) return HALO_TYPE_Q8_0;
-        return HALO_TYPE_Q6_K;
+        return base == HALO_TYPE_Q8_0 ? HALO_TYPE_Q8_0 : HALO_TYPE_Q6_K;
     }
     if (mix == SYNTH_MIX_MXFP4_MOE) return t->ne[2] > 1 ? HALO_TYPE_MXFP4 : HALO_TYPE_Q8_0;
 
@@ -141,8 +204,10 @@ static int mix_type(const synth_model *m, int mix, const synth_tensor *t, int64_
     case SYNTH_CAT_ATTN_V:
     case SYNTH_CAT_ATTN_QKV: {
         int type = base;
-        if (mix == SYNTH_MIX_Q3_K_M) type = i_attn_v < 2 ? HALO_TYPE_Q5_K : HALO_TYPE_Q4_K;
+        if (mix == SYNTH_MIX_Q2_K) type = gqa4 ? HALO_TYPE_Q4_K : HALO_TYPE_Q3_K;
+        else if (mix == SYNTH_MIX_Q3_K_M) type = i_attn_v < 2 ? HALO_TYPE_Q5_K : HALO_TYPE_Q4_K;
         else if (mix == SYNTH_MIX_Q3_K_L) type = HALO_TYPE_Q5_K;
+        else if (iq4 && gqa4) type = HALO_TYPE_Q5_K;
         else if (q4km_q5km && use_more_bits(i_attn_v, n_attn_v)) type = HALO_TYPE_Q6_K;
         else if (mix == SYNTH_MIX_Q4_K_S && i_attn_v < 4) type = HALO_TYPE_Q5_K;
         if (eight_experts) type = HALO_TYPE_Q8_0;
@@ -152,19 +217,25 @@ static int mix_type(const synth_model *m, int mix, const synth_tensor *t, int64_
         return eight_experts ? HALO_TYPE_Q8_0 : base;
     case SYNTH_CAT_FFN_DOWN: {
         int64_t i = t->layer;
+        if (mix == SYNTH_MIX_Q2_K) return HALO_TYPE_Q3_K;
         if (mix == SYNTH_MIX_Q3_K_M) return i < n_layer / 16 ? HALO_TYPE_Q5_K : HALO_TYPE_Q4_K;
         if (mix == SYNTH_MIX_Q3_K_L) return HALO_TYPE_Q5_K;
-        if (q4km_q5km && use_more_bits(i, n_layer)) return HALO_TYPE_Q6_K;
+        if (mix == SYNTH_MIX_Q4_K_M && use_more_bits(i, n_layer)) return HALO_TYPE_Q6_K;
+        if (iq4 && !spec->has_imatrix && i < n_layer / 8) return HALO_TYPE_Q5_K;
+        if (mix == SYNTH_MIX_Q5_K_M && use_more_bits(i, n_layer)) return HALO_TYPE_Q6_K;
         if (mix == SYNTH_MIX_Q4_K_S && i < n_layer / 8) return HALO_TYPE_Q5_K;
+        if ((mix == SYNTH_MIX_Q4_0 || mix == SYNTH_MIX_Q5_0) && spec->has_imatrix && i < n_layer / 8)
+            return mix == SYNTH_MIX_Q4_0 ? HALO_TYPE_Q4_1 : HALO_TYPE_Q5_1;
         return base;
     }
     case SYNTH_CAT_ATTN_OUTPUT:
         if (eight_experts) {
-            if (mix == SYNTH_MIX_Q3_K_S || mix == SYNTH_MIX_Q3_K_M || mix == SYNTH_MIX_Q4_K_S ||
-                mix == SYNTH_MIX_Q4_K_M)
+            if (mix == SYNTH_MIX_Q2_K || mix == SYNTH_MIX_Q3_K_S || mix == SYNTH_MIX_Q3_K_M ||
+                mix == SYNTH_MIX_Q4_K_S || mix == SYNTH_MIX_Q4_K_M || iq4)
                 return HALO_TYPE_Q5_K;
             return base;
         }
+        if (mix == SYNTH_MIX_Q2_K) return HALO_TYPE_Q3_K;
         if (mix == SYNTH_MIX_Q3_K_M) return HALO_TYPE_Q4_K;
         if (mix == SYNTH_MIX_Q3_K_L) return HALO_TYPE_Q5_K;
         return base;
@@ -203,7 +274,7 @@ int synth_choose_types(const synth_model *m, const synth_type_spec *spec, synth_
             if (spec->pure_type >= 0) {
                 type = spec->pure_type;
             } else {
-                type = mix_type(m, spec->mix, x, i_attn_v, n_attn_v);
+                type = mix_type(m, spec, x, i_attn_v, n_attn_v);
             }
             if (x->category == SYNTH_CAT_ATTN_V || x->category == SYNTH_CAT_ATTN_QKV) i_attn_v++;
             type = fallback(type, x->ne[0]);

@@ -24,7 +24,7 @@ check "[ $rc -eq 0 ] && grep -q 'q6_K' '$TMP/q4km_info.out'" "Q4_K_M info: $(hea
 run q4km_run run -m "$TMP/q4km.gguf" -p "The page cache" -n 8 --temp 0
 check "[ $rc -eq 0 ] && [ -s '$TMP/q4km_run.out' ]" "Q4_K_M run: $(cat "$TMP/q4km_run.err")"
 
-# one type for every matrix, an override, and the quality ordering q8_0 < q4_K < q2_K in KLD
+# recipes, an override, and the quality ordering Q8_0 < Q4_K(_M) < Q2_K in KLD
 # (under the sanitizers, HALO_TEST_QUICK: the recipe and the errors only)
 if [ -z "$quick" ]; then
 for t in q8_0 q4_K q2_K; do
@@ -35,7 +35,7 @@ k8=$(kld_of "$TMP/q8_0.gguf"); k4=$(kld_of "$TMP/q4_K.gguf"); k2=$(kld_of "$TMP/
 echo "KLD on 12 KB of test.txt: q8_0 $k8, q4_K $k4, q2_K $k2"
 check "awk 'BEGIN { exit !($k8 > 0 && $k8 < $k4 && $k4 < $k2 && $k8 < 0.01) }'" "KLD order: q8_0 $k8 q4_K $k4 q2_K $k2"
 # overrides: the 8 ffn_down_exps in q8_0, the (tied) token embedding in q6_K, the rest q4_0
-run ov quantize "$M" "$TMP/ov.gguf" q4_0 --tensor-type 'ffn_down_exps=q8_0' --token-embedding-type q6_K -t 2
+run ov quantize "$M" "$TMP/ov.gguf" q4_0 --pure --tensor-type 'ffn_down_exps=q8_0' --token-embedding-type q6_K -t 2
 check "[ $rc -eq 0 ]" "override: $(tail -n 2 "$TMP/ov.err")"
 run ov_info info "$TMP/ov.gguf"
 check "grep -Eq '^  q8_0 +8 tensors' '$TMP/ov_info.out' && grep -Eq '^  q6_K +1 tensors' '$TMP/ov_info.out'" "overrides not applied: $(grep -E '^  (q|f|b)' "$TMP/ov_info.out")"
@@ -58,6 +58,23 @@ if [ -x "$PEERBIN/llama-bench" ] && [ -x "$PEERBIN/llama-quantize" ] && [ -x "$P
         > "$TMP/pim.out" 2>&1
     run hq quantize --imatrix "$TMP/peer.imat.gguf" "$M" "$TMP/hq.gguf" q4_K -t 2
     check "[ $rc -eq 0 ] && ! grep -q 'nothing for' '$TMP/hq.err'" "halo quantize with the peer's imatrix: $(tail -n 3 "$TMP/hq.err")"
+    # llama-quantize's recipes: the same block type for every tensor as the peer chooses, on
+    # four architectures (GQA 2, 8 experts and 4, hybrid) and with an importance matrix
+    if command -v python3 >/dev/null; then
+        types() { python3 "$(dirname "$0")/gguf_types.py" "$1" | sort; }
+        for m in tiny-llama-f16 tiny-qwen3moe-f16 tiny-qwen35-f16; do
+            for t in Q8_0 Q6_K Q5_K_M Q4_K_M Q4_K_S Q3_K_M Q3_K_L Q2_K IQ4_XS IQ4_NL Q4_0 Q5_1; do
+                "$HALO" quantize "$FIX/models/$m.gguf" "$TMP/r-h.gguf" $t -t 2 > /dev/null 2>&1 &&
+                    "$PEERBIN/llama-quantize" "$FIX/models/$m.gguf" "$TMP/r-p.gguf" $t 2 > /dev/null 2>&1
+                check "[ \"\$(types '$TMP/r-h.gguf')\" = \"\$(types '$TMP/r-p.gguf')\" ]" "$m $t: types differ from llama-quantize's"
+            done
+        done
+        for t in Q6_K IQ4_XS Q4_0; do # kdoc-moe: 8 experts; with the imatrix (its own rules)
+            "$HALO" quantize --imatrix "$TMP/halo.imat.gguf" "$M" "$TMP/r-h.gguf" $t -t 2 > /dev/null 2>&1 &&
+                "$PEERBIN/llama-quantize" --imatrix "$TMP/halo.imat.gguf" "$M" "$TMP/r-p.gguf" $t 2 > /dev/null 2>&1
+            check "[ \"\$(types '$TMP/r-h.gguf')\" = \"\$(types '$TMP/r-p.gguf')\" ]" "kdoc $t with imatrix: types differ from llama-quantize's"
+        done
+    fi
 else
     echo "note: the peer's tools are not beside the fixtures (or HALO_TEST_QUICK): round trips skipped"
 fi
