@@ -93,7 +93,7 @@ int halo_quant_decode(int type, const void *blocks, float *out, int64_t n, halo_
     return HALO_OK;
 }
 
-int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, halo_error *err) {
+int halo_quant_encode_check(int type, int64_t n, const halo_type_traits **out, halo_error *err) {
     const halo_type_traits *t = halo_type_get(type);
     if (!t) return halo_error_set(err, HALO_ERR_ARG, "unknown tensor type %d", type);
     if (!t->from_float_ref)
@@ -102,6 +102,14 @@ int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, ha
     if (n < 0 || n % t->block_size)
         return halo_error_set(err, HALO_ERR_ARG, "%lld values is not a whole number of %s blocks",
                               (long long)n, t->name);
+    *out = t;
+    return HALO_OK;
+}
+
+int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, halo_error *err) {
+    const halo_type_traits *t = NULL;
+    int rc = halo_quant_encode_check(type, n, &t, err);
+    if (rc) return rc;
     t->from_float_ref(in, blocks, n);
     return HALO_OK;
 }

@@ -40,6 +40,10 @@ HALO_QUANT_FORMAT(mxfp4)
 /* Round v to the nearest integer (ties to even) and clamp to [lo, hi]. NaN goes to
  * lo, so a hostile input never turns into an out-of-range code. Encoders do
  * their arithmetic in double so that huge inputs cannot overflow on the way. */
+/* The checks every encoder makes (quant/quant.c): the type exists and halo can
+ * encode it, n is a whole number of blocks; *t set on success. */
+int halo_quant_encode_check(int type, int64_t n, const halo_type_traits **t, halo_error *err);
+
 static inline int halo_qround(double v, int lo, int hi) {
     if (!(v > (double)lo)) return lo;
     if (v >= (double)hi) return hi;

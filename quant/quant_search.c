@@ -835,14 +835,9 @@ static double weighted_error(const float *x, const float *y, const double *w, in
 
 int halo_quant_encode(int type, const float *in, void *blocks, int64_t n, const float *imp,
                       halo_error *err) {
-    const halo_type_traits *t = halo_type_get(type);
-    if (!t) return halo_error_set(err, HALO_ERR_ARG, "unknown tensor type %d", type);
-    if (!t->from_float_ref)
-        return halo_error_set(err, HALO_ERR_UNSUPPORTED, "halo cannot encode %s tensors yet",
-                              t->name);
-    if (n < 0 || n % t->block_size)
-        return halo_error_set(err, HALO_ERR_ARG, "%lld values is not a whole number of %s blocks",
-                              (long long)n, t->name);
+    const halo_type_traits *t = NULL;
+    int rc = halo_quant_encode_check(type, n, &t, err);
+    if (rc) return rc;
     if (n > 0 && halo_type_row_size(type, n) == 0)
         return halo_error_set(err, HALO_ERR_RANGE, "%lld %s values do not fit in memory",
                               (long long)n, t->name);
