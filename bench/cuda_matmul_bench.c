@@ -126,6 +126,110 @@ static void bench_moe(void *st, int type, int64_t n_rows, int64_t n_cols, float 
     halo_cuda_free(d_w);
 }
 
+/* Decode products of mmv.cu (halo_cuda_mv_launch): one dense product, or a layer's
+ * worth of products in one launch (list), weights cycled over COPIES as above. */
+static double time_mv(void *st, halo_cuda_mv *list, int n, size_t stride, int copies) {
+    const void *base[HALO_CUDA_MV_MAX], *base2[HALO_CUDA_MV_MAX];
+    for (int j = 0; j < n; j++) base[j] = list[j].w, base2[j] = list[j].w2;
+    const int reps = 300;
+    int rc = 0;
+    double t0 = 0.0;
+    for (int i = -10; i < reps; i++) {
+        if (i == 0) {
+            halo_cuda_stream_sync(st);
+            t0 = now();
+        }
+        for (int j = 0; j < n; j++) {
+            const size_t off = (size_t)((i + 10) % copies) * stride;
+            list[j].w = (const char *)base[j] + off;
+            if (base2[j]) list[j].w2 = (const char *)base2[j] + off;
+        }
+        rc |= halo_cuda_mv_launch(st, list, n);
+    }
+    halo_cuda_stream_sync(st);
+    for (int j = 0; j < n; j++) list[j].w = base[j], list[j].w2 = base2[j];
+    return rc ? -1.0 : (now() - t0) / reps;
+}
+
+static void bench_mv_dense(void *st, int type, int64_t n_rows, int64_t n_cols, float *d_x,
+                           float *d_y) {
+    size_t rs;
+    void *d_w = upload_matrix(st, type, n_rows * COPIES, n_cols, &rs);
+    if (!d_w) {
+        printf("  %s: out of memory\n", halo_type_name(type));
+        return;
+    }
+    halo_cuda_mv m = {.type = type, .w = d_w, .row_stride = rs, .n_rows = n_rows,
+                      .n_cols = n_cols, .x = d_x, .n_x = 1, .x_div = 1, .y = d_y};
+    const double dt = time_mv(st, &m, 1, rs * n_rows, COPIES);
+    printf("  %-6s %6lld x %5lld: %8.2f us  %7.1f GB/s%s\n", halo_type_name(type),
+           (long long)n_rows, (long long)n_cols, dt * 1e6, (double)rs * n_rows / dt * 1e-9,
+           dt < 0 ? "  (launch failed)" : "");
+    halo_cuda_free(d_w);
+}
+
+/* The MoE of one token of Qwen3.5-35B-A3B Q4_K_M: 8 of 256 experts, gate/up q4_K
+ * 512 x 2048 as a SwiGLU pair (one launch), down q6_K 2048 x 512 (another). */
+static void bench_mv_moe(void *st, float *d_x, float *d_y, int32_t *d_ids) {
+    enum { N_EXP = 256, K = 8 };
+    size_t rg, rd;
+    void *g = upload_matrix(st, HALO_TYPE_Q4_K, 512 * N_EXP * 2, 2048, &rg);
+    void *d = upload_matrix(st, HALO_TYPE_Q6_K, 2048 * N_EXP, 512, &rd);
+    if (!g || !d) {
+        printf("  out of memory\n");
+        halo_cuda_free(g);
+        halo_cuda_free(d);
+        return;
+    }
+    int32_t ids[K];
+    for (int j = 0; j < K; j++) ids[j] = (j * 37 + 11) % 48; /* + cycled offsets < 256 */
+    halo_cuda_memcpy(st, d_ids, ids, sizeof ids);
+    const size_t mg = rg * 512, md = rd * 2048;
+    halo_cuda_mv gu = {.type = HALO_TYPE_Q4_K, .w = g, .w2 = (char *)g + mg * N_EXP,
+                       .row_stride = rg, .mat_stride = mg, .n_rows = 512, .n_cols = 2048,
+                       .x = d_x, .n_x = K, .x_div = K, .ids = d_ids, .y = d_y};
+    halo_cuda_mv dn = {.type = HALO_TYPE_Q6_K, .w = d, .row_stride = rd, .mat_stride = md,
+                       .n_rows = 2048, .n_cols = 512, .x = d_x, .n_x = K, .x_div = 1,
+                       .ids = d_ids, .y = d_y + 8192};
+    /* the routed experts change each step: cycle the base over 16 expert offsets */
+    double t = time_mv(st, &gu, 1, mg * 12, 16);
+    printf("  q4_K   8 x (512 x 2048) gate+up SwiGLU: %8.2f us  %7.1f GB/s\n", t * 1e6,
+           2.0 * K * mg / t * 1e-9);
+    t = time_mv(st, &dn, 1, md * 12, 16);
+    printf("  q6_K   8 x (2048 x 512) down:           %8.2f us  %7.1f GB/s\n", t * 1e6,
+           (double)K * md / t * 1e-9);
+    halo_cuda_free(g);
+    halo_cuda_free(d);
+}
+
+/* The 4 projections of a DeltaNet layer in one launch (q6_K 8192 x 2048, q4_K
+ * 4096 x 2048, 2 x q4_K 32 x 2048). */
+static void bench_mv_layer(void *st, float *d_x, float *d_y) {
+    size_t r6, r4;
+    void *a = upload_matrix(st, HALO_TYPE_Q6_K, 8192 * COPIES, 2048, &r6);
+    void *b = upload_matrix(st, HALO_TYPE_Q4_K, 4160 * COPIES, 2048, &r4);
+    if (a && b) {
+        halo_cuda_mv l[4] = {
+            {.type = HALO_TYPE_Q6_K, .w = a, .row_stride = r6, .n_rows = 8192, .n_cols = 2048,
+             .x = d_x, .n_x = 1, .x_div = 1, .y = d_y},
+            {.type = HALO_TYPE_Q4_K, .w = b, .row_stride = r4, .n_rows = 4096, .n_cols = 2048,
+             .x = d_x, .n_x = 1, .x_div = 1, .y = d_y + 8192},
+            {.type = HALO_TYPE_Q4_K, .w = (char *)b + r4 * 4096, .row_stride = r4, .n_rows = 32,
+             .n_cols = 2048, .x = d_x, .n_x = 1, .x_div = 1, .y = d_y + 12288},
+            {.type = HALO_TYPE_Q4_K, .w = (char *)b + r4 * 4128, .row_stride = r4, .n_rows = 32,
+             .n_cols = 2048, .x = d_x, .n_x = 1, .x_div = 1, .y = d_y + 12320},
+        };
+        /* cycle both matrices together: their copies are 8192 and 4160 rows apart */
+        const double t = time_mv(st, l, 1, r6 * 8192, COPIES);
+        const double t4 = time_mv(st, l, 4, 0, 1);
+        printf("  DeltaNet projections, 4 products in one launch: %8.2f us (%.1f GB/s; the "
+               "q6_K one alone %.2f us)\n", t4 * 1e6, (double)(r6 * 8192 + r4 * 4160) / t4 * 1e-9,
+               t * 1e6);
+    }
+    halo_cuda_free(a);
+    halo_cuda_free(b);
+}
+
 int main(void) {
     if (halo_cuda_device_count() <= 0) {
         printf("cuda_matmul_bench: no CUDA GPU visible (%s)\n", halo_cuda_last_error());
@@ -183,6 +287,17 @@ int main(void) {
         bench_moe(st, types[i], 512, 2048, d_x, d_y, d_ids);
         bench_moe(st, types[i], 2048, 512, d_x, d_y, d_ids);
     }
+    printf("decode products of mmv.cu (int16 activations, one launch):\n");
+    for (int i = 0; i < N_TYPES; i++) {
+        bench_mv_dense(st, types[i], 8192, 2048, d_x, d_y);
+        bench_mv_dense(st, types[i], 4096, 2048, d_x, d_y);
+        bench_mv_dense(st, types[i], 2048, 4096, d_x, d_y);
+        bench_mv_dense(st, types[i], 14336, 4096, d_x, d_y);
+    }
+    bench_mv_dense(st, HALO_TYPE_F32, 256, 2048, d_x, d_y); /* router */
+    bench_mv_dense(st, HALO_TYPE_Q6_K, 248320, 2048, d_x, d_y); /* output head */
+    bench_mv_moe(st, d_x, d_y, d_ids);
+    bench_mv_layer(st, d_x, d_y);
     printf("prefill:\n");
     for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
 

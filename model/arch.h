@@ -162,6 +162,9 @@ void halo_blk_moe(halo_context *ctx, const halo_layer *L, const float *xn, int64
 /* x += y over n floats. */
 void halo_blk_add(halo_context *ctx, float *x, const float *y, int64_t n);
 /* y = rmsnorm(x) * w over n_rows rows of n (eps from the model). */
+/* x += y (the residual), then xn = rms_norm(x) * w: one op where the backend fuses them */
+void halo_blk_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                           float *xn, int64_t n_rows, int64_t n);
 void halo_blk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
                        int64_t n_rows, int64_t n);
 /* Final norm and output head for the tokens that asked for logits. */

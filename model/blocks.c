@@ -43,6 +43,18 @@ void halo_blk_add(halo_context *ctx, float *x, const float *y, int64_t n) {
     ctx->be.ops->add(ctx, x, y, n);
 }
 
+void halo_blk_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                           float *xn, int64_t n_rows, int64_t n) {
+    const halo_backend_ops *be = ctx->be.ops;
+    const halo_weight *wn = w && w->data ? w : NULL;
+    if (be->add_rms_norm) {
+        be->add_rms_norm(ctx, x, y, wn, xn, n_rows, n, ctx->hp->rms_eps);
+        return;
+    }
+    be->add(ctx, x, y, n_rows * n);
+    be->rms_norm(ctx, x, wn, xn, n_rows, n, ctx->hp->rms_eps);
+}
+
 void halo_blk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
                        int64_t n_rows, int64_t n) {
     ctx->be.ops->rms_norm(ctx, x, w && w->data ? w : NULL, y, n_rows, n, ctx->hp->rms_eps);
@@ -133,19 +145,23 @@ void halo_forward_decoder(halo_context *ctx, const halo_ubatch *ub) {
     const int64_t n = ub->n, e = hp->n_embd;
 
     halo_blk_embed(ctx, ub, b->x);
+    if (hp->n_layer > 0) halo_blk_rms_norm(ctx, b->x, &ctx->model->layers[0].attn_norm, b->xn, n, e);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const halo_layer *L = &ctx->model->layers[il];
-        /* attention with its residual */
-        halo_blk_rms_norm(ctx, b->x, &L->attn_norm, b->xn, n, e);
+        /* attention (its input normed at the end of the layer before), the residual and
+         * the FFN's norm */
         halo_blk_attention(ctx, il, ub, b->xn, b->y);
-        halo_blk_add(ctx, b->x, b->y, n * e);
-        /* FFN (dense or routed experts) with its residual */
-        halo_blk_rms_norm(ctx, b->x, &L->ffn_norm, b->xn, n, e);
+        halo_blk_add_rms_norm(ctx, b->x, b->y, &L->ffn_norm, b->xn, n, e);
+        /* FFN (dense or routed experts), its residual and the next layer's norm */
         if (L->ffn_gate_inp.data)
             halo_blk_moe(ctx, L, b->xn, n, b->y);
         else
             halo_blk_ffn(ctx, &L->ffn_gate, &L->ffn_up, &L->ffn_down, b->xn, n, b->y);
-        halo_blk_add(ctx, b->x, b->y, n * e);
+        if (il + 1 < hp->n_layer)
+            halo_blk_add_rms_norm(ctx, b->x, b->y, &ctx->model->layers[il + 1].attn_norm, b->xn,
+                                  n, e);
+        else
+            halo_blk_add(ctx, b->x, b->y, n * e);
     }
     halo_blk_output(ctx, ub, b->x);
 }

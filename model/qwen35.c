@@ -284,6 +284,13 @@ static void ffn_layer(halo_context *ctx, const halo_layer *L, const float *xn, i
 
 /* ---- the forward pass ------------------------------------------------------------------------ */
 
+/* The first layer from il on that runs (MTP heads do not), -1 if none. */
+static int32_t next_layer(const halo_hparams *hp, uint32_t il) {
+    for (; il < hp->n_layer; il++)
+        if (hp->layer_kind[il] != HALO_LAYER_NEXTN) return (int32_t)il;
+    return -1;
+}
+
 static void qwen35_forward(halo_context *ctx, const halo_ubatch *ub) {
     const halo_hparams *hp = ctx->hp;
     halo_buffers *b = &ctx->buf;
@@ -292,20 +299,26 @@ static void qwen35_forward(halo_context *ctx, const halo_ubatch *ub) {
     layout(ctx->model, ctx->params.n_ubatch, b->extra, &s);
 
     halo_blk_embed(ctx, ub, b->x);
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
+    int32_t il = next_layer(hp, 0);
+    if (il >= 0) halo_blk_rms_norm(ctx, b->x, &ctx->model->layers[il].attn_norm, b->xn, n, e);
+    while (il >= 0) {
         const halo_layer *L = &ctx->model->layers[il];
-        if (hp->layer_kind[il] == HALO_LAYER_NEXTN) continue; /* MTP heads: not run */
-        /* token mixer */
-        halo_blk_rms_norm(ctx, b->x, &L->attn_norm, b->xn, n, e);
+        /* token mixer (its input normed at the end of the layer before), the residual
+         * and the FFN's norm */
         if (hp->layer_kind[il] == HALO_LAYER_DELTANET)
-            deltanet_layer(ctx, il, ub, &s, b->xn, b->y);
+            deltanet_layer(ctx, (uint32_t)il, ub, &s, b->xn, b->y);
         else
-            attention_layer(ctx, il, ub, &s, b->xn, b->y);
-        halo_blk_add(ctx, b->x, b->y, n * e);
-        /* FFN */
-        halo_blk_rms_norm(ctx, b->x, &L->ffn_norm, b->xn, n, e);
+            attention_layer(ctx, (uint32_t)il, ub, &s, b->xn, b->y);
+        halo_blk_add_rms_norm(ctx, b->x, b->y, &L->ffn_norm, b->xn, n, e);
+        /* FFN, its residual and the next layer's norm */
         ffn_layer(ctx, L, b->xn, n, b->y);
-        halo_blk_add(ctx, b->x, b->y, n * e);
+        const int32_t next = next_layer(hp, (uint32_t)il + 1);
+        if (next >= 0)
+            halo_blk_add_rms_norm(ctx, b->x, b->y, &ctx->model->layers[next].attn_norm, b->xn,
+                                  n, e);
+        else
+            halo_blk_add(ctx, b->x, b->y, n * e);
+        il = next;
     }
     halo_blk_output(ctx, ub, b->x);
 }

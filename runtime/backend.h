@@ -75,6 +75,9 @@ typedef struct halo_backend_ops {
      * at position ub->pos[t], the model's mode, n_rot and frequencies */
     void (*rope)(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads, int head_dim);
     void (*add)(halo_context *ctx, float *x, const float *y, int64_t n);          /* x += y */
+    /* optional: x += y, then xn = rms_norm(x) * w (n_rows rows of n; as add, then rms_norm) */
+    void (*add_rms_norm)(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                         float *xn, int64_t n_rows, int64_t n, float eps);
     void (*swiglu)(halo_context *ctx, float *g, const float *u, int64_t n);       /* g = silu(g) u */
     void (*sigmoid_gate)(halo_context *ctx, float *x, const float *g, int64_t n); /* x *= sig(g) */
     /* dst[r * dst_stride + i] = src[r * src_stride + i], i < width, r < rows */

@@ -417,11 +417,95 @@ static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
                                   st(ctx)->d_token, ub->n, x));
 }
 
+/* Decode products (up to MV_MAX_TOKENS tokens) go through halo_cuda_mv_launch: several
+ * in one launch, activations quantized to int16 (kernels/cuda/mmv.cu). */
+#define MV_MAX_TOKENS 8
+
+static halo_cuda_mv mv_dense(const halo_weight *w, int64_t expert, const float *x, int64_t n,
+                             float *y) {
+    return (halo_cuda_mv){
+        .type = w->type,
+        .w = wdev(w, expert),
+        .row_stride = w->row_stride,
+        .n_rows = w->n_rows,
+        .n_cols = w->n_cols,
+        .x = x,
+        .n_x = (int32_t)n,
+        .x_div = 1,
+        .y = y,
+    };
+}
+
+static halo_cuda_mv mv_id(const halo_weight *w, const float *x, int32_t x_div,
+                          const int32_t *ids, int32_t n_assign, float *y) {
+    return (halo_cuda_mv){
+        .type = w->type,
+        .w = w->dev,
+        .row_stride = w->row_stride,
+        .mat_stride = w->mat_stride,
+        .n_rows = w->n_rows,
+        .n_cols = w->n_cols,
+        .x = x,
+        .n_x = n_assign,
+        .x_div = x_div,
+        .ids = ids,
+        .y = y,
+    };
+}
+
+/* Make m a SwiGLU pair with up (same type and shape), if the kernel takes it. */
+static bool mv_pair(halo_cuda_mv *m, const halo_weight *up, int64_t expert) {
+    if (up->type != m->type || up->row_stride != m->row_stride || up->n_rows != m->n_rows ||
+        up->n_cols != m->n_cols || (m->ids && up->mat_stride != m->mat_stride))
+        return false;
+    halo_cuda_mv t = *m;
+    t.w2 = m->ids ? up->dev : wdev(up, expert);
+    if (!halo_cuda_mv_supported(&t)) return false;
+    *m = t;
+    return true;
+}
+
 static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                       int64_t n, float *y) {
     SKIP_IF_REPLAY(ctx);
+    if (n <= MV_MAX_TOKENS) {
+        const halo_cuda_mv m = mv_dense(w, expert, x, n, y);
+        if (halo_cuda_mv_supported(&m)) {
+            check(ctx, halo_cuda_mv_launch(st(ctx)->stream, &m, 1));
+            return;
+        }
+    }
     check(ctx, halo_cuda_matmul(st(ctx)->stream, w->type, wdev(w, expert), w->row_stride,
                                 w->n_rows, w->n_cols, x, n, y));
+}
+
+/* One-token products in as few launches as the types allow; pairs (2i, 2i + 1),
+ * i < n_glu, are SwiGLU gate / up pairs (silu(gate) * up into the gate's y). */
+static void cu_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
+    SKIP_IF_REPLAY(ctx);
+    halo_cuda_mv list[HALO_CUDA_MV_MAX];
+    int n_list = 0;
+    for (int i = 0; i < n_mm; i++) {
+        const bool pair = i < 2 * n_glu;
+        halo_cuda_mv m = mv_dense(mm[i].w, mm[i].expert, mm[i].x, 1, mm[i].y);
+        bool ok = halo_cuda_mv_supported(&m);
+        if (ok && pair) ok = mm[i + 1].x == mm[i].x && mv_pair(&m, mm[i + 1].w, mm[i + 1].expert);
+        if (!ok) { /* separately */
+            cu_matmul(ctx, mm[i].w, mm[i].expert, mm[i].x, 1, mm[i].y);
+            if (pair) {
+                cu_matmul(ctx, mm[i + 1].w, mm[i + 1].expert, mm[i + 1].x, 1, mm[i + 1].y);
+                check(ctx, halo_cuda_swiglu(st(ctx)->stream, mm[i].y, mm[i + 1].y, mm[i].w->n_rows));
+            }
+        } else {
+            if (n_list == HALO_CUDA_MV_MAX) {
+                check(ctx, halo_cuda_mv_launch(st(ctx)->stream, list, n_list));
+                n_list = 0;
+            }
+            list[n_list++] = m;
+        }
+        if (pair) i++;
+    }
+    if (n_list) check(ctx, halo_cuda_mv_launch(st(ctx)->stream, list, n_list));
 }
 
 static void cu_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
@@ -440,6 +524,12 @@ static void cu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_he
 static void cu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
     SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_add(st(ctx)->stream, x, y, n));
+}
+
+static void cu_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                            float *xn, int64_t n_rows, int64_t n, float eps) {
+    SKIP_IF_REPLAY(ctx);
+    check(ctx, halo_cuda_add_rms_norm(st(ctx)->stream, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
 }
 
 static void cu_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
@@ -501,9 +591,53 @@ static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
                               hk, hv, 1.0f / sqrtf((float)hk), q, out, s->attn_work));
 }
 
+/* The MoE FFN of a few tokens (n * k <= MV_MAX_ASSIGN) in four product launches:
+ * router + shared expert's gate/up (SwiGLU) + its gate input; top-k; the experts'
+ * gate/up (SwiGLU) by id; the experts' down by id + the shared expert's down. */
+#define MV_MAX_ASSIGN 64
+
+static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                   float *out) {
+    cuda_state *s = st(ctx);
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd;
+    const int32_t na = (int32_t)(n * k);
+    if (n > MV_MAX_TOKENS || na > MV_MAX_ASSIGN) return false;
+    halo_cuda_mv a[4], b[1], c[2];
+    int n_a = 0, n_c = 0;
+    a[n_a++] = mv_dense(W->router, 0, xn, n, s->router);
+    b[0] = mv_id(W->gate_exps, xn, k, s->moe_ids, na, s->moe_a);
+    c[n_c++] = mv_id(W->down_exps, s->moe_a, 1, s->moe_ids, na, s->moe_y);
+    bool ok = halo_cuda_mv_supported(&a[0]) && mv_pair(&b[0], W->up_exps, 0) &&
+              halo_cuda_mv_supported(&c[0]);
+    if (W->shexp_gate) {
+        a[n_a] = mv_dense(W->shexp_gate, 0, xn, n, s->sh_a);
+        ok = ok && halo_cuda_mv_supported(&a[n_a]) && mv_pair(&a[n_a], W->shexp_up, 0);
+        n_a++;
+        a[n_a] = mv_dense(W->shexp_gate_inp, 0, xn, n, s->shg);
+        ok = ok && halo_cuda_mv_supported(&a[n_a]);
+        n_a++;
+        c[n_c] = mv_dense(W->shexp_down, 0, s->sh_a, n, s->sh);
+        ok = ok && halo_cuda_mv_supported(&c[n_c]);
+        n_c++;
+    }
+    if (!ok) return false;
+    void *str = s->stream;
+    check(ctx, halo_cuda_mv_launch(str, a, n_a));
+    check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
+                                    ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    check(ctx, halo_cuda_mv_launch(str, b, 1));
+    check(ctx, halo_cuda_mv_launch(str, c, n_c));
+    check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e,
+                                     W->shexp_gate ? s->sh : NULL, W->shexp_gate ? s->shg : NULL,
+                                     out));
+    return true;
+}
+
 static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
     SKIP_IF_REPLAY(ctx);
+    if (moe_mv(ctx, W, xn, n, out)) return;
     cuda_state *s = st(ctx);
     void *str = s->stream;
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
@@ -558,6 +692,16 @@ static void cu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *
     cuda_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
     const dn_dims d = get_dims(ctx->hp);
+    bool single = true; /* every segment one token: the conv state moves on in place */
+    for (int32_t j = 0; j < ub->n_seg && single; j++) single = ub->seg_off[j + 1] - ub->seg_off[j] <= 1;
+    if (single) {
+        check(ctx, halo_cuda_deltanet_conv_step(
+                       s->stream, qkv, ub->n, d.ch, (int)ctx->hp->ssm_conv_kernel, L->ssm_conv1d.dev,
+                       halo_rs_conv(ctx, il, 0), (int64_t)ctx->rs.conv_floats, s->d_seg_off,
+                       s->d_seg_seq, ub->n_seg, d.hk, d.dk, 1.0f / sqrtf((float)d.dk), conv, alpha,
+                       b, L->ssm_a.dev, L->ssm_dt.dev, d.hv, g, beta));
+        return;
+    }
     check(ctx, halo_cuda_deltanet_conv(s->stream, qkv, ub->n, d.ch,
                                        (int)ctx->hp->ssm_conv_kernel, L->ssm_conv1d.dev,
                                        halo_rs_conv(ctx, il, 0), (int64_t)ctx->rs.conv_floats,
@@ -606,10 +750,11 @@ const halo_backend_ops halo_backend_cuda_ops = {
     .finish = cu_finish,
     .embed = cu_embed,
     .matmul = cu_matmul,
-    .matmul_multi = NULL,
+    .matmul_multi = cu_matmul_multi,
     .rms_norm = cu_rms_norm,
     .rope = cu_rope,
     .add = cu_add,
+    .add_rms_norm = cu_add_rms_norm,
     .swiglu = cu_swiglu,
     .sigmoid_gate = cu_sigmoid_gate,
     .copy2d = cu_copy2d,

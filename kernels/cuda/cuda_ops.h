@@ -75,6 +75,30 @@ int halo_cuda_matmul_id(void *stream, int type, const void *w, size_t row_stride
                         size_t mat_stride, int64_t n_rows, int64_t n_cols, const float *x,
                         int32_t x_div, const int32_t *ids, int32_t n_assign, float *y);
 
+/* Decode products (kernels/cuda/mmv.cu), up to HALO_CUDA_MV_MAX in one launch, each
+ *     dense (ids NULL): y[a * n_rows + r] = sum_c W[r][c] * x[a * n_cols + c], a < n_x
+ *     by id: as halo_cuda_matmul_id with n_x assignments (ids < 0 skipped)
+ * and with w2 (a matrix of the same type and shape: the up half of a SwiGLU pair),
+ * y = silu(W x) * (W2 x). Activations are quantized to int16 per 32 columns for the
+ * integer formats (xq.cuh: error <= half a step of 1/32639 of the block's largest
+ * |x| per column); float formats use them as they are. Types: Q4_K, Q5_K, Q6_K,
+ * Q8_0, F32, F16, BF16 (halo_cuda_mv_supported says, for a product's type,
+ * alignment and sizes; HALO_CUDA_MV=0 in the environment turns it off). */
+#define HALO_CUDA_MV_MAX 8
+typedef struct halo_cuda_mv {
+    int type;
+    const void *w, *w2;
+    size_t row_stride, mat_stride;
+    int64_t n_rows, n_cols;
+    const float *x;
+    int32_t n_x;   /* dense: activation rows (tokens); by id: assignments */
+    int32_t x_div; /* by id: assignment a reads x row a / x_div; dense: 1 */
+    const int32_t *ids;
+    float *y;
+} halo_cuda_mv;
+bool halo_cuda_mv_supported(const halo_cuda_mv *m);
+int halo_cuda_mv_launch(void *stream, const halo_cuda_mv *m, int n);
+
 /* Embedding: y[i * n_cols + c] = decoded W[rows[i]][c], i < n (rows on the device). */
 int halo_cuda_get_rows(void *stream, int type, const void *w, size_t row_stride, int64_t n_cols,
                        const int32_t *rows, int32_t n, float *y);
@@ -84,6 +108,10 @@ int halo_cuda_get_rows(void *stream, int type, const void *w, size_t row_stride,
 /* y[t][i] = x[t][i] / sqrt(mean(x[t]^2) + eps) * (w ? w[i] : 1); y may equal x. */
 int halo_cuda_rms_norm(void *stream, const float *x, const float *w, float *y, int64_t n_rows,
                        int64_t n, float eps);
+/* x[t][i] += y[t][i], then xn[t] = rms_norm(x[t]) * w as halo_cuda_rms_norm (n > 1024:
+ * bit for bit the same as the two launches); xn must not overlap x or y. */
+int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, const float *w, float *xn,
+                           int64_t n_rows, int64_t n, float eps);
 /* RoPE in place on n_tok tokens, token t's n_heads rows of head_dim at
  * x + t * n_heads * head_dim, angle pos[t] * inv_freq[i] (pos, inv_freq on the
  * device); mode 0 adjacent pairs (NORM), 2 halves (NEOX), as halo_rope. */
@@ -162,6 +190,15 @@ int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_tok, int64_t
                             int kernel, const float *w, float *conv_state, int64_t conv_stride,
                             const int32_t *seg_off, const int32_t *seg_seq, int32_t n_seg,
                             int n_k_heads, int dk, float q_scale, float *y);
+/* The same, and the gates below, in one launch, for ubatches whose segments hold one
+ * token each (decode steps: the caller knows its segments). */
+int halo_cuda_deltanet_conv_step(void *stream, const float *x, int32_t n_tok, int64_t n_ch,
+                                 int kernel, const float *w, float *conv_state,
+                                 int64_t conv_stride, const int32_t *seg_off,
+                                 const int32_t *seg_seq, int32_t n_seg, int n_k_heads, int dk,
+                                 float q_scale, float *y, const float *alpha, const float *b,
+                                 const float *a, const float *dt_bias, int n_v_heads, float *g,
+                                 float *beta);
 /* g[t][h] = a[h] * softplus(alpha[t][h] + dt_bias[h]); beta[t][h] = sigmoid(b[t][h]);
  * alpha, b, g, beta: [n_tok][n_v_heads]. */
 int halo_cuda_deltanet_gates(void *stream, const float *alpha, const float *b, const float *a,

@@ -28,6 +28,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define FULL_MASK 0xffffffffu
 #define MAX_CONV 16   /* conv kernel widths, as HALO_DELTANET_MAX_CONV */
@@ -70,12 +71,37 @@ __device__ __forceinline__ int find_segment(const int32_t *__restrict__ seg_off,
 
 #define CONV_TOK 1
 
+/* The gates of n_v_heads values from i0 (threads of the block, grid-stride `step`). */
+struct gates_args {
+    const float *alpha, *b, *a, *dt_bias;
+    float *g, *beta;
+    int n_v_heads;
+};
+__device__ __forceinline__ void gates_at(const gates_args &ga, int64_t i) {
+    const int h = (int)(i % ga.n_v_heads);
+    const float s = ga.alpha[i] + ga.dt_bias[h];
+    const float softplus = s > 20.0f ? s : log1pf(expf(s)); /* torch's threshold */
+    const float bi = ga.b[i];
+    ga.g[i] = ga.a[h] * softplus;
+    ga.beta[i] = 1.0f / (1.0f + expf(-bi));
+}
+
+/* step: every segment holds one token (decode), so the thread of a channel also moves
+ * its sequence's conv state on (read before written, no other token of that sequence
+ * in the ubatch), and the last column of blocks computes the token's gates (ga) */
 __global__ void conv_kernel(const float *__restrict__ x, int32_t n_tok, int64_t n_ch, int kernel,
-                            const float *__restrict__ w, const float *__restrict__ conv_state,
+                            const float *__restrict__ w, float *conv_state,
                             int64_t conv_stride, const int32_t *__restrict__ seg_off,
                             const int32_t *__restrict__ seg_seq, int32_t n_seg, int n_k_heads,
-                            int dk, float q_scale, float *__restrict__ y) {
+                            int dk, float q_scale, float *__restrict__ y, int step,
+                            gates_args ga) {
     __shared__ float part[CONV_TOK][32];
+    if (step && blockIdx.x == gridDim.x - 1) {
+        const int64_t t = blockIdx.y;
+        for (int i = threadIdx.x; i < ga.n_v_heads; i += blockDim.x)
+            gates_at(ga, t * ga.n_v_heads + i);
+        return;
+    }
     const int nb = 2 * n_k_heads;
     const bool head = (int)blockIdx.x < nb;
     const int64_t c = head ? (int64_t)blockIdx.x * dk + threadIdx.x
@@ -92,13 +118,15 @@ __global__ void conv_kernel(const float *__restrict__ x, int32_t n_tok, int64_t 
         out[u] = 0.0f;
         if (have[u] && live) {
             const int32_t t0 = seg_off[seg], p = t - t0;
-            const float *state = conv_state + (int64_t)seg_seq[seg] * conv_stride;
+            float *state = conv_state + (int64_t)seg_seq[seg] * conv_stride;
             float sum = 0.0f;
             for (int j = 0; j < kernel; j++) {
                 const int src = p - (kernel - 1) + j; /* < 0: from the state */
                 const float in = src >= 0 ? x[(int64_t)(t0 + src) * n_ch + c]
                                           : state[(int64_t)(kernel - 1 + src) * n_ch + c];
                 sum += w[c * kernel + j] * in;
+                /* step: state row j - 1 takes input j (rows 1.., then x) */
+                if (step && j > 0) state[(int64_t)(j - 1) * n_ch + c] = in;
             }
             out[u] = silu_f(sum);
         }
@@ -162,7 +190,8 @@ extern "C" int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_t
     if (blocks > INT32_MAX) return -1;
     const dim3 grid((unsigned)blocks, (unsigned)((n_tok + CONV_TOK - 1) / CONV_TOK));
     conv_kernel<<<grid, threads, 0, s>>>(x, n_tok, n_ch, kernel, w, conv_state, conv_stride,
-                                         seg_off, seg_seq, n_seg, n_k_heads, dk, q_scale, y);
+                                         seg_off, seg_seq, n_seg, n_k_heads, dk, q_scale, y, 0,
+                                         gates_args{});
     if (kernel > 1) {
         const int64_t cb = (n_ch + 255) / 256;
         if (cb > INT32_MAX) return -1;
@@ -172,21 +201,41 @@ extern "C" int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_t
     return launched();
 }
 
+extern "C" int halo_cuda_deltanet_conv_step(void *stream, const float *x, int32_t n_tok,
+                                            int64_t n_ch, int kernel, const float *w,
+                                            float *conv_state, int64_t conv_stride,
+                                            const int32_t *seg_off, const int32_t *seg_seq,
+                                            int32_t n_seg, int n_k_heads, int dk, float q_scale,
+                                            float *y, const float *alpha, const float *b,
+                                            const float *a, const float *dt_bias, int n_v_heads,
+                                            float *g, float *beta) {
+    if (n_tok < 0 || n_ch < 0 || kernel < 1 || kernel > MAX_CONV || n_seg < 0 ||
+        n_k_heads < 0 || (n_k_heads > 0 && (dk < 1 || dk > MAX_DIM)) ||
+        (int64_t)2 * n_k_heads * dk > n_ch || n_tok > 65535 || n_seg > 65535 || n_v_heads < 0)
+        return -1;
+    if (n_tok == 0 || n_ch == 0 || n_seg == 0) return 0;
+    const int threads = n_k_heads > 0 ? (dk + 31) / 32 * 32 < 128 ? 128 : (dk + 31) / 32 * 32
+                                      : 128;
+    const int64_t v_ch = n_ch - (int64_t)2 * n_k_heads * dk;
+    const int64_t blocks = 2 * (int64_t)n_k_heads + (v_ch + threads - 1) / threads + 1;
+    if (blocks > INT32_MAX) return -1;
+    const gates_args ga = {alpha, b, a, dt_bias, g, beta, n_v_heads};
+    conv_kernel<<<dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, (cudaStream_t)stream>>>(
+        x, n_tok, n_ch, kernel, w, conv_state, conv_stride, seg_off, seg_seq, n_seg, n_k_heads,
+        dk, q_scale, y, 1, ga);
+    return launched();
+}
+
 /* ---- gates -------------------------------------------------------------------------------- */
 
 /* alpha, b may be g, beta (in place, as on the CPU): no __restrict__ on those four */
 __global__ void gates_kernel(const float *alpha, const float *b,
                              const float *__restrict__ a, const float *__restrict__ dt_bias,
                              int64_t total, int n_v_heads, float *g, float *beta) {
+    const gates_args ga = {alpha, b, a, dt_bias, g, beta, n_v_heads};
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const int h = (int)(i % n_v_heads);
-        const float s = alpha[i] + dt_bias[h];
-        const float softplus = s > 20.0f ? s : log1pf(expf(s)); /* torch's threshold */
-        const float bi = b[i];
-        g[i] = a[h] * softplus;
-        beta[i] = 1.0f / (1.0f + expf(-bi));
-    }
+         i += (int64_t)gridDim.x * blockDim.x)
+        gates_at(ga, i);
 }
 
 extern "C" int halo_cuda_deltanet_gates(void *stream, const float *alpha, const float *b,
@@ -388,6 +437,18 @@ __global__ void norm_gated_kernel(float *o, const float *__restrict__ z,
     for (int i = lane; i < dv; i += 32) x[i] = x[i] * f * w[i] * silu_f(zr[i]);
 }
 
+/* Value heads x segments from which a block takes a whole head (the gated norm in
+ * the block, one launch; fewer, larger blocks). HALO_CUDA_DN_FUSE=0: 256, the
+ * earlier choice (for measurements). */
+static int rule_fuse_min(void) {
+    static int v = -1; /* read once; a race only reads it twice */
+    if (v < 0) {
+        const char *e = getenv("HALO_CUDA_DN_FUSE");
+        v = e && e[0] == '0' ? 256 : 32;
+    }
+    return v;
+}
+
 template <int P>
 static int launch_rule(cudaStream_t s, const float *conv, int64_t ch, const float *g,
                        const float *beta, const float *z, const float *norm_w, float eps,
@@ -398,7 +459,7 @@ static int launch_rule(cudaStream_t s, const float *conv, int64_t ch, const floa
     /* a block per whole head (the norm in the block) when the segments alone give the
      * GPU enough blocks (decode); else groups of 32 columns and the norm after */
     int nc = 32;
-    if ((int64_t)n_seg * n_v_heads >= 256 && dv * P <= 512) nc = dv;
+    if ((int64_t)n_seg * n_v_heads >= rule_fuse_min() && dv * P <= 512) nc = dv;
     const int threads = nc * P;
     const int n_stage = 2 * DK + (nc == dv ? 2 : 1) * nc + 2; /* as in rule_kernel */
     if (n_stage > STAGE_SLOTS * threads) return -1;

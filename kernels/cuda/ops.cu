@@ -84,6 +84,40 @@ extern "C" int halo_cuda_rms_norm(void *stream, const float *x, const float *w, 
     return launched();
 }
 
+/* x[r] += y[r], then xn[r] = rms_norm(x[r]) * w: a block of 512 threads per row, each
+ * thread summing the squares of its elements in the order rms_norm_block_kernel does
+ * (the same values as add then rms_norm). */
+__global__ void add_rms_norm_kernel(float *x, const float *__restrict__ y,
+                                    const float *__restrict__ w, float *__restrict__ xn, int64_t n,
+                                    float eps) {
+    __shared__ float part[32];
+    float *xr = x + (int64_t)blockIdx.x * n;
+    const float *yr = y + (int64_t)blockIdx.x * n;
+    float *zr = xn + (int64_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (unsigned i = 0; i < blockDim.x / 32; i++) tot += part[i];
+    const float scale = 1.0f / sqrtf(tot / (float)n + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) /* its own writes: no barrier */
+        zr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
+extern "C" int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, const float *w,
+                                      float *xn, int64_t n_rows, int64_t n, float eps) {
+    if (n_rows < 0 || n < 0 || n_rows > INT32_MAX) return -1;
+    if (n_rows == 0 || n == 0) return 0;
+    add_rms_norm_kernel<<<(unsigned)n_rows, 512, 0, (cudaStream_t)stream>>>(x, y, w, xn, n, eps);
+    return launched();
+}
+
 /* ---- RoPE: a thread per rotated pair ---------------------------------------------------- */
 
 __global__ void rope_kernel(float *x, int64_t total, int n_heads, int head_dim, int half,

@@ -222,9 +222,19 @@ static void run_case(const dn_case *c) {
         int32_t *doff = dev_from(seg_off, sizeof(int32_t) * (size_t)(n_seq + 1));
         int32_t *dseq = dev_from(seg_seq, sizeof(int32_t) * (size_t)n_seq);
 
-        CHECK(halo_cuda_deltanet_conv(S, dx, n_tok, ch, K, dw, dcs, conv_stride, doff, dseq, n_seq,
-                                      hk, dk, q_scale, dy) == 0);
-        CHECK(halo_cuda_deltanet_gates(S, dal, dbb, da, ddt, n_tok, hv, dg, dbeta) == 0);
+        /* segments of at most one token: the second call takes the decode launcher (conv,
+         * state and gates in one kernel), the first the general ones */
+        bool single = true;
+        for (int s = 0; s < n_seq; s++) single = single && c->len[call][s] <= 1;
+        if (single && call == 1) {
+            CHECK(halo_cuda_deltanet_conv_step(S, dx, n_tok, ch, K, dw, dcs, conv_stride, doff,
+                                               dseq, n_seq, hk, dk, q_scale, dy, dal, dbb, da,
+                                               ddt, hv, dg, dbeta) == 0);
+        } else {
+            CHECK(halo_cuda_deltanet_conv(S, dx, n_tok, ch, K, dw, dcs, conv_stride, doff, dseq,
+                                          n_seq, hk, dk, q_scale, dy) == 0);
+            CHECK(halo_cuda_deltanet_gates(S, dal, dbb, da, ddt, n_tok, hv, dg, dbeta) == 0);
+        }
         CHECK(halo_cuda_deltanet_rule(S, dy, ch, dg, dbeta, dz, dnw, eps, n_tok, hk, hv, dk, dv, dss,
                                       ssm_stride, doff, dseq, n_seq, dout) == 0);
         CHECK(halo_cuda_stream_sync(S) == 0);
@@ -234,7 +244,8 @@ static void run_case(const dn_case *c) {
         to_host(gg, dg, sizeof(float) * (size_t)n_tok * (size_t)hv);
         to_host(gb, dbeta, sizeof(float) * (size_t)n_tok * (size_t)hv);
         to_host(go, dout, sizeof(float) * (size_t)n_tok * (size_t)vd);
-        printf("   call %d: %d tokens in %d segments\n", call, n_tok, n_seq);
+        printf("   call %d: %d tokens in %d segments%s\n", call, n_tok, n_seq,
+               single && call == 1 ? " (decode launcher)" : "");
         report(c->name, "conv", max_rel(gy, ey, (size_t)n_tok * (size_t)ch), TOL_CONV);
         report(c->name, "g", max_rel(gg, eg, (size_t)n_tok * (size_t)hv), TOL_GATES);
         report(c->name, "beta", max_rel(gb, eb, (size_t)n_tok * (size_t)hv), TOL_GATES);
@@ -312,6 +323,7 @@ int main(void) {
     static int ones[64];
     for (int i = 0; i < 64; i++) ones[i] = 1;
     static const int small_a[] = {5, 1, 40}, small_b[] = {1, 17, 2};
+    static const int one_empty[] = {1, 0, 1, 1};
 
     const dn_case cases[] = {
         {"kdoc", 2, 4, 128, 128, 4, 5, {mix_a, mix_b}},
@@ -319,6 +331,8 @@ int main(void) {
         {"dk256-dv256", 2, 4, 256, 256, 4, 5, {mix_a, mix_c}},
         {"35B-fused-mixed", 16, 32, 128, 128, 4, 8, {fused_a, fused_b}},
         {"35B-decode", 16, 32, 128, 128, 4, 64, {ones, ones}},
+        {"35B-decode-1", 16, 32, 128, 128, 4, 1, {ones, ones}},
+        {"35B-decode-4-empty", 16, 32, 128, 128, 4, 4, {ones, one_empty}},
         {"dk32-dv64-conv3", 1, 2, 32, 64, 3, 3, {small_a, small_b}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);

@@ -168,16 +168,24 @@ static void check_quant_types(void) {
         snprintf(rel, sizeof rel, "quant/tiny-qwen3-%s.exact-logits.f32", type);
         float *ref = halo_test_read_file(halo_test_fixture_path(rel), &bytes);
         float *got = malloc(sizeof(float) * n * nv);
-        if (ref && bytes == sizeof(float) * n * nv && eval_all(m, 1, &s, 4096, got)) {
-            double rr = eval_rel_rms(got, ref, n * nv);
-            printf("%-7s GPU relRMS %.3e vs exact (peer %.3e, bound half of it)\n", type, rr, peer);
+        float *got1 = malloc(sizeof(float) * n * nv);
+        /* whole prompts (prefill products) and one token at a time (decode products:
+         * int16 activations for the integer formats) */
+        if (ref && bytes == sizeof(float) * n * nv && eval_all(m, 1, &s, 4096, got) &&
+            eval_all(m, 1, &s, 1, got1)) {
+            double rr = eval_rel_rms(got, ref, n * nv), r1 = eval_rel_rms(got1, ref, n * nv);
+            printf("%-7s GPU relRMS %.3e vs exact, one token at a time %.3e (peer %.3e, bound "
+                   "half of it)\n", type, rr, r1, peer);
             CHECK_MSG(rr <= 0.5 * peer, "%s relRMS %.3e > half the peer's %.3e", type, rr, peer);
+            CHECK_MSG(r1 <= 0.5 * peer, "%s one token at a time: relRMS %.3e > half the peer's %.3e",
+                      type, r1, peer);
             n_types++;
         } else {
             CHECK_MSG(false, "%s: evaluation failed", type);
         }
         free(ref);
         free(got);
+        free(got1);
         halo_model_free(m);
     }
     printf("%d block formats checked on the GPU\n", n_types);
