@@ -61,6 +61,7 @@ constexpr int NT = 64;              /* tokens per block */
 constexpr int KC = 128;             /* columns per chunk */
 constexpr int NSB = KC / 32;        /* 32-column blocks per chunk */
 constexpr int THREADS = 256;
+constexpr int XIT = NT * NSB / (THREADS / 8); /* activation pairs per thread per chunk */
 constexpr int WST = KC + 32;        /* bytes per weight row in shared memory */
 constexpr int XST = 2 * KC + 64;    /* bytes per token row (hi and lo) */
 /* shared memory: codes, activations, scales (up to 2 per 32 columns), mins, (d_x, sum) */
@@ -291,6 +292,20 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
 
     for (int64_t k0 = 0; k0 < a.n_cols; k0 += KC) {
         const int kc = a.n_cols - k0 < KC ? (int)(a.n_cols - k0) : KC;
+        /* activations, loaded first (all in flight with the weights' loads): pair
+         * p = (token n, 32-column block sb), 4 pairs per warp, XIT per thread */
+        float4 xv[XIT];
+        auto load_x = [&](int it) {
+            const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+            xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (n < nt && 32 * sb < kc) {
+                const int64_t xrow = tok ? (int64_t)(tok[n] / a.x_div) : tok0 + n;
+                xv[it] = __ldg((const float4 *)(a.x + xrow * a.n_cols + k0 + 32 * sb) + ql);
+            }
+        };
+        /* half the activations' loads in flight with the weights' (all: spills) */
+#pragma unroll
+        for (int it = 0; it < XIT / 2; it++) load_x(it);
         {
             const int nv = kc - 64 * du;
             u32 q[16];
@@ -317,14 +332,13 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
                 mns[(2 * du + 1) * MT + drow] = mn[1];
             }
         }
-        /* activations: pair p = (token n, 32-column block sb), 4 pairs per warp */
-        for (int p = (tid >> 3); p < NT * NSB; p += THREADS / 8) {
-            const int n = p / NSB, sb = p % NSB;
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (n < nt && 32 * sb < kc) {
-                const int64_t xrow = tok ? (int64_t)(tok[n] / a.x_div) : tok0 + n;
-                v = __ldg((const float4 *)(a.x + xrow * a.n_cols + k0 + 32 * sb) + ql);
-            }
+#pragma unroll
+        for (int it = XIT / 2; it < XIT; it++) load_x(it);
+        /* quantize: amax and sum over the 8 lanes of a pair by shuffles */
+#pragma unroll
+        for (int it = 0; it < XIT; it++) {
+            const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+            const float4 v = xv[it];
             float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
             float sum = (v.x + v.y) + (v.z + v.w);
 #pragma unroll
