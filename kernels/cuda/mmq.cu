@@ -74,6 +74,7 @@ constexpr int SMEM = SM_XD + NSB * NT * 8;
 static_assert(MT == 16 * (THREADS / 32), "a warp computes 16 rows");
 static_assert(THREADS == 2 * MT && KC == 128, "a thread decodes 64 columns of one row");
 static_assert(WST % 128 == 32 && XST % 128 == 64, "bank spread of the fragment loads");
+static_assert(NSB == 4, "a warp's 4 activation pairs are one token's chunk");
 
 /* ---- weight codes --------------------------------------------------------------------
  * Mq<T>::unit(row, c, nv, q, sc, mn): columns c .. c+63 of a row (c a multiple of 64),
@@ -334,10 +335,14 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
         }
 #pragma unroll
         for (int it = XIT / 2; it < XIT; it++) load_x(it);
-        /* quantize: amax and sum over the 8 lanes of a pair by shuffles */
+        /* quantize: amax and sum over the 8 lanes of a pair by shuffles. A warp's 4
+         * pairs are one token (n = 8 it + warp), so tokens past nt are skipped by
+         * whole warps; their shared rows keep stale values, which reach only the
+         * MMA columns and outputs of those tokens, never stored. */
 #pragma unroll
         for (int it = 0; it < XIT; it++) {
             const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+            if (n >= nt) continue;
             const float4 v = xv[it];
             float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
             float sum = (v.x + v.y) + (v.z + v.w);
