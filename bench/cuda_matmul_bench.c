@@ -7,14 +7,24 @@
  * One token on 14336 x 4096 and 4096 x 14336 matrices, and MoE decode: matmul_id with
  * 8 of 256 experts of 512 x 2048 (and 2048 x 512). Several copies of each matrix are
  * cycled so the weights come from HBM, not the 50 MB L2. Times are wall clock over
- * many launches, the stream synchronized once at the end. A few prefill figures
- * (GFLOP/s) follow. Not a test: figures go to docs/PERF.md.
+ * many launches, the stream synchronized once at the end.
+ *
+ * Prefill (TFLOP/s, 2 * rows * cols * tokens per product): 512 tokens on 4096 x 4096
+ * and the Qwen3.5-35B-A3B shapes (8192 x 2048, 2048 x 4096), and the MoE prefill:
+ * matmul_id of 512 tokens x 8 of 256 experts (4096 assignments) on 512 x 2048 and
+ * 2048 x 512 experts. Each line says whether the product ran on the int8 tensor cores
+ * ([int8], kernels/cuda/mmq.cu) or in f32 ([f32]); after the full run the bench runs
+ * itself again with HALO_CUDA_MMQ=0 for the prefill part (`cuda_matmul_bench prefill`
+ * runs only that part, in the current environment). Not a test: figures go to
+ * docs/PERF.md.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef HALO_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
@@ -81,9 +91,10 @@ static void bench_dense(void *st, int type, int64_t n_rows, int64_t n_cols, int6
                (long long)n_rows, (long long)n_cols, (long long)n_tok, dt * 1e6,
                (double)mat / dt * 1e-9, rc ? "  (launch failed)" : "");
     else
-        printf("  %-6s %6lld x %5lld  %3lld tok: %8.2f us  %7.1f GFLOP/s%s\n", halo_type_name(type),
-               (long long)n_rows, (long long)n_cols, (long long)n_tok, dt * 1e6,
-               2.0 * n_rows * n_cols * n_tok / dt * 1e-9, rc ? "  (launch failed)" : "");
+        printf("  %-6s %6lld x %5lld  %3lld tok: %8.2f us  %7.2f TFLOP/s %s%s\n",
+               halo_type_name(type), (long long)n_rows, (long long)n_cols, (long long)n_tok,
+               dt * 1e6, 2.0 * n_rows * n_cols * n_tok / dt * 1e-12,
+               halo_cuda_matmul_xq(type, n_tok) ? "[int8]" : "[f32]", rc ? "  (launch failed)" : "");
     halo_cuda_free(d_w);
 }
 
@@ -124,6 +135,70 @@ static void bench_moe(void *st, int type, int64_t n_rows, int64_t n_cols, float 
            halo_type_name(type), K, (long long)n_rows, (long long)n_cols, N_EXP, dt * 1e6,
            (double)K * mat / dt * 1e-9, rc ? "  (launch failed)" : "");
     halo_cuda_free(d_w);
+}
+
+/* MoE prefill: n_tok tokens, K = 8 distinct of 256 experts each (random routing) */
+static void bench_moe_prefill(void *st, int type, int64_t n_rows, int64_t n_cols, int32_t n_tok,
+                              float *d_x, float *d_y, int32_t *d_ids) {
+    enum { N_EXP = 256, K = 8 };
+    size_t rs;
+    void *d_w = upload_matrix(st, type, n_rows * N_EXP, n_cols, &rs);
+    if (!d_w) {
+        printf("  %s: out of memory\n", halo_type_name(type));
+        return;
+    }
+    const size_t mat = rs * n_rows;
+    const int32_t na = n_tok * K;
+    int32_t *ids = malloc(sizeof(int32_t) * na);
+    uint32_t s = 777;
+    for (int32_t a = 0; a < na; a++) {
+        int32_t e;
+        bool dup;
+        do {
+            s = s * 1664525u + 1013904223u;
+            e = (int32_t)((s >> 8) % N_EXP);
+            dup = false;
+            for (int32_t b = a - a % K; b < a; b++) dup |= ids[b] == e;
+        } while (dup);
+        ids[a] = e;
+    }
+    halo_cuda_memcpy(st, d_ids, ids, sizeof(int32_t) * na);
+    const int reps = 100;
+    for (int i = 0; i < 5; i++)
+        halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y);
+    halo_cuda_stream_sync(st);
+    double t0 = now();
+    int rc = 0;
+    for (int i = 0; i < reps; i++)
+        rc |= halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y);
+    halo_cuda_stream_sync(st);
+    const double dt = (now() - t0) / reps;
+    printf("  %-6s %d tok x %d of %d experts (%5lld x %5lld): %8.2f us  %7.2f TFLOP/s %s%s\n",
+           halo_type_name(type), n_tok, K, N_EXP, (long long)n_rows, (long long)n_cols, dt * 1e6,
+           2.0 * na * n_rows * n_cols / dt * 1e-12,
+           halo_cuda_matmul_id_xq(type, na) ? "[int8]" : "[f32]", rc ? "  (launch failed)" : "");
+    free(ids);
+    halo_cuda_free(d_w);
+}
+
+static void bench_prefill(void *st, float *d_x, float *d_y, int32_t *d_ids) {
+    static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q5_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0,
+                                HALO_TYPE_IQ4_XS, HALO_TYPE_BF16};
+    const char *mmq = getenv("HALO_CUDA_MMQ");
+    printf("prefill, 512 tokens (HALO_CUDA_MMQ=%s):\n", mmq ? mmq : "(unset)");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
+    printf("Qwen3.5-35B-A3B prefill shapes, 512 tokens:\n");
+    static const int a3b[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q6_K};
+    for (int i = 0; i < 2; i++) {
+        bench_dense(st, a3b[i], 8192, 2048, 512, d_x, d_y);
+        bench_dense(st, a3b[i], 2048, 4096, 512, d_x, d_y);
+    }
+    printf("MoE prefill (matmul_id, 512 tokens x 8 of 256 experts):\n");
+    for (int i = 0; i < 2; i++) {
+        bench_moe_prefill(st, a3b[i], 512, 2048, 512, d_x, d_y, d_ids);
+        bench_moe_prefill(st, a3b[i], 2048, 512, 512, d_x, d_y, d_ids);
+    }
 }
 
 /* Decode products of mmv.cu (halo_cuda_mv_launch): one dense product, or a layer's
@@ -230,7 +305,8 @@ static void bench_mv_layer(void *st, float *d_x, float *d_y) {
     halo_cuda_free(b);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    const bool prefill_only = argc > 1 && strcmp(argv[1], "prefill") == 0;
     if (halo_cuda_device_count() <= 0) {
         printf("cuda_matmul_bench: no CUDA GPU visible (%s)\n", halo_cuda_last_error());
         return 0;
@@ -261,46 +337,60 @@ int main(void) {
     float *hx = malloc(sizeof(float) * max_cols * max_tok);
     for (int64_t i = 0; i < max_cols * max_tok; i++) hx[i] = (float)(i % 17) * 0.01f - 0.08f;
     float *d_x = halo_cuda_malloc(sizeof(float) * max_cols * max_tok);
-    float *d_y = halo_cuda_malloc(sizeof(float) * 14336 * max_tok); /* >= 248320 rows */
-    int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 256);
+    /* >= 248320 rows x 1 token, 14336 rows x 512 tokens, 4096 assignments x 2048 rows */
+    float *d_y = halo_cuda_malloc(sizeof(float) * 4096 * 2048);
+    int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 4096);
     halo_cuda_memcpy(st, d_x, hx, sizeof(float) * max_cols * max_tok);
     halo_cuda_stream_sync(st);
 
-    static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q5_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0,
-                                HALO_TYPE_BF16};
-    enum { N_TYPES = sizeof types / sizeof types[0] };
-    printf("decode (weights read once per product):\n");
-    for (int i = 0; i < N_TYPES; i++) {
-        bench_dense(st, types[i], 14336, 4096, 1, d_x, d_y);
-        bench_dense(st, types[i], 4096, 14336, 1, d_x, d_y);
-    }
-    for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 14336, 4096, 8, d_x, d_y);
-    printf("Qwen3.5-35B-A3B decode shapes (one token):\n");
-    for (int i = 0; i < N_TYPES - 1; i++) {
-        bench_dense(st, types[i], 8192, 2048, 1, d_x, d_y);
-        bench_dense(st, types[i], 4096, 2048, 1, d_x, d_y);
-        bench_dense(st, types[i], 2048, 4096, 1, d_x, d_y);
-    }
-    bench_dense(st, HALO_TYPE_Q6_K, 248320, 2048, 1, d_x, d_y); /* output head */
-    printf("MoE decode (matmul_id, k = 8 of 256 experts, one token):\n");
-    for (int i = 0; i < N_TYPES; i++) {
-        bench_moe(st, types[i], 512, 2048, d_x, d_y, d_ids);
-        bench_moe(st, types[i], 2048, 512, d_x, d_y, d_ids);
-    }
-    printf("decode products of mmv.cu (int16 activations, one launch):\n");
-    for (int i = 0; i < N_TYPES; i++) {
-        bench_mv_dense(st, types[i], 8192, 2048, d_x, d_y);
-        bench_mv_dense(st, types[i], 4096, 2048, d_x, d_y);
-        bench_mv_dense(st, types[i], 2048, 4096, d_x, d_y);
-        bench_mv_dense(st, types[i], 14336, 4096, d_x, d_y);
-    }
-    bench_mv_dense(st, HALO_TYPE_F32, 256, 2048, d_x, d_y); /* router */
-    bench_mv_dense(st, HALO_TYPE_Q6_K, 248320, 2048, d_x, d_y); /* output head */
-    bench_mv_moe(st, d_x, d_y, d_ids);
-    bench_mv_layer(st, d_x, d_y);
-    printf("prefill:\n");
-    for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 4096, 4096, 512, d_x, d_y);
+    if (prefill_only) {
+        bench_prefill(st, d_x, d_y, d_ids);
+    } else {
+        static const int types[] = {HALO_TYPE_Q4_K, HALO_TYPE_Q5_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0,
+                                    HALO_TYPE_BF16};
+        enum { N_TYPES = sizeof types / sizeof types[0] };
+        printf("decode (weights read once per product):\n");
+        for (int i = 0; i < N_TYPES; i++) {
+            bench_dense(st, types[i], 14336, 4096, 1, d_x, d_y);
+            bench_dense(st, types[i], 4096, 14336, 1, d_x, d_y);
+        }
+        for (int i = 0; i < N_TYPES; i++) bench_dense(st, types[i], 14336, 4096, 8, d_x, d_y);
+        printf("Qwen3.5-35B-A3B decode shapes (one token):\n");
+        for (int i = 0; i < N_TYPES - 1; i++) {
+            bench_dense(st, types[i], 8192, 2048, 1, d_x, d_y);
+            bench_dense(st, types[i], 4096, 2048, 1, d_x, d_y);
+            bench_dense(st, types[i], 2048, 4096, 1, d_x, d_y);
+        }
+        bench_dense(st, HALO_TYPE_Q6_K, 248320, 2048, 1, d_x, d_y); /* output head */
+        printf("MoE decode (matmul_id, k = 8 of 256 experts, one token):\n");
+        for (int i = 0; i < N_TYPES; i++) {
+            bench_moe(st, types[i], 512, 2048, d_x, d_y, d_ids);
+            bench_moe(st, types[i], 2048, 512, d_x, d_y, d_ids);
+        }
+        printf("decode products of mmv.cu (int16 activations, one launch):\n");
+        for (int i = 0; i < N_TYPES; i++) {
+            bench_mv_dense(st, types[i], 8192, 2048, d_x, d_y);
+            bench_mv_dense(st, types[i], 4096, 2048, d_x, d_y);
+            bench_mv_dense(st, types[i], 2048, 4096, d_x, d_y);
+            bench_mv_dense(st, types[i], 14336, 4096, d_x, d_y);
+        }
+        bench_mv_dense(st, HALO_TYPE_F32, 256, 2048, d_x, d_y); /* router */
+        bench_mv_dense(st, HALO_TYPE_Q6_K, 248320, 2048, d_x, d_y); /* output head */
+        bench_mv_moe(st, d_x, d_y, d_ids);
+        bench_mv_layer(st, d_x, d_y);
 
+        bench_prefill(st, d_x, d_y, d_ids);
+        if (!getenv("HALO_CUDA_MMQ")) { /* the same with the f32 kernels (read at start) */
+            fflush(stdout);
+            const pid_t pid = fork();
+            if (pid == 0) {
+                setenv("HALO_CUDA_MMQ", "0", 1);
+                execl("/proc/self/exe", argv[0], "prefill", (char *)NULL);
+                _exit(127);
+            }
+            if (pid > 0) waitpid(pid, NULL, 0);
+        }
+    }
     halo_cuda_free(d_x);
     halo_cuda_free(d_y);
     halo_cuda_free(d_ids);

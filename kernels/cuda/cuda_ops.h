@@ -66,6 +66,15 @@ bool halo_cuda_matmul_supported(int type);
 int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride, int64_t n_rows,
                      int64_t n_cols, const float *x, int64_t n_tokens, float *y);
 
+/* Whether halo_cuda_matmul of n_tokens tokens quantizes the activations (int8
+ * tensor-core prefill products, kernels/cuda/xq.cuh: each block of 32 activations
+ * x_c replaced by d_b q_c with |x_c - d_b q_c| <= d_b / 2, d_b = max|x| / 32639), so
+ * that callers and tests know the error to expect. HALO_CUDA_MMQ=0 in the
+ * environment (read once) turns those kernels off (f32 products everywhere). */
+bool halo_cuda_matmul_xq(int type, int64_t n_tokens);
+/* The same for halo_cuda_matmul_id with n_assign assignments. */
+bool halo_cuda_matmul_id_xq(int type, int32_t n_assign);
+
 /* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a]
  * (read on the device), matrix e at (const char *)w + e * mat_stride:
  *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]

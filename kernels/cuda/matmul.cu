@@ -14,7 +14,11 @@
  * for all tokens. The partial sums are reduced by warp shuffles, then across the
  * 4 warps in shared memory.
  *
- * Prefill (more tokens / assignments): gemm_kernel, a 64 rows x 64 tokens tile per
+ * Prefill of the types mmq.cu has (Q4_0, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS), from
+ * MMQ_MIN_TOK tokens or above GEMV_MAX_ASSIGN assignments: int8 tensor-core products
+ * (mmq.cu; activations quantized as xq.cuh, halo_cuda_matmul_xq says when).
+ *
+ * Prefill otherwise (more tokens / assignments): gemm_kernel, a 64 rows x 64 tokens tile per
  * block: 128 columns at a time, the weights are decoded into shared memory
  * (column-major, as f32) and the activations staged beside them; each thread
  * accumulates 8 rows x 4 tokens with f32 FMA.
@@ -27,6 +31,7 @@
  * the grid is a function of n_assign and n_rows only.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/quant.cuh"
 
 #include <cuda_runtime.h>
@@ -34,23 +39,11 @@
 #include <stdint.h>
 
 using namespace halo_q;
+using namespace halo_mm;
 
 namespace {
 
-struct Args {
-    const char *w;
-    size_t row_stride, mat_stride;
-    int64_t n_rows, n_cols;
-    const float *x;
-    int64_t n_tok;        /* dense: tokens; id: assignments */
-    int32_t x_div;        /* id only */
-    const int32_t *ids;   /* NULL: dense product */
-    float *y;
-    bool vec;             /* plain types: 16-byte aligned rows */
-};
-
 constexpr int GEMV_THREADS = 128;
-constexpr int GEMV_MAX_ASSIGN = 256; /* matmul_id takes the gemv path up to this */
 
 /* rows per block: enough to reuse each activation float4 over several rows, few
  * enough to keep the decoded slices (R x NW floats) in registers */
@@ -122,15 +115,6 @@ __device__ __forceinline__ void gemv_rows(const Args &a, const char *__restrict_
             if (tt == t && t < nt && row0 + r < a.n_rows) yr[tt][row0 + r] = v;
     }
     __syncthreads();
-}
-
-/* Whether assignment a is the first with its expert e; the whole block decides. */
-__device__ bool first_of_expert(const int32_t *ids, int64_t a, int32_t e) {
-    for (int64_t base = 0; base < a; base += blockDim.x) {
-        const int64_t i = base + threadIdx.x;
-        if (__syncthreads_or(i < a && ids[i] == e)) return false;
-    }
-    return true;
 }
 
 /* grid: x = row blocks of R rows; y = 1 (dense) or n_assign (id) */
@@ -377,28 +361,10 @@ __global__ void __launch_bounds__(GEMM_THREADS) gemm_kernel(Args a) {
     const int32_t e = a.ids[as];
     if (e < 0 || !first_of_expert(a.ids, as, e)) return;
     const char *w = a.w + (size_t)e * a.mat_stride;
-    if (threadIdx.x == 0) n_list = 0;
-    __syncthreads();
-    for (int64_t base = as; base < a.n_tok; base += GEMM_THREADS) {
-        const int64_t i = base + threadIdx.x;
-        if (i < a.n_tok && a.ids[i] == e) list[atomicAdd(&n_list, 1)] = (int32_t)i;
-        __syncthreads();
-        int n = n_list;
-        __syncthreads(); /* everyone has read n_list before it changes */
-        const bool last = base + GEMM_THREADS >= a.n_tok;
-        while (n >= TN || (last && n > 0)) {
-            const int nt = n < TN ? n : TN;
-            gemm_tile<T>(a, w, row0, nt, list, 0, ws, xs);
-            /* move the rest to the front */
-            int keep = n - nt, v = 0;
-            if (threadIdx.x < keep) v = list[nt + threadIdx.x];
-            __syncthreads();
-            if (threadIdx.x < keep) list[threadIdx.x] = v;
-            if (threadIdx.x == 0) n_list = keep;
-            __syncthreads();
-            n = keep;
-        }
-    }
+    expert_tiles<GEMM_THREADS, TN>(a.ids, a.n_tok, as, e, list, &n_list,
+                                   [&](const int32_t *tok, int nt) {
+                                       gemm_tile<T>(a, w, row0, nt, tok, 0, ws, xs);
+                                   });
 }
 
 /* ---- embedding rows --------------------------------------------------------------- */
@@ -534,6 +500,14 @@ extern "C" bool halo_cuda_matmul_supported(int type) {
     return type_info(type, &ti);
 }
 
+extern "C" bool halo_cuda_matmul_xq(int type, int64_t n_tok) {
+    return n_tok >= MMQ_MIN_TOK && mmq_type(type) && mmq_enabled();
+}
+
+extern "C" bool halo_cuda_matmul_id_xq(int type, int32_t n_assign) {
+    return n_assign > GEMV_MAX_ASSIGN && mmq_type(type) && mmq_enabled();
+}
+
 extern "C" int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride,
                                 int64_t n_rows, int64_t n_cols, const float *x, int64_t n_tokens,
                                 float *y) {
@@ -543,6 +517,7 @@ extern "C" int halo_cuda_matmul(void *stream, int type, const void *w, size_t ro
     if (n_rows == 0 || n_tokens == 0) return 0;
     if (n_rows > (int64_t)UINT32_MAX * 4 || n_tokens > (int64_t)65535 * TN) return -1;
     Args a = {(const char *)w, row_stride, 0, n_rows, n_cols, x, n_tokens, 1, nullptr, y, vec};
+    if (halo_cuda_matmul_xq(type, n_tokens)) return mmq_launch(type, a, (cudaStream_t)stream);
     return run(type, OP_DENSE, a, nullptr, 0, (cudaStream_t)stream);
 }
 
@@ -559,6 +534,7 @@ extern "C" int halo_cuda_matmul_id(void *stream, int type, const void *w, size_t
     if (n_rows > (int64_t)65535 * TM) return -1;
     Args a = {(const char *)w, row_stride, mat_stride, n_rows, n_cols, x, n_assign, x_div, ids, y,
               vec};
+    if (halo_cuda_matmul_id_xq(type, n_assign)) return mmq_launch(type, a, (cudaStream_t)stream);
     return run(type, OP_ID, a, nullptr, 0, (cudaStream_t)stream);
 }
 

@@ -1,0 +1,500 @@
+/*
+ * Prefill matrix products on the int8 tensor cores (mma.sync m16n8k32 / m16n8k16,
+ * s8 x s8 -> s32), for the formats whose weights are small integer codes times
+ * per-sub-block scales: Q4_0, Q8_0, IQ4_NL (32 columns a block), Q4_K, Q5_K, Q6_K,
+ * IQ4_XS (256). matmul.cu sends dense products of MMQ_MIN_TOK tokens or more and MoE
+ * products of more than GEMV_MAX_ASSIGN assignments here (matmul.cuh).
+ *
+ * Numerics (xq.cuh): each token's activations are quantized per 32 columns to int16
+ * q (scale d_x) and split into signed bytes q = 256 hi + lo. Per 32 columns (16 for
+ * Q6_K, whose scales cover 16) the products sum_c code_c hi_c and sum_c code_c lo_c
+ * are exact int32 (MMAs into fresh accumulators), are combined as 256 hi + lo in f32
+ * (one rounding), and scaled: acc += (wscale * d_x) * isum; the mins of Q4_K/Q5_K
+ * come off as acc -= wmin * (f32 sum of the block's x, not quantized).
+ *
+ * Tile: a block of 8 warps computes MT = 128 weight rows x NT = 64 tokens, each warp
+ * 16 rows x 64 tokens (8 MMA column tiles of 8 tokens; those past the last token are
+ * skipped). Per chunk of KC = 128 columns the block
+ *   - decodes its rows' codes into shared memory as int8 (thread = row, 64 columns),
+ *     with the scales (d * sc, per 32 or 16 columns) and mins (dmin * m);
+ *   - quantizes its tokens' activations (8 lanes per token and 32 columns: amax and
+ *     sum by shuffles), hi and lo bytes, and (d_x, sum x) per token and 32 columns;
+ *   - runs the MMAs from shared memory and accumulates in f32 registers.
+ * No double buffering: two blocks per SM overlap one's loads with the other's MMAs.
+ *
+ * Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k32" .s8; g = lane / 4,
+ * t = lane % 4): A (16 x 32, row-major) a0 = row g, columns 4t..4t+3; a1 = row g+8,
+ * same columns; a2 = row g, columns 16+4t..; a3 = row g+8, columns 16+4t.. (bytes low
+ * to high = increasing column). B (32 x 8, column-major) b0 = column g, rows (k)
+ * 4t..4t+3; b1 = column g, rows 16+4t... C/D (16 x 8 s32) c0, c1 = row g, columns
+ * 2t, 2t+1; c2, c3 = row g+8, columns 2t, 2t+1. m16n8k16 .s8: A a0 = row g, columns
+ * 4t..4t+3, a1 = row g+8; B b0 = column g, rows 4t..4t+3; C as above. So the k16
+ * halves of a k32 fragment are {a0, a1} / {b0} and {a2, a3} / {b1}.
+ *
+ * Shared layouts, chosen so that fragment loads are wide and conflict-free:
+ *   weights: row r at r * WST bytes; each 32-column block stores its 8 words in the
+ *     order 0 4 1 5 2 6 3 7, so lane t reads words t and t+4 (a0/a2 or a1/a3) as one
+ *     8-byte load (WST = 32 mod 128: the 4 rows of a half-warp hit distinct banks);
+ *   activations: token n at n * XST bytes, 64 bytes per 32-column block: four 16-byte
+ *     groups, group t = hi word t, hi word t+4, lo word t, lo word t+4 (b0, b1 of hi,
+ *     b0, b1 of lo in one 16-byte load; XST = 64 mod 128: a quarter-warp's two tokens
+ *     cover the 32 banks).
+ */
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/xq.cuh"
+
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+using namespace halo_q;
+
+namespace halo_mm {
+namespace {
+
+constexpr int MT = 128;             /* weight rows per block, 16 per warp */
+constexpr int NT = 64;              /* tokens per block */
+constexpr int KC = 128;             /* columns per chunk */
+constexpr int NSB = KC / 32;        /* 32-column blocks per chunk */
+constexpr int THREADS = 256;
+constexpr int XIT = NT * NSB / (THREADS / 8); /* activation pairs per thread per chunk */
+constexpr int WST = KC + 32;        /* bytes per weight row in shared memory */
+constexpr int XST = 2 * KC + 64;    /* bytes per token row (hi and lo) */
+/* shared memory: codes, activations, scales (up to 2 per 32 columns), mins, (d_x, sum) */
+constexpr int SM_X = MT * WST;
+constexpr int SM_SC = SM_X + NT * XST;
+constexpr int SM_MN = SM_SC + 2 * NSB * MT * 4;
+constexpr int SM_XD = SM_MN + NSB * MT * 4;
+constexpr int SMEM = SM_XD + NSB * NT * 8;
+
+static_assert(MT == 16 * (THREADS / 32), "a warp computes 16 rows");
+static_assert(THREADS == 2 * MT && KC == 128, "a thread decodes 64 columns of one row");
+static_assert(WST % 128 == 32 && XST % 128 == 64, "bank spread of the fragment loads");
+static_assert(NSB == 4, "a warp's 4 activation pairs are one token's chunk");
+
+/* ---- weight codes --------------------------------------------------------------------
+ * Mq<T>::unit(row, c, nv, q, sc, mn): columns c .. c+63 of a row (c a multiple of 64),
+ * of which the first nv (32 or 64) exist: q[16] = the int8 codes, word i = columns
+ * 4i..4i+3; sc = the scales per 32 columns (S16: per 16, 4 of them); mn = the mins
+ * per 32 columns (MIN formats). Weight = sc * code - mn. */
+
+/* IQ4_NL / IQ4_XS grid (halo_kvalues_iq4nl) as signed bytes, for 4 indices at once */
+__device__ __forceinline__ u32 iq4_codes(u32 idx /* 4 bytes, each 0..15 */) {
+    const u32 sel = (idx & 0x7u) | ((idx >> 4) & 0x70u) | ((idx >> 8) & 0x700u) | ((idx >> 12) & 0x7000u);
+    const u32 lo = __byte_perm(0xBFAD9881u, 0xF6EADDCFu, sel); /* -127 -104 -83 -65 -49 -35 -22 -10 */
+    const u32 hi = __byte_perm(0x26190D01u, 0x71594535u, sel); /* 1 13 25 38 53 69 89 113 */
+    const u32 m = ((idx >> 3) & 0x01010101u) * 0xffu;
+    return (hi & m) | (lo & ~m);
+}
+
+struct B8_0 { /* Q8_0: f16 d, 32 int8 */
+    static constexpr int BS = 34;
+    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
+        *sc = h2f(ld16(b));
+#pragma unroll
+        for (int i = 0; i < 8; i++) q[i] = ld32a2(b + 2 + 4 * i);
+    }
+};
+struct B4_0 { /* Q4_0: f16 d, 16 bytes: low nibbles columns 0..15, high 16..31; code q - 8 */
+    static constexpr int BS = 18;
+    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
+        *sc = h2f(ld16(b));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const u32 v = ld32a2(b + 2 + 4 * i);
+            q[i] = __vsub4(v & 0x0F0F0F0Fu, 0x08080808u);
+            q[4 + i] = __vsub4((v >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+        }
+    }
+};
+struct BIq4Nl { /* IQ4_NL: as Q4_0 with the grid */
+    static constexpr int BS = 18;
+    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
+        *sc = h2f(ld16(b));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const u32 v = ld32a2(b + 2 + 4 * i);
+            q[i] = iq4_codes(v & 0x0F0F0F0Fu);
+            q[4 + i] = iq4_codes((v >> 4) & 0x0F0F0F0Fu);
+        }
+    }
+};
+
+/* 32-column formats: two blocks, the second only where it exists */
+template <class B> struct Unit32 {
+    static constexpr bool MIN = false, S16 = false;
+    __device__ static void unit(const u8 *row, int64_t c, int nv, u32 *q, float *sc, float *) {
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            if (32 * k < nv) {
+                B::blk(row + (c / 32 + k) * B::BS, q + 8 * k, sc + k);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) q[8 * k + i] = 0;
+                sc[k] = 0.0f;
+            }
+        }
+    }
+};
+
+template <int T> struct Mq;
+template <> struct Mq<HALO_TYPE_Q8_0> : Unit32<B8_0> {};
+template <> struct Mq<HALO_TYPE_Q4_0> : Unit32<B4_0> {};
+template <> struct Mq<HALO_TYPE_IQ4_NL> : Unit32<BIq4Nl> {};
+
+/* Q4_K: 64 columns = 32 qs bytes at 16 + 32u (u = 64-column group of the block): low
+ * nibbles sub-block 2u, high nibbles 2u+1; codes 0..15 */
+template <> struct Mq<HALO_TYPE_Q4_K> {
+    static constexpr bool MIN = true, S16 = false;
+    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *mn) {
+        const u8 *b = row + (c / 256) * 144;
+        const int u = (int)(c % 256) / 64;
+        const uint4 hd = *(const uint4 *)b;
+        const uint4 qa = *(const uint4 *)(b + 16 + 32 * u), qb = *(const uint4 *)(b + 32 + 32 * u);
+        const u32 w[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            q[i] = w[i] & 0x0F0F0F0Fu;
+            q[8 + i] = (w[i] >> 4) & 0x0F0F0F0Fu;
+        }
+        k4_pair(u, hd, &sc[0], &mn[0], &sc[1], &mn[1]);
+    }
+};
+
+/* Q5_K: as Q4_K (qs at 48 + 32u), fifth bits in qh byte i: bit 2u (low), 2u+1 (high) */
+template <> struct Mq<HALO_TYPE_Q5_K> {
+    static constexpr bool MIN = true, S16 = false;
+    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *mn) {
+        const u8 *b = row + (c / 256) * 176;
+        const int u = (int)(c % 256) / 64;
+        const uint4 hd = *(const uint4 *)b;
+        const uint4 qa = *(const uint4 *)(b + 48 + 32 * u), qb = *(const uint4 *)(b + 64 + 32 * u);
+        const uint4 ha = *(const uint4 *)(b + 16), hb = *(const uint4 *)(b + 32);
+        const u32 w[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        const u32 qh[8] = {ha.x, ha.y, ha.z, ha.w, hb.x, hb.y, hb.z, hb.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 h = qh[i] >> (2 * u);
+            q[i] = (w[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x10101010u);
+            q[8 + i] = ((w[i] >> 4) & 0x0F0F0F0Fu) | ((h << 3) & 0x10101010u);
+        }
+        k4_pair(u, hd, &sc[0], &mn[0], &sc[1], &mn[1]);
+    }
+};
+
+/* Q6_K: 64 columns 128h + 64v .. of the block: the first 32 from ql[64h + l] (nibble
+ * v), the next from ql[64h + 32 + l], high bits qh[32h + l] bits 4v.. and 4v+2..;
+ * codes q - 32; scales int8 per 16 columns, index 8h + 4v + k. */
+template <> struct Mq<HALO_TYPE_Q6_K> {
+    static constexpr bool MIN = false, S16 = true;
+    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *) {
+        const u8 *b = row + (c / 256) * 210;
+        const int u = (int)(c % 256) / 64, h = u / 2, v = u % 2;
+        const float d = h2f(ld16(b + 208));
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 l0 = ld32a2(b + 64 * h + 4 * i), l1 = ld32a2(b + 64 * h + 32 + 4 * i);
+            const u32 qh = ld32a2(b + 128 + 32 * h + 4 * i);
+            q[i] = __vsub4(((l0 >> (4 * v)) & 0x0F0F0F0Fu) | (((qh >> (4 * v)) & 0x03030303u) << 4),
+                           0x20202020u);
+            q[8 + i] = __vsub4(((l1 >> (4 * v)) & 0x0F0F0F0Fu) |
+                                   (((qh >> (4 * v + 2)) & 0x03030303u) << 4),
+                               0x20202020u);
+        }
+        const u32 s4 = ld32a2(b + 192 + 8 * h + 4 * v);
+#pragma unroll
+        for (int k = 0; k < 4; k++) sc[k] = d * (float)(int8_t)((s4 >> (8 * k)) & 0xff);
+    }
+};
+
+/* IQ4_XS: sub-blocks 2u, 2u+1 (16 qs bytes at 8 + 16s each: low nibbles columns 0..15,
+ * high 16..31); scale d * (ls - 32), ls 6 bits from scales_l / scales_h */
+template <> struct Mq<HALO_TYPE_IQ4_XS> {
+    static constexpr bool MIN = false, S16 = false;
+    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *) {
+        const u8 *b = row + (c / 256) * 136;
+        const int u = (int)(c % 256) / 64;
+        const uint2 hd = *(const uint2 *)b;
+        const float d = h2f(hd.x & 0xffff);
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int s = 2 * u + k;
+            const int ls = (int)(((hd.y >> (4 * s)) & 0xf) | ((hd.x >> (16 + 2 * s)) & 3) << 4);
+            sc[k] = d * (float)(ls - 32);
+            const uint2 qa = *(const uint2 *)(b + 8 + 16 * s), qb = *(const uint2 *)(b + 16 + 16 * s);
+            const u32 w[4] = {qa.x, qa.y, qb.x, qb.y};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                q[8 * k + i] = iq4_codes(w[i] & 0x0F0F0F0Fu);
+                q[8 * k + 4 + i] = iq4_codes((w[i] >> 4) & 0x0F0F0F0Fu);
+            }
+        }
+    }
+};
+
+/* ---- tensor-core products ----------------------------------------------------------- */
+
+__device__ __forceinline__ void mma_k32(int *c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%10, %10, %10, %10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+__device__ __forceinline__ void mma_k16(int *c, u32 a0, u32 a1, u32 b0) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, "
+        "{%7, %7, %7, %7};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
+/* v (|v| < 2^22) as a float, exactly: v in the mantissa of 1.5 * 2^23 (cheaper than
+ * I2F, a quarter-rate conversion). The sums of one MMA are below 32 * 128 * 128. */
+__device__ __forceinline__ float small_i2f(int v) {
+    return __int_as_float(0x4B400000 + v) - 12582912.0f;
+}
+
+/* acc (the C fragment's 4 outputs) += scale * (256 hi + lo); scale per row (g, g+8)
+ * times d_x per token (2t, 2t+1) */
+__device__ __forceinline__ void scale_add(float *acc, const int *ch, const int *cl, float s0, float s1,
+                                          const float4 &dd) {
+    acc[0] = __fmaf_rn(s0 * dd.x, __fmaf_rn(256.0f, small_i2f(ch[0]), small_i2f(cl[0])), acc[0]);
+    acc[1] = __fmaf_rn(s0 * dd.z, __fmaf_rn(256.0f, small_i2f(ch[1]), small_i2f(cl[1])), acc[1]);
+    acc[2] = __fmaf_rn(s1 * dd.x, __fmaf_rn(256.0f, small_i2f(ch[2]), small_i2f(cl[2])), acc[2]);
+    acc[3] = __fmaf_rn(s1 * dd.z, __fmaf_rn(256.0f, small_i2f(ch[3]), small_i2f(cl[3])), acc[3]);
+}
+
+/* The tile rows row0.. x tokens (tok ? tok[0..nt) : tok0..tok0+nt) of matrix w. */
+template <int T>
+__device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__ w, int64_t row0,
+                                         int nt, const int32_t *tok, int64_t tok0, u8 *sm) {
+    typedef Mq<T> D;
+    constexpr int NS = D::S16 ? 2 : 1; /* scales per 32 columns */
+    u8 *wsm = sm, *xsm = sm + SM_X;
+    float *scs = (float *)(sm + SM_SC), *mns = (float *)(sm + SM_MN);
+    float2 *xds = (float2 *)(sm + SM_XD);
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+
+    float acc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+
+    /* decoding: thread = row drow (clamped: rows past the end are computed, not
+     * stored), 64 columns du */
+    const int drow = tid >> 1, du = tid & 1;
+    const int64_t wrow = row0 + drow < a.n_rows ? row0 + drow : a.n_rows - 1;
+    const u8 *wr = (const u8 *)w + (size_t)wrow * a.row_stride;
+    const int ql = lane & 7; /* quantization: lane of 8 per (token, 32 columns) */
+
+    for (int64_t k0 = 0; k0 < a.n_cols; k0 += KC) {
+        const int kc = a.n_cols - k0 < KC ? (int)(a.n_cols - k0) : KC;
+        /* activations, loaded first (all in flight with the weights' loads): pair
+         * p = (token n, 32-column block sb), 4 pairs per warp, XIT per thread */
+        float4 xv[XIT];
+        auto load_x = [&](int it) {
+            const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+            xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (n < nt && 32 * sb < kc) {
+                const int64_t xrow = tok ? (int64_t)(tok[n] / a.x_div) : tok0 + n;
+                xv[it] = __ldg((const float4 *)(a.x + xrow * a.n_cols + k0 + 32 * sb) + ql);
+            }
+        };
+        /* half the activations' loads in flight with the weights' (all: spills) */
+#pragma unroll
+        for (int it = 0; it < XIT / 2; it++) load_x(it);
+        {
+            const int nv = kc - 64 * du;
+            u32 q[16];
+            float sc[2 * NS], mn[2] = {0.0f, 0.0f};
+            if (nv > 0) {
+                D::unit(wr, k0 + 64 * du, nv, q, sc, mn);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 16; i++) q[i] = 0;
+#pragma unroll
+                for (int i = 0; i < 2 * NS; i++) sc[i] = 0.0f;
+            }
+            u8 *dst = wsm + drow * WST + 64 * du;
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                const u32 *qk = q + 8 * k;
+                *(uint4 *)(dst + 32 * k) = make_uint4(qk[0], qk[4], qk[1], qk[5]);
+                *(uint4 *)(dst + 32 * k + 16) = make_uint4(qk[2], qk[6], qk[3], qk[7]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2 * NS; i++) scs[(2 * NS * du + i) * MT + drow] = sc[i];
+            if (D::MIN) {
+                mns[(2 * du) * MT + drow] = mn[0];
+                mns[(2 * du + 1) * MT + drow] = mn[1];
+            }
+        }
+#pragma unroll
+        for (int it = XIT / 2; it < XIT; it++) load_x(it);
+        /* quantize: amax and sum over the 8 lanes of a pair by shuffles. A warp's 4
+         * pairs are one token (n = 8 it + warp), so tokens past nt are skipped by
+         * whole warps; their shared rows keep stale values, which reach only the
+         * MMA columns and outputs of those tokens, never stored. */
+#pragma unroll
+        for (int it = 0; it < XIT; it++) {
+            const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+            if (n >= nt) continue;
+            const float4 v = xv[it];
+            float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+            float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) {
+                amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+                sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            }
+            float d, inv;
+            halo_xq::scale(amax, &d, &inv);
+            int h0, h1, h2, h3, l0, l1, l2, l3;
+            halo_xq::split(halo_xq::quant(v.x, inv), &h0, &l0);
+            halo_xq::split(halo_xq::quant(v.y, inv), &h1, &l1);
+            halo_xq::split(halo_xq::quant(v.z, inv), &h2, &l2);
+            halo_xq::split(halo_xq::quant(v.w, inv), &h3, &l3);
+            const u32 hw = (u32)(h0 & 0xff) | (u32)(h1 & 0xff) << 8 | (u32)(h2 & 0xff) << 16 | (u32)h3 << 24;
+            const u32 lw = (u32)(l0 & 0xff) | (u32)(l1 & 0xff) << 8 | (u32)(l2 & 0xff) << 16 | (u32)l3 << 24;
+            u8 *dst = xsm + n * XST + 64 * sb + 16 * (ql & 3) + 4 * (ql >> 2);
+            *(u32 *)dst = hw;
+            *(u32 *)(dst + 8) = lw;
+            if (ql == 0) xds[sb * NT + n] = make_float2(d, sum);
+        }
+        __syncthreads();
+
+        const int nsb = kc / 32;
+#pragma unroll
+        for (int s = 0; s < NSB; s++) {
+            if (s >= nsb) break;
+            const int r = 16 * warp + g;
+            const u8 *wa = wsm + r * WST + 32 * s + 8 * t;
+            const uint2 a02 = *(const uint2 *)wa, a13 = *(const uint2 *)(wa + 8 * WST);
+            float s0[NS], s1[NS];
+#pragma unroll
+            for (int h = 0; h < NS; h++) {
+                s0[h] = scs[(NS * s + h) * MT + r];
+                s1[h] = scs[(NS * s + h) * MT + r + 8];
+            }
+            float m0 = 0.0f, m1 = 0.0f;
+            if (D::MIN) {
+                m0 = mns[s * MT + r];
+                m1 = mns[s * MT + r + 8];
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (8 * j >= nt) break;
+                const uint4 b = *(const uint4 *)(xsm + (8 * j + g) * XST + 64 * s + 16 * t);
+                const float4 dd = *(const float4 *)(xds + s * NT + 8 * j + 2 * t);
+                int ch[4], cl[4];
+                if (NS == 1) {
+                    mma_k32(ch, a02.x, a13.x, a02.y, a13.y, b.x, b.y);
+                    mma_k32(cl, a02.x, a13.x, a02.y, a13.y, b.z, b.w);
+                    scale_add(acc[j], ch, cl, s0[0], s1[0], dd);
+                } else {
+                    mma_k16(ch, a02.x, a13.x, b.x);
+                    mma_k16(cl, a02.x, a13.x, b.z);
+                    scale_add(acc[j], ch, cl, s0[0], s1[0], dd);
+                    mma_k16(ch, a02.y, a13.y, b.y);
+                    mma_k16(cl, a02.y, a13.y, b.w);
+                    scale_add(acc[j], ch, cl, s0[NS - 1], s1[NS - 1], dd);
+                }
+                if (D::MIN) {
+                    acc[j][0] = __fmaf_rn(-m0, dd.y, acc[j][0]);
+                    acc[j][1] = __fmaf_rn(-m0, dd.w, acc[j][1]);
+                    acc[j][2] = __fmaf_rn(-m1, dd.y, acc[j][2]);
+                    acc[j][3] = __fmaf_rn(-m1, dd.w, acc[j][3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int n = 8 * j + 2 * t + (i & 1);
+            const int64_t row = row0 + 16 * warp + g + 8 * (i >> 1);
+            if (n >= nt || row >= a.n_rows) continue;
+            const int64_t yrow = tok ? (int64_t)tok[n] : tok0 + n;
+            a.y[yrow * a.n_rows + row] = acc[j][i];
+        }
+}
+
+/* dense: grid x = row tiles, y = token tiles. id: grid x = n_assign, y = row tiles. */
+template <int T>
+__global__ void __launch_bounds__(THREADS, 2) mmq_kernel(Args a) {
+    extern __shared__ uint4 mmq_smem[];
+    u8 *sm = (u8 *)mmq_smem;
+    if (!a.ids) {
+        const int64_t row0 = (int64_t)blockIdx.x * MT, tok0 = (int64_t)blockIdx.y * NT;
+        const int nt = a.n_tok - tok0 < NT ? (int)(a.n_tok - tok0) : NT;
+        mmq_tile<T>(a, a.w, row0, nt, nullptr, tok0, sm);
+        return;
+    }
+    __shared__ int32_t list[2 * NT + THREADS];
+    __shared__ int n_list;
+    const int64_t as = blockIdx.x, row0 = (int64_t)blockIdx.y * MT;
+    const int32_t e = a.ids[as];
+    if (e < 0 || !first_of_expert(a.ids, as, e)) return;
+    const char *w = a.w + (size_t)e * a.mat_stride;
+    expert_tiles<THREADS, NT>(a.ids, a.n_tok, as, e, list, &n_list,
+                              [&](const int32_t *tok, int nt) { mmq_tile<T>(a, w, row0, nt, tok, 0, sm); });
+}
+
+template <int T> int launch(const Args &a, cudaStream_t st) {
+    static bool attr_set = false; /* idempotent: a race only repeats the call */
+    if (!attr_set) {
+        cudaFuncSetAttribute(mmq_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM);
+        attr_set = true;
+    }
+    const unsigned row_tiles = (unsigned)((a.n_rows + MT - 1) / MT);
+    const dim3 grid = a.ids ? dim3((unsigned)a.n_tok, row_tiles)
+                            : dim3(row_tiles, (unsigned)((a.n_tok + NT - 1) / NT));
+    mmq_kernel<T><<<grid, THREADS, SMEM, st>>>(a);
+    return cudaGetLastError() == cudaSuccess ? 0 : -1;
+}
+
+} /* namespace */
+
+bool mmq_type(int type) {
+    switch (type) {
+    case HALO_TYPE_Q4_0:
+    case HALO_TYPE_Q8_0:
+    case HALO_TYPE_IQ4_NL:
+    case HALO_TYPE_Q4_K:
+    case HALO_TYPE_Q5_K:
+    case HALO_TYPE_Q6_K:
+    case HALO_TYPE_IQ4_XS: return true;
+    default: return false;
+    }
+}
+
+bool mmq_enabled() {
+    static int on = -1; /* a race only reads the environment twice */
+    if (on < 0) {
+        const char *v = getenv("HALO_CUDA_MMQ");
+        on = !(v && strcmp(v, "0") == 0);
+    }
+    return on != 0;
+}
+
+int mmq_launch(int type, const Args &a, cudaStream_t st) {
+    switch (type) {
+    case HALO_TYPE_Q4_0: return launch<HALO_TYPE_Q4_0>(a, st);
+    case HALO_TYPE_Q8_0: return launch<HALO_TYPE_Q8_0>(a, st);
+    case HALO_TYPE_IQ4_NL: return launch<HALO_TYPE_IQ4_NL>(a, st);
+    case HALO_TYPE_Q4_K: return launch<HALO_TYPE_Q4_K>(a, st);
+    case HALO_TYPE_Q5_K: return launch<HALO_TYPE_Q5_K>(a, st);
+    case HALO_TYPE_Q6_K: return launch<HALO_TYPE_Q6_K>(a, st);
+    case HALO_TYPE_IQ4_XS: return launch<HALO_TYPE_IQ4_XS>(a, st);
+    default: return -1;
+    }
+}
+
+} /* namespace halo_mm */
