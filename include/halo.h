@@ -77,6 +77,15 @@ typedef struct halo_load_options {
      * Needs a build with the CUDA backend and a visible GPU. */
     int n_gpu_layers;
     int main_gpu; /* the GPU (-mg / -dev CUDAn) */
+    /* With the model on the GPU: the routed experts (ffn_{gate,up,down}_exps) of the first
+     * n_cpu_moe layers stay in host memory and are computed by the CPU (--n-cpu-moe N,
+     * --cpu-moe: all), the rest of each layer on the GPU. */
+    int n_cpu_moe;
+    /* -ot / --override-tensor: "REGEX=DEVICE" rules, first match wins, searched in each
+     * tensor's name; DEVICE is CPU (host memory, computed by the CPU) or CUDA<n> (the
+     * GPU). With the CUDA backend only routed-expert tensors can be kept on the CPU. */
+    const char *const *tensor_overrides;
+    int n_tensor_overrides;
 } halo_load_options;
 
 /* ---- models and contexts (implemented by runtime/ and model/) ----------------

@@ -32,6 +32,7 @@ typedef struct halo_weight {
     size_t row_stride; /* bytes between rows */
     size_t mat_stride; /* bytes between matrices */
     const void *dev;   /* the same bytes in GPU memory (kernels/cuda/backend.c), or NULL */
+    bool host;         /* kept in host memory with the model on the GPU (--n-cpu-moe, -ot) */
 } halo_weight;
 
 /* Every weight a layer of a supported architecture may have; an architecture

@@ -13,6 +13,10 @@
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <strings.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -248,6 +252,117 @@ static void size_label(uint64_t n, char *out, size_t size) {
     }
 }
 
+/* ---- placement with the model on the GPU: experts kept on the CPU ------------------------ */
+
+/* The routed-expert weight a tensor name denotes ("blk.N.ffn_{gate,up,down}_exps.weight"),
+ * or NULL. */
+static halo_weight *expert_weight(halo_model *m, const char *name) {
+    unsigned il;
+    char which[8];
+    int end = 0;
+    if (sscanf(name, "blk.%u.ffn_%7[a-z]_exps.weight%n", &il, which, &end) != 2 ||
+        name[end] != '\0' || il >= m->hp.n_layer)
+        return NULL;
+    halo_layer *L = &m->layers[il];
+    if (!strcmp(which, "gate")) return &L->ffn_gate_exps;
+    if (!strcmp(which, "up")) return &L->ffn_up_exps;
+    if (!strcmp(which, "down")) return &L->ffn_down_exps;
+    return NULL;
+}
+
+/* Mark the weights that stay in host memory (halo_weight.host): the experts of the
+ * first n_cpu_moe layers, then every tensor an -ot rule sends to the CPU (rules in
+ * order, the first that matches a tensor's name decides it, as llama.cpp's). */
+static int place_host_weights(halo_model *m, const halo_load_options *o, halo_error *err) {
+    for (uint32_t il = 0; il < m->hp.n_layer && (int64_t)il < (int64_t)o->n_cpu_moe; il++) {
+        halo_layer *L = &m->layers[il];
+        L->ffn_gate_exps.host = L->ffn_gate_exps.data != NULL;
+        L->ffn_up_exps.host = L->ffn_up_exps.data != NULL;
+        L->ffn_down_exps.host = L->ffn_down_exps.data != NULL;
+    }
+    int n = o->n_tensor_overrides > 0 ? o->n_tensor_overrides : 0, rc = 0;
+    pcre2_code **re = calloc((size_t)n + 1, sizeof *re);
+    bool *cpu = calloc((size_t)n + 1, sizeof *cpu);
+    pcre2_match_data *md = pcre2_match_data_create(4, NULL);
+    if (!re || !cpu || !md) {
+        rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        const char *rule = o->tensor_overrides[i], *eq = strrchr(rule, '=');
+        if (!eq || eq == rule || !eq[1]) {
+            rc = halo_error_set(err, HALO_ERR_ARG,
+                                "-ot %s: expected PATTERN=DEVICE, e.g. \"\\.ffn_.*_exps\\.=CPU\"",
+                                rule);
+            break;
+        }
+        const char *dev = eq + 1;
+        char *endp = NULL;
+        if (!strcasecmp(dev, "CPU")) cpu[i] = true;
+        else if (strncmp(dev, "CUDA", 4) || !dev[4] || (strtol(dev + 4, &endp, 10), *endp))
+            rc = halo_error_set(err, HALO_ERR_ARG, "-ot %s: unknown device %s (CPU, CUDA0, ...)",
+                                rule, dev);
+        if (rc) break;
+        int ec;
+        PCRE2_SIZE eo;
+        re[i] = pcre2_compile((PCRE2_SPTR)rule, (PCRE2_SIZE)(eq - rule), PCRE2_UTF, &ec, &eo,
+                              NULL);
+        if (!re[i]) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            rc = halo_error_set(err, HALO_ERR_ARG, "-ot %s: bad pattern at offset %zu: %s", rule,
+                                (size_t)eo, (const char *)msg);
+        }
+    }
+    for (int64_t t = 0; t < halo_gguf_n_tensors(m->gguf) && !rc; t++) {
+        const char *name = halo_gguf_tensor_at(m->gguf, t)->name;
+        for (int i = 0; i < n; i++) {
+            if (pcre2_match(re[i], (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0)
+                continue;
+            if (cpu[i]) {
+                halo_weight *w = expert_weight(m, name);
+                if (!w)
+                    rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                        "-ot %s: %s would stay on the CPU, but with the model on "
+                                        "the GPU only routed-expert tensors (ffn_*_exps) can; "
+                                        "narrow the pattern (e.g. \"\\.ffn_.*_exps\\.=CPU\")",
+                                        o->tensor_overrides[i], name);
+                else
+                    w->host = true;
+            } else {
+                halo_weight *w = expert_weight(m, name);
+                if (w) w->host = false; /* an earlier rule wins over --n-cpu-moe too */
+            }
+            break;
+        }
+    }
+done:
+    /* a layer's experts go together: the CPU computes all three or none */
+    uint32_t n_host = 0;
+    uint64_t host_bytes = 0;
+    for (uint32_t il = 0; il < m->hp.n_layer && !rc; il++) {
+        halo_layer *L = &m->layers[il];
+        if (!(L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host)) continue;
+        halo_weight *ws[3] = {&L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps};
+        for (int j = 0; j < 3; j++) {
+            ws[j]->host = ws[j]->data != NULL;
+            host_bytes += ws[j]->host ? (uint64_t)ws[j]->n_mats * ws[j]->mat_stride : 0;
+        }
+        n_host++;
+    }
+    if (n_host) {
+        char b[32];
+        halo_format_bytes(host_bytes, b, sizeof b);
+        halo_log(HALO_LOG_INFO, "routed experts of %u of %u layers stay in host memory (%s), "
+                 "computed by the CPU", n_host, m->hp.n_layer, b);
+    }
+    for (int i = 0; re && i < n; i++) pcre2_code_free(re[i]);
+    free(re);
+    free(cpu);
+    pcre2_match_data_free(md);
+    return rc;
+}
+
 static void describe(halo_model *m) {
     char total[24], active[24], typebuf[24];
     size_label(m->stats.n_params, total, sizeof total);
@@ -309,6 +424,7 @@ int halo_model_load(const char *path, const halo_load_options *opts, halo_model 
                                 opts->n_gpu_layers, all, all);
             goto fail;
         }
+        if ((rc = place_host_weights(m, opts, err))) goto fail;
 #ifdef HALO_HAVE_CUDA
         if ((rc = halo_cuda_model_upload(m, opts->main_gpu, err))) goto fail;
 #else

@@ -122,6 +122,12 @@ int halo_backend_cpu_init(halo_context *ctx, halo_backend *be, halo_error *err);
  * expert's product in moe, ssm_out in deltanet_rule_out), on the calling thread. */
 void halo_context_set_mm_observer(halo_context *ctx, halo_mm_observer fn, void *user);
 
+/* One-token products on host weights (w->data) with the pool's threads, as the CPU
+ * backend's matmul_multi (pairs (2i, 2i+1), i < n_glu, SwiGLU'd into the gate's y):
+ * for other backends that compute some weights on the CPU (experts kept in host
+ * memory). */
+void halo_cpu_products(halo_threadpool *pool, const halo_mm *mm, int n_mm, int n_glu);
+
 #ifdef HALO_HAVE_CUDA
 /* The CUDA backend (kernels/cuda/backend.c) for a context whose model's weights
  * are on the GPU (halo_cuda_model_upload). */

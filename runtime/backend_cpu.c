@@ -116,6 +116,11 @@ static void multi_task(void *arg, int ith, int nth) {
     }
 }
 
+void halo_cpu_products(halo_threadpool *pool, const halo_mm *mm, int n_mm, int n_glu) {
+    multi_job j = {mm, n_mm, n_glu};
+    halo_threadpool_run(pool, multi_task, &j);
+}
+
 static void cpu_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
     multi_job j = {mm, n_mm, n_glu};
     if (ctx->mm_observer) /* inputs are ready: products of one call never feed each other */

@@ -64,6 +64,32 @@ bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opt
             opts->n_gpu_layers = (int)load_flag_int(argc, argv, i, -1, 1 << 20);
         }
         return true;
+    } else if (!strcmp(a, "-ncmoe") || !strcmp(a, "--n-cpu-moe")) {
+        opts->n_cpu_moe = (int)load_flag_int(argc, argv, i, 0, 1 << 20);
+        return true;
+    } else if (!strcmp(a, "-cmoe") || !strcmp(a, "--cpu-moe")) {
+        opts->n_cpu_moe = 1 << 20;
+    } else if (!strcmp(a, "-ot") || !strcmp(a, "--override-tensor")) {
+        /* PATTERN=DEVICE, several comma-separated or repeated flags, as llama.cpp's */
+        static const char *rules[64];
+        static int n_rules;
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "error: %s needs PATTERN=DEVICE (e.g. \"\\.ffn_.*_exps\\.=CPU\")\n", a);
+            exit(2);
+        }
+        char *list = strdup(argv[*i + 1]);
+        if (!list) exit(2);
+        for (char *save = NULL, *r = strtok_r(list, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
+            if (n_rules == 64) {
+                fprintf(stderr, "error: %s: at most 64 rules\n", a);
+                exit(2);
+            }
+            rules[n_rules++] = r; /* list lives as long as the process */
+        }
+        opts->tensor_overrides = rules;
+        opts->n_tensor_overrides = n_rules;
+        *i += 2;
+        return true;
     } else if (!strcmp(a, "-mg") || !strcmp(a, "--main-gpu")) {
         opts->main_gpu = (int)load_flag_int(argc, argv, i, 0, 1023);
         return true;

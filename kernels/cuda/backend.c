@@ -14,6 +14,7 @@
  *   that read the ids from device memory; the host never sees them.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/kernels.h"
 #include "quant/quant.h"
 #include "runtime/backend.h"
 #include "util/util.h"
@@ -101,7 +102,7 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err) {
     size_t n = 0;
     for (size_t i = 0; i < n_all; i++) {
         halo_weight *w = ws[i];
-        if (!w->data) continue;
+        if (!w->data || w->host) continue; /* absent, or kept on the CPU (--n-cpu-moe, -ot) */
         if (!halo_cuda_matmul_supported(w->type)) {
             free(ws);
             return halo_error_set(err, HALO_ERR_UNSUPPORTED,
@@ -212,6 +213,12 @@ typedef struct cuda_state {
     /* MoE */
     float *router, *moe_w, *moe_a, *moe_b, *moe_y, *sh, *sh_a, *sh_b, *shg;
     int32_t *moe_ids;
+    /* experts kept in host memory (--n-cpu-moe, -ot): pinned staging, and the products'
+     * list for one-token steps */
+    bool host_experts;
+    float *h_xn, *h_ffa, *h_ffb, *h_y, *h_x, *h_tmp;
+    int32_t *h_ids, *h_list, *h_count;
+    halo_mm *h_mm;
     /* attention */
     void *attn_work;
     /* output */
@@ -288,6 +295,11 @@ static void cu_release(halo_backend *be) {
                    s->out_x,  s->logits};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) halo_cuda_free(dev[i]);
     halo_cuda_host_free(s->h_meta);
+    void *host[] = {s->h_xn, s->h_ffa, s->h_ffb, s->h_y, s->h_x, s->h_tmp, s->h_ids};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) halo_cuda_host_free(host[i]);
+    free(s->h_list);
+    free(s->h_count);
+    free(s->h_mm);
     halo_cuda_stream_free(s->stream);
     free(s);
     be->impl = NULL;
@@ -634,9 +646,92 @@ static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn
     return true;
 }
 
+/* Routed experts in host memory: router, top-k and the shared expert on the GPU; the
+ * tokens' inputs and routes to the host (the stream synchronized); the experts on the
+ * CPU with the context's threads; their outputs back, combined on the GPU. A ubatch
+ * with such a layer is never captured in a graph (host work in the middle). */
+static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                     float *out) {
+    cuda_state *s = st(ctx);
+    void *str = s->stream;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    cu_matmul(ctx, W->router, 0, xn, n, s->router);
+    check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
+                                    ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    check(ctx, halo_cuda_memcpy(str, s->h_xn, xn, sizeof(float) * (size_t)(n * e)));
+    check(ctx, halo_cuda_memcpy(str, s->h_ids, s->moe_ids, sizeof(int32_t) * (size_t)na));
+    /* the shared expert runs on the GPU while the CPU works on the routed ones */
+    if (W->shexp_gate) {
+        if (n == 1) {
+            halo_mm mm[3] = {{W->shexp_gate, 0, xn, s->sh_a}, {W->shexp_up, 0, xn, s->sh_b},
+                             {W->shexp_gate_inp, 0, xn, s->shg}};
+            cu_matmul_multi(ctx, mm, 3, 1);
+        } else {
+            const int64_t fs = W->shexp_gate->n_rows;
+            cu_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+            cu_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+            check(ctx, halo_cuda_swiglu(str, s->sh_a, s->sh_b, n * fs));
+            cu_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+        }
+        cu_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+    }
+    if (halo_cuda_stream_sync(str)) s->error = 1;
+    if (s->error) return;
+    /* the routed experts on the CPU */
+    halo_threadpool *pool = ctx->pool;
+    const int32_t *ids = s->h_ids;
+    if (na <= 64) { /* few tokens: one job of all products, twice (gate/up, down) */
+        halo_mm *mm = s->h_mm;
+        for (int32_t a = 0; a < na; a++) {
+            const float *x = s->h_xn + (size_t)(a / k) * e;
+            mm[2 * a] = (halo_mm){W->gate_exps, ids[a], x, s->h_ffa + (size_t)a * ff};
+            mm[2 * a + 1] = (halo_mm){W->up_exps, ids[a], x, s->h_ffb + (size_t)a * ff};
+        }
+        halo_cpu_products(pool, mm, 2 * na, na);
+        for (int32_t a = 0; a < na; a++)
+            mm[a] = (halo_mm){W->down_exps, ids[a], s->h_ffa + (size_t)a * ff,
+                              s->h_y + (size_t)a * e};
+        halo_cpu_products(pool, mm, na, 0);
+    } else { /* prefill: each expert's tokens together, its weights read once */
+        int32_t *count = s->h_count, *list = s->h_list;
+        for (int x = 0; x < n_exp; x++) count[x] = 0;
+        for (int32_t a = 0; a < na; a++)
+            if (ids[a] >= 0 && ids[a] < n_exp) list[(int64_t)ids[a] * n + count[ids[a]]++] = a;
+        for (int x = 0; x < n_exp; x++) {
+            const int32_t c = count[x];
+            if (!c) continue;
+            const int32_t *lx = list + (int64_t)x * n;
+            for (int32_t i = 0; i < c; i++)
+                memcpy(s->h_x + (size_t)i * e, s->h_xn + (size_t)(lx[i] / k) * e,
+                       sizeof(float) * (size_t)e);
+            const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+            halo_matmul(pool, g->type, (const char *)g->data + (size_t)x * g->mat_stride,
+                        g->row_stride, g->n_rows, g->n_cols, s->h_x, c, s->h_ffa);
+            halo_matmul(pool, u->type, (const char *)u->data + (size_t)x * u->mat_stride,
+                        u->row_stride, u->n_rows, u->n_cols, s->h_x, c, s->h_ffb);
+            halo_swiglu(s->h_ffa, s->h_ffb, (int64_t)c * ff);
+            halo_matmul(pool, d->type, (const char *)d->data + (size_t)x * d->mat_stride,
+                        d->row_stride, d->n_rows, d->n_cols, s->h_ffa, c, s->h_tmp);
+            for (int32_t i = 0; i < c; i++)
+                memcpy(s->h_y + (size_t)lx[i] * e, s->h_tmp + (size_t)i * e,
+                       sizeof(float) * (size_t)e);
+        }
+    }
+    check(ctx, halo_cuda_memcpy(str, s->moe_y, s->h_y, sizeof(float) * (size_t)na * e));
+    check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e,
+                                     W->shexp_gate ? s->sh : NULL, W->shexp_gate ? s->shg : NULL,
+                                     out));
+}
+
 static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
     SKIP_IF_REPLAY(ctx);
+    if (W->gate_exps->host || W->up_exps->host || W->down_exps->host) {
+        moe_host(ctx, W, xn, n, out);
+        return;
+    }
     if (moe_mv(ctx, W, xn, n, out)) return;
     cuda_state *s = st(ctx);
     void *str = s->stream;
@@ -835,6 +930,29 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
             s->sh = dev_array(u * e, sizeof(float), &rc);
             s->shg = dev_array(u, sizeof(float), &rc);
         }
+    }
+    for (uint32_t il = 0; il < hp->n_layer && hp->n_expert; il++) {
+        const halo_layer *L = &m->layers[il];
+        s->host_experts |= L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host;
+    }
+    if (s->host_experts && !rc) {
+        const uint64_t ff = umax(hp->n_ff_exp, 1), ne = hp->n_expert;
+        s->graphs = false; /* the host computes in the middle of a ubatch */
+        s->h_xn = halo_cuda_host_alloc(sizeof(float) * u * e);
+        s->h_x = halo_cuda_host_alloc(sizeof(float) * u * e);
+        s->h_tmp = halo_cuda_host_alloc(sizeof(float) * u * e);
+        s->h_ffa = halo_cuda_host_alloc(sizeof(float) * u * k * ff);
+        s->h_ffb = halo_cuda_host_alloc(sizeof(float) * u * k * ff);
+        s->h_y = halo_cuda_host_alloc(sizeof(float) * u * k * e);
+        s->h_ids = halo_cuda_host_alloc(sizeof(int32_t) * u * k);
+        s->h_list = malloc(sizeof(int32_t) * ne * u);
+        s->h_count = malloc(sizeof(int32_t) * ne);
+        s->h_mm = malloc(sizeof(halo_mm) * 2 * 64);
+        if (!s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y || !s->h_ids ||
+            !s->h_list || !s->h_count || !s->h_mm)
+            return halo_error_set(err, HALO_ERR_NOMEM,
+                                  "out of (pinned) host memory for the CPU experts' buffers: lower "
+                                  "-ub");
     }
     if (hp->n_attention_layers) {
         size_t wb = halo_cuda_attn_work_bytes((int32_t)u, (int)hp->n_head, (int)hp->head_dim_v,

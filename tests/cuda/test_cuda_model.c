@@ -23,6 +23,17 @@ static bool present(const char *rel) {
     return stat(halo_test_fixture_path(rel), &st) == 0;
 }
 
+static halo_model *load_gpu_opts(const char *rel, int n_cpu_moe, const char *const *ot,
+                                 int n_ot) {
+    halo_model *m = NULL;
+    halo_error err = {0};
+    halo_load_options lo = {.n_gpu_layers = -1, .n_cpu_moe = n_cpu_moe, .tensor_overrides = ot,
+                            .n_tensor_overrides = n_ot};
+    if (halo_model_load(halo_test_fixture_path(rel), &lo, &m, &err))
+        fprintf(stderr, "%s: %s\n", rel, err.msg);
+    return m;
+}
+
 static halo_model *load_gpu(const char *rel) {
     halo_model *m = NULL;
     halo_error err = {0};
@@ -86,12 +97,14 @@ static void check_model(const eval_model *em) {
     float *ref = halo_test_read_file(halo_test_fixture_path(rel), &bytes);
     float *g = malloc(sizeof(float) * n * nv), *c = malloc(sizeof(float) * n * nv);
     float *g1 = malloc(sizeof(float) * n * nv);
+    double cpu_err = 0.0; /* the CPU's error against refs/ */
     CHECK(ref && bytes == sizeof(float) * n * nv);
     if (ref && bytes == sizeof(float) * n * nv && eval_all(gpu, 1, &s, 4096, g) &&
         eval_all(cpu, 1, &s, 4096, c) && eval_all(gpu, 1, &s, 1, g1)) {
         int counted;
         double rr = eval_rel_rms(g, ref, n * nv), rc = eval_rel_rms(c, ref, n * nv);
         double gc = eval_rel_rms(g, c, n * nv), dec = eval_rel_rms(g1, g, n * nv);
+        cpu_err = rc;
         double top1 = eval_top1(g, ref, n, nv, &counted);
         printf("%-20s GPU vs refs %.3e (CPU %.3e, bound %.0e), GPU vs CPU %.3e, decode vs "
                "prefill %.3e, top-1 %.1f%% of %d\n",
@@ -104,6 +117,31 @@ static void check_model(const eval_model *em) {
         CHECK_MSG(dec < rc, "%s decode vs prefill %.3e", em->name, dec);
     } else {
         CHECK(!"evaluation failed");
+    }
+    /* MoE models with routed experts kept on the CPU (--n-cpu-moe: the first half of the
+     * layers; -ot: the down experts of every layer, which takes the layer's three): the
+     * same products on the CPU and the GPU's, so bounded like GPU vs CPU, whole prompts
+     * (experts grouped per expert on the CPU) and one token at a time */
+    if (strstr(em->name, "moe") && cpu_err > 0) {
+        static const char *const ot[] = {"blk\\.0\\.ffn_up_exps=CUDA0", "ffn_down_exps=CPU"};
+        char relm[256];
+        snprintf(relm, sizeof relm, "models/%s.gguf", em->name);
+        halo_model *hy[2] = {load_gpu_opts(relm, 2, NULL, 0), load_gpu_opts(relm, 0, ot, 2)};
+        for (int v = 0; v < 2; v++) {
+            CHECK(hy[v] != NULL);
+            if (!hy[v]) continue;
+            if (eval_all(hy[v], 1, &s, 4096, g1) && eval_all(hy[v], 1, &s, 1, g)) {
+                const double a = eval_rel_rms(g1, c, n * nv), b1 = eval_rel_rms(g, c, n * nv);
+                printf("%-20s experts on the CPU (%s): vs CPU %.3e, one token at a time %.3e\n",
+                       em->name, v ? "-ot ffn_down_exps=CPU" : "--n-cpu-moe 2", a, b1);
+                CHECK_MSG(a < cpu_err && b1 < cpu_err,
+                          "%s CPU experts: %.3e / %.3e vs the CPU's error %.3e", em->name, a, b1,
+                          cpu_err);
+            } else {
+                CHECK(!"evaluation with CPU experts failed");
+            }
+            halo_model_free(hy[v]);
+        }
     }
     /* two sequences in one batch, interleaved */
     if (s.n >= 2) {
