@@ -448,7 +448,8 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         goto done;
     }
     r->cache_prompt = true;
-    if (!get_bool(o, "stream", &r->stream, e) || !get_bool(o, "cache_prompt", &r->cache_prompt, e))
+    if (!get_bool(o, "stream", &r->stream, e) || !get_bool(o, "cache_prompt", &r->cache_prompt, e) ||
+        !get_bool(o, "ignore_eos", &r->ignore_eos, e))
         goto done;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
     if (so && !cJSON_IsNull(so)) {

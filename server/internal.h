@@ -32,6 +32,7 @@ typedef struct srv_request {
     srv_kind kind;
     bool stream, include_usage;
     bool cache_prompt; /* llama-server's field: false reads the whole prompt again */
+    bool ignore_eos;   /* llama-server's field: end-of-generation tokens are never sampled */
     int32_t max_tokens; /* -1: not given */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */

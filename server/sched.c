@@ -470,6 +470,8 @@ static void slot_end_job(srv_slot *sl) {
 }
 
 /* Give job j to a free slot: pick it, reuse what its cache can, set up sampling. */
+static bool ignore_eog(halo_server *s, srv_request *r);
+
 static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_slot *best = NULL, *lru = NULL, *src = NULL;
     size_t best_keep = 0, src_keep = 0;
@@ -514,6 +516,11 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         return -1;
     }
     halo_error err = {0};
+    if (j->req.ignore_eos && !ignore_eog(s, &j->req)) {
+        srv_error(e, 500, NULL, "out of memory");
+        slot_end_job(sl);
+        return -1;
+    }
     if (halo_sampler_new(&j->req.sp, s->n_vocab, &sl->smp, &err) ||
         /* chat output keeps control tokens' text: the parser needs the tags
          * (<think>, <tool_call>) that some vocabularies mark as control tokens */
@@ -715,6 +722,9 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
         cJSON *tm = cJSON_AddObjectToObject(c, "timings");
         cJSON_AddNumberToObject(tm, "prompt_ms", (sl->t_first - sl->t_start) * 1e3);
         cJSON_AddNumberToObject(tm, "predicted_ms", (now - sl->t_first) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_n", sl->n_gen);
+        cJSON_AddNumberToObject(tm, "predicted_per_second",
+                                now > sl->t_first ? sl->n_gen / (now - sl->t_first) : 0.0);
         char *text = cJSON_PrintUnformatted(c);
         cJSON_Delete(c);
         if (text) job_send(j, text, strlen(text));
@@ -770,6 +780,22 @@ static void force_think_end(halo_server *s, srv_slot *sl) {
     sl->forced = ids;
     sl->n_forced = n;
     sl->i_forced = 0;
+}
+
+/* ignore_eos: every end-of-generation token banned through the request's logit bias
+ * (so it is never sampled, as llama-server does), after the request's own entries. */
+static bool ignore_eog(halo_server *s, srv_request *r) {
+    int32_t n_eog = 0;
+    for (int32_t id = 0; id < s->n_vocab; id++) n_eog += halo_tok_is_eog(s->tok, id);
+    halo_logit_bias *b = realloc(r->bias, sizeof *b * ((size_t)r->n_bias + (size_t)n_eog + 1));
+    if (!b) return false;
+    r->bias = b;
+    for (int32_t id = 0; id < s->n_vocab; id++)
+        if (halo_tok_is_eog(s->tok, id)) b[r->n_bias++] = (halo_logit_bias){id, -INFINITY};
+    r->sp.logit_bias = r->bias;
+    r->sp.n_logit_bias = r->n_bias;
+    r->ignore_eos = false; /* done once, should the job be started again */
+    return true;
 }
 
 /* A token came out of the model for slot sl. */
