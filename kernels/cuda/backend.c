@@ -429,9 +429,13 @@ static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
                                   st(ctx)->d_token, ub->n, x));
 }
 
-/* Decode products (up to MV_MAX_TOKENS tokens) go through halo_cuda_mv_launch: several
- * in one launch, activations quantized to int16 (kernels/cuda/mmv.cu). */
-#define MV_MAX_TOKENS 8
+/* Decode products (up to MV_MAX_TOKENS tokens: a step of up to that many parallel
+ * sequences) go through halo_cuda_mv_launch: several in one launch, activations
+ * quantized to int16 (kernels/cuda/mmv.cu); a block per token and row block, the
+ * blocks of one row block for all tokens together, so that the weights come from
+ * HBM once and from L2 for the other tokens. Larger ubatches (prefill) take the
+ * tensor-core tiles (mmq.cu). */
+#define MV_MAX_TOKENS 32
 
 static halo_cuda_mv mv_dense(const halo_weight *w, int64_t expert, const float *x, int64_t n,
                              float *y) {
@@ -603,10 +607,10 @@ static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
                               hk, hv, 1.0f / sqrtf((float)hk), q, out, s->attn_work));
 }
 
-/* The MoE FFN of a few tokens (n * k <= MV_MAX_ASSIGN) in four product launches:
+/* The MoE FFN of a decode step (n * k <= MV_MAX_ASSIGN: 64 sequences of top-8) in four launches:
  * router + shared expert's gate/up (SwiGLU) + its gate input; top-k; the experts'
  * gate/up (SwiGLU) by id; the experts' down by id + the shared expert's down. */
-#define MV_MAX_ASSIGN 64
+#define MV_MAX_ASSIGN 512
 
 static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
@@ -614,7 +618,7 @@ static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
     const int64_t e = ctx->hp->n_embd;
     const int32_t na = (int32_t)(n * k);
-    if (n > MV_MAX_TOKENS || na > MV_MAX_ASSIGN) return false;
+    if (na > MV_MAX_ASSIGN) return false;
     halo_cuda_mv a[4], b[1], c[2];
     int n_a = 0, n_c = 0;
     a[n_a++] = mv_dense(W->router, 0, xn, n, s->router);
