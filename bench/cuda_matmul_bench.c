@@ -122,13 +122,13 @@ static void bench_moe(void *st, int type, int64_t n_rows, int64_t n_cols, float 
     const int reps = 500;
     for (int i = 0; i < 10; i++)
         halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids + (i % 32) * K,
-                            K, d_y);
+                            K, d_y, N_EXP);
     halo_cuda_stream_sync(st);
     double t0 = now();
     int rc = 0;
     for (int i = 0; i < reps; i++)
         rc |= halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K,
-                                  d_ids + (i % 32) * K, K, d_y);
+                                  d_ids + (i % 32) * K, K, d_y, N_EXP);
     halo_cuda_stream_sync(st);
     const double dt = (now() - t0) / reps;
     printf("  %-6s %d x (%5lld x %5lld) of %d experts: %8.2f us  %7.1f GB/s%s\n",
@@ -165,12 +165,12 @@ static void bench_moe_prefill(void *st, int type, int64_t n_rows, int64_t n_cols
     halo_cuda_memcpy(st, d_ids, ids, sizeof(int32_t) * na);
     const int reps = 100;
     for (int i = 0; i < 5; i++)
-        halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y);
+        halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y, N_EXP);
     halo_cuda_stream_sync(st);
     double t0 = now();
     int rc = 0;
     for (int i = 0; i < reps; i++)
-        rc |= halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y);
+        rc |= halo_cuda_matmul_id(st, type, d_w, rs, mat, n_rows, n_cols, d_x, K, d_ids, na, d_y, N_EXP);
     halo_cuda_stream_sync(st);
     const double dt = (now() - t0) / reps;
     printf("  %-6s %d tok x %d of %d experts (%5lld x %5lld): %8.2f us  %7.2f TFLOP/s %s%s\n",
@@ -199,6 +199,11 @@ static void bench_prefill(void *st, float *d_x, float *d_y, int32_t *d_ids) {
         bench_moe_prefill(st, a3b[i], 512, 2048, 512, d_x, d_y, d_ids);
         bench_moe_prefill(st, a3b[i], 2048, 512, 512, d_x, d_y, d_ids);
     }
+    /* other prompt lengths: 4, 8 and 64 assignments per expert (token tiles 16, 16, 64) */
+    printf("MoE prefill, other prompt lengths:\n");
+    bench_moe_prefill(st, HALO_TYPE_Q4_K, 512, 2048, 128, d_x, d_y, d_ids);
+    bench_moe_prefill(st, HALO_TYPE_Q4_K, 512, 2048, 256, d_x, d_y, d_ids);
+    bench_moe_prefill(st, HALO_TYPE_Q4_K, 512, 2048, 2048, d_x, d_y, d_ids);
 }
 
 /* Decode products of mmv.cu (halo_cuda_mv_launch): one dense product, or a layer's
@@ -339,7 +344,7 @@ int main(int argc, char **argv) {
     float *d_x = halo_cuda_malloc(sizeof(float) * max_cols * max_tok);
     /* >= 248320 rows x 1 token, 14336 rows x 512 tokens, 4096 assignments x 2048 rows */
     float *d_y = halo_cuda_malloc(sizeof(float) * 4096 * 2048);
-    int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 4096);
+    int32_t *d_ids = halo_cuda_malloc(sizeof(int32_t) * 16384); /* MoE: 2048 tokens x 8 */
     halo_cuda_memcpy(st, d_x, hx, sizeof(float) * max_cols * max_tok);
     halo_cuda_stream_sync(st);
 

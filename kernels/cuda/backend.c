@@ -748,12 +748,13 @@ static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
                                     ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
     const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
     check(ctx, halo_cuda_matmul_id(str, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
-                                   g->n_cols, xn, k, s->moe_ids, na, s->moe_a));
+                                   g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
     check(ctx, halo_cuda_matmul_id(str, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
-                                   u->n_cols, xn, k, s->moe_ids, na, s->moe_b));
+                                   u->n_cols, xn, k, s->moe_ids, na, s->moe_b, (int32_t)u->n_mats));
     check(ctx, halo_cuda_swiglu(str, s->moe_a, s->moe_b, (int64_t)na * ff));
     check(ctx, halo_cuda_matmul_id(str, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows,
-                                   d->n_cols, s->moe_a, 1, s->moe_ids, na, s->moe_y));
+                                   d->n_cols, s->moe_a, 1, s->moe_ids, na, s->moe_y,
+                                   (int32_t)d->n_mats));
     const float *sh = NULL, *shg = NULL;
     if (W->shexp_gate) {
         const int64_t fs = W->shexp_gate->n_rows;

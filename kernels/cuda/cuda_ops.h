@@ -79,10 +79,13 @@ bool halo_cuda_matmul_id_xq(int type, int32_t n_assign);
  * (read on the device), matrix e at (const char *)w + e * mat_stride:
  *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]
  * x_div = k (experts per token) when every assignment of token t reads row t,
- * 1 when assignment a reads its own row a. ids < 0 are skipped (y rows untouched). */
+ * 1 when assignment a reads its own row a. ids < 0 are skipped (y rows untouched).
+ * n_mat: the number of matrices (experts, >= 1); every id must be below it (the
+ * int8 prefill products give each expert its own blocks, so the grid depends on it). */
 int halo_cuda_matmul_id(void *stream, int type, const void *w, size_t row_stride,
                         size_t mat_stride, int64_t n_rows, int64_t n_cols, const float *x,
-                        int32_t x_div, const int32_t *ids, int32_t n_assign, float *y);
+                        int32_t x_div, const int32_t *ids, int32_t n_assign, float *y,
+                        int32_t n_mat);
 
 /* Decode products (kernels/cuda/mmv.cu), up to HALO_CUDA_MV_MAX in one launch, each
  *     dense (ids NULL): y[a * n_rows + r] = sum_c W[r][c] * x[a * n_cols + c], a < n_x

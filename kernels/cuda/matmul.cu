@@ -524,16 +524,16 @@ extern "C" int halo_cuda_matmul(void *stream, int type, const void *w, size_t ro
 extern "C" int halo_cuda_matmul_id(void *stream, int type, const void *w, size_t row_stride,
                                    size_t mat_stride, int64_t n_rows, int64_t n_cols,
                                    const float *x, int32_t x_div, const int32_t *ids,
-                                   int32_t n_assign, float *y) {
+                                   int32_t n_assign, float *y, int32_t n_mat) {
     bool vec;
     if (!check(type, w, row_stride, mat_stride, n_cols, &vec) || n_rows < 0 || n_assign < 0 ||
-        x_div < 1)
+        x_div < 1 || n_mat < 1)
         return -1;
     if ((uintptr_t)x % 16 || n_cols % 4) return -1;
     if (n_rows == 0 || n_assign == 0) return 0;
     if (n_rows > (int64_t)65535 * TM) return -1;
     Args a = {(const char *)w, row_stride, mat_stride, n_rows, n_cols, x, n_assign, x_div, ids, y,
-              vec};
+              vec, n_mat};
     if (halo_cuda_matmul_id_xq(type, n_assign)) return mmq_launch(type, a, (cudaStream_t)stream);
     return run(type, OP_ID, a, nullptr, 0, (cudaStream_t)stream);
 }

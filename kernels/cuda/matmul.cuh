@@ -23,6 +23,7 @@ struct Args {
     const int32_t *ids;   /* NULL: dense product */
     float *y;
     bool vec;             /* plain types: 16-byte aligned rows */
+    int32_t n_mat;        /* id only: matrices (experts); ids >= n_mat are not computed */
 };
 
 constexpr int GEMV_MAX_ASSIGN = 256; /* matmul_id takes the gemv path up to this */

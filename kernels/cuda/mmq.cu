@@ -12,15 +12,28 @@
  * (one rounding), and scaled: acc += (wscale * d_x) * isum; the mins of Q4_K/Q5_K
  * come off as acc -= wmin * (f32 sum of the block's x, not quantized).
  *
- * Tile: a block of 8 warps computes MT = 128 weight rows x NT = 64 tokens, each warp
- * 16 rows x 64 tokens (8 MMA column tiles of 8 tokens; those past the last token are
- * skipped). Per chunk of KC = 128 columns the block
- *   - decodes its rows' codes into shared memory as int8 (thread = row, 64 columns),
- *     with the scales (d * sc, per 32 or 16 columns) and mins (dmin * m);
+ * Tile: a block of 8 warps computes MT = 128 weight rows x NT tokens (NT = 16, 32 or
+ * 64: a template parameter), each warp 16 rows x NT tokens (NT / 8 MMA column tiles
+ * of 8 tokens; those past the last token are skipped). Per chunk of KC = 128 columns
+ * the block
+ *   - decodes its rows' codes into shared memory as int8 (thread = row, 64 columns;
+ *     Q6_K: a 16-byte group of each 32 columns, so the row's two threads read
+ *     disjoint bytes), with the scales (d * sc, per 32 or 16 columns) and mins;
  *   - quantizes its tokens' activations (8 lanes per token and 32 columns: amax and
  *     sum by shuffles), hi and lo bytes, and (d_x, sum x) per token and 32 columns;
- *   - runs the MMAs from shared memory and accumulates in f32 registers.
- * No double buffering: two blocks per SM overlap one's loads with the other's MMAs.
+ *   - issues the next chunk's global loads (raw weight words and activations, into
+ *     registers: NT <= 32; 64 tokens have no registers left for it and count on the
+ *     second block of the SM), then runs the MMAs from shared memory, accumulating in
+ *     f32 registers.
+ * The token tile: dense, the number of tokens (16, 32, else 64); MoE, the average
+ * assignments per expert (n_assign / n_mat: up to 12, 40, else 64), since an expert's
+ * rows are decoded once per tile of its tokens.
+ *
+ * MoE grid: n_mat * split blocks per row tile, split = the average tiles per expert:
+ * block x takes expert x / split and its tiles x % split, + split, ... Each block
+ * ranks its expert's assignments itself (gather: every id read at once, ballots and
+ * a scan), so no block exists for an assignment that is not the first of its expert
+ * and no pass over the ids comes before the product (the grid is host-known).
  *
  * Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k32" .s8; g = lane / 4,
  * t = lane % 4): A (16 x 32, row-major) a0 = row g, columns 4t..4t+3; a1 = row g+8,
@@ -57,19 +70,27 @@ namespace halo_mm {
 namespace {
 
 constexpr int MT = 128;             /* weight rows per block, 16 per warp */
-constexpr int NT = 64;              /* tokens per block */
 constexpr int KC = 128;             /* columns per chunk */
 constexpr int NSB = KC / 32;        /* 32-column blocks per chunk */
 constexpr int THREADS = 256;
-constexpr int XIT = NT * NSB / (THREADS / 8); /* activation pairs per thread per chunk */
 constexpr int WST = KC + 32;        /* bytes per weight row in shared memory */
 constexpr int XST = 2 * KC + 64;    /* bytes per token row (hi and lo) */
-/* shared memory: codes, activations, scales (up to 2 per 32 columns), mins, (d_x, sum) */
-constexpr int SM_X = MT * WST;
-constexpr int SM_SC = SM_X + NT * XST;
-constexpr int SM_MN = SM_SC + 2 * NSB * MT * 4;
-constexpr int SM_XD = SM_MN + NSB * MT * 4;
-constexpr int SMEM = SM_XD + NSB * NT * 8;
+
+/* Per token tile NT (16, 32 or 64 tokens; a warp's MMA columns are NT / 8 tiles of 8):
+ * activation pairs per thread per chunk (XIT), how many of them are loaded a chunk
+ * ahead (XPF; 64 tokens: none, half before the decoding, half after: spills
+ * otherwise; so too the weights: PFW), and the
+ * shared memory: codes, activations, scales (up to 2 per 32 columns), mins, (d_x, sum) */
+template <int NT> struct Tile {
+    static constexpr int XIT = NT * NSB / (THREADS / 8);
+    static constexpr int XPF = NT <= 32 ? XIT : 0;
+    static constexpr bool PFW = NT <= 32; /* weights loaded a chunk ahead (64: spills) */
+    static constexpr int SM_X = MT * WST;
+    static constexpr int SM_SC = SM_X + NT * XST;
+    static constexpr int SM_MN = SM_SC + 2 * NSB * MT * 4;
+    static constexpr int SM_XD = SM_MN + NSB * MT * 4;
+    static constexpr int SMEM = SM_XD + NSB * NT * 8;
+};
 
 static_assert(MT == 16 * (THREADS / 32), "a warp computes 16 rows");
 static_assert(THREADS == 2 * MT && KC == 128, "a thread decodes 64 columns of one row");
@@ -77,10 +98,29 @@ static_assert(WST % 128 == 32 && XST % 128 == 64, "bank spread of the fragment l
 static_assert(NSB == 4, "a warp's 4 activation pairs are one token's chunk");
 
 /* ---- weight codes --------------------------------------------------------------------
- * Mq<T>::unit(row, c, nv, q, sc, mn): columns c .. c+63 of a row (c a multiple of 64),
- * of which the first nv (32 or 64) exist: q[16] = the int8 codes, word i = columns
- * 4i..4i+3; sc = the scales per 32 columns (S16: per 16, 4 of them); mn = the mins
- * per 32 columns (MIN formats). Weight = sc * code - mn. */
+ * Split in two so that a chunk's loads are in flight during the previous chunk's MMAs:
+ * Mq<T>::load(row, c, nv, r) loads the raw words (NR of them) a thread needs for
+ * columns c .. c+63 of a row (c a multiple of 64; of which the first nv, 32 or 64,
+ * exist), Mq<T>::dec(r, c, q, sc, mn) turns them into q[16] = the int8 codes, sc =
+ * the scales per 32 columns (S16: per 16, 4 of them), mn = the mins per 32 columns
+ * (MIN formats). Weight = sc * code - mn.
+ * Codes: word i = columns 4i..4i+3 of the 64 (SPLIT: the thread has 16-byte group du
+ * (c / 64 % 2) of each of the chunk's four 32-column blocks, q[4s..4s+3] in shared
+ * order; scales as the other formats: those of column group du). */
+
+/* Formats whose blocks are only 2-aligned: the aligned words from p & ~3 (NW of them,
+ * within the aligned words that hold bytes of the block: never a fault), and the 4
+ * bytes at p + o (o even, a constant) from them, m = 8 (p & 2) (0 or 16).
+ * __funnelshift_rc by 32 gives the high word. */
+template <int NW> __device__ __forceinline__ void ldw_a2(const u8 *p, u32 *w) {
+    const u32 *a = (const u32 *)((uintptr_t)p & ~(uintptr_t)3);
+#pragma unroll
+    for (int i = 0; i < NW; i++) w[i] = __ldg(a + i);
+}
+__device__ __forceinline__ u32 wat(const u32 *w, int o, u32 m) {
+    return __funnelshift_rc(w[o / 4], w[o / 4 + 1], (u32)(o % 4) * 8 + m);
+}
+__device__ __forceinline__ u32 misal(const u8 *p) { return (u32)((uintptr_t)p & 2) * 8; }
 
 /* IQ4_NL / IQ4_XS grid (halo_kvalues_iq4nl) as signed bytes, for 4 indices at once */
 __device__ __forceinline__ u32 iq4_codes(u32 idx /* 4 bytes, each 0..15 */) {
@@ -91,53 +131,67 @@ __device__ __forceinline__ u32 iq4_codes(u32 idx /* 4 bytes, each 0..15 */) {
     return (hi & m) | (lo & ~m);
 }
 
+/* 32-column blocks (2-aligned): raw = the block's aligned words and m (last word) */
 struct B8_0 { /* Q8_0: f16 d, 32 int8 */
-    static constexpr int BS = 34;
-    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
-        *sc = h2f(ld16(b));
+    static constexpr int BS = 34, NR = 10;
+    __device__ static void load(const u8 *b, u32 *r) {
+        ldw_a2<9>(b, r);
+        r[9] = misal(b);
+    }
+    __device__ static void dec(const u32 *r, u32 *q, float *sc) {
+        *sc = h2f(wat(r, 0, r[9]) & 0xffff);
 #pragma unroll
-        for (int i = 0; i < 8; i++) q[i] = ld32a2(b + 2 + 4 * i);
+        for (int i = 0; i < 8; i++) q[i] = wat(r, 2 + 4 * i, r[9]);
     }
 };
 struct B4_0 { /* Q4_0: f16 d, 16 bytes: low nibbles columns 0..15, high 16..31; code q - 8 */
-    static constexpr int BS = 18;
-    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
-        *sc = h2f(ld16(b));
+    static constexpr int BS = 18, NR = 6;
+    __device__ static void load(const u8 *b, u32 *r) {
+        ldw_a2<5>(b, r);
+        r[5] = misal(b);
+    }
+    __device__ static void dec(const u32 *r, u32 *q, float *sc) {
+        *sc = h2f(wat(r, 0, r[5]) & 0xffff);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const u32 v = ld32a2(b + 2 + 4 * i);
+            const u32 v = wat(r, 2 + 4 * i, r[5]);
             q[i] = __vsub4(v & 0x0F0F0F0Fu, 0x08080808u);
             q[4 + i] = __vsub4((v >> 4) & 0x0F0F0F0Fu, 0x08080808u);
         }
     }
 };
 struct BIq4Nl { /* IQ4_NL: as Q4_0 with the grid */
-    static constexpr int BS = 18;
-    __device__ static void blk(const u8 *b, u32 *q, float *sc) {
-        *sc = h2f(ld16(b));
+    static constexpr int BS = 18, NR = 6;
+    __device__ static void load(const u8 *b, u32 *r) { B4_0::load(b, r); }
+    __device__ static void dec(const u32 *r, u32 *q, float *sc) {
+        *sc = h2f(wat(r, 0, r[5]) & 0xffff);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const u32 v = ld32a2(b + 2 + 4 * i);
+            const u32 v = wat(r, 2 + 4 * i, r[5]);
             q[i] = iq4_codes(v & 0x0F0F0F0Fu);
             q[4 + i] = iq4_codes((v >> 4) & 0x0F0F0F0Fu);
         }
     }
 };
 
-/* 32-column formats: two blocks, the second only where it exists */
+/* 32-column formats: two blocks, the second only where it exists (else zeros: scale 0) */
 template <class B> struct Unit32 {
-    static constexpr bool MIN = false, S16 = false;
-    __device__ static void unit(const u8 *row, int64_t c, int nv, u32 *q, float *sc, float *) {
+    static constexpr bool MIN = false, S16 = false, SPLIT = false;
+    static constexpr int NR = 2 * B::NR;
+    __device__ static void load(const u8 *row, int64_t c, int nv, u32 *r) {
 #pragma unroll
         for (int k = 0; k < 2; k++) {
             if (32 * k < nv) {
-                B::blk(row + (c / 32 + k) * B::BS, q + 8 * k, sc + k);
+                B::load(row + (c / 32 + k) * B::BS, r + B::NR * k);
             } else {
 #pragma unroll
-                for (int i = 0; i < 8; i++) q[8 * k + i] = 0;
-                sc[k] = 0.0f;
+                for (int i = 0; i < B::NR; i++) r[B::NR * k + i] = 0;
             }
         }
+    }
+    __device__ static void dec(const u32 *r, int64_t, u32 *q, float *sc, float *) {
+#pragma unroll
+        for (int k = 0; k < 2; k++) B::dec(r + B::NR * k, q + 8 * k, sc + k);
     }
 };
 
@@ -147,90 +201,133 @@ template <> struct Mq<HALO_TYPE_Q4_0> : Unit32<B4_0> {};
 template <> struct Mq<HALO_TYPE_IQ4_NL> : Unit32<BIq4Nl> {};
 
 /* Q4_K: 64 columns = 32 qs bytes at 16 + 32u (u = 64-column group of the block): low
- * nibbles sub-block 2u, high nibbles 2u+1; codes 0..15 */
+ * nibbles sub-block 2u, high nibbles 2u+1; codes 0..15. raw: header, qs */
 template <> struct Mq<HALO_TYPE_Q4_K> {
-    static constexpr bool MIN = true, S16 = false;
-    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *mn) {
+    static constexpr bool MIN = true, S16 = false, SPLIT = false;
+    static constexpr int NR = 12;
+    __device__ static void load(const u8 *row, int64_t c, int, u32 *r) {
         const u8 *b = row + (c / 256) * 144;
         const int u = (int)(c % 256) / 64;
         const uint4 hd = *(const uint4 *)b;
         const uint4 qa = *(const uint4 *)(b + 16 + 32 * u), qb = *(const uint4 *)(b + 32 + 32 * u);
-        const u32 w[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        const u32 w[12] = {hd.x, hd.y, hd.z, hd.w, qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+        for (int i = 0; i < 12; i++) r[i] = w[i];
+    }
+    __device__ static void dec(const u32 *r, int64_t c, u32 *q, float *sc, float *mn) {
+        const int u = (int)(c % 256) / 64;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            q[i] = w[i] & 0x0F0F0F0Fu;
-            q[8 + i] = (w[i] >> 4) & 0x0F0F0F0Fu;
+            q[i] = r[4 + i] & 0x0F0F0F0Fu;
+            q[8 + i] = (r[4 + i] >> 4) & 0x0F0F0F0Fu;
         }
-        k4_pair(u, hd, &sc[0], &mn[0], &sc[1], &mn[1]);
+        k4_pair(u, make_uint4(r[0], r[1], r[2], r[3]), &sc[0], &mn[0], &sc[1], &mn[1]);
     }
 };
 
-/* Q5_K: as Q4_K (qs at 48 + 32u), fifth bits in qh byte i: bit 2u (low), 2u+1 (high) */
+/* Q5_K: as Q4_K (qs at 48 + 32u), fifth bits in qh byte i: bit 2u (low), 2u+1 (high).
+ * raw: header, qs, qh */
 template <> struct Mq<HALO_TYPE_Q5_K> {
-    static constexpr bool MIN = true, S16 = false;
-    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *mn) {
+    static constexpr bool MIN = true, S16 = false, SPLIT = false;
+    static constexpr int NR = 20;
+    __device__ static void load(const u8 *row, int64_t c, int, u32 *r) {
         const u8 *b = row + (c / 256) * 176;
         const int u = (int)(c % 256) / 64;
         const uint4 hd = *(const uint4 *)b;
         const uint4 qa = *(const uint4 *)(b + 48 + 32 * u), qb = *(const uint4 *)(b + 64 + 32 * u);
         const uint4 ha = *(const uint4 *)(b + 16), hb = *(const uint4 *)(b + 32);
-        const u32 w[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-        const u32 qh[8] = {ha.x, ha.y, ha.z, ha.w, hb.x, hb.y, hb.z, hb.w};
+        const u32 w[20] = {hd.x, hd.y, hd.z, hd.w, qa.x, qa.y, qa.z, qa.w, qb.x, qb.y,
+                           qb.z, qb.w, ha.x, ha.y, ha.z, ha.w, hb.x, hb.y, hb.z, hb.w};
+#pragma unroll
+        for (int i = 0; i < 20; i++) r[i] = w[i];
+    }
+    __device__ static void dec(const u32 *r, int64_t c, u32 *q, float *sc, float *mn) {
+        const int u = (int)(c % 256) / 64;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const u32 h = qh[i] >> (2 * u);
-            q[i] = (w[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x10101010u);
-            q[8 + i] = ((w[i] >> 4) & 0x0F0F0F0Fu) | ((h << 3) & 0x10101010u);
+            const u32 w = r[4 + i], h = r[12 + i] >> (2 * u);
+            q[i] = (w & 0x0F0F0F0Fu) | ((h << 4) & 0x10101010u);
+            q[8 + i] = ((w >> 4) & 0x0F0F0F0Fu) | ((h << 3) & 0x10101010u);
         }
-        k4_pair(u, hd, &sc[0], &mn[0], &sc[1], &mn[1]);
+        k4_pair(u, make_uint4(r[0], r[1], r[2], r[3]), &sc[0], &mn[0], &sc[1], &mn[1]);
     }
 };
 
-/* Q6_K: 64 columns 128h + 64v .. of the block: the first 32 from ql[64h + l] (nibble
- * v), the next from ql[64h + 32 + l], high bits qh[32h + l] bits 4v.. and 4v+2..;
- * codes q - 32; scales int8 per 16 columns, index 8h + 4v + k. */
+/* Q6_K (SPLIT): the chunk is half h of the block (columns 128h ..); its 32-column block
+ * s takes the low (s < 2) or high nibbles of ql[64h + 32 (s % 2) + l] and bits 2s..
+ * of qh[32h + l], l < 32; codes q - 32; scales int8 per 16 columns, index 8h + 2s + k.
+ * Thread du takes l in 8du .. 8du+7 and 16+8du .. 16+8du+7 of every s, i.e. words
+ * 2du, 2du+1, 4+2du, 5+2du of each 32 columns: one 16-byte group of the shared
+ * layout. So the two threads of a row read disjoint bytes: four 8-byte pieces of ql,
+ * two of qh (3 aligned words each: the block is 2-aligned), 4 scale bytes (the
+ * thread's column groups) and d. */
 template <> struct Mq<HALO_TYPE_Q6_K> {
-    static constexpr bool MIN = false, S16 = true;
-    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *) {
+    static constexpr bool MIN = false, S16 = true, SPLIT = true;
+    static constexpr int NR = 22;
+    __device__ static void load(const u8 *row, int64_t c, int, u32 *r) {
         const u8 *b = row + (c / 256) * 210;
-        const int u = (int)(c % 256) / 64, h = u / 2, v = u % 2;
-        const float d = h2f(ld16(b + 208));
+        const int h = (int)(c % 256) / 128, du = (int)(c % 128) / 64;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const u32 l0 = ld32a2(b + 64 * h + 4 * i), l1 = ld32a2(b + 64 * h + 32 + 4 * i);
-            const u32 qh = ld32a2(b + 128 + 32 * h + 4 * i);
-            q[i] = __vsub4(((l0 >> (4 * v)) & 0x0F0F0F0Fu) | (((qh >> (4 * v)) & 0x03030303u) << 4),
-                           0x20202020u);
-            q[8 + i] = __vsub4(((l1 >> (4 * v)) & 0x0F0F0F0Fu) |
-                                   (((qh >> (4 * v + 2)) & 0x03030303u) << 4),
-                               0x20202020u);
+        for (int m = 0; m < 4; m++) ldw_a2<3>(b + 64 * h + 8 * du + 16 * m, r + 3 * m);
+#pragma unroll
+        for (int j = 0; j < 2; j++) ldw_a2<3>(b + 128 + 32 * h + 8 * du + 16 * j, r + 12 + 3 * j);
+        ldw_a2<2>(b + 192 + 8 * h + 4 * du, r + 18);
+        r[20] = ld16(b + 208);
+        r[21] = misal(b); /* every piece is at an offset from b that is a multiple of 4 */
+    }
+    __device__ static void dec(const u32 *r, int64_t, u32 *q, float *sc, float *) {
+        const u32 m = r[21];
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            const int pa = 2 * (s & 1), nib = 4 * (s >> 1);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                /* shared order: (a, lo), (b, lo), (a, hi), (b, hi); piece b = l + 16 */
+                const int pc = pa + (i & 1), half = i >> 1;
+                const u32 l = wat(r + 3 * pc, 4 * half, m), hb = wat(r + 12 + 3 * (i & 1), 4 * half, m);
+                q[4 * s + i] = __vsub4(((l >> nib) & 0x0F0F0F0Fu) | (((hb >> (2 * s)) & 0x03030303u) << 4),
+                                       0x20202020u);
+            }
         }
-        const u32 s4 = ld32a2(b + 192 + 8 * h + 4 * v);
+        const u32 s4 = wat(r + 18, 0, m);
+        const float d = h2f(r[20]);
 #pragma unroll
         for (int k = 0; k < 4; k++) sc[k] = d * (float)(int8_t)((s4 >> (8 * k)) & 0xff);
     }
 };
 
 /* IQ4_XS: sub-blocks 2u, 2u+1 (16 qs bytes at 8 + 16s each: low nibbles columns 0..15,
- * high 16..31); scale d * (ls - 32), ls 6 bits from scales_l / scales_h */
+ * high 16..31); scale d * (ls - 32), ls 6 bits from scales_l / scales_h. raw: header,
+ * the 32 qs bytes at 8 + 32u */
 template <> struct Mq<HALO_TYPE_IQ4_XS> {
-    static constexpr bool MIN = false, S16 = false;
-    __device__ static void unit(const u8 *row, int64_t c, int, u32 *q, float *sc, float *) {
+    static constexpr bool MIN = false, S16 = false, SPLIT = false;
+    static constexpr int NR = 10;
+    __device__ static void load(const u8 *row, int64_t c, int, u32 *r) {
         const u8 *b = row + (c / 256) * 136;
         const int u = (int)(c % 256) / 64;
         const uint2 hd = *(const uint2 *)b;
-        const float d = h2f(hd.x & 0xffff);
+        r[0] = hd.x;
+        r[1] = hd.y;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint2 v = *(const uint2 *)(b + 8 + 32 * u + 8 * i);
+            r[2 + 2 * i] = v.x;
+            r[3 + 2 * i] = v.y;
+        }
+    }
+    __device__ static void dec(const u32 *r, int64_t c, u32 *q, float *sc, float *) {
+        const int u = (int)(c % 256) / 64;
+        const float d = h2f(r[0] & 0xffff);
 #pragma unroll
         for (int k = 0; k < 2; k++) {
             const int s = 2 * u + k;
-            const int ls = (int)(((hd.y >> (4 * s)) & 0xf) | ((hd.x >> (16 + 2 * s)) & 3) << 4);
+            const int ls = (int)(((r[1] >> (4 * s)) & 0xf) | ((r[0] >> (16 + 2 * s)) & 3) << 4);
             sc[k] = d * (float)(ls - 32);
-            const uint2 qa = *(const uint2 *)(b + 8 + 16 * s), qb = *(const uint2 *)(b + 16 + 16 * s);
-            const u32 w[4] = {qa.x, qa.y, qb.x, qb.y};
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                q[8 * k + i] = iq4_codes(w[i] & 0x0F0F0F0Fu);
-                q[8 * k + 4 + i] = iq4_codes((w[i] >> 4) & 0x0F0F0F0Fu);
+                const u32 w = r[2 + 4 * k + i];
+                q[8 * k + i] = iq4_codes(w & 0x0F0F0F0Fu);
+                q[8 * k + 4 + i] = iq4_codes((w >> 4) & 0x0F0F0F0Fu);
             }
         }
     }
@@ -267,20 +364,26 @@ __device__ __forceinline__ void scale_add(float *acc, const int *ch, const int *
     acc[3] = __fmaf_rn(s1 * dd.z, __fmaf_rn(256.0f, small_i2f(ch[3]), small_i2f(cl[3])), acc[3]);
 }
 
-/* The tile rows row0.. x tokens (tok ? tok[0..nt) : tok0..tok0+nt) of matrix w. */
-template <int T>
+/* The tile rows row0.. x tokens (tok ? tok[0..nt) : tok0..tok0+nt) of matrix w.
+ * Per chunk: decode the raw weights (loaded during the previous chunk) and quantize
+ * the activations into shared memory, issue the next chunk's loads, barrier, MMAs,
+ * barrier: the loads' latency is hidden behind the MMAs. */
+template <int T, int NT>
 __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__ w, int64_t row0,
                                          int nt, const int32_t *tok, int64_t tok0, u8 *sm) {
     typedef Mq<T> D;
+    typedef Tile<NT> S;
     constexpr int NS = D::S16 ? 2 : 1; /* scales per 32 columns */
-    u8 *wsm = sm, *xsm = sm + SM_X;
-    float *scs = (float *)(sm + SM_SC), *mns = (float *)(sm + SM_MN);
-    float2 *xds = (float2 *)(sm + SM_XD);
+    constexpr int NJ = NT / 8;         /* MMA column tiles */
+    constexpr int XIT = S::XIT, XPF = S::XPF;
+    u8 *wsm = sm, *xsm = sm + S::SM_X;
+    float *scs = (float *)(sm + S::SM_SC), *mns = (float *)(sm + S::SM_MN);
+    float2 *xds = (float2 *)(sm + S::SM_XD);
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
 
-    float acc[8][4];
+    float acc[NJ][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NJ; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
 
@@ -291,40 +394,56 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
     const u8 *wr = (const u8 *)w + (size_t)wrow * a.row_stride;
     const int ql = lane & 7; /* quantization: lane of 8 per (token, 32 columns) */
 
+    /* activations: pair p = (token n, 32-column block sb), 4 pairs per warp (one token:
+     * n = 8 it + warp), XIT per thread; tokens past nt are skipped by whole warps */
+    float4 xv[XIT];
+    auto load_x = [&](int64_t k0, int it) {
+        const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
+        xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (n < nt && k0 + 32 * sb < a.n_cols) {
+            const int64_t xrow = tok ? (int64_t)(tok[n] / a.x_div) : tok0 + n;
+            xv[it] = __ldg((const float4 *)(a.x + xrow * a.n_cols + k0 + 32 * sb) + ql);
+        }
+    };
+    u32 raw[D::NR];
+    auto load_w = [&](int64_t k0) {
+        const int nv = (int)(a.n_cols - k0 < KC ? a.n_cols - k0 : KC) - 64 * du;
+        if (nv > 0) {
+            D::load(wr, k0 + 64 * du, nv, raw);
+        } else {
+#pragma unroll
+            for (int i = 0; i < D::NR; i++) raw[i] = 0;
+        }
+    };
+    if (S::PFW) load_w(0);
+#pragma unroll
+    for (int it = 0; it < XPF; it++) load_x(0, it);
+
     for (int64_t k0 = 0; k0 < a.n_cols; k0 += KC) {
         const int kc = a.n_cols - k0 < KC ? (int)(a.n_cols - k0) : KC;
-        /* activations, loaded first (all in flight with the weights' loads): pair
-         * p = (token n, 32-column block sb), 4 pairs per warp, XIT per thread */
-        float4 xv[XIT];
-        auto load_x = [&](int it) {
-            const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
-            xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (n < nt && 32 * sb < kc) {
-                const int64_t xrow = tok ? (int64_t)(tok[n] / a.x_div) : tok0 + n;
-                xv[it] = __ldg((const float4 *)(a.x + xrow * a.n_cols + k0 + 32 * sb) + ql);
-            }
-        };
-        /* half the activations' loads in flight with the weights' (all: spills) */
+        /* 64 tokens: the weights and half the activations in flight together (all:
+         * spills) */
+        if (!S::PFW) load_w(k0);
 #pragma unroll
-        for (int it = 0; it < XIT / 2; it++) load_x(it);
+        for (int it = XPF; it < XPF + (XIT - XPF) / 2; it++) load_x(k0, it);
         {
-            const int nv = kc - 64 * du;
             u32 q[16];
             float sc[2 * NS], mn[2] = {0.0f, 0.0f};
-            if (nv > 0) {
-                D::unit(wr, k0 + 64 * du, nv, q, sc, mn);
+            /* zero raw words (columns past the end) decode to scale 0 */
+            D::dec(raw, k0 + 64 * du, q, sc, mn);
+            if (D::SPLIT) {
+                u8 *dst = wsm + drow * WST + 16 * du;
+#pragma unroll
+                for (int s = 0; s < NSB; s++)
+                    *(uint4 *)(dst + 32 * s) = make_uint4(q[4 * s], q[4 * s + 1], q[4 * s + 2], q[4 * s + 3]);
             } else {
+                u8 *dst = wsm + drow * WST + 64 * du;
 #pragma unroll
-                for (int i = 0; i < 16; i++) q[i] = 0;
-#pragma unroll
-                for (int i = 0; i < 2 * NS; i++) sc[i] = 0.0f;
-            }
-            u8 *dst = wsm + drow * WST + 64 * du;
-#pragma unroll
-            for (int k = 0; k < 2; k++) {
-                const u32 *qk = q + 8 * k;
-                *(uint4 *)(dst + 32 * k) = make_uint4(qk[0], qk[4], qk[1], qk[5]);
-                *(uint4 *)(dst + 32 * k + 16) = make_uint4(qk[2], qk[6], qk[3], qk[7]);
+                for (int k = 0; k < 2; k++) {
+                    const u32 *qk = q + 8 * k;
+                    *(uint4 *)(dst + 32 * k) = make_uint4(qk[0], qk[4], qk[1], qk[5]);
+                    *(uint4 *)(dst + 32 * k + 16) = make_uint4(qk[2], qk[6], qk[3], qk[7]);
+                }
             }
 #pragma unroll
             for (int i = 0; i < 2 * NS; i++) scs[(2 * NS * du + i) * MT + drow] = sc[i];
@@ -334,11 +453,10 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
             }
         }
 #pragma unroll
-        for (int it = XIT / 2; it < XIT; it++) load_x(it);
-        /* quantize: amax and sum over the 8 lanes of a pair by shuffles. A warp's 4
-         * pairs are one token (n = 8 it + warp), so tokens past nt are skipped by
-         * whole warps; their shared rows keep stale values, which reach only the
-         * MMA columns and outputs of those tokens, never stored. */
+        for (int it = XPF + (XIT - XPF) / 2; it < XIT; it++) load_x(k0, it);
+        /* quantize: amax and sum over the 8 lanes of a pair by shuffles. Skipped
+         * tokens' shared rows keep stale values, which reach only the MMA columns and
+         * outputs of those tokens, never stored. */
 #pragma unroll
         for (int it = 0; it < XIT; it++) {
             const int p = it * (THREADS / 8) + (tid >> 3), n = p / NSB, sb = p % NSB;
@@ -365,6 +483,12 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
             *(u32 *)(dst + 8) = lw;
             if (ql == 0) xds[sb * NT + n] = make_float2(d, sum);
         }
+        /* the next chunk's loads, in flight during this chunk's MMAs */
+        if (k0 + KC < a.n_cols) {
+            if (S::PFW) load_w(k0 + KC);
+#pragma unroll
+            for (int it = 0; it < XPF; it++) load_x(k0 + KC, it);
+        }
         __syncthreads();
 
         const int nsb = kc / 32;
@@ -386,7 +510,7 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
                 m1 = mns[s * MT + r + 8];
             }
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
+            for (int j = 0; j < NJ; j++) {
                 if (8 * j >= nt) break;
                 const uint4 b = *(const uint4 *)(xsm + (8 * j + g) * XST + 64 * s + 16 * t);
                 const float4 dd = *(const float4 *)(xds + s * NT + 8 * j + 2 * t);
@@ -415,7 +539,7 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
     }
 
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NJ; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int n = 8 * j + 2 * t + (i & 1);
@@ -426,38 +550,121 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
         }
 }
 
-/* dense: grid x = row tiles, y = token tiles. id: grid x = n_assign, y = row tiles. */
-template <int T>
-__global__ void __launch_bounds__(THREADS, 2) mmq_kernel(Args a) {
+/* MoE: the assignments of expert e whose rank (in assignment order) is in lo .. lo+NT-1
+ * go to list[rank - lo]; returns the expert's number of assignments. Windows of
+ * 16 x THREADS ids, all loads in flight at once; ranks from ballots and a scan of the
+ * (id slot k, warp) counts, so that every block of the expert sees the same order.
+ * wc: shared, 16 * 8 + 1 ints. Starts with a barrier (list and wc may be in use). */
+template <int NT>
+__device__ int gather(const int32_t *__restrict__ ids, int64_t n, int32_t e, int lo, int32_t *list,
+                      int *wc) {
+    constexpr int NK = 16, NW = THREADS / 32;
+    static_assert(NK * NW == 4 * 32, "the scan: 4 counts per lane of one warp");
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int count = 0;
+    for (int64_t base = 0; base < n; base += NK * THREADS) {
+        bool m[NK];
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            const int64_t i = base + k * THREADS + tid;
+            m[k] = i < n && __ldg(ids + i) == e;
+        }
+        u32 bal[NK];
+        int mine = 0;
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            bal[k] = __ballot_sync(0xffffffffu, m[k]);
+            if (lane == k) mine = __popc(bal[k]);
+        }
+        __syncthreads(); /* wc, list free */
+        if (lane < NK) wc[lane * NW + warp] = mine;
+        __syncthreads();
+        if (warp == 0) { /* exclusive scan of the NK * NW counts, 4 per lane */
+            const int v0 = wc[4 * lane], v1 = wc[4 * lane + 1], v2 = wc[4 * lane + 2], v3 = wc[4 * lane + 3];
+            const int s4 = v0 + v1 + v2 + v3;
+            int inc = s4;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int y = __shfl_up_sync(0xffffffffu, inc, o);
+                if (lane >= o) inc += y;
+            }
+            const int ex = inc - s4;
+            wc[4 * lane] = ex;
+            wc[4 * lane + 1] = ex + v0;
+            wc[4 * lane + 2] = ex + v0 + v1;
+            wc[4 * lane + 3] = ex + v0 + v1 + v2;
+            if (lane == 31) wc[NK * NW] = inc;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            if (!m[k]) continue;
+            const int rank = count + wc[k * NW + warp] + __popc(bal[k] & ((1u << lane) - 1u));
+            if (rank >= lo && rank < lo + NT) list[rank - lo] = (int32_t)(base + k * THREADS + tid);
+        }
+        count += wc[NK * NW];
+    }
+    __syncthreads(); /* list complete */
+    return count;
+}
+
+/* dense: grid x = row tiles, y = token tiles. id: grid x = n_mat * split (expert
+ * x / split takes its token tiles x % split, x % split + split ..), y = row tiles. */
+template <int T, int NT>
+__global__ void __launch_bounds__(THREADS, 2) mmq_kernel(Args a, int split) {
     extern __shared__ uint4 mmq_smem[];
     u8 *sm = (u8 *)mmq_smem;
     if (!a.ids) {
         const int64_t row0 = (int64_t)blockIdx.x * MT, tok0 = (int64_t)blockIdx.y * NT;
         const int nt = a.n_tok - tok0 < NT ? (int)(a.n_tok - tok0) : NT;
-        mmq_tile<T>(a, a.w, row0, nt, nullptr, tok0, sm);
+        mmq_tile<T, NT>(a, a.w, row0, nt, nullptr, tok0, sm);
         return;
     }
-    __shared__ int32_t list[2 * NT + THREADS];
-    __shared__ int n_list;
-    const int64_t as = blockIdx.x, row0 = (int64_t)blockIdx.y * MT;
-    const int32_t e = a.ids[as];
-    if (e < 0 || !first_of_expert(a.ids, as, e)) return;
+    __shared__ int32_t list[NT];
+    __shared__ int wc[16 * (THREADS / 32) + 1];
+    const int32_t e = (int32_t)(blockIdx.x / (unsigned)split);
+    const int first = (int)(blockIdx.x % (unsigned)split);
+    const int64_t row0 = (int64_t)blockIdx.y * MT;
     const char *w = a.w + (size_t)e * a.mat_stride;
-    expert_tiles<THREADS, NT>(a.ids, a.n_tok, as, e, list, &n_list,
-                              [&](const int32_t *tok, int nt) { mmq_tile<T>(a, w, row0, nt, tok, 0, sm); });
+    const int count = gather<NT>(a.ids, a.n_tok, e, first * NT, list, wc);
+    for (int ti = first; ti * NT < count; ti += split) {
+        if (ti != first) gather<NT>(a.ids, a.n_tok, e, ti * NT, list, wc);
+        const int nt = count - ti * NT < NT ? count - ti * NT : NT;
+        mmq_tile<T, NT>(a, w, row0, nt, list, 0, sm);
+    }
 }
 
-template <int T> int launch(const Args &a, cudaStream_t st) {
+template <int T, int NT> int launch_nt(const Args &a, cudaStream_t st) {
     static bool attr_set = false; /* idempotent: a race only repeats the call */
     if (!attr_set) {
-        cudaFuncSetAttribute(mmq_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM);
+        cudaFuncSetAttribute(mmq_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             Tile<NT>::SMEM);
         attr_set = true;
     }
     const unsigned row_tiles = (unsigned)((a.n_rows + MT - 1) / MT);
-    const dim3 grid = a.ids ? dim3((unsigned)a.n_tok, row_tiles)
-                            : dim3(row_tiles, (unsigned)((a.n_tok + NT - 1) / NT));
-    mmq_kernel<T><<<grid, THREADS, SMEM, st>>>(a);
+    int split = 1;
+    dim3 grid(row_tiles, (unsigned)((a.n_tok + NT - 1) / NT));
+    if (a.ids) {
+        /* enough blocks per expert for its average number of tiles (more: serial) */
+        const int64_t avg = (a.n_tok + a.n_mat - 1) / a.n_mat;
+        split = (int)((avg + NT - 1) / NT);
+        grid = dim3((unsigned)(a.n_mat * split), row_tiles);
+    }
+    mmq_kernel<T, NT><<<grid, THREADS, Tile<NT>::SMEM, st>>>(a, split);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
+}
+
+/* The token tile: the tokens of a dense product, the average assignments per expert
+ * of an MoE one (a tile decodes its rows' weights once for its tokens: the largest
+ * tile that the tokens fill, most of the time) */
+template <int T> int launch(const Args &a, cudaStream_t st) {
+    /* MoE: the counts scatter around the average; a larger tile than it decodes the
+     * weights once where a tight one would twice, at the cost of skipped MMA columns */
+    const int64_t per = a.ids ? (a.n_tok + a.n_mat - 1) / a.n_mat : a.n_tok;
+    const int64_t lim16 = a.ids ? 12 : 16, lim32 = a.ids ? 40 : 32;
+    if (per <= lim16) return launch_nt<T, 16>(a, st);
+    if (per <= lim32) return launch_nt<T, 32>(a, st);
+    return launch_nt<T, 64>(a, st);
 }
 
 } /* namespace */

@@ -158,9 +158,11 @@ int main(void) {
          * 1 row per group (< 512 rows) and several (>= 512) */
         {37, 4096, 1},  {600, 2048, 1},  {1000, 512, 1},  {37, 512, 1},    {513, 768, 1},
         {37, 2048, 1},  {700, 96, 1},
-        /* prefill (int8 tensor cores for some types): a tile of 128 rows x 64 tokens,
-         * 128 columns a chunk; partial tiles of rows, tokens and columns */
+        /* prefill (int8 tensor cores for some types): a tile of 128 rows x 16, 32 or
+         * 64 tokens (by the number of tokens), 128 columns a chunk; partial tiles of
+         * rows, tokens and columns */
         {1000, 2048, 16}, {129, 768, 100}, {200, 1024, 65}, {37, 4096, 300}, {128, 256, 64},
+        {300, 1024, 24},  {129, 768, 32},  {200, 2048, 40}, {37, 96, 17},
     };
 
     int n_cases = 0, n_fail = 0;
@@ -254,14 +256,19 @@ int main(void) {
         /* matmul_id: experts of er rows (mat_stride er rows of the big matrix), n_exp
          * of them; short rows (few threads per row) and long rows (2048: a warp or
          * more); above 256 assignments the tiled path (int8 tensor cores for some
-         * types), 512 assignments over 32 experts as a 64-token MoE prefill */
+         * types), 512 assignments over 32 experts as a 64-token MoE prefill. The int8
+         * products take a token tile from the average assignments per expert (16: up
+         * to 12, 32: up to 40, else 64) and that many tiles' worth of blocks per
+         * expert: few (64 experts), some (16), many per expert (3 experts; 1 expert:
+         * 8 blocks of it), counts not multiples of the tile, skipped ids (< 0) */
         for (int ncase = 0; ncase < 2; ncase++) {
             const int64_t nc = ncase ? 2048 : tr->block_size <= 32 ? 96 : 256;
             const struct {
                 int n_assign, x_div, n_exp, er;
             } idc[] = {{8, 8, 6, 100},   {8, 1, 6, 100},   {12, 4, 6, 100},   {64, 8, 6, 100},
                        {200, 1, 6, 100}, {320, 4, 6, 100}, {300, 1, 6, 100},  {512, 8, 32, 30},
-                       {512, 1, 32, 30}, {512, 8, 6, 150}};
+                       {512, 1, 32, 30}, {512, 8, 6, 150}, {512, 8, 64, 15}, {400, 4, 16, 60},
+                       {512, 1, 3, 100}, {512, 1, 1, 200}, {300, 1, 64, 15}};
             for (size_t k = 0; k < sizeof idc / sizeof idc[0]; k++) {
                 const int na = idc[k].n_assign, xd = idc[k].x_div;
                 const int64_t n_exp = idc[k].n_exp, er = idc[k].er;
@@ -282,7 +289,7 @@ int main(void) {
                 CHECK(halo_cuda_memcpy(st, d_x, xc, sizeof(float) * n_xrows * nc) == 0);
                 CHECK(halo_cuda_memcpy(st, d_idx, ids, sizeof(int32_t) * na) == 0);
                 CHECK(halo_cuda_matmul_id(st, type, d_w, rs, rs * er, er, nc, d_x, xd, d_idx, na,
-                                          d_y) == 0);
+                                          d_y, (int32_t)n_exp) == 0);
                 CHECK(halo_cuda_memcpy(st, got, d_y, sizeof(float) * na * er) == 0);
                 CHECK(halo_cuda_stream_sync(st) == 0);
                 const bool xq = halo_cuda_matmul_id_xq(type, na);
