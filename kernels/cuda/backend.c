@@ -216,6 +216,7 @@ typedef struct cuda_state {
     /* experts kept in host memory (--n-cpu-moe, -ot): pinned staging, and the products'
      * list for one-token steps */
     bool host_experts;
+    void *ev_routed; /* the routes and inputs are on the host */
     float *h_xn, *h_ffa, *h_ffb, *h_y, *h_x, *h_tmp;
     int32_t *h_ids, *h_list, *h_count;
     halo_mm *h_mm;
@@ -300,6 +301,7 @@ static void cu_release(halo_backend *be) {
     free(s->h_list);
     free(s->h_count);
     free(s->h_mm);
+    halo_cuda_event_free(s->ev_routed);
     halo_cuda_stream_free(s->stream);
     free(s);
     be->impl = NULL;
@@ -666,6 +668,7 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
                                     ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
     check(ctx, halo_cuda_memcpy(str, s->h_xn, xn, sizeof(float) * (size_t)(n * e)));
     check(ctx, halo_cuda_memcpy(str, s->h_ids, s->moe_ids, sizeof(int32_t) * (size_t)na));
+    check(ctx, halo_cuda_event_record(s->ev_routed, str));
     /* the shared expert runs on the GPU while the CPU works on the routed ones */
     if (W->shexp_gate) {
         if (n == 1) {
@@ -681,7 +684,7 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
         }
         cu_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
     }
-    if (halo_cuda_stream_sync(str)) s->error = 1;
+    if (halo_cuda_event_sync(s->ev_routed)) s->error = 1;
     if (s->error) return;
     /* the routed experts on the CPU */
     halo_threadpool *pool = ctx->pool;
@@ -953,7 +956,8 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         s->h_list = malloc(sizeof(int32_t) * ne * u);
         s->h_count = malloc(sizeof(int32_t) * ne);
         s->h_mm = malloc(sizeof(halo_mm) * 2 * 64);
-        if (!s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y || !s->h_ids ||
+        s->ev_routed = halo_cuda_event_new();
+        if (!s->ev_routed || !s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y || !s->h_ids ||
             !s->h_list || !s->h_count || !s->h_mm)
             return halo_error_set(err, HALO_ERR_NOMEM,
                                   "out of (pinned) host memory for the CPU experts' buffers: lower "

@@ -43,6 +43,12 @@ void halo_cuda_host_free(void *p);
 void *halo_cuda_stream_new(void);
 void halo_cuda_stream_free(void *stream);
 int halo_cuda_stream_sync(void *stream);
+/* Events: record marks the point of the stream's work so far; sync waits (host) until
+ * the stream has reached it, not for what was enqueued after. */
+void *halo_cuda_event_new(void);
+void halo_cuda_event_free(void *event);
+int halo_cuda_event_record(void *event, void *stream);
+int halo_cuda_event_sync(void *event);
 /* Asynchronous copies on the stream (kind inferred: cudaMemcpyDefault). */
 int halo_cuda_memcpy(void *stream, void *dst, const void *src, size_t bytes);
 int halo_cuda_memset0(void *stream, void *dst, size_t bytes);

@@ -104,6 +104,30 @@ extern "C" int halo_cuda_stream_sync(void *stream) {
     return e == cudaSuccess ? 0 : fail(e, "cudaStreamSynchronize");
 }
 
+extern "C" void *halo_cuda_event_new(void) {
+    cudaEvent_t ev = NULL;
+    cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        fail(e, "cudaEventCreate");
+        return NULL;
+    }
+    return ev;
+}
+
+extern "C" void halo_cuda_event_free(void *event) {
+    if (event) cudaEventDestroy((cudaEvent_t)event);
+}
+
+extern "C" int halo_cuda_event_record(void *event, void *stream) {
+    cudaError_t e = cudaEventRecord((cudaEvent_t)event, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaEventRecord");
+}
+
+extern "C" int halo_cuda_event_sync(void *event) {
+    cudaError_t e = cudaEventSynchronize((cudaEvent_t)event);
+    return e == cudaSuccess ? 0 : fail(e, "cudaEventSynchronize");
+}
+
 extern "C" int halo_cuda_memcpy(void *stream, void *dst, const void *src, size_t bytes) {
     if (!bytes) return 0;
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, (cudaStream_t)stream);
