@@ -66,6 +66,10 @@ http POST /v1/completions '{"prompt":"The kernel","max_tokens":3}' "${A[@]}"
 expect 200 '"object":"text_completion"' '"text":' '"completion_tokens":3'
 http POST /v1/completions '{"prompt":[1,2,3],"max_tokens":2,"stream":true}' "${A[@]}"
 expect 200 '"object":"text_completion"' 'data: [DONE]'
+# ignore_eos (llama-server's field): end-of-generation tokens banned, all 40 tokens come
+http POST /v1/completions '{"prompt":"The kernel","max_tokens":40,"temperature":0,"ignore_eos":true}' "${A[@]}"
+expect 200 '"completion_tokens":40' '"finish_reason":"length"' '"predicted_per_second":'
+http POST /v1/completions '{"prompt":"The kernel","ignore_eos":"yes"}' "${A[@]}"; expect 400 '"param":"ignore_eos"'
 
 # tokenize / detokenize round trip
 http POST /tokenize '{"content":"hello world"}' "${A[@]}"

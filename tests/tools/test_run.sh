@@ -57,6 +57,21 @@ expect_error 2 devbad run -m "$M" -p x -dev Vulkan0
 run ngl run -m "$M" -p "The page cache" -n 4 --temp 0 -ngl 99
 check "[ $rc -eq 0 ] || grep -q -e 'no CUDA GPU is visible' -e 'built without the CUDA backend' '$TMP/ngl.err'" \
     "-ngl 99: exit $rc: $(cat "$TMP/ngl.err")"
+# experts kept on the CPU with the model on the GPU: placed before the upload (so the
+# messages come with or without a GPU), bad rules refused with a reason
+run ncm run -m "$M" -p "The page cache" -n 4 --temp 0 -ngl 99 --n-cpu-moe 2
+check "grep -q 'routed experts of 2 of 8 layers stay in host memory' '$TMP/ncm.err'" \
+    "--n-cpu-moe 2: $(head -c 300 "$TMP/ncm.err")"
+check "[ $rc -eq 0 ] || grep -q -e 'no CUDA GPU is visible' -e 'built without the CUDA backend' '$TMP/ncm.err'" \
+    "--n-cpu-moe 2: exit $rc: $(tail -2 "$TMP/ncm.err")"
+run otx run -m "$M" -p x -n 1 -ngl 99 -ot '\.ffn_(up|gate)_exps\.=CPU,ffn_down=CUDA0'
+check "grep -q 'routed experts of 8 of 8 layers' '$TMP/otx.err'" "-ot exps=CPU: $(head -c 300 "$TMP/otx.err")"
+expect_error 1 otdev run -m "$M" -p x -ngl 99 -ot 'exps=GPU'
+check "grep -q 'unknown device GPU' '$TMP/otdev.err'" "-ot =GPU: $(head -c 300 "$TMP/otdev.err")"
+expect_error 1 otattn run -m "$M" -p x -ngl 99 -ot 'attn_q=CPU'
+check "grep -q 'only routed-expert tensors' '$TMP/otattn.err'" "-ot attn=CPU: $(head -c 300 "$TMP/otattn.err")"
+expect_error 1 otre run -m "$M" -p x -ngl 99 -ot '(=CPU'
+expect_error 2 otnone run -m "$M" -p x -ngl 99 -ot
 run help run --help
 check "[ $rc -eq 0 ] && grep -q -- '--top-p' '$TMP/help.out'" "--help"
 
