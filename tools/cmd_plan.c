@@ -49,6 +49,8 @@ static void usage(FILE *out) {
             "  -ngl, --n-gpu-layers N    plan for the GPU (all layers there): the budget is the\n"
             "                            GPU's memory (-mg/-dev picks the GPU) or --vram\n"
             "  --vram SIZE               the GPU memory to plan for (default: the GPU's own)\n"
+            "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers in\n"
+            "                            host memory (--cpu-moe: all), not in the GPU's\n"
             "  --no-mmap, --mlock        accepted, as for every command that loads a model\n"
             "  -h, --help                this help\n",
             halo_kv_type_names());
@@ -165,6 +167,24 @@ int cmd_plan(int argc, char **argv) {
         halo_gguf_close(g);
         return 1;
     }
+    /* experts kept in host memory (--n-cpu-moe): not in the GPU's budget */
+    uint64_t host_experts = 0;
+    uint32_t host_layers = 0;
+    if (a.load.n_gpu_layers != 0 && a.load.n_cpu_moe > 0) {
+        for (int64_t t = 0; t < halo_gguf_n_tensors(g); t++) {
+            const halo_gguf_tensor *ti = halo_gguf_tensor_at(g, t);
+            unsigned il;
+            char which[8];
+            int end = 0;
+            if (sscanf(ti->name, "blk.%u.ffn_%7[a-z]_exps.weight%n", &il, which, &end) == 2 &&
+                ti->name[end] == '\0' && (int64_t)il < (int64_t)a.load.n_cpu_moe &&
+                (!strcmp(which, "gate") || !strcmp(which, "up") || !strcmp(which, "down"))) {
+                host_experts += ti->nbytes;
+                if (!strcmp(which, "down")) host_layers++;
+            }
+        }
+        st.bytes = st.bytes > host_experts ? st.bytes - host_experts : 0;
+    }
     if (a.plan.n_ctx == 0) /* -c 0: the trained context */
         a.plan.n_ctx = hp.n_ctx_train ? hp.n_ctx_train : HALO_PLAN_DEFAULT_CTX;
     if (a.plan.n_ctx < a.plan.n_slots) a.plan.n_ctx = a.plan.n_slots;
@@ -188,8 +208,12 @@ int cmd_plan(int argc, char **argv) {
            halo_format_count(st.n_params, b1, sizeof b1));
     if (st.n_params_active != st.n_params)
         printf(" (%s active)", halo_format_count(st.n_params_active, b2, sizeof b2));
-    printf(", %s of weights, trained context %u\n", halo_format_bytes_si(st.bytes, b3, sizeof b3),
+    printf(", %s of weights, trained context %u\n",
+           halo_format_bytes_si(st.bytes + host_experts, b3, sizeof b3),
            hp.n_ctx_train);
+    if (host_experts)
+        printf("experts on CPU   %s of %u layers in host memory (--n-cpu-moe), not planned here\n",
+               halo_format_bytes_si(host_experts, b1, sizeof b1), host_layers);
     printf("memory           %s (%s), %u slot%s, K %s / V %s\n",
            halo_format_bytes(best.mem_bytes, b1, sizeof b1),
            a.budget_name[0]         ? a.budget_name

@@ -90,6 +90,10 @@ expect_lines vram "24.0 GiB (--vram, GPU)" "largest context  -c 32768"
 expect_ok vramngl plan "$K" -ngl 99 --vram 0.1
 expect_lines vramngl "102 MiB (--vram, GPU)"
 expect_error 2 vrammem plan "$K" -ngl 99 --mem 8GiB
+# experts in host memory: out of the GPU's budget, so a longer context fits
+expect_ok vramcpumoe plan "$K" -ngl 99 --vram 0.1 --n-cpu-moe 4
+expect_lines vramcpumoe "experts on CPU   12.6 MB of 4 layers in host memory" "-c 25856"
+
 expect_error 2 badvram plan "$K" --vram lots
 
 expect_ok help plan --help
