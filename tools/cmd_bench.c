@@ -444,7 +444,7 @@ static int result_fields(const result *r, const halo_load_options *lo, field *f)
     FS("type_k", "%s", type_name(r->type_k, tk, sizeof tk));
     FS("type_v", "%s", type_name(r->type_v, tv, sizeof tv));
     FI("n_gpu_layers", "%d", lo->n_gpu_layers < 0 ? 99 : lo->n_gpu_layers);
-    FI("n_cpu_moe", "%d", 0);
+    FI("n_cpu_moe", "%d", lo->n_gpu_layers != 0 ? lo->n_cpu_moe : 0);
     FS("split_mode", "%s", "none");
     FI("main_gpu", "%d", lo->main_gpu);
     FB("no_kv_offload", false);
@@ -557,6 +557,7 @@ static void md_cell(const char *text, int width) {
 typedef struct md_cols {
     bool n_batch, n_ubatch, type_k, type_v, lm;
     bool gpu; /* llama-bench: an ngl column instead of threads for a GPU backend */
+    bool n_cpu_moe; /* experts kept on the CPU (--n-cpu-moe): its column, as llama-bench's */
 } md_cols;
 
 static void md_header(const md_cols *c) {
@@ -568,6 +569,7 @@ static void md_header(const md_cols *c) {
     cols[n++] = (md_col){"backend", -10};
     if (c->gpu) cols[n++] = (md_col){"ngl", 3};
     else cols[n++] = (md_col){"threads", 7};
+    if (c->n_cpu_moe) cols[n++] = (md_col){"n_cpu_moe", 10};
     if (c->n_batch) cols[n++] = (md_col){"n_batch", 7};
     if (c->n_ubatch) cols[n++] = (md_col){"n_ubatch", 8};
     if (c->type_k) cols[n++] = (md_col){"type_k", 6};
@@ -607,6 +609,7 @@ static void md_row(const result *r, const md_cols *c, const halo_load_options *l
         snprintf(buf, sizeof buf, "%lld", (long long)r->threads);
         md_cell(buf, 7);
     }
+    if (c->n_cpu_moe) snprintf(buf, sizeof buf, "%d", lo->n_cpu_moe), md_cell(buf, 10);
     if (c->n_batch) snprintf(buf, sizeof buf, "%lld", (long long)r->n_batch), md_cell(buf, 7);
     if (c->n_ubatch) snprintf(buf, sizeof buf, "%lld", (long long)r->n_ubatch), md_cell(buf, 8);
     if (c->type_k) md_cell(type_name(r->type_k, buf, sizeof buf), 6);
@@ -656,6 +659,7 @@ int cmd_bench(int argc, char **argv) {
         .type_v = a.n_type_v > 1 || a.type_v[0] != HALO_TYPE_F16,
         .lm = a.load.mode != HALO_LOAD_MMAP || a.load.mlock,
         .gpu = on_gpu(&a.load),
+        .n_cpu_moe = on_gpu(&a.load) && a.load.n_cpu_moe > 0,
     };
 
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
