@@ -21,6 +21,11 @@
  * consecutive int16s in shared memory. Partial sums are reduced by shuffles in the
  * G lanes.
  *
+ * That is the direct path. Q4_K, Q5_K, Q6_K and Q8_0 (rows of >= 8 chunks a span)
+ * take the tiled path instead (mv_block_tw, comment there): weights copied to shared
+ * memory in coalesced 16-byte vectors, double-buffered per warp; HALO_CUDA_MV=direct
+ * turns it off for comparisons.
+ *
  * Float weights (F32, F16, BF16) are multiplied with the f32 activations as they
  * are (read through L1), nothing quantized.
  */
