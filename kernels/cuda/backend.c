@@ -213,6 +213,8 @@ typedef struct cuda_state {
     /* MoE */
     float *router, *moe_w, *moe_a, *moe_b, *moe_y, *sh, *sh_a, *sh_b, *shg;
     int32_t *moe_ids;
+    bool fused_route;       /* top-k in the router product (HALO_CUDA_FUSED_ROUTE=0: off) */
+    int32_t *route_counter; /* its count of finished blocks */
     /* experts kept in host memory (--n-cpu-moe, -ot): pinned staging, and the products'
      * list for one-token steps */
     bool host_experts;
@@ -291,7 +293,7 @@ static void cu_release(halo_backend *be) {
     if (!s) return;
     if (s->stream) halo_cuda_stream_sync(s->stream);
     for (int i = 0; i < GRAPH_CACHE; i++) halo_cuda_graph_free(s->graph[i].exec);
-    void *dev[] = {s->d_meta, s->inv_freq, s->router, s->moe_w, s->moe_a, s->moe_b, s->moe_y,
+    void *dev[] = {s->d_meta, s->inv_freq, s->router, s->moe_w, s->moe_a, s->moe_b, s->moe_y, s->route_counter,
                    s->sh,     s->sh_a,     s->sh_b,   s->shg,   s->moe_ids, s->attn_work,
                    s->out_x,  s->logits};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) halo_cuda_free(dev[i]);
@@ -626,6 +628,13 @@ static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn
     a[n_a++] = mv_dense(W->router, 0, xn, n, s->router);
     b[0] = mv_id(W->gate_exps, xn, k, s->moe_ids, na, s->moe_a);
     c[n_c++] = mv_id(W->down_exps, s->moe_a, 1, s->moe_ids, na, s->moe_y);
+    if (s->fused_route) { /* top-k by the router product's last block: no launch */
+        a[0].route_k = k;
+        a[0].route_norm = ctx->model->expert_weights_norm;
+        a[0].route_ids = s->moe_ids;
+        a[0].route_w = s->moe_w;
+        a[0].route_counter = s->route_counter;
+    }
     bool ok = halo_cuda_mv_supported(&a[0]) && mv_pair(&b[0], W->up_exps, 0) &&
               halo_cuda_mv_supported(&c[0]);
     if (W->shexp_gate) {
@@ -642,8 +651,9 @@ static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn
     if (!ok) return false;
     void *str = s->stream;
     check(ctx, halo_cuda_mv_launch(str, a, n_a));
-    check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
-                                    ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    if (!a[0].route_k)
+        check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
+                                        ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
     check(ctx, halo_cuda_mv_launch(str, b, 1));
     check(ctx, halo_cuda_mv_launch(str, c, n_c));
     check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e,
@@ -932,6 +942,9 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         s->moe_a = dev_array(u * k * ff, sizeof(float), &rc);
         s->moe_b = dev_array(u * k * ff, sizeof(float), &rc);
         s->moe_y = dev_array(u * k * e, sizeof(float), &rc);
+        s->route_counter = dev_array(1, sizeof(int32_t), &rc);
+        const char *fr = getenv("HALO_CUDA_FUSED_ROUTE");
+        s->fused_route = !(fr && !strcmp(fr, "0"));
         if (hp->n_ff_shexp) {
             s->sh_a = dev_array(u * fs, sizeof(float), &rc);
             s->sh_b = dev_array(u * fs, sizeof(float), &rc);

@@ -113,6 +113,16 @@ typedef struct halo_cuda_mv {
     int32_t x_div; /* by id: assignment a reads x row a / x_div; dense: 1 */
     const int32_t *ids;
     float *y;
+    /* optional, dense products only (a MoE router): once every block of this product is
+     * done, the last one routes each activation row's n_rows outputs to their top route_k
+     * (<= 16 of <= 512) into route_ids / route_w [n_x][route_k], as halo_cuda_topk_route
+     * (route_norm: renormalized); route_counter: a device int, 0 between launches (the
+     * last block sets it back) */
+    int32_t route_k;
+    bool route_norm;
+    int32_t *route_ids;
+    float *route_w;
+    int32_t *route_counter;
 } halo_cuda_mv;
 bool halo_cuda_mv_supported(const halo_cuda_mv *m);
 int halo_cuda_mv_launch(void *stream, const halo_cuda_mv *m, int n);
@@ -126,8 +136,8 @@ int halo_cuda_get_rows(void *stream, int type, const void *w, size_t row_stride,
 /* y[t][i] = x[t][i] / sqrt(mean(x[t]^2) + eps) * (w ? w[i] : 1); y may equal x. */
 int halo_cuda_rms_norm(void *stream, const float *x, const float *w, float *y, int64_t n_rows,
                        int64_t n, float eps);
-/* x[t][i] += y[t][i], then xn[t] = rms_norm(x[t]) * w as halo_cuda_rms_norm (n > 1024:
- * bit for bit the same as the two launches); xn must not overlap x or y. */
+/* x[t][i] += y[t][i], then xn[t] = rms_norm(x[t]) * w as halo_cuda_rms_norm (up to the
+ * order of the sum of squares); xn must not overlap x or y. */
 int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, const float *w, float *xn,
                            int64_t n_rows, int64_t n, float eps);
 /* RoPE in place on n_tok tokens, token t's n_heads rows of head_dim at

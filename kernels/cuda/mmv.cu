@@ -26,6 +26,7 @@
  */
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/route.cuh"
 #include "kernels/cuda/xq.cuh"
 
 #include <cuda_runtime.h>
@@ -49,6 +50,9 @@ struct Prod {
     const float *x;
     const int32_t *ids;
     float *y;
+    int32_t *route_ids, *route_counter; /* routing by the last block (router products) */
+    float *route_w;
+    int32_t route_k, route_norm;
     int64_t first;   /* first block of this product in the grid */
     int64_t rblocks; /* row blocks per activation row */
     int32_t n_x, x_div, type, lg, rows_pb, prefetch;
@@ -389,6 +393,21 @@ __global__ void __launch_bounds__(MV_THREADS) mv_kernel(const __grid_constant__ 
 #undef X
     default: break;
     }
+    if (p.route_k) { /* the product's last block routes its rows (no launch of its own) */
+        __shared__ int last;
+        __threadfence(); /* this block's outputs before its count */
+        __syncthreads();
+        if (threadIdx.x == 0)
+            last = atomicAdd(p.route_counter, 1) == (int)(p.rblocks * p.n_x) - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        const int warp = (int)threadIdx.x >> 5;
+        for (int64_t t = warp; t < p.n_x; t += MV_WARPS)
+            halo_route::topk_warp(p.y + t * p.n_rows, (int)p.n_rows, p.route_k, p.route_norm != 0,
+                                  p.route_ids + t * p.route_k, p.route_w + t * p.route_k);
+        if (threadIdx.x == 0) *p.route_counter = 0;
+    }
 }
 
 /* ---- host side ----------------------------------------------------------------------- */
@@ -432,6 +451,10 @@ extern "C" bool halo_cuda_mv_supported(const halo_cuda_mv *m) {
     if (al % (uintptr_t)mi.align || (uintptr_t)m->x % 16) return false;
     if (m->ids ? m->x_div < 1 : m->x_div != 1) return false;
     if (m->n_rows > (int64_t)1 << 31 || m->n_x > 4096) return false;
+    if (m->route_k && (m->ids || m->w2 || m->route_k < 0 || m->route_k > halo_route::MAX_K ||
+                       m->route_k > m->n_rows || m->n_rows > halo_route::MAX_EXPERT ||
+                       !m->route_ids || !m->route_w || !m->route_counter))
+        return false;
     return true;
 }
 
@@ -461,6 +484,11 @@ extern "C" int halo_cuda_mv_launch(void *stream, const halo_cuda_mv *m, int n) {
         p.y = m[i].y;
         p.x_div = m[i].x_div;
         p.n_x = m[i].n_x;
+        p.route_k = m[i].route_k;
+        p.route_norm = m[i].route_norm;
+        p.route_ids = m[i].route_ids;
+        p.route_w = m[i].route_w;
+        p.route_counter = m[i].route_counter;
         p.prefetch = mv_mode() != 2;
         p.type = m[i].type;
         p.lg = lg;

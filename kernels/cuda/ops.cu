@@ -5,6 +5,7 @@
  * kernel and returns; grids come from the arguments only (CUDA-graph safe).
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/route.cuh"
 
 #include <cuda_runtime.h>
 
@@ -84,30 +85,63 @@ extern "C" int halo_cuda_rms_norm(void *stream, const float *x, const float *w, 
     return launched();
 }
 
-/* x[r] += y[r], then xn[r] = rms_norm(x[r]) * w: a block of 512 threads per row, each
- * thread summing the squares of its elements in the order rms_norm_block_kernel does
- * (the same values as add then rms_norm). */
-__global__ void add_rms_norm_kernel(float *x, const float *__restrict__ y,
-                                    const float *__restrict__ w, float *__restrict__ xn, int64_t n,
-                                    float eps) {
+/* x[r] += y[r], then xn[r] = rms_norm(x[r]) * w: a block of 512 threads per row. A decode
+ * step runs it 80 times on one 2048-wide row: it is latency-bound, so each thread keeps its
+ * (up to ADD_NORM_KEEP) sums in registers, the norm weights are loaded before the
+ * reduction, and the 16 warp sums are added by one warp's shuffles. */
+#define ADD_NORM_KEEP 8
+__global__ void __launch_bounds__(512) add_rms_norm_kernel(float *x, const float *__restrict__ y,
+                                                           const float *__restrict__ w,
+                                                           float *__restrict__ xn, int64_t n,
+                                                           float eps) {
     __shared__ float part[32];
+    __shared__ float total;
     float *xr = x + (int64_t)blockIdx.x * n;
     const float *yr = y + (int64_t)blockIdx.x * n;
     float *zr = xn + (int64_t)blockIdx.x * n;
+    float v[ADD_NORM_KEEP], wv[ADD_NORM_KEEP];
     float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = xr[i] + yr[i];
-        xr[i] = v;
-        ss += v * v;
+#pragma unroll
+    for (int j = 0; j < ADD_NORM_KEEP; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * blockDim.x;
+        v[j] = 0.0f;
+        wv[j] = 1.0f;
+        if (i < n) {
+            v[j] = xr[i] + yr[i];
+            if (w) wv[j] = __ldg(w + i);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < ADD_NORM_KEEP; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * blockDim.x;
+        if (i < n) {
+            xr[i] = v[j];
+            ss += v[j] * v[j];
+        }
+    }
+    /* rows longer than the registers hold: the rest through memory */
+    for (int64_t i = threadIdx.x + (int64_t)ADD_NORM_KEEP * blockDim.x; i < n; i += blockDim.x) {
+        const float t = xr[i] + yr[i];
+        xr[i] = t;
+        ss += t * t;
     }
     ss = warp_sum(ss);
     if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = ss;
     __syncthreads();
-    float tot = 0.0f;
-    for (unsigned i = 0; i < blockDim.x / 32; i++) tot += part[i];
-    const float scale = 1.0f / sqrtf(tot / (float)n + eps);
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) /* its own writes: no barrier */
-        zr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+    if (threadIdx.x < 32) {
+        float t = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
+        t = warp_sum(t);
+        if (threadIdx.x == 0) total = t;
+    }
+    __syncthreads();
+    const float scale = 1.0f / sqrtf(total / (float)n + eps);
+#pragma unroll
+    for (int j = 0; j < ADD_NORM_KEEP; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * blockDim.x;
+        if (i < n) zr[i] = v[j] * scale * wv[j];
+    }
+    for (int64_t i = threadIdx.x + (int64_t)ADD_NORM_KEEP * blockDim.x; i < n; i += blockDim.x)
+        zr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale; /* its own writes: no barrier */
 }
 
 extern "C" int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, const float *w,
@@ -252,73 +286,19 @@ extern "C" int halo_cuda_scatter_rows(void *stream, float *dst, const float *src
     return launched();
 }
 
-/* ---- MoE routing: a warp per token ------------------------------------------------------
- * Lane l holds experts l, l + 32, ... (up to 16 each: 512 experts) in registers. Each of
- * the k rounds takes the warp's largest remaining logit, ties to the lower index (as the
- * CPU's selection); lane j keeps round j's id and probability. */
-
-#define TOPK_MAX_EXPERT 512
-#define TOPK_MAX_K 16
-#define TOPK_SLOTS (TOPK_MAX_EXPERT / 32)
+/* ---- MoE routing: a warp per token (route.cuh) ---------------------------------------- */
 
 __global__ void topk_route_kernel(const float *__restrict__ logits, int32_t n, int n_expert,
                                   int k, int normalize, int32_t *ids, float *weights) {
     const int64_t t = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x & 31;
     if (t >= n) return;
-    const float *lt = logits + t * n_expert;
-    float v[TOPK_SLOTS];
-    float mx = -INFINITY;
-#pragma unroll
-    for (int s = 0; s < TOPK_SLOTS; s++) {
-        const int e = s * 32 + lane;
-        v[s] = e < n_expert ? lt[e] : -INFINITY;
-        if (e < n_expert) mx = fmaxf(mx, v[s]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
-    float sum = 0.0f;
-#pragma unroll
-    for (int s = 0; s < TOPK_SLOTS; s++)
-        if (s * 32 + lane < n_expert) sum += expf(v[s] - mx);
-    sum = warp_sum(sum);
-
-    uint32_t taken = 0;
-    int my_id = -1;
-    float my_p = 0.0f;
-    for (int j = 0; j < k; j++) {
-        /* this lane's best: ascending experts, strict > keeps the lower index */
-        float bv = -INFINITY;
-        int bi = INT32_MAX;
-#pragma unroll
-        for (int s = 0; s < TOPK_SLOTS; s++) {
-            const int e = s * 32 + lane;
-            if (e < n_expert && !((taken >> s) & 1u) && (bi == INT32_MAX || v[s] > bv))
-                bv = v[s], bi = e;
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-            const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-            if (oi != INT32_MAX && (bi == INT32_MAX || ov > bv || (ov == bv && oi < bi)))
-                bv = ov, bi = oi;
-        }
-        if (bi % 32 == lane) taken |= 1u << (bi / 32);
-        if (lane == j) {
-            my_id = bi;
-            my_p = expf(bv - mx) / sum;
-        }
-    }
-    const float wsum = warp_sum(lane < k ? my_p : 0.0f);
-    if (lane < k) {
-        ids[t * k + lane] = my_id;
-        weights[t * k + lane] = normalize ? my_p / wsum : my_p;
-    }
+    halo_route::topk_warp(logits + t * n_expert, n_expert, k, normalize != 0, ids + t * k,
+                          weights + t * k);
 }
 
 extern "C" int halo_cuda_topk_route(void *stream, const float *logits, int32_t n, int n_expert,
                                     int k, bool normalize, int32_t *ids, float *weights) {
-    if (n < 0 || n_expert < 1 || n_expert > TOPK_MAX_EXPERT || k < 1 || k > TOPK_MAX_K ||
+    if (n < 0 || n_expert < 1 || n_expert > halo_route::MAX_EXPERT || k < 1 || k > halo_route::MAX_K ||
         k > n_expert)
         return -1;
     if (n == 0) return 0;

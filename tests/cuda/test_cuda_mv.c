@@ -325,6 +325,51 @@ int main(void) {
         CHECK(!halo_cuda_mv_supported(&bad));
     }
 
+    /* routing by the router product's last block: 256 f32 rows (experts), 3 tokens, top-8,
+     * twice (the block counter goes back to 0), against halo_topk_route on the same logits */
+    {
+        const int k = 8, nx = 3, ne = 256;
+        const int64_t nc = 2048;
+        int32_t *d_rids = halo_cuda_malloc(sizeof(int32_t) * nx * k + sizeof(int32_t));
+        float *d_rw = halo_cuda_malloc(sizeof(float) * nx * k);
+        int32_t *d_cnt = d_rids + nx * k;
+        CHECK(d_rids && d_rw);
+        for (int t = 0; t < nx; t++)
+            CHECK(halo_cuda_memcpy(st, d_x + t * nc, h_x + (int64_t)t * MAX_COLS, sizeof(float) * nc) == 0);
+        for (int rep = 0; rep < 2; rep++) {
+            halo_cuda_mv mv = {.type = HALO_TYPE_F32, .w = mats[4].dev, .row_stride = mats[4].rs,
+                               .n_rows = ne, .n_cols = nc, .x = d_x, .n_x = nx, .x_div = 1,
+                               .y = d_y, .route_k = k, .route_norm = rep == 1,
+                               .route_ids = d_rids, .route_w = d_rw, .route_counter = d_cnt};
+            CHECK(mats[4].type == HALO_TYPE_F32 && halo_cuda_mv_supported(&mv));
+            CHECK(halo_cuda_mv_launch(st, &mv, 1) == 0);
+            int32_t ids[3 * 8 + 1], ref_ids[8];
+            float wts[3 * 8], ref_w[8];
+            CHECK(halo_cuda_memcpy(st, h_y, d_y, sizeof(float) * nx * ne) == 0);
+            CHECK(halo_cuda_memcpy(st, ids, d_rids, sizeof(int32_t) * (nx * k + 1)) == 0);
+            CHECK(halo_cuda_memcpy(st, wts, d_rw, sizeof(float) * nx * k) == 0);
+            CHECK(halo_cuda_stream_sync(st) == 0);
+            int bad = 0;
+            for (int t = 0; t < nx; t++) {
+                halo_topk_route(h_y + t * ne, ne, k, rep == 1, ref_ids, ref_w);
+                for (int j = 0; j < k; j++)
+                    bad += ids[t * k + j] != ref_ids[j] ||
+                           fabsf(wts[t * k + j] - ref_w[j]) > 1e-6f * fmaxf(1.0f, ref_w[j]);
+            }
+            CHECK_MSG(bad == 0, "routing by the last block (normalize %d): %d of %d differ", rep,
+                      bad, nx * k);
+            CHECK_MSG(ids[nx * k] == 0, "the block counter is %d after the launch", ids[nx * k]);
+        }
+        halo_cuda_mv bad_route = {.type = HALO_TYPE_F32, .w = mats[4].dev, .row_stride = mats[4].rs,
+                                  .n_rows = 600, .n_cols = nc, .x = d_x, .n_x = 1, .x_div = 1,
+                                  .y = d_y, .route_k = 8, .route_ids = d_rids, .route_w = d_rw,
+                                  .route_counter = d_cnt};
+        CHECK(!halo_cuda_mv_supported(&bad_route)); /* more than 512 experts */
+        halo_cuda_free(d_rids);
+        halo_cuda_free(d_rw);
+        printf("routing by the router product's last block: checked\n");
+    }
+
     printf("%d cases, worst error / bound %.3f\n", n_cases, worst_all);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) matrix_free(&mats[ti]);
     halo_cuda_free(d_x);

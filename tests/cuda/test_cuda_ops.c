@@ -99,6 +99,34 @@ static void test_rms_norm(int64_t rows, int64_t n, bool weight, bool in_place) {
     free(x), free(w), free(ref), free(got);
 }
 
+/* The residual add and the next norm in one launch: x must be x + y exactly (one f32 add),
+ * xn within the norm's tolerance. Rows of 2048 (registers), 6000 (past them), 100. */
+static void test_add_rms_norm(int64_t rows, int64_t n, bool weight) {
+    size_t total = (size_t)(rows * n);
+    float *x = malloc(sizeof(float) * total), *y = malloc(sizeof(float) * total);
+    float *w = malloc(sizeof(float) * (size_t)n), *sum = malloc(sizeof(float) * total);
+    float *ref = malloc(sizeof(float) * total), *got = malloc(sizeof(float) * total);
+    fill(x, total, -3.0f, 3.0f);
+    fill(y, total, -3.0f, 3.0f);
+    fill(w, (size_t)n, 0.5f, 1.5f);
+    for (size_t i = 0; i < total; i++) sum[i] = x[i] + y[i];
+    halo_rms_norm_ref(sum, weight ? w : NULL, ref, rows, n, 1e-6f);
+    float *dx = dev_from(x, sizeof(float) * total), *dy = dev_from(y, sizeof(float) * total);
+    float *dw = dev_from(w, sizeof(float) * (size_t)n);
+    float *dn = dev_from(NULL, sizeof(float) * total);
+    CHECK(halo_cuda_add_rms_norm(S, dx, dy, weight ? dw : NULL, dn, rows, n, 1e-6f) == 0);
+    to_host(got, dx, sizeof(float) * total);
+    CHECK_MSG(memcmp(got, sum, sizeof(float) * total) == 0, "add_rms_norm %lld x %lld: x != x + y",
+              (long long)rows, (long long)n);
+    to_host(got, dn, sizeof(float) * total);
+    char what[96];
+    snprintf(what, sizeof what, "add_rms_norm %lld x %lld%s", (long long)rows, (long long)n,
+             weight ? " w" : "");
+    report(what, max_rel(got, ref, total), TOL_RMS);
+    halo_cuda_free(dx), halo_cuda_free(dy), halo_cuda_free(dw), halo_cuda_free(dn);
+    free(x), free(y), free(w), free(sum), free(ref), free(got);
+}
+
 /* ---- RoPE (against halo_rope: the same float angle pos * inv_freq) ------------------------ */
 
 static void test_rope(int n_tok, int n_heads, int head_dim, int n_rot, int mode, int max_pos) {
@@ -328,6 +356,9 @@ int main(void) {
     test_rms_norm(7, 1000, false, false);
     test_rms_norm(5, 1024, true, false);
     test_rms_norm(3, 1025, true, true);
+    test_add_rms_norm(1, 2048, true);
+    test_add_rms_norm(5, 6000, true);
+    test_add_rms_norm(3, 100, false);
     test_rms_norm(64, 4096, true, false);
     test_rms_norm(9, 8192, false, true);
 
