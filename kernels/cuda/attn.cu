@@ -790,23 +790,34 @@ __device__ __forceinline__ void dec_smem(int type, const char *row, int e0, floa
     }
 }
 
-/* Copy rows [p0, p0 + n) of one KV head (`base` = the head's bytes in page 0) into
- * `dst` (stride bytes per row): warp w takes rows w, w + 4, ..., its lanes the
- * row's units. */
-__device__ __forceinline__ void tile_copy(const char *__restrict__ base, size_t page_bytes,
-                                          size_t row_bytes, const int32_t *__restrict__ tbl,
-                                          int32_t ps, int32_t p0, int n, int copy, int unit,
-                                          int stride, char *dst, int warp, int lane) {
+/* Copy `n` units of `unit` bytes (16 or 4) from src to dst, lanes interleaved. */
+__device__ __forceinline__ void row_copy(char *dst, const char *src, int copy, int unit,
+                                         int lane) {
+    if (unit == 16) {
+        for (int c = lane * 16; c < copy; c += 32 * 16) cp_async16(dst + c, src + c);
+    } else {
+        for (int c = lane * 4; c < copy; c += 32 * 4) cp_async4(dst + c, src + c);
+    }
+}
+
+/* Copy the K and V rows of positions [p0, p0 + n) of one KV head (kbase/vbase = the
+ * head's bytes in page 0) into the stage: warp w takes rows w, w + 4, ... (one page
+ * lookup and division per row for both), its lanes the rows' units. */
+__device__ __forceinline__ void tile_copy(const tile_args &a, const char *__restrict__ kbase,
+                                          const char *__restrict__ vbase,
+                                          const int32_t *__restrict__ tbl, int32_t p0, int n,
+                                          char *stage, int warp, int lane) {
+    const int32_t ps = a.kv.page_size;
+    char *vdst = stage + TILE_P * a.k_stride;
     for (int i = warp; i < n; i += ATTN_WARPS) {
         const int32_t p = p0 + i;
-        const int32_t page = __ldg(tbl + p / ps);
-        const char *src = base + (size_t)page * page_bytes + (size_t)(p % ps) * row_bytes;
-        char *d = dst + i * stride;
-        if (unit == 16) {
-            for (int c = lane * 16; c < copy; c += 32 * 16) cp_async16(d + c, src + c);
-        } else {
-            for (int c = lane * 4; c < copy; c += 32 * 4) cp_async4(d + c, src + c);
-        }
+        const int32_t page = __ldg(tbl + p / ps), row = p % ps;
+        row_copy(stage + i * a.k_stride,
+                 kbase + (size_t)page * a.kv.k_page_bytes + (size_t)row * a.k_row_bytes, a.k_copy,
+                 a.k_unit, lane);
+        row_copy(vdst + i * a.v_stride,
+                 vbase + (size_t)page * a.kv.v_page_bytes + (size_t)row * a.v_row_bytes, a.v_copy,
+                 a.v_unit, lane);
     }
 }
 
@@ -834,7 +845,6 @@ __global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a)
     const int32_t *tbl = a.kv.page_table + (size_t)s * a.kv.table_stride;
     const char *kbase = a.kv.k + (size_t)kvh * a.kv.k_head_bytes;
     const char *vbase = a.kv.v + (size_t)kvh * a.kv.v_head_bytes;
-    const int32_t ps = a.kv.page_size;
 
     /* the first tiles' loads go out before anything else */
 #pragma unroll
@@ -842,11 +852,7 @@ __global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a)
         if (st < n_tiles) {
             const int32_t p0 = p_begin + st * TILE_P;
             const int n = min(TILE_P, p_end - p0);
-            char *stage = region + st * a.stage_bytes;
-            tile_copy(kbase, a.kv.k_page_bytes, a.k_row_bytes, tbl, ps, p0, n, a.k_copy,
-                      a.k_unit, a.k_stride, stage, warp, lane);
-            tile_copy(vbase, a.kv.v_page_bytes, a.v_row_bytes, tbl, ps, p0, n, a.v_copy,
-                      a.v_unit, a.v_stride, stage + TILE_P * a.k_stride, warp, lane);
+            tile_copy(a, kbase, vbase, tbl, p0, n, region + st * a.stage_bytes, warp, lane);
         }
         cp_async_commit();
     }
@@ -876,11 +882,8 @@ __global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a)
             if (tn < n_tiles) {
                 const int32_t p0 = p_begin + tn * TILE_P;
                 const int n = min(TILE_P, p_end - p0);
-                char *stage = region + (tn % TILE_STAGES) * a.stage_bytes;
-                tile_copy(kbase, a.kv.k_page_bytes, a.k_row_bytes, tbl, ps, p0, n, a.k_copy,
-                          a.k_unit, a.k_stride, stage, warp, lane);
-                tile_copy(vbase, a.kv.v_page_bytes, a.v_row_bytes, tbl, ps, p0, n, a.v_copy,
-                          a.v_unit, a.v_stride, stage + TILE_P * a.k_stride, warp, lane);
+                tile_copy(a, kbase, vbase, tbl, p0, n, region + (tn % TILE_STAGES) * a.stage_bytes,
+                          warp, lane);
             }
             cp_async_commit();
         }
