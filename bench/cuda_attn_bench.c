@@ -1,7 +1,8 @@
 /*
  * cuda_attn_bench — decode attention on the GPU (halo_cuda_attn) over a paged KV
  * cache: head_dim 256, 16 query heads, 2 KV heads (Qwen3.5's attention layers),
- * f16 and q8_0 caches, contexts 4096 and 32768, 1 and 16 sequences. Prints the
+ * f16 and q8_0 caches, contexts 4096 and 32768, 1 and 16 sequences (and 64 at 4096,
+ * a server's decode step). Prints the
  * time per call (launch + split merge, averaged over many launches between two
  * stream syncs) and the achieved bandwidth in GB/s of K/V bytes read (every
  * visible position's K and V rows of every KV head of every sequence, once).
@@ -161,11 +162,14 @@ int main(int argc, char **argv) {
     void *st = halo_cuda_stream_new();
     const int types[2] = {HALO_TYPE_F16, HALO_TYPE_Q8_0};
     const int32_t ctxs[2] = {4096, 32768};
-    const int seqs[2] = {1, 16};
+    const int seqs[3] = {1, 16, 64};
     int rc = 0;
     for (int ti = 0; ti < 2; ti++)
         for (int ci = 0; ci < 2; ci++)
-            for (int si = 0; si < 2; si++) rc |= bench(st, types[ti], ctxs[ci], seqs[si], reps);
+            for (int si = 0; si < 3; si++) {
+                if (seqs[si] == 64 && ctxs[ci] > 4096) continue; /* server decode: 64 x 4096 */
+                rc |= bench(st, types[ti], ctxs[ci], seqs[si], reps);
+            }
     halo_cuda_stream_free(st);
     return rc ? 1 : 0;
 }

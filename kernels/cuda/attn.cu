@@ -27,6 +27,9 @@
  *   shared by 4 * 8 rows: every query head of the group and several tokens).
  *   A warp whose tokens belong to different sequences walks them one sequence
  *   at a time.
+ * - decode of GQA groups of 8 or 16 (up to TILE_MAX_TOK tokens, any sequences):
+ *   attn_tile_kernel (below) streams K/V tiles through shared memory with cp.async
+ *   instead; the two shapes above take the rest (groups below 8, prefill).
  * Long contexts split the positions over blockIdx.z (flash-decoding): each split
  * leaves (acc, max, sum) per (token, head) in `work`, and a merge kernel
  * combines them. The split count depends only on the host arguments (n_tok,
@@ -646,6 +649,368 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_one_kernel(attn_args a) 
     }
 }
 
+/* ---- the tiled decode kernel ----------------------------------------------------------
+ * Decode (one token per block, any number of tokens) for GQA groups that fill R = 8
+ * rows: block (token, kvh * n_hg + hg, split) of 4 warps streams its split's K/V rows
+ * of one KV head through shared memory in tiles of TP = 32 positions, TILE_STAGES
+ * deep (cp.async, the next tiles' loads in flight while one is computed: the bytes
+ * of a block arrive at the rate of the memory, not of a warp's dependent loads).
+ * The rows are copied raw (cache type) and decoded from shared memory, in f32:
+ * - scores: lane l of warp w takes position l of the tile and the dims
+ *   w * D/4 .. (w+1) * D/4 - 1 for all 8 rows (the q slices are broadcast reads of
+ *   the same address over the warp, each K value serves 8 FMAs); the 4 warps'
+ *   partial dot products sum through shared memory.
+ * - online softmax: warp w takes rows 2w, 2w+1 (lane = position), leaves the
+ *   tile's p = 2^(s - m) and the rows' rescale factors in shared memory.
+ * - P V: thread j of a group of D/4 threads owns dims 4j .. 4j+3 of all 8 rows
+ *   (32 accumulators), the 128 / (D/4) groups take every G-th position of the
+ *   tile; the groups' sums meet in shared memory after the last tile.
+ * Shared rows are padded to an odd number of load units (16 bytes for the float
+ * types, 4 for the block types) so the 32 lanes' reads of 32 rows at one offset
+ * spread over the banks. The result (normalized, or the split's state) goes out
+ * as attn_one_kernel's, so the merge is shared. */
+
+#define TILE_P 32
+#define TILE_STAGES 3
+#define TILE_R 8
+#define TILE_THREADS (ATTN_WARPS * 32)
+/* blocks to aim for: two per SM on a 132-SM H200 (the shared memory of f16 d 256
+ * tiles lets two blocks share an SM) */
+#define TILE_TARGET_BLOCKS 264
+/* more tokens than this go to attn_rows_kernel, whose blocks share K/V rows between
+ * tokens (prefill): the tiled kernel reads a sequence's rows once per token */
+#define TILE_MAX_TOK 64
+
+struct tile_args {
+    halo_cuda_kv kv;
+    size_t k_row_bytes, v_row_bytes;
+    const int32_t *seq, *pos;
+    int n_head, group, n_hg, n_split;
+    int32_t chunk;
+    int k_copy, v_copy;     /* bytes of one head row that are copied (type_bytes) */
+    int k_unit, v_unit;     /* cp.async size: 16 or 4 */
+    int k_stride, v_stride; /* shared bytes per row */
+    int stage_bytes;        /* TILE_P * (k_stride + v_stride) */
+    int region_bytes;       /* max(stages, the P V groups' reduction) */
+    float qscale;
+    const float *q;
+    float *out, *work;
+};
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
+}
+__device__ __forceinline__ void cp_async4(void *dst, const void *src) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* N (4 or 8) values e0 .. e0 + N - 1 of a shared row in the cache type (e0 a multiple
+ * of N); the arithmetic of load_slice, so the values are the same. */
+template <int N>
+__device__ __forceinline__ void dec_smem(int type, const char *row, int e0, float (&x)[N]) {
+    switch (type) {
+    case T_F32: {
+        const float4 *p = (const float4 *)((const float *)row + e0);
+#pragma unroll
+        for (int i = 0; i < N / 4; i++) {
+            const float4 f = p[i];
+            x[4 * i] = f.x;
+            x[4 * i + 1] = f.y;
+            x[4 * i + 2] = f.z;
+            x[4 * i + 3] = f.w;
+        }
+        return;
+    }
+    case T_F16:
+    case T_BF16: {
+        uint32_t w[N / 2];
+        if constexpr (N == 8) {
+            const uint4 u = *(const uint4 *)((const uint16_t *)row + e0);
+            w[0] = u.x;
+            w[1] = u.y;
+            w[2] = u.z;
+            w[3] = u.w;
+        } else {
+            const uint2 u = *(const uint2 *)((const uint16_t *)row + e0);
+            w[0] = u.x;
+            w[1] = u.y;
+        }
+        if (type == T_F16) {
+#pragma unroll
+            for (int i = 0; i < N / 2; i++) {
+                const float2 f = __half22float2(*(const __half2 *)&w[i]);
+                x[2 * i] = f.x;
+                x[2 * i + 1] = f.y;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < N / 2; i++) {
+                x[2 * i] = __uint_as_float(w[i] << 16);
+                x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            }
+        }
+        return;
+    }
+    case T_Q8_0: {
+        const char *blk = row + (e0 >> 5) * 34;
+        const float d = f16_to_f32(*(const uint16_t *)blk);
+        const uint16_t *q = (const uint16_t *)(blk + 2 + (e0 & 31));
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            const uint16_t u = q[i];
+            x[2 * i] = (float)(int8_t)(u & 0xff) * d;
+            x[2 * i + 1] = (float)(int8_t)(u >> 8) * d;
+        }
+        return;
+    }
+    case T_Q4_0: {
+        const char *blk = row + (e0 >> 5) * 18;
+        const int j0 = e0 & 31, sh = j0 >= 16 ? 4 : 0;
+        const float d = f16_to_f32(*(const uint16_t *)blk);
+        const uint16_t *q = (const uint16_t *)(blk + 2 + (j0 & 15));
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            const uint16_t u = q[i];
+            x[2 * i] = (float)((int)((u >> sh) & 15) - 8) * d;
+            x[2 * i + 1] = (float)((int)((u >> (8 + sh)) & 15) - 8) * d;
+        }
+        return;
+    }
+    default:
+#pragma unroll
+        for (int i = 0; i < N; i++) x[i] = 0.0f;
+        return;
+    }
+}
+
+/* Copy `n` units of `unit` bytes (16 or 4) from src to dst, lanes interleaved. */
+__device__ __forceinline__ void row_copy(char *dst, const char *src, int copy, int unit,
+                                         int lane) {
+    if (unit == 16) {
+        for (int c = lane * 16; c < copy; c += 32 * 16) cp_async16(dst + c, src + c);
+    } else {
+        for (int c = lane * 4; c < copy; c += 32 * 4) cp_async4(dst + c, src + c);
+    }
+}
+
+/* Copy the K and V rows of positions [p0, p0 + n) of one KV head (kbase/vbase = the
+ * head's bytes in page 0) into the stage: warp w takes rows w, w + 4, ... (one page
+ * lookup and division per row for both), its lanes the rows' units. */
+__device__ __forceinline__ void tile_copy(const tile_args &a, const char *__restrict__ kbase,
+                                          const char *__restrict__ vbase,
+                                          const int32_t *__restrict__ tbl, int32_t p0, int n,
+                                          char *stage, int warp, int lane) {
+    const int32_t ps = a.kv.page_size;
+    char *vdst = stage + TILE_P * a.k_stride;
+    for (int i = warp; i < n; i += ATTN_WARPS) {
+        const int32_t p = p0 + i;
+        const int32_t page = __ldg(tbl + p / ps), row = p % ps;
+        row_copy(stage + i * a.k_stride,
+                 kbase + (size_t)page * a.kv.k_page_bytes + (size_t)row * a.k_row_bytes, a.k_copy,
+                 a.k_unit, lane);
+        row_copy(vdst + i * a.v_stride,
+                 vbase + (size_t)page * a.kv.v_page_bytes + (size_t)row * a.v_row_bytes, a.v_copy,
+                 a.v_unit, lane);
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a) {
+    constexpr int R = TILE_R, DW = D / ATTN_WARPS; /* dims per warp in the scores */
+    constexpr int TPG = D / 4, G = TILE_THREADS / TPG; /* P V: threads per group, groups */
+    extern __shared__ __align__(16) char smem[];
+    char *region = smem; /* stages, then the P V reduction */
+    float *sq = (float *)(smem + a.region_bytes);       /* [R][D] pre-scaled q */
+    float *sred = sq + R * D;                           /* [warps][R][TILE_P] partial scores */
+    float *sp = sred + ATTN_WARPS * R * TILE_P;         /* [TILE_P][R] probabilities */
+    float *scorr = sp + TILE_P * R;                     /* [R] rescale factors */
+    float *sml = scorr + R;                             /* [R][2] final m, l */
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int32_t tok = blockIdx.x;
+    const int kvh = blockIdx.y / a.n_hg, hg = blockIdx.y % a.n_hg, split = blockIdx.z;
+    const int32_t s = a.seq[tok];
+    const int32_t lim = a.pos[tok] + 1;
+    const int32_t p_begin = split * a.chunk;
+    const int32_t p_end = min(p_begin + a.chunk, lim);
+    const int32_t n_pos = max(p_end - p_begin, 0);
+    const int n_tiles = (n_pos + TILE_P - 1) / TILE_P;
+    const int32_t *tbl = a.kv.page_table + (size_t)s * a.kv.table_stride;
+    const char *kbase = a.kv.k + (size_t)kvh * a.kv.k_head_bytes;
+    const char *vbase = a.kv.v + (size_t)kvh * a.kv.v_head_bytes;
+
+    /* the first tiles' loads go out before anything else */
+#pragma unroll
+    for (int st = 0; st < TILE_STAGES - 1; st++) {
+        if (st < n_tiles) {
+            const int32_t p0 = p_begin + st * TILE_P;
+            const int n = min(TILE_P, p_end - p0);
+            tile_copy(a, kbase, vbase, tbl, p0, n, region + st * a.stage_bytes, warp, lane);
+        }
+        cp_async_commit();
+    }
+
+    /* q of the rows (zero for rows past the group) */
+    for (int i = tid; i < R * D; i += TILE_THREADS) {
+        const int r = i / D, e = i % D, hh = hg * R + r;
+        float x = 0.0f;
+        if (hh < a.group) x = a.q[((size_t)tok * a.n_head + kvh * a.group + hh) * D + e] * a.qscale;
+        sq[i] = x;
+    }
+
+    float acc[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[r][i] = 0.0f;
+    /* the softmax state of rows 2 * warp + {0, 1}, in every lane of the warp */
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const int pj = tid % TPG, pg = tid / TPG;
+
+    for (int t = 0; t < n_tiles; t++) {
+        cp_async_wait<TILE_STAGES - 2>();
+        __syncthreads(); /* tile t is in; everyone is done with tile t - 1's stage */
+        {
+            const int tn = t + TILE_STAGES - 1;
+            if (tn < n_tiles) {
+                const int32_t p0 = p_begin + tn * TILE_P;
+                const int n = min(TILE_P, p_end - p0);
+                tile_copy(a, kbase, vbase, tbl, p0, n, region + (tn % TILE_STAGES) * a.stage_bytes,
+                          warp, lane);
+            }
+            cp_async_commit();
+        }
+        const char *ks = region + (t % TILE_STAGES) * a.stage_bytes;
+        const char *vs = ks + TILE_P * a.k_stride;
+        const int32_t p0 = p_begin + t * TILE_P;
+        const int nv = min(TILE_P, p_end - p0);
+
+        /* partial scores: position lane, dims warp * DW .. + DW - 1, all rows (a row
+         * past nv holds stale bytes: its score is dropped below) */
+        {
+            float sc[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) sc[r] = 0.0f;
+            const char *krow = ks + lane * a.k_stride;
+#pragma unroll 2
+            for (int e0 = warp * DW; e0 < (warp + 1) * DW; e0 += 8) {
+                float kk[8];
+                dec_smem<8>(a.kv.type_k, krow, e0, kk);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const float4 qa = *(const float4 *)(sq + r * D + e0);
+                    const float4 qb = *(const float4 *)(sq + r * D + e0 + 4);
+                    float x = sc[r];
+                    x = fmaf(qa.x, kk[0], x);
+                    x = fmaf(qa.y, kk[1], x);
+                    x = fmaf(qa.z, kk[2], x);
+                    x = fmaf(qa.w, kk[3], x);
+                    x = fmaf(qb.x, kk[4], x);
+                    x = fmaf(qb.y, kk[5], x);
+                    x = fmaf(qb.z, kk[6], x);
+                    x = fmaf(qb.w, kk[7], x);
+                    sc[r] = x;
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++) sred[(warp * R + r) * TILE_P + lane] = sc[r];
+        }
+        __syncthreads();
+        /* online softmax of rows 2 * warp + h over the tile */
+        {
+            const bool ok = lane < nv;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = 2 * warp + h;
+                float x = 0.0f;
+#pragma unroll
+                for (int w = 0; w < ATTN_WARPS; w++) x += sred[(w * R + r) * TILE_P + lane];
+                x = ok ? x : -INFINITY;
+                float mx = x;
+#pragma unroll
+                for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
+                const float m = h ? m1 : m0;
+                const float m_new = fmaxf(m, mx);
+                const float pe = ok ? exp2f(x - m_new) : 0.0f;
+                const float corr = m == m_new ? 1.0f : exp2f(m - m_new);
+                float sum = pe;
+#pragma unroll
+                for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
+                if (h) {
+                    l1 = l1 * corr + sum;
+                    m1 = m_new;
+                } else {
+                    l0 = l0 * corr + sum;
+                    m0 = m_new;
+                }
+                sp[lane * R + r] = pe;
+                if (lane == 0) scorr[r] = corr;
+            }
+        }
+        __syncthreads();
+        /* acc = acc * corr + P V over the group's positions of the tile */
+        {
+            const float4 ca = *(const float4 *)scorr, cb = *(const float4 *)(scorr + 4);
+            const float c[R] = {ca.x, ca.y, ca.z, ca.w, cb.x, cb.y, cb.z, cb.w};
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[r][i] *= c[r];
+#pragma unroll 2
+            for (int p = pg; p < nv; p += G) {
+                float vv[4];
+                dec_smem<4>(a.kv.type_v, vs + p * a.v_stride, pj * 4, vv);
+                const float4 pa = *(const float4 *)(sp + p * R), pb = *(const float4 *)(sp + p * R + 4);
+                const float pr[R] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) acc[r][i] = fmaf(pr[r], vv[i], acc[r][i]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the stages are free for the groups' sums */
+    float *sacc = (float *)region; /* [G][R][D] */
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        *(float4 *)(sacc + (pg * R + r) * D + pj * 4) =
+            make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    if (lane == 0) {
+        sml[(2 * warp) * 2] = m0;
+        sml[(2 * warp) * 2 + 1] = l0;
+        sml[(2 * warp + 1) * 2] = m1;
+        sml[(2 * warp + 1) * 2 + 1] = l1;
+    }
+    __syncthreads();
+    for (int i = tid; i < R * D; i += TILE_THREADS) {
+        const int r = i / D, d = i % D, hh = hg * R + r;
+        if (hh >= a.group) continue;
+        float A = 0.0f;
+#pragma unroll
+        for (int g = 0; g < G; g++) A += sacc[(g * R + r) * D + d];
+        const float m = sml[2 * r], l = sml[2 * r + 1];
+        const int head = kvh * a.group + hh;
+        if (a.n_split == 1) {
+            a.out[((size_t)tok * a.n_head + head) * D + d] = l > 0.0f ? A / l : 0.0f;
+        } else {
+            float *w = a.work + (((size_t)tok * a.n_head + head) * a.n_split + split) * (D + 2);
+            w[d] = A;
+            if (d == 0) {
+                w[D] = m;
+                w[D + 1] = l;
+            }
+        }
+    }
+}
+
 /* Split partials of (token, head) blockIdx.x -> out, columns 32 * blockIdx.y + lane:
  * the 8 warps take every 8th split (loads of 32 columns, coalesced, many in flight),
  * then sum through shared memory. Every block recomputes the splits' weights. */
@@ -714,15 +1079,33 @@ static int attn_splits(int32_t n_tok, int n_head, int32_t max_pos) {
     return want < 1 ? 1 : (int)want;
 }
 
+/* Splits for the tiled kernel: as many as keep the (token, 8-head row group, split)
+ * blocks within one wave of TILE_TARGET_BLOCKS (a second, partial wave would cost
+ * as much as the first), at least ATTN_SPLIT_MIN_POS positions each. */
+static int tile_splits(int32_t n_tok, int n_head, int32_t max_pos) {
+    if (n_tok <= 0 || n_head <= 0 || max_pos < 0) return 1;
+    const int64_t units = (int64_t)n_tok * ((n_head + 7) / 8);
+    int64_t want = TILE_TARGET_BLOCKS / units;
+    const int64_t cap = ((int64_t)max_pos + ATTN_SPLIT_MIN_POS) / ATTN_SPLIT_MIN_POS;
+    if (want > cap) want = cap;
+    if (want > ATTN_MAX_SPLIT) want = ATTN_MAX_SPLIT;
+    return want < 1 ? 1 : (int)want;
+}
+
 /* Work for any launch of up to n_tok tokens: fewer tokens get more splits, so the
  * largest need is not at n_tok itself (n_tok * splits peaks where the split count
- * stops being capped). */
+ * stops being capped). Either kernel may run (the tiled one up to TILE_MAX_TOK
+ * tokens), so the need is the larger of the two. */
 extern "C" size_t halo_cuda_attn_work_bytes(int32_t n_tok, int n_head, int head_dim_v,
                                             int32_t max_pos) {
     if (n_tok <= 0 || n_head <= 0 || head_dim_v <= 0) return 0;
     size_t most = 0;
     for (int32_t n = 1; n <= n_tok; n++) {
-        const int ns = attn_splits(n, n_head, max_pos);
+        int ns = attn_splits(n, n_head, max_pos);
+        if (n <= TILE_MAX_TOK) {
+            const int nt = tile_splits(n, n_head, max_pos);
+            if (nt > ns) ns = nt;
+        }
         if (ns <= 1) continue;
         size_t b = (size_t)n * (size_t)n_head * (size_t)ns * ((size_t)head_dim_v + 2) * sizeof(float);
         if (b > most) most = b;
@@ -744,6 +1127,93 @@ static bool aligned(const void *p, size_t n, size_t page_bytes, size_t head_byte
     return (uintptr_t)p % n == 0 && page_bytes % n == 0 && head_bytes % n == 0;
 }
 
+/* The tiled kernel's launch, or false (nothing enqueued) where it does not apply:
+ * row groups of 8 query heads, cp.async-able rows (16-byte units for the float
+ * types, 4-byte for the block types), shared memory within the SM's. */
+static bool tile_units(int type, const char *base, size_t page_bytes, size_t head_bytes,
+                       int copy, int *unit, int *stride) {
+    const int u = type_quant(type) ? 4 : 16;
+    if ((uintptr_t)base % u || page_bytes % u || head_bytes % u || copy % u) return false;
+    int st = copy;
+    if ((st / u) % 2 == 0) st += u; /* an odd number of units: lanes' rows spread over banks */
+    *unit = u;
+    *stride = st;
+    return true;
+}
+
+template <int D>
+static bool tile_launch(const tile_args &a, dim3 grid, size_t smem, cudaStream_t st) {
+    /* the opt-in to > 48 KiB of shared memory, once per device (not a stream
+     * operation: allowed while a graph is captured) */
+    static unsigned attr_set = 0;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    const unsigned bit = dev < 32 ? 1u << dev : 0u;
+    if (!(attr_set & bit)) {
+        if (cudaFuncSetAttribute(attn_tile_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 227 * 1024) != cudaSuccess)
+            return false;
+        attr_set |= bit;
+    }
+    attn_tile_kernel<D><<<grid, TILE_THREADS, smem, st>>>(a);
+    return true;
+}
+
+static bool attn_tile(const halo_cuda_kv *kv, int32_t n_tok, const int32_t *seq,
+                      const int32_t *pos, int32_t max_pos, int n_head, int n_kv, int d,
+                      float scale, const float *q, float *out, void *work, cudaStream_t st) {
+    const int group = n_head / n_kv;
+    if (group % TILE_R || n_tok > TILE_MAX_TOK) return false;
+    tile_args a;
+    a.kv = *kv;
+    a.k_row_bytes = (size_t)n_kv * kv->k_head_bytes;
+    a.v_row_bytes = (size_t)n_kv * kv->v_head_bytes;
+    a.seq = seq;
+    a.pos = pos;
+    a.n_head = n_head;
+    a.group = group;
+    a.n_hg = group / TILE_R;
+    a.k_copy = (int)type_bytes(kv->type_k, d);
+    a.v_copy = (int)type_bytes(kv->type_v, d);
+    if (!tile_units(kv->type_k, kv->k, kv->k_page_bytes, kv->k_head_bytes, a.k_copy, &a.k_unit,
+                    &a.k_stride) ||
+        !tile_units(kv->type_v, kv->v, kv->v_page_bytes, kv->v_head_bytes, a.v_copy, &a.v_unit,
+                    &a.v_stride))
+        return false;
+    a.stage_bytes = TILE_P * (a.k_stride + a.v_stride);
+    const int red_bytes = (TILE_THREADS / (d / 4)) * TILE_R * d * 4; /* groups' P V sums */
+    a.region_bytes = TILE_STAGES * a.stage_bytes;
+    if (a.region_bytes < red_bytes) a.region_bytes = red_bytes;
+    a.region_bytes = (a.region_bytes + 15) / 16 * 16;
+    const size_t smem = (size_t)a.region_bytes +
+                        sizeof(float) * ((size_t)TILE_R * d + ATTN_WARPS * TILE_R * TILE_P +
+                                         TILE_P * TILE_R + TILE_R + 2 * TILE_R);
+    if (smem > 227 * 1024) return false;
+    if ((int64_t)n_kv * a.n_hg > 65535) return false;
+    a.n_split = tile_splits(n_tok, n_head, max_pos);
+    if (a.n_split > 1 && !work) return false;
+    {
+        const int64_t n_pos = (int64_t)max_pos + 1;
+        int64_t chunk = (n_pos + a.n_split - 1) / a.n_split;
+        chunk = (chunk + TILE_P - 1) / TILE_P * TILE_P;
+        a.chunk = (int32_t)chunk;
+    }
+    a.qscale = scale * 1.4426950408889634f;
+    a.q = q;
+    a.out = out;
+    a.work = (float *)work;
+    const dim3 grid((unsigned)n_tok, (unsigned)(n_kv * a.n_hg), (unsigned)a.n_split);
+    bool ok;
+    if (d == 64) ok = tile_launch<64>(a, grid, smem, st);
+    else if (d == 128) ok = tile_launch<128>(a, grid, smem, st);
+    else ok = tile_launch<256>(a, grid, smem, st);
+    if (!ok) return false;
+    if (a.n_split > 1)
+        attn_merge_kernel<<<dim3((unsigned)(n_tok * n_head), (unsigned)((d + 31) / 32)),
+                            MERGE_WARPS * 32, 0, st>>>(a.work, a.n_split, d, out);
+    return true;
+}
+
 extern "C" int halo_cuda_attn(void *stream, const halo_cuda_kv *kv, int32_t n_tok,
                               const int32_t *seq, const int32_t *pos, int32_t max_pos, int n_head,
                               int n_kv, int head_dim_k, int head_dim_v, float scale,
@@ -762,6 +1232,9 @@ extern "C" int halo_cuda_attn(void *stream, const halo_cuda_kv *kv, int32_t n_to
         !aligned(kv->v, av, kv->v_page_bytes, kv->v_head_bytes))
         return -1;
     if (n_tok == 0) return 0;
+    if (attn_tile(kv, n_tok, seq, pos, max_pos, n_head, n_kv, head_dim_k, scale, q, out, work,
+                  (cudaStream_t)stream))
+        return cudaGetLastError() == cudaSuccess ? 0 : -1;
     attn_args a;
     a.kv = *kv;
     a.k_row_bytes = (size_t)n_kv * kv->k_head_bytes;

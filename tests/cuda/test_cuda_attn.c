@@ -4,7 +4,10 @@
  * (halo_type_get(t)->from_float_ref) into a paged cache with a shuffled page table,
  * and halo_cuda_attn must agree with halo_attn_paged_ref (double precision, plain
  * softmax) for every K/V type pair, head dims 64/128/256, GQA groups 1..16, decode
- * and prefill shapes, several sequences in one ubatch.
+ * and prefill shapes, several sequences in one ubatch. GQA groups of 8 and 16 with up
+ * to 64 tokens take the tiled decode kernel (deep contexts up to 32768, one and
+ * many sequences, pages of 16 and 32, every type); the other shapes the warp
+ * kernels.
  *
  * Tolerance. The GPU keeps everything in f32: q is pre-scaled by scale * log2(e)
  * (one rounding), each score is a 64..256-term f32 dot product (relative error
@@ -274,26 +277,34 @@ static void attn_case(const char *what, int tk, int tv, int d, int n_head, int n
     cache_free(&c);
 }
 
-/* one token of one sequence at context n */
-static void decode1(int tk, int tv, int d, int n_head, int n_kv, int32_t n) {
+/* one token of one sequence at context n, pages of ps rows */
+static void decode1_ps(int tk, int tv, int d, int n_head, int n_kv, int32_t n, int ps) {
     int32_t ctx = n, seq = 0, pos = n - 1;
     char what[64];
-    snprintf(what, sizeof what, "decode ctx %d", n);
-    attn_case(what, tk, tv, d, n_head, n_kv, 1, &ctx, 1, &seq, &pos, pos, 32);
+    snprintf(what, sizeof what, "decode ctx %d%s", n, ps != 32 ? " (page 16)" : "");
+    attn_case(what, tk, tv, d, n_head, n_kv, 1, &ctx, 1, &seq, &pos, pos, ps);
+}
+static void decode1(int tk, int tv, int d, int n_head, int n_kv, int32_t n) {
+    decode1_ps(tk, tv, d, n_head, n_kv, n, 32);
 }
 
-/* n_seq sequences, one token each, contexts of different lengths, tokens out of order */
-static void decode_many(int tk, int tv, int d, int n_head, int n_kv, int n_seq) {
+/* n_seq sequences, one token each, contexts of different lengths (base + 1 .. base +
+ * 1500), tokens out of order */
+static void decode_many_from(int tk, int tv, int d, int n_head, int n_kv, int n_seq,
+                             int32_t base) {
     int32_t ctx[64], seq[64], pos[64], max_pos = 0;
-    for (int s = 0; s < n_seq; s++) ctx[s] = 1 + (int32_t)((s * 997 + 13) % 1500);
+    for (int s = 0; s < n_seq; s++) ctx[s] = base + 1 + (int32_t)((s * 997 + 13) % 1500);
     for (int t = 0; t < n_seq; t++) {
         seq[t] = (t * 7 + 3) % n_seq; /* a permutation for n_seq = 16 */
         pos[t] = ctx[seq[t]] - 1;
         if (pos[t] > max_pos) max_pos = pos[t];
     }
     char what[64];
-    snprintf(what, sizeof what, "decode %d sequences", n_seq);
+    snprintf(what, sizeof what, "decode %d sequences%s", n_seq, base ? " (long)" : "");
     attn_case(what, tk, tv, d, n_head, n_kv, n_seq, ctx, n_seq, seq, pos, max_pos, 32);
+}
+static void decode_many(int tk, int tv, int d, int n_head, int n_kv, int n_seq) {
+    decode_many_from(tk, tv, d, n_head, n_kv, n_seq, 0);
 }
 
 /* n tokens of one sequence at positions p0 .. p0 + n - 1 */
@@ -363,7 +374,9 @@ int main(void) {
         decode1(tk, tv, 256, 16, 2, 33);
         decode1(tk, tv, 256, 16, 2, 1000);
         decode1(tk, tv, 256, 16, 2, 9000);
+        decode1(tk, tv, 256, 16, 2, 4096);
         decode_many(tk, tv, 256, 16, 2, 16);
+        decode_many_from(tk, tv, 256, 16, 2, 16, 2500);
         prefill(tk, tv, 256, 16, 2, 64, 0, 32);
         prefill(tk, tv, 256, 16, 2, 300, 500, 32);
         mixed(tk, tv, 256, 16, 2);
@@ -404,7 +417,20 @@ int main(void) {
         prefill(t, t, 128, 8, 2, 64, 500, 16);
         /* a 64-sequence decode */
         decode_many(t, t, 256, 16, 2, 64);
+        /* deep decode: one sequence at 32768 (the tiled kernel's many splits), a few
+         * sequences near 9000, pages of 16, group 16 deep */
+        decode1(t, t, 256, 16, 2, 32768);
+        decode_many_from(t, t, 256, 16, 2, 4, 8000);
+        decode_many_from(t, t, 128, 16, 2, 16, 2500);
+        decode1_ps(t, t, 256, 16, 2, 4099, 16);
+        decode1(t, t, 128, 32, 2, 9000);
+        prefill(t, t, 256, 16, 2, 40, 4000, 32); /* several tokens of one sequence */
     }
+    /* the other cache types deep */
+    decode1(Q4, Q4, 256, 16, 2, 32768);
+    decode1(BF16, BF16, 256, 16, 2, 32768);
+    decode1(F32, F32, 64, 16, 2, 32768);
+    decode1(F16, Q8, 256, 16, 2, 32768);
 
     /* shapes the kernels refuse, before enqueuing anything */
     {
