@@ -42,6 +42,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define FULL_MASK 0xffffffffu
 
@@ -1159,11 +1160,21 @@ static bool tile_launch(const tile_args &a, dim3 grid, size_t smem, cudaStream_t
     return true;
 }
 
+/* HALO_CUDA_ATTN_TILE=0: the tiled decode kernel off (measurements); read once */
+static bool tile_on(void) {
+    static int on = -1; /* a race only reads it twice */
+    if (on < 0) {
+        const char *e = getenv("HALO_CUDA_ATTN_TILE");
+        on = !(e && e[0] == '0');
+    }
+    return on == 1;
+}
+
 static bool attn_tile(const halo_cuda_kv *kv, int32_t n_tok, const int32_t *seq,
                       const int32_t *pos, int32_t max_pos, int n_head, int n_kv, int d,
                       float scale, const float *q, float *out, void *work, cudaStream_t st) {
     const int group = n_head / n_kv;
-    if (group % TILE_R || n_tok > TILE_MAX_TOK) return false;
+    if (group % TILE_R || n_tok > TILE_MAX_TOK || !tile_on()) return false;
     tile_args a;
     a.kv = *kv;
     a.k_row_bytes = (size_t)n_kv * kv->k_head_bytes;

@@ -214,6 +214,7 @@ typedef struct cuda_state {
     float *router, *moe_w, *moe_a, *moe_b, *moe_y, *sh, *sh_a, *sh_b, *shg;
     int32_t *moe_ids;
     bool fused_route;       /* top-k in the router product (HALO_CUDA_FUSED_ROUTE=0: off) */
+    bool unfused_norm;      /* HALO_CUDA_FUSED_NORM=0: add and RMS norm as two launches */
     int32_t *route_counter; /* its count of finished blocks */
     /* experts kept in host memory (--n-cpu-moe, -ot): pinned staging, and the products'
      * list for one-token steps */
@@ -549,7 +550,13 @@ static void cu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
 static void cu_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
                             float *xn, int64_t n_rows, int64_t n, float eps) {
     SKIP_IF_REPLAY(ctx);
-    check(ctx, halo_cuda_add_rms_norm(st(ctx)->stream, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
+    cuda_state *s = st(ctx);
+    if (s->unfused_norm) { /* HALO_CUDA_FUSED_NORM=0 (measurements) */
+        check(ctx, halo_cuda_add(s->stream, x, y, n_rows * n));
+        check(ctx, halo_cuda_rms_norm(s->stream, x, w ? w->dev : NULL, xn, n_rows, n, eps));
+        return;
+    }
+    check(ctx, halo_cuda_add_rms_norm(s->stream, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
 }
 
 static void cu_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
@@ -904,8 +911,9 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
     cuda_state *s = calloc(1, sizeof *s);
     if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory making the context");
     be->impl = s;
-    const char *gr = getenv("HALO_CUDA_GRAPHS");
+    const char *gr = getenv("HALO_CUDA_GRAPHS"), *fn = getenv("HALO_CUDA_FUSED_NORM");
     s->graphs = !(gr && !strcmp(gr, "0"));
+    s->unfused_norm = fn && !strcmp(fn, "0");
     if (halo_cuda_set_device(m->gpu->device) || !(s->stream = halo_cuda_stream_new()))
         return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
