@@ -459,6 +459,30 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         }
         if (!get_bool(so, "include_usage", &r->include_usage, e)) goto done;
     }
+    /* log-probabilities: chat `logprobs` true (+ `top_logprobs`), completions `logprobs` N */
+    r->logprobs = -1;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(o, "logprobs");
+    if (kind == SRV_CHAT) {
+        bool want = false;
+        int64_t top = 0;
+        if (!get_bool(o, "logprobs", &want, e) || !get_int(o, "top_logprobs", 0, 20, &top, e))
+            goto done;
+        const cJSON *tl = cJSON_GetObjectItemCaseSensitive(o, "top_logprobs");
+        if (tl && !cJSON_IsNull(tl) && !want) {
+            srv_error(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            goto done;
+        }
+        if (want) r->logprobs = (int32_t)top;
+    } else if (lp && !cJSON_IsNull(lp)) {
+        int64_t n = 0;
+        if (!get_int(o, "logprobs", 0, 5, &n, e)) goto done;
+        r->logprobs = (int32_t)n;
+    }
+    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(o, "echo");
+    if (echo && !cJSON_IsNull(echo) && !cJSON_IsFalse(echo)) {
+        srv_error(e, 400, "echo", "'echo' (the prompt's log-probabilities) is not supported yet");
+        goto done;
+    }
     int64_t v = -1;
     if (!get_int(o, "max_tokens", -1, 1 << 30, &v, e)) goto done;
     if (!get_int(o, "max_completion_tokens", -1, 1 << 30, &v, e)) goto done;

@@ -33,6 +33,9 @@ typedef struct srv_request {
     bool stream, include_usage;
     bool cache_prompt; /* llama-server's field: false reads the whole prompt again */
     bool ignore_eos;   /* llama-server's field: end-of-generation tokens are never sampled */
+    /* log-probabilities of the generated tokens: chat `logprobs` + `top_logprobs` (0..20),
+     * completions' legacy `logprobs` N (0..5: the top N too); -1: none asked for */
+    int32_t logprobs;
     int32_t max_tokens; /* -1: not given */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */

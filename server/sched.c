@@ -26,6 +26,17 @@
 #include <string.h>
 #include <time.h>
 
+/* A generated token's log-probability and its top alternatives (log-softmax of the
+ * model's logits, before temperature and penalties: what the model assigned). */
+#define SRV_MAX_TOP_LP 20
+typedef struct srv_lp {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top[SRV_MAX_TOP_LP];
+    float top_lp[SRV_MAX_TOP_LP];
+} srv_lp;
+
 struct srv_slot {
     halo_server *server;
     int32_t id; /* its sequence */
@@ -51,6 +62,10 @@ struct srv_slot {
     srv_buf text; /* /v1/completions: the whole text */
     int32_t batch_index; /* of its logits in the current batch, -1: none */
     double t_start, t_first;
+    /* log-probabilities of the generated tokens (req.logprobs >= 0): all of them, and how
+     * many a stream has sent */
+    srv_lp *lp;
+    size_t n_lp, cap_lp, lp_sent, lp_offset;
 };
 
 static const char *const chatml_template =
@@ -109,6 +124,99 @@ void srv_job_unref(srv_job *j) {
 }
 
 /* Append bytes for the client and wake its thread. */
+/* The log-probabilities of token tok under logits (n_vocab), with the top n_top. */
+static void lp_compute(const float *logits, int32_t n_vocab, int32_t tok, int n_top, srv_lp *out) {
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (logits[i] > mx) mx = logits[i]; /* NaN never wins */
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (logits[i] == logits[i]) sum += exp((double)(logits[i] - mx));
+    const double lse = (double)mx + log(sum);
+    out->token = tok;
+    out->logprob = logits[tok] == logits[tok] ? (float)((double)logits[tok] - lse) : -INFINITY;
+    if (n_top > SRV_MAX_TOP_LP) n_top = SRV_MAX_TOP_LP;
+    int k = 0; /* a sorted insertion over the row: n_top <= 20 */
+    for (int32_t i = 0; i < n_vocab && n_top > 0; i++) {
+        const float v = logits[i];
+        if (!(v == v) || (k == n_top && v <= logits[out->top[k - 1]])) continue;
+        int at = k < n_top ? k++ : n_top - 1;
+        while (at > 0 && logits[out->top[at - 1]] < v) {
+            out->top[at] = out->top[at - 1];
+            at--;
+        }
+        out->top[at] = i;
+    }
+    out->n_top = k;
+    for (int i = 0; i < k; i++) out->top_lp[i] = (float)((double)logits[out->top[i]] - lse);
+}
+
+static cJSON *lp_bytes(const char *t, size_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)t[i]));
+    return a;
+}
+
+/* A token's text for log-probability output (invalid UTF-8 replaced, as in the text) */
+static char *lp_text(const halo_server *s, int32_t id, size_t *n_raw, const char **raw) {
+    size_t n = 0;
+    const char *p = id >= 0 ? halo_tok_piece(s->tok, id, false, &n) : NULL;
+    *raw = p ? p : "";
+    *n_raw = p ? n : 0;
+    return utf8_dup(*raw, *n_raw);
+}
+
+/* The logprobs object of entries [from, to): chat {"content": [...]} or the legacy
+ * completions {tokens, token_logprobs, top_logprobs, text_offset}. */
+static cJSON *lp_json(const halo_server *s, const srv_job *j, const srv_lp *lp, size_t from,
+                      size_t to, size_t *offset) {
+    cJSON *o = cJSON_CreateObject();
+    const char *raw;
+    size_t nr;
+    if (j->req.kind == SRV_CHAT) {
+        cJSON *content = cJSON_AddArrayToObject(o, "content");
+        for (size_t i = from; i < to; i++) {
+            cJSON *e = cJSON_CreateObject();
+            char *t = lp_text(s, lp[i].token, &nr, &raw);
+            cJSON_AddStringToObject(e, "token", t ? t : "");
+            free(t);
+            cJSON_AddNumberToObject(e, "logprob", lp[i].logprob);
+            cJSON_AddItemToObject(e, "bytes", lp_bytes(raw, nr));
+            cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+            for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
+                cJSON *x = cJSON_CreateObject();
+                char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
+                cJSON_AddStringToObject(x, "token", tt ? tt : "");
+                free(tt);
+                cJSON_AddNumberToObject(x, "logprob", lp[i].top_lp[k]);
+                cJSON_AddItemToObject(x, "bytes", lp_bytes(raw, nr));
+                cJSON_AddItemToArray(top, x);
+            }
+            cJSON_AddItemToArray(content, e);
+        }
+        return o;
+    }
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"), *off = cJSON_AddArrayToObject(o, "text_offset");
+    for (size_t i = from; i < to; i++) {
+        char *t = lp_text(s, lp[i].token, &nr, &raw);
+        cJSON_AddItemToArray(toks, cJSON_CreateString(t ? t : ""));
+        free(t);
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(lp[i].logprob));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)*offset));
+        *offset += nr;
+        cJSON *m = cJSON_CreateObject();
+        for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
+            char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
+            if (tt && !cJSON_GetObjectItemCaseSensitive(m, tt))
+                cJSON_AddNumberToObject(m, tt, lp[i].top_lp[k]);
+            free(tt);
+        }
+        cJSON_AddItemToArray(top, m);
+    }
+    return o;
+}
+
 static void job_send(srv_job *j, const char *s, size_t n) {
     pthread_mutex_lock(&j->mu);
     srv_buf_append(&j->out, s, n);
@@ -164,17 +272,25 @@ static cJSON *chunk_new(halo_server *s, srv_job *j) {
     return c;
 }
 
-/* A streamed chunk with one choice: delta (chat) or text (completion). */
-static void send_choice(halo_server *s, srv_job *j, cJSON *delta, const char *text,
+/* A streamed chunk with one choice: delta (chat) or text (completion); with log-
+ * probabilities asked for, those of the tokens generated since the last chunk. */
+static void send_choice(halo_server *s, srv_slot *sl, cJSON *delta, const char *text,
                         const char *finish) {
+    srv_job *j = sl->job;
     cJSON *c = chunk_new(s, j), *choices = cJSON_AddArrayToObject(c, "choices");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddNumberToObject(ch, "index", 0);
-    if (j->req.kind == SRV_CHAT) {
+    if (j->req.kind == SRV_CHAT)
         cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
-    } else {
+    else
         cJSON_AddStringToObject(ch, "text", text ? text : "");
+    if (j->req.logprobs >= 0) {
+        size_t off = sl->lp_offset;
+        cJSON_AddItemToObject(ch, "logprobs", lp_json(s, j, sl->lp, sl->lp_sent, sl->n_lp, &off));
+        sl->lp_offset = off;
+        sl->lp_sent = sl->n_lp;
+    } else if (j->req.kind != SRV_CHAT) {
         cJSON_AddNullToObject(ch, "logprobs");
     }
     if (finish)
@@ -466,6 +582,9 @@ static void slot_end_job(srv_slot *sl) {
     sl->parser = NULL;
     sl->forced = NULL;
     sl->n_forced = sl->i_forced = 0;
+    free(sl->lp);
+    sl->lp = NULL;
+    sl->n_lp = sl->cap_lp = sl->lp_sent = sl->lp_offset = 0;
     sl->job = NULL;
 }
 
@@ -563,7 +682,7 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "assistant");
         cJSON_AddStringToObject(d, "content", "");
-        send_choice(s, j, d, NULL, NULL);
+        send_choice(s, sl, d, NULL, NULL);
     }
     return 0;
 }
@@ -596,7 +715,7 @@ static void parser_event(void *user, const halo_chat_event *ev) {
                                 t ? t : "");
         free(t);
     }
-    send_choice(s, j, d, NULL, NULL);
+    send_choice(s, sl, d, NULL, NULL);
 }
 
 /* Text past the stop-string check: to the parser (chat) or the client (completion). */
@@ -611,7 +730,7 @@ static void emit_text(halo_server *s, srv_slot *sl, const char *text, size_t len
     srv_buf_append(&sl->text, text, len);
     if (j->req.stream) {
         char *t = utf8_dup(text, len);
-        send_choice(s, j, NULL, t, NULL);
+        send_choice(s, sl, NULL, t, NULL);
         free(t);
     }
 }
@@ -668,7 +787,7 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
     double now = halo_time_seconds();
     cJSON *usage = srv_usage_json(j->n_prompt, (size_t)sl->n_gen, sl->n_cached);
     if (j->req.stream) {
-        send_choice(s, j, NULL, NULL, reason);
+        send_choice(s, sl, NULL, NULL, reason);
         if (j->req.include_usage) {
             cJSON *c = chunk_new(s, j);
             cJSON_AddArrayToObject(c, "choices");
@@ -714,7 +833,11 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
             char *tt = utf8_dup(sl->text.data ? sl->text.data : "", sl->text.len);
             cJSON_AddStringToObject(ch, "text", tt ? tt : "");
             free(tt);
-            cJSON_AddNullToObject(ch, "logprobs");
+            if (j->req.logprobs < 0) cJSON_AddNullToObject(ch, "logprobs");
+        }
+        if (j->req.logprobs >= 0) {
+            size_t off = 0;
+            cJSON_AddItemToObject(ch, "logprobs", lp_json(s, j, sl->lp, 0, sl->n_lp, &off));
         }
         cJSON_AddStringToObject(ch, "finish_reason", reason);
         cJSON_AddItemToObject(c, "usage", usage);
@@ -798,14 +921,23 @@ static bool ignore_eog(halo_server *s, srv_request *r) {
     return true;
 }
 
-/* A token came out of the model for slot sl. */
-static void on_token(halo_server *s, srv_slot *sl, int32_t tok) {
+/* A token came out of the model for slot sl (logits: the row it came from, or NULL). */
+static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *logits) {
     if (sl->n_gen == 0) sl->t_first = halo_time_seconds();
     sl->n_gen++;
     halo_sampler_accept(sl->smp, tok);
     if (halo_tok_is_eog(s->tok, tok)) {
         finish(s, sl, "stop");
         return;
+    }
+    if (sl->job->req.logprobs >= 0 && logits) {
+        if (sl->n_lp == sl->cap_lp) {
+            size_t cap = sl->cap_lp ? 2 * sl->cap_lp : 64;
+            srv_lp *p = realloc(sl->lp, sizeof *p * cap);
+            if (p) sl->lp = p, sl->cap_lp = cap;
+        }
+        if (sl->n_lp < sl->cap_lp)
+            lp_compute(logits, s->n_vocab, tok, sl->job->req.logprobs, &sl->lp[sl->n_lp++]);
     }
     const char *t;
     size_t n;
@@ -945,10 +1077,11 @@ static void after_decode(halo_server *s, batch_buf *b) {
         srv_slot *sl = &s->slots[k];
         if (!sl->job || sl->batch_index < 0) continue;
         int32_t tok;
+        const float *logits = NULL;
         if (sl->i_forced < sl->n_forced) {
             tok = sl->forced[sl->i_forced++];
         } else {
-            const float *logits = halo_get_logits(s->ctx, sl->batch_index);
+            logits = halo_get_logits(s->ctx, sl->batch_index);
             if (!logits) {
                 halo_api_error e;
                 srv_error(&e, 500, NULL, "the engine gave no logits");
@@ -957,7 +1090,7 @@ static void after_decode(halo_server *s, batch_buf *b) {
             }
             tok = halo_sampler_sample(sl->smp, logits);
         }
-        on_token(s, sl, tok);
+        on_token(s, sl, tok, logits);
     }
 }
 

@@ -1,5 +1,6 @@
 // The official `openai` npm client against `halo serve`: models, a plain chat, a
-// streamed chat with usage, a tool call round trip, legacy completions, and the
+// streamed chat with usage, a tool call round trip, legacy completions, log-probabilities
+// (chat plain and streamed, legacy), and the
 // errors the client surfaces (400 with param, 401). Exits non-zero on a failure.
 'use strict';
 const OpenAI = require(require("path").resolve(process.env.OPENAI_MODULE));
@@ -76,6 +77,37 @@ async function main() {
   // legacy completions
   const c = await client.completions.create({ model, prompt: 'The kernel', max_tokens: 4 });
   check(c.object === 'text_completion' && typeof c.choices[0].text === 'string', 'completions');
+
+  // log-probabilities: greedy, so each token is its own top alternative; chat plain and
+  // streamed (the same tokens), legacy completions with logprobs N
+  const lp = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 5, temperature: 0,
+    logprobs: true, top_logprobs: 3,
+  });
+  const lc = lp.choices[0].logprobs && lp.choices[0].logprobs.content;
+  check(Array.isArray(lc) && lc.length === lp.usage.completion_tokens -
+        (lp.choices[0].finish_reason === 'stop' ? 1 : 0), 'a logprob per generated token');
+  check(lc && lc.every((e) => typeof e.token === 'string' && e.logprob <= 0 &&
+        Array.isArray(e.bytes) && e.top_logprobs.length === 3 &&
+        Math.abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6 &&
+        e.top_logprobs[1].logprob <= e.top_logprobs[0].logprob),
+        'logprob entries: token, logprob <= 0, bytes, 3 alternatives, greedy = the top one');
+  const ls = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 5, temperature: 0,
+    logprobs: true, stream: true,
+  });
+  const streamed = [];
+  for await (const chunk of ls)
+    for (const ch of chunk.choices)
+      if (ch.logprobs && ch.logprobs.content) streamed.push(...ch.logprobs.content);
+  check(lc && streamed.length === lc.length &&
+        streamed.every((e, i) => e.token === lc[i].token && Math.abs(e.logprob - lc[i].logprob) < 1e-6),
+        'streamed logprobs = the plain call\'s');
+  const cl = await client.completions.create({ model, prompt: 'The kernel', max_tokens: 4, temperature: 0, logprobs: 2 });
+  const clp = cl.choices[0].logprobs;
+  check(clp && clp.tokens.length === clp.token_logprobs.length && clp.tokens.join('') === cl.choices[0].text &&
+        clp.top_logprobs.every((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 2) &&
+        clp.text_offset[0] === 0, 'legacy logprobs: tokens join to the text, offsets, top 2');
 
   // errors
   try {

@@ -70,6 +70,15 @@ expect 200 '"object":"text_completion"' 'data: [DONE]'
 http POST /v1/completions '{"prompt":"The kernel","max_tokens":40,"temperature":0,"ignore_eos":true}' "${A[@]}"
 expect 200 '"completion_tokens":40' '"finish_reason":"length"' '"predicted_per_second":'
 http POST /v1/completions '{"prompt":"The kernel","ignore_eos":"yes"}' "${A[@]}"; expect 400 '"param":"ignore_eos"'
+# log-probabilities: legacy completions (logprobs N <= 5), chat (logprobs + top_logprobs <= 20)
+http POST /v1/completions '{"prompt":"The kernel","max_tokens":3,"temperature":0,"logprobs":2}' "${A[@]}"
+expect 200 '"tokens":[' '"token_logprobs":[' '"top_logprobs":[{' '"text_offset":[0,'
+http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":2,\"logprobs\":true,\"top_logprobs\":2}" "${A[@]}"
+expect 200 '"logprobs":{"content":[{"token":' '"bytes":[' '"top_logprobs":[{"token":'
+http POST /v1/completions '{"prompt":"x","logprobs":6}' "${A[@]}"; expect 400 '"param":"logprobs"'
+http POST /v1/chat/completions "{$USER_MSG,\"top_logprobs\":2}" "${A[@]}"; expect 400 '"param":"top_logprobs"'
+http POST /v1/chat/completions "{$USER_MSG,\"logprobs\":true,\"top_logprobs\":21}" "${A[@]}"; expect 400 '"param":"top_logprobs"'
+http POST /v1/completions '{"prompt":"x","echo":true}' "${A[@]}"; expect 400 '"param":"echo"'
 
 # tokenize / detokenize round trip
 http POST /tokenize '{"content":"hello world"}' "${A[@]}"
