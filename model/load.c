@@ -281,6 +281,8 @@ static int place_host_weights(halo_model *m, const halo_load_options *o, halo_er
         L->ffn_down_exps.host = L->ffn_down_exps.data != NULL;
     }
     int n = o->n_tensor_overrides > 0 ? o->n_tensor_overrides : 0, rc = 0;
+    uint32_t n_host;
+    uint64_t host_bytes = 0;
     pcre2_code **re = calloc((size_t)n + 1, sizeof *re);
     bool *cpu = calloc((size_t)n + 1, sizeof *cpu);
     pcre2_match_data *md = pcre2_match_data_create(4, NULL);
@@ -338,8 +340,7 @@ static int place_host_weights(halo_model *m, const halo_load_options *o, halo_er
     }
 done:
     /* a layer's experts go together: the CPU computes all three or none */
-    uint32_t n_host = 0;
-    uint64_t host_bytes = 0;
+    n_host = 0;
     for (uint32_t il = 0; il < m->hp.n_layer && !rc; il++) {
         halo_layer *L = &m->layers[il];
         if (!(L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host)) continue;

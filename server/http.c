@@ -55,6 +55,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *t
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    /* busy (queue full, no slot) or shutting down: clients back off and retry */
+    if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -307,11 +309,9 @@ static enum MHD_Result do_detokenize(halo_server *s, struct MHD_Connection *c,
     return reply_json(c, 200, r);
 }
 
-static enum MHD_Result do_models(halo_server *s, struct MHD_Connection *c) {
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "object", "list");
-    cJSON *data = cJSON_AddArrayToObject(r, "data"), *m = cJSON_CreateObject();
-    cJSON_AddItemToArray(data, m);
+/* The served model's object (OpenAI's model, with llama-server's meta). */
+static cJSON *model_json(halo_server *s) {
+    cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", s->model_id);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)s->started);
@@ -326,7 +326,28 @@ static enum MHD_Result do_models(halo_server *s, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(meta, "n_slots", s->n_slots);
     cJSON_AddNumberToObject(meta, "n_params", (double)halo_model_n_params(s->model));
     cJSON_AddNumberToObject(meta, "size", (double)halo_model_size_bytes(s->model));
+    return m;
+}
+
+static enum MHD_Result do_models(halo_server *s, struct MHD_Connection *c) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(r, "data");
+    cJSON_AddItemToArray(data, model_json(s));
     return reply_json(c, 200, r);
+}
+
+/* GET /v1/models/{id}: the model, or 404 naming what is served */
+static enum MHD_Result do_model(halo_server *s, struct MHD_Connection *c, const char *id) {
+    if (strcmp(id, s->model_id) != 0) {
+        char msg[384];
+        snprintf(msg, sizeof msg, "no model '%.120s' (this server serves '%.120s')", id,
+                 s->model_id);
+        halo_api_error e;
+        srv_error(&e, 404, "model", "%s", msg);
+        return reply_error(c, &e);
+    }
+    return reply_json(c, 200, model_json(s));
 }
 
 /* Constant-time: the time depends on the lengths only, never on where bytes differ. */
@@ -429,6 +450,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 4: return do_tokenize(s, c, cs);
         default: return do_detokenize(s, c, cs);
         }
+    }
+    const char *mid = !strncmp(url, "/v1/models/", 11) ? url + 11
+                      : !strncmp(url, "/models/", 8)  ? url + 8
+                                                      : NULL;
+    if (mid && *mid) {
+        if (!get) return fail(c, 405, NULL, "use GET for /v1/models/{id}");
+        return do_model(s, c, mid);
     }
     char msg[128];
     snprintf(msg, sizeof msg, "no endpoint %.80s", url);

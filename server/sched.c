@@ -399,11 +399,8 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
                   j->n_prompt, s->n_ctx_slot - 1);
         return -1;
     }
-    if (r->max_tokens > (int32_t)s->n_ctx_slot) {
-        srv_error(e, 400, "max_tokens", "max_tokens %d is more than the context size %u",
-                  r->max_tokens, s->n_ctx_slot);
-        return -1;
-    }
+    /* max_tokens beyond what the slot's context holds: generation stops there ("length"),
+     * as the widely used engine does, rather than a 400 */
     int rc = halo_sampler_check_params(&r->sp, s->n_vocab, &err);
     if (rc) {
         srv_error(e, 400, NULL, "%s", err.msg);

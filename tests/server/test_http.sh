@@ -29,6 +29,8 @@ http GET /v1/models; expect 401 '"type":"authentication_error"' '"error"'
 http GET /v1/models "" -H 'Authorization: Bearer wrong'; expect 401
 http GET /v1/models "" -H 'Authorization: Bearer sekrit-and-more'; expect 401
 http GET /v1/models "" "${A[@]}"; expect 200 '"object":"list"' '"id":"tiny-qwen3-f16.gguf"'
+http GET /v1/models/tiny-qwen3-f16.gguf "" "${A[@]}"; expect 200 '"object":"model"' '"id":"tiny-qwen3-f16.gguf"'
+http GET /v1/models/gpt-4 "" "${A[@]}"; expect 404 "no model 'gpt-4'" '"param":"model"'
 http GET /models "" "${A[@]}"; expect 200 '"object":"model"'
 
 # chat, not streamed
@@ -101,7 +103,8 @@ http POST /v1/chat/completions '{"messages":' "${A[@]}"; expect 400 'not valid J
 http POST /v1/chat/completions '[1]' "${A[@]}"; expect 400 'must be a JSON object'
 http POST /v1/chat/completions '{}' "${A[@]}"; expect 400 '"param":"messages"'
 http POST /v1/chat/completions "{$USER_MSG,\"temperature\":\"hot\"}" "${A[@]}"; expect 400 '"param":"temperature"'
-http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":100000000}" "${A[@]}"; expect 400 '"param":"max_tokens"'
+# max_tokens beyond the context: clamped to what the slot holds, not refused
+http POST /v1/completions '{"prompt":"The kernel","max_tokens":100000000,"stop":[" "," the"]}' "${A[@]}"; expect 200 '"finish_reason":"'
 http POST /v1/chat/completions "{$USER_MSG,\"logit_bias\":{\"999999\":1}}" "${A[@]}"; expect 400 '"param":"logit_bias"'
 http POST /v1/completions '{"prompt":[1,5000000]}' "${A[@]}"; expect 400 '"param":"prompt"'
 http POST /v1/completions '{"prompt":""}' "${A[@]}"; expect 400 'empty'
@@ -131,8 +134,10 @@ BG=$!
 for _ in $(seq 1 100); do
     http GET /metrics; has 'halo_slots_busy 1' && break; sleep 0.02
 done
-http POST /v1/completions '{"prompt":"The","max_tokens":1}'
+http POST /v1/completions '{"prompt":"The","max_tokens":1}' -D "$TMP/headers"
 expect 503 '"type":"unavailable_error"' 'busy'
+checks=$((checks + 1))
+grep -qi '^Retry-After: 1' "$TMP/headers" || bad "a 503 without Retry-After: $(cat "$TMP/headers")"
 kill "$BG" 2>/dev/null; wait "$BG" 2>/dev/null
 for _ in $(seq 1 100); do
     http GET /metrics; has 'halo_slots_busy 0' && break; sleep 0.05
