@@ -743,6 +743,8 @@ int cmd_chat(int argc, char **argv) {
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             c.verbose = true;
             i++;
+        } else if ((r = tools_parse_compat_flag(argc, argv, &i)) != 0) {
+            if (r < 0) return 2;
         } else {
             fprintf(stderr, "error: unknown option '%s' (halo chat --help lists them)\n", a);
             return 2;

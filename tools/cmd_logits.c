@@ -83,10 +83,14 @@ int cmd_logits(int argc, char **argv) {
     for (int i = 1; i < argc;) {
         const char *a = argv[i];
         const char *val;
+        int compat;
         if (tools_is_help(a)) {
             usage(stdout);
             return 0;
         } else if (tools_parse_load_flag(argc, argv, &i, &lopts)) {
+            continue;
+        } else if ((compat = tools_parse_compat_flag(argc, argv, &i)) != 0) {
+            if (compat < 0) return 2;
             continue;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model_path = tools_flag_value(argc, argv, &i))) return 2;

@@ -106,6 +106,9 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
             return 0;
         }
         if (tools_parse_load_flag(argc, argv, &i, &a->load)) continue;
+        int c = tools_parse_compat_flag(argc, argv, &i);
+        if (c < 0) return 2;
+        if (c > 0) continue;
         if (!strcmp(arg, "-ctk") || !strcmp(arg, "--cache-type-k") || !strcmp(arg, "-ctv") ||
             !strcmp(arg, "--cache-type-v")) {
             if (tools_parse_plan_flag(argc, argv, &i, &plan, NULL) < 0) return 2;

@@ -78,6 +78,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
             return 0;
         }
         if (tools_parse_load_flag(argc, argv, &i, &a->load)) continue;
+        int c = tools_parse_compat_flag(argc, argv, &i);
+        if (c < 0) return 2;
+        if (c > 0) continue;
         int r = tools_parse_sampling_flag(argc, argv, &i, &a->sampling);
         if (r < 0) return 2;
         if (r > 0) continue;

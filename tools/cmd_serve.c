@@ -109,6 +109,9 @@ int cmd_serve(int argc, char **argv) {
             return 0;
         }
         if (tools_parse_load_flag(argc, argv, &i, &p.load)) continue;
+        int c = tools_parse_compat_flag(argc, argv, &i);
+        if (c < 0) return 2;
+        if (c > 0) continue;
         int r = tools_parse_plan_flag(argc, argv, &i, &plan, NULL);
         if (r < 0) return 2;
         if (r > 0) continue;
@@ -198,12 +201,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--max-body")) {
             INT(1, 1 << 14);
             p.max_body = (size_t)n << 20;
-        } else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) {
-            VALUE();
-            fprintf(stderr, "note: %s %s is ignored (halo's attention is always flash attention)\n", a, v);
-        } else if (!strcmp(a, "--cache-idle-slots") || !strcmp(a, "--metrics") ||
-                   !strcmp(a, "--jinja") || !strcmp(a, "--no-webui") || !strcmp(a, "--cont-batching") ||
-                   !strcmp(a, "-cb")) {
+        } else if (!strcmp(a, "--cache-idle-slots")) {
             i++; /* accepted: halo always does this */
         } else if (!strcmp(a, "--log-disable")) {
             p.quiet = true;

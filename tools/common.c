@@ -116,6 +116,46 @@ bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opt
     return true;
 }
 
+int tools_parse_compat_flag(int argc, char **argv, int *i) {
+    static const struct {
+        const char *a, *b;
+        bool value;
+        const char *why;
+    } flags[] = {
+        {"--no-context-shift", "--context-shift", false, "halo never shifts a context: a full one ends the request"},
+        {"--cache-reuse", NULL, true, "halo reuses cached prefixes (and hybrid checkpoints) by itself"},
+        {"--threads-http", NULL, true, "the HTTP server sizes its own threads"},
+        {"--timeout", "-to", true, "halo's server keeps connections open while requests run"},
+        {"--no-warmup", NULL, false, "halo does no warm-up pass"},
+        {"-v", "--verbose", false, "halo logs what its commands do; --log-disable quiets the server"},
+        {"--jinja", NULL, false, "halo always renders the model's chat template"},
+        {"-fa", "--flash-attn", true, "halo's attention is always flash attention"},
+        {"--no-webui", NULL, false, "halo serves no web UI"},
+        {"--metrics", NULL, false, "halo always serves /metrics"},
+        {"--cont-batching", "-cb", false, "halo always batches continuously"},
+        {"--no-perf", NULL, false, "halo prints timings on stderr only"},
+        {"--log-colors", NULL, true, "halo does not color its log"},
+        {"--numa", NULL, true, "halo's threads are not NUMA-pinned"},
+        {"-nkvo", "--no-kv-offload", false, "the KV cache is where the model runs"},
+        {"--swa-full", NULL, false, "halo's supported models have no sliding-window attention"},
+    };
+    const char *a = argv[*i];
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+        if (strcmp(a, flags[k].a) != 0 && !(flags[k].b && !strcmp(a, flags[k].b))) continue;
+        if (flags[k].value && *i + 1 >= argc) {
+            fprintf(stderr, "error: %s needs a value\n", a);
+            return -1;
+        }
+        if (flags[k].value)
+            fprintf(stderr, "note: %s %s is accepted and ignored (%s)\n", a, argv[*i + 1], flags[k].why);
+        else
+            fprintf(stderr, "note: %s is accepted and ignored (%s)\n", a, flags[k].why);
+        *i += flags[k].value ? 2 : 1;
+        return 1;
+    }
+    return 0;
+}
+
 const char *tools_flag_value(int argc, char **argv, int *i) {
     const char *flag = argv[*i];
     if (*i + 1 >= argc) {

@@ -24,6 +24,12 @@ const char *tools_default_model(void);
  * opts, advance *i past it, and return true. */
 bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opts);
 
+/* Flags of llama-server / llama-cli with no meaning for halo (--no-context-shift,
+ * --cache-reuse N, --threads-http N, --timeout N, --no-warmup, -v, --jinja, -fa X, ..):
+ * accepted with a one-line note on stderr so that copied command lines start. Returns 1
+ * when argv[*i] was one (and advances *i), 0 when not, -1 on a missing value. */
+int tools_parse_compat_flag(int argc, char **argv, int *i);
+
 /* The value after a flag at argv[*i]; prints a usage error and returns NULL if
  * missing. Advances *i. */
 const char *tools_flag_value(int argc, char **argv, int *i);

@@ -72,6 +72,12 @@ expect_error 1 otattn run -m "$M" -p x -ngl 99 -ot 'attn_q=CPU'
 check "grep -q 'only routed-expert tensors' '$TMP/otattn.err'" "-ot attn=CPU: $(head -c 300 "$TMP/otattn.err")"
 expect_error 1 otre run -m "$M" -p x -ngl 99 -ot '(=CPU'
 expect_error 2 otnone run -m "$M" -p x -ngl 99 -ot
+# llama-cli / llama-server flags with no meaning for halo: accepted with a note each
+run compat run -m "$M" -p "$P" -n 2 --temp 0 --no-context-shift --cache-reuse 256 --jinja -fa on \
+    --no-warmup --threads-http 4 --timeout 600
+check "[ $rc -eq 0 ] && [ \$(grep -c '^note: .* is accepted and ignored' '$TMP/compat.err') -eq 7 ]" \
+    "compat flags: exit $rc: $(grep -v '^ ' "$TMP/compat.err" | head -c 400)"
+expect_error 2 compatmiss run -m "$M" -p x --cache-reuse
 run help run --help
 check "[ $rc -eq 0 ] && grep -q -- '--top-p' '$TMP/help.out'" "--help"
 
