@@ -504,18 +504,28 @@ int halo_server_start(const halo_server_params *p, halo_server **out, halo_error
         return rc;
     }
 
+    /* IPv4 (127.0.0.1, 0.0.0.0) or IPv6 (::1; :: listens on both, dual stack) */
     struct sockaddr_in addr = {0};
+    struct sockaddr_in6 addr6 = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)p->port);
+    addr6.sin6_family = AF_INET6;
+    addr6.sin6_port = htons((uint16_t)p->port);
     const char *host = p->host && p->host[0] ? p->host : "127.0.0.1";
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        rc = halo_error_set(err, HALO_ERR_ARG, "--host '%s' is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)", host);
+    const bool v6 = strchr(host, ':') != NULL;
+    if (v6 ? inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1
+           : inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        rc = halo_error_set(err, HALO_ERR_ARG,
+                            "--host '%s' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1, ::)",
+                            host);
     } else {
+        const bool any6 = v6 && IN6_IS_ADDR_UNSPECIFIED(&addr6.sin6_addr);
         s->daemon = MHD_start_daemon(
             MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                MHD_USE_ERROR_LOG,
-            (uint16_t)p->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, &addr,
+                MHD_USE_ERROR_LOG | (any6 ? MHD_USE_DUAL_STACK : v6 ? MHD_USE_IPv6 : 0),
+            (uint16_t)p->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+            v6 ? (struct sockaddr *)&addr6 : (struct sockaddr *)&addr,
             MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_LIMIT, 1024u,
             MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
             MHD_OPTION_END);

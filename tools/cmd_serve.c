@@ -24,7 +24,8 @@ static void usage(FILE *out) {
             "  -m, --model FILE          GGUF model (default: %s)\n"
             "  -a, --alias NAME          the model id clients see (default: the file name)\n"
             "      --chat-template-file FILE  a Jinja chat template instead of the model's\n"
-            "      --host ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
+            "      --host ADDR           address to listen on (default 127.0.0.1): IPv4, or IPv6\n"
+            "                            (::1; :: for every IPv4 and IPv6 address)\n"
             "      --port N              TCP port (default 8080; 0: any free port)\n"
             "      --api-key KEY         require 'Authorization: Bearer KEY'\n"
             "      --api-key-file FILE   the same, the key read from the first line of FILE\n"
@@ -240,9 +241,10 @@ int cmd_serve(int argc, char **argv) {
         free(template_text);
         return 1;
     }
-    fprintf(stderr, "halo serve: %s loaded in %.2f s; listening on http://%s:%d (%u slot%s)\n",
-            p.model_path, halo_time_seconds() - t0, p.host, halo_server_port(srv),
-            p.ctx.n_seq_max, p.ctx.n_seq_max == 1 ? "" : "s");
+    const bool v6 = strchr(p.host, ':') != NULL; /* an IPv6 address goes in brackets */
+    fprintf(stderr, "halo serve: %s loaded in %.2f s; listening on http://%s%s%s:%d (%u slot%s)\n",
+            p.model_path, halo_time_seconds() - t0, v6 ? "[" : "", p.host, v6 ? "]" : "",
+            halo_server_port(srv), p.ctx.n_seq_max, p.ctx.n_seq_max == 1 ? "" : "s");
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "halo serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
