@@ -337,6 +337,65 @@ static enum MHD_Result do_models(halo_server *s, struct MHD_Connection *c) {
     return reply_json(c, 200, r);
 }
 
+/* A float setting as the shortest decimal that reads back as it (0.8, not 0.800000011920929) */
+static double short_float(float f) {
+    char b[32];
+    snprintf(b, sizeof b, "%.9g", (double)f);
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, (double)f);
+        if (strtof(b, NULL) == f) break;
+    }
+    return strtod(b, NULL);
+}
+
+/* GET /props (llama-server's): the defaults of a request, the slots, the template */
+static enum MHD_Result do_props(halo_server *s, struct MHD_Connection *c) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON *dg = cJSON_AddObjectToObject(r, "default_generation_settings");
+    cJSON_AddNumberToObject(dg, "n_ctx", s->n_ctx_slot);
+    cJSON *pa = cJSON_AddObjectToObject(dg, "params");
+    const halo_sampler_params *sp = &s->p.sampling;
+    cJSON_AddNumberToObject(pa, "temperature", short_float(sp->temp));
+    cJSON_AddNumberToObject(pa, "top_k", sp->top_k);
+    cJSON_AddNumberToObject(pa, "top_p", short_float(sp->top_p));
+    cJSON_AddNumberToObject(pa, "min_p", short_float(sp->min_p));
+    cJSON_AddNumberToObject(pa, "presence_penalty", short_float(sp->presence_penalty));
+    cJSON_AddNumberToObject(pa, "frequency_penalty", short_float(sp->frequency_penalty));
+    cJSON_AddNumberToObject(pa, "repeat_penalty", short_float(sp->repeat_penalty));
+    cJSON_AddNumberToObject(pa, "repeat_last_n", sp->repeat_last_n);
+    cJSON_AddNumberToObject(pa, "n_predict", s->p.n_predict);
+    cJSON_AddNumberToObject(r, "total_slots", s->n_slots);
+    cJSON_AddStringToObject(r, "model_path", s->p.model_path);
+    cJSON_AddStringToObject(r, "model_alias", s->model_id);
+    cJSON_AddStringToObject(r, "chat_template", s->template_src ? s->template_src : "");
+    cJSON *mo = cJSON_AddObjectToObject(r, "modalities");
+    cJSON_AddBoolToObject(mo, "vision", 0);
+    cJSON_AddBoolToObject(mo, "audio", 0);
+    cJSON_AddStringToObject(r, "build_info", "halo");
+    return reply_json(c, 200, r);
+}
+
+/* POST /apply-template (llama-server's): a chat request's prompt as the template renders it */
+static enum MHD_Result do_apply_template(halo_server *s, struct MHD_Connection *c,
+                                         const conn_state *cs) {
+    srv_request r;
+    halo_api_error e;
+    const char *body = cs->body.data ? cs->body.data : "";
+    if (srv_request_parse(SRV_CHAT, body, cs->body.len, &s->p.sampling, s->n_vocab, &r, &e))
+        return reply_error(c, &e);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = srv_render_chat(s, &r, &text, &len, NULL, &e);
+    srv_request_free(&r);
+    if (rc) return reply_error(c, &e);
+    cJSON *o = cJSON_CreateObject();
+    char *t = strndup(text, len);
+    cJSON_AddStringToObject(o, "prompt", t ? t : "");
+    free(t);
+    free(text);
+    return reply_json(c, 200, o);
+}
+
 /* GET /v1/models/{id}: the model, or 404 naming what is served */
 static enum MHD_Result do_model(halo_server *s, struct MHD_Connection *c, const char *id) {
     if (strcmp(id, s->model_id) != 0) {
@@ -428,6 +487,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         {"/metrics", NULL, false, 3},
         {"/tokenize", NULL, true, 4},
         {"/detokenize", NULL, true, 5},
+        {"/props", NULL, false, 6},
+        {"/apply-template", NULL, true, 7},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (!is(url, routes[i].a, routes[i].b)) continue;
@@ -448,7 +509,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return r;
         }
         case 4: return do_tokenize(s, c, cs);
-        default: return do_detokenize(s, c, cs);
+        case 5: return do_detokenize(s, c, cs);
+        case 6: return do_props(s, c);
+        default: return do_apply_template(s, c, cs);
         }
     }
     const char *mid = !strncmp(url, "/v1/models/", 11) ? url + 11

@@ -111,6 +111,7 @@ struct halo_server {
     halo_context *ctx;
     const halo_tokenizer *tok;
     halo_template *tmpl;
+    char *template_src; /* its Jinja text (/props) */
     char *bos_text, *eos_text;
     int32_t n_vocab;
     uint32_t n_ctx, n_ctx_slot, n_slots;
@@ -138,6 +139,10 @@ int srv_sched_init(halo_server *s, halo_error *err);
 void srv_sched_free(halo_server *s);
 /* Tokenize the request's prompt (chat: through the template). 0 or -1 with e. */
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e);
+/* The chat request's prompt through the template (malloc'd text); thinking: whether the
+ * render asked for reasoning. 0 or -1 with e. */
+int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *len,
+                    bool *thinking, halo_api_error *e);
 /* Queue a prepared job; -1 with e (503) when the queue is full or stopping. */
 int srv_submit(halo_server *s, srv_job *j, halo_api_error *e);
 void srv_wake(halo_server *s);

@@ -326,6 +326,35 @@ static bool ends_with_tag(const char *text, size_t len, const char *tag) {
     return len >= n && memcmp(text + len - n, tag, n) == 0;
 }
 
+int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *len,
+                    bool *thinking, halo_api_error *e) {
+    halo_error err = {0};
+    cJSON *ctx = cJSON_CreateObject();
+    cJSON_AddItemReferenceToObject(ctx, "messages", r->messages);
+    if (r->tools) cJSON_AddItemReferenceToObject(ctx, "tools", r->tools);
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", 1);
+    cJSON_AddStringToObject(ctx, "bos_token", s->bos_text);
+    cJSON_AddStringToObject(ctx, "eos_token", s->eos_text);
+    bool think = s->p.reasoning != HALO_SERVER_REASONING_OFF && s->p.reasoning_budget != 0;
+    cJSON_AddBoolToObject(ctx, "enable_thinking", think);
+    const cJSON *kw;
+    if (r->kwargs) cJSON_ArrayForEach(kw, r->kwargs) {
+            cJSON_DeleteItemFromObjectCaseSensitive(ctx, kw->string);
+            cJSON_AddItemToObject(ctx, kw->string, cJSON_Duplicate(kw, true));
+        }
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(ctx, "enable_thinking");
+    if (cJSON_IsBool(et)) think = cJSON_IsTrue(et);
+    int rc = halo_template_render(s->tmpl, ctx, NULL, text, len, &err);
+    cJSON_Delete(ctx);
+    if (rc) {
+        srv_error(e, rc == HALO_ERR_NOMEM ? 500 : 400, "messages", "the chat template failed: %s",
+                  err.msg);
+        return -1;
+    }
+    if (thinking) *thinking = think;
+    return 0;
+}
+
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_request *r = &j->req;
     random_id(j->id, sizeof j->id, r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
@@ -341,28 +370,8 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
         size_t len = 0;
         bool own = false;
         if (r->kind == SRV_CHAT) {
-            cJSON *ctx = cJSON_CreateObject();
-            cJSON_AddItemReferenceToObject(ctx, "messages", r->messages);
-            if (r->tools) cJSON_AddItemReferenceToObject(ctx, "tools", r->tools);
-            cJSON_AddBoolToObject(ctx, "add_generation_prompt", 1);
-            cJSON_AddStringToObject(ctx, "bos_token", s->bos_text);
-            cJSON_AddStringToObject(ctx, "eos_token", s->eos_text);
-            bool thinking = s->p.reasoning != HALO_SERVER_REASONING_OFF && s->p.reasoning_budget != 0;
-            cJSON_AddBoolToObject(ctx, "enable_thinking", thinking);
-            const cJSON *kw;
-            if (r->kwargs) cJSON_ArrayForEach(kw, r->kwargs) {
-                    cJSON_DeleteItemFromObjectCaseSensitive(ctx, kw->string);
-                    cJSON_AddItemToObject(ctx, kw->string, cJSON_Duplicate(kw, true));
-                }
-            const cJSON *et = cJSON_GetObjectItemCaseSensitive(ctx, "enable_thinking");
-            if (cJSON_IsBool(et)) thinking = cJSON_IsTrue(et);
-            int rc = halo_template_render(s->tmpl, ctx, NULL, &text, &len, &err);
-            cJSON_Delete(ctx);
-            if (rc) {
-                srv_error(e, rc == HALO_ERR_NOMEM ? 500 : 400, "messages",
-                          "the chat template failed: %s", err.msg);
-                return -1;
-            }
+            bool thinking = false;
+            if (srv_render_chat(s, r, &text, &len, &thinking, e)) return -1;
             own = true;
             if (s->p.reasoning == HALO_SERVER_REASONING_OFF)
                 j->think = HALO_CHAT_THINK_NONE;
@@ -1209,6 +1218,7 @@ int srv_sched_init(halo_server *s, halo_error *err) {
         src = chatml_template;
     }
     rc = halo_template_compile(src, strlen(src), &s->tmpl, err);
+    if (!rc && !(s->template_src = strdup(src))) rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     halo_gguf_close(g);
     if (rc) return rc;
 
@@ -1250,6 +1260,7 @@ void srv_sched_free(halo_server *s) {
     if (s->model) halo_model_free(s->model);
     free(s->bos_text);
     free(s->eos_text);
+    free(s->template_src);
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */

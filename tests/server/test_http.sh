@@ -31,6 +31,10 @@ http GET /v1/models "" -H 'Authorization: Bearer sekrit-and-more'; expect 401
 http GET /v1/models "" "${A[@]}"; expect 200 '"object":"list"' '"id":"tiny-qwen3-f16.gguf"'
 http GET /v1/models/tiny-qwen3-f16.gguf "" "${A[@]}"; expect 200 '"object":"model"' '"id":"tiny-qwen3-f16.gguf"'
 http GET /v1/models/gpt-4 "" "${A[@]}"; expect 404 "no model 'gpt-4'" '"param":"model"'
+# llama-server's /props and /apply-template
+http GET /props "" "${A[@]}"; expect 200 '"total_slots":' '"default_generation_settings":{"n_ctx":' '"chat_template":"' '"temperature":0.8,'
+http POST /apply-template "{$USER_MSG}" "${A[@]}"; expect 200 '"prompt":"' 'Say hello'
+http POST /apply-template '{"messages":3}' "${A[@]}"; expect 400 '"param":"messages"'
 http GET /models "" "${A[@]}"; expect 200 '"object":"model"'
 
 # chat, not streamed
