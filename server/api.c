@@ -473,6 +473,10 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
             goto done;
         }
         if (want) r->logprobs = (int32_t)top;
+    } else if (kind == SRV_NATIVE) {
+        int64_t n = 0; /* llama-server's n_probs: the top n of each token */
+        if (!get_int(o, "n_probs", 0, 20, &n, e)) goto done;
+        if (n > 0) r->logprobs = (int32_t)n;
     } else if (lp && !cJSON_IsNull(lp)) {
         int64_t n = 0;
         if (!get_int(o, "logprobs", 0, 5, &n, e)) goto done;

@@ -489,6 +489,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         {"/detokenize", NULL, true, 5},
         {"/props", NULL, false, 6},
         {"/apply-template", NULL, true, 7},
+        {"/completion", NULL, true, 8},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (!is(url, routes[i].a, routes[i].b)) continue;
@@ -511,7 +512,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 4: return do_tokenize(s, c, cs);
         case 5: return do_detokenize(s, c, cs);
         case 6: return do_props(s, c);
-        default: return do_apply_template(s, c, cs);
+        case 7: return do_apply_template(s, c, cs);
+        default: return do_generate(s, c, SRV_NATIVE, cs);
         }
     }
     const char *mid = !strncmp(url, "/v1/models/", 11) ? url + 11

@@ -26,7 +26,9 @@ void srv_buf_free(srv_buf *b);
 
 /* ---- requests --------------------------------------------------------------- */
 
-typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1 } srv_kind;
+/* chat and completions: the OpenAI API; native: llama-server's POST /completion (a completion
+ * request, its own reply: content, stop, tokens_predicted, ..) */
+typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1, SRV_NATIVE = 2 } srv_kind;
 
 typedef struct srv_request {
     srv_kind kind;

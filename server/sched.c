@@ -55,6 +55,7 @@ struct srv_slot {
     int32_t *forced; /* tokens to feed instead of sampling (the forced </think>) */
     size_t n_forced, i_forced;
     bool budget_done, stopped;
+    int stop_index; /* the stop string that matched, -1: none */
     halo_sampler *smp;
     halo_detok *detok;
     halo_chat_parser *parser;
@@ -272,11 +273,56 @@ static cJSON *chunk_new(halo_server *s, srv_job *j) {
     return c;
 }
 
+/* llama-server's completion_probabilities of entries [from, to) */
+static cJSON *native_probs(const halo_server *s, const srv_job *j, const srv_lp *lp, size_t from,
+                           size_t to) {
+    cJSON *a = cJSON_CreateArray();
+    const char *raw;
+    size_t nr;
+    for (size_t i = from; i < to; i++) {
+        cJSON *e = cJSON_CreateObject();
+        char *t = lp_text(s, lp[i].token, &nr, &raw);
+        cJSON_AddNumberToObject(e, "id", lp[i].token);
+        cJSON_AddStringToObject(e, "token", t ? t : "");
+        free(t);
+        cJSON_AddNumberToObject(e, "logprob", lp[i].logprob);
+        cJSON_AddItemToObject(e, "bytes", lp_bytes(raw, nr));
+        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
+            cJSON *x = cJSON_CreateObject();
+            char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
+            cJSON_AddNumberToObject(x, "id", lp[i].top[k]);
+            cJSON_AddStringToObject(x, "token", tt ? tt : "");
+            free(tt);
+            cJSON_AddNumberToObject(x, "logprob", lp[i].top_lp[k]);
+            cJSON_AddItemToObject(x, "bytes", lp_bytes(raw, nr));
+            cJSON_AddItemToArray(top, x);
+        }
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
 /* A streamed chunk with one choice: delta (chat) or text (completion); with log-
  * probabilities asked for, those of the tokens generated since the last chunk. */
 static void send_choice(halo_server *s, srv_slot *sl, cJSON *delta, const char *text,
                         const char *finish) {
     srv_job *j = sl->job;
+    if (j->req.kind == SRV_NATIVE) { /* {"content", "stop": false, ..}; the end: finish */
+        if (finish) return;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON_AddStringToObject(c, "content", text ? text : "");
+        cJSON_AddBoolToObject(c, "stop", 0);
+        cJSON_AddNumberToObject(c, "id_slot", sl->id);
+        if (j->req.logprobs > 0) {
+            cJSON_AddItemToObject(c, "completion_probabilities",
+                                  native_probs(s, j, sl->lp, sl->lp_sent, sl->n_lp));
+            sl->lp_sent = sl->n_lp;
+        }
+        job_send_sse(j, c);
+        return;
+    }
     cJSON *c = chunk_new(s, j), *choices = cJSON_AddArrayToObject(c, "choices");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, ch);
@@ -361,7 +407,7 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
     halo_error err = {0};
-    if (r->kind == SRV_COMPLETION && r->prompt_ids) {
+    if (r->kind != SRV_CHAT && r->prompt_ids) {
         j->prompt = r->prompt_ids;
         j->n_prompt = r->n_prompt_ids;
         r->prompt_ids = NULL;
@@ -677,6 +723,7 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     sl->has_pending = false;
     sl->n_gen = sl->n_reason = 0;
     sl->budget_done = sl->stopped = false;
+    sl->stop_index = -1;
     sl->t_start = halo_time_seconds();
     sl->t_first = 0;
     sl->used = ++s->ckpt_clock;
@@ -756,6 +803,13 @@ static bool push_text(halo_server *s, srv_slot *sl, const char *text, size_t len
         if (m && (size_t)(m - h) < cut) cut = (size_t)(m - h);
     }
     if (cut < hl) {
+        for (int i = 0; i < j->req.n_stop; i++) {
+            const char *m = memmem(h, hl, j->req.stop[i], strlen(j->req.stop[i]));
+            if (m && (size_t)(m - h) == cut) {
+                sl->stop_index = i;
+                break;
+            }
+        }
         emit_text(s, sl, h, cut);
         sl->hold.len = 0;
         return true;
@@ -791,8 +845,49 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
             reason = "tool_calls";
     }
     double now = halo_time_seconds();
+    if (j->req.kind == SRV_NATIVE) { /* llama-server's reply (streamed: its last event) */
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", 0);
+        if (j->req.stream) {
+            cJSON_AddStringToObject(c, "content", "");
+        } else {
+            char *tt = utf8_dup(sl->text.data ? sl->text.data : "", sl->text.len);
+            cJSON_AddStringToObject(c, "content", tt ? tt : "");
+            free(tt);
+        }
+        cJSON_AddNumberToObject(c, "id_slot", sl->id);
+        cJSON_AddBoolToObject(c, "stop", 1);
+        cJSON_AddStringToObject(c, "model", s->model_id);
+        cJSON_AddNumberToObject(c, "tokens_predicted", sl->n_gen);
+        cJSON_AddNumberToObject(c, "tokens_evaluated", (double)j->n_prompt);
+        cJSON_AddNumberToObject(c, "tokens_cached", (double)sl->n_cached);
+        cJSON_AddBoolToObject(c, "truncated", 0);
+        const bool word = sl->stop_index >= 0;
+        cJSON_AddStringToObject(c, "stop_type", !strcmp(reason, "length") ? "limit" : word ? "word" : "eos");
+        cJSON_AddStringToObject(c, "stopping_word", word ? j->req.stop[sl->stop_index] : "");
+        if (j->req.logprobs > 0)
+            cJSON_AddItemToObject(c, "completion_probabilities",
+                                  native_probs(s, j, sl->lp, j->req.stream ? sl->lp_sent : 0, sl->n_lp));
+        cJSON *tm = cJSON_AddObjectToObject(c, "timings");
+        cJSON_AddNumberToObject(tm, "prompt_n", (double)(j->n_prompt - sl->n_cached));
+        cJSON_AddNumberToObject(tm, "prompt_ms", (sl->t_first - sl->t_start) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_n", sl->n_gen);
+        cJSON_AddNumberToObject(tm, "predicted_ms", (now - sl->t_first) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_per_second",
+                                now > sl->t_first ? sl->n_gen / (now - sl->t_first) : 0.0);
+        if (j->req.stream) {
+            job_send_sse(j, c);
+        } else {
+            char *text = cJSON_PrintUnformatted(c);
+            cJSON_Delete(c);
+            if (text) job_send(j, text, strlen(text));
+            free(text);
+        }
+    }
     cJSON *usage = srv_usage_json(j->n_prompt, (size_t)sl->n_gen, sl->n_cached);
-    if (j->req.stream) {
+    if (j->req.kind == SRV_NATIVE) {
+        /* replied above */
+    } else if (j->req.stream) {
         send_choice(s, sl, NULL, NULL, reason);
         if (j->req.include_usage) {
             cJSON *c = chunk_new(s, j);

@@ -31,6 +31,16 @@ http GET /v1/models "" -H 'Authorization: Bearer sekrit-and-more'; expect 401
 http GET /v1/models "" "${A[@]}"; expect 200 '"object":"list"' '"id":"tiny-qwen3-f16.gguf"'
 http GET /v1/models/tiny-qwen3-f16.gguf "" "${A[@]}"; expect 200 '"object":"model"' '"id":"tiny-qwen3-f16.gguf"'
 http GET /v1/models/gpt-4 "" "${A[@]}"; expect 404 "no model 'gpt-4'" '"param":"model"'
+# llama-server's native /completion: content, stop, stop_type, n_probs, streamed events
+http POST /completion '{"prompt":"The kernel","n_predict":4,"temperature":0}' "${A[@]}"
+expect 200 '"content":"' '"stop":true' '"tokens_predicted":4' '"stop_type":"limit"' '"timings":{'
+http POST /completion '{"prompt":"The kernel","n_predict":3,"temperature":0,"n_probs":2}' "${A[@]}"
+expect 200 '"completion_probabilities":[{"id":' '"top_logprobs":[{"id":'
+http POST /completion '{"prompt":"The kernel","n_predict":3,"temperature":0,"stream":true}' "${A[@]}"
+expect 200 'data: {"index":0,"content":' '"stop":false' '"stop":true'
+checks=$((checks + 1))
+! grep -q 'DONE' "$TMP/body" || bad "the native stream ends with its last event, not [DONE]"
+http POST /completion '{"prompt":"x","n_probs":21}' "${A[@]}"; expect 400 '"param":"n_probs"'
 # llama-server's /props and /apply-template
 http GET /props "" "${A[@]}"; expect 200 '"total_slots":' '"default_generation_settings":{"n_ctx":' '"chat_template":"' '"temperature":0.8,'
 http POST /apply-template "{$USER_MSG}" "${A[@]}"; expect 200 '"prompt":"' 'Say hello'
