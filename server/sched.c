@@ -167,6 +167,36 @@ static char *lp_text(const halo_server *s, int32_t id, size_t *n_raw, const char
     return utf8_dup(*raw, *n_raw);
 }
 
+/* {("id",) "token", "logprob", "bytes"} of token id: an entry of chat's logprobs and of
+ * llama-server's completion_probabilities (with_id) */
+static cJSON *lp_entry(const halo_server *s, int32_t id, float logprob, bool with_id) {
+    const char *raw;
+    size_t nr;
+    cJSON *e = cJSON_CreateObject();
+    char *t = lp_text(s, id, &nr, &raw);
+    if (with_id) cJSON_AddNumberToObject(e, "id", id);
+    cJSON_AddStringToObject(e, "token", t ? t : "");
+    free(t);
+    cJSON_AddNumberToObject(e, "logprob", logprob);
+    cJSON_AddItemToObject(e, "bytes", lp_bytes(raw, nr));
+    return e;
+}
+
+/* The entries [from, to) with their top alternatives: chat's logprobs.content, or llama-
+ * server's completion_probabilities (with_id) */
+static cJSON *lp_entries(const halo_server *s, const srv_job *j, const srv_lp *lp, size_t from,
+                         size_t to, bool with_id) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = from; i < to; i++) {
+        cJSON *e = lp_entry(s, lp[i].token, lp[i].logprob, with_id);
+        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++)
+            cJSON_AddItemToArray(top, lp_entry(s, lp[i].top[k], lp[i].top_lp[k], with_id));
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
 /* The logprobs object of entries [from, to): chat {"content": [...]} or the legacy
  * completions {tokens, token_logprobs, top_logprobs, text_offset}. */
 static cJSON *lp_json(const halo_server *s, const srv_job *j, const srv_lp *lp, size_t from,
@@ -175,26 +205,7 @@ static cJSON *lp_json(const halo_server *s, const srv_job *j, const srv_lp *lp, 
     const char *raw;
     size_t nr;
     if (j->req.kind == SRV_CHAT) {
-        cJSON *content = cJSON_AddArrayToObject(o, "content");
-        for (size_t i = from; i < to; i++) {
-            cJSON *e = cJSON_CreateObject();
-            char *t = lp_text(s, lp[i].token, &nr, &raw);
-            cJSON_AddStringToObject(e, "token", t ? t : "");
-            free(t);
-            cJSON_AddNumberToObject(e, "logprob", lp[i].logprob);
-            cJSON_AddItemToObject(e, "bytes", lp_bytes(raw, nr));
-            cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
-            for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
-                cJSON *x = cJSON_CreateObject();
-                char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
-                cJSON_AddStringToObject(x, "token", tt ? tt : "");
-                free(tt);
-                cJSON_AddNumberToObject(x, "logprob", lp[i].top_lp[k]);
-                cJSON_AddItemToObject(x, "bytes", lp_bytes(raw, nr));
-                cJSON_AddItemToArray(top, x);
-            }
-            cJSON_AddItemToArray(content, e);
-        }
+        cJSON_AddItemToObject(o, "content", lp_entries(s, j, lp, from, to, false));
         return o;
     }
     cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
@@ -273,36 +284,6 @@ static cJSON *chunk_new(halo_server *s, srv_job *j) {
     return c;
 }
 
-/* llama-server's completion_probabilities of entries [from, to) */
-static cJSON *native_probs(const halo_server *s, const srv_job *j, const srv_lp *lp, size_t from,
-                           size_t to) {
-    cJSON *a = cJSON_CreateArray();
-    const char *raw;
-    size_t nr;
-    for (size_t i = from; i < to; i++) {
-        cJSON *e = cJSON_CreateObject();
-        char *t = lp_text(s, lp[i].token, &nr, &raw);
-        cJSON_AddNumberToObject(e, "id", lp[i].token);
-        cJSON_AddStringToObject(e, "token", t ? t : "");
-        free(t);
-        cJSON_AddNumberToObject(e, "logprob", lp[i].logprob);
-        cJSON_AddItemToObject(e, "bytes", lp_bytes(raw, nr));
-        cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
-        for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
-            cJSON *x = cJSON_CreateObject();
-            char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
-            cJSON_AddNumberToObject(x, "id", lp[i].top[k]);
-            cJSON_AddStringToObject(x, "token", tt ? tt : "");
-            free(tt);
-            cJSON_AddNumberToObject(x, "logprob", lp[i].top_lp[k]);
-            cJSON_AddItemToObject(x, "bytes", lp_bytes(raw, nr));
-            cJSON_AddItemToArray(top, x);
-        }
-        cJSON_AddItemToArray(a, e);
-    }
-    return a;
-}
-
 /* A streamed chunk with one choice: delta (chat) or text (completion); with log-
  * probabilities asked for, those of the tokens generated since the last chunk. */
 static void send_choice(halo_server *s, srv_slot *sl, cJSON *delta, const char *text,
@@ -317,7 +298,7 @@ static void send_choice(halo_server *s, srv_slot *sl, cJSON *delta, const char *
         cJSON_AddNumberToObject(c, "id_slot", sl->id);
         if (j->req.logprobs > 0) {
             cJSON_AddItemToObject(c, "completion_probabilities",
-                                  native_probs(s, j, sl->lp, sl->lp_sent, sl->n_lp));
+                                  lp_entries(s, j, sl->lp, sl->lp_sent, sl->n_lp, true));
             sl->lp_sent = sl->n_lp;
         }
         job_send_sse(j, c);
@@ -867,7 +848,7 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
         cJSON_AddStringToObject(c, "stopping_word", word ? j->req.stop[sl->stop_index] : "");
         if (j->req.logprobs > 0)
             cJSON_AddItemToObject(c, "completion_probabilities",
-                                  native_probs(s, j, sl->lp, j->req.stream ? sl->lp_sent : 0, sl->n_lp));
+                                  lp_entries(s, j, sl->lp, j->req.stream ? sl->lp_sent : 0, sl->n_lp, true));
         cJSON *tm = cJSON_AddObjectToObject(c, "timings");
         cJSON_AddNumberToObject(tm, "prompt_n", (double)(j->n_prompt - sl->n_cached));
         cJSON_AddNumberToObject(tm, "prompt_ms", (sl->t_first - sl->t_start) * 1e3);

@@ -72,15 +72,7 @@ static void usage(FILE *out) {
             "  -mmp, --mmap 0|1          llama-bench's spelling of --no-mmap / mmap\n"
             "  -fa, --flash-attn X       accepted for llama-bench compatibility (halo's attention\n"
             "                            always runs as online softmax over the cache)\n"
-            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
-            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
-            "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers\n"
-            "                            stay in host memory, computed by the CPU\n"
-            "  -cmoe, --cpu-moe          with -ngl: every layer's routed experts on the CPU\n"
-            "  -ot, --override-tensor PATTERN=DEVICE\n"
-            "                            tensors whose names match PATTERN (a regex) on\n"
-            "                            DEVICE: CPU or CUDA0 (with -ngl, only ffn_*_exps\n"
-            "                            on the CPU); comma-separated or repeated\n"
+            TOOLS_GPU_FLAGS_HELP
             "      --progress            print each test as it starts (stderr)\n"
             "  -h, --help                this help\n",
             tools_default_model(), halo_kv_type_names());

@@ -45,15 +45,7 @@ static void usage(FILE *out) {
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
             "  --mem SIZE                memory budget: 64GiB, 48G, 60GB (default: this machine's)\n"
             "  --no-mmap                 read the weights into memory instead of mapping them\n"
-            "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n"
-            "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n"
-            "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers\n"
-            "                            stay in host memory, computed by the CPU\n"
-            "  -cmoe, --cpu-moe          with -ngl: every layer's routed experts on the CPU\n"
-            "  -ot, --override-tensor PATTERN=DEVICE\n"
-            "                            tensors whose names match PATTERN (a regex) on\n"
-            "                            DEVICE: CPU or CUDA0 (with -ngl, only ffn_*_exps\n"
-            "                            on the CPU); comma-separated or repeated\n"
+            TOOLS_GPU_FLAGS_HELP
             "  --mlock                   lock the weights in RAM\n"
             "  --json                    print one JSON object instead of text\n"
             "  -h, --help                this help\n",
