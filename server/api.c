@@ -424,6 +424,58 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, srv_request *r, halo_a
     return true;
 }
 
+/* Every top-level field is one halo implements, one that changes nothing for halo, or one
+ * given at the value that turns it off; anything else is a 400 naming it (never silently
+ * ignored: a request relying on it would get something else than it asked for). */
+static bool fields_known(const cJSON *o, halo_api_error *e) {
+    static const char *const used[] = {
+        "model", "messages", "prompt", "stream", "stream_options", "cache_prompt", "ignore_eos",
+        "logprobs", "top_logprobs", "n_probs", "echo", "max_tokens", "max_completion_tokens",
+        "n_predict", "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
+        "frequency_penalty", "repeat_penalty", "repeat_last_n", "seed", "stop", "logit_bias",
+        "response_format", "tools", "tool_choice", "chat_template_kwargs",
+    };
+    /* no effect on what halo generates: bookkeeping of other services, or halo's behaviour
+     * anyway (several tool calls in one turn are allowed) */
+    static const char *const inert[] = {
+        "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
+        "parallel_tool_calls", "timings_per_token", "return_progress", "id_slot", "t_max_predict_ms",
+        /* settings of samplers whose switch (below) must be off: no effect then */
+        "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+        "dry_sequence_breakers", "dynatemp_exponent", "mirostat_tau", "mirostat_eta",
+        /* llama-server's sampler order: halo's chain is fixed (penalties, top-k, top-p,
+         * min-p, temperature), the order llama.cpp's default lists them in */
+        "samplers",
+    };
+    /* llama-server's samplers, accepted at the value that disables them */
+    static const struct {
+        const char *name;
+        double off;
+    } off_at[] = {
+        {"typical_p", 1.0},     {"tfs_z", 1.0},          {"mirostat", 0.0},
+        {"dynatemp_range", 0.0}, {"xtc_probability", 0.0}, {"dry_multiplier", 0.0},
+        {"top_n_sigma", -1.0},  {"n_keep", 0.0},         {"n_discard", 0.0},
+    };
+    const cJSON *f;
+    cJSON_ArrayForEach(f, o) {
+        const char *k = f->string;
+        bool ok = cJSON_IsNull(f);
+        for (size_t i = 0; !ok && i < sizeof used / sizeof used[0]; i++) ok = !strcmp(k, used[i]);
+        for (size_t i = 0; !ok && i < sizeof inert / sizeof inert[0]; i++) ok = !strcmp(k, inert[i]);
+        for (size_t i = 0; !ok && i < sizeof off_at / sizeof off_at[0]; i++)
+            ok = !strcmp(k, off_at[i].name) && cJSON_IsNumber(f) && f->valuedouble == off_at[i].off;
+        if (!ok && !strcmp(k, "post_sampling_probs")) ok = cJSON_IsFalse(f);
+        if (!ok) {
+            srv_error(e, 400, k,
+                      "'%.60s' is not supported by halo (leave it out, or give the value that "
+                      "turns it off)",
+                      k);
+            return false;
+        }
+    }
+    return true;
+}
+
 int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sampler_params *sp,
                       int32_t n_vocab, srv_request *r, halo_api_error *e) {
     memset(r, 0, sizeof *r);
@@ -442,6 +494,7 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         srv_error(e, 400, NULL, "the body must be a JSON object");
         goto done;
     }
+    if (!fields_known(o, e)) goto done;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
     if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) {
         srv_error(e, 400, "model", "'model' must be a string");

@@ -35,6 +35,16 @@ int main(void) {
                       "\"response_format\":{\"type\":\"text\"},\"user\":\"u\",\"n\":1,"
                       "\"chat_template_kwargs\":{\"enable_thinking\":false}}",
                       user));
+    /* fields halo does not implement: a 400 naming them, unless inert or off */
+    expect_err(1, BODY("{%s,\"typical_p\":0.9}", user), "typical_p");
+    expect_err(1, BODY("{%s,\"grammar\":\"root ::= x\"}", user), "grammar");
+    expect_err(0, "{\"prompt\":\"x\",\"mirostat\":2}", "mirostat");
+    expect_err(0, "{\"prompt\":\"x\",\"post_sampling_probs\":true}", "post_sampling_probs");
+    expect_ok(1, BODY("{%s,\"typical_p\":1,\"mirostat\":0,\"dry_multiplier\":0,\"dry_base\":1.75,"
+                      "\"xtc_probability\":0,\"xtc_threshold\":0.1,\"top_n_sigma\":-1,"
+                      "\"samplers\":[\"top_k\",\"min_p\"],\"metadata\":{\"a\":1},\"store\":false,"
+                      "\"parallel_tool_calls\":true,\"grammar\":null,\"post_sampling_probs\":false}",
+                      user));
     expect_ok(1, "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
                  "{\"type\":\"text\",\"text\":\"b\"}]},{\"role\":\"user\",\"content\":\"q\"},"
                  "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":"
