@@ -142,6 +142,20 @@ __device__ __forceinline__ int dot8s(const uint4 &xw, u32 v0, u32 v1, int acc) {
 
 template <int T> struct MV;
 
+/* Q4_K / Q5_K: a chunk's value from its two code sums (sub-blocks 2j and 2j + 1, columns
+ * from clo and chi): d (sc1 dx_lo slo + sc2 dx_hi shi) - dmin (m1 X_lo + m2 X_hi) */
+__device__ __forceinline__ float k4_chunk(const uint4 &hd, int j, int64_t clo, int64_t chi,
+                                          int slo, int shi, const Xs &xs) {
+    u32 sc1, m1, sc2, m2;
+    k4_scale_min(2 * j, hd.y, hd.z, hd.w, &sc1, &m1);
+    k4_scale_min(2 * j + 1, hd.y, hd.z, hd.w, &sc2, &m2);
+    const float d = h2f(hd.x & 0xffff), dmin = h2f(hd.x >> 16);
+    const float sq = __fmaf_rn(ubias(sc1, 0.0f) * xs.d[clo >> 5], (float)slo,
+                               ubias(sc2, 0.0f) * xs.d[chi >> 5] * (float)shi);
+    const float sm = __fmaf_rn(ubias(m1, 0.0f), xs.s16[clo >> 4], ubias(m2, 0.0f) * xs.s16[chi >> 4]);
+    return __fmaf_rn(d, sq, -(dmin * sm));
+}
+
 /* Q4_K: chunk c (0..7) of a 256-block = 16 qs bytes at 16 + 32j + 16h (j = c / 2,
  * h = c % 2): low nibbles are columns 64j + 16h + i of sub-block 2j, high nibbles
  * 64j + 32 + 16h + i of sub-block 2j + 1, i < 16. */
@@ -164,14 +178,7 @@ template <> struct MV<HALO_TYPE_Q4_K> {
             slo = dot8u(a, l0, l1, slo);
             shi = dot8u(e, h0, h1, shi);
         }
-        u32 sc1, m1, sc2, m2;
-        k4_scale_min(2 * j, hd.y, hd.z, hd.w, &sc1, &m1);
-        k4_scale_min(2 * j + 1, hd.y, hd.z, hd.w, &sc2, &m2);
-        const float d = h2f(hd.x & 0xffff), dmin = h2f(hd.x >> 16);
-        const float sq = __fmaf_rn(ubias(sc1, 0.0f) * xs.d[clo >> 5], (float)slo,
-                                   ubias(sc2, 0.0f) * xs.d[chi >> 5] * (float)shi);
-        const float sm = __fmaf_rn(ubias(m1, 0.0f), xs.s16[clo >> 4], ubias(m2, 0.0f) * xs.s16[chi >> 4]);
-        return __fmaf_rn(d, sq, -(dmin * sm));
+        return k4_chunk(hd, j, clo, chi, slo, shi, xs);
     }
 };
 
@@ -202,14 +209,7 @@ template <> struct MV<HALO_TYPE_Q5_K> {
             slo = dot8u(a, lo[0], lo[1], slo);
             shi = dot8u(e, hi[0], hi[1], shi);
         }
-        u32 sc1, m1, sc2, m2;
-        k4_scale_min(2 * j, hd.y, hd.z, hd.w, &sc1, &m1);
-        k4_scale_min(2 * j + 1, hd.y, hd.z, hd.w, &sc2, &m2);
-        const float d = h2f(hd.x & 0xffff), dmin = h2f(hd.x >> 16);
-        const float sq = __fmaf_rn(ubias(sc1, 0.0f) * xs.d[clo >> 5], (float)slo,
-                                   ubias(sc2, 0.0f) * xs.d[chi >> 5] * (float)shi);
-        const float sm = __fmaf_rn(ubias(m1, 0.0f), xs.s16[clo >> 4], ubias(m2, 0.0f) * xs.s16[chi >> 4]);
-        return __fmaf_rn(d, sq, -(dmin * sm));
+        return k4_chunk(hd, j, clo, chi, slo, shi, xs);
     }
 };
 
