@@ -230,6 +230,97 @@ void halo_sampler_reset(halo_sampler *s);
 /* The seed in use (the drawn one when the params asked for HALO_SEED_RANDOM). */
 uint32_t halo_sampler_seed(const halo_sampler *s);
 
+/* Constrained decoding (runtime/grammar.c): with a grammar attached, the sampler only
+ * picks tokens whose bytes continue a text the grammar accepts, and an end-of-generation
+ * token only where the text so far is a whole sentence of it. The first pick is checked
+ * alone; the whole vocabulary is masked only when it is rejected. The matcher is not
+ * owned: it must outlive the sampler or be detached (NULL) first. From then on
+ * halo_sampler_accept also advances the matcher, so attach it after the prompt's tokens
+ * have been accepted. */
+typedef struct halo_grammar_matcher halo_grammar_matcher;
+void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m);
+
+
+/* ---- grammars (runtime/grammar.c, runtime/json_schema.c) ----------------------
+ * llama.cpp's GBNF: rules `name ::= ...` with alternatives `|`, sequences, groups
+ * `( )`, repetitions `* + ? {m} {m,} {m,n}`, string literals "..." with C escapes
+ * (\n \t \xHH \uHHHH ...), character classes `[a-z]`, negated `[^"]`, `.` for any
+ * character, `#` comments. Rules may span lines; a rule ends where the next
+ * `name ::=` begins. Matching works on Unicode code points of UTF-8 text, as a
+ * nondeterministic recursive descent: a set of stacks of positions in the rules.
+ * Left-recursive rules are refused (`a ::= a "x" | "y"` loops a descent parser;
+ * write `a ::= "y" "x"*`).
+ *
+ * A grammar is compiled once and read-only afterwards; a vocabulary (every token's
+ * bytes in a prefix trie) is built once per model; a matcher is one generation's
+ * state over both (it keeps pointers to them: they must outlive it). */
+
+typedef struct halo_grammar halo_grammar;
+typedef struct halo_grammar_vocab halo_grammar_vocab;
+
+#define HALO_GRAMMAR_MAX_SOURCE ((size_t)1 << 20) /* bytes of GBNF text */
+
+/* Compile src[0..len) with `start` as the start rule (NULL: "root"). Errors are
+ * HALO_ERR_ARG with "grammar:LINE:COL: what" (syntax) or "grammar: what"
+ * (undefined rule, left recursion, too large). */
+int halo_grammar_compile(const char *src, size_t len, const char *start, halo_grammar **out,
+                         halo_error *err);
+void halo_grammar_free(halo_grammar *g);
+int32_t halo_grammar_n_rules(const halo_grammar *g);
+
+/* A vocabulary of n tokens: token i stands for bytes[i][0..len[i]) in generated text
+ * (len 0: a token that never matches text, e.g. a control token); eog[i] marks the
+ * end-of-generation tokens, allowed only where the grammar can end. */
+int halo_grammar_vocab_new(const char *const *bytes, const size_t *len, const bool *eog,
+                           int32_t n, halo_grammar_vocab **out, halo_error *err);
+void halo_grammar_vocab_free(halo_grammar_vocab *v);
+int32_t halo_grammar_vocab_n_tokens(const halo_grammar_vocab *v);
+size_t halo_grammar_vocab_n_nodes(const halo_grammar_vocab *v); /* trie nodes */
+
+int halo_grammar_matcher_new(const halo_grammar *g, const halo_grammar_vocab *v,
+                             halo_grammar_matcher **out, halo_error *err);
+void halo_grammar_matcher_free(halo_grammar_matcher *m);
+int32_t halo_grammar_matcher_vocab_size(const halo_grammar_matcher *m);
+/* Back to the start of the grammar. */
+void halo_grammar_matcher_reset(halo_grammar_matcher *m);
+/* Whether the token may come next (EOG: whether the text so far is complete). */
+bool halo_grammar_matcher_allows(halo_grammar_matcher *m, int32_t token);
+/* allowed[0..n_tokens) = 1 for every token that may come next, 0 otherwise; walks
+ * the trie, so a rejected prefix rejects every token under it at once. Returns how
+ * many are allowed. */
+int32_t halo_grammar_matcher_mask(halo_grammar_matcher *m, uint8_t *allowed);
+/* Advance over a token (false, state unchanged, if the grammar rejects it; an
+ * accepted EOG ends the text: nothing but EOG is allowed after it). */
+bool halo_grammar_matcher_accept(halo_grammar_matcher *m, int32_t token);
+/* Advance over text bytes (they may end inside a UTF-8 character); false, state
+ * unchanged, if rejected. */
+bool halo_grammar_matcher_accept_bytes(halo_grammar_matcher *m, const char *s, size_t n);
+/* The text so far is a whole sentence of the grammar. */
+bool halo_grammar_matcher_complete(const halo_grammar_matcher *m);
+/* Nothing can follow any more (no stack left): only a rejected advance leads here. */
+bool halo_grammar_matcher_dead(const halo_grammar_matcher *m);
+
+/* JSON schema -> GBNF (runtime/json_schema.c). Objects (properties, required,
+ * additionalProperties), arrays (items, minItems, maxItems), strings (minLength,
+ * maxLength), number, integer, boolean, null, enum, const, anyOf/oneOf, type lists,
+ * $ref into #/$defs or #/definitions (recursion allowed); annotations (title,
+ * description, default, examples, $schema, $id, $comment) are ignored. Declared
+ * properties come in their order, optional ones may be left out; an object with
+ * properties generates no others unless additionalProperties says so. Anything else
+ * (pattern, format, minimum, ...) is refused with HALO_ERR_UNSUPPORTED listing the
+ * keywords and where they are. *out: malloc'd GBNF with start rule "root". */
+struct cJSON;
+int halo_json_schema_to_gbnf(const struct cJSON *schema, char **out, halo_error *err);
+/* GBNF for any JSON object (response_format json_object). */
+const char *halo_json_object_gbnf(void);
+/* GBNF for one or more tool calls in the Hermes / Qwen form
+ * `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>`, with arguments
+ * following each tool's `parameters` schema. tools: OpenAI's array
+ * ({"type":"function","function":{...}} or bare function objects); only: the one
+ * function allowed (NULL: any of them; HALO_ERR_ARG if no tool has that name). */
+int halo_tool_call_gbnf(const struct cJSON *tools, const char *only, char **out,
+                        halo_error *err);
+
 #ifdef __cplusplus
 }
 #endif

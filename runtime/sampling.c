@@ -12,6 +12,12 @@
  *     min-p alone and the plain draw are single passes over the unsorted row.
  * Candidates are ordered by logit, then by id, so equal logits never make the
  * result depend on anything but the seed.
+ *
+ * A grammar (runtime/grammar.c) is applied as llama.cpp does: the chain runs on the
+ * unmasked row and only its pick is checked; when the grammar rejects it, the whole
+ * vocabulary is masked (disallowed tokens to -inf) and the chain runs again. Most
+ * picks of a model that follows the format pass the check, so the mask's trie walk
+ * is paid only on the tokens where the model would have gone astray.
  */
 #define _GNU_SOURCE
 #include "halo.h"
@@ -41,6 +47,10 @@ struct halo_sampler {
 
     float *work; /* [n_vocab] logits after bias and penalties */
     cand *cands; /* [n_vocab] candidates, best first when sorted */
+
+    halo_grammar_matcher *grammar; /* not owned; NULL: none */
+    uint8_t *allowed;              /* [grammar vocabulary] its mask */
+    int32_t n_allowed;             /* the mask's size */
 };
 
 /* ---- random numbers: xoshiro256** seeded through splitmix64 ------------- */
@@ -213,8 +223,11 @@ void halo_sampler_free(halo_sampler *s) {
     free(s->counts);
     free(s->ring);
     free(s->bias);
+    free(s->allowed);
     free(s);
 }
+
+void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m) { s->grammar = m; }
 
 uint32_t halo_sampler_seed(const halo_sampler *s) { return s->seed; }
 
@@ -224,7 +237,7 @@ void halo_sampler_reset(halo_sampler *s) {
     rng_seed(s->rng, s->seed);
 }
 
-void halo_sampler_accept(halo_sampler *s, int32_t token) {
+static void accept_window(halo_sampler *s, int32_t token) {
     if (token < 0 || token >= s->n_vocab || s->cap == 0) return;
     if (s->len == s->cap) {
         s->counts[s->ring[s->head]]--;
@@ -235,6 +248,15 @@ void halo_sampler_accept(halo_sampler *s, int32_t token) {
         s->len++;
     }
     s->counts[token]++;
+}
+
+static void accept_grammar(halo_sampler *s, int32_t token) {
+    if (s->grammar) halo_grammar_matcher_accept(s->grammar, token);
+}
+
+void halo_sampler_accept(halo_sampler *s, int32_t token) {
+    accept_grammar(s, token);
+    accept_window(s, token);
 }
 
 /* ---- the chain ------------------------------------------------------------- */
@@ -423,7 +445,8 @@ static int32_t top_p_prefix(halo_sampler *s, float lmax, float top_p) {
     return keep;
 }
 
-int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
+/* s->work = logits with bias and penalties */
+static void prepare_row(halo_sampler *s, const float *logits) {
     const halo_sampler_params *p = &s->p;
     int32_t n = s->n_vocab;
     float *w = s->work;
@@ -434,6 +457,13 @@ int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
     }
     for (int32_t i = 0; i < p->n_logit_bias; i++) w[p->logit_bias[i].token] += p->logit_bias[i].bias;
     apply_penalties(s);
+}
+
+/* top-k, top-p, min-p, temperature and the draw over s->work */
+static int32_t run_chain(halo_sampler *s) {
+    const halo_sampler_params *p = &s->p;
+    int32_t n = s->n_vocab;
+    float *w = s->work;
 
     if (p->temp <= 0.0f || p->top_k == 1) return argmax(w, n);
     float lmax = row_max(w, n);
@@ -482,4 +512,40 @@ int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
     }
 
     return all ? draw_all(s, lmax) : draw(s, c, nc, lmax);
+}
+
+/* Every token the grammar rejects to -inf in s->work (tokens past the grammar's
+ * vocabulary too). Returns a token the grammar allows, -1 if there is none. */
+static int32_t mask_row(halo_sampler *s) {
+    int32_t nv = halo_grammar_matcher_vocab_size(s->grammar);
+    if (nv != s->n_allowed) {
+        uint8_t *a = realloc(s->allowed, (size_t)(nv > 0 ? nv : 1));
+        if (!a) { /* no memory for the mask: only the tokens checked one by one */
+            for (int32_t i = 0; i < s->n_vocab; i++)
+                if (s->work[i] != -INFINITY && !halo_grammar_matcher_allows(s->grammar, i))
+                    s->work[i] = -INFINITY;
+            return -1;
+        }
+        s->allowed = a;
+        s->n_allowed = nv;
+    }
+    halo_grammar_matcher_mask(s->grammar, s->allowed);
+    int32_t any = -1;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        bool ok = i < nv && s->allowed[i];
+        if (!ok) s->work[i] = -INFINITY;
+        else if (any < 0) any = i;
+    }
+    return any;
+}
+
+int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
+    prepare_row(s, logits);
+    int32_t tok = run_chain(s);
+    if (!s->grammar || halo_grammar_matcher_allows(s->grammar, tok)) return tok;
+    int32_t any = mask_row(s);
+    tok = run_chain(s);
+    /* everything allowed had -inf already (banned by bias): keep to the grammar */
+    if (s->work[tok] == -INFINITY && any >= 0) tok = any;
+    return tok;
 }
