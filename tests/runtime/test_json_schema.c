@@ -1,0 +1,378 @@
+/* JSON schema -> GBNF (runtime/json_schema.c): for a set of schemas, texts generated
+ * at random under the grammar (a random walk over the token mask) parse as JSON and
+ * validate against the schema; texts that break it are rejected; keywords halo does
+ * not enforce are refused with their paths; forced tool calls come out in the
+ * <tool_call> form with the right name and valid arguments. */
+#include "harness.h"
+#include "halo.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- a small validator for the subset the converter supports ------------------------------ */
+
+static const cJSON *resolve(const cJSON *root, const cJSON *s) {
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (!cJSON_IsString(ref)) return s;
+    const char *r = ref->valuestring;
+    if (!strncmp(r, "#/$defs/", 8))
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "$defs"), r + 8);
+    if (!strncmp(r, "#/definitions/", 14))
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "definitions"),
+                                                r + 14);
+    return root;
+}
+
+static bool valid(const cJSON *root, const cJSON *s, const cJSON *v);
+
+static bool type_ok(const char *t, const cJSON *v) {
+    if (!strcmp(t, "object")) return cJSON_IsObject(v);
+    if (!strcmp(t, "array")) return cJSON_IsArray(v);
+    if (!strcmp(t, "string")) return cJSON_IsString(v);
+    if (!strcmp(t, "number")) return cJSON_IsNumber(v);
+    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble);
+    if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
+    if (!strcmp(t, "null")) return cJSON_IsNull(v);
+    return false;
+}
+
+static bool any_valid(const cJSON *root, const cJSON *list, const cJSON *v) {
+    const cJSON *x;
+    cJSON_ArrayForEach(x, list) if (valid(root, x, v)) return true;
+    return false;
+}
+
+static bool object_valid(const cJSON *root, const cJSON *s, const cJSON *v) {
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"), *x;
+    cJSON_ArrayForEach(x, req) if (!cJSON_GetObjectItemCaseSensitive(v, x->valuestring)) return false;
+    cJSON_ArrayForEach(x, v) {
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, x->string);
+        if (ps && !valid(root, ps, x)) return false;
+        if (!ps && cJSON_IsFalse(add)) return false;
+        if (!ps && cJSON_IsObject(add) && !valid(root, add, x)) return false;
+    }
+    return true;
+}
+
+static bool valid(const cJSON *root, const cJSON *s, const cJSON *v) {
+    s = resolve(root, s);
+    if (!s || cJSON_IsTrue(s)) return s != NULL;
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "const"))) return cJSON_Compare(x, v, true);
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, x) if (cJSON_Compare(e, v, true)) return true;
+        return false;
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf"))) return any_valid(root, x, v);
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf"))) return any_valid(root, x, v);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (cJSON_IsString(type) && !type_ok(type->valuestring, v)) return false;
+    if (cJSON_IsArray(type)) {
+        bool ok = false;
+        cJSON_ArrayForEach(x, type) ok = ok || type_ok(x->valuestring, v);
+        if (!ok) return false;
+    }
+    if (cJSON_IsObject(v) && !object_valid(root, s, v)) return false;
+    if (cJSON_IsArray(v)) {
+        int n = cJSON_GetArraySize(v);
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minItems");
+        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
+        if ((mn && n < mn->valueint) || (mx && n > mx->valueint)) return false;
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+        if (items) cJSON_ArrayForEach(x, v) if (!valid(root, items, x)) return false;
+    }
+    if (cJSON_IsString(v)) {
+        int n = (int)strlen(v->valuestring); /* ASCII only in these tests */
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength");
+        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
+        if ((mn && n < mn->valueint) || (mx && n > mx->valueint)) return false;
+    }
+    return true;
+}
+
+/* ---- generation: a random walk over the mask ------------------------------------------------ */
+
+enum { N_TOK = 98, EOG = 97 }; /* 0x20..0x7E, \n, \t, EOG */
+
+static halo_grammar_vocab *ascii_vocab(void) {
+    static char bytes[N_TOK];
+    const char *p[N_TOK];
+    size_t len[N_TOK];
+    bool eog[N_TOK] = {0};
+    for (int i = 0; i < 95; i++) bytes[i] = (char)(0x20 + i);
+    bytes[95] = '\n', bytes[96] = '\t';
+    for (int i = 0; i < N_TOK; i++) p[i] = &bytes[i], len[i] = i == EOG ? 0 : 1;
+    eog[EOG] = true;
+    halo_grammar_vocab *v = NULL;
+    halo_error err = {0};
+    CHECK(halo_grammar_vocab_new(p, len, eog, N_TOK, &v, &err) == 0);
+    return v;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t next_rand(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+/* Characters that end things, tried first half of the time so that walks finish. */
+static int preference(int t) {
+    static const char order[] = "\"}]0ft1n,";
+    const char *q = t < 95 ? strchr(order, 0x20 + t) : NULL;
+    return q ? (int)(q - order) : 100;
+}
+
+/* A random sentence of g (malloc'd), or NULL if the walk did not end in time. */
+static char *generate(const halo_grammar *g, const halo_grammar_vocab *v) {
+    halo_grammar_matcher *m = NULL;
+    halo_error err = {0};
+    if (halo_grammar_matcher_new(g, v, &m, &err)) return NULL;
+    char *out = malloc(8192);
+    size_t n = 0;
+    uint8_t allowed[N_TOK];
+    for (int step = 0; step < 8000 && n < 8000; step++) {
+        int32_t count = halo_grammar_matcher_mask(m, allowed);
+        CHECK(count > 0);
+        if (count == 0) break;
+        if (allowed[EOG]) {
+            halo_grammar_matcher_free(m);
+            out[n] = '\0';
+            return out;
+        }
+        int pick = -1;
+        if (next_rand() % 2) {
+            for (int t = 0; t < EOG; t++)
+                if (allowed[t] && preference(t) < 100 && (pick < 0 || preference(t) < preference(pick)))
+                    pick = t;
+        }
+        if (pick < 0) {
+            int k = (int)(next_rand() % (uint32_t)count);
+            for (int t = 0; t < EOG; t++)
+                if (allowed[t] && k-- == 0) pick = t;
+        }
+        CHECK(halo_grammar_matcher_accept(m, pick));
+        out[n++] = pick < 95 ? (char)(0x20 + pick) : pick == 95 ? '\n' : '\t';
+    }
+    halo_grammar_matcher_free(m);
+    free(out);
+    return NULL;
+}
+
+static bool text_matches(const halo_grammar *g, const halo_grammar_vocab *v, const char *text) {
+    halo_grammar_matcher *m = NULL;
+    halo_error err = {0};
+    if (halo_grammar_matcher_new(g, v, &m, &err)) return false;
+    bool ok = (!*text || halo_grammar_matcher_accept_bytes(m, text, strlen(text))) &&
+              halo_grammar_matcher_complete(m);
+    halo_grammar_matcher_free(m);
+    return ok;
+}
+
+static halo_grammar *compile_gbnf(const char *gbnf) {
+    halo_grammar *g = NULL;
+    halo_error err = {0};
+    int rc = halo_grammar_compile(gbnf, strlen(gbnf), NULL, &g, &err);
+    CHECK_MSG(rc == 0, "%s\n%s", err.msg, gbnf);
+    return g;
+}
+
+/* n random outputs under schema parse and validate; the bad texts are rejected */
+static void check_schema(const char *schema_text, int n, const char *const *good,
+                         const char *const *bad) {
+    cJSON *schema = cJSON_Parse(schema_text);
+    CHECK(schema != NULL);
+    char *gbnf = NULL;
+    halo_error err = {0};
+    int rc = halo_json_schema_to_gbnf(schema, &gbnf, &err);
+    CHECK_MSG(rc == 0, "%s: %s", schema_text, err.msg);
+    halo_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
+    halo_grammar_vocab *v = ascii_vocab();
+    int done = 0;
+    for (int i = 0; g && i < n; i++) {
+        char *out = generate(g, v);
+        if (!out) continue;
+        done++;
+        cJSON *val = cJSON_Parse(out);
+        CHECK_MSG(val != NULL, "%s: not JSON: %s", schema_text, out);
+        CHECK_MSG(val && valid(schema, schema, val), "%s: invalid: %s", schema_text, out);
+        cJSON_Delete(val);
+        free(out);
+    }
+    CHECK_MSG(!g || done >= n / 2, "%s: only %d of %d walks ended", schema_text, done, n);
+    for (; g && good && *good; good++)
+        CHECK_MSG(text_matches(g, v, *good), "%s rejects %s", schema_text, *good);
+    for (; g && bad && *bad; bad++)
+        CHECK_MSG(!text_matches(g, v, *bad), "%s accepts %s", schema_text, *bad);
+    halo_grammar_free(g);
+    halo_grammar_vocab_free(v);
+    free(gbnf);
+    cJSON_Delete(schema);
+}
+
+#define L(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void test_schemas(void) {
+    check_schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+                 "\"age\":{\"type\":\"integer\"},\"ok\":{\"type\":\"boolean\"}},"
+                 "\"required\":[\"name\",\"age\"],\"additionalProperties\":false}",
+                 30, L("{\"name\": \"x\", \"age\": 3}", "{\"name\":\"\",\"age\":-12,\"ok\":true}"),
+                 L("{\"age\": 3}", "{\"name\": \"x\"}", "{\"name\": \"x\", \"age\": 1.5}",
+                   "{\"name\": \"x\", \"age\": 3, \"z\": 1}", "{\"age\": 3, \"name\": \"x\"}"));
+    /* all optional: any subset in order, none at all */
+    check_schema("{\"properties\":{\"a\":{\"type\":\"null\"},\"b\":{\"type\":\"number\"},"
+                 "\"c\":{\"enum\":[\"x\",1,null]}}}",
+                 30, L("{}", "{\"b\": 2.5e3}", "{\"a\": null, \"c\": \"x\"}", "{\"c\": 1}"),
+                 L("{,}", "{\"c\": \"y\"}", "{\"a\": null,}"));
+    check_schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":4}",
+                 30, L("[1, 2]", "[1,2,3,4]"), L("[1]", "[1,2,3,4,5]", "[]", "[1,\"a\"]"));
+    check_schema("{\"type\":\"array\",\"maxItems\":2}", 20, L("[]", "[{}, [1]]"), L("[1,2,3]"));
+    check_schema("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", 20,
+                 L("\"ab\"", "\"a\\nb\""), L("\"a\"", "\"abcd\""));
+    check_schema("{\"const\":{\"k\":[1,true]}}", 5, L("{\"k\":[1,true]}"), L("{\"k\":[1,false]}"));
+    check_schema("{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"object\",\"properties\":"
+                 "{\"n\":{\"type\":[\"integer\",\"null\"]}},\"required\":[\"n\"]}]}",
+                 30, L("\"s\"", "{\"n\": null}", "{\"n\": 5}"), L("5", "{}"));
+    /* recursion through $defs, and the older definitions */
+    check_schema("{\"$ref\":\"#/$defs/node\",\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":"
+                 "{\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"maxItems\":2,"
+                 "\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}}}",
+                 30, L("{\"v\": 1, \"kids\": [{\"v\": 2}, {\"v\": 3, \"kids\": []}]}"),
+                 L("{\"v\": 1, \"kids\": [{}]}"));
+    check_schema("{\"type\":\"object\",\"properties\":{\"p\":{\"$ref\":\"#/definitions/pt\"}},"
+                 "\"definitions\":{\"pt\":{\"type\":\"array\",\"items\":{\"type\":\"number\"}}},"
+                 "\"title\":\"T\",\"description\":\"d\",\"$schema\":\"x\"}",
+                 20, L("{\"p\": [1, 2.5]}"), L("{\"p\": [\"x\"]}"));
+    check_schema("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"boolean\"}}", 20,
+                 L("{\"a\": true, \"b\": false}", "{}"), L("{\"a\": 1}"));
+    check_schema("{}", 20, L("1", "[]", "{\"a\": [null]}"), L("{"));
+}
+
+static void expect_refused(const char *schema_text, const char *needle) {
+    cJSON *schema = cJSON_Parse(schema_text);
+    char *gbnf = NULL;
+    halo_error err = {0};
+    int rc = halo_json_schema_to_gbnf(schema, &gbnf, &err);
+    CHECK_MSG(rc != 0 && !gbnf, "%s accepted", schema_text);
+    CHECK_MSG(strstr(err.msg, needle), "%s: '%s' lacks '%s'", schema_text, err.msg, needle);
+    free(gbnf);
+    cJSON_Delete(schema);
+}
+
+static void test_refused(void) {
+    expect_refused("{\"type\":\"string\",\"pattern\":\"^a\"}", "unsupported keywords: pattern (at /)");
+    expect_refused("{\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"date\"},"
+                   "\"b\":{\"minimum\":1}}}",
+                   "format (at /properties/a), minimum (at /properties/b)");
+    expect_refused("{\"type\":\"thing\"}", "unknown type 'thing'");
+    expect_refused("{\"$ref\":\"#/$defs/missing\"}", "names no definition");
+    expect_refused("{\"$ref\":\"http://x/y\"}", "only references into");
+    expect_refused("{\"type\":\"array\",\"minItems\":3,\"maxItems\":1}", "maxItems < minItems");
+    expect_refused("{\"type\":\"array\",\"maxItems\":1e9}", "above 10000");
+    expect_refused("{\"allOf\":[{},{}]}", "allOf");
+    expect_refused("{\"properties\":{\"a\":{}},\"additionalProperties\":true}", "additionalProperties");
+    /* nesting deeper than the converter goes: an error, not a stack overflow */
+    char deep[4096] = "";
+    for (int i = 0; i < 100; i++) strcat(deep, "{\"items\":");
+    strcat(deep, "{}");
+    for (int i = 0; i < 100; i++) strcat(deep, "}");
+    expect_refused(deep, "deeper");
+}
+
+static void test_json_object(void) {
+    halo_grammar *g = compile_gbnf(halo_json_object_gbnf());
+    halo_grammar_vocab *v = ascii_vocab();
+    for (int i = 0; g && i < 20; i++) {
+        char *out = generate(g, v);
+        if (!out) continue;
+        cJSON *val = cJSON_Parse(out);
+        CHECK_MSG(cJSON_IsObject(val), "not an object: %s", out);
+        cJSON_Delete(val);
+        free(out);
+    }
+    CHECK(g && text_matches(g, v, "{\"a\": [1, {\"b\": null}], \"c\": \"\\u00e9\"}"));
+    CHECK(g && !text_matches(g, v, "[1]"));
+    halo_grammar_free(g);
+    halo_grammar_vocab_free(v);
+}
+
+static const char tools_json[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":"
+    "\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]}},"
+    "\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":{\"name\":\"ping\"}}]";
+
+/* Each "<tool_call>\n{...}\n</tool_call>" block's JSON: the name is `only` (or any
+ * tool), the arguments valid for that tool. */
+static void check_calls(const cJSON *tools, const char *text, const char *only) {
+    const char *p = text;
+    int calls = 0;
+    while (*p) {
+        CHECK_MSG(!strncmp(p, "<tool_call>\n", 12), "no <tool_call>: %s", text);
+        if (strncmp(p, "<tool_call>\n", 12)) return;
+        const char *end = strstr(p, "\n</tool_call>");
+        CHECK(end != NULL);
+        if (!end) return;
+        cJSON *call = cJSON_ParseWithLength(p + 12, (size_t)(end - p - 12));
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
+        CHECK_MSG(cJSON_IsString(name) && cJSON_IsObject(args), "bad call: %s", text);
+        if (only && cJSON_IsString(name)) CHECK(!strcmp(name->valuestring, only));
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tools) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            const cJSON *ps = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+            if (cJSON_IsString(name) && !strcmp(nm->valuestring, name->valuestring) && ps)
+                CHECK_MSG(valid(ps, ps, args), "arguments break the schema: %s", text);
+        }
+        cJSON_Delete(call);
+        calls++;
+        p = end + 13;
+        if (*p == '\n') p++;
+    }
+    CHECK(calls > 0);
+}
+
+static void test_tool_calls(void) {
+    cJSON *tools = cJSON_Parse(tools_json);
+    halo_grammar_vocab *v = ascii_vocab();
+    const char *choices[] = {NULL, "get_weather", "ping"};
+    for (int k = 0; k < 3; k++) {
+        char *gbnf = NULL;
+        halo_error err = {0};
+        CHECK_MSG(halo_tool_call_gbnf(tools, choices[k], &gbnf, &err) == 0, "%s", err.msg);
+        halo_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
+        for (int i = 0; g && i < 20; i++) {
+            char *out = generate(g, v);
+            if (!out) continue;
+            check_calls(tools, out, choices[k]);
+            free(out);
+        }
+        if (g && k == 1) {
+            CHECK(text_matches(g, v, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                                     "{\"city\": \"Paris\"}}\n</tool_call>"));
+            CHECK(!text_matches(g, v, "<tool_call>\n{\"name\": \"ping\", \"arguments\": {}}\n"
+                                      "</tool_call>"));
+            CHECK(!text_matches(g, v, "Sure! <tool_call>"));
+        }
+        halo_grammar_free(g);
+        free(gbnf);
+    }
+    char *gbnf = NULL;
+    halo_error err = {0};
+    CHECK(halo_tool_call_gbnf(tools, "nope", &gbnf, &err) != 0 && !gbnf);
+    CHECK(strstr(err.msg, "'nope'") != NULL);
+    halo_grammar_vocab_free(v);
+    cJSON_Delete(tools);
+}
+
+int main(void) {
+    test_schemas();
+    test_refused();
+    test_json_object();
+    test_tool_calls();
+    return halo_test_finish("runtime/test_json_schema");
+}
