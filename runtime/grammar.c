@@ -1029,6 +1029,10 @@ struct halo_grammar_matcher {
     bool ended; /* an EOG was accepted */
     bool overflow; /* a walk ran out of arena: results are conservative (rejections) */
     uint32_t budget; /* expansions left for the current byte (ambiguous grammars explode) */
+    struct slice {
+        uint32_t lo, hi;
+    } *adv; /* the mask walk's per-level cache: each stack advanced by a character it takes */
+    uint32_t n_adv, cap_adv;
 };
 
 static bool list_push(stack_list *l, const gnode *n) {
@@ -1240,6 +1244,7 @@ void halo_grammar_matcher_free(halo_grammar_matcher *m) {
     arena_free(&m->live);
     arena_free(&m->spare);
     free(m->all.s);
+    free(m->adv);
     free(m);
 }
 
@@ -1306,6 +1311,64 @@ bool halo_grammar_matcher_accept_bytes(halo_grammar_matcher *m, const char *s, s
     return try_bytes(m, (const uint8_t *)s, n, true);
 }
 
+#define NOT_YET UINT32_MAX
+
+/* A cache, for the trie node's ASCII children, of each stack of all.s[lo, hi)
+ * advanced past its top class and normalized: what every character the class takes
+ * leads to. Entries start NOT_YET. */
+static bool advance_cache(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t *base) {
+    if (!grow((void **)&m->adv, &m->cap_adv, m->n_adv + (hi - lo), sizeof *m->adv)) return false;
+    *base = m->n_adv;
+    m->n_adv += hi - lo;
+    for (uint32_t i = 0; i < hi - lo; i++) m->adv[*base + i] = (struct slice){NOT_YET, 0};
+    return true;
+}
+
+/* Fill the cache for the stacks that take ASCII byte b (before the child's mark:
+ * the slices live until the trie node is left). */
+static void advance_takers(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t base,
+                           uint8_t b) {
+    const halo_grammar *g = m->g;
+    for (uint32_t i = lo; i < hi; i++) {
+        const gnode *n = m->all.s[i];
+        struct slice *a = &m->adv[base + (i - lo)];
+        if (!n || a->lo != NOT_YET || !class_match(g, &g->classes[g->elems[n->pos].value], b))
+            continue;
+        uint32_t start = m->all.n;
+        m->budget = EXPAND_BUDGET;
+        const gnode *next = node_new(&m->live, n->pos + 1, n->parent);
+        if (next) normalize(m, start, next, 0);
+        else m->overflow = true;
+        *a = (struct slice){start, m->all.n};
+    }
+}
+
+/* The set after ASCII byte b from all.s[lo, hi) (advanced slices at adv[base ..)):
+ * the one matching stack's slice as it is, or the union of several appended. */
+static struct slice ascii_step(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t base,
+                               uint8_t b) {
+    const halo_grammar *g = m->g;
+    struct slice out = {0, 0};
+    int matches = 0;
+    for (uint32_t i = lo; i < hi; i++) {
+        const gnode *n = m->all.s[i];
+        if (!n || !class_match(g, &g->classes[g->elems[n->pos].value], b)) continue;
+        struct slice a = m->adv[base + (i - lo)];
+        if (matches++ == 0) {
+            out = a;
+            continue;
+        }
+        if (matches == 2) { /* start a union with the first slice */
+            uint32_t u = m->all.n;
+            for (uint32_t k = out.lo; k < out.hi; k++) set_add(m, u, m->all.s[k]);
+            out = (struct slice){u, m->all.n};
+        }
+        for (uint32_t k = a.lo; k < a.hi; k++) set_add(m, out.lo, m->all.s[k]);
+        out.hi = m->all.n;
+    }
+    return out;
+}
+
 /* Depth-first over the trie below node `at`, the state there being all.s[lo, hi)
  * with UTF-8 state u: every token whose bytes keep some stack alive is allowed. */
 static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint32_t hi,
@@ -1313,21 +1376,38 @@ static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint
     const halo_grammar_vocab *v = m->v;
     const tnode *t = &v->nodes[at];
     int32_t count = 0;
+    uint32_t adv_top = m->n_adv, base = 0;
+    bool ready = false; /* the cache is set up */
     for (uint32_t c = t->first_child; c < t->first_child + t->n_children; c++) {
         const tnode *child = &v->nodes[c];
+        utf8_state cu = u;
+        if (!ready && u.need == 0 && child->byte < 0x80) {
+            if (!advance_cache(m, lo, hi, &base)) {
+                m->overflow = true;
+                break;
+            }
+            ready = true;
+        }
+        if (ready && child->byte < 0x80) advance_takers(m, lo, hi, base, child->byte);
         mark mk = arena_mark(&m->live);
         uint32_t top = m->all.n;
-        utf8_state cu = u;
-        advance_byte(m, lo, hi, &cu, child->byte);
-        if (m->all.n > top) {
+        struct slice next;
+        if (ready && child->byte < 0x80) {
+            next = ascii_step(m, lo, hi, base, child->byte);
+        } else {
+            advance_byte(m, lo, hi, &cu, child->byte);
+            next = (struct slice){top, m->all.n};
+        }
+        if (next.hi > next.lo) {
             for (uint32_t k = 0; k < child->n_tokens; k++)
                 allowed[v->token_ids[child->first_token + k]] = 1;
             count += (int32_t)child->n_tokens;
-            if (child->n_children) count += mask_walk(m, c, top, m->all.n, cu, allowed);
+            if (child->n_children) count += mask_walk(m, c, next.lo, next.hi, cu, allowed);
         }
         arena_release(&m->live, mk);
         m->all.n = top;
     }
+    m->n_adv = adv_top;
     return count;
 }
 

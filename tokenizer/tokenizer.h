@@ -98,6 +98,13 @@ const char *halo_tok_piece(const halo_tokenizer *t, int32_t id, bool special, si
 /* The id whose vocabulary text is exactly text[0..len), -1 if none. */
 int32_t halo_tok_find(const halo_tokenizer *t, const char *text, size_t len);
 
+/* The vocabulary for grammars (tokenizer/grammar_vocab.c): every token's decoded
+ * bytes, end-of-generation tokens marked. Control tokens match nothing, except with
+ * `tags` those that are output-format tags (<tool_call>, </think>: no '|' in them),
+ * as text decoded with HALO_TOK_DECODE_SPECIAL shows them. */
+int halo_tok_grammar_vocab(const halo_tokenizer *t, bool tags, halo_grammar_vocab **out,
+                           halo_error *err);
+
 /* ---- encoding ------------------------------------------------------------ */
 
 enum {
