@@ -313,12 +313,13 @@ struct cJSON;
 int halo_json_schema_to_gbnf(const struct cJSON *schema, char **out, halo_error *err);
 /* GBNF for any JSON object (response_format json_object). */
 const char *halo_json_object_gbnf(void);
-/* GBNF for one or more tool calls in the Hermes / Qwen form
- * `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>`, with arguments
- * following each tool's `parameters` schema. tools: OpenAI's array
- * ({"type":"function","function":{...}} or bare function objects); only: the one
- * function allowed (NULL: any of them; HALO_ERR_ARG if no tool has that name). */
-int halo_tool_call_gbnf(const struct cJSON *tools, const char *only, char **out,
+/* GBNF for a tool call in the Hermes / Qwen form
+ * `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>` (with `parallel`,
+ * one or more separated by newlines), with arguments following each tool's
+ * `parameters` schema. tools: OpenAI's array ({"type":"function","function":{...}}
+ * or bare function objects); only: the one function allowed (NULL: any of them;
+ * HALO_ERR_ARG if no tool has that name). */
+int halo_tool_call_gbnf(const struct cJSON *tools, const char *only, bool parallel, char **out,
                         halo_error *err);
 
 #ifdef __cplusplus

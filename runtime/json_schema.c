@@ -650,7 +650,8 @@ static const char *tool_rule(conv *c, const cJSON *fn, const char *name) {
     return c->failed ? NULL : r;
 }
 
-int halo_tool_call_gbnf(const cJSON *tools, const char *only, char **out, halo_error *err) {
+int halo_tool_call_gbnf(const cJSON *tools, const char *only, bool parallel, char **out,
+                        halo_error *err) {
     *out = NULL;
     conv c = {.err = err};
     text calls = {0};
@@ -688,7 +689,8 @@ int halo_tool_call_gbnf(const cJSON *tools, const char *only, char **out, halo_e
             emit_rule(&c, name, &top);
             free(top.s);
             char head[128];
-            snprintf(head, sizeof head, "%s (\"\\n\" %s)*", name, name);
+            if (parallel) snprintf(head, sizeof head, "%s (\"\\n\" %s)*", name, name);
+            else snprintf(head, sizeof head, "%s", name);
             rc = c.failed ? HALO_ERR_NOMEM : finish(&c, head, out);
         }
     }

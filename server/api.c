@@ -336,25 +336,72 @@ static bool parse_bias(const cJSON *o, int32_t n_vocab, srv_request *r, halo_api
     return true;
 }
 
-static bool parse_tools(const cJSON *o, srv_request *r, halo_api_error *e) {
-    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(o, "tools");
-    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(o, "tool_choice");
-    if (choice && !cJSON_IsNull(choice)) {
-        if (cJSON_IsString(choice)) {
-            const char *c = choice->valuestring;
-            if (strcmp(c, "none") && strcmp(c, "auto") && strcmp(c, "required")) {
-                srv_error(e, 400, "tool_choice",
-                          "'tool_choice' must be none, auto, required or an object");
-                return false;
-            }
-            if (!strcmp(c, "none")) return true; /* the model sees no tools */
-        } else if (!cJSON_IsObject(choice)) {
-            srv_error(e, 400, "tool_choice",
-                      "'tool_choice' must be none, auto, required or an object");
+/* tool_choice: *forced true for "required" or a named function (*name, else NULL);
+ * *none for "none". */
+static bool parse_tool_choice(const cJSON *choice, bool *forced, const char **name, bool *none,
+                              halo_api_error *e) {
+    *forced = *none = false;
+    *name = NULL;
+    if (!choice || cJSON_IsNull(choice)) return true;
+    if (cJSON_IsString(choice)) {
+        const char *c = choice->valuestring;
+        if (strcmp(c, "none") && strcmp(c, "auto") && strcmp(c, "required")) {
+            srv_error(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or an object");
             return false;
         }
+        *none = !strcmp(c, "none");
+        *forced = !strcmp(c, "required");
+        return true;
     }
-    if (!tools || cJSON_IsNull(tools)) return true;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(choice, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(choice, "function");
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    if (!cJSON_IsObject(choice) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+        !cJSON_IsString(nm)) {
+        srv_error(e, 400, "tool_choice",
+                  "'tool_choice' must be none, auto, required or {\"type\":\"function\","
+                  "\"function\":{\"name\":...}}");
+        return false;
+    }
+    *forced = true;
+    *name = nm->valuestring;
+    return true;
+}
+
+/* A forced tool call: the grammar of the tools' calls (of the named one only); several
+ * calls unless parallel_tool_calls is false. */
+static bool tool_call_grammar(const cJSON *o, srv_request *r, const char *name, char **gbnf,
+                              halo_api_error *e) {
+    if (!r->tools) {
+        srv_error(e, 400, "tool_choice", "'tool_choice' forces a tool call, but there are no 'tools'");
+        return false;
+    }
+    bool parallel = true;
+    if (!get_bool(o, "parallel_tool_calls", &parallel, e)) return false;
+    halo_error err = {0};
+    if (halo_tool_call_gbnf(r->tools, name, parallel, gbnf, &err)) {
+        srv_error(e, err.status == HALO_ERR_NOMEM ? 500 : 400, name ? "tool_choice" : "tools", "%s",
+                  err.msg);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_tools(const cJSON *o, srv_request *r, char **gbnf, halo_api_error *e) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(o, "tools");
+    bool forced, none;
+    const char *forced_name;
+    if (!parse_tool_choice(cJSON_GetObjectItemCaseSensitive(o, "tool_choice"), &forced,
+                           &forced_name, &none, e))
+        return false;
+    if (none) return true; /* the model sees no tools */
+    if (forced && *gbnf) {
+        srv_error(e, 400, "tool_choice",
+                  "a forced 'tool_choice' cannot be combined with 'grammar', 'json_schema' or "
+                  "'response_format'");
+        return false;
+    }
+    if (!tools || cJSON_IsNull(tools)) return !forced || tool_call_grammar(o, r, forced_name, gbnf, e);
     if (!cJSON_IsArray(tools)) {
         srv_error(e, 400, "tools", "'tools' must be an array");
         return false;
@@ -375,10 +422,104 @@ static bool parse_tools(const cJSON *o, srv_request *r, halo_api_error *e) {
         }
         i++;
     }
-    if (i == 0) return true;
-    r->tools = cJSON_Duplicate(tools, true);
-    if (!r->tools) {
+    if (i > 0 && !(r->tools = cJSON_Duplicate(tools, true))) {
         srv_error(e, 500, NULL, "out of memory");
+        return false;
+    }
+    return !forced || tool_call_grammar(o, r, forced_name, gbnf, e);
+}
+
+/* ---- constrained decoding -------------------------------------------------------------- */
+
+/* One more source of a grammar: a second one is a 400. */
+static bool take_grammar(char **gbnf, const char **from, char *text, const char *field,
+                         halo_api_error *e) {
+    if (!text) {
+        srv_error(e, 500, NULL, "out of memory");
+        return false;
+    }
+    if (*gbnf) {
+        free(text);
+        srv_error(e, 400, field, "'%s' conflicts with '%s': give one constraint", field,
+                  *from ? *from : "another field");
+        return false;
+    }
+    *gbnf = text;
+    *from = field;
+    return true;
+}
+
+static bool schema_grammar(const cJSON *schema, const char *field, char **gbnf, const char **from,
+                           halo_api_error *e) {
+    if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+        srv_error(e, 400, field, "'%s' must be a JSON schema (an object)", field);
+        return false;
+    }
+    char *text = NULL;
+    halo_error err = {0};
+    if (halo_json_schema_to_gbnf(schema, &text, &err)) {
+        srv_error(e, err.status == HALO_ERR_NOMEM ? 500 : 400, field, "%s", err.msg);
+        return false;
+    }
+    return take_grammar(gbnf, from, text, field, e);
+}
+
+/* response_format: text (nothing), json_object, json_schema {name, schema, strict} */
+static bool parse_response_format(const cJSON *rf, char **gbnf, const char **from,
+                                  halo_api_error *e) {
+    if (!rf || cJSON_IsNull(rf)) return true;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(t)) {
+        srv_error(e, 400, "response_format", "'response_format' must be {\"type\": ...}");
+        return false;
+    }
+    const char *type = t->valuestring;
+    if (!strcmp(type, "text")) return true;
+    if (!strcmp(type, "json_object")) {
+        /* llama-server's form may carry a schema too */
+        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(rf, "schema");
+        if (schema) return schema_grammar(schema, "response_format", gbnf, from, e);
+        return take_grammar(gbnf, from, strdup(halo_json_object_gbnf()), "response_format", e);
+    }
+    if (!strcmp(type, "json_schema")) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (!cJSON_IsObject(js) || !schema) {
+            srv_error(e, 400, "response_format",
+                      "response_format json_schema needs {\"json_schema\": {\"name\": ..., "
+                      "\"schema\": {...}}}");
+            return false;
+        }
+        return schema_grammar(schema, "response_format", gbnf, from, e);
+    }
+    srv_error(e, 400, "response_format",
+              "response_format type '%.40s' is not one of text, json_object, json_schema", type);
+    return false;
+}
+
+/* grammar, json_schema, response_format: at most one, as GBNF text in *gbnf */
+static bool parse_constraints(const cJSON *o, char **gbnf, const char **from, halo_api_error *e) {
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, "grammar");
+    if (g && !cJSON_IsNull(g)) {
+        if (!cJSON_IsString(g)) {
+            srv_error(e, 400, "grammar", "'grammar' must be a string (GBNF)");
+            return false;
+        }
+        if (g->valuestring[0] &&
+            !take_grammar(gbnf, from, strdup(g->valuestring), "grammar", e))
+            return false;
+    }
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(o, "json_schema");
+    if (js && !cJSON_IsNull(js) && !schema_grammar(js, "json_schema", gbnf, from, e)) return false;
+    return parse_response_format(cJSON_GetObjectItemCaseSensitive(o, "response_format"), gbnf,
+                                 from, e);
+}
+
+static bool compile_grammar(const char *gbnf, const char *from, srv_request *r,
+                            halo_api_error *e) {
+    halo_error err = {0};
+    if (halo_grammar_compile(gbnf, strlen(gbnf), NULL, &r->grammar, &err)) {
+        srv_error(e, err.status == HALO_ERR_NOMEM ? 500 : 400, from, "%s", err.msg);
         return false;
     }
     return true;
@@ -433,13 +574,14 @@ static bool fields_known(const cJSON *o, halo_api_error *e) {
         "logprobs", "top_logprobs", "n_probs", "echo", "max_tokens", "max_completion_tokens",
         "n_predict", "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
         "frequency_penalty", "repeat_penalty", "repeat_last_n", "seed", "stop", "logit_bias",
-        "response_format", "tools", "tool_choice", "chat_template_kwargs",
+        "response_format", "tools", "tool_choice", "chat_template_kwargs", "grammar", "json_schema",
+        "parallel_tool_calls",
     };
     /* no effect on what halo generates: bookkeeping of other services, or halo's behaviour
      * anyway (several tool calls in one turn are allowed) */
     static const char *const inert[] = {
         "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
-        "parallel_tool_calls", "timings_per_token", "return_progress", "id_slot", "t_max_predict_ms",
+        "timings_per_token", "return_progress", "id_slot", "t_max_predict_ms",
         /* settings of samplers whose switch (below) must be off: no effect then */
         "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
         "dry_sequence_breakers", "dynatemp_exponent", "mirostat_tau", "mirostat_eta",
@@ -490,6 +632,8 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         return -1;
     }
     int rc = -1;
+    char *gbnf = NULL;          /* the request's constraint as GBNF */
+    const char *gbnf_from = NULL; /* the field it came from */
     if (!cJSON_IsObject(o)) {
         srv_error(e, 400, NULL, "the body must be a JSON object");
         goto done;
@@ -565,25 +709,12 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         if (s->seed == HALO_SEED_RANDOM) s->seed--; /* a fixed seed, not the marker */
     }
     if (!parse_stop(o, r, e) || !parse_bias(o, n_vocab, r, e)) goto done;
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(o, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(t)) {
-            srv_error(e, 400, "response_format", "'response_format' must be {\"type\": ...}");
-            goto done;
-        }
-        if (strcmp(t->valuestring, "text") != 0) {
-            srv_error(e, 400, "response_format",
-                      "response_format type '%.40s' is not supported (only \"text\": halo has "
-                      "no constrained decoding yet)",
-                      t->valuestring);
-            goto done;
-        }
-    }
+    if (!parse_constraints(o, &gbnf, &gbnf_from, e)) goto done;
     if (kind == SRV_CHAT) {
         if (!(r->messages = parse_messages(cJSON_GetObjectItemCaseSensitive(o, "messages"), e)))
             goto done;
-        if (!parse_tools(o, r, e)) goto done;
+        if (!parse_tools(o, r, &gbnf, e)) goto done;
+        if (!gbnf_from && gbnf) gbnf_from = "tool_choice";
         const cJSON *kw = cJSON_GetObjectItemCaseSensitive(o, "chat_template_kwargs");
         if (kw && !cJSON_IsNull(kw)) {
             if (!cJSON_IsObject(kw)) {
@@ -595,8 +726,10 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
     } else {
         if (!parse_prompt(o, n_vocab, r, e)) goto done;
     }
+    if (gbnf && !compile_grammar(gbnf, gbnf_from, r, e)) goto done;
     rc = 0;
 done:
+    free(gbnf);
     cJSON_Delete(o);
     if (rc) srv_request_free(r);
     return rc;
@@ -611,6 +744,7 @@ void srv_request_free(srv_request *r) {
     cJSON_Delete(r->kwargs);
     free(r->prompt);
     free(r->prompt_ids);
+    halo_grammar_free(r->grammar);
     memset(r, 0, sizeof *r);
 }
 

@@ -48,6 +48,9 @@ typedef struct srv_request {
     cJSON *messages; /* normalized: content is a string or null */
     cJSON *tools;    /* NULL: none (or tool_choice "none") */
     cJSON *kwargs;   /* chat_template_kwargs, NULL: none */
+    /* constrained decoding: the grammar from `grammar`, `json_schema`, `response_format` or a
+     * forced tool call (tool_choice "required" or a named function); NULL: none */
+    halo_grammar *grammar;
     /* completion: text or ids */
     char *prompt;
     int32_t *prompt_ids;
@@ -100,6 +103,10 @@ typedef struct srv_ckpt {
 
 typedef struct srv_slot srv_slot; /* sched.c */
 
+/* grammars' vocabularies (sched.c), built on first use: [0] plain text, [1] with output
+ * tags (chat) */
+#define SRV_GRAMMAR_VOCABS 2
+
 typedef struct srv_metrics {
     uint64_t requests, errors, cancelled, rejected;
     uint64_t prompt_tokens, cached_tokens, gen_tokens;
@@ -131,6 +138,7 @@ struct halo_server {
     int32_t n_busy;
     uint64_t ckpt_bytes, ckpt_clock;
     srv_metrics m;
+    halo_grammar_vocab *gvocab[SRV_GRAMMAR_VOCABS];
 
     struct MHD_Daemon *daemon;
     int port;

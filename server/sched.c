@@ -57,6 +57,8 @@ struct srv_slot {
     bool budget_done, stopped;
     int stop_index; /* the stop string that matched, -1: none */
     halo_sampler *smp;
+    halo_grammar_matcher *grammar; /* the request's constraint; NULL: none */
+    bool grammar_pending;          /* attached to smp when the reasoning block ends */
     halo_detok *detok;
     halo_chat_parser *parser;
     srv_buf hold; /* text held back while it may start a stop string */
@@ -605,6 +607,9 @@ static void parser_event(void *user, const halo_chat_event *ev);
 
 static void slot_end_job(srv_slot *sl) {
     halo_sampler_free(sl->smp);
+    halo_grammar_matcher_free(sl->grammar);
+    sl->grammar = NULL;
+    sl->grammar_pending = false;
     halo_detok_free(sl->detok);
     halo_chat_parser_free(sl->parser);
     free(sl->forced);
@@ -619,6 +624,34 @@ static void slot_end_job(srv_slot *sl) {
     sl->lp = NULL;
     sl->n_lp = sl->cap_lp = sl->lp_sent = sl->lp_offset = 0;
     sl->job = NULL;
+}
+
+/* The grammars' vocabulary for a job (chat output keeps its tags' text), built on first use. */
+static halo_grammar_vocab *grammar_vocab(halo_server *s, const srv_job *j, halo_error *err) {
+    int k = j->req.kind == SRV_CHAT ? 1 : 0;
+    if (!s->gvocab[k]) {
+        double t0 = halo_time_seconds();
+        if (halo_tok_grammar_vocab(s->tok, k == 1, &s->gvocab[k], err)) return NULL;
+        halo_log(HALO_LOG_INFO, "server: grammar vocabulary of %d tokens built in %.1f ms",
+                 (int)halo_grammar_vocab_n_tokens(s->gvocab[k]),
+                 1e3 * (halo_time_seconds() - t0));
+    }
+    return s->gvocab[k];
+}
+
+/* The job's grammar on the slot's sampler, after the prompt: from the first token, or,
+ * when the prompt opened a reasoning block, from the token after it closes (the grammar
+ * constrains the answer, not the thinking). */
+static int slot_grammar(halo_server *s, srv_slot *sl, srv_job *j, halo_api_error *e) {
+    halo_error err = {0};
+    halo_grammar_vocab *v = grammar_vocab(s, j, &err);
+    if (!v || halo_grammar_matcher_new(j->req.grammar, v, &sl->grammar, &err)) {
+        srv_error(e, 500, NULL, "%s", err.msg);
+        return -1;
+    }
+    sl->grammar_pending = j->think == HALO_CHAT_THINK_OPEN;
+    if (!sl->grammar_pending) halo_sampler_set_grammar(sl->smp, sl->grammar);
+    return 0;
 }
 
 /* Give job j to a free slot: pick it, reuse what its cache can, set up sampling. */
@@ -697,6 +730,10 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         }
     }
     for (size_t i = 0; i < j->n_prompt; i++) halo_sampler_accept(sl->smp, j->prompt[i]);
+    if (j->req.grammar && slot_grammar(s, sl, j, e)) {
+        slot_end_job(sl);
+        return -1;
+    }
     int32_t room = (int32_t)(s->n_ctx_slot - j->n_prompt);
     int32_t want = j->req.max_tokens >= 0 ? j->req.max_tokens : s->p.n_predict;
     sl->max_gen = want < 0 || want > room ? room : want;
@@ -1029,6 +1066,10 @@ static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *log
         finish(s, sl, "stop");
         return;
     }
+    if (sl->grammar_pending && !halo_chat_parser_in_reasoning(sl->parser)) {
+        halo_sampler_set_grammar(sl->smp, sl->grammar);
+        sl->grammar_pending = false;
+    }
     if (sl->parser && halo_chat_parser_in_reasoning(sl->parser)) {
         sl->n_reason++;
         if (s->p.reasoning_budget > 0 && !sl->budget_done && sl->n_reason >= s->p.reasoning_budget)
@@ -1331,6 +1372,7 @@ void srv_sched_free(halo_server *s) {
         }
         free(s->slots);
     }
+    for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++) halo_grammar_vocab_free(s->gvocab[k]);
     if (s->ctx) halo_context_free(s->ctx);
     if (s->tmpl) halo_template_free(s->tmpl);
     if (s->model) halo_model_free(s->model);

@@ -343,12 +343,13 @@ static void test_tool_calls(void) {
     for (int k = 0; k < 3; k++) {
         char *gbnf = NULL;
         halo_error err = {0};
-        CHECK_MSG(halo_tool_call_gbnf(tools, choices[k], &gbnf, &err) == 0, "%s", err.msg);
+        CHECK_MSG(halo_tool_call_gbnf(tools, choices[k], k != 2, &gbnf, &err) == 0, "%s", err.msg);
         halo_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
         for (int i = 0; g && i < 20; i++) {
             char *out = generate(g, v);
             if (!out) continue;
             check_calls(tools, out, choices[k]);
+            if (k == 2) CHECK(strstr(out, "</tool_call>\n") == NULL); /* one call only */
             free(out);
         }
         if (g && k == 1) {
@@ -363,7 +364,7 @@ static void test_tool_calls(void) {
     }
     char *gbnf = NULL;
     halo_error err = {0};
-    CHECK(halo_tool_call_gbnf(tools, "nope", &gbnf, &err) != 0 && !gbnf);
+    CHECK(halo_tool_call_gbnf(tools, "nope", true, &gbnf, &err) != 0 && !gbnf);
     CHECK(strstr(err.msg, "'nope'") != NULL);
     halo_grammar_vocab_free(v);
     cJSON_Delete(tools);

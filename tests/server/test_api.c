@@ -92,6 +92,52 @@ int main(void) {
     expect_err(1, BODY("{%s,\"tool_choice\":\"maybe\"}", user), "tool_choice");
     expect_err(1, BODY("{%s,\"response_format\":{\"type\":\"json_schema\"}}", user), "response_format");
     expect_err(1, BODY("{%s,\"chat_template_kwargs\":[]}", user), "chat_template_kwargs");
+
+    /* constrained decoding: grammar, json_schema, response_format, forced tool calls */
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},"
+                         "\"required\":[\"a\"],\"additionalProperties\":false}";
+    const char *tool = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                       "\"parameters\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":"
+                       "\"string\"}}}}}]";
+    expect_ok(1, BODY("{%s,\"grammar\":\"root ::= [a-z]+\"}", user));
+    expect_ok(0, "{\"prompt\":\"x\",\"grammar\":\"root ::= \\\"yes\\\" | \\\"no\\\"\"}");
+    expect_ok(1, BODY("{%s,\"json_schema\":%s}", user, schema));
+    expect_ok(0, BODY("{\"prompt\":\"x\",\"json_schema\":%s}", schema));
+    expect_ok(1, BODY("{%s,\"response_format\":{\"type\":\"json_object\"}}", user));
+    expect_ok(1, BODY("{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                      "{\"name\":\"n\",\"strict\":true,\"schema\":%s}}}",
+                      user, schema));
+    expect_ok(1, BODY("{%s,%s,\"tool_choice\":\"required\"}", user, tool));
+    expect_ok(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"
+                      "\"f\"}},\"parallel_tool_calls\":false}",
+                      user, tool));
+    expect_err(1, BODY("{%s,\"grammar\":\"root ::= (\"}", user), "grammar");
+    expect_err(1, BODY("{%s,\"grammar\":5}", user), "grammar");
+    expect_err(1, BODY("{%s,\"grammar\":\"root ::= [a-z]\",\"json_schema\":%s}", user, schema),
+               "json_schema");
+    expect_err(1, BODY("{%s,\"json_schema\":%s,\"response_format\":{\"type\":\"json_object\"}}",
+                       user, schema),
+               "response_format");
+    expect_err(1, BODY("{%s,\"json_schema\":{\"type\":\"string\",\"pattern\":\"a+\"}}", user),
+               "json_schema");
+    expect_err(1, BODY("{%s,\"json_schema\":\"x\"}", user), "json_schema");
+    expect_err(1, BODY("{%s,\"response_format\":{\"type\":\"yaml\"}}", user), "response_format");
+    expect_err(1, BODY("{%s,\"tool_choice\":\"required\"}", user), "tool_choice");
+    expect_err(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"
+                       "\"g\"}}}",
+                       user, tool),
+               "tool_choice");
+    expect_err(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\"}}", user, tool), "tool_choice");
+    expect_err(1, BODY("{%s,%s,\"tool_choice\":\"required\",\"json_schema\":%s}", user, tool,
+                       schema),
+               "tool_choice");
+    {
+        halo_api_error pe = {0};
+        const char *bad = "{\"prompt\":\"x\",\"json_schema\":{\"properties\":{\"d\":"
+                          "{\"format\":\"date\"}}}}";
+        CHECK(halo_api_check_completion(bad, strlen(bad), &pe) != 0);
+        CHECK_MSG(strstr(pe.message, "format (at /properties/d)") != NULL, "%s", pe.message);
+    }
     expect_err(1, BODY("{%s,\"model\":5}", user), "model");
     expect_err(0, "{}", "prompt");
     expect_err(0, "{\"prompt\":5}", "prompt");
