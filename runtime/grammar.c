@@ -1031,6 +1031,7 @@ struct halo_grammar_matcher {
     uint32_t budget; /* expansions left for the current byte (ambiguous grammars explode) */
     struct slice {
         uint32_t lo, hi;
+        int32_t same; /* the slice equals the set whose cache holds it: 1, 0, -1 unknown */
     } *adv; /* the mask walk's per-level cache: each stack advanced by a character it takes */
     uint32_t n_adv, cap_adv;
 };
@@ -1315,12 +1316,32 @@ bool halo_grammar_matcher_accept_bytes(halo_grammar_matcher *m, const char *s, s
 
 /* A cache, for the trie node's ASCII children, of each stack of all.s[lo, hi)
  * advanced past its top class and normalized: what every character the class takes
- * leads to. Entries start NOT_YET. */
-static bool advance_cache(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t *base) {
+ * leads to. Entries start NOT_YET, or as the parent node's when the set is the
+ * parent's own (inherit: the parent's cache). */
+static bool advance_cache(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t inherit,
+                          uint32_t *base) {
     if (!grow((void **)&m->adv, &m->cap_adv, m->n_adv + (hi - lo), sizeof *m->adv)) return false;
     *base = m->n_adv;
     m->n_adv += hi - lo;
-    for (uint32_t i = 0; i < hi - lo; i++) m->adv[*base + i] = (struct slice){NOT_YET, 0};
+    for (uint32_t i = 0; i < hi - lo; i++)
+        m->adv[*base + i] = inherit != NOT_YET ? m->adv[inherit + i] : (struct slice){NOT_YET, 0, -1};
+    return true;
+}
+
+/* Whether all.s[a, b) and all.s[lo, hi) hold the same stacks (each set has no
+ * duplicates). */
+static bool sets_equal(const halo_grammar_matcher *m, uint32_t a, uint32_t b, uint32_t lo,
+                       uint32_t hi) {
+    if (b - a != hi - lo) return false;
+    for (uint32_t i = a; i < b; i++) {
+        const gnode *x = m->all.s[i];
+        bool found = false;
+        for (uint32_t k = lo; k < hi && !found; k++) {
+            const gnode *y = m->all.s[k];
+            found = x == y || (x && y && x->hash == y->hash && chains_equal(x, y));
+        }
+        if (!found) return false;
+    }
     return true;
 }
 
@@ -1339,40 +1360,46 @@ static void advance_takers(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, ui
         const gnode *next = node_new(&m->live, n->pos + 1, n->parent);
         if (next) normalize(m, start, next, 0);
         else m->overflow = true;
-        *a = (struct slice){start, m->all.n};
+        *a = (struct slice){start, m->all.n, -1};
     }
 }
 
 /* The set after ASCII byte b from all.s[lo, hi) (advanced slices at adv[base ..)):
- * the one matching stack's slice as it is, or the union of several appended. */
+ * the one matching stack's slice as it is, or the union of several appended; [lo, hi)
+ * itself when the step leads back to the same stacks (inside a string, a run of
+ * digits: the walk below then costs no allocation at all). */
 static struct slice ascii_step(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t base,
                                uint8_t b) {
     const halo_grammar *g = m->g;
-    struct slice out = {0, 0};
+    struct slice out = {0, 0, 0};
     int matches = 0;
     for (uint32_t i = lo; i < hi; i++) {
         const gnode *n = m->all.s[i];
         if (!n || !class_match(g, &g->classes[g->elems[n->pos].value], b)) continue;
-        struct slice a = m->adv[base + (i - lo)];
+        struct slice *a = &m->adv[base + (i - lo)];
+        if (a->same < 0) a->same = sets_equal(m, a->lo, a->hi, lo, hi);
         if (matches++ == 0) {
-            out = a;
+            out = *a;
             continue;
         }
         if (matches == 2) { /* start a union with the first slice */
             uint32_t u = m->all.n;
             for (uint32_t k = out.lo; k < out.hi; k++) set_add(m, u, m->all.s[k]);
-            out = (struct slice){u, m->all.n};
+            out = (struct slice){u, m->all.n, -1};
         }
-        for (uint32_t k = a.lo; k < a.hi; k++) set_add(m, out.lo, m->all.s[k]);
+        for (uint32_t k = a->lo; k < a->hi; k++) set_add(m, out.lo, m->all.s[k]);
         out.hi = m->all.n;
+        out.same = -1;
     }
+    if (out.same < 0 && matches > 1) out.same = sets_equal(m, out.lo, out.hi, lo, hi);
+    if (out.same == 1) out = (struct slice){lo, hi, 1};
     return out;
 }
 
 /* Depth-first over the trie below node `at`, the state there being all.s[lo, hi)
  * with UTF-8 state u: every token whose bytes keep some stack alive is allowed. */
 static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint32_t hi,
-                         utf8_state u, uint8_t *allowed) {
+                         utf8_state u, uint32_t inherit, uint8_t *allowed) {
     const halo_grammar_vocab *v = m->v;
     const tnode *t = &v->nodes[at];
     int32_t count = 0;
@@ -1382,7 +1409,7 @@ static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint
         const tnode *child = &v->nodes[c];
         utf8_state cu = u;
         if (!ready && u.need == 0 && child->byte < 0x80) {
-            if (!advance_cache(m, lo, hi, &base)) {
+            if (!advance_cache(m, lo, hi, inherit, &base)) {
                 m->overflow = true;
                 break;
             }
@@ -1396,13 +1423,15 @@ static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint
             next = ascii_step(m, lo, hi, base, child->byte);
         } else {
             advance_byte(m, lo, hi, &cu, child->byte);
-            next = (struct slice){top, m->all.n};
+            next = (struct slice){top, m->all.n, 0};
         }
         if (next.hi > next.lo) {
             for (uint32_t k = 0; k < child->n_tokens; k++)
                 allowed[v->token_ids[child->first_token + k]] = 1;
             count += (int32_t)child->n_tokens;
-            if (child->n_children) count += mask_walk(m, c, next.lo, next.hi, cu, allowed);
+            bool same = ready && next.lo == lo && next.hi == hi;
+            if (child->n_children)
+                count += mask_walk(m, c, next.lo, next.hi, cu, same ? base : NOT_YET, allowed);
         }
         arena_release(&m->live, mk);
         m->all.n = top;
@@ -1416,7 +1445,7 @@ int32_t halo_grammar_matcher_mask(halo_grammar_matcher *m, uint8_t *allowed) {
     memset(allowed, 0, (size_t)v->n_tokens);
     int32_t count = 0;
     if (!m->ended && m->cur_lo < m->cur_hi)
-        count = mask_walk(m, 0, m->cur_lo, m->cur_hi, m->u, allowed);
+        count = mask_walk(m, 0, m->cur_lo, m->cur_hi, m->u, NOT_YET, allowed);
     if (halo_grammar_matcher_complete(m)) {
         for (int32_t i = 0; i < v->n_eog; i++) allowed[v->eog[i]] = 1;
         count += v->n_eog;
