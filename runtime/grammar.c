@@ -277,7 +277,7 @@ static bool rule_append(parser *ps, rule *r, const elem *e, uint32_t n) {
     ps->g->n_total += n;
     if (!grow((void **)&r->body, &r->cap_body, r->n_body + n + 1, sizeof *r->body))
         return fail_nomem(ps);
-    memcpy(r->body + r->n_body, e, (size_t)n * sizeof *e);
+    if (n) memcpy(r->body + r->n_body, e, (size_t)n * sizeof *e);
     r->n_body += n;
     return true;
 }

@@ -46,6 +46,11 @@ static void usage(FILE *out) {
             "\n",
             tools_default_model(), halo_kv_type_names());
     tools_sampling_usage(out);
+    fprintf(out,
+            "      --grammar GBNF        constrain the output to a grammar (llama.cpp's GBNF)\n"
+            "      --grammar-file F      the same, from a file\n"
+            "  -j, --json-schema S       constrain the output to a JSON schema\n"
+            "  -jf, --json-schema-file F the same, from a file\n");
 }
 
 typedef struct run_args {
@@ -63,6 +68,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
     a->display_prompt = a->escape = true;
     halo_plan_options_default(&a->plan);
     tools_sampling_init(&a->sampling);
+    a->sampling.with_grammar = true;
     for (int i = 1; i < argc;) {
         const char *arg = argv[i], *v;
         if (tools_is_help(arg)) {
@@ -153,10 +159,14 @@ int cmd_run(int argc, char **argv) {
     halo_model *model = NULL;
     halo_context *ctx = NULL;
     halo_sampler *smp = NULL;
+    halo_grammar *grammar = NULL;
+    halo_grammar_vocab *gvocab = NULL;
+    halo_grammar_matcher *gm = NULL;
     halo_detok *dt = NULL;
     int32_t *ids = NULL, *pos = NULL, *seq = NULL;
     halo_error err = {0};
     double load_s = 0;
+    if (!tools_sampling_grammar(&a.sampling, &grammar)) goto out; /* before the model loads */
     if (!tools_load_model(a.model, &a.load, &model, &load_s)) goto out;
     const halo_tokenizer *tok = halo_model_tokenizer(model);
     int32_t n_vocab = halo_model_n_vocab(model);
@@ -237,6 +247,14 @@ int cmd_run(int argc, char **argv) {
         done += (size_t)nb;
     }
     for (size_t i = 0; i < n_ids; i++) halo_sampler_accept(smp, ids[i]);
+    if (grammar) { /* from here on, tokens follow the grammar */
+        if (halo_tok_grammar_vocab(tok, a.special, &gvocab, &err) ||
+            halo_grammar_matcher_new(grammar, gvocab, &gm, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            goto out;
+        }
+        halo_sampler_set_grammar(smp, gm);
+    }
     double t_prompt = halo_time_seconds() - t0;
 
     /* generation */
@@ -305,6 +323,10 @@ out:
     free(text);
     halo_detok_free(dt);
     halo_sampler_free(smp);
+    halo_grammar_matcher_free(gm);
+    halo_grammar_vocab_free(gvocab);
+    halo_grammar_free(grammar);
+    tools_sampling_free(&a.sampling);
     halo_context_free(ctx);
     halo_model_free(model);
     return rc;

@@ -4,6 +4,7 @@
 
 #include "util/util.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -292,6 +293,56 @@ static bool parse_logit_bias(const char *flag, const char *text, tools_sampling 
     return true;
 }
 
+static bool is_grammar_flag(const char *a) {
+    return !strcmp(a, "--grammar") || !strcmp(a, "--grammar-file") || !strcmp(a, "-j") ||
+           !strcmp(a, "--json-schema") || !strcmp(a, "-jf") || !strcmp(a, "--json-schema-file");
+}
+
+/* --grammar TEXT, --grammar-file F, -j/--json-schema TEXT, -jf/--json-schema-file F: one of them */
+static bool parse_grammar_flag(int argc, char **argv, int *i, tools_sampling *s) {
+    const char *a = argv[*i], *v = tools_flag_value(argc, argv, i);
+    if (!v) return false;
+    if (s->grammar) {
+        fprintf(stderr, "error: %s: a grammar or JSON schema was given already\n", a);
+        return false;
+    }
+    bool file = strstr(a, "file") || !strcmp(a, "-jf");
+    size_t len = 0;
+    s->grammar = file ? tools_read_file(v, &len) : strdup(v);
+    s->grammar_is_schema = a[1] == 'j' || strstr(a, "json");
+    return s->grammar != NULL;
+}
+
+bool tools_sampling_grammar(const tools_sampling *s, halo_grammar **out) {
+    *out = NULL;
+    if (!s->grammar) return true;
+    halo_error err = {0};
+    char *gbnf = NULL;
+    if (s->grammar_is_schema) {
+        cJSON *schema = cJSON_Parse(s->grammar);
+        if (!schema) {
+            fprintf(stderr, "error: --json-schema: not valid JSON\n");
+            return false;
+        }
+        int rc = halo_json_schema_to_gbnf(schema, &gbnf, &err);
+        cJSON_Delete(schema);
+        if (rc) {
+            fprintf(stderr, "error: --json-schema: %s\n", err.msg);
+            return false;
+        }
+    }
+    const char *src = gbnf ? gbnf : s->grammar;
+    int rc = halo_grammar_compile(src, strlen(src), NULL, out, &err);
+    free(gbnf);
+    if (rc) fprintf(stderr, "error: %s: %s\n", s->grammar_is_schema ? "--json-schema" : "--grammar", err.msg);
+    return rc == 0;
+}
+
+void tools_sampling_free(tools_sampling *s) {
+    free(s->grammar);
+    s->grammar = NULL;
+}
+
 int tools_parse_sampling_flag(int argc, char **argv, int *i, tools_sampling *s) {
     const char *a = argv[*i], *v;
     halo_sampler_params *p = &s->params;
@@ -341,6 +392,8 @@ int tools_parse_sampling_flag(int argc, char **argv, int *i, tools_sampling *s) 
         }
     } else if (!strcmp(a, "-l") || !strcmp(a, "--logit-bias")) {
         ok = (v = tools_flag_value(argc, argv, i)) && parse_logit_bias(a, v, s);
+    } else if (s->with_grammar && is_grammar_flag(a)) {
+        ok = parse_grammar_flag(argc, argv, i, s);
     } else {
         return 0;
     }

@@ -66,6 +66,11 @@ typedef struct tools_sampling {
     halo_sampler_params params; /* params.logit_bias points at bias[] */
     halo_logit_bias bias[TOOLS_MAX_LOGIT_BIAS];
     bool repeat_last_n_ctx; /* --repeat-last-n -1: the context size */
+    /* constrained decoding, for commands that set with_grammar before parsing:
+     * --grammar GBNF, --grammar-file F, -j/--json-schema SCHEMA, -jf/--json-schema-file F */
+    bool with_grammar;
+    char *grammar;          /* the text given (malloc'd), NULL: none */
+    bool grammar_is_schema; /* it is a JSON schema, not GBNF */
 } tools_sampling;
 
 void tools_sampling_init(tools_sampling *s);
@@ -76,6 +81,9 @@ int tools_parse_sampling_flag(int argc, char **argv, int *i, tools_sampling *s);
 void tools_sampling_usage(FILE *out);
 /* Add a logit bias (-inf bans a token, as --ignore-eos does); false when the list is full. */
 bool tools_sampling_add_bias(tools_sampling *s, int32_t token, float bias);
+/* The grammar the flags gave, compiled (*out NULL: none); false with the error printed. */
+bool tools_sampling_grammar(const tools_sampling *s, halo_grammar **out);
+void tools_sampling_free(tools_sampling *s);
 
 /* A whole file ("-": standard input) into a malloc'd, NUL-terminated buffer; NULL with
  * a one-line error printed on failure. */

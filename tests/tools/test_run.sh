@@ -78,6 +78,18 @@ run compat run -m "$M" -p "$P" -n 2 --temp 0 --no-context-shift --cache-reuse 25
 check "[ $rc -eq 0 ] && [ \$(grep -c '^note: .* is accepted and ignored' '$TMP/compat.err') -eq 7 ]" \
     "compat flags: exit $rc: $(grep -v '^ ' "$TMP/compat.err" | head -c 400)"
 expect_error 2 compatmiss run -m "$M" -p x --cache-reuse
+# constrained decoding: a GBNF grammar and a JSON schema shape the output; a bad one is an
+# error before the model loads
+run gram run -m "$M" -p "Is it" -n 40 -s 1 --no-display-prompt --grammar 'root ::= (" yes" | " no")+ "."'
+check "[ $rc -eq 0 ] && grep -qxE '( yes| no)+\\.' '$TMP/gram.out' && grep -q 'end of generation' '$TMP/gram.err'" \
+    "--grammar: exit $rc: $(cat "$TMP/gram.out")"
+run js run -m "$M" -p "$P" -n 200 -s 2 --no-display-prompt \
+    -j '{"type":"object","properties":{"n":{"type":"integer"},"s":{"type":"string","maxLength":9}},"required":["n","s"]}'
+check "[ $rc -eq 0 ] && grep -q 'end of generation' '$TMP/js.err' && tr -d ' \\n\\t' < '$TMP/js.out' | grep -qE '^\\{\"n\":-?[0-9]+,\"s\":\"'" \
+    "--json-schema: exit $rc: $(cat "$TMP/js.out")"
+expect_error 1 grambad run -m "$M" -p x --grammar 'root ::= ['
+check "grep -q 'unterminated character class' '$TMP/grambad.err'" "bad --grammar: $(cat "$TMP/grambad.err")"
+expect_error 2 gramtwo run -m "$M" -p x --grammar 'root ::= "a"' -j '{}'
 run help run --help
 check "[ $rc -eq 0 ] && grep -q -- '--top-p' '$TMP/help.out'" "--help"
 
