@@ -85,7 +85,8 @@ static int bench_grammar(const char *label, const char *gbnf, const halo_grammar
     uint8_t *allowed = malloc((size_t)halo_grammar_vocab_n_tokens(v));
     figures f = {0};
     int rc = 0;
-    for (int r = 0; r < reps && rc == 0; r++) rc = run_pass(g, v, ids, n, allowed, &f);
+    for (int r = 0; r < reps && rc == 0; r++)
+        rc = run_pass(g, v, ids, n, allowed, &f);
     if (rc == 0)
         printf("%-12s %6zu tokens  check %6.2f us  mask %8.1f us (max %8.1f)  accept %6.2f us  "
                "allowed %d..%d\n",
@@ -100,9 +101,12 @@ int main(int argc, char **argv) {
     const char *path = NULL;
     int reps = 5;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else return fprintf(stderr, "usage: grammar_bench [-m VOCAB.gguf] [--reps N]\n"), 2;
+        if (!strcmp(argv[i], "-m") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else
+            return fprintf(stderr, "usage: grammar_bench [-m VOCAB.gguf] [--reps N]\n"), 2;
     }
     static char def[1024];
     if (!path) {

@@ -9,7 +9,8 @@
  * must be allowed exactly when the grammar is complete. Errors must be messages,
  * never a crash, a leak or a hang.
  *
- * Seeds: fuzz/seeds/fuzz_grammar/. Run: ./fuzz_grammar -max_len=4096 corpus/ fuzz/seeds/fuzz_grammar
+ * Seeds: fuzz/seeds/fuzz_grammar/. Run: ./fuzz_grammar -max_len=4096 corpus/
+ * fuzz/seeds/fuzz_grammar
  */
 #include "halo.h"
 
@@ -20,8 +21,9 @@
 #include <string.h>
 
 enum { N_WORDS = 12, N_TOKENS = 256 + N_WORDS + 1 };
-static const char *const words[N_WORDS] = {"ab", "true", "null", "\"", "\": ", "{\"", "12",
-                                           "\xc3\xa9", "\xc3", "\xa9", "\xe6\x97\xa5", "\n  "};
+static const char *const words[N_WORDS] = {"ab",   "true", "null",         "\"",
+                                           "\": ", "{\"",  "12",           "\xc3\xa9",
+                                           "\xc3", "\xa9", "\xe6\x97\xa5", "\n  "};
 static halo_grammar_vocab *vocab;
 
 static void make_vocab(void) {
@@ -29,8 +31,10 @@ static void make_vocab(void) {
     const char *p[N_TOKENS];
     size_t len[N_TOKENS];
     bool eog[N_TOKENS] = {0};
-    for (int i = 0; i < 256; i++) bytes[i] = (char)i, p[i] = &bytes[i], len[i] = 1;
-    for (int i = 0; i < N_WORDS; i++) p[256 + i] = words[i], len[256 + i] = strlen(words[i]);
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (char)i, p[i] = &bytes[i], len[i] = 1;
+    for (int i = 0; i < N_WORDS; i++)
+        p[256 + i] = words[i], len[256 + i] = strlen(words[i]);
     p[N_TOKENS - 1] = "", len[N_TOKENS - 1] = 0, eog[N_TOKENS - 1] = true;
     halo_error err = {0};
     if (halo_grammar_vocab_new(p, len, eog, N_TOKENS, &vocab, &err)) abort();

@@ -240,7 +240,6 @@ uint32_t halo_sampler_seed(const halo_sampler *s);
 typedef struct halo_grammar_matcher halo_grammar_matcher;
 void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m);
 
-
 /* ---- grammars (runtime/grammar.c, runtime/json_schema.c) ----------------------
  * llama.cpp's GBNF: rules `name ::= ...` with alternatives `|`, sequences, groups
  * `( )`, repetitions `* + ? {m} {m,} {m,n}`, string literals "..." with C escapes
@@ -271,8 +270,8 @@ int32_t halo_grammar_n_rules(const halo_grammar *g);
 /* A vocabulary of n tokens: token i stands for bytes[i][0..len[i]) in generated text
  * (len 0: a token that never matches text, e.g. a control token); eog[i] marks the
  * end-of-generation tokens, allowed only where the grammar can end. */
-int halo_grammar_vocab_new(const char *const *bytes, const size_t *len, const bool *eog,
-                           int32_t n, halo_grammar_vocab **out, halo_error *err);
+int halo_grammar_vocab_new(const char *const *bytes, const size_t *len, const bool *eog, int32_t n,
+                           halo_grammar_vocab **out, halo_error *err);
 void halo_grammar_vocab_free(halo_grammar_vocab *v);
 int32_t halo_grammar_vocab_n_tokens(const halo_grammar_vocab *v);
 size_t halo_grammar_vocab_n_nodes(const halo_grammar_vocab *v); /* trie nodes */

@@ -69,7 +69,7 @@ struct halo_grammar {
     uint32_t *hslots; /* [hcap] user-named rules by name: index + 1, 0 empty */
     uint32_t hcap, hcount;
     /* flat form for the matcher */
-    elem *elems;        /* every rule's body, one after another */
+    elem *elems; /* every rule's body, one after another */
     uint32_t n_elems;
     uint32_t *alt;      /* [n_alts] offsets into elems of each alternative */
     uint32_t *rule_alt; /* [n_rules + 1] rule r's alternatives: alt[rule_alt[r] .. rule_alt[r+1]) */
@@ -84,7 +84,8 @@ struct halo_grammar {
 static bool grow(void **p, uint32_t *cap, uint32_t need, size_t size) {
     if (need <= *cap) return true;
     uint32_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *q = realloc(*p, (size_t)c * size);
     if (!q) return false;
     *p = q;
@@ -138,8 +139,10 @@ static bool fail_at(parser *ps, const char *at, const char *what) {
     if (ps->failed) return false;
     int line = 1, col = 1;
     for (const char *q = ps->src; q < at && q < ps->end; q++) {
-        if (*q == '\n') line++, col = 1;
-        else col++;
+        if (*q == '\n')
+            line++, col = 1;
+        else
+            col++;
     }
     halo_error_set(ps->err, HALO_ERR_ARG, "grammar:%d:%d: %s", line, col, what);
     ps->failed = true;
@@ -153,8 +156,8 @@ static bool fail_nomem(parser *ps) {
 }
 
 static bool is_name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /* Whitespace, newlines and # comments. */
@@ -164,7 +167,8 @@ static void skip_space(parser *ps) {
         if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
             ps->p++;
         } else if (c == '#') {
-            while (ps->p < ps->end && *ps->p != '\n') ps->p++;
+            while (ps->p < ps->end && *ps->p != '\n')
+                ps->p++;
         } else {
             break;
         }
@@ -173,7 +177,8 @@ static void skip_space(parser *ps) {
 
 static size_t name_length(const char *p, const char *end) {
     size_t n = 0;
-    while (p + n < end && is_name_char(p[n])) n++;
+    while (p + n < end && is_name_char(p[n]))
+        n++;
     return n;
 }
 
@@ -182,13 +187,15 @@ static bool at_rule_start(const parser *ps) {
     size_t n = name_length(ps->p, ps->end);
     if (n == 0) return false;
     const char *q = ps->p + n;
-    while (q < ps->end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
+    while (q < ps->end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+        q++;
     return ps->end - q >= 3 && memcmp(q, "::=", 3) == 0;
 }
 
 static uint32_t name_hash(const char *name, size_t n) {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)name[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
     return h;
 }
 
@@ -212,7 +219,8 @@ static bool hash_insert(halo_grammar *g, uint32_t r) {
             if (!q) continue;
             const char *nm = g->rules[q - 1].name;
             uint32_t k = name_hash(nm, strlen(nm)) & (cap - 1);
-            while (slots[k]) k = (k + 1) & (cap - 1);
+            while (slots[k])
+                k = (k + 1) & (cap - 1);
             slots[k] = q;
         }
         free(g->hslots);
@@ -221,7 +229,8 @@ static bool hash_insert(halo_grammar *g, uint32_t r) {
     }
     const char *nm = g->rules[r].name;
     uint32_t k = name_hash(nm, strlen(nm)) & (g->hcap - 1);
-    while (g->hslots[k]) k = (k + 1) & (g->hcap - 1);
+    while (g->hslots[k])
+        k = (k + 1) & (g->hcap - 1);
     g->hslots[k] = r + 1;
     g->hcount++;
     return true;
@@ -303,7 +312,8 @@ static int32_t add_class(parser *ps, bool negated, const crange *r, uint32_t n) 
     c->ascii[0] = c->ascii[1] = 0;
     for (uint32_t cp = 0; cp < 128; cp++) {
         bool in = false;
-        for (uint32_t i = 0; i < n && !in; i++) in = cp >= r[i].lo && cp <= r[i].hi;
+        for (uint32_t i = 0; i < n && !in; i++)
+            in = cp >= r[i].lo && cp <= r[i].hi;
         if (in != negated) c->ascii[cp >> 6] |= 1ull << (cp & 63);
     }
     return (int32_t)g->n_classes++;
@@ -362,15 +372,32 @@ static bool read_char(parser *ps, uint32_t *out) {
         return true;
     }
     switch (c) {
-    case 'n': *out = '\n'; return true;
-    case 'r': *out = '\r'; return true;
-    case 't': *out = '\t'; return true;
-    case '0': *out = 0; return true;
-    case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
+    case 'n':
+        *out = '\n';
+        return true;
+    case 'r':
+        *out = '\r';
+        return true;
+    case 't':
+        *out = '\t';
+        return true;
+    case '0':
+        *out = 0;
+        return true;
+    case '\\':
+    case '"':
+    case '\'':
+    case '[':
+    case ']':
+    case '-':
+    case '^':
+    case '/':
         *out = (uint32_t)c;
         return true;
-    default: return fail_at(ps, at, "unknown escape (known: \\n \\r \\t \\0 \\\\ \\\" \\' \\[ "
-                                    "\\] \\- \\^ \\/ \\xHH \\uHHHH \\UHHHHHHHH)");
+    default:
+        return fail_at(ps, at,
+                       "unknown escape (known: \\n \\r \\t \\0 \\\\ \\\" \\' \\[ "
+                       "\\] \\- \\^ \\/ \\xHH \\uHHHH \\UHHHHHHHH)");
     }
 }
 
@@ -536,12 +563,16 @@ static bool parse_postfix(parser *ps, seq *s, uint32_t from, uint32_t parent) {
         if (ps->p >= ps->end) return true;
         char c = *ps->p;
         uint32_t min, max;
-        if (c == '*') min = 0, max = UINT32_MAX, ps->p++;
-        else if (c == '+') min = 1, max = UINT32_MAX, ps->p++;
-        else if (c == '?') min = 0, max = 1, ps->p++;
+        if (c == '*')
+            min = 0, max = UINT32_MAX, ps->p++;
+        else if (c == '+')
+            min = 1, max = UINT32_MAX, ps->p++;
+        else if (c == '?')
+            min = 0, max = 1, ps->p++;
         else if (c == '{') {
             if (!parse_braces(ps, &min, &max)) return false;
-        } else return true;
+        } else
+            return true;
         if (!apply_repeat(ps, s, from, parent, min, max)) return false;
     }
 }
@@ -666,7 +697,8 @@ static int32_t left_cycle(const halo_grammar *g, uint32_t r, uint8_t *state, uin
             if (e.kind == E_END) continue;
             if (e.kind == E_CHAR || !g->rules[e.value].nullable) {
                 uint32_t j = i + 1;
-                while (j < ru->n_body && ru->body[j].kind != E_END) j++;
+                while (j < ru->n_body && ru->body[j].kind != E_END)
+                    j++;
                 idx[top - 1] = j;
             }
             if (e.kind != E_RULE) continue;
@@ -717,7 +749,8 @@ static int flatten(halo_grammar *g, halo_error *err) {
     uint64_t n_elems = 0, n_alts = 0;
     for (uint32_t r = 0; r < g->n_rules; r++) {
         n_elems += g->rules[r].n_body;
-        for (uint32_t i = 0; i < g->rules[r].n_body; i++) n_alts += g->rules[r].body[i].kind == E_END;
+        for (uint32_t i = 0; i < g->rules[r].n_body; i++)
+            n_alts += g->rules[r].body[i].kind == E_END;
     }
     if (n_elems + 1 > MAX_ELEMS * 4ull)
         return halo_error_set(err, HALO_ERR_ARG, "grammar: too large (%llu elements)",
@@ -747,11 +780,11 @@ static int flatten(halo_grammar *g, halo_error *err) {
 static int finish_grammar(halo_grammar *g, const char *start, halo_error *err) {
     for (uint32_t r = 0; r < g->n_rules; r++)
         if (!g->rules[r].defined)
-            return halo_error_set(err, HALO_ERR_ARG, "grammar: rule '%.80s' is used but not defined",
+            return halo_error_set(err, HALO_ERR_ARG,
+                                  "grammar: rule '%.80s' is used but not defined",
                                   g->rules[r].name);
     int32_t s = find_rule(g, start, strlen(start));
-    if (s < 0)
-        return halo_error_set(err, HALO_ERR_ARG, "grammar: no start rule '%.80s'", start);
+    if (s < 0) return halo_error_set(err, HALO_ERR_ARG, "grammar: no start rule '%.80s'", start);
     g->start = (uint32_t)s;
     compute_nullable(g);
     int rc = check_left_recursion(g, err);
@@ -769,7 +802,8 @@ int halo_grammar_compile(const char *src, size_t len, const char *start, halo_gr
     if (!g) return halo_error_set(err, HALO_ERR_NOMEM, "grammar: out of memory");
     parser ps = {.g = g, .src = src, .p = src, .end = src + len, .err = err};
     skip_space(&ps);
-    while (ps.p < ps.end && parse_rule(&ps)) skip_space(&ps);
+    while (ps.p < ps.end && parse_rule(&ps))
+        skip_space(&ps);
     int rc = ps.failed ? (err && err->status ? err->status : HALO_ERR_ARG) : 0;
     if (!rc && g->n_rules == 0) rc = halo_error_set(err, HALO_ERR_ARG, "grammar: no rules");
     if (!rc) rc = finish_grammar(g, start, err);
@@ -797,7 +831,9 @@ void halo_grammar_free(halo_grammar *g) {
     free(g);
 }
 
-int32_t halo_grammar_n_rules(const halo_grammar *g) { return (int32_t)g->n_rules; }
+int32_t halo_grammar_n_rules(const halo_grammar *g) {
+    return (int32_t)g->n_rules;
+}
 
 /* ---- vocabulary trie --------------------------------------------------------------------- */
 
@@ -841,7 +877,8 @@ static bool trie_add_nodes(halo_grammar_vocab *v, uint32_t n) {
 static bool trie_build(halo_grammar_vocab *v, uint32_t at, uint32_t lo, uint32_t hi,
                        uint32_t depth) {
     uint32_t i = lo;
-    while (i < hi && v->len[v->token_ids[i]] == depth) i++;
+    while (i < hi && v->len[v->token_ids[i]] == depth)
+        i++;
     v->nodes[at].first_token = lo;
     v->nodes[at].n_tokens = i - lo;
     uint32_t groups = 0;
@@ -867,8 +904,8 @@ static bool trie_build(halo_grammar_vocab *v, uint32_t at, uint32_t lo, uint32_t
     return true;
 }
 
-int halo_grammar_vocab_new(const char *const *bytes, const size_t *len, const bool *eog,
-                           int32_t n, halo_grammar_vocab **out, halo_error *err) {
+int halo_grammar_vocab_new(const char *const *bytes, const size_t *len, const bool *eog, int32_t n,
+                           halo_grammar_vocab **out, halo_error *err) {
     *out = NULL;
     if (n <= 0) return halo_error_set(err, HALO_ERR_ARG, "grammar vocabulary: %d tokens", (int)n);
     halo_grammar_vocab *v = calloc(1, sizeof *v);
@@ -927,8 +964,12 @@ void halo_grammar_vocab_free(halo_grammar_vocab *v) {
     free(v);
 }
 
-int32_t halo_grammar_vocab_n_tokens(const halo_grammar_vocab *v) { return v->n_tokens; }
-size_t halo_grammar_vocab_n_nodes(const halo_grammar_vocab *v) { return v->n_nodes; }
+int32_t halo_grammar_vocab_n_tokens(const halo_grammar_vocab *v) {
+    return v->n_tokens;
+}
+size_t halo_grammar_vocab_n_nodes(const halo_grammar_vocab *v) {
+    return v->n_nodes;
+}
 
 /* ---- stacks: immutable nodes in an arena with marks ---------------------------------------- */
 
@@ -940,9 +981,9 @@ typedef struct gnode {
 } gnode;
 
 #define ARENA_BLOCK 4096u
-#define ARENA_MAX_BLOCKS 2048u /* 8 M nodes, 256 MiB: a walk beyond it rejects */
-#define MAX_DEPTH 4096u        /* a deeper stack is dropped */
-#define MAX_STACKS 1024u       /* stacks per set; more are dropped (an ambiguous grammar) */
+#define ARENA_MAX_BLOCKS 2048u   /* 8 M nodes, 256 MiB: a walk beyond it rejects */
+#define MAX_DEPTH 4096u          /* a deeper stack is dropped */
+#define MAX_STACKS 1024u         /* stacks per set; more are dropped (an ambiguous grammar) */
 #define EXPAND_BUDGET (1u << 18) /* rule expansions per character */
 
 typedef struct arena {
@@ -971,12 +1012,19 @@ static gnode *arena_alloc(arena *a) {
     return &a->blocks[a->cur][a->used++];
 }
 
-static mark arena_mark(const arena *a) { return (mark){a->cur, a->used}; }
-static void arena_release(arena *a, mark m) { a->cur = m.cur, a->used = m.used; }
-static void arena_clear(arena *a) { a->cur = 0, a->used = 0; }
+static mark arena_mark(const arena *a) {
+    return (mark){a->cur, a->used};
+}
+static void arena_release(arena *a, mark m) {
+    a->cur = m.cur, a->used = m.used;
+}
+static void arena_clear(arena *a) {
+    a->cur = 0, a->used = 0;
+}
 
 static void arena_free(arena *a) {
-    for (uint32_t i = 0; i < a->n_blocks; i++) free(a->blocks[i]);
+    for (uint32_t i = 0; i < a->n_blocks; i++)
+        free(a->blocks[i]);
     free(a->blocks);
     memset(a, 0, sizeof *a);
 }
@@ -1026,13 +1074,13 @@ struct halo_grammar_matcher {
     stack_list all;    /* every level's set, one after another (a stack of slices) */
     uint32_t cur_lo, cur_hi; /* the state: all.s[cur_lo .. cur_hi) */
     utf8_state u;
-    bool ended; /* an EOG was accepted */
-    bool overflow; /* a walk ran out of arena: results are conservative (rejections) */
+    bool ended;      /* an EOG was accepted */
+    bool overflow;   /* a walk ran out of arena: results are conservative (rejections) */
     uint32_t budget; /* expansions left for the current byte (ambiguous grammars explode) */
     struct slice {
         uint32_t lo, hi;
         int32_t same; /* the slice equals the set whose cache holds it: 1, 0, -1 unknown */
-    } *adv; /* the mask walk's per-level cache: each stack advanced by a character it takes */
+    } * adv; /* the mask walk's per-level cache: each stack advanced by a character it takes */
     uint32_t n_adv, cap_adv;
 };
 
@@ -1109,9 +1157,10 @@ static void advance_byte(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, utf8
         if (b < 0x80) {
             cp = b;
         } else {
-            int k = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
-                    : b >= 0xF0 && b <= 0xF4                              ? 3
-                                                                          : 0;
+            int k = b >= 0xC2 && b <= 0xDF   ? 1
+                    : b >= 0xE0 && b <= 0xEF ? 2
+                    : b >= 0xF0 && b <= 0xF4 ? 3
+                                             : 0;
             if (!k) return; /* not a UTF-8 lead byte: nothing matches */
             u->value = b & (0x3Fu >> k);
             u->need = u->total = (uint8_t)k;
@@ -1140,7 +1189,7 @@ static void advance_byte(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, utf8
         normalize(m, out, next, 0);
     }
     return;
-partial: {
+partial : {
     /* keep the stacks whose class meets some completion of the bytes so far */
     uint32_t shift = 6u * u->need, lo_cp = u->value << shift;
     uint32_t hi_cp = lo_cp | ((1u << shift) - 1);
@@ -1182,7 +1231,8 @@ static void commit(halo_grammar_matcher *m, uint32_t lo, uint32_t hi) {
         /* copy the chain bottom-up: collect it, then rebuild */
         const gnode *chain[MAX_DEPTH + 1];
         uint32_t d = 0;
-        for (const gnode *q = src; q && d <= MAX_DEPTH; q = q->parent) chain[d++] = q;
+        for (const gnode *q = src; q && d <= MAX_DEPTH; q = q->parent)
+            chain[d++] = q;
         const gnode *copy = NULL;
         bool ok = true;
         while (d-- > 0 && ok) {
@@ -1249,7 +1299,9 @@ void halo_grammar_matcher_free(halo_grammar_matcher *m) {
     free(m);
 }
 
-int32_t halo_grammar_matcher_vocab_size(const halo_grammar_matcher *m) { return m->v->n_tokens; }
+int32_t halo_grammar_matcher_vocab_size(const halo_grammar_matcher *m) {
+    return m->v->n_tokens;
+}
 
 bool halo_grammar_matcher_complete(const halo_grammar_matcher *m) {
     return m->ended || (m->u.need == 0 && set_has_empty(m, m->cur_lo, m->cur_hi));
@@ -1324,7 +1376,8 @@ static bool advance_cache(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uin
     *base = m->n_adv;
     m->n_adv += hi - lo;
     for (uint32_t i = 0; i < hi - lo; i++)
-        m->adv[*base + i] = inherit != NOT_YET ? m->adv[inherit + i] : (struct slice){NOT_YET, 0, -1};
+        m->adv[*base + i] =
+            inherit != NOT_YET ? m->adv[inherit + i] : (struct slice){NOT_YET, 0, -1};
     return true;
 }
 
@@ -1358,8 +1411,10 @@ static void advance_takers(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, ui
         uint32_t start = m->all.n;
         m->budget = EXPAND_BUDGET;
         const gnode *next = node_new(&m->live, n->pos + 1, n->parent);
-        if (next) normalize(m, start, next, 0);
-        else m->overflow = true;
+        if (next)
+            normalize(m, start, next, 0);
+        else
+            m->overflow = true;
         *a = (struct slice){start, m->all.n, -1};
     }
 }
@@ -1384,10 +1439,12 @@ static struct slice ascii_step(halo_grammar_matcher *m, uint32_t lo, uint32_t hi
         }
         if (matches == 2) { /* start a union with the first slice */
             uint32_t u = m->all.n;
-            for (uint32_t k = out.lo; k < out.hi; k++) set_add(m, u, m->all.s[k]);
+            for (uint32_t k = out.lo; k < out.hi; k++)
+                set_add(m, u, m->all.s[k]);
             out = (struct slice){u, m->all.n, -1};
         }
-        for (uint32_t k = a->lo; k < a->hi; k++) set_add(m, out.lo, m->all.s[k]);
+        for (uint32_t k = a->lo; k < a->hi; k++)
+            set_add(m, out.lo, m->all.s[k]);
         out.hi = m->all.n;
         out.same = -1;
     }
@@ -1447,7 +1504,8 @@ int32_t halo_grammar_matcher_mask(halo_grammar_matcher *m, uint8_t *allowed) {
     if (!m->ended && m->cur_lo < m->cur_hi)
         count = mask_walk(m, 0, m->cur_lo, m->cur_hi, m->u, NOT_YET, allowed);
     if (halo_grammar_matcher_complete(m)) {
-        for (int32_t i = 0; i < v->n_eog; i++) allowed[v->eog[i]] = 1;
+        for (int32_t i = 0; i < v->n_eog; i++)
+            allowed[v->eog[i]] = 1;
         count += v->n_eog;
     }
     return count;

@@ -20,27 +20,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PRIMITIVES \
-    "value ::= object | array | string | number | boolean | null\n" \
-    "object ::= \"{\" space ( string \":\" space value (\",\" space string \":\" space value)* )? " \
-    "\"}\" space\n" \
-    "array ::= \"[\" space ( value (\",\" space value)* )? \"]\" space\n" \
-    "string ::= \"\\\"\" char* \"\\\"\" space\n" \
-    "char ::= [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n" \
-    "integer ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) space\n" \
+#define PRIMITIVES                                                                                 \
+    "value ::= object | array | string | number | boolean | null\n"                                \
+    "object ::= \"{\" space ( string \":\" space value (\",\" space string \":\" space value)* "   \
+    ")? "                                                                                          \
+    "\"}\" space\n"                                                                                \
+    "array ::= \"[\" space ( value (\",\" space value)* )? \"]\" space\n"                          \
+    "string ::= \"\\\"\" char* \"\\\"\" space\n"                                                   \
+    "char ::= [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"      \
+    "integer ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) space\n"                                       \
     "number ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? " \
-    "space\n" \
-    "boolean ::= (\"true\" | \"false\") space\n" \
-    "null ::= \"null\" space\n" \
+    "space\n"                                                                                      \
+    "boolean ::= (\"true\" | \"false\") space\n"                                                   \
+    "null ::= \"null\" space\n"                                                                    \
     "space ::= \" \"? | \"\\n\" [ \\t]{0,20}\n"
 
 static const char primitives[] = PRIMITIVES;
 
-static const char *const primitive_names[] = {"value",   "object",  "array", "string", "char",
-                                              "integer", "number",  "boolean", "null", "space",
-                                              "root"};
+static const char *const primitive_names[] = {"value", "object",  "array",  "string",
+                                              "char",  "integer", "number", "boolean",
+                                              "null",  "space",   "root"};
 
-const char *halo_json_object_gbnf(void) { return "root ::= object\n" PRIMITIVES; }
+const char *halo_json_object_gbnf(void) {
+    return "root ::= object\n" PRIMITIVES;
+}
 
 /* ---- output text ----------------------------------------------------------------------- */
 
@@ -54,7 +57,8 @@ static void put(text *t, const char *s, size_t n) {
     if (t->failed) return;
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
+        while (cap < t->len + n + 1)
+            cap *= 2;
         char *q = realloc(t->s, cap);
         if (!q) {
             t->failed = true;
@@ -68,7 +72,9 @@ static void put(text *t, const char *s, size_t n) {
     t->s[t->len] = '\0';
 }
 
-static void puts_(text *t, const char *s) { put(t, s, strlen(s)); }
+static void puts_(text *t, const char *s) {
+    put(t, s, strlen(s));
+}
 
 static void printf_(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void printf_(text *t, const char *fmt, ...) {
@@ -128,7 +134,8 @@ typedef struct conv {
     bool failed;
 } conv;
 
-static bool conv_fail(conv *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool conv_fail(conv *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool conv_fail(conv *c, int status, const char *fmt, ...) {
     if (c->failed) return false;
     c->failed = true;
@@ -162,7 +169,8 @@ static const char *new_name(conv *c, const char *hint) {
     base[n] = '\0';
     if (!n) snprintf(base, sizeof base, "r");
     snprintf(name, sizeof name, "%s", base);
-    for (int k = 1; name_taken(c, name); k++) snprintf(name, sizeof name, "%s-%d", base, k);
+    for (int k = 1; name_taken(c, name); k++)
+        snprintf(name, sizeof name, "%s-%d", base, k);
     if (c->n_names >= MAX_RULE_NAMES) {
         conv_fail(c, HALO_ERR_UNSUPPORTED, "the schema is too large (more than %d rules)",
                   MAX_RULE_NAMES);
@@ -230,9 +238,10 @@ static void collect_unsupported(const cJSON *s, const char *path, text *out, int
         if (out->len) puts_(out, ", ");
         printf_(out, "%.60s (at %.100s)", k->string, path[0] ? path : "/");
     }
-    static const char *const subs[] = {"properties", "$defs", "definitions", "items",
-                                       "additionalProperties", "anyOf", "oneOf", "allOf"};
-    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) collect_children(s, path, subs[i], out, depth);
+    static const char *const subs[] = {"properties",           "$defs", "definitions", "items",
+                                       "additionalProperties", "anyOf", "oneOf",       "allOf"};
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
+        collect_children(s, path, subs[i], out, depth);
 }
 
 /* ---- schemas to rules ------------------------------------------------------------------- */
@@ -264,8 +273,10 @@ static bool get_count(conv *c, const cJSON *s, const char *key, long *out) {
 
 /* {m,n} after an element, or {m,} with max < 0 */
 static void put_repeat(text *t, long min, long max) {
-    if (max < 0) printf_(t, "{%ld,}", min);
-    else printf_(t, "{%ld,%ld}", min, max);
+    if (max < 0)
+        printf_(t, "{%ld,}", min);
+    else
+        printf_(t, "{%ld,%ld}", min, max);
 }
 
 static bool string_body(conv *c, const cJSON *s, text *b) {
@@ -296,8 +307,10 @@ static bool array_body(conv *c, const cJSON *s, const char *hint, text *b) {
         puts_(b, "\"]\" space");
         return true;
     }
-    if (min == 0) printf_(b, "( %s (\",\" space %s)", item, item);
-    else printf_(b, "%s (\",\" space %s)", item, item);
+    if (min == 0)
+        printf_(b, "( %s (\",\" space %s)", item, item);
+    else
+        printf_(b, "%s (\",\" space %s)", item, item);
     put_repeat(b, min > 0 ? min - 1 : 0, max < 0 ? -1 : max - 1);
     puts_(b, min == 0 ? " )? \"]\" space" : " \"]\" space");
     return true;
@@ -402,12 +415,15 @@ static bool object_body(conv *c, const cJSON *s, const char *name, text *b) {
         const char *val = schema_rule(c, add, h);
         ok = val != NULL;
         if (ok)
-            printf_(b, "\"{\" space ( string \":\" space %s (\",\" space string \":\" space %s)* )? "
-                       "\"}\" space", val, val);
+            printf_(b,
+                    "\"{\" space ( string \":\" space %s (\",\" space string \":\" space %s)* )? "
+                    "\"}\" space",
+                    val, val);
     } else if (n == 0) {
         puts_(b, add ? (extra ? "object" : "\"{\" space \"}\" space") : "object");
     } else {
-        const char **kv = calloc((size_t)n, sizeof *kv), **rest = calloc(2 * (size_t)n, sizeof *rest);
+        const char **kv = calloc((size_t)n, sizeof *kv),
+                   **rest = calloc(2 * (size_t)n, sizeof *rest);
         ok = kv && rest && pair_rules(c, name, p, n, kv) && rest_rules(c, name, p, n, kv, rest);
         if (!kv || !rest) conv_fail(c, HALO_ERR_NOMEM, "out of memory");
         if (ok) printf_(b, "\"{\" space %s \"}\" space", rest[0]);
@@ -467,17 +483,20 @@ static const char *ref_rule_name(conv *c, const char *ref) {
         if (!strcmp(c->refs[i].ref, ref)) return c->refs[i].name;
     const char *def = NULL;
     const cJSON *defs = NULL;
-    if (!strncmp(ref, "#/$defs/", 8)) def = ref + 8, defs = cJSON_GetObjectItemCaseSensitive(c->root, "$defs");
+    if (!strncmp(ref, "#/$defs/", 8))
+        def = ref + 8, defs = cJSON_GetObjectItemCaseSensitive(c->root, "$defs");
     else if (!strncmp(ref, "#/definitions/", 14))
         def = ref + 14, defs = cJSON_GetObjectItemCaseSensitive(c->root, "definitions");
-    else if (!strcmp(ref, "#")) def = "", defs = NULL;
+    else if (!strcmp(ref, "#"))
+        def = "", defs = NULL;
     else
         return conv_fail(c, HALO_ERR_UNSUPPORTED,
                          "$ref '%.80s': only references into #/$defs or #/definitions (or #) are "
-                         "supported", ref), NULL;
+                         "supported",
+                         ref),
+               NULL;
     const cJSON *target = def[0] ? cJSON_GetObjectItemCaseSensitive(defs, def) : c->root;
-    if (!target)
-        return conv_fail(c, HALO_ERR_ARG, "$ref '%.80s' names no definition", ref), NULL;
+    if (!target) return conv_fail(c, HALO_ERR_ARG, "$ref '%.80s' names no definition", ref), NULL;
     if (c->n_refs == c->cap_refs) {
         int cap = c->cap_refs ? 2 * c->cap_refs : 16;
         ref_rule *q = realloc(c->refs, sizeof *q * (size_t)cap);
@@ -524,8 +543,10 @@ static bool schema_body(conv *c, const cJSON *s, const char *name, text *b) {
         return true;
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) return enum_body(c, x, b);
-    if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf"))) return alternatives_body(c, x, "anyOf", name, b);
-    if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf"))) return alternatives_body(c, x, "oneOf", name, b);
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "anyOf")))
+        return alternatives_body(c, x, "anyOf", name, b);
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "oneOf")))
+        return alternatives_body(c, x, "oneOf", name, b);
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "allOf"))) {
         if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) != 1)
             return conv_fail(c, HALO_ERR_UNSUPPORTED, "allOf with more than one schema");
@@ -577,9 +598,11 @@ static const char *schema_rule(conv *c, const cJSON *s, const char *hint) {
 }
 
 static void conv_free(conv *c) {
-    for (int i = 0; i < c->n_names; i++) free(c->names[i]);
+    for (int i = 0; i < c->n_names; i++)
+        free(c->names[i]);
     free(c->names);
-    for (int i = 0; i < c->n_refs; i++) free(c->refs[i].ref);
+    for (int i = 0; i < c->n_refs; i++)
+        free(c->refs[i].ref);
     free(c->refs);
     free(c->rules.s);
 }
@@ -588,8 +611,7 @@ static bool check_supported(conv *c, const cJSON *schema) {
     text bad = {0};
     collect_unsupported(schema, "", &bad, 0);
     bool ok = bad.len == 0;
-    if (!ok)
-        conv_fail(c, HALO_ERR_UNSUPPORTED, "unsupported keywords: %.300s", bad.s ? bad.s : "");
+    if (!ok) conv_fail(c, HALO_ERR_UNSUPPORTED, "unsupported keywords: %.300s", bad.s ? bad.s : "");
     free(bad.s);
     return ok;
 }
@@ -621,7 +643,8 @@ int halo_json_schema_to_gbnf(const cJSON *schema, char **out, halo_error *err) {
     return rc;
 }
 
-/* ---- tool calls ------------------------------------------------------------------------------- */
+/* ---- tool calls -------------------------------------------------------------------------------
+ */
 
 static const cJSON *tool_function(const cJSON *t) {
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
@@ -644,8 +667,10 @@ static const char *tool_rule(conv *c, const cJSON *fn, const char *name) {
     bool ok = nm && put_json_literal(&b, nm);
     cJSON_Delete(nm);
     printf_(&b, " space \",\" space \"\\\"arguments\\\"\" space \":\" space %s", args);
-    if (ok) emit_rule(c, r, &b);
-    else conv_fail(c, HALO_ERR_NOMEM, "out of memory");
+    if (ok)
+        emit_rule(c, r, &b);
+    else
+        conv_fail(c, HALO_ERR_NOMEM, "out of memory");
     free(b.s);
     return c->failed ? NULL : r;
 }
@@ -677,8 +702,11 @@ int halo_tool_call_gbnf(const cJSON *tools, const char *only, bool parallel, cha
     }
     int rc = HALO_ERR_ARG;
     if (!c.failed && n == 0) {
-        if (only) halo_error_set(err, HALO_ERR_ARG, "tool_choice names '%.80s', which is not among the tools", only);
-        else halo_error_set(err, HALO_ERR_ARG, "tool_choice needs tools");
+        if (only)
+            halo_error_set(err, HALO_ERR_ARG,
+                           "tool_choice names '%.80s', which is not among the tools", only);
+        else
+            halo_error_set(err, HALO_ERR_ARG, "tool_choice needs tools");
     } else if (!c.failed) {
         text top = {0};
         const char *name = new_name(&c, "tool-call");
@@ -689,8 +717,10 @@ int halo_tool_call_gbnf(const cJSON *tools, const char *only, bool parallel, cha
             emit_rule(&c, name, &top);
             free(top.s);
             char head[128];
-            if (parallel) snprintf(head, sizeof head, "%s (\"\\n\" %s)*", name, name);
-            else snprintf(head, sizeof head, "%s", name);
+            if (parallel)
+                snprintf(head, sizeof head, "%s (\"\\n\" %s)*", name, name);
+            else
+                snprintf(head, sizeof head, "%s", name);
             rc = c.failed ? HALO_ERR_NOMEM : finish(&c, head, out);
         }
     }

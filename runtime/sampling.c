@@ -227,7 +227,9 @@ void halo_sampler_free(halo_sampler *s) {
     free(s);
 }
 
-void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m) { s->grammar = m; }
+void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m) {
+    s->grammar = m;
+}
 
 uint32_t halo_sampler_seed(const halo_sampler *s) { return s->seed; }
 
@@ -533,8 +535,10 @@ static int32_t mask_row(halo_sampler *s) {
     int32_t any = -1;
     for (int32_t i = 0; i < s->n_vocab; i++) {
         bool ok = i < nv && s->allowed[i];
-        if (!ok) s->work[i] = -INFINITY;
-        else if (any < 0) any = i;
+        if (!ok)
+            s->work[i] = -INFINITY;
+        else if (any < 0)
+            any = i;
     }
     return any;
 }

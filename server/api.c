@@ -346,7 +346,8 @@ static bool parse_tool_choice(const cJSON *choice, bool *forced, const char **na
     if (cJSON_IsString(choice)) {
         const char *c = choice->valuestring;
         if (strcmp(c, "none") && strcmp(c, "auto") && strcmp(c, "required")) {
-            srv_error(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or an object");
+            srv_error(e, 400, "tool_choice",
+                      "'tool_choice' must be none, auto, required or an object");
             return false;
         }
         *none = !strcmp(c, "none");
@@ -373,7 +374,8 @@ static bool parse_tool_choice(const cJSON *choice, bool *forced, const char **na
 static bool tool_call_grammar(const cJSON *o, srv_request *r, const char *name, char **gbnf,
                               halo_api_error *e) {
     if (!r->tools) {
-        srv_error(e, 400, "tool_choice", "'tool_choice' forces a tool call, but there are no 'tools'");
+        srv_error(e, 400, "tool_choice",
+                  "'tool_choice' forces a tool call, but there are no 'tools'");
         return false;
     }
     bool parallel = true;
@@ -401,7 +403,8 @@ static bool parse_tools(const cJSON *o, srv_request *r, char **gbnf, halo_api_er
                   "'response_format'");
         return false;
     }
-    if (!tools || cJSON_IsNull(tools)) return !forced || tool_call_grammar(o, r, forced_name, gbnf, e);
+    if (!tools || cJSON_IsNull(tools))
+        return !forced || tool_call_grammar(o, r, forced_name, gbnf, e);
     if (!cJSON_IsArray(tools)) {
         srv_error(e, 400, "tools", "'tools' must be an array");
         return false;
@@ -505,18 +508,16 @@ static bool parse_constraints(const cJSON *o, char **gbnf, const char **from, ha
             srv_error(e, 400, "grammar", "'grammar' must be a string (GBNF)");
             return false;
         }
-        if (g->valuestring[0] &&
-            !take_grammar(gbnf, from, strdup(g->valuestring), "grammar", e))
+        if (g->valuestring[0] && !take_grammar(gbnf, from, strdup(g->valuestring), "grammar", e))
             return false;
     }
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(o, "json_schema");
     if (js && !cJSON_IsNull(js) && !schema_grammar(js, "json_schema", gbnf, from, e)) return false;
-    return parse_response_format(cJSON_GetObjectItemCaseSensitive(o, "response_format"), gbnf,
-                                 from, e);
+    return parse_response_format(cJSON_GetObjectItemCaseSensitive(o, "response_format"), gbnf, from,
+                                 e);
 }
 
-static bool compile_grammar(const char *gbnf, const char *from, srv_request *r,
-                            halo_api_error *e) {
+static bool compile_grammar(const char *gbnf, const char *from, srv_request *r, halo_api_error *e) {
     halo_error err = {0};
     if (halo_grammar_compile(gbnf, strlen(gbnf), NULL, &r->grammar, &err)) {
         srv_error(e, err.status == HALO_ERR_NOMEM ? 500 : 400, from, "%s", err.msg);
@@ -570,21 +571,62 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, srv_request *r, halo_a
  * ignored: a request relying on it would get something else than it asked for). */
 static bool fields_known(const cJSON *o, halo_api_error *e) {
     static const char *const used[] = {
-        "model", "messages", "prompt", "stream", "stream_options", "cache_prompt", "ignore_eos",
-        "logprobs", "top_logprobs", "n_probs", "echo", "max_tokens", "max_completion_tokens",
-        "n_predict", "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
-        "frequency_penalty", "repeat_penalty", "repeat_last_n", "seed", "stop", "logit_bias",
-        "response_format", "tools", "tool_choice", "chat_template_kwargs", "grammar", "json_schema",
+        "model",
+        "messages",
+        "prompt",
+        "stream",
+        "stream_options",
+        "cache_prompt",
+        "ignore_eos",
+        "logprobs",
+        "top_logprobs",
+        "n_probs",
+        "echo",
+        "max_tokens",
+        "max_completion_tokens",
+        "n_predict",
+        "n",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+        "repeat_last_n",
+        "seed",
+        "stop",
+        "logit_bias",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "chat_template_kwargs",
+        "grammar",
+        "json_schema",
         "parallel_tool_calls",
     };
     /* no effect on what halo generates: bookkeeping of other services, or halo's behaviour
      * anyway (several tool calls in one turn are allowed) */
     static const char *const inert[] = {
-        "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
-        "timings_per_token", "return_progress", "id_slot", "t_max_predict_ms",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "timings_per_token",
+        "return_progress",
+        "id_slot",
+        "t_max_predict_ms",
         /* settings of samplers whose switch (below) must be off: no effect then */
-        "xtc_threshold", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-        "dry_sequence_breakers", "dynatemp_exponent", "mirostat_tau", "mirostat_eta",
+        "xtc_threshold",
+        "dry_base",
+        "dry_allowed_length",
+        "dry_penalty_last_n",
+        "dry_sequence_breakers",
+        "dynatemp_exponent",
+        "mirostat_tau",
+        "mirostat_eta",
         /* llama-server's sampler order: halo's chain is fixed (penalties, top-k, top-p,
          * min-p, temperature), the order llama.cpp's default lists them in */
         "samplers",
@@ -632,7 +674,7 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         return -1;
     }
     int rc = -1;
-    char *gbnf = NULL;          /* the request's constraint as GBNF */
+    char *gbnf = NULL;            /* the request's constraint as GBNF */
     const char *gbnf_from = NULL; /* the field it came from */
     if (!cJSON_IsObject(o)) {
         srv_error(e, 400, NULL, "the body must be a JSON object");

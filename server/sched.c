@@ -633,8 +633,7 @@ static halo_grammar_vocab *grammar_vocab(halo_server *s, const srv_job *j, halo_
         double t0 = halo_time_seconds();
         if (halo_tok_grammar_vocab(s->tok, k == 1, &s->gvocab[k], err)) return NULL;
         halo_log(HALO_LOG_INFO, "server: grammar vocabulary of %d tokens built in %.1f ms",
-                 (int)halo_grammar_vocab_n_tokens(s->gvocab[k]),
-                 1e3 * (halo_time_seconds() - t0));
+                 (int)halo_grammar_vocab_n_tokens(s->gvocab[k]), 1e3 * (halo_time_seconds() - t0));
     }
     return s->gvocab[k];
 }
@@ -1372,7 +1371,8 @@ void srv_sched_free(halo_server *s) {
         }
         free(s->slots);
     }
-    for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++) halo_grammar_vocab_free(s->gvocab[k]);
+    for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++)
+        halo_grammar_vocab_free(s->gvocab[k]);
     if (s->ctx) halo_context_free(s->ctx);
     if (s->tmpl) halo_template_free(s->tmpl);
     if (s->model) halo_model_free(s->model);

@@ -334,7 +334,9 @@ bool tools_sampling_grammar(const tools_sampling *s, halo_grammar **out) {
     const char *src = gbnf ? gbnf : s->grammar;
     int rc = halo_grammar_compile(src, strlen(src), NULL, out, &err);
     free(gbnf);
-    if (rc) fprintf(stderr, "error: %s: %s\n", s->grammar_is_schema ? "--json-schema" : "--grammar", err.msg);
+    if (rc)
+        fprintf(stderr, "error: %s: %s\n", s->grammar_is_schema ? "--json-schema" : "--grammar",
+                err.msg);
     return rc == 0;
 }
 

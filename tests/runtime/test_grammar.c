@@ -30,7 +30,8 @@ static halo_grammar_vocab *byte_vocab(void) {
     const char *p[257];
     size_t len[257];
     bool eog[257] = {0};
-    for (int i = 0; i < 256; i++) bytes[i] = (char)i, p[i] = &bytes[i], len[i] = 1;
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (char)i, p[i] = &bytes[i], len[i] = 1;
     p[256] = "", len[256] = 0, eog[256] = true;
     halo_grammar_vocab *v = NULL;
     halo_error err = {0};
@@ -54,8 +55,10 @@ static void expect_match(const char *src, const char *const *yes, const char *co
     halo_grammar *g = compile(src);
     halo_grammar_vocab *v = byte_vocab();
     if (!g || !v) return;
-    for (; yes && *yes; yes++) CHECK_MSG(matches(g, v, *yes), "%s rejects '%s'", src, *yes);
-    for (; no && *no; no++) CHECK_MSG(!matches(g, v, *no), "%s accepts '%s'", src, *no);
+    for (; yes && *yes; yes++)
+        CHECK_MSG(matches(g, v, *yes), "%s rejects '%s'", src, *yes);
+    for (; no && *no; no++)
+        CHECK_MSG(!matches(g, v, *no), "%s accepts '%s'", src, *no);
     halo_grammar_free(g);
     halo_grammar_vocab_free(v);
 }
@@ -87,7 +90,8 @@ static void test_errors(void) {
     /* deep nesting is an error, not a stack overflow */
     char deep[1200];
     size_t n = (size_t)snprintf(deep, sizeof deep, "root ::= ");
-    for (int i = 0; i < 500; i++) deep[n++] = '(';
+    for (int i = 0; i < 500; i++)
+        deep[n++] = '(';
     deep[n] = '\0';
     expect_error(deep, "nested too deep");
     /* the line and column of a syntax error */
@@ -115,14 +119,15 @@ static void test_matching(void) {
     expect_match("root ::= \"ab\" \"c\" | \"a\" \"bd\"", L("abc", "abd"), L("ab", "abe"));
     expect_match("root ::= [a-z]* \"z\"", L("z", "abz", "zzz"), L("", "ab"));
     /* a JSON-ish grammar */
-    const char *json = "root ::= value\n"
-                       "value ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
-                       "object ::= \"{\" ws (member (\",\" ws member)*)? \"}\" ws\n"
-                       "member ::= string \":\" ws value\n"
-                       "array ::= \"[\" ws (value (\",\" ws value)*)? \"]\" ws\n"
-                       "string ::= \"\\\"\" ([^\"\\\\] | \"\\\\\" [\"\\\\nt])* \"\\\"\" ws\n"
-                       "number ::= \"-\"? [0-9]+ ws\n"
-                       "ws ::= [ \\t\\n]*\n";
+    const char *json =
+        "root ::= value\n"
+        "value ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+        "object ::= \"{\" ws (member (\",\" ws member)*)? \"}\" ws\n"
+        "member ::= string \":\" ws value\n"
+        "array ::= \"[\" ws (value (\",\" ws value)*)? \"]\" ws\n"
+        "string ::= \"\\\"\" ([^\"\\\\] | \"\\\\\" [\"\\\\nt])* \"\\\"\" ws\n"
+        "number ::= \"-\"? [0-9]+ ws\n"
+        "ws ::= [ \\t\\n]*\n";
     expect_match(json, L("{}", "{\"a\": [1, -2, \"x\\n\"], \"b\": {\"c\": null}}", "[true,false]"),
                  L("{", "{\"a\" 1}", "[1,]", "\"\\q\""));
 }
@@ -148,17 +153,17 @@ static void add_token(vocab_fixture *f, const char *bytes, size_t n) {
  * (control-like) token and two EOGs */
 static void make_vocab(vocab_fixture *f) {
     memset(f, 0, sizeof *f);
-    static const char *const words[] = {"a", "ab", "abc", "b", "ba", "c", "{", "}", "\"", "\":",
-                                        ",", " ", "\n", "1", "12", "-", "x", "xy", "true",
-                                        "tr", "ue", "null", "é", "日", "ab\"", "\"a", "[", "]"};
+    static const char *const words[] = {
+        "a",  "ab", "abc", "b",  "ba",   "c",  "{",  "}",    "\"", "\":", ",",    " ",   "\n", "1",
+        "12", "-",  "x",   "xy", "true", "tr", "ue", "null", "é",  "日",  "ab\"", "\"a", "[",  "]"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         add_token(f, words[i], strlen(words[i]));
-    add_token(f, "\xc3", 1);         /* the first byte of é */
-    add_token(f, "\xa9", 1);         /* its second */
-    add_token(f, "\xe6\x97", 2);     /* two of 日's three */
-    add_token(f, "\xa5x", 2);        /* 日's last byte then x */
-    add_token(f, "\xff", 1);         /* never UTF-8 */
-    add_token(f, "", 0);             /* a control token */
+    add_token(f, "\xc3", 1);     /* the first byte of é */
+    add_token(f, "\xa9", 1);     /* its second */
+    add_token(f, "\xe6\x97", 2); /* two of 日's three */
+    add_token(f, "\xa5x", 2);    /* 日's last byte then x */
+    add_token(f, "\xff", 1);     /* never UTF-8 */
+    add_token(f, "", 0);         /* a control token */
     add_token(f, "", 0), f->eog[f->n - 1] = true;
     add_token(f, "", 0), f->eog[f->n - 1] = true;
 }
@@ -194,12 +199,15 @@ static void check_mask_walk(const char *src, int steps) {
             } else {
                 halo_grammar_matcher *b = NULL;
                 CHECK(halo_grammar_matcher_new(g, v, &b, &err) == 0);
-                ok = f.len[t] > 0 && (tlen == 0 || halo_grammar_matcher_accept_bytes(b, text, tlen)) &&
+                ok = f.len[t] > 0 &&
+                     (tlen == 0 || halo_grammar_matcher_accept_bytes(b, text, tlen)) &&
                      halo_grammar_matcher_accept_bytes(b, f.p[t], f.len[t]);
                 halo_grammar_matcher_free(b);
             }
-            CHECK_MSG(ok == (allowed[t] != 0), "grammar %.30s after '%.*s': token %d '%.*s' mask %d, "
-                      "brute force %d", src, (int)tlen, text, t, (int)f.len[t], f.p[t], allowed[t], ok);
+            CHECK_MSG(ok == (allowed[t] != 0),
+                      "grammar %.30s after '%.*s': token %d '%.*s' mask %d, "
+                      "brute force %d",
+                      src, (int)tlen, text, t, (int)f.len[t], f.p[t], allowed[t], ok);
             CHECK(ok == halo_grammar_matcher_allows(m, t));
             brute += ok;
             if (ok && !f.eog[t]) pick[n_pick++] = t;
@@ -219,14 +227,17 @@ static void check_mask_walk(const char *src, int steps) {
 static void test_mask(void) {
     const char *grammars[] = {
         "root ::= [a-c]+ (\",\" [a-c]+)*",
-        "root ::= \"{\" (\"\\\"\" [^\"]* \"\\\":\" \" \"? (\"true\" | \"null\" | \"-\"? [0-9]+))? \"}\"",
+        "root ::= \"{\" (\"\\\"\" [^\"]* \"\\\":\" \" \"? (\"true\" | \"null\" | \"-\"? [0-9]+))? "
+        "\"}\"",
         "root ::= ([éa] | \"日\" \"x\"?)+",
-        "root ::= \"[\" (item (\",\" \" \"? item)*)? \"]\"\nitem ::= \"1\" | \"12\" | \"\\\"\" . \"\\\"\" | root",
+        "root ::= \"[\" (item (\",\" \" \"? item)*)? \"]\"\nitem ::= \"1\" | \"12\" | \"\\\"\" . "
+        "\"\\\"\" | root",
         "root ::= .*",
         "root ::= [^a]{0,5}",
     };
     for (size_t i = 0; i < sizeof grammars / sizeof grammars[0]; i++)
-        for (int rep = 0; rep < 6; rep++) check_mask_walk(grammars[i], 24);
+        for (int rep = 0; rep < 6; rep++)
+            check_mask_walk(grammars[i], 24);
 }
 
 /* After an accepted EOG nothing but EOG passes; a rejected token leaves the state. */
@@ -280,13 +291,16 @@ static void test_sampler(void) {
         bool ended = false;
         for (int step = 0; step < 60 && !ended; step++) {
             float logits[67];
-            for (int i = 0; i < f.n + 3; i++) logits[i] = (float)(next_rand() % 1000) / 100.0f;
+            for (int i = 0; i < f.n + 3; i++)
+                logits[i] = (float)(next_rand() % 1000) / 100.0f;
             if (step > 20) logits[f.n - 1] += 20.0f; /* end it */
             int32_t t = halo_sampler_sample(s, logits);
             CHECK(t >= 0 && t < f.n);
             if (t < 0 || t >= f.n) break;
-            if (f.eog[t]) ended = true;
-            else if (n + f.len[t] < sizeof text) memcpy(text + n, f.p[t], f.len[t]), n += f.len[t];
+            if (f.eog[t])
+                ended = true;
+            else if (n + f.len[t] < sizeof text)
+                memcpy(text + n, f.p[t], f.len[t]), n += f.len[t];
             halo_sampler_accept(s, t);
             CHECK(!halo_grammar_matcher_dead(m));
         }

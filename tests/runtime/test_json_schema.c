@@ -17,10 +17,11 @@ static const cJSON *resolve(const cJSON *root, const cJSON *s) {
     if (!cJSON_IsString(ref)) return s;
     const char *r = ref->valuestring;
     if (!strncmp(r, "#/$defs/", 8))
-        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "$defs"), r + 8);
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "$defs"),
+                                                r + 8);
     if (!strncmp(r, "#/definitions/", 14))
-        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "definitions"),
-                                                r + 14);
+        return cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "definitions"), r + 14);
     return root;
 }
 
@@ -47,7 +48,8 @@ static bool object_valid(const cJSON *root, const cJSON *s, const cJSON *v) {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
     const cJSON *add = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"), *x;
-    cJSON_ArrayForEach(x, req) if (!cJSON_GetObjectItemCaseSensitive(v, x->valuestring)) return false;
+    cJSON_ArrayForEach(x,
+                       req) if (!cJSON_GetObjectItemCaseSensitive(v, x->valuestring)) return false;
     cJSON_ArrayForEach(x, v) {
         const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, x->string);
         if (ps && !valid(root, ps, x)) return false;
@@ -103,9 +105,11 @@ static halo_grammar_vocab *ascii_vocab(void) {
     const char *p[N_TOK];
     size_t len[N_TOK];
     bool eog[N_TOK] = {0};
-    for (int i = 0; i < 95; i++) bytes[i] = (char)(0x20 + i);
+    for (int i = 0; i < 95; i++)
+        bytes[i] = (char)(0x20 + i);
     bytes[95] = '\n', bytes[96] = '\t';
-    for (int i = 0; i < N_TOK; i++) p[i] = &bytes[i], len[i] = i == EOG ? 0 : 1;
+    for (int i = 0; i < N_TOK; i++)
+        p[i] = &bytes[i], len[i] = i == EOG ? 0 : 1;
     eog[EOG] = true;
     halo_grammar_vocab *v = NULL;
     halo_error err = {0};
@@ -146,7 +150,8 @@ static char *generate(const halo_grammar *g, const halo_grammar_vocab *v) {
         int pick = -1;
         if (next_rand() % 2) {
             for (int t = 0; t < EOG; t++)
-                if (allowed[t] && preference(t) < 100 && (pick < 0 || preference(t) < preference(pick)))
+                if (allowed[t] && preference(t) < 100 &&
+                    (pick < 0 || preference(t) < preference(pick)))
                     pick = t;
         }
         if (pick < 0) {
@@ -227,8 +232,9 @@ static void test_schemas(void) {
                  "\"c\":{\"enum\":[\"x\",1,null]}}}",
                  30, L("{}", "{\"b\": 2.5e3}", "{\"a\": null, \"c\": \"x\"}", "{\"c\": 1}"),
                  L("{,}", "{\"c\": \"y\"}", "{\"a\": null,}"));
-    check_schema("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":4}",
-                 30, L("[1, 2]", "[1,2,3,4]"), L("[1]", "[1,2,3,4,5]", "[]", "[1,\"a\"]"));
+    check_schema(
+        "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":4}", 30,
+        L("[1, 2]", "[1,2,3,4]"), L("[1]", "[1,2,3,4,5]", "[]", "[1,\"a\"]"));
     check_schema("{\"type\":\"array\",\"maxItems\":2}", 20, L("[]", "[{}, [1]]"), L("[1,2,3]"));
     check_schema("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", 20,
                  L("\"ab\"", "\"a\\nb\""), L("\"a\"", "\"abcd\""));
@@ -237,11 +243,12 @@ static void test_schemas(void) {
                  "{\"n\":{\"type\":[\"integer\",\"null\"]}},\"required\":[\"n\"]}]}",
                  30, L("\"s\"", "{\"n\": null}", "{\"n\": 5}"), L("5", "{}"));
     /* recursion through $defs, and the older definitions */
-    check_schema("{\"$ref\":\"#/$defs/node\",\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":"
-                 "{\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"maxItems\":2,"
-                 "\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}}}",
-                 30, L("{\"v\": 1, \"kids\": [{\"v\": 2}, {\"v\": 3, \"kids\": []}]}"),
-                 L("{\"v\": 1, \"kids\": [{}]}"));
+    check_schema(
+        "{\"$ref\":\"#/$defs/node\",\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":"
+        "{\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"maxItems\":2,"
+        "\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}}}",
+        30, L("{\"v\": 1, \"kids\": [{\"v\": 2}, {\"v\": 3, \"kids\": []}]}"),
+        L("{\"v\": 1, \"kids\": [{}]}"));
     check_schema("{\"type\":\"object\",\"properties\":{\"p\":{\"$ref\":\"#/definitions/pt\"}},"
                  "\"definitions\":{\"pt\":{\"type\":\"array\",\"items\":{\"type\":\"number\"}}},"
                  "\"title\":\"T\",\"description\":\"d\",\"$schema\":\"x\"}",
@@ -263,7 +270,8 @@ static void expect_refused(const char *schema_text, const char *needle) {
 }
 
 static void test_refused(void) {
-    expect_refused("{\"type\":\"string\",\"pattern\":\"^a\"}", "unsupported keywords: pattern (at /)");
+    expect_refused("{\"type\":\"string\",\"pattern\":\"^a\"}",
+                   "unsupported keywords: pattern (at /)");
     expect_refused("{\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"date\"},"
                    "\"b\":{\"minimum\":1}}}",
                    "format (at /properties/a), minimum (at /properties/b)");
@@ -273,12 +281,15 @@ static void test_refused(void) {
     expect_refused("{\"type\":\"array\",\"minItems\":3,\"maxItems\":1}", "maxItems < minItems");
     expect_refused("{\"type\":\"array\",\"maxItems\":1e9}", "above 10000");
     expect_refused("{\"allOf\":[{},{}]}", "allOf");
-    expect_refused("{\"properties\":{\"a\":{}},\"additionalProperties\":true}", "additionalProperties");
+    expect_refused("{\"properties\":{\"a\":{}},\"additionalProperties\":true}",
+                   "additionalProperties");
     /* nesting deeper than the converter goes: an error, not a stack overflow */
     char deep[4096] = "";
-    for (int i = 0; i < 100; i++) strcat(deep, "{\"items\":");
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "{\"items\":");
     strcat(deep, "{}");
-    for (int i = 0; i < 100; i++) strcat(deep, "}");
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "}");
     expect_refused(deep, "deeper");
 }
 
@@ -353,10 +364,12 @@ static void test_tool_calls(void) {
             free(out);
         }
         if (g && k == 1) {
-            CHECK(text_matches(g, v, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
-                                     "{\"city\": \"Paris\"}}\n</tool_call>"));
-            CHECK(!text_matches(g, v, "<tool_call>\n{\"name\": \"ping\", \"arguments\": {}}\n"
-                                      "</tool_call>"));
+            CHECK(text_matches(g, v,
+                               "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                               "{\"city\": \"Paris\"}}\n</tool_call>"));
+            CHECK(!text_matches(g, v,
+                                "<tool_call>\n{\"name\": \"ping\", \"arguments\": {}}\n"
+                                "</tool_call>"));
             CHECK(!text_matches(g, v, "Sure! <tool_call>"));
         }
         halo_grammar_free(g);

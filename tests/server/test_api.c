@@ -115,21 +115,24 @@ int main(void) {
     expect_err(1, BODY("{%s,\"grammar\":5}", user), "grammar");
     expect_err(1, BODY("{%s,\"grammar\":\"root ::= [a-z]\",\"json_schema\":%s}", user, schema),
                "json_schema");
-    expect_err(1, BODY("{%s,\"json_schema\":%s,\"response_format\":{\"type\":\"json_object\"}}",
-                       user, schema),
+    expect_err(1,
+               BODY("{%s,\"json_schema\":%s,\"response_format\":{\"type\":\"json_object\"}}", user,
+                    schema),
                "response_format");
     expect_err(1, BODY("{%s,\"json_schema\":{\"type\":\"string\",\"pattern\":\"a+\"}}", user),
                "json_schema");
     expect_err(1, BODY("{%s,\"json_schema\":\"x\"}", user), "json_schema");
     expect_err(1, BODY("{%s,\"response_format\":{\"type\":\"yaml\"}}", user), "response_format");
     expect_err(1, BODY("{%s,\"tool_choice\":\"required\"}", user), "tool_choice");
-    expect_err(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"
-                       "\"g\"}}}",
-                       user, tool),
+    expect_err(1,
+               BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"
+                    "\"g\"}}}",
+                    user, tool),
                "tool_choice");
-    expect_err(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\"}}", user, tool), "tool_choice");
-    expect_err(1, BODY("{%s,%s,\"tool_choice\":\"required\",\"json_schema\":%s}", user, tool,
-                       schema),
+    expect_err(1, BODY("{%s,%s,\"tool_choice\":{\"type\":\"function\"}}", user, tool),
+               "tool_choice");
+    expect_err(1,
+               BODY("{%s,%s,\"tool_choice\":\"required\",\"json_schema\":%s}", user, tool, schema),
                "tool_choice");
     {
         halo_api_error pe = {0};
