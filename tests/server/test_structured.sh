@@ -94,4 +94,12 @@ expect 400 '"param":"json_schema"' 'pattern (at /)'
 http POST /v1/chat/completions "{$USER,$TOOLS,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}}"
 expect 400 '"param":"tool_choice"' "'nope'"
 stop_server
+
+# a template that opens a reasoning block: the model thinks freely (here until the budget
+# forces </think>), then the grammar shapes the answer
+printf '%s' "{%- for m in messages -%}{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' -}}{%- endfor -%}{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n<think>\n' -}}{%- endif -%}" >"$TMP/think.jinja"
+start_server -c 2048 -t 1 --chat-template-file "$TMP/think.jinja" --reasoning-budget 12
+http POST /v1/chat/completions "{$USER,\"max_tokens\":400,\"temperature\":1,\"seed\":3,\"json_schema\":$SCHEMA}"
+expect 200 '"reasoning_content":"'; check_json schema
+stop_server
 finish
