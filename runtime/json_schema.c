@@ -5,8 +5,9 @@
  * A schema becomes one rule per sub-schema, named after where it sits (the
  * property's name, "-item" for array items, the $defs name for references), on top
  * of a fixed block of JSON primitives (value, object, array, string, number, ...).
- * Every value is followed by `space`, a little optional whitespace, as a model
- * writes pretty-printed JSON; the output parses with any JSON parser either way.
+ * `space`, a little optional whitespace, may come around the punctuation inside
+ * objects and arrays, as a model writes pretty-printed JSON, but not after the value:
+ * the text ends where the JSON does (the end of the turn comes next).
  *
  * Before anything is generated, the whole schema is walked once for keywords halo
  * does not enforce; any found are refused together, with their paths, rather than
@@ -22,17 +23,15 @@
 
 #define PRIMITIVES                                                                                 \
     "value ::= object | array | string | number | boolean | null\n"                                \
-    "object ::= \"{\" space ( string \":\" space value (\",\" space string \":\" space value)* "   \
-    ")? "                                                                                          \
-    "\"}\" space\n"                                                                                \
-    "array ::= \"[\" space ( value (\",\" space value)* )? \"]\" space\n"                          \
-    "string ::= \"\\\"\" char* \"\\\"\" space\n"                                                   \
+    "object ::= \"{\" space ( string space \":\" space value "                                     \
+    "( space \",\" space string space \":\" space value )* space )? \"}\"\n"                       \
+    "array ::= \"[\" space ( value ( space \",\" space value )* space )? \"]\"\n"                  \
+    "string ::= \"\\\"\" char* \"\\\"\"\n"                                                         \
     "char ::= [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"      \
-    "integer ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) space\n"                                       \
-    "number ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? " \
-    "space\n"                                                                                      \
-    "boolean ::= (\"true\" | \"false\") space\n"                                                   \
-    "null ::= \"null\" space\n"                                                                    \
+    "integer ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15})\n"                                             \
+    "number ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?\n" \
+    "boolean ::= \"true\" | \"false\"\n"                                                           \
+    "null ::= \"null\"\n"                                                                          \
     "space ::= \" \"? | \"\\n\" [ \\t]{0,20}\n"
 
 static const char primitives[] = PRIMITIVES;
@@ -289,7 +288,7 @@ static bool string_body(conv *c, const cJSON *s, text *b) {
     }
     puts_(b, "\"\\\"\" char");
     put_repeat(b, min, max);
-    puts_(b, " \"\\\"\" space");
+    puts_(b, " \"\\\"\"");
     return true;
 }
 
@@ -304,15 +303,15 @@ static bool array_body(conv *c, const cJSON *s, const char *hint, text *b) {
     if (!item) return false;
     puts_(b, "\"[\" space ");
     if (max == 0) {
-        puts_(b, "\"]\" space");
+        puts_(b, "\"]\"");
         return true;
     }
     if (min == 0)
-        printf_(b, "( %s (\",\" space %s)", item, item);
+        printf_(b, "( %s ( space \",\" space %s )", item, item);
     else
-        printf_(b, "%s (\",\" space %s)", item, item);
+        printf_(b, "%s ( space \",\" space %s )", item, item);
     put_repeat(b, min > 0 ? min - 1 : 0, max < 0 ? -1 : max - 1);
-    puts_(b, min == 0 ? " )? \"]\" space" : " \"]\" space");
+    puts_(b, min == 0 ? " space )? \"]\"" : " space \"]\"");
     return true;
 }
 
@@ -387,7 +386,7 @@ static bool rest_rules(conv *c, const char *name, const prop *p, int n, const ch
             const char *after = i + 1 < n ? rest[2 * (i + 1) + 1] : NULL;
             const char *skip = i + 1 < n ? rest[2 * (i + 1) + comma] : NULL;
             text b = {0};
-            printf_(&b, "%s%s%s%s", comma ? "\",\" space " : "", kv[i], after ? " " : "",
+            printf_(&b, "%s%s%s%s", comma ? "space \",\" space " : "", kv[i], after ? " " : "",
                     after ? after : "");
             if (!p[i].required) printf_(&b, " | %s", skip ? skip : "");
             emit_rule(c, *r, &b);
@@ -416,17 +415,17 @@ static bool object_body(conv *c, const cJSON *s, const char *name, text *b) {
         ok = val != NULL;
         if (ok)
             printf_(b,
-                    "\"{\" space ( string \":\" space %s (\",\" space string \":\" space %s)* )? "
-                    "\"}\" space",
+                    "\"{\" space ( string space \":\" space %s ( space \",\" space string space \":\" "
+                    "space %s )* space )? \"}\"",
                     val, val);
     } else if (n == 0) {
-        puts_(b, add ? (extra ? "object" : "\"{\" space \"}\" space") : "object");
+        puts_(b, add ? (extra ? "object" : "\"{\" space \"}\"") : "object");
     } else {
         const char **kv = calloc((size_t)n, sizeof *kv),
                    **rest = calloc(2 * (size_t)n, sizeof *rest);
         ok = kv && rest && pair_rules(c, name, p, n, kv) && rest_rules(c, name, p, n, kv, rest);
         if (!kv || !rest) conv_fail(c, HALO_ERR_NOMEM, "out of memory");
-        if (ok) printf_(b, "\"{\" space %s \"}\" space", rest[0]);
+        if (ok) printf_(b, "\"{\" space %s space \"}\"", rest[0]);
         free(kv);
         free(rest);
     }
@@ -461,7 +460,7 @@ static bool enum_body(conv *c, const cJSON *list, text *b) {
         if (i++) puts_(b, " | ");
         if (!put_json_literal(b, x)) return conv_fail(c, HALO_ERR_NOMEM, "out of memory");
     }
-    puts_(b, ") space");
+    puts_(b, ")");
     return true;
 }
 
@@ -539,7 +538,6 @@ static bool schema_body(conv *c, const cJSON *s, const char *name, text *b) {
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "const"))) {
         if (!put_json_literal(b, x)) return conv_fail(c, HALO_ERR_NOMEM, "out of memory");
-        puts_(b, " space");
         return true;
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) return enum_body(c, x, b);
@@ -713,7 +711,7 @@ int halo_tool_call_gbnf(const cJSON *tools, const char *only, bool parallel, cha
         if (name) {
             printf_(&top, "\"<tool_call>\\n{\" space \"\\\"name\\\"\" space \":\" space ( ");
             put(&top, calls.s, calls.len);
-            puts_(&top, " ) \"}\" space \"\\n</tool_call>\"");
+            puts_(&top, " ) space \"}\\n</tool_call>\"");
             emit_rule(&c, name, &top);
             free(top.s);
             char head[128];
