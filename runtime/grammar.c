@@ -1147,35 +1147,54 @@ static void normalize(halo_grammar_matcher *m, uint32_t lo, const gnode *n, int 
     }
 }
 
-/* The set all.s[lo, hi) advanced by byte b (state *u, updated): the new set is
- * appended to `all`. */
-static void advance_byte(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, utf8_state *u,
-                         uint8_t b) {
-    const halo_grammar *g = m->g;
-    uint32_t cp;
+enum { UTF8_BAD = -1, UTF8_PARTIAL = 0, UTF8_CHAR = 1 };
+
+/* Feed byte b to the decoder state u: a whole character (UTF8_CHAR, *cp), the middle
+ * of one (UTF8_PARTIAL) or bytes that are no UTF-8 (UTF8_BAD: overlong forms and
+ * surrogates included). */
+static int utf8_feed(utf8_state *u, uint8_t b, uint32_t *cp) {
     if (u->need == 0) {
         if (b < 0x80) {
-            cp = b;
-        } else {
-            int k = b >= 0xC2 && b <= 0xDF   ? 1
-                    : b >= 0xE0 && b <= 0xEF ? 2
-                    : b >= 0xF0 && b <= 0xF4 ? 3
-                                             : 0;
-            if (!k) return; /* not a UTF-8 lead byte: nothing matches */
-            u->value = b & (0x3Fu >> k);
-            u->need = u->total = (uint8_t)k;
-            goto partial;
+            *cp = b;
+            return UTF8_CHAR;
         }
-    } else {
-        if ((b & 0xC0) != 0x80) return;
-        u->value = (u->value << 6) | (b & 0x3F);
-        if (--u->need) goto partial;
-        cp = u->value;
-        /* overlong forms and surrogates are not characters */
-        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[u->total] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return;
-        u->total = 0;
+        int k = b >= 0xC2 && b <= 0xDF   ? 1
+                : b >= 0xE0 && b <= 0xEF ? 2
+                : b >= 0xF0 && b <= 0xF4 ? 3
+                                         : 0;
+        if (!k) return UTF8_BAD;
+        u->value = b & (0x3Fu >> k);
+        u->need = u->total = (uint8_t)k;
+        return UTF8_PARTIAL;
     }
+    if ((b & 0xC0) != 0x80) return UTF8_BAD;
+    u->value = (u->value << 6) | (b & 0x3F);
+    if (--u->need) return UTF8_PARTIAL;
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    *cp = u->value;
+    bool ok = *cp >= min_cp[u->total] && *cp <= 0x10FFFF && !(*cp >= 0xD800 && *cp <= 0xDFFF);
+    u->total = 0;
+    return ok ? UTF8_CHAR : UTF8_BAD;
+}
+
+/* The stacks of all.s[lo, hi) whose class meets some completion of the character
+ * begun in u, appended to `all` (the same nodes: nothing is matched yet). */
+static void keep_partial(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, const utf8_state *u) {
+    const halo_grammar *g = m->g;
+    uint32_t shift = 6u * u->need, lo_cp = u->value << shift;
+    uint32_t hi_cp = lo_cp | ((1u << shift) - 1);
+    for (uint32_t i = lo; i < hi; i++) {
+        const gnode *n = m->all.s[i];
+        if (n && class_meets(g, &g->classes[g->elems[n->pos].value], lo_cp, hi_cp) &&
+            !list_push(&m->all, n))
+            m->overflow = true;
+    }
+}
+
+/* The stacks of all.s[lo, hi) that take code point cp, advanced and normalized,
+ * appended to `all`. */
+static void advance_char(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t cp) {
+    const halo_grammar *g = m->g;
     uint32_t out = m->all.n;
     m->budget = EXPAND_BUDGET;
     for (uint32_t i = lo; i < hi; i++) {
@@ -1188,18 +1207,16 @@ static void advance_byte(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, utf8
         }
         normalize(m, out, next, 0);
     }
-    return;
-partial : {
-    /* keep the stacks whose class meets some completion of the bytes so far */
-    uint32_t shift = 6u * u->need, lo_cp = u->value << shift;
-    uint32_t hi_cp = lo_cp | ((1u << shift) - 1);
-    for (uint32_t i = lo; i < hi; i++) {
-        const gnode *n = m->all.s[i];
-        if (n && class_meets(g, &g->classes[g->elems[n->pos].value], lo_cp, hi_cp) &&
-            !list_push(&m->all, n))
-            m->overflow = true;
-    }
 }
+
+/* The set all.s[lo, hi) advanced by byte b (state *u, updated): the new set is
+ * appended to `all` (nothing appended: b is rejected). */
+static void advance_byte(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, utf8_state *u,
+                         uint8_t b) {
+    uint32_t cp = 0;
+    int r = utf8_feed(u, b, &cp);
+    if (r == UTF8_CHAR) advance_char(m, lo, hi, cp);
+    else if (r == UTF8_PARTIAL) keep_partial(m, lo, hi, u);
 }
 
 static bool set_has_empty(const halo_grammar_matcher *m, uint32_t lo, uint32_t hi) {
@@ -1366,23 +1383,26 @@ bool halo_grammar_matcher_accept_bytes(halo_grammar_matcher *m, const char *s, s
 
 #define NOT_YET UINT32_MAX
 
-/* A cache, for the trie node's ASCII children, of each stack of all.s[lo, hi)
- * advanced past its top class and normalized: what every character the class takes
- * leads to. Entries start NOT_YET, or as the parent node's when the set is the
- * parent's own (inherit: the parent's cache). */
-static bool advance_cache(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t inherit,
-                          uint32_t *base) {
+/* A set at a character boundary of the walk, and its cache (adv[base ..), one entry
+ * per stack: the stack advanced past its top class and normalized, what every
+ * character the class takes leads to; NOT_YET until a child needs it). */
+typedef struct ref_set {
+    uint32_t lo, hi, base;
+} ref_set;
+
+/* Set up the cache of all.s[lo, hi): empty, or a copy of the parent's when the set
+ * is the parent's own (inherit: the parent's cache). */
+static bool cache_new(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t inherit,
+                      uint32_t *base) {
     if (!grow((void **)&m->adv, &m->cap_adv, m->n_adv + (hi - lo), sizeof *m->adv)) return false;
     *base = m->n_adv;
     m->n_adv += hi - lo;
     for (uint32_t i = 0; i < hi - lo; i++)
-        m->adv[*base + i] =
-            inherit != NOT_YET ? m->adv[inherit + i] : (struct slice){NOT_YET, 0, -1};
+        m->adv[*base + i] = inherit != NOT_YET ? m->adv[inherit + i] : (struct slice){NOT_YET, 0, -1};
     return true;
 }
 
-/* Whether all.s[a, b) and all.s[lo, hi) hold the same stacks (each set has no
- * duplicates). */
+/* Whether all.s[a, b) and all.s[lo, hi) hold the same stacks (neither has duplicates). */
 static bool sets_equal(const halo_grammar_matcher *m, uint32_t a, uint32_t b, uint32_t lo,
                        uint32_t hi) {
     if (b - a != hi - lo) return false;
@@ -1398,97 +1418,120 @@ static bool sets_equal(const halo_grammar_matcher *m, uint32_t a, uint32_t b, ui
     return true;
 }
 
-/* Fill the cache for the stacks that take ASCII byte b (before the child's mark:
- * the slices live until the trie node is left). */
-static void advance_takers(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t base,
-                           uint8_t b) {
+/* Fill r's cache for its stacks that take ASCII byte b. Called at r's own level before
+ * a child's mark, so the slices live until the walk leaves r's trie node. */
+static void cache_fill(halo_grammar_matcher *m, ref_set r, uint8_t b) {
     const halo_grammar *g = m->g;
-    for (uint32_t i = lo; i < hi; i++) {
+    for (uint32_t i = r.lo; i < r.hi; i++) {
         const gnode *n = m->all.s[i];
-        struct slice *a = &m->adv[base + (i - lo)];
+        struct slice *a = &m->adv[r.base + (i - r.lo)];
         if (!n || a->lo != NOT_YET || !class_match(g, &g->classes[g->elems[n->pos].value], b))
             continue;
         uint32_t start = m->all.n;
         m->budget = EXPAND_BUDGET;
         const gnode *next = node_new(&m->live, n->pos + 1, n->parent);
-        if (next)
-            normalize(m, start, next, 0);
-        else
-            m->overflow = true;
+        if (next) normalize(m, start, next, 0);
+        else m->overflow = true;
         *a = (struct slice){start, m->all.n, -1};
     }
 }
 
-/* The set after ASCII byte b from all.s[lo, hi) (advanced slices at adv[base ..)):
- * the one matching stack's slice as it is, or the union of several appended; [lo, hi)
- * itself when the step leads back to the same stacks (inside a string, a run of
- * digits: the walk below then costs no allocation at all). */
-static struct slice ascii_step(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, uint32_t base,
-                               uint8_t b) {
+/* Where in r stack n is (the candidates of a step are r's stacks, or some of them). */
+static uint32_t index_in(const halo_grammar_matcher *m, ref_set r, const gnode *n) {
+    for (uint32_t k = r.lo; k < r.hi; k++)
+        if (m->all.s[k] == n) return k - r.lo;
+    return NOT_YET;
+}
+
+/* Stack n of r advanced by a character its class takes: from r's cache, else computed
+ * now (appended to `all`, not cached: this level's allocations end with it). */
+static struct slice advanced(halo_grammar_matcher *m, ref_set r, const gnode *n, uint32_t k) {
+    struct slice *a = k != NOT_YET ? &m->adv[r.base + k] : NULL;
+    if (a && a->lo != NOT_YET) {
+        if (a->same < 0) a->same = sets_equal(m, a->lo, a->hi, r.lo, r.hi);
+        return *a;
+    }
+    uint32_t start = m->all.n;
+    m->budget = EXPAND_BUDGET;
+    const gnode *next = node_new(&m->live, n->pos + 1, n->parent);
+    if (next) normalize(m, start, next, 0);
+    else m->overflow = true;
+    return (struct slice){start, m->all.n, sets_equal(m, start, m->all.n, r.lo, r.hi)};
+}
+
+/* The set after code point cp from the candidates all.s[lo, hi) (r's stacks, or those
+ * of them still alive inside a multi-byte character): the one matching stack's
+ * advanced slice as it is, or the union of several appended; r's own slice when the
+ * step leads back to r's stacks (the next character of a string, a digit run), so
+ * that the walk below reuses r's cache and allocates nothing. */
+static struct slice step_cached(halo_grammar_matcher *m, ref_set r, uint32_t lo, uint32_t hi,
+                                uint32_t cp) {
     const halo_grammar *g = m->g;
     struct slice out = {0, 0, 0};
     int matches = 0;
+    bool whole = lo == r.lo && hi == r.hi;
     for (uint32_t i = lo; i < hi; i++) {
         const gnode *n = m->all.s[i];
-        if (!n || !class_match(g, &g->classes[g->elems[n->pos].value], b)) continue;
-        struct slice *a = &m->adv[base + (i - lo)];
-        if (a->same < 0) a->same = sets_equal(m, a->lo, a->hi, lo, hi);
+        if (!n || !class_match(g, &g->classes[g->elems[n->pos].value], cp)) continue;
+        struct slice a = advanced(m, r, n, whole ? i - lo : index_in(m, r, n));
         if (matches++ == 0) {
-            out = *a;
+            out = a;
             continue;
         }
         if (matches == 2) { /* start a union with the first slice */
             uint32_t u = m->all.n;
-            for (uint32_t k = out.lo; k < out.hi; k++)
-                set_add(m, u, m->all.s[k]);
+            for (uint32_t k = out.lo; k < out.hi; k++) set_add(m, u, m->all.s[k]);
             out = (struct slice){u, m->all.n, -1};
         }
-        for (uint32_t k = a->lo; k < a->hi; k++)
-            set_add(m, out.lo, m->all.s[k]);
+        for (uint32_t k = a.lo; k < a.hi; k++) set_add(m, out.lo, m->all.s[k]);
         out.hi = m->all.n;
-        out.same = -1;
     }
-    if (out.same < 0 && matches > 1) out.same = sets_equal(m, out.lo, out.hi, lo, hi);
-    if (out.same == 1) out = (struct slice){lo, hi, 1};
+    if (matches > 1) out.same = sets_equal(m, out.lo, out.hi, r.lo, r.hi);
+    if (out.same == 1) out = (struct slice){r.lo, r.hi, 1};
     return out;
 }
 
 /* Depth-first over the trie below node `at`, the state there being all.s[lo, hi)
- * with UTF-8 state u: every token whose bytes keep some stack alive is allowed. */
+ * with UTF-8 state u: every token whose bytes keep some stack alive is allowed. At
+ * a character boundary the set gets a cache (inherited when it is the parent's set);
+ * inside a character, r is the set where the character began. */
 static int32_t mask_walk(halo_grammar_matcher *m, uint32_t at, uint32_t lo, uint32_t hi,
-                         utf8_state u, uint32_t inherit, uint8_t *allowed) {
+                         utf8_state u, uint32_t inherit, ref_set r, uint8_t *allowed) {
     const halo_grammar_vocab *v = m->v;
     const tnode *t = &v->nodes[at];
     int32_t count = 0;
-    uint32_t adv_top = m->n_adv, base = 0;
-    bool ready = false; /* the cache is set up */
+    uint32_t adv_top = m->n_adv;
+    bool boundary = u.need == 0;
+    if (boundary) {
+        r = (ref_set){lo, hi, 0};
+        if (!cache_new(m, lo, hi, inherit, &r.base)) {
+            m->overflow = true;
+            return 0;
+        }
+    }
     for (uint32_t c = t->first_child; c < t->first_child + t->n_children; c++) {
         const tnode *child = &v->nodes[c];
-        utf8_state cu = u;
-        if (!ready && u.need == 0 && child->byte < 0x80) {
-            if (!advance_cache(m, lo, hi, inherit, &base)) {
-                m->overflow = true;
-                break;
-            }
-            ready = true;
-        }
-        if (ready && child->byte < 0x80) advance_takers(m, lo, hi, base, child->byte);
+        if (boundary && child->byte < 0x80) cache_fill(m, r, child->byte);
         mark mk = arena_mark(&m->live);
         uint32_t top = m->all.n;
-        struct slice next;
-        if (ready && child->byte < 0x80) {
-            next = ascii_step(m, lo, hi, base, child->byte);
-        } else {
-            advance_byte(m, lo, hi, &cu, child->byte);
-            next = (struct slice){top, m->all.n, 0};
+        utf8_state cu = u;
+        uint32_t cp = 0;
+        int kind = utf8_feed(&cu, child->byte, &cp);
+        struct slice next = {top, top, 0};
+        if (kind == UTF8_CHAR) {
+            next = step_cached(m, r, lo, hi, cp);
+        } else if (kind == UTF8_PARTIAL) {
+            keep_partial(m, lo, hi, &cu);
+            next.hi = m->all.n;
         }
         if (next.hi > next.lo) {
             for (uint32_t k = 0; k < child->n_tokens; k++)
                 allowed[v->token_ids[child->first_token + k]] = 1;
             count += (int32_t)child->n_tokens;
-            bool same = ready && next.lo == lo && next.hi == hi;
+            bool same = next.same == 1; /* next is r's own set */
             if (child->n_children)
-                count += mask_walk(m, c, next.lo, next.hi, cu, same ? base : NOT_YET, allowed);
+                count += mask_walk(m, c, next.lo, next.hi, cu, same ? r.base : NOT_YET, r,
+                                   allowed);
         }
         arena_release(&m->live, mk);
         m->all.n = top;
@@ -1502,7 +1545,8 @@ int32_t halo_grammar_matcher_mask(halo_grammar_matcher *m, uint8_t *allowed) {
     memset(allowed, 0, (size_t)v->n_tokens);
     int32_t count = 0;
     if (!m->ended && m->cur_lo < m->cur_hi)
-        count = mask_walk(m, 0, m->cur_lo, m->cur_hi, m->u, NOT_YET, allowed);
+        count = mask_walk(m, 0, m->cur_lo, m->cur_hi, m->u, NOT_YET, (ref_set){0, 0, NOT_YET},
+                          allowed);
     if (halo_grammar_matcher_complete(m)) {
         for (int32_t i = 0; i < v->n_eog; i++)
             allowed[v->eog[i]] = 1;
