@@ -280,6 +280,8 @@ int halo_grammar_matcher_new(const halo_grammar *g, const halo_grammar_vocab *v,
                              halo_grammar_matcher **out, halo_error *err);
 void halo_grammar_matcher_free(halo_grammar_matcher *m);
 int32_t halo_grammar_matcher_vocab_size(const halo_grammar_matcher *m);
+/* An end-of-generation token of the vocabulary, -1 if none. */
+int32_t halo_grammar_matcher_eog(const halo_grammar_matcher *m);
 /* Back to the start of the grammar. */
 void halo_grammar_matcher_reset(halo_grammar_matcher *m);
 /* Whether the token may come next (EOG: whether the text so far is complete). */

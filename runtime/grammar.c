@@ -1183,6 +1183,13 @@ static void keep_partial(halo_grammar_matcher *m, uint32_t lo, uint32_t hi, cons
     const halo_grammar *g = m->g;
     uint32_t shift = 6u * u->need, lo_cp = u->value << shift;
     uint32_t hi_cp = lo_cp | ((1u << shift) - 1);
+    /* only completions that are characters: no overlong form (F0 80 ..), nothing past
+     * U+10FFFF (F4 90 ..), no surrogate (ED A0 ..); a prefix with none is rejected now,
+     * not one token later with nothing left to allow */
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    if (lo_cp < min_cp[u->total]) lo_cp = min_cp[u->total];
+    if (hi_cp > 0x10FFFF) hi_cp = 0x10FFFF;
+    if (lo_cp > hi_cp || (lo_cp >= 0xD800 && hi_cp <= 0xDFFF)) return;
     for (uint32_t i = lo; i < hi; i++) {
         const gnode *n = m->all.s[i];
         if (n && class_meets(g, &g->classes[g->elems[n->pos].value], lo_cp, hi_cp) &&
@@ -1318,6 +1325,10 @@ void halo_grammar_matcher_free(halo_grammar_matcher *m) {
 
 int32_t halo_grammar_matcher_vocab_size(const halo_grammar_matcher *m) {
     return m->v->n_tokens;
+}
+
+int32_t halo_grammar_matcher_eog(const halo_grammar_matcher *m) {
+    return m->v->n_eog ? m->v->eog[0] : -1;
 }
 
 bool halo_grammar_matcher_complete(const halo_grammar_matcher *m) {

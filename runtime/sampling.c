@@ -14,10 +14,13 @@
  * result depend on anything but the seed.
  *
  * A grammar (runtime/grammar.c) is applied as llama.cpp does: the chain runs on the
- * unmasked row and only its pick is checked; when the grammar rejects it, the whole
- * vocabulary is masked (disallowed tokens to -inf) and the chain runs again. Most
- * picks of a model that follows the format pass the check, so the mask's trie walk
- * is paid only on the tokens where the model would have gone astray.
+ * unmasked row and only its pick is checked; when the grammar rejects it, the chain
+ * runs again on the row with the disallowed tokens at -inf, with the same random
+ * number (so the pick is the one the masked row would have given from the start).
+ * With top-k (or greedy) only the k best allowed tokens matter, and they are found
+ * by checking candidates best first; without, the whole vocabulary is masked by a
+ * walk of its trie. Most picks of a model that follows the format pass the first
+ * check, so this is paid only where the model would have gone astray.
  */
 #define _GNU_SOURCE
 #include "halo.h"
@@ -51,6 +54,8 @@ struct halo_sampler {
     halo_grammar_matcher *grammar; /* not owned; NULL: none */
     uint8_t *allowed;              /* [grammar vocabulary] its mask */
     int32_t n_allowed;             /* the mask's size */
+    int32_t *keep;                 /* [n_keep] the best allowed tokens (top-k under a grammar) */
+    int32_t n_keep;
 };
 
 /* ---- random numbers: xoshiro256** seeded through splitmix64 ------------- */
@@ -224,6 +229,7 @@ void halo_sampler_free(halo_sampler *s) {
     free(s->ring);
     free(s->bias);
     free(s->allowed);
+    free(s->keep);
     free(s);
 }
 
@@ -543,13 +549,70 @@ static int32_t mask_row(halo_sampler *s) {
     return any;
 }
 
+/* With top-k (or greedy) only the k best allowed tokens can be drawn: find them by
+ * checking candidates best first (checks of a microsecond, not a walk of the whole
+ * vocabulary) and put every other token at -inf. Candidates come from the heap
+ * selection in growing rounds, in the chain's order (logit, then id), so the result
+ * is the one the full mask gives. The search also ends where min-p would cut
+ * everything below (an allowed token that far under the best allowed one never
+ * survives). False when it does not end within LAZY_MAX candidates (few tokens are
+ * allowed: then the mask is the cheaper way) or finds nothing. */
+#define LAZY_MAX 1024
+
+static bool keep_best_allowed(halo_sampler *s, int32_t k) {
+    int32_t n = s->n_vocab, found = 0, checked = 0, want = 64;
+    if (k > LAZY_MAX) return false;
+    if (s->n_keep < k) {
+        int32_t *q = realloc(s->keep, sizeof *q * (size_t)k);
+        if (!q) return false;
+        s->keep = q;
+        s->n_keep = k;
+    }
+    float floor = -INFINITY; /* min-p's cut below the best allowed logit */
+    bool done = false;
+    while (!done) {
+        if (want > n) want = n;
+        select_top(s->work, n, want, s->cands);
+        for (int32_t i = checked; i < want && !done; i++) {
+            cand c = s->cands[i];
+            done = c.logit == -INFINITY || c.logit < floor; /* nothing below can be drawn */
+            if (done || !halo_grammar_matcher_allows(s->grammar, c.id)) continue;
+            if (found == 0 && s->p.min_p > 0.0f) floor = c.logit + logf(s->p.min_p);
+            s->keep[found++] = c.id;
+            done = found == k;
+        }
+        if (!done && (want == n || want >= LAZY_MAX)) {
+            if (want < n) return false; /* not settled: mask instead */
+            done = true;
+        }
+        checked = want;
+        want *= 4;
+    }
+    if (found == 0) return false;
+    for (int32_t i = 0; i < found; i++) s->cands[i] = (cand){s->work[s->keep[i]], s->keep[i]};
+    for (int32_t i = 0; i < n; i++) s->work[i] = -INFINITY;
+    for (int32_t i = 0; i < found; i++) s->work[s->cands[i].id] = s->cands[i].logit;
+    return true;
+}
+
 int32_t halo_sampler_sample(halo_sampler *s, const float *logits) {
     prepare_row(s, logits);
+    uint64_t rng[4]; /* a rejected pick gives its random number back */
+    memcpy(rng, s->rng, sizeof rng);
     int32_t tok = run_chain(s);
     if (!s->grammar || halo_grammar_matcher_allows(s->grammar, tok)) return tok;
-    int32_t any = mask_row(s);
+    memcpy(s->rng, rng, sizeof rng);
+    const halo_sampler_params *p = &s->p;
+    int32_t k = p->temp <= 0.0f || p->top_k == 1 ? 1 : p->top_k;
+    int32_t any = -1;
+    if (k > 0 && keep_best_allowed(s, k)) any = s->keep[0];
+    else any = mask_row(s);
     tok = run_chain(s);
-    /* everything allowed had -inf already (banned by bias): keep to the grammar */
-    if (s->work[tok] == -INFINITY && any >= 0) tok = any;
+    /* everything allowed had -inf already (banned by bias): keep to the grammar; nothing
+     * allowed at all (a text this vocabulary cannot continue): end it */
+    if (s->work[tok] == -INFINITY) {
+        int32_t eog = halo_grammar_matcher_eog(s->grammar);
+        tok = any >= 0 ? any : eog >= 0 ? eog : tok;
+    }
     return tok;
 }

@@ -110,6 +110,26 @@ static void test_matching(void) {
     expect_match("root ::= . . .", L("abc", "日本語", "a\nb"), L("ab", "abcd"));
     expect_match("root ::= [α-ω]+", L("αβγ", "ω"), L("a", "αa"));
     expect_match("root ::= \"\\u00e9\\x41\\n\"", L("éA\n"), L("eA\n"));
+    /* prefixes of no character are rejected at once: overlong, past U+10FFFF, surrogate */
+    halo_grammar *any = compile("root ::= .*");
+    halo_grammar_vocab *bv = byte_vocab();
+    static const char *const bad_prefix[] = {"\xf0\x80", "\xe0\x9f", "\xf4\x90",
+                                             "\xed\xa0", "\xc1",     "\x80"};
+    static const char *const good_prefix[] = {"\xf0\x90", "\xe0\xa0", "\xf4\x8f", "\xed\x9f",
+                                              "\xc2"};
+    for (size_t i = 0; any && bv && i < sizeof bad_prefix / sizeof *bad_prefix; i++) {
+        halo_grammar_matcher *m = NULL;
+        halo_error err = {0};
+        CHECK(halo_grammar_matcher_new(any, bv, &m, &err) == 0);
+        CHECK_MSG(!halo_grammar_matcher_accept_bytes(m, bad_prefix[i], strlen(bad_prefix[i])),
+                  "bad prefix %zu accepted", i);
+        if (i < sizeof good_prefix / sizeof *good_prefix)
+            CHECK_MSG(halo_grammar_matcher_accept_bytes(m, good_prefix[i], strlen(good_prefix[i])),
+                      "good prefix %zu rejected", i);
+        halo_grammar_matcher_free(m);
+    }
+    halo_grammar_vocab_free(bv);
+    halo_grammar_free(any);
     /* comments, rules over several lines, rules used before they are defined */
     expect_match("# a list\nroot ::= item\n  (\",\" item)*  # more\nitem ::=\n  [0-9]+\n",
                  L("1", "1,22,333"), L("1,", ",1"));
@@ -162,6 +182,7 @@ static void make_vocab(vocab_fixture *f) {
     add_token(f, "\xa9", 1);     /* its second */
     add_token(f, "\xe6\x97", 2); /* two of 日's three */
     add_token(f, "\xa5x", 2);    /* 日's last byte then x */
+    add_token(f, "\xf0\x80", 2); /* an overlong form's start: no character */
     add_token(f, "\xff", 1);     /* never UTF-8 */
     add_token(f, "", 0);         /* a control token */
     add_token(f, "", 0), f->eog[f->n - 1] = true;
@@ -315,11 +336,60 @@ static void test_sampler(void) {
     halo_grammar_free(g);
 }
 
+/* Greedy under a grammar is the argmax of the masked row, whichever way the sampler
+ * finds it (the best allowed candidates for top-k, the full mask without top-k). */
+static void test_sampler_greedy_exact(void) {
+    vocab_fixture f;
+    make_vocab(&f);
+    halo_grammar *g =
+        compile("root ::= \"{\" (\"\\\"\" [a-c]* \"\\\":\" \" \"? (\"true\" | [0-9]+))? \"}\"");
+    halo_grammar_vocab *v = NULL;
+    halo_error err = {0};
+    CHECK(halo_grammar_vocab_new(f.p, f.len, f.eog, f.n, &v, &err) == 0);
+    const int32_t top_ks[] = {0, 1, 5, 40};
+    for (int trial = 0; trial < 24; trial++) {
+        halo_sampler_params sp;
+        halo_sampler_default_params(&sp);
+        sp.temp = 0.0f;
+        sp.top_k = top_ks[trial % 4];
+        halo_sampler *s = NULL;
+        halo_grammar_matcher *m = NULL, *ref = NULL;
+        CHECK(halo_sampler_new(&sp, f.n + 3, &s, &err) == 0);
+        CHECK(halo_grammar_matcher_new(g, v, &m, &err) == 0);
+        CHECK(halo_grammar_matcher_new(g, v, &ref, &err) == 0);
+        halo_sampler_set_grammar(s, m);
+        for (int step = 0; step < 30; step++) {
+            float logits[67];
+            uint8_t allowed[64];
+            for (int i = 0; i < f.n + 3; i++)
+                logits[i] = (float)(next_rand() % 500) / 50.0f;
+            halo_grammar_matcher_mask(ref, allowed);
+            int32_t best = -1;
+            for (int i = 0; i < f.n; i++)
+                if (allowed[i] && (best < 0 || logits[i] > logits[best])) best = i;
+            if (best < 0) break; /* a dead end of this small vocabulary */
+            int32_t t = halo_sampler_sample(s, logits);
+            CHECK_MSG(t == best, "top-k %d step %d: %d '%.*s', the masked argmax %d", (int)sp.top_k,
+                      step, (int)t, (int)f.len[t], f.p[t], (int)best);
+            if (t != best) break;
+            halo_sampler_accept(s, t);
+            CHECK(halo_grammar_matcher_accept(ref, t));
+            if (f.eog[t]) break;
+        }
+        halo_sampler_free(s);
+        halo_grammar_matcher_free(m);
+        halo_grammar_matcher_free(ref);
+    }
+    halo_grammar_vocab_free(v);
+    halo_grammar_free(g);
+}
+
 int main(void) {
     test_errors();
     test_matching();
     test_mask();
     test_accept();
     test_sampler();
+    test_sampler_greedy_exact();
     return halo_test_finish("runtime/test_grammar");
 }
