@@ -139,11 +139,11 @@ static bool write_out(const char *s, size_t n) {
     return fflush(stdout) == 0;
 }
 
-int cmd_run(int argc, char **argv) {
-    run_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc >= 0) return rc;
-    rc = 1;
+/* The run itself, on parsed arguments (the caller frees them). */
+static int generate(const run_args *args) {
+    run_args a = *args;
+    a.sampling.params.logit_bias = a.sampling.bias; /* into the copy */
+    int rc = 1;
 
     char *text = NULL;
     size_t len = 0;
@@ -326,8 +326,15 @@ out:
     halo_grammar_matcher_free(gm);
     halo_grammar_vocab_free(gvocab);
     halo_grammar_free(grammar);
-    tools_sampling_free(&a.sampling);
     halo_context_free(ctx);
     halo_model_free(model);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc < 0) rc = generate(&a);
+    tools_sampling_free(&a.sampling);
     return rc;
 }
