@@ -232,11 +232,15 @@ uint32_t halo_sampler_seed(const halo_sampler *s);
 
 /* Constrained decoding (runtime/grammar.c): with a grammar attached, the sampler only
  * picks tokens whose bytes continue a text the grammar accepts, and an end-of-generation
- * token only where the text so far is a whole sentence of it. The first pick is checked
- * alone; the whole vocabulary is masked only when it is rejected. The matcher is not
+ * token only where the text so far is a whole sentence of it. As llama.cpp, the first
+ * pick is drawn from the unmasked row and checked alone; only when it is rejected is it
+ * drawn again (same random number) from the row with the disallowed tokens at -inf:
+ * with top-k (or greedy) the best allowed candidates are found by checking them, without
+ * it the whole vocabulary is masked. Where no token is allowed at all (a text the
+ * vocabulary cannot continue) it returns an end-of-generation token. The matcher is not
  * owned: it must outlive the sampler or be detached (NULL) first. From then on
  * halo_sampler_accept also advances the matcher, so attach it after the prompt's tokens
- * have been accepted. */
+ * have been accepted; halo_sampler_reset leaves it (halo_grammar_matcher_reset). */
 typedef struct halo_grammar_matcher halo_grammar_matcher;
 void halo_sampler_set_grammar(halo_sampler *s, halo_grammar_matcher *m);
 
