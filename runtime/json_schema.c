@@ -29,7 +29,8 @@
     "string ::= \"\\\"\" char* \"\\\"\"\n"                                                         \
     "char ::= [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"      \
     "integer ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15})\n"                                             \
-    "number ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?\n" \
+    "number ::= \"-\"? ([0-9] | [1-9] [0-9]{1,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? "              \
+    "[0-9]{1,3})?\n"                                                                               \
     "boolean ::= \"true\" | \"false\"\n"                                                           \
     "null ::= \"null\"\n"                                                                          \
     "space ::= \" \"? | \"\\n\" [ \\t]{0,20}\n"
@@ -190,12 +191,35 @@ static const char *new_name(conv *c, const char *hint) {
 /* ---- keywords halo enforces or may ignore ----------------------------------------------- */
 
 static const char *const known_keywords[] = {
-    "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-    "minLength", "maxLength", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs",
-    "definitions",
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
+    "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
+    "$defs", "definitions",
     /* annotations: no effect on what is valid */
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
     "readOnly", "writeOnly", "strict"};
+
+/* String formats halo generates: the text between the quotes, as GBNF. */
+#define FORMAT_DATE                                                                                \
+    "[0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])"
+#define FORMAT_TIME                                                                                \
+    "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})? "          \
+    "(\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])"
+#define HEX4 "[0-9a-fA-F]{4}"
+static const struct {
+    const char *name, *gbnf;
+} formats[] = {
+    {"date", FORMAT_DATE},
+    {"time", FORMAT_TIME},
+    {"date-time", FORMAT_DATE " \"T\" " FORMAT_TIME},
+    {"uuid",
+     HEX4 " " HEX4 " \"-\" " HEX4 " \"-\" " HEX4 " \"-\" " HEX4 " \"-\" " HEX4 " " HEX4 " " HEX4},
+};
+
+static const char *format_gbnf(const cJSON *f) {
+    for (size_t i = 0; cJSON_IsString(f) && i < sizeof formats / sizeof *formats; i++)
+        if (!strcmp(formats[i].name, f->valuestring)) return formats[i].gbnf;
+    return NULL;
+}
 
 static bool is_known_keyword(const char *k) {
     for (size_t i = 0; i < sizeof known_keywords / sizeof *known_keywords; i++)
@@ -233,12 +257,18 @@ static void collect_unsupported(const cJSON *s, const char *path, text *out, int
     if (!cJSON_IsObject(s) || depth > MAX_SCHEMA_DEPTH) return;
     const cJSON *k;
     cJSON_ArrayForEach(k, s) {
-        if (is_known_keyword(k->string)) continue;
+        bool format = !strcmp(k->string, "format");
+        if (is_known_keyword(k->string) || (format && format_gbnf(k))) continue;
         if (out->len) puts_(out, ", ");
-        printf_(out, "%.60s (at %.100s)", k->string, path[0] ? path : "/");
+        if (format && cJSON_IsString(k))
+            printf_(out, "format '%.40s' (at %.100s; known: date, time, date-time, uuid)",
+                    k->valuestring, path[0] ? path : "/");
+        else
+            printf_(out, "%.60s (at %.100s)", k->string, path[0] ? path : "/");
     }
-    static const char *const subs[] = {"properties",           "$defs", "definitions", "items",
-                                       "additionalProperties", "anyOf", "oneOf",       "allOf"};
+    static const char *const subs[] = {"properties", "$defs",       "definitions",
+                                       "items",      "prefixItems", "additionalProperties",
+                                       "anyOf",      "oneOf",       "allOf"};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
         collect_children(s, path, subs[i], out, depth);
 }
@@ -279,6 +309,13 @@ static void put_repeat(text *t, long min, long max) {
 }
 
 static bool string_body(conv *c, const cJSON *s, text *b) {
+    const char *format = format_gbnf(cJSON_GetObjectItemCaseSensitive(s, "format"));
+    if (format) {
+        printf_(b, "\"\\\"\" ");
+        puts_(b, format);
+        puts_(b, " \"\\\"\"");
+        return true;
+    }
     long min = 0, max = -1;
     if (!get_count(c, s, "minLength", &min) || !get_count(c, s, "maxLength", &max)) return false;
     if (max >= 0 && max < min) return conv_fail(c, HALO_ERR_ARG, "maxLength < minLength");
@@ -292,10 +329,49 @@ static bool string_body(conv *c, const cJSON *s, text *b) {
     return true;
 }
 
+/* A tuple: prefixItems in order, then more items as `items` allows (none when it is
+ * false or absent and minItems does not ask for them). */
+static bool tuple_body(conv *c, const cJSON *s, const cJSON *prefix, long min, long max,
+                       const char *hint, text *b) {
+    long np = cJSON_GetArraySize(prefix);
+    if (max >= 0 && max < np)
+        return conv_fail(c, HALO_ERR_UNSUPPORTED, "maxItems below the number of prefixItems");
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items"), *x;
+    long emin = min > np ? min - np : 0, emax = emin;
+    if (cJSON_IsFalse(items) && emin > 0)
+        return conv_fail(c, HALO_ERR_ARG, "minItems above prefixItems with items: false");
+    puts_(b, "\"[\" space");
+    long i = 0;
+    cJSON_ArrayForEach(x, prefix) {
+        char h[80];
+        snprintf(h, sizeof h, "%s-%ld", hint, i);
+        const char *r = schema_rule(c, x, h);
+        if (!r) return false;
+        printf_(b, "%s %s", i++ ? " space \",\" space" : "", r);
+    }
+    const char *extra = "value";
+    if (items && !cJSON_IsFalse(items)) {
+        char h[80];
+        snprintf(h, sizeof h, "%s-item", hint);
+        if (!(extra = schema_rule(c, items, h))) return false;
+        emax = max < 0 ? -1 : max - np;
+    }
+    if (emax != 0) {
+        printf_(b, " ( space \",\" space %s )", extra);
+        put_repeat(b, emin, emax);
+    }
+    puts_(b, " space \"]\"");
+    return true;
+}
+
 static bool array_body(conv *c, const cJSON *s, const char *hint, text *b) {
     long min = 0, max = -1;
     if (!get_count(c, s, "minItems", &min) || !get_count(c, s, "maxItems", &max)) return false;
     if (max >= 0 && max < min) return conv_fail(c, HALO_ERR_ARG, "maxItems < minItems");
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
+    if (prefix && (!cJSON_IsArray(prefix)))
+        return conv_fail(c, HALO_ERR_ARG, "'prefixItems' must be an array of schemas");
+    if (cJSON_GetArraySize(prefix) > 0) return tuple_body(c, s, prefix, min, max, hint, b);
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
     char h[80];
     snprintf(h, sizeof h, "%s-item", hint);
@@ -414,10 +490,11 @@ static bool object_body(conv *c, const cJSON *s, const char *name, text *b) {
         const char *val = schema_rule(c, add, h);
         ok = val != NULL;
         if (ok)
-            printf_(b,
-                    "\"{\" space ( string space \":\" space %s ( space \",\" space string space \":\" "
-                    "space %s )* space )? \"}\"",
-                    val, val);
+            printf_(
+                b,
+                "\"{\" space ( string space \":\" space %s ( space \",\" space string space \":\" "
+                "space %s )* space )? \"}\"",
+                val, val);
     } else if (n == 0) {
         puts_(b, add ? (extra ? "object" : "\"{\" space \"}\"") : "object");
     } else {
@@ -574,7 +651,10 @@ static bool schema_body(conv *c, const cJSON *s, const char *name, text *b) {
     if (cJSON_GetObjectItemCaseSensitive(s, "properties") ||
         cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))
         return object_body(c, s, name, b);
-    if (cJSON_GetObjectItemCaseSensitive(s, "items")) return array_body(c, s, name, b);
+    if (cJSON_GetObjectItemCaseSensitive(s, "items") ||
+        cJSON_GetObjectItemCaseSensitive(s, "prefixItems"))
+        return array_body(c, s, name, b);
+    if (cJSON_GetObjectItemCaseSensitive(s, "format")) return string_body(c, s, b);
     puts_(b, "value");
     return true;
 }

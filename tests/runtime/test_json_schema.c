@@ -59,6 +59,41 @@ static bool object_valid(const cJSON *root, const cJSON *s, const cJSON *v) {
     return true;
 }
 
+/* d: a digit, h: a hex digit, anything else itself; the text must start with the shape */
+static bool shaped(const char *text, const char *shape) {
+    for (; *shape; shape++, text++) {
+        char c = *text;
+        bool ok = *shape == 'd' ? c >= '0' && c <= '9'
+                  : *shape == 'h'
+                      ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+                      : c == *shape;
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static bool format_ok(const char *f, const char *v) {
+    if (!strcmp(f, "date")) return strlen(v) == 10 && shaped(v, "dddd-dd-dd");
+    if (!strcmp(f, "time")) return shaped(v, "dd:dd:dd");
+    if (!strcmp(f, "date-time")) return shaped(v, "dddd-dd-ddTdd:dd:dd");
+    if (!strcmp(f, "uuid"))
+        return strlen(v) == 36 && shaped(v, "hhhhhhhh-hhhh-hhhh-hhhh-hhhhhhhhhhhh");
+    return false;
+}
+
+static bool tuple_valid(const cJSON *root, const cJSON *s, const cJSON *v) {
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(s, "prefixItems");
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        const cJSON *ps = cJSON_GetArrayItem(prefix, i++);
+        if (ps ? !valid(root, ps, x) : (cJSON_IsFalse(items) || (items && !valid(root, items, x))))
+            return false;
+    }
+    return i >= cJSON_GetArraySize(prefix);
+}
+
 static bool valid(const cJSON *root, const cJSON *s, const cJSON *v) {
     s = resolve(root, s);
     if (!s || cJSON_IsTrue(s)) return s != NULL;
@@ -85,8 +120,12 @@ static bool valid(const cJSON *root, const cJSON *s, const cJSON *v) {
         const cJSON *mx = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
         if ((mn && n < mn->valueint) || (mx && n > mx->valueint)) return false;
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+        if (cJSON_GetObjectItemCaseSensitive(s, "prefixItems")) return tuple_valid(root, s, v);
         if (items) cJSON_ArrayForEach(x, v) if (!valid(root, items, x)) return false;
     }
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(s, "format");
+    if (cJSON_IsString(v) && format && !format_ok(format->valuestring, v->valuestring))
+        return false;
     if (cJSON_IsString(v)) {
         int n = (int)strlen(v->valuestring); /* ASCII only in these tests */
         const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength");
@@ -256,6 +295,22 @@ static void test_schemas(void) {
     check_schema("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"boolean\"}}", 20,
                  L("{\"a\": true, \"b\": false}", "{}"), L("{\"a\": 1}"));
     check_schema("{}", 20, L("1", "[]", "{\"a\": [null]}"), L("{"));
+    /* tuples, formats */
+    check_schema("{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\","
+                 "\"maxLength\":3}],\"items\":false}",
+                 20, L("[1, \"ab\"]"), L("[1]", "[\"ab\", 1]", "[1, \"ab\", 2]"));
+    check_schema(
+        "{\"prefixItems\":[{\"const\":\"x\"}],\"items\":{\"type\":\"boolean\"},\"maxItems\":3}", 20,
+        L("[\"x\"]", "[\"x\", true, false]"), L("[\"x\", 1]", "[\"x\", true, true, true]"));
+    check_schema(
+        "{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\"},"
+        "\"t\":{\"format\":\"date-time\"},\"u\":{\"type\":\"string\",\"format\":\"uuid\"},"
+        "\"h\":{\"type\":\"string\",\"format\":\"time\"}},\"required\":[\"d\",\"t\",\"u\",\"h\"]}",
+        20,
+        L("{\"d\": \"2026-12-07\", \"t\": \"2026-12-07T13:30:00Z\", \"u\": "
+          "\"123e4567-e89b-12d3-a456-426614174000\", \"h\": \"23:59:59.5+01:00\"}"),
+        L("{\"d\": \"2026-13-07\", \"t\": \"2026-12-07T13:30:00Z\", \"u\": "
+          "\"123e4567-e89b-12d3-a456-426614174000\", \"h\": \"23:59:59Z\"}"));
 }
 
 static void expect_refused(const char *schema_text, const char *needle) {
@@ -272,9 +327,11 @@ static void expect_refused(const char *schema_text, const char *needle) {
 static void test_refused(void) {
     expect_refused("{\"type\":\"string\",\"pattern\":\"^a\"}",
                    "unsupported keywords: pattern (at /)");
-    expect_refused("{\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"date\"},"
+    expect_refused("{\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"email\"},"
                    "\"b\":{\"minimum\":1}}}",
-                   "format (at /properties/a), minimum (at /properties/b)");
+                   "format 'email' (at /properties/a; known: date, time, date-time, uuid), minimum "
+                   "(at /properties/b)");
+    expect_refused("{\"prefixItems\":[{},{}],\"maxItems\":1}", "maxItems below");
     expect_refused("{\"type\":\"thing\"}", "unknown type 'thing'");
     expect_refused("{\"$ref\":\"#/$defs/missing\"}", "names no definition");
     expect_refused("{\"$ref\":\"http://x/y\"}", "only references into");

@@ -137,9 +137,9 @@ int main(void) {
     {
         halo_api_error pe = {0};
         const char *bad = "{\"prompt\":\"x\",\"json_schema\":{\"properties\":{\"d\":"
-                          "{\"format\":\"date\"}}}}";
+                          "{\"format\":\"email\"}}}}";
         CHECK(halo_api_check_completion(bad, strlen(bad), &pe) != 0);
-        CHECK_MSG(strstr(pe.message, "format (at /properties/d)") != NULL, "%s", pe.message);
+        CHECK_MSG(strstr(pe.message, "format 'email' (at /properties/d") != NULL, "%s", pe.message);
     }
     expect_err(1, BODY("{%s,\"model\":5}", user), "model");
     expect_err(0, "{}", "prompt");
