@@ -104,6 +104,11 @@ typedef struct srv_metrics {
     uint64_t requests, errors, cancelled, rejected;
     uint64_t prompt_tokens, cached_tokens, gen_tokens;
     double prompt_seconds, gen_seconds;
+    /* the scheduler's steps: one halo_decode each, and where their time goes */
+    uint64_t steps, step_tokens;
+    double step_decode_seconds, step_sample_seconds, step_seconds;
+    uint64_t ckpt_saves;
+    double ckpt_seconds; /* saving checkpoints (copying recurrent state to host memory) */
 } srv_metrics;
 
 struct halo_server {
@@ -129,6 +134,10 @@ struct halo_server {
     bool stopping;
     srv_slot *slots;
     int32_t n_busy;
+    /* sampling after a step: the slots to sample, and threads for them when the model
+     * is on a GPU (the CPU is free then; NULL: one thread) */
+    srv_slot **to_sample;
+    struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
     srv_metrics m;
 
