@@ -55,6 +55,9 @@ typedef struct halo_backend_ops {
      * the logits; NULL members: malloc / free */
     void *(*host_alloc)(halo_backend *be, size_t bytes);
     void (*host_free)(halo_backend *be, void *p);
+    /* optional: bytes of the backend's memory still free (-1: unknown); NULL: no limit
+     * beyond alloc failing */
+    int64_t (*mem_free)(halo_backend *be);
 
     /* ---- a ubatch: begin (its tokens, positions, sequences and page tables reach
      *      the backend), the ops, finish (logits into ctx->logits) ------------------- */

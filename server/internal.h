@@ -95,8 +95,11 @@ void srv_job_unref(srv_job *j);
 typedef struct srv_ckpt {
     int32_t pos;
     void *data;
-    uint64_t used; /* LRU stamp */
+    bool in_backend; /* data is a halo_state_buf_new buffer (GPU memory), else host memory */
+    uint64_t used;   /* LRU stamp */
 } srv_ckpt;
+
+#define SRV_SPARE_STATE_BUFS 4 /* backend checkpoint buffers kept for reuse, not freed */
 
 typedef struct srv_slot srv_slot; /* sched.c */
 
@@ -139,6 +142,8 @@ struct halo_server {
     srv_slot **to_sample;
     struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
+    void *spare_bufs[SRV_SPARE_STATE_BUFS]; /* freed backend checkpoint buffers */
+    int n_spare_bufs;
     srv_metrics m;
 
     struct MHD_Daemon *daemon;

@@ -487,8 +487,26 @@ void srv_wake(halo_server *s) {
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
+/* Checkpoint memory: GPU memory where the backend has it (a device copy each way, in
+ * the decode stream), else host memory; freed backend buffers are kept for the next
+ * checkpoint (allocating and freeing GPU memory waits for the device). */
+static void *ckpt_alloc(halo_server *s, bool *in_backend) {
+    *in_backend = true;
+    if (s->n_spare_bufs > 0) return s->spare_bufs[--s->n_spare_bufs];
+    void *p = halo_state_buf_new(s->ctx);
+    if (p) return p;
+    *in_backend = false;
+    return malloc(s->state_size);
+}
+
+static void ckpt_release(halo_server *s, void *data, bool in_backend) {
+    if (!in_backend) free(data);
+    else if (s->n_spare_bufs < SRV_SPARE_STATE_BUFS) s->spare_bufs[s->n_spare_bufs++] = data;
+    else halo_state_buf_free(s->ctx, data);
+}
+
 static void ckpt_drop(halo_server *s, srv_slot *sl, int i) {
-    free(sl->ckpts[i].data);
+    ckpt_release(s, sl->ckpts[i].data, sl->ckpts[i].in_backend);
     s->ckpt_bytes -= s->state_size;
     sl->ckpts[i] = sl->ckpts[--sl->n_ckpt];
 }
@@ -530,10 +548,13 @@ static void ckpt_save(halo_server *s, srv_slot *sl) {
         sl->cap_ckpt = cap;
     }
     double t0 = halo_time_seconds();
-    void *data = malloc(s->state_size);
+    bool in_backend;
+    void *data = ckpt_alloc(s, &in_backend);
     halo_error err = {0};
-    if (!data || halo_seq_state_save(s->ctx, sl->id, data, &err)) {
-        free(data);
+    if (!data) return;
+    if (in_backend ? halo_seq_state_save_buf(s->ctx, sl->id, data, &err)
+                   : halo_seq_state_save(s->ctx, sl->id, data, &err)) {
+        ckpt_release(s, data, in_backend);
         return;
     }
     double dt = halo_time_seconds() - t0;
@@ -541,7 +562,7 @@ static void ckpt_save(halo_server *s, srv_slot *sl) {
     s->m.ckpt_saves++;
     s->m.ckpt_seconds += dt;
     pthread_mutex_unlock(&s->mu);
-    sl->ckpts[sl->n_ckpt++] = (srv_ckpt){pos, data, ++s->ckpt_clock};
+    sl->ckpts[sl->n_ckpt++] = (srv_ckpt){pos, data, in_backend, ++s->ckpt_clock};
     s->ckpt_bytes += s->state_size;
 }
 
@@ -602,7 +623,10 @@ static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep
     }
     if (ck) {
         ck->used = ++s->ckpt_clock;
-        if (halo_seq_state_load(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err)) return -1;
+        if (ck->in_backend
+                ? halo_seq_state_load_buf(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err)
+                : halo_seq_state_load(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err))
+            return -1;
     } else if (n_keep < sl->n_tokens) {
         if (halo_seq_truncate(s->ctx, sl->id, (int32_t)n_keep, &err)) return -1;
     }
@@ -1389,6 +1413,7 @@ void srv_sched_free(halo_server *s) {
         }
         free(s->slots);
     }
+    while (s->n_spare_bufs > 0) halo_state_buf_free(s->ctx, s->spare_bufs[--s->n_spare_bufs]);
     if (s->sample_pool) halo_threadpool_free(s->sample_pool);
     free(s->to_sample);
     if (s->ctx) halo_context_free(s->ctx);
@@ -1464,7 +1489,7 @@ char *srv_metrics_text(halo_server *s) {
            "counted per slot).", "%llu", (unsigned long long)kv);
     METRIC("kv_cache_usage_ratio", "gauge", "kv_cache_tokens over the context size.", "%.6f",
            s->n_ctx ? (double)kv / s->n_ctx : 0.0);
-    METRIC("prompt_cache_checkpoint_bytes", "gauge", "Host memory of recurrent-state checkpoints.",
+    METRIC("prompt_cache_checkpoint_bytes", "gauge", "Memory of recurrent-state checkpoints (GPU memory with -ngl while it lasts).",
            "%llu", (unsigned long long)ckb);
 #undef METRIC
     if (b.failed) {

@@ -231,6 +231,7 @@ typedef struct cuda_state {
     int32_t out_first, out_n; /* rows of ctx->logits the ubatch fills */
     /* attention's bound on positions: ub->max_pos rounded up (a graph's shape) */
     int32_t attn_max_pos;
+    int device;
     halo_cuda_blas *blas; /* NULL: no cuBLAS */
     void *blas_ws;
     /* CUDA graphs of small ubatches (decode steps), by shape */
@@ -290,6 +291,11 @@ static void cu_to_backend(halo_backend *be, void *dst, const void *src, size_t b
     /* synchronous: the caller may reuse its buffer at once */
     if (halo_cuda_memcpy(s->stream, dst, src, bytes) || halo_cuda_stream_sync(s->stream))
         s->error = 1;
+}
+
+static int64_t cu_mem_free(halo_backend *be) {
+    cuda_state *s = be->impl;
+    return halo_cuda_mem_free(s->device);
 }
 
 static void cu_copy(halo_backend *be, void *dst, const void *src, size_t bytes) {
@@ -890,6 +896,7 @@ const halo_backend_ops halo_backend_cuda_ops = {
     .release = cu_release,
     .host_alloc = cu_host_alloc,
     .host_free = cu_host_free,
+    .mem_free = cu_mem_free,
     .begin = cu_begin,
     .finish = cu_finish,
     .embed = cu_embed,
@@ -938,6 +945,7 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
     const char *gr = getenv("HALO_CUDA_GRAPHS"), *fn = getenv("HALO_CUDA_FUSED_NORM");
     s->graphs = !(gr && !strcmp(gr, "0"));
     s->unfused_norm = fn && !strcmp(fn, "0");
+    s->device = m->gpu->device;
     if (halo_cuda_set_device(m->gpu->device) || !(s->stream = halo_cuda_stream_new()))
         return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
     if ((s->blas_ws = halo_cuda_malloc(BLAS_WORKSPACE)) &&

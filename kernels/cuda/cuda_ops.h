@@ -32,6 +32,8 @@ extern "C" {
 int halo_cuda_device_count(void);
 /* "NVIDIA H200" and its memory, into name (size n); -1 if no such device. */
 int halo_cuda_device_info(int dev, char *name, size_t n, size_t *total_bytes, size_t *free_bytes);
+/* Free bytes of device dev's memory (and makes dev current); -1 on failure. */
+int64_t halo_cuda_mem_free(int dev);
 /* Make dev current for the calling thread. */
 int halo_cuda_set_device(int dev);
 /* cudaMalloc / cudaFree; NULL on failure. Memory is zeroed. */
