@@ -39,6 +39,7 @@ typedef struct srv_request {
      * completions' legacy `logprobs` N (0..5: the top N too); -1: none asked for */
     int32_t logprobs;
     int32_t max_tokens; /* -1: not given */
+    int32_t id_slot;    /* llama-server's field: the slot to run in (its cache); -1: any */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */
     int32_t n_bias;
@@ -103,6 +104,13 @@ typedef struct srv_ckpt {
 
 typedef struct srv_slot srv_slot; /* sched.c */
 
+typedef struct srv_slot_info {
+    bool busy;
+    char task[40];     /* the job's id while busy */
+    uint64_t n_tokens; /* positions its sequence holds (its prompt cache) */
+    int32_t n_gen, max_gen, n_ckpt;
+} srv_slot_info;
+
 typedef struct srv_metrics {
     uint64_t requests, errors, cancelled, rejected;
     uint64_t prompt_tokens, cached_tokens, gen_tokens;
@@ -142,6 +150,10 @@ struct halo_server {
     srv_slot **to_sample;
     struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
+    /* what GET /slots shows: the scheduler's copy of each slot after every step (under
+     * mu), and the slots POST /slots/{id}?action=erase asked to forget */
+    srv_slot_info *slot_info;
+    bool *erase, erase_pending;
     void *spare_bufs[SRV_SPARE_STATE_BUFS]; /* freed backend checkpoint buffers */
     int n_spare_bufs;
     srv_metrics m;
@@ -152,6 +164,10 @@ struct halo_server {
 
 /* sched.c */
 int srv_sched_init(halo_server *s, halo_error *err);
+/* GET /slots: a JSON array of the slots (llama-server's shape, what halo knows) */
+char *srv_slots_json(halo_server *s);
+/* POST /slots/{id}?action=erase: forget an idle slot's cache; its cached tokens, or -1 (busy) */
+int64_t srv_slot_erase(halo_server *s, uint32_t id);
 void srv_sched_free(halo_server *s);
 /* Tokenize the request's prompt (chat: through the template). 0 or -1 with e. */
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e);

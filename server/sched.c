@@ -388,6 +388,11 @@ int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *l
 
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_request *r = &j->req;
+    if (r->id_slot >= (int32_t)s->n_slots) {
+        srv_error(e, 400, "id_slot", "'id_slot' %d: the server has %u slots (0 to %u; -1: any)",
+                  r->id_slot, s->n_slots, s->n_slots - 1);
+        return -1;
+    }
     random_id(j->id, sizeof j->id, r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
@@ -672,7 +677,13 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         }
         if (keep > src_keep) src = sl, src_keep = keep, src_ck = ck;
     }
-    if (!best) {
+    if (j->req.id_slot >= 0) { /* the slot asked for (admit waited for it to be free) */
+        srv_slot *want = &s->slots[j->req.id_slot];
+        srv_ckpt *ck = NULL;
+        size_t keep = want->n_tokens ? reuse_point(s, want, j->prompt, j->n_prompt, &ck) : 0;
+        best = lru = want, best_keep = keep, best_ck = keep ? ck : NULL;
+    }
+    if (!best || best->job) {
         srv_error(e, 503, NULL, "no free slot");
         return -1;
     }
@@ -682,7 +693,8 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     if (!j->req.cache_prompt)
         src = NULL, src_keep = 0;
     if (!j->req.cache_prompt || best_keep == 0 ||
-        (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt) {
+        (j->req.id_slot < 0 &&
+         (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt)) {
         sl = lru;
         best_keep = 0;
         best_ck = NULL;
@@ -1110,11 +1122,16 @@ static bool is_ckpt_pos(const halo_server *s, size_t pos, size_t n) {
 static void admit(halo_server *s) {
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        srv_job *j = NULL;
-        if (s->queue_head && s->n_busy < (int32_t)s->n_slots) {
-            j = s->queue_head;
-            s->queue_head = j->next;
-            if (!s->queue_head) s->queue_tail = NULL;
+        srv_job *j = NULL, *prev = NULL;
+        /* the first job in the queue that can start: any free slot, or the free slot it
+         * asked for (id_slot); a job waiting for a busy slot lets the others pass */
+        if (s->n_busy < (int32_t)s->n_slots)
+            for (j = s->queue_head; j; prev = j, j = j->next)
+                if (j->req.id_slot < 0 || !s->slots[j->req.id_slot].job) break;
+        if (j) {
+            if (prev) prev->next = j->next;
+            else s->queue_head = j->next;
+            if (s->queue_tail == j) s->queue_tail = prev;
             s->n_queued--;
         }
         pthread_mutex_unlock(&s->mu);
@@ -1258,6 +1275,72 @@ static void relieve_kv(halo_server *s) {
     }
 }
 
+/* The slots as GET /slots shows them; called with mu held. */
+static void publish_slots(halo_server *s) {
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        const srv_slot *sl = &s->slots[k];
+        srv_slot_info *in = &s->slot_info[k];
+        in->busy = sl->job != NULL;
+        snprintf(in->task, sizeof in->task, "%s", sl->job ? sl->job->id : "");
+        in->n_tokens = sl->n_tokens;
+        in->n_gen = sl->job ? sl->n_gen : 0;
+        in->max_gen = sl->job ? sl->max_gen : 0;
+        in->n_ckpt = sl->n_ckpt;
+    }
+}
+
+/* The erasures POST /slots/{id}?action=erase asked for, on idle slots. */
+static void erase_slots(halo_server *s) {
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        pthread_mutex_lock(&s->mu);
+        bool want = s->erase[k];
+        s->erase[k] = false;
+        pthread_mutex_unlock(&s->mu);
+        if (want && !s->slots[k].job) slot_forget(s, &s->slots[k]);
+    }
+}
+
+int64_t srv_slot_erase(halo_server *s, uint32_t id) {
+    pthread_mutex_lock(&s->mu);
+    int64_t n = -1;
+    if (!s->slot_info[id].busy) {
+        n = (int64_t)s->slot_info[id].n_tokens;
+        s->slot_info[id].n_tokens = 0;
+        s->erase[id] = s->erase_pending = true;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+char *srv_slots_json(halo_server *s) {
+    cJSON *a = cJSON_CreateArray();
+    if (!a) return NULL;
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        const srv_slot_info *in = &s->slot_info[k];
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddItemToArray(a, o);
+        cJSON_AddNumberToObject(o, "id", k);
+        cJSON_AddNumberToObject(o, "n_ctx", s->n_ctx_slot);
+        cJSON_AddBoolToObject(o, "is_processing", in->busy);
+        if (in->busy) cJSON_AddStringToObject(o, "id_task", in->task);
+        cJSON_AddNumberToObject(o, "n_tokens", (double)in->n_tokens);
+        cJSON_AddNumberToObject(o, "n_checkpoints", in->n_ckpt);
+        cJSON *nt = cJSON_AddObjectToObject(o, "next_token");
+        if (nt) {
+            cJSON_AddBoolToObject(nt, "has_next_token", in->busy);
+            cJSON_AddNumberToObject(nt, "n_remain", in->busy ? in->max_gen - in->n_gen : -1);
+            cJSON_AddNumberToObject(nt, "n_decoded", in->n_gen);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    char *t = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return t;
+}
+
 static void *sched_main(void *arg) {
     halo_server *s = arg;
     uint32_t nb = halo_context_n_batch(s->ctx);
@@ -1270,10 +1353,14 @@ static void *sched_main(void *arg) {
     uint32_t rr = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && !s->queue_head && s->n_busy == 0) pthread_cond_wait(&s->cv, &s->mu);
-        bool stop = s->stopping;
+        publish_slots(s);
+        while (!s->stopping && !s->queue_head && s->n_busy == 0 && !s->erase_pending)
+            pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stopping, erase = s->erase_pending;
+        s->erase_pending = false;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
+        if (erase) erase_slots(s);
         admit(s);
         for (uint32_t k = 0; k < s->n_slots; k++)
             if (s->slots[k].job && atomic_load(&s->slots[k].job->cancelled))
@@ -1305,6 +1392,7 @@ static void *sched_main(void *arg) {
         after_decode(s, &b);
         double t3 = halo_time_seconds();
         pthread_mutex_lock(&s->mu);
+        publish_slots(s);
         s->m.steps++;
         s->m.step_tokens += (uint64_t)b.n;
         s->m.step_decode_seconds += t2 - t1;
@@ -1387,7 +1475,9 @@ int srv_sched_init(halo_server *s, halo_error *err) {
         s->slots[k].id = (int32_t)k;
         s->slots[k].server = s;
     }
-    if (!(s->to_sample = calloc(s->n_slots, sizeof *s->to_sample)))
+    if (!(s->to_sample = calloc(s->n_slots, sizeof *s->to_sample)) ||
+        !(s->slot_info = calloc(s->n_slots, sizeof *s->slot_info)) ||
+        !(s->erase = calloc(s->n_slots, sizeof *s->erase)))
         return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     /* on a GPU the cores wait for it during a step, so the slots sample in parallel
      * after it; on the CPU the decode's own threads would meet spinning ones */
@@ -1416,6 +1506,8 @@ void srv_sched_free(halo_server *s) {
     while (s->n_spare_bufs > 0) halo_state_buf_free(s->ctx, s->spare_bufs[--s->n_spare_bufs]);
     if (s->sample_pool) halo_threadpool_free(s->sample_pool);
     free(s->to_sample);
+    free(s->slot_info);
+    free(s->erase);
     if (s->ctx) halo_context_free(s->ctx);
     if (s->tmpl) halo_template_free(s->tmpl);
     if (s->model) halo_model_free(s->model);
