@@ -160,6 +160,15 @@ size_t halo_seq_state_size(const halo_context *ctx);
 int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_error *err);
 int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
                         halo_error *err);
+/* The same, with the state kept in the backend's own memory (GPU memory with -ngl:
+ * saving and loading are device copies in the decode stream, with no host round
+ * trip). halo_state_buf_new gives a buffer of halo_seq_state_size bytes, NULL when
+ * that memory is short (the GPU keeps 1 GiB free) or the model has no recurrent state. */
+void *halo_state_buf_new(halo_context *ctx);
+void halo_state_buf_free(halo_context *ctx, void *buf);
+int halo_seq_state_save_buf(halo_context *ctx, int32_t seq, void *buf, halo_error *err);
+int halo_seq_state_load_buf(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
+                            halo_error *err);
 
 /* The context's limits as created (after defaults and clamping). */
 uint32_t halo_context_n_seq_max(const halo_context *ctx);

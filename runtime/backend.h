@@ -51,6 +51,13 @@ typedef struct halo_backend_ops {
     void (*copy)(halo_backend *be, void *dst, const void *src, size_t bytes);
     void (*zero)(halo_backend *be, void *dst, size_t bytes);
     void (*release)(halo_backend *be); /* the backend's own state */
+    /* optional: host memory the backend copies into fastest (pinned, for a GPU), for
+     * the logits; NULL members: malloc / free */
+    void *(*host_alloc)(halo_backend *be, size_t bytes);
+    void (*host_free)(halo_backend *be, void *p);
+    /* optional: bytes of the backend's memory still free (-1: unknown); NULL: no limit
+     * beyond alloc failing */
+    int64_t (*mem_free)(halo_backend *be);
 
     /* ---- a ubatch: begin (its tokens, positions, sequences and page tables reach
      *      the backend), the ops, finish (logits into ctx->logits) ------------------- */

@@ -252,12 +252,27 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
     return 0;
 }
 
+/* The logits buffer: in the backend's host memory where it has its own (pinned
+ * memory, which a GPU copies into several times faster than into pageable). */
+static float *logits_alloc(halo_context *ctx, size_t bytes) {
+    const halo_backend_ops *o = ctx->be.ops;
+    return o && o->host_alloc && o->host_free ? o->host_alloc(&ctx->be, bytes) : malloc(bytes);
+}
+
+static void logits_free(halo_context *ctx, float *p) {
+    const halo_backend_ops *o = ctx->be.ops;
+    if (!p) return;
+    if (o && o->host_alloc && o->host_free) o->host_free(&ctx->be, p);
+    else free(p);
+}
+
 void halo_context_free(halo_context *ctx) {
     if (!ctx) return;
     if (ctx->pool) halo_threadpool_free(ctx->pool);
     const uint32_t nl = ctx->hp->n_layer;
     halo_kv_cache *kv = &ctx->kv;
     halo_buffers *b = &ctx->buf;
+    logits_free(ctx, ctx->logits);
     if (ctx->be.ops) { /* the backend's buffers, then the backend */
         halo_backend *be = &ctx->be;
         for (uint32_t il = 0; il < nl && kv->k; il++) {
@@ -283,7 +298,7 @@ void halo_context_free(halo_context *ctx) {
     free(ctx->rs.slot);
     void *bufs[] = {b->router,   b->moe_ids,  b->moe_w,      b->moe_tok,    b->moe_count,
                     b->moe_x,    b->moe_y,    b->out_x,      b->inv_freq,   b->attn_scratch,
-                    b->attn_block, b->attn_nkv, b->attn_parts, ctx->logits, ctx->logits_row,
+                    b->attn_block, b->attn_nkv, b->attn_parts, ctx->logits_row,
                     ctx->b_pos,  ctx->b_seq,  ctx->b_out,    ctx->seq_len,  ctx->seq_count,
                     ctx->ub_perm, ctx->ub_seg_off, ctx->ub_seg_seq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -368,10 +383,12 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
         if (halo_mul_overflow((uint64_t)n_out * hp->n_vocab, sizeof(float), &bytes) ||
             bytes > SIZE_MAX)
             return halo_error_set(err, HALO_ERR_RANGE, "logits buffer too large");
-        float *nl = realloc(ctx->logits, (size_t)bytes);
+        /* a new buffer, not realloc: the logits of the last batch are not kept */
+        float *nl = logits_alloc(ctx, (size_t)bytes);
         if (!nl)
             return halo_error_set(err, HALO_ERR_NOMEM,
                                   "out of memory for the logits of %d tokens", n_out);
+        logits_free(ctx, ctx->logits);
         ctx->logits = nl;
         ctx->logits_cap = n_out;
     }

@@ -185,22 +185,41 @@ size_t halo_seq_state_size(const halo_context *ctx) {
     return (size_t)ctx->rs.n_slots * (ctx->rs.conv_floats + ctx->rs.ssm_floats) * sizeof(float);
 }
 
-int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_error *err) {
-    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+/* One sequence's recurrent state, layer after layer (conv then ssm), between the
+ * context's state and buf: through the host, or within the backend's memory. */
+typedef enum { STATE_TO_HOST, STATE_FROM_HOST, STATE_TO_BUF, STATE_FROM_BUF } state_dir;
+
+static void state_move(halo_context *ctx, int32_t seq, void *buf, state_dir dir) {
+    halo_backend *be = &ctx->be;
     char *o = buf;
+    const size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
-        size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
-        halo_backend *be = (halo_backend *)&ctx->be;
-        be->ops->to_host(be, o, halo_rs_conv((halo_context *)ctx, il, seq), cb);
-        be->ops->to_host(be, o + cb, halo_rs_ssm((halo_context *)ctx, il, seq), sb);
+        float *conv = halo_rs_conv(ctx, il, seq), *ssm = halo_rs_ssm(ctx, il, seq);
+        switch (dir) {
+        case STATE_TO_HOST:
+            be->ops->to_host(be, o, conv, cb);
+            be->ops->to_host(be, o + cb, ssm, sb);
+            break;
+        case STATE_FROM_HOST:
+            be->ops->to_backend(be, conv, o, cb);
+            be->ops->to_backend(be, ssm, o + cb, sb);
+            break;
+        case STATE_TO_BUF:
+            be->ops->copy(be, o, conv, cb);
+            be->ops->copy(be, o + cb, ssm, sb);
+            break;
+        case STATE_FROM_BUF:
+            be->ops->copy(be, conv, o, cb);
+            be->ops->copy(be, ssm, o + cb, sb);
+            break;
+        }
         o += cb + sb;
     }
-    return 0;
 }
 
-int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
-                        halo_error *err) {
+/* Before a load: the sequence keeps its cache's positions < n_pos. */
+static int state_rewind(halo_context *ctx, int32_t seq, int32_t n_pos, halo_error *err) {
     if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
     int32_t len = ctx->seq_len[seq];
     if (n_pos < 0 || n_pos > len)
@@ -210,13 +229,51 @@ int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t
                               seq, n_pos, len);
     if (has_kv(ctx)) seq_shrink(ctx, seq, pages_for(n_pos));
     ctx->seq_len[seq] = n_pos;
-    const char *in = buf;
-    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
-        if (ctx->rs.slot[il] < 0) continue;
-        size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
-        ctx->be.ops->to_backend(&ctx->be, halo_rs_conv(ctx, il, seq), in, cb);
-        ctx->be.ops->to_backend(&ctx->be, halo_rs_ssm(ctx, il, seq), in + cb, sb);
-        in += cb + sb;
-    }
     return 0;
+}
+
+int halo_seq_state_save(const halo_context *ctx, int32_t seq, void *buf, halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    state_move((halo_context *)ctx, seq, buf, STATE_TO_HOST);
+    return 0;
+}
+
+int halo_seq_state_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
+                        halo_error *err) {
+    int rc = state_rewind(ctx, seq, n_pos, err);
+    if (!rc) state_move(ctx, seq, (void *)buf, STATE_FROM_HOST);
+    return rc;
+}
+
+/* Checkpoint buffers in the backend's memory. On a GPU a buffer is taken only while
+ * STATE_RESERVE bytes stay free after it, so that checkpoints never starve the device
+ * of the memory its graphs and libraries allocate later. */
+#define STATE_RESERVE ((uint64_t)1 << 30)
+
+void *halo_state_buf_new(halo_context *ctx) {
+    const size_t bytes = halo_seq_state_size(ctx);
+    const halo_backend_ops *o = ctx->be.ops;
+    if (bytes == 0 || !o) return NULL;
+    if (o->mem_free) {
+        int64_t avail = o->mem_free(&ctx->be);
+        if (avail < 0 || (uint64_t)avail < bytes + STATE_RESERVE) return NULL;
+    }
+    return o->alloc(&ctx->be, bytes);
+}
+
+void halo_state_buf_free(halo_context *ctx, void *buf) {
+    if (buf && ctx->be.ops) ctx->be.ops->free(&ctx->be, buf);
+}
+
+int halo_seq_state_save_buf(halo_context *ctx, int32_t seq, void *buf, halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    state_move(ctx, seq, buf, STATE_TO_BUF);
+    return 0;
+}
+
+int halo_seq_state_load_buf(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
+                            halo_error *err) {
+    int rc = state_rewind(ctx, seq, n_pos, err);
+    if (!rc) state_move(ctx, seq, (void *)buf, STATE_FROM_BUF);
+    return rc;
 }

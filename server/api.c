@@ -663,6 +663,7 @@ static bool fields_known(const cJSON *o, halo_api_error *e) {
 int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sampler_params *sp,
                       int32_t n_vocab, srv_request *r, halo_api_error *e) {
     memset(r, 0, sizeof *r);
+    r->id_slot = -1;
     r->kind = kind;
     r->sp = *sp;
     r->sp.logit_bias = NULL;
@@ -731,6 +732,9 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
     if (!get_int(o, "max_completion_tokens", -1, 1 << 30, &v, e)) goto done;
     if (!get_int(o, "n_predict", -1, 1 << 30, &v, e)) goto done;
     r->max_tokens = (int32_t)v;
+    int64_t slot = -1;
+    if (!get_int(o, "id_slot", -1, 1 << 20, &slot, e)) goto done;
+    r->id_slot = (int32_t)slot;
     int64_t n = 1;
     if (!get_int(o, "n", 1, 1, &n, e)) goto done;
     halo_sampler_params *s = &r->sp;

@@ -375,6 +375,54 @@ static enum MHD_Result do_props(halo_server *s, struct MHD_Connection *c) {
     return reply_json(c, 200, r);
 }
 
+/* GET /slots (llama-server's): every slot, busy or not, with its cache; with
+ * ?fail_on_no_slot=1 a 503 when none is free */
+static enum MHD_Result do_slots(halo_server *s, struct MHD_Connection *c) {
+    char *t = srv_slots_json(s);
+    if (!t) return fail(c, 500, NULL, "out of memory");
+    const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_on_no_slot");
+    if (f && strcmp(f, "0") && strcmp(f, "false")) {
+        cJSON *a = cJSON_Parse(t);
+        bool any = false;
+        const cJSON *o;
+        cJSON_ArrayForEach(o, a) any |= cJSON_IsFalse(cJSON_GetObjectItem(o, "is_processing"));
+        cJSON_Delete(a);
+        if (!any) {
+            free(t);
+            return fail(c, 503, NULL, "no slot available");
+        }
+    }
+    enum MHD_Result r = reply(c, 200, "application/json", t, strlen(t));
+    free(t);
+    return r;
+}
+
+/* POST /slots/{id}?action=erase: forget an idle slot's cache (llama-server's; its save and
+ * restore actions write files under --slot-save-path, which halo does not take) */
+static enum MHD_Result do_slot_action(halo_server *s, struct MHD_Connection *c, const char *id) {
+    char *end;
+    long k = strtol(id, &end, 10);
+    if (end == id || *end || k < 0 || k >= (long)s->n_slots) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no slot '%.20s' (the server has %u)", id, s->n_slots);
+        return fail(c, 404, NULL, msg);
+    }
+    const char *action = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "action");
+    if (!action) return fail(c, 400, "action", "give ?action=erase");
+    if (strcmp(action, "erase"))
+        return fail(c, 400, "action",
+                    !strcmp(action, "save") || !strcmp(action, "restore")
+                        ? "slot save and restore (llama-server's --slot-save-path) are not "
+                          "supported: halo keeps slot caches in memory; use action=erase"
+                        : "unknown action: use action=erase");
+    int64_t n = srv_slot_erase(s, (uint32_t)k);
+    if (n < 0) return fail(c, 409, NULL, "the slot is processing a request; erase it when idle");
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "id_slot", (double)k);
+    cJSON_AddNumberToObject(r, "n_erased", (double)n);
+    return reply_json(c, 200, r);
+}
+
 /* POST /apply-template (llama-server's): a chat request's prompt as the template renders it */
 static enum MHD_Result do_apply_template(halo_server *s, struct MHD_Connection *c,
                                          const conn_state *cs) {
@@ -515,6 +563,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 7: return do_apply_template(s, c, cs);
         default: return do_generate(s, c, SRV_NATIVE, cs);
         }
+    }
+    if (!strcmp(url, "/slots")) {
+        if (!get) return fail(c, 405, NULL, "use GET for /slots");
+        return do_slots(s, c);
+    }
+    if (!strncmp(url, "/slots/", 7)) {
+        if (!post) return fail(c, 405, NULL, "use POST for /slots/{id}?action=erase");
+        return do_slot_action(s, c, url + 7);
     }
     const char *mid = !strncmp(url, "/v1/models/", 11) ? url + 11
                       : !strncmp(url, "/models/", 8)  ? url + 8

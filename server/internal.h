@@ -39,6 +39,7 @@ typedef struct srv_request {
      * completions' legacy `logprobs` N (0..5: the top N too); -1: none asked for */
     int32_t logprobs;
     int32_t max_tokens; /* -1: not given */
+    int32_t id_slot;    /* llama-server's field: the slot to run in (its cache); -1: any */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */
     int32_t n_bias;
@@ -98,10 +99,20 @@ void srv_job_unref(srv_job *j);
 typedef struct srv_ckpt {
     int32_t pos;
     void *data;
-    uint64_t used; /* LRU stamp */
+    bool in_backend; /* data is a halo_state_buf_new buffer (GPU memory), else host memory */
+    uint64_t used;   /* LRU stamp */
 } srv_ckpt;
 
+#define SRV_SPARE_STATE_BUFS 4 /* backend checkpoint buffers kept for reuse, not freed */
+
 typedef struct srv_slot srv_slot; /* sched.c */
+
+typedef struct srv_slot_info {
+    bool busy;
+    char task[40];     /* the job's id while busy */
+    uint64_t n_tokens; /* positions its sequence holds (its prompt cache) */
+    int32_t n_gen, max_gen, n_ckpt;
+} srv_slot_info;
 
 /* grammars' vocabularies (sched.c), built on first use: [0] plain text, [1] with output
  * tags (chat) */
@@ -111,6 +122,11 @@ typedef struct srv_metrics {
     uint64_t requests, errors, cancelled, rejected;
     uint64_t prompt_tokens, cached_tokens, gen_tokens;
     double prompt_seconds, gen_seconds;
+    /* the scheduler's steps: one halo_decode each, and where their time goes */
+    uint64_t steps, step_tokens;
+    double step_decode_seconds, step_sample_seconds, step_seconds;
+    uint64_t ckpt_saves;
+    double ckpt_seconds; /* saving checkpoints (copying recurrent state to host memory) */
 } srv_metrics;
 
 struct halo_server {
@@ -136,7 +152,17 @@ struct halo_server {
     bool stopping;
     srv_slot *slots;
     int32_t n_busy;
+    /* sampling after a step: the slots to sample, and threads for them when the model
+     * is on a GPU (the CPU is free then; NULL: one thread) */
+    srv_slot **to_sample;
+    struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
+    /* what GET /slots shows: the scheduler's copy of each slot after every step (under
+     * mu), and the slots POST /slots/{id}?action=erase asked to forget */
+    srv_slot_info *slot_info;
+    bool *erase, erase_pending;
+    void *spare_bufs[SRV_SPARE_STATE_BUFS]; /* freed backend checkpoint buffers */
+    int n_spare_bufs;
     srv_metrics m;
     halo_grammar_vocab *gvocab[SRV_GRAMMAR_VOCABS];
 
@@ -146,6 +172,10 @@ struct halo_server {
 
 /* sched.c */
 int srv_sched_init(halo_server *s, halo_error *err);
+/* GET /slots: a JSON array of the slots (llama-server's shape, what halo knows) */
+char *srv_slots_json(halo_server *s);
+/* POST /slots/{id}?action=erase: forget an idle slot's cache; its cached tokens, or -1 (busy) */
+int64_t srv_slot_erase(halo_server *s, uint32_t id);
 void srv_sched_free(halo_server *s);
 /* Tokenize the request's prompt (chat: through the template). 0 or -1 with e. */
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e);

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "format/gguf.h"
+#include "kernels/kernels.h"
 #include "server/internal.h"
 #include "util/util.h"
 
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A generated token's log-probability and its top alternatives (log-softmax of the
  * model's logits, before temperature and penalties: what the model assigned). */
@@ -64,6 +66,8 @@ struct srv_slot {
     srv_buf hold; /* text held back while it may start a stop string */
     srv_buf text; /* /v1/completions: the whole text */
     int32_t batch_index; /* of its logits in the current batch, -1: none */
+    const float *step_logits; /* after a step: its logits row, and the token sampled */
+    int32_t step_token;
     double t_start, t_first;
     /* log-probabilities of the generated tokens (req.logprobs >= 0): all of them, and how
      * many a stream has sent */
@@ -386,6 +390,11 @@ int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *l
 
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_request *r = &j->req;
+    if (r->id_slot >= (int32_t)s->n_slots) {
+        srv_error(e, 400, "id_slot", "'id_slot' %d: the server has %u slots (0 to %u; -1: any)",
+                  r->id_slot, s->n_slots, s->n_slots - 1);
+        return -1;
+    }
     random_id(j->id, sizeof j->id, r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
@@ -485,8 +494,26 @@ void srv_wake(halo_server *s) {
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
+/* Checkpoint memory: GPU memory where the backend has it (a device copy each way, in
+ * the decode stream), else host memory; freed backend buffers are kept for the next
+ * checkpoint (allocating and freeing GPU memory waits for the device). */
+static void *ckpt_alloc(halo_server *s, bool *in_backend) {
+    *in_backend = true;
+    if (s->n_spare_bufs > 0) return s->spare_bufs[--s->n_spare_bufs];
+    void *p = halo_state_buf_new(s->ctx);
+    if (p) return p;
+    *in_backend = false;
+    return malloc(s->state_size);
+}
+
+static void ckpt_release(halo_server *s, void *data, bool in_backend) {
+    if (!in_backend) free(data);
+    else if (s->n_spare_bufs < SRV_SPARE_STATE_BUFS) s->spare_bufs[s->n_spare_bufs++] = data;
+    else halo_state_buf_free(s->ctx, data);
+}
+
 static void ckpt_drop(halo_server *s, srv_slot *sl, int i) {
-    free(sl->ckpts[i].data);
+    ckpt_release(s, sl->ckpts[i].data, sl->ckpts[i].in_backend);
     s->ckpt_bytes -= s->state_size;
     sl->ckpts[i] = sl->ckpts[--sl->n_ckpt];
 }
@@ -527,13 +554,22 @@ static void ckpt_save(halo_server *s, srv_slot *sl) {
         sl->ckpts = c;
         sl->cap_ckpt = cap;
     }
-    void *data = malloc(s->state_size);
+    double t0 = halo_time_seconds();
+    bool in_backend;
+    void *data = ckpt_alloc(s, &in_backend);
     halo_error err = {0};
-    if (!data || halo_seq_state_save(s->ctx, sl->id, data, &err)) {
-        free(data);
+    if (!data) return;
+    if (in_backend ? halo_seq_state_save_buf(s->ctx, sl->id, data, &err)
+                   : halo_seq_state_save(s->ctx, sl->id, data, &err)) {
+        ckpt_release(s, data, in_backend);
         return;
     }
-    sl->ckpts[sl->n_ckpt++] = (srv_ckpt){pos, data, ++s->ckpt_clock};
+    double dt = halo_time_seconds() - t0;
+    pthread_mutex_lock(&s->mu);
+    s->m.ckpt_saves++;
+    s->m.ckpt_seconds += dt;
+    pthread_mutex_unlock(&s->mu);
+    sl->ckpts[sl->n_ckpt++] = (srv_ckpt){pos, data, in_backend, ++s->ckpt_clock};
     s->ckpt_bytes += s->state_size;
 }
 
@@ -594,7 +630,10 @@ static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep
     }
     if (ck) {
         ck->used = ++s->ckpt_clock;
-        if (halo_seq_state_load(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err)) return -1;
+        if (ck->in_backend
+                ? halo_seq_state_load_buf(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err)
+                : halo_seq_state_load(s->ctx, sl->id, ck->data, (int32_t)n_keep, &err))
+            return -1;
     } else if (n_keep < sl->n_tokens) {
         if (halo_seq_truncate(s->ctx, sl->id, (int32_t)n_keep, &err)) return -1;
     }
@@ -670,7 +709,13 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         }
         if (keep > src_keep) src = sl, src_keep = keep, src_ck = ck;
     }
-    if (!best) {
+    if (j->req.id_slot >= 0) { /* the slot asked for (admit waited for it to be free) */
+        srv_slot *want = &s->slots[j->req.id_slot];
+        srv_ckpt *ck = NULL;
+        size_t keep = want->n_tokens ? reuse_point(s, want, j->prompt, j->n_prompt, &ck) : 0;
+        best = lru = want, best_keep = keep, best_ck = keep ? ck : NULL;
+    }
+    if (!best || best->job) {
         srv_error(e, 503, NULL, "no free slot");
         return -1;
     }
@@ -680,7 +725,8 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     if (!j->req.cache_prompt)
         src = NULL, src_keep = 0;
     if (!j->req.cache_prompt || best_keep == 0 ||
-        (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt) {
+        (j->req.id_slot < 0 &&
+         (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt)) {
         sl = lru;
         best_keep = 0;
         best_ck = NULL;
@@ -1116,11 +1162,16 @@ static bool is_ckpt_pos(const halo_server *s, size_t pos, size_t n) {
 static void admit(halo_server *s) {
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        srv_job *j = NULL;
-        if (s->queue_head && s->n_busy < (int32_t)s->n_slots) {
-            j = s->queue_head;
-            s->queue_head = j->next;
-            if (!s->queue_head) s->queue_tail = NULL;
+        srv_job *j = NULL, *prev = NULL;
+        /* the first job in the queue that can start: any free slot, or the free slot it
+         * asked for (id_slot); a job waiting for a busy slot lets the others pass */
+        if (s->n_busy < (int32_t)s->n_slots)
+            for (j = s->queue_head; j; prev = j, j = j->next)
+                if (j->req.id_slot < 0 || !s->slots[j->req.id_slot].job) break;
+        if (j) {
+            if (prev) prev->next = j->next;
+            else s->queue_head = j->next;
+            if (s->queue_tail == j) s->queue_tail = prev;
             s->n_queued--;
         }
         pthread_mutex_unlock(&s->mu);
@@ -1183,6 +1234,31 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
     *rr = (*rr + 1) % s->n_slots;
 }
 
+static void sample_task(void *arg, int ith, int nth) {
+    halo_server *s = arg;
+    for (uint32_t i = (uint32_t)ith; i < s->n_slots && s->to_sample[i]; i += (uint32_t)nth) {
+        srv_slot *sl = s->to_sample[i];
+        sl->step_token = halo_sampler_sample(sl->smp, sl->step_logits);
+    }
+}
+
+/* The next token of every slot that has logits in this step: each slot's sampler is
+ * its own, so they run in parallel (64 slots x a 248 k vocabulary is ~13 ms on one
+ * thread). Forced tokens are not sampled. */
+static void sample_slots(halo_server *s) {
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        sl->step_logits = NULL;
+        if (!sl->job || sl->batch_index < 0 || sl->i_forced < sl->n_forced) continue;
+        sl->step_logits = halo_get_logits(s->ctx, sl->batch_index);
+        if (sl->step_logits) s->to_sample[n++] = sl;
+    }
+    if (n < s->n_slots) s->to_sample[n] = NULL;
+    if (n > 1 && s->sample_pool) halo_threadpool_run(s->sample_pool, sample_task, s);
+    else if (n > 0) sample_task(s, 0, 1);
+}
+
 /* After a decode: record the tokens each slot now holds, checkpoints, sampling. */
 static void after_decode(halo_server *s, batch_buf *b) {
     for (int32_t i = 0; i < b->n; i++) {
@@ -1195,6 +1271,7 @@ static void after_decode(halo_server *s, batch_buf *b) {
             if (is_ckpt_pos(s, sl->n_tokens, sl->job->n_prompt)) ckpt_save(s, sl);
         }
     }
+    sample_slots(s);
     for (uint32_t k = 0; k < s->n_slots; k++) {
         srv_slot *sl = &s->slots[k];
         if (!sl->job || sl->batch_index < 0) continue;
@@ -1203,14 +1280,14 @@ static void after_decode(halo_server *s, batch_buf *b) {
         if (sl->i_forced < sl->n_forced) {
             tok = sl->forced[sl->i_forced++];
         } else {
-            logits = halo_get_logits(s->ctx, sl->batch_index);
+            logits = sl->step_logits;
             if (!logits) {
                 halo_api_error e;
                 srv_error(&e, 500, NULL, "the engine gave no logits");
                 abort_slot(s, sl, &e);
                 continue;
             }
-            tok = halo_sampler_sample(sl->smp, logits);
+            tok = sl->step_token;
         }
         on_token(s, sl, tok, logits);
     }
@@ -1238,6 +1315,72 @@ static void relieve_kv(halo_server *s) {
     }
 }
 
+/* The slots as GET /slots shows them; called with mu held. */
+static void publish_slots(halo_server *s) {
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        const srv_slot *sl = &s->slots[k];
+        srv_slot_info *in = &s->slot_info[k];
+        in->busy = sl->job != NULL;
+        snprintf(in->task, sizeof in->task, "%s", sl->job ? sl->job->id : "");
+        in->n_tokens = sl->n_tokens;
+        in->n_gen = sl->job ? sl->n_gen : 0;
+        in->max_gen = sl->job ? sl->max_gen : 0;
+        in->n_ckpt = sl->n_ckpt;
+    }
+}
+
+/* The erasures POST /slots/{id}?action=erase asked for, on idle slots. */
+static void erase_slots(halo_server *s) {
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        pthread_mutex_lock(&s->mu);
+        bool want = s->erase[k];
+        s->erase[k] = false;
+        pthread_mutex_unlock(&s->mu);
+        if (want && !s->slots[k].job) slot_forget(s, &s->slots[k]);
+    }
+}
+
+int64_t srv_slot_erase(halo_server *s, uint32_t id) {
+    pthread_mutex_lock(&s->mu);
+    int64_t n = -1;
+    if (!s->slot_info[id].busy) {
+        n = (int64_t)s->slot_info[id].n_tokens;
+        s->slot_info[id].n_tokens = 0;
+        s->erase[id] = s->erase_pending = true;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+char *srv_slots_json(halo_server *s) {
+    cJSON *a = cJSON_CreateArray();
+    if (!a) return NULL;
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        const srv_slot_info *in = &s->slot_info[k];
+        cJSON *o = cJSON_CreateObject();
+        if (!o) break;
+        cJSON_AddItemToArray(a, o);
+        cJSON_AddNumberToObject(o, "id", k);
+        cJSON_AddNumberToObject(o, "n_ctx", s->n_ctx_slot);
+        cJSON_AddBoolToObject(o, "is_processing", in->busy);
+        if (in->busy) cJSON_AddStringToObject(o, "id_task", in->task);
+        cJSON_AddNumberToObject(o, "n_tokens", (double)in->n_tokens);
+        cJSON_AddNumberToObject(o, "n_checkpoints", in->n_ckpt);
+        cJSON *nt = cJSON_AddObjectToObject(o, "next_token");
+        if (nt) {
+            cJSON_AddBoolToObject(nt, "has_next_token", in->busy);
+            cJSON_AddNumberToObject(nt, "n_remain", in->busy ? in->max_gen - in->n_gen : -1);
+            cJSON_AddNumberToObject(nt, "n_decoded", in->n_gen);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    char *t = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return t;
+}
+
 static void *sched_main(void *arg) {
     halo_server *s = arg;
     uint32_t nb = halo_context_n_batch(s->ctx);
@@ -1250,20 +1393,27 @@ static void *sched_main(void *arg) {
     uint32_t rr = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && !s->queue_head && s->n_busy == 0) pthread_cond_wait(&s->cv, &s->mu);
-        bool stop = s->stopping;
+        publish_slots(s);
+        while (!s->stopping && !s->queue_head && s->n_busy == 0 && !s->erase_pending)
+            pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stopping, erase = s->erase_pending;
+        s->erase_pending = false;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
+        if (erase) erase_slots(s);
         admit(s);
         for (uint32_t k = 0; k < s->n_slots; k++)
             if (s->slots[k].job && atomic_load(&s->slots[k].job->cancelled))
                 abort_slot(s, &s->slots[k], NULL);
         if (s->n_busy == 0) continue;
+        double t0 = halo_time_seconds();
         build_batch(s, &b, &rr);
         if (b.n == 0) continue;
         halo_batch batch = {b.n, b.tok, b.pos, b.seq, b.logits};
         halo_error err = {0};
+        double t1 = halo_time_seconds();
         int rc = halo_decode(s->ctx, &batch, &err);
+        double t2 = halo_time_seconds();
         if (rc == HALO_ERR_RANGE) {
             relieve_kv(s);
             continue;
@@ -1280,6 +1430,15 @@ static void *sched_main(void *arg) {
             continue;
         }
         after_decode(s, &b);
+        double t3 = halo_time_seconds();
+        pthread_mutex_lock(&s->mu);
+        publish_slots(s);
+        s->m.steps++;
+        s->m.step_tokens += (uint64_t)b.n;
+        s->m.step_decode_seconds += t2 - t1;
+        s->m.step_sample_seconds += t3 - t2;
+        s->m.step_seconds += t3 - t0;
+        pthread_mutex_unlock(&s->mu);
     }
     /* shutting down: end what runs and what waits */
     halo_api_error e;
@@ -1356,6 +1515,19 @@ int srv_sched_init(halo_server *s, halo_error *err) {
         s->slots[k].id = (int32_t)k;
         s->slots[k].server = s;
     }
+    if (!(s->to_sample = calloc(s->n_slots, sizeof *s->to_sample)) ||
+        !(s->slot_info = calloc(s->n_slots, sizeof *s->slot_info)) ||
+        !(s->erase = calloc(s->n_slots, sizeof *s->erase)))
+        return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    /* on a GPU the cores wait for it during a step, so the slots sample in parallel
+     * after it; on the CPU the decode's own threads would meet spinning ones */
+    if (s->p.load.n_gpu_layers != 0 && s->n_slots > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int nt = (int)(cores < 1 ? 1 : cores > 16 ? 16 : cores);
+        if ((uint32_t)nt > s->n_slots) nt = (int)s->n_slots;
+        if (nt > 1 && !(s->sample_pool = halo_threadpool_new(nt)))
+            return halo_error_set(err, HALO_ERR_NOMEM, "cannot start %d sampling threads", nt);
+    }
     if (pthread_create(&s->thread, NULL, sched_main, s))
         return halo_error_set(err, HALO_ERR_NOMEM, "cannot start the scheduler thread");
     return 0;
@@ -1373,6 +1545,11 @@ void srv_sched_free(halo_server *s) {
     }
     for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++)
         halo_grammar_vocab_free(s->gvocab[k]);
+    while (s->n_spare_bufs > 0) halo_state_buf_free(s->ctx, s->spare_bufs[--s->n_spare_bufs]);
+    if (s->sample_pool) halo_threadpool_free(s->sample_pool);
+    free(s->to_sample);
+    free(s->slot_info);
+    free(s->erase);
     if (s->ctx) halo_context_free(s->ctx);
     if (s->tmpl) halo_template_free(s->tmpl);
     if (s->model) halo_model_free(s->model);
@@ -1423,6 +1600,22 @@ char *srv_metrics_text(halo_server *s) {
                                 : 0.0);
     METRIC("predicted_tokens_per_second", "gauge", "Average generation speed of a request.",
            "%.3f", m.gen_seconds > 0 ? (double)m.gen_tokens / m.gen_seconds : 0.0);
+    METRIC("steps_total", "counter", "Scheduler steps (one forward pass over all busy slots each).",
+           "%llu", (unsigned long long)m.steps);
+    METRIC("step_tokens_total", "counter", "Tokens of all steps (prompt and generated).", "%llu",
+           (unsigned long long)m.step_tokens);
+    METRIC("step_seconds_total", "counter", "Time in steps: batching, forward passes, sampling.",
+           "%.6f", m.step_seconds);
+    METRIC("step_decode_seconds_total", "counter", "Time in the steps' forward passes.", "%.6f",
+           m.step_decode_seconds);
+    METRIC("step_sample_seconds_total", "counter",
+           "Time after the steps' forward passes: sampling, detokenizing, replies.", "%.6f",
+           m.step_sample_seconds);
+    METRIC("prompt_cache_checkpoint_saves_total", "counter", "Recurrent-state checkpoints saved.",
+           "%llu", (unsigned long long)m.ckpt_saves);
+    METRIC("prompt_cache_checkpoint_seconds_total", "counter",
+           "Time saving recurrent-state checkpoints (in the steps' sampling time).", "%.6f",
+           m.ckpt_seconds);
     METRIC("slots_busy", "gauge", "Slots generating or reading a prompt.", "%d", busy);
     METRIC("slots_total", "gauge", "Parallel slots (-np).", "%u", s->n_slots);
     METRIC("requests_queued", "gauge", "Requests waiting for a slot.", "%d", queued);
@@ -1430,7 +1623,7 @@ char *srv_metrics_text(halo_server *s) {
            "counted per slot).", "%llu", (unsigned long long)kv);
     METRIC("kv_cache_usage_ratio", "gauge", "kv_cache_tokens over the context size.", "%.6f",
            s->n_ctx ? (double)kv / s->n_ctx : 0.0);
-    METRIC("prompt_cache_checkpoint_bytes", "gauge", "Host memory of recurrent-state checkpoints.",
+    METRIC("prompt_cache_checkpoint_bytes", "gauge", "Memory of recurrent-state checkpoints (GPU memory with -ngl while it lasts).",
            "%llu", (unsigned long long)ckb);
 #undef METRIC
     if (b.failed) {

@@ -198,6 +198,7 @@ typedef struct graph_entry {
 } graph_entry;
 
 #define GRAPH_CACHE 24
+#define BLAS_WORKSPACE (32u << 20) /* cuBLAS's scratch on Hopper, as its guide advises */
 #define GRAPH_MAX_TOKENS 64 /* ubatches up to this size are captured (decode steps) */
 
 typedef struct cuda_state {
@@ -230,6 +231,9 @@ typedef struct cuda_state {
     int32_t out_first, out_n; /* rows of ctx->logits the ubatch fills */
     /* attention's bound on positions: ub->max_pos rounded up (a graph's shape) */
     int32_t attn_max_pos;
+    int device;
+    halo_cuda_blas *blas; /* NULL: no cuBLAS */
+    void *blas_ws;
     /* CUDA graphs of small ubatches (decode steps), by shape */
     bool graphs;    /* capture and replay (HALO_CUDA_GRAPHS=0 turns it off) */
     bool capturing; /* the ops of this ubatch are being recorded */
@@ -272,11 +276,26 @@ static void cu_to_host(halo_backend *be, void *dst, const void *src, size_t byte
         s->error = 1;
 }
 
+static void *cu_host_alloc(halo_backend *be, size_t bytes) {
+    (void)be;
+    return halo_cuda_host_alloc(bytes);
+}
+
+static void cu_host_free(halo_backend *be, void *p) {
+    (void)be;
+    halo_cuda_host_free(p);
+}
+
 static void cu_to_backend(halo_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_state *s = be->impl;
     /* synchronous: the caller may reuse its buffer at once */
     if (halo_cuda_memcpy(s->stream, dst, src, bytes) || halo_cuda_stream_sync(s->stream))
         s->error = 1;
+}
+
+static int64_t cu_mem_free(halo_backend *be) {
+    cuda_state *s = be->impl;
+    return halo_cuda_mem_free(s->device);
 }
 
 static void cu_copy(halo_backend *be, void *dst, const void *src, size_t bytes) {
@@ -305,6 +324,8 @@ static void cu_release(halo_backend *be) {
     free(s->h_count);
     free(s->h_mm);
     halo_cuda_event_free(s->ev_routed);
+    halo_cuda_blas_free(s->blas);
+    halo_cuda_free(s->blas_ws);
     halo_cuda_stream_free(s->stream);
     free(s);
     be->impl = NULL;
@@ -496,8 +517,15 @@ static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, c
             return;
         }
     }
-    check(ctx, halo_cuda_matmul(st(ctx)->stream, w->type, wdev(w, expert), w->row_stride,
-                                w->n_rows, w->n_cols, x, n, y));
+    cuda_state *s = st(ctx);
+    /* f32 weights (MoE routers) times a prompt's tokens: cuBLAS, where it was found
+     * (outside graph captures: prompts are never captured) */
+    if (w->type == HALO_TYPE_F32 && s->blas && !s->capturing &&
+        halo_cuda_blas_matmul_f32(s->blas, wdev(w, expert), w->row_stride, w->n_rows, w->n_cols,
+                                  x, n, y) == 0)
+        return;
+    check(ctx, halo_cuda_matmul(s->stream, w->type, wdev(w, expert), w->row_stride, w->n_rows,
+                                w->n_cols, x, n, y));
 }
 
 /* One-token products in as few launches as the types allow; pairs (2i, 2i + 1),
@@ -866,6 +894,9 @@ const halo_backend_ops halo_backend_cuda_ops = {
     .copy = cu_copy,
     .zero = cu_zero,
     .release = cu_release,
+    .host_alloc = cu_host_alloc,
+    .host_free = cu_host_free,
+    .mem_free = cu_mem_free,
     .begin = cu_begin,
     .finish = cu_finish,
     .embed = cu_embed,
@@ -914,8 +945,14 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
     const char *gr = getenv("HALO_CUDA_GRAPHS"), *fn = getenv("HALO_CUDA_FUSED_NORM");
     s->graphs = !(gr && !strcmp(gr, "0"));
     s->unfused_norm = fn && !strcmp(fn, "0");
+    s->device = m->gpu->device;
     if (halo_cuda_set_device(m->gpu->device) || !(s->stream = halo_cuda_stream_new()))
         return halo_error_set(err, HALO_ERR_IO, "CUDA: %s", halo_cuda_last_error());
+    if ((s->blas_ws = halo_cuda_malloc(BLAS_WORKSPACE)) &&
+        !(s->blas = halo_cuda_blas_new(s->stream, s->blas_ws, BLAS_WORKSPACE))) {
+        halo_cuda_free(s->blas_ws); /* no cuBLAS: halo's own f32 kernel */
+        s->blas_ws = NULL;
+    }
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
     const uint64_t n_pages = (uint64_t)((ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE);
     /* the ubatch's metadata: token, pos, seq, perm, seg_off, seg_seq, out_idx, page tables */

@@ -32,6 +32,8 @@ extern "C" {
 int halo_cuda_device_count(void);
 /* "NVIDIA H200" and its memory, into name (size n); -1 if no such device. */
 int halo_cuda_device_info(int dev, char *name, size_t n, size_t *total_bytes, size_t *free_bytes);
+/* Free bytes of device dev's memory (and makes dev current); -1 on failure. */
+int64_t halo_cuda_mem_free(int dev);
 /* Make dev current for the calling thread. */
 int halo_cuda_set_device(int dev);
 /* cudaMalloc / cudaFree; NULL on failure. Memory is zeroed. */
@@ -43,6 +45,15 @@ void halo_cuda_host_free(void *p);
 void *halo_cuda_stream_new(void);
 void halo_cuda_stream_free(void *stream);
 int halo_cuda_stream_sync(void *stream);
+/* cuBLAS loaded at run time (kernels/cuda/blas.c) for f32 weights times many tokens:
+ * NULL where the library is absent or HALO_CUDA_BLAS=0. Products run on `stream` with
+ * `workspace` (device memory, ws_bytes) as cuBLAS's scratch, in f32 (no TF32). */
+typedef struct halo_cuda_blas halo_cuda_blas;
+halo_cuda_blas *halo_cuda_blas_new(void *stream, void *workspace, size_t ws_bytes);
+void halo_cuda_blas_free(halo_cuda_blas *b);
+/* y[t * n_rows + r] = sum_c w[r][c] x[t * n_cols + c] (as halo_cuda_matmul for f32); 0 or -1 */
+int halo_cuda_blas_matmul_f32(halo_cuda_blas *b, const float *w, size_t row_stride, int64_t n_rows,
+                              int64_t n_cols, const float *x, int64_t n_tokens, float *y);
 /* Events: record marks the point of the stream's work so far; sync waits (host) until
  * the stream has reached it, not for what was enqueued after. */
 void *halo_cuda_event_new(void);

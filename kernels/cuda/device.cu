@@ -28,6 +28,12 @@ extern "C" int halo_cuda_device_count(void) {
     return n;
 }
 
+extern "C" int64_t halo_cuda_mem_free(int dev) {
+    size_t fr = 0, tot = 0;
+    if (cudaSetDevice(dev) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) return -1;
+    return (int64_t)fr;
+}
+
 extern "C" int halo_cuda_device_info(int dev, char *name, size_t n, size_t *total_bytes,
                                      size_t *free_bytes) {
     cudaDeviceProp p;

@@ -212,6 +212,22 @@ static void test_model(fixture *f, bool quick) {
         e = rel_rms(alt, f32, (size_t)n0 * nv);
         printf("%s: continued after a state checkpoint restore: %.3e (limit 1e-4)\n", f->name, e);
         CHECK_MSG(e <= 1e-4, "%s: checkpoint %.3g", f->name, e);
+        /* the same through a buffer in the backend's memory */
+        void *dev = halo_state_buf_new(ctx);
+        CHECK(dev != NULL);
+        CHECK_MSG(halo_seq_state_load(ctx, 0, state, half, &err) == 0, "%s", err.msg);
+        CHECK_MSG(halo_seq_state_save_buf(ctx, 0, dev, &err) == 0, "%s", err.msg);
+        CHECK(feed(ctx, f->seq[1].tokens, 9, 0, half, 9, nv, alt + (size_t)half * nv));
+        CHECK_MSG(halo_seq_state_load_buf(ctx, 0, dev, half, &err) == 0, "%s", err.msg);
+        CHECK(halo_seq_length(ctx, 0) == half);
+        CHECK(halo_seq_state_load_buf(ctx, 0, dev, half + 1, &err) == HALO_ERR_ARG);
+        CHECK(feed(ctx, f->seq[0].tokens + half, n0 - half, 0, half, n0 - half, nv,
+                   alt + (size_t)half * nv));
+        e = rel_rms(alt, f32, (size_t)n0 * nv);
+        printf("%s: continued after a backend-buffer checkpoint restore: %.3e (limit 1e-4)\n",
+               f->name, e);
+        CHECK_MSG(e <= 1e-4, "%s: backend checkpoint %.3g", f->name, e);
+        halo_state_buf_free(ctx, dev);
         /* a hybrid cannot roll back by truncation */
         CHECK(halo_seq_truncate(ctx, 0, 3, &err) == HALO_ERR_UNSUPPORTED);
         free(state);

@@ -46,6 +46,15 @@ http GET /props "" "${A[@]}"; expect 200 '"total_slots":' '"default_generation_s
 http POST /apply-template "{$USER_MSG}" "${A[@]}"; expect 200 '"prompt":"' 'Say hello'
 http POST /apply-template '{"messages":3}' "${A[@]}"; expect 400 '"param":"messages"'
 http GET /models "" "${A[@]}"; expect 200 '"object":"model"'
+# llama-server's /slots and id_slot: a request pinned to slot 1 leaves its cache there
+http GET /slots "" "${A[@]}"; expect 200 '"id":0,' '"id":1,' '"is_processing":false'
+http POST /completion '{"prompt":"Hello there","n_predict":3,"id_slot":1}' "${A[@]}"; expect 200 '"id_slot":1'
+http GET /slots "" "${A[@]}"; expect 200 '"id":1,"n_ctx":1024,"is_processing":false,"n_tokens":'
+http POST /completion '{"prompt":"x","id_slot":2}' "${A[@]}"; expect 400 '"param":"id_slot"'
+http POST '/slots/1?action=erase' "" "${A[@]}"; expect 200 '"id_slot":1' '"n_erased":'
+http POST '/slots/1?action=save' "" "${A[@]}"; expect 400 '"param":"action"'
+http POST '/slots/7?action=erase' "" "${A[@]}"; expect 404 'no slot'
+http POST /slots "" "${A[@]}"; expect 405
 
 # chat, not streamed
 http POST /v1/chat/completions "{$USER_MSG,\"max_tokens\":4,\"temperature\":0}" "${A[@]}"
