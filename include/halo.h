@@ -316,13 +316,13 @@ bool halo_grammar_matcher_dead(const halo_grammar_matcher *m);
 
 /* JSON schema -> GBNF (runtime/json_schema.c). Objects (properties, required,
  * additionalProperties), arrays (items, prefixItems, minItems, maxItems), strings
- * (minLength, maxLength; format date, time, date-time, uuid), number, integer, boolean,
- * null, enum, const, anyOf/oneOf, type lists,
- * $ref into #/$defs or #/definitions (recursion allowed); annotations (title,
- * description, default, examples, $schema, $id, $comment) are ignored. Declared
+ * (minLength, maxLength; format date, time, date-time, uuid), number, integer (minimum,
+ * maximum, exclusiveMinimum, exclusiveMaximum), boolean, null, enum, const, anyOf/oneOf,
+ * type lists, $ref into #/$defs or #/definitions (recursion allowed); annotations
+ * (title, description, default, examples, $schema, $id, $comment) are ignored. Declared
  * properties come in their order, optional ones may be left out; an object with
  * properties generates no others unless additionalProperties says so. Anything else
- * (pattern, minimum, other formats, ...) is refused with HALO_ERR_UNSUPPORTED listing the
+ * (pattern, bounds on non-integer numbers, other formats, ...) is refused with HALO_ERR_UNSUPPORTED listing the
  * keywords and where they are. *out: malloc'd GBNF with start rule "root". */
 struct cJSON;
 int halo_json_schema_to_gbnf(const struct cJSON *schema, char **out, halo_error *err);

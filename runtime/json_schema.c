@@ -16,6 +16,7 @@
 #include "halo.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,25 @@ static bool is_known_keyword(const char *k) {
     return false;
 }
 
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum: enforced on integers (bounds up
+ * to 10^15), not on other numbers */
+#define MAX_BOUND 1e15
+
+static bool is_bound_keyword(const char *k) {
+    return !strcmp(k, "minimum") || !strcmp(k, "maximum") || !strcmp(k, "exclusiveMinimum") ||
+           !strcmp(k, "exclusiveMaximum");
+}
+
+static bool is_integer_schema(const cJSON *s) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    return cJSON_IsString(t) && !strcmp(t->valuestring, "integer");
+}
+
+static bool bound_supported(const cJSON *s, const cJSON *k) {
+    return is_bound_keyword(k->string) && is_integer_schema(s) && cJSON_IsNumber(k) &&
+           k->valuedouble >= -MAX_BOUND && k->valuedouble <= MAX_BOUND;
+}
+
 static void collect_unsupported(const cJSON *s, const char *path, text *out, int depth);
 
 static void collect_children(const cJSON *o, const char *path, const char *key, text *out,
@@ -258,7 +278,8 @@ static void collect_unsupported(const cJSON *s, const char *path, text *out, int
     const cJSON *k;
     cJSON_ArrayForEach(k, s) {
         bool format = !strcmp(k->string, "format");
-        if (is_known_keyword(k->string) || (format && format_gbnf(k))) continue;
+        if (is_known_keyword(k->string) || (format && format_gbnf(k)) || bound_supported(s, k))
+            continue;
         if (out->len) puts_(out, ", ");
         if (format && cJSON_IsString(k))
             printf_(out, "format '%.40s' (at %.100s; known: date, time, date-time, uuid)",
@@ -541,10 +562,101 @@ static bool enum_body(conv *c, const cJSON *list, text *b) {
     return true;
 }
 
+/* ---- integer ranges --------------------------------------------------------------------- */
+
+static int64_t pow10_(int k) {
+    int64_t p = 1;
+    while (k-- > 0)
+        p *= 10;
+    return p;
+}
+
+static int n_digits(int64_t v) {
+    int n = 1;
+    while (v >= 10)
+        v /= 10, n++;
+    return n;
+}
+
+/* [a, b] (0 <= a <= b, the same number of digits) as alternatives, each a run of fixed
+ * leading digits, one digit range, then any digits: the blocks that split the range at
+ * powers of ten (a number never starts with 0 unless it is 0). */
+static void digits_range(text *t, int64_t a, int64_t b, bool *first) {
+    int64_t top = pow10_(n_digits(b) - 1); /* the leading digit's place */
+    while (a <= b) {
+        int64_t step = 1;
+        while (step * 10 <= top && a % (step * 10) == 0 && a + step * 10 - 1 <= b)
+            step *= 10;
+        int64_t digit = (a / step) % 10, n = (b - a + 1) / step;
+        if (n > 10 - digit) n = 10 - digit;
+        int k = 0;
+        for (int64_t q = step; q > 1; q /= 10)
+            k++;
+        printf_(t, "%s", *first ? "" : " | ");
+        *first = false;
+        int64_t prefix = a / (step * 10);
+        if (prefix > 0) printf_(t, "\"%lld\" ", (long long)prefix);
+        printf_(t, "[%lld-%lld]", (long long)digit, (long long)(digit + n - 1));
+        if (k > 0) printf_(t, " [0-9]{%d}", k);
+        a += n * step;
+    }
+}
+
+/* Non-negative integers in [a, b] (b < 0: no upper bound) as GBNF alternatives. */
+static void natural_range(text *t, int64_t a, int64_t b, bool *first) {
+    int la = n_digits(a), lb = b < 0 ? la : n_digits(b);
+    for (int len = la; len <= lb; len++) {
+        int64_t lo = len == 1 ? 0 : pow10_(len - 1), hi = pow10_(len) - 1;
+        if (lo < a) lo = a;
+        if (b >= 0 && hi > b) hi = b;
+        digits_range(t, lo, hi, first);
+    }
+    if (b < 0 && la < 16) { /* longer numbers, up to the integer rule's 16 digits */
+        printf_(t, "%s[1-9] [0-9]{%d,15}", *first ? "" : " | ", la);
+        *first = false;
+    }
+}
+
+/* An integer schema with bounds: the values in [lo, hi] (unbounded ends as the
+ * integer rule's 16 digits). */
+static bool integer_body(conv *c, const cJSON *s, text *b) {
+    double lo = -1e300, hi = 1e300;
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "minimum"))) lo = x->valuedouble;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum")) && x->valuedouble >= lo)
+        lo = x->valuedouble + 1;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "maximum"))) hi = x->valuedouble;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum")) && x->valuedouble <= hi)
+        hi = x->valuedouble - 1;
+    if (lo == -1e300 && hi == 1e300) {
+        puts_(b, "integer");
+        return true;
+    }
+    lo = lo == -1e300 ? lo : ceil(lo), hi = hi == 1e300 ? hi : floor(hi);
+    if (lo > hi) return conv_fail(c, HALO_ERR_ARG, "no integer between the bounds");
+    bool first = true;
+    puts_(b, "(");
+    if (lo < 0) { /* "-" then the absolute values in [max(1, -hi), -lo] */
+        puts_(b, "\"-\" (");
+        bool f2 = true;
+        natural_range(b, hi < 0 ? (int64_t)-hi : 1, lo == -1e300 ? -1 : (int64_t)-lo, &f2);
+        puts_(b, ")");
+        first = false;
+    }
+    if (hi >= 0) {
+        if (!first) puts_(b, " | ");
+        first = true;
+        natural_range(b, lo > 0 ? (int64_t)lo : 0, hi == 1e300 ? -1 : (int64_t)hi, &first);
+    }
+    puts_(b, ")");
+    return true;
+}
+
 static bool type_body(conv *c, const cJSON *s, const char *type, const char *name, text *b) {
     if (!strcmp(type, "object")) return object_body(c, s, name, b);
     if (!strcmp(type, "array")) return array_body(c, s, name, b);
     if (!strcmp(type, "string")) return string_body(c, s, b);
+    if (!strcmp(type, "integer")) return integer_body(c, s, b);
     if (!strcmp(type, "number") || !strcmp(type, "integer") || !strcmp(type, "boolean") ||
         !strcmp(type, "null")) {
         puts_(b, type);

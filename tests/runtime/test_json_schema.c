@@ -313,6 +313,55 @@ static void test_schemas(void) {
           "\"123e4567-e89b-12d3-a456-426614174000\", \"h\": \"23:59:59Z\"}"));
 }
 
+static void expect_refused(const char *schema_text, const char *needle);
+
+/* Integer bounds: every value in a window (and some large ones) is accepted exactly when
+ * it is in the range; no leading zeros, no "-0". */
+static void check_integer_range(const char *bounds, long long lo, long long hi) {
+    char schema_text[200];
+    snprintf(schema_text, sizeof schema_text, "{\"type\":\"integer\"%s}", bounds);
+    cJSON *schema = cJSON_Parse(schema_text);
+    char *gbnf = NULL;
+    halo_error err = {0};
+    CHECK_MSG(halo_json_schema_to_gbnf(schema, &gbnf, &err) == 0, "%s: %s", schema_text, err.msg);
+    halo_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
+    halo_grammar_vocab *v = ascii_vocab();
+    static const long long big[] = {
+        99999, 100000, 123456789012LL, -123456789012LL, 999999999999999LL, -999999999999999LL};
+    for (long long x = -1500; g && x <= 1500 + 6; x++) {
+        long long val = x <= 1500 ? x : big[x - 1501];
+        char num[32];
+        snprintf(num, sizeof num, "%lld", val);
+        bool in = val >= lo && val <= hi;
+        CHECK_MSG(text_matches(g, v, num) == in, "%s: %s %s", schema_text, num,
+                  in ? "rejected" : "accepted");
+    }
+    CHECK(!g ||
+          (!text_matches(g, v, "007") && !text_matches(g, v, "-0") && !text_matches(g, v, "")));
+    halo_grammar_free(g);
+    halo_grammar_vocab_free(v);
+    free(gbnf);
+    cJSON_Delete(schema);
+}
+
+static void test_integer_ranges(void) {
+    const long long inf = 1LL << 62;
+    check_integer_range(",\"minimum\":0", 0, inf);
+    check_integer_range(",\"exclusiveMinimum\":0", 1, inf);
+    check_integer_range(",\"minimum\":1,\"maximum\":12", 1, 12);
+    check_integer_range(",\"minimum\":-40,\"maximum\":125", -40, 125);
+    check_integer_range(",\"minimum\":-1234,\"exclusiveMaximum\":-7", -1234, -8);
+    check_integer_range(",\"maximum\":99", -inf, 99);
+    check_integer_range(",\"maximum\":-100", -inf, -100);
+    check_integer_range(",\"minimum\":137,\"maximum\":1089", 137, 1089);
+    check_integer_range(",\"minimum\":10,\"maximum\":100000", 10, 100000);
+    check_integer_range(",\"minimum\":0,\"maximum\":0", 0, 0);
+    check_integer_range(",\"minimum\":-5.5,\"maximum\":5.5", -5, 5);
+    expect_refused("{\"type\":\"number\",\"minimum\":1}", "minimum (at /)");
+    expect_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer");
+    expect_refused("{\"type\":\"integer\",\"minimum\":1e17}", "minimum (at /)");
+}
+
 static void expect_refused(const char *schema_text, const char *needle) {
     cJSON *schema = cJSON_Parse(schema_text);
     char *gbnf = NULL;
@@ -443,6 +492,7 @@ static void test_tool_calls(void) {
 int main(void) {
     test_schemas();
     test_refused();
+    test_integer_ranges();
     test_json_object();
     test_tool_calls();
     return halo_test_finish("runtime/test_json_schema");
