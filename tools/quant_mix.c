@@ -101,6 +101,7 @@ typedef struct mix_group {
     uint64_t n_params;
     uint64_t bytes[QUANT_MIX_MAX_TYPES]; /* 0: a row of some member is no whole block */
     double kld[QUANT_MIX_MAX_TYPES];     /* NAN until measured */
+    double cost[QUANT_MIX_MAX_TYPES];    /* kld made non-increasing in size (make_monotone) */
     int choice;
 } mix_group;
 
@@ -380,6 +381,36 @@ static int measure(const quant_mix_options *o, mix_eval *e, quant_mix_tensor *t,
 
 /* ---- the choice -------------------------------------------------------------------------- */
 
+/* A group's costs made non-increasing in size (isotonic regression, pool adjacent
+ * violators): more bits never cost more divergence, but a measurement over a few windows
+ * can say otherwise where a near-tied expert route flips (q6_K above q5_K by a few 1e-4 in
+ * an early layer), and the knapsack would exploit that noise. Violating neighbours are
+ * replaced by their mean. */
+static void make_monotone(const quant_mix_options *o, const mix_group *g, double *cost) {
+    int idx[QUANT_MIX_MAX_TYPES], n = 0;
+    for (int j = 0; j < o->n_types; j++)
+        if (g->bytes[j] && !isnan(g->kld[j])) idx[n++] = j;
+    for (int a = 1; a < n; a++) /* by size, smallest first */
+        for (int b = a; b > 0 && g->bytes[idx[b]] < g->bytes[idx[b - 1]]; b--) {
+            int x = idx[b];
+            idx[b] = idx[b - 1], idx[b - 1] = x;
+        }
+    double val[QUANT_MIX_MAX_TYPES];
+    int len[QUANT_MIX_MAX_TYPES], nb = 0;
+    for (int k = 0; k < n; k++) {
+        val[nb] = g->kld[idx[k]], len[nb++] = 1;
+        while (nb > 1 && val[nb - 2] < val[nb - 1]) { /* must not rise with size */
+            val[nb - 2] = (val[nb - 2] * len[nb - 2] + val[nb - 1] * len[nb - 1]) /
+                          (len[nb - 2] + len[nb - 1]);
+            len[nb - 2] += len[nb - 1];
+            nb--;
+        }
+    }
+    for (int j = 0; j < o->n_types; j++) cost[j] = g->kld[j];
+    for (int bl = 0, k = 0; bl < nb; bl++)
+        for (int r = 0; r < len[bl]; r++) cost[idx[k++]] = val[bl];
+}
+
 #define DP_CELLS 65536
 
 /* Exact multiple-choice knapsack over sizes in units of budget / DP_CELLS (rounded up):
@@ -399,8 +430,8 @@ static bool knapsack(const quant_mix_options *o, mix_group *g, int ng, uint64_t 
             double b = INFINITY;
             int bj = -1;
             for (int j = 0; j < o->n_types; j++) {
-                if (!g[i].bytes[j] || w[j] > c || isnan(g[i].kld[j])) continue;
-                double v = best[c - w[j]] + g[i].kld[j];
+                if (!g[i].bytes[j] || w[j] > c || isnan(g[i].cost[j])) continue;
+                double v = best[c - w[j]] + g[i].cost[j];
                 if (v < b) b = v, bj = j;
             }
             next[c] = b;
@@ -434,15 +465,16 @@ static void print_map(const quant_mix_options *o, const mix_group *g, int ng, ui
         printf("%-22s %7lld %8.3fM  %-7s %11s %6.2f %10.6f\n", g[i].label,
                (long long)g[i].n_tensors, (double)g[i].n_params / 1e6,
                halo_type_name(o->types[j]), halo_format_bytes(g[i].bytes[j], b, sizeof b),
-               8.0 * (double)g[i].bytes[j] / (double)g[i].n_params, g[i].kld[j]);
+               8.0 * (double)g[i].bytes[j] / (double)g[i].n_params, g[i].cost[j]);
         tot += g[i].bytes[j];
         par += g[i].n_params;
-        kl += g[i].kld[j];
+        kl += g[i].cost[j];
     }
     printf("%-22s %7s %8.3fM  %-7s %11s %6.2f\n", "fixed (other tensors)", "",
            (double)fixed_params / 1e6, "", halo_format_bytes(fixed, b, sizeof b),
            fixed_params ? 8.0 * (double)fixed / (double)fixed_params : 0.0);
-    printf("%-22s %7s %8.3fM  %-7s %11s %6.2f %10.6f  (predicted: the costs summed)\n", "total",
+    printf("%-22s %7s %8.3fM  %-7s %11s %6.2f %10.6f  (predicted: the costs summed)\n",
+           "total (tensor data)",
            "", (double)(par + fixed_params) / 1e6, "",
            halo_format_bytes(tot + fixed, b, sizeof b),
            8.0 * (double)(tot + fixed) / (double)(par + fixed_params), kl);
@@ -562,6 +594,7 @@ int quant_mix_choose(const quant_mix_options *o, quant_mix_tensor *t, int64_t n,
     }
     if (o->table && todo) table_write(o, &e, g, ng);
 
+    for (int i = 0; i < ng; i++) make_monotone(o, &g[i], g[i].cost);
     if (!knapsack(o, g, ng, o->budget - fixed)) {
         rc = halo_error_set(err, HALO_ERR_ARG, "no mix of the candidate types fits the budget");
         goto out;
@@ -570,7 +603,7 @@ int quant_mix_choose(const quant_mix_options *o, quant_mix_tensor *t, int64_t n,
     res->bytes = fixed;
     for (int i = 0; i < ng; i++) {
         res->bytes += g[i].bytes[g[i].choice];
-        res->kld += g[i].kld[g[i].choice];
+        res->kld += g[i].cost[g[i].choice];
     }
     for (int64_t i = 0; i < n; i++) {
         if (!t[i].free) continue;
