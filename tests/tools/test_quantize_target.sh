@@ -4,10 +4,9 @@
 #   - the output file is within the budget, the chosen map is printed and stored in the
 #     metadata (halo.quantize.type_map, one NAME=TYPE per matrix), both types are used;
 #   - the measurements saved with --kld-table are reused for another budget (no new pass),
-#     --target-bpw holds the bits per weight `halo info` reports;
-#   - --tensor-type fixes a tensor's type, the rest is chosen around it;
-#   - quality: KLD on held-out text below the bound set from a measurement, and below
-#     that of the smaller all-q4_K file;
+#     --target-bpw holds the bits per weight `halo info` reports, --tensor-type fixes a
+#     tensor's type and the rest is chosen around it;
+#   - quality: KLD on held-out text below the bound set from a measurement;
 #   - the command-line errors.
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/lib_kdoc.sh"
@@ -35,40 +34,36 @@ check "grep -Eq '^  q4_K ' '$TMP/mix_info.out' && grep -Eq '^  q8_0 ' '$TMP/mix_
     "not a mix of both types: $(grep -E '^  (q|f)' "$TMP/mix_info.out")"
 check "[ \$(grep -c . '$TMP/kld.tsv') -eq 99 ]" "--kld-table: not 1 + 49 x 2 lines"
 
-# 2. another budget from the saved measurements (no pass), and bits per weight
-run bpw quantize "$M" "$TMP/bpw.gguf" "${MIX[@]}" --target-bpw 6 --kld-table "$TMP/kld.tsv"
+if [ $QUICK = 0 ]; then # (under the sanitizers: the first run and the errors)
+# 2. another budget from the saved measurements (no pass; the 16 of the 8 ffn_up_exps groups
+# not needed), in bits per weight, with an override that stays as given
+run bpw quantize "$M" "$TMP/bpw.gguf" "${MIX[@]}" --target-bpw 6 --kld-table "$TMP/kld.tsv" \
+    --tensor-type 'ffn_up_exps=q5_K'
+
 check "[ $rc -eq 0 ]" "--target-bpw exited $rc: $(tail -n 5 "$TMP/bpw.err")"
-check "grep -q 'measure: 98 measurements reused' '$TMP/bpw.err' && ! grep -q 'measure: \[' '$TMP/bpw.err'" \
+check "grep -q 'measure: 82 measurements reused' '$TMP/bpw.err' && ! grep -q 'measure: \[' '$TMP/bpw.err'" \
     "the measurements were not reused: $(head -c 400 "$TMP/bpw.err")"
 run bpw_info info "$TMP/bpw.gguf"
 b=$(sed -n 's/^weights .* \([0-9.]*\) bits per weight$/\1/p' "$TMP/bpw_info.out")
 check "[ -n '$b' ] && awk -v b='$b' 'BEGIN { exit !(b <= 6.0 && b > 5.8) }'" \
     "--target-bpw 6 gave ${b:-?} bits per weight"
 
-# 3. an override stays as given
-run ov quantize "$M" "$TMP/ov.gguf" "${MIX[@]}" --target-size 13MiB --kld-table "$TMP/kld.tsv" \
-    --tensor-type 'ffn_up_exps=q5_K'
-check "[ $rc -eq 0 ] && [ \$(fsize '$TMP/ov.gguf') -le 13631488 ]" "override: $(tail -n 3 "$TMP/ov.err")"
-check "grep -qa 'blk.3.ffn_up_exps.weight=q5_K' '$TMP/ov.gguf' && ! grep -q '_up_exps' '$TMP/ov.out'" \
+check "grep -qa 'blk.3.ffn_up_exps.weight=q5_K' '$TMP/bpw.gguf' && ! grep -q '_up_exps' '$TMP/bpw.out'" \
     "the override was not kept out of the search"
-
-# 4. quality on held-out text: the predicted (summed) KLD of this mix is ~0.03 on the
-# window measured; on 11 windows of test.txt it measured 0.0209 (9 Dec), bound at 0.027,
-# and it must beat the all-q4_K file (0.0314), 1.9 MiB smaller
-if [ $QUICK = 0 ]; then
-    run base perplexity -m "$M" -f "$TMP/text.txt" -c 256 -t 2 --kld-base "$TMP/base.kld"
-    kld_of() {
-        "$HALO" perplexity -m "$1" --kld "$TMP/base.kld" -c 256 -t 2 2>/dev/null |
-            sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p' | head -n1
-    }
-    run q4 quantize "$M" "$TMP/q4.gguf" q4_K --pure -t 2
-    km=$(kld_of "$TMP/mix.gguf"); k4=$(kld_of "$TMP/q4.gguf")
-    echo "KLD on 12 KB of test.txt: 13 MiB mix $km, all-q4_K $k4"
-    check "awk -v m='$km' -v q='$k4' 'BEGIN { exit !(m > 0 && m <= 0.027 && m < q) }'" \
-        "KLD of the mix ${km:-?} (bound 0.027, all-q4_K ${k4:-?})"
 fi
 
-# 5. errors
+# 3. quality on held-out text (the first 11 windows of 256 tokens of test.txt): the 13 MiB
+# mix measured 0.0162 (7 Dec; the all-q4_K file, 11.7 MiB: 0.0299, Q4_K_M, 13.4 MiB: ~0.02),
+# bound at 0.020
+if [ $QUICK = 0 ]; then
+    run base perplexity -m "$M" -f "$TMP/text.txt" -c 256 -t 2 --kld-base "$TMP/base.kld"
+    run mixkld perplexity -m "$TMP/mix.gguf" --kld "$TMP/base.kld" -c 256 -t 2
+    km=$(sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p' "$TMP/mixkld.out" | head -n1)
+    echo "KLD on 12 KB of test.txt: 13 MiB mix $km"
+    check "awk -v m='$km' 'BEGIN { exit !(m > 0 && m <= 0.020) }'" "KLD of the mix ${km:-?} (bound 0.020)"
+fi
+
+# 4. errors
 expect_error 2 e_calib quantize "$M" "$TMP/e.gguf" --target-size 13MiB
 expect_error 2 e_pure quantize "$M" "$TMP/e.gguf" q4_K --pure "${MIX[@]}" --target-size 13MiB
 expect_error 2 e_size quantize "$M" "$TMP/e.gguf" "${MIX[@]}" --target-size lots
