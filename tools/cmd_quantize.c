@@ -431,8 +431,8 @@ static uint64_t map_entry_bytes(const qtensor *x) { return 8 + strlen(x->src->na
 
 /* Replace the recipe's types of the tensors that no flag fixed by those measured to fit the
  * budget best (tools/quant_mix.c). */
-static int target_choose(quant_args *a, const halo_gguf *g, qtensor *q, int64_t n,
-                         const halo_imatrix *im, double *kld, halo_error *err) {
+static int target_choose(quant_args *a, const halo_hparams *hp, const halo_gguf *g, qtensor *q,
+                         int64_t n, const halo_imatrix *im, double *kld, halo_error *err) {
     quant_mix_tensor *mt = calloc((size_t)(n ? n : 1), sizeof *mt);
     if (!mt) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     uint64_t params = 0, header = 0;
@@ -481,23 +481,28 @@ static int target_choose(quant_args *a, const halo_gguf *g, qtensor *q, int64_t 
     *kld = r.kld;
     free(mt);
     if (rc || a->type_given) return rc;
-    /* no TYPE given: the file type of the type holding most of the bytes */
-    static const struct {
-        int type;
-        const char *recipe;
-    } names[] = {{HALO_TYPE_Q2_K, "Q2_K"},   {HALO_TYPE_Q3_K, "Q3_K_M"}, {HALO_TYPE_Q4_K, "Q4_K_M"},
-                 {HALO_TYPE_Q5_K, "Q5_K_M"}, {HALO_TYPE_Q6_K, "Q6_K"},   {HALO_TYPE_Q8_0, "Q8_0"},
-                 {HALO_TYPE_IQ4_XS, "IQ4_XS"}, {HALO_TYPE_Q4_0, "Q4_0"}, {HALO_TYPE_Q5_0, "Q5_0"}};
-    uint64_t by[HALO_TYPE_COUNT] = {0};
-    int top = -1;
-    for (int64_t i = 0; i < n; i++)
-        if (q[i].quantize) by[q[i].plan.type] += q[i].out_bytes;
-    for (int t = 0; t < HALO_TYPE_COUNT; t++)
-        if (by[t] && (top < 0 || by[t] > by[top])) top = t;
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (names[k].type == top) synth_recipe_parse(names[k].recipe, false, &a->spec);
+    /* no TYPE given: general.file_type of the recipe whose file would be nearest in size
+     * on this model (what llama.cpp shows as the file's type) */
+    static const char *recipes[] = {"Q2_K", "Q3_K_M", "IQ4_XS", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"};
+    qtensor *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    if (!tmp) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    uint64_t best = UINT64_MAX;
+    synth_type_spec chosen = a->spec;
+    for (size_t k = 0; k < sizeof recipes / sizeof recipes[0] && !rc; k++) {
+        quant_args ra = *a; /* its regexes are only read */
+        memcpy(tmp, q, (size_t)n * sizeof *tmp);
+        if (!synth_recipe_parse(recipes[k], false, &ra.spec)) continue;
+        ra.spec.has_imatrix = im != NULL;
+        if ((rc = choose(&ra, hp, g, tmp, n, err))) break;
+        uint64_t size = 0;
+        for (int64_t i = 0; i < n; i++) size += tmp[i].out_bytes;
+        uint64_t d = size > r.bytes ? size - r.bytes : r.bytes - size;
+        if (d < best) best = d, chosen = ra.spec;
+    }
+    free(tmp);
+    a->spec = chosen;
     snprintf(a->spec.name, sizeof a->spec.name, "a measured mix");
-    return 0;
+    return rc;
 }
 
 /* The chosen map in the output's metadata: halo.quantize.type_map, one "NAME=TYPE" per
@@ -585,7 +590,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (choose(&a, &hp, g, q, n, &err)) goto fail;
     double kld_predicted = 0.0;
-    if (a.target_text && target_choose(&a, g, q, n, im, &kld_predicted, &err)) goto fail;
+    if (a.target_text && target_choose(&a, &hp, g, q, n, im, &kld_predicted, &err)) goto fail;
     for (int64_t i = 0; i < n; i++) {
         out_bytes += q[i].out_bytes;
         if (im && q[i].quantize && q[i].plan.category != SYNTH_CAT_TOKEN_EMBD &&
