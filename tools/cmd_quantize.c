@@ -20,6 +20,7 @@
  */
 #include "tools.h"
 #include "synth.h"
+#include "tools/quant_mix.h"
 
 #include "format/gguf.h"
 #include "kernels/kernels.h"
@@ -51,6 +52,12 @@ typedef struct quant_args {
     int n_ov;
     int threads;
     bool allow_requantize, pure;
+    /* mixed precision by measurement (tools/quant_mix.c) */
+    const char *target_text;   /* --target-size / --target-bpw as given, NULL: none */
+    double target_bpw;         /* > 0: --target-bpw */
+    uint64_t target_size;      /* > 0: --target-size, bytes of the whole file */
+    bool type_given;           /* TYPE was on the command line */
+    quant_mix_options mix;
 } quant_args;
 
 static void usage(FILE *out) {
@@ -71,6 +78,20 @@ static void usage(FILE *out) {
             "  --tensor-type REGEX=T       type of the tensors whose name matches REGEX (POSIX\n"
             "                              extended; repeatable, the first match wins)\n"
             "  --pure                      TYPE for every matrix, no per-tensor rules\n"
+            "  --target-size SIZE          mixed precision chosen by measurement: the types that\n"
+            "                              minimise the measured KL divergence with the output\n"
+            "                              file at most SIZE (13.44MiB, 20GiB, 14GB; a bare number\n"
+            "                              is GiB); --tensor-type, --output-type and\n"
+            "                              --token-embedding-type fix tensors, the rest is chosen;\n"
+            "                              TYPE is then optional (it only names the file type)\n"
+            "  --target-bpw B              the same with at most B bits per weight (all tensors)\n"
+            "  --calib FILE                calibration text for the measurement (needed by both)\n"
+            "  --calib-chunks N            windows of it to evaluate (default 4)\n"
+            "  --calib-ctx N               tokens per window (default 512)\n"
+            "  --target-types LIST         candidate types, comma-separated (default\n"
+            "                              q2_K,q3_K,iq4_xs,q4_K,q5_K,q6_K,q8_0)\n"
+            "  --kld-table FILE            reuse the measurements saved there (same model, text\n"
+            "                              and settings) and save new ones, for other budgets\n"
             "  --allow-requantize          accept an input whose matrices are already quantized\n"
             "  -t, --threads N             threads (default: all cores)\n"
             "  -h, --help                  this help\n",
@@ -92,6 +113,8 @@ static int parse_type(const char *flag, const char *v) {
 static int parse_args(int argc, char **argv, quant_args *a) {
     memset(a, 0, sizeof *a);
     a->output_type = a->embd_type = -1;
+    a->mix.n_ctx = 512;
+    a->mix.n_chunks = 4;
     const char *pos[4];
     int n_pos = 0;
     for (int i = 1; i < argc;) {
@@ -129,6 +152,54 @@ static int parse_args(int argc, char **argv, quant_args *a) {
                 return 2;
             }
             a->n_ov++;
+        } else if (!strcmp(arg, "--target-size") || !strcmp(arg, "--target-bpw")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            a->target_text = v;
+            if (!strcmp(arg, "--target-bpw")) {
+                if (!tools_parse_float(arg, v, 1.0, 32.0, &a->target_bpw)) return 2;
+                a->target_size = 0;
+            } else {
+                /* a bare number is GiB, as --mem's; "13.44MiB" as the hubs list sizes */
+                if (!halo_parse_size(v, 1ull << 30, &a->target_size) || a->target_size == 0) {
+                    fprintf(stderr, "error: --target-size: '%s' is not a size (e.g. 13.44MiB, "
+                                    "20GiB, 14GB)\n", v);
+                    return 2;
+                }
+                a->target_bpw = 0;
+            }
+        } else if (!strcmp(arg, "--calib")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            a->mix.calib = v;
+        } else if (!strcmp(arg, "--kld-table")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            a->mix.table = v;
+        } else if (!strcmp(arg, "--calib-chunks") || !strcmp(arg, "--calib-ctx")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!strcmp(arg, "--calib-chunks")) {
+                if (!tools_parse_int(arg, v, 1, 1 << 20, &a->mix.n_chunks)) return 2;
+            } else if (!tools_parse_int(arg, v, 8, 1 << 16, &a->mix.n_ctx)) {
+                return 2;
+            }
+        } else if (!strcmp(arg, "--target-types")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            char list[256];
+            snprintf(list, sizeof list, "%s", v);
+            a->mix.n_types = 0;
+            for (char *sv = NULL, *tk = strtok_r(list, ",", &sv); tk; tk = strtok_r(NULL, ",", &sv)) {
+                int t = parse_type(arg, tk);
+                if (t < 0) return 2;
+                if (a->mix.n_types == QUANT_MIX_MAX_TYPES) {
+                    fprintf(stderr, "error: %s: at most %d types\n", arg, QUANT_MIX_MAX_TYPES);
+                    return 2;
+                }
+                bool dup = false;
+                for (int k = 0; k < a->mix.n_types; k++) dup |= a->mix.types[k] == t;
+                if (!dup) a->mix.types[a->mix.n_types++] = t;
+            }
+            if (!a->mix.n_types) {
+                fprintf(stderr, "error: %s: no types in '%s'\n", arg, v);
+                return 2;
+            }
         } else if (!strcmp(arg, "--allow-requantize")) {
             a->allow_requantize = true;
             i++;
@@ -152,21 +223,41 @@ static int parse_args(int argc, char **argv, quant_args *a) {
             i++;
         }
     }
-    if (n_pos < 3) {
+    const bool target = a->target_text != NULL;
+    if (n_pos < (target ? 2 : 3)) {
         fprintf(stderr, "error: give IN.gguf OUT.gguf TYPE (halo quantize --help)\n");
         return 2;
     }
     a->in = pos[0];
     a->out = pos[1];
-    if (!synth_recipe_parse(pos[2], a->pure, &a->spec)) {
+    /* with a target TYPE may be left out (it only names the file type): then a third
+     * positional that is a number is llama-quantize's thread count */
+    a->type_given = n_pos >= 3 && !(target && n_pos == 3 && pos[2][0] >= '0' && pos[2][0] <= '9');
+    if (!synth_recipe_parse(a->type_given ? pos[2] : "Q4_K_M", a->pure, &a->spec)) {
         fprintf(stderr, "error: unknown type '%s' (%s)\n", pos[2], synth_recipe_names());
         return 2;
     }
     a->spec.has_imatrix = a->imatrix != NULL;
-    if (n_pos == 4) { /* llama-quantize's trailing thread count */
+    if (n_pos == 4 || (n_pos == 3 && !a->type_given)) { /* llama-quantize's thread count */
         int64_t n;
-        if (!tools_parse_int("THREADS", pos[3], 1, 1024, &n)) return 2;
+        if (!tools_parse_int("THREADS", pos[n_pos - 1], 1, 1024, &n)) return 2;
         a->threads = (int)n;
+    }
+    if (target && a->pure) {
+        fprintf(stderr, "error: --pure gives every matrix one type; --target-size / --target-bpw "
+                        "choose them (give one or the other)\n");
+        return 2;
+    }
+    if (target && !a->mix.calib) {
+        fprintf(stderr, "error: %s needs --calib FILE, the text to measure the types' effect on "
+                        "(never the evaluation text)\n",
+                a->target_bpw > 0 ? "--target-bpw" : "--target-size");
+        return 2;
+    }
+    if (!target && (a->mix.calib || a->mix.table || a->mix.n_types)) {
+        fprintf(stderr, "error: --calib, --kld-table and --target-types go with --target-size or "
+                        "--target-bpw\n");
+        return 2;
     }
     if (!strcmp(a->in, a->out)) {
         fprintf(stderr, "error: the output would overwrite the input (%s)\n", a->in);
@@ -217,6 +308,8 @@ typedef struct qtensor {
     const halo_gguf_tensor *src;
     synth_tensor plan; /* name, dims, category, chosen type */
     bool quantize;
+    bool fixed;        /* its type comes from --output-type, --token-embedding-type or
+                          --tensor-type: a target search leaves it as it is */
     int64_t rows;      /* ne[1] * ne[2] * ne[3] */
     uint64_t out_bytes;
 } qtensor;
@@ -254,11 +347,14 @@ static int choose(const quant_args *a, const halo_hparams *hp, const halo_gguf *
             continue;
         }
         int type = x->plan.type;
-        if (x->plan.category == SYNTH_CAT_OUTPUT && a->output_type >= 0) type = a->output_type;
-        if (x->plan.category == SYNTH_CAT_TOKEN_EMBD && a->embd_type >= 0) type = a->embd_type;
+        if (x->plan.category == SYNTH_CAT_OUTPUT && a->output_type >= 0)
+            type = a->output_type, x->fixed = true;
+        if (x->plan.category == SYNTH_CAT_TOKEN_EMBD && a->embd_type >= 0)
+            type = a->embd_type, x->fixed = true;
         for (int k = 0; k < a->n_ov; k++)
             if (regexec(&a->ov[k].re, x->src->name, 0, NULL, 0) == 0) {
                 type = a->ov[k].type;
+                x->fixed = true;
                 break;
             }
         size_t row = halo_type_row_size(type, x->src->ne[0]);
@@ -273,43 +369,6 @@ static int choose(const quant_args *a, const halo_hparams *hp, const halo_gguf *
     }
     free(st);
     return rc;
-}
-
-/* ---- encoding: a chunk of rows on the pool ---------------------------------------------------- */
-
-typedef struct enc_job {
-    const qtensor *t;
-    const halo_imatrix *im;
-    int64_t row0, n_rows;
-    float *f32;   /* [threads][ne0] */
-    char *out;    /* the chunk's output rows */
-    int rc;
-    halo_error err;
-} enc_job;
-
-static void enc_task(void *arg, int ith, int nth) {
-    enc_job *j = arg;
-    const halo_gguf_tensor *s = j->t->src;
-    const int64_t ne0 = s->ne[0], rows_per_mat = s->ne[1];
-    const size_t in_row = halo_type_row_size(s->type, ne0);
-    const size_t out_row = halo_type_row_size(j->t->plan.type, ne0);
-    float *f = j->f32 + (size_t)ith * (size_t)ne0;
-    halo_error e = {0};
-    for (int64_t r = ith; r < j->n_rows; r += nth) {
-        const int64_t row = j->row0 + r;
-        if (halo_quant_decode(s->type, (const char *)s->data + (size_t)row * in_row, f, ne0, &e) ||
-            halo_quant_encode(j->t->plan.type, f,
-                              j->out + (size_t)r * out_row, ne0,
-                              j->im ? halo_imatrix_get(j->im, s->name, row / rows_per_mat, ne0)
-                                    : NULL,
-                              &e)) {
-            if (!j->rc) { /* first failure wins; a race here only loses a duplicate */
-                j->rc = e.status ? e.status : HALO_ERR_FORMAT;
-                j->err = e;
-            }
-            return;
-        }
-    }
 }
 
 /* ---- the summary by tensor class ------------------------------------------------------------ */
@@ -361,6 +420,119 @@ static void summary(const qtensor *q, int64_t n, double secs, const char *out) {
             halo_format_bytes(tot_out, b, sizeof b),
             tot_el ? 8.0 * (double)tot_out / (double)tot_el : 0.0);
     fprintf(stderr, "wrote %s in %.1f s\n", out, secs);
+}
+
+/* ---- --target-size / --target-bpw: the types chosen by measurement ------------------------- */
+
+#define TYPE_MAP_KEY "halo.quantize.type_map"
+
+/* Bytes of a string-array entry "NAME=TYPE" in the metadata, at most. */
+static uint64_t map_entry_bytes(const qtensor *x) { return 8 + strlen(x->src->name) + 1 + 8; }
+
+/* Replace the recipe's types of the tensors that no flag fixed by those measured to fit the
+ * budget best (tools/quant_mix.c). */
+static int target_choose(quant_args *a, const halo_hparams *hp, const halo_gguf *g, qtensor *q,
+                         int64_t n, const halo_imatrix *im, double *kld, halo_error *err) {
+    quant_mix_tensor *mt = calloc((size_t)(n ? n : 1), sizeof *mt);
+    if (!mt) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    uint64_t params = 0, header = 0;
+    for (int64_t i = 0; i < n; i++) {
+        mt[i].src = q[i].src;
+        mt[i].free = q[i].quantize && !q[i].fixed;
+        mt[i].type = q[i].plan.type;
+        mt[i].bytes = q[i].out_bytes;
+        params += (uint64_t)q[i].src->n_elements;
+        header += 32 /* alignment padding, at most */ + (q[i].quantize ? map_entry_bytes(&q[i]) : 0);
+    }
+    quant_mix_options *o = &a->mix;
+    o->model = a->in;
+    o->im = im;
+    o->threads = a->threads;
+    if (!o->n_types) {
+        static const int def[] = {HALO_TYPE_Q2_K, HALO_TYPE_Q3_K, HALO_TYPE_IQ4_XS, HALO_TYPE_Q4_K,
+                                  HALO_TYPE_Q5_K, HALO_TYPE_Q6_K, HALO_TYPE_Q8_0};
+        o->n_types = (int)(sizeof def / sizeof def[0]);
+        memcpy(o->types, def, sizeof def);
+    }
+    if (a->target_bpw > 0) {
+        /* bits per weight as `halo info` counts them: all tensor data over all parameters */
+        o->budget = (uint64_t)(a->target_bpw * (double)params / 8.0);
+    } else {
+        /* the whole file: the input's metadata, the keys added here, padding, tensor data */
+        halo_gguf_load_stats ls;
+        halo_gguf_get_load_stats(g, &ls);
+        header += ls.file_bytes - ls.data_bytes + 4096;
+        if (a->target_size <= header) {
+            free(mt);
+            char b[32];
+            return halo_error_set(err, HALO_ERR_ARG,
+                                  "--target-size %s: the metadata alone takes ~%s",
+                                  a->target_text, halo_format_bytes(header, b, sizeof b));
+        }
+        o->budget = a->target_size - header;
+    }
+    quant_mix_result r;
+    int rc = quant_mix_choose(o, mt, n, &r, err);
+    for (int64_t i = 0; i < n && !rc; i++) {
+        if (!mt[i].free) continue;
+        q[i].plan.type = mt[i].type;
+        q[i].out_bytes = mt[i].bytes;
+    }
+    *kld = r.kld;
+    free(mt);
+    if (rc || a->type_given) return rc;
+    /* no TYPE given: general.file_type of the recipe whose file would be nearest in size
+     * on this model (what llama.cpp shows as the file's type) */
+    static const char *recipes[] = {"Q2_K", "Q3_K_M", "IQ4_XS", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"};
+    qtensor *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    if (!tmp) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    uint64_t best = UINT64_MAX;
+    synth_type_spec chosen = a->spec;
+    for (size_t k = 0; k < sizeof recipes / sizeof recipes[0] && !rc; k++) {
+        quant_args ra = *a; /* its regexes are only read */
+        memcpy(tmp, q, (size_t)n * sizeof *tmp);
+        if (!synth_recipe_parse(recipes[k], false, &ra.spec)) continue;
+        ra.spec.has_imatrix = im != NULL;
+        if ((rc = choose(&ra, hp, g, tmp, n, err))) break;
+        uint64_t size = 0;
+        for (int64_t i = 0; i < n; i++) size += tmp[i].out_bytes;
+        uint64_t d = size > r.bytes ? size - r.bytes : r.bytes - size;
+        if (d < best) best = d, chosen = ra.spec;
+    }
+    free(tmp);
+    a->spec = chosen;
+    snprintf(a->spec.name, sizeof a->spec.name, "a measured mix");
+    return rc;
+}
+
+/* The chosen map in the output's metadata: halo.quantize.type_map, one "NAME=TYPE" per
+ * quantized tensor (each a valid --tensor-type argument, to quantize the same mix again
+ * without measuring), halo.quantize.target (the budget as given) and
+ * halo.quantize.kld_predicted (the measured costs summed). */
+static int target_metadata(const quant_args *a, const qtensor *q, int64_t n, double kld,
+                           halo_gguf_writer *w, halo_error *err) {
+    char **s = calloc((size_t)(n ? n : 1), sizeof *s);
+    int64_t k = 0;
+    int rc = s ? 0 : halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n && !rc; i++) {
+        if (!q[i].quantize) continue;
+        size_t len = strlen(q[i].src->name) + 16;
+        if (!(s[k] = malloc(len))) {
+            rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(s[k++], len, "%s=%s", q[i].src->name, halo_type_name(q[i].plan.type));
+    }
+    char target[96];
+    snprintf(target, sizeof target, "%s %s", a->target_bpw > 0 ? "bpw" : "size", a->target_text);
+    if (!rc)
+        rc = halo_gguf_writer_set_str_arr(w, TYPE_MAP_KEY, (const char *const *)s, (uint64_t)k,
+                                          err) ||
+             halo_gguf_writer_set_str(w, "halo.quantize.target", target, err) ||
+             halo_gguf_writer_set_f32(w, "halo.quantize.kld_predicted", (float)kld, err);
+    for (int64_t i = 0; s && i < k; i++) free(s[i]);
+    free(s);
+    return rc ? HALO_ERR_IO : 0;
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
@@ -417,6 +589,8 @@ int cmd_quantize(int argc, char **argv) {
         in_bytes += t->nbytes;
     }
     if (choose(&a, &hp, g, q, n, &err)) goto fail;
+    double kld_predicted = 0.0;
+    if (a.target_text && target_choose(&a, &hp, g, q, n, im, &kld_predicted, &err)) goto fail;
     for (int64_t i = 0; i < n; i++) {
         out_bytes += q[i].out_bytes;
         if (im && q[i].quantize && q[i].plan.category != SYNTH_CAT_TOKEN_EMBD &&
@@ -438,6 +612,7 @@ int cmd_quantize(int argc, char **argv) {
     if (halo_gguf_writer_set_u32(w, "general.file_type", a.spec.file_type, &err) ||
         halo_gguf_writer_set_u32(w, "general.quantization_version", 2, &err))
         goto fail;
+    if (a.target_text && target_metadata(&a, q, n, kld_predicted, w, &err)) goto fail;
     for (int64_t i = 0; i < n; i++)
         if (halo_gguf_writer_add_tensor(w, q[i].src->name, q[i].plan.type, q[i].src->n_dims,
                                         q[i].src->ne, &err))
@@ -484,16 +659,11 @@ int cmd_quantize(int argc, char **argv) {
         if (per < 1) per = 1;
         const size_t out_row = halo_type_row_size(x->plan.type, x->src->ne[0]);
         for (int64_t r0 = 0; r0 < x->rows; r0 += per) {
-            enc_job j = {.t = x, .im = im, .row0 = r0,
-                         .n_rows = x->rows - r0 < per ? x->rows - r0 : per, .f32 = f32, .out = buf};
-            halo_threadpool_run(pool, enc_task, &j);
-            if (j.rc) {
-                err = j.err;
-                halo_error_set(&err, j.rc, "%s: encoding failed", x->src->name);
+            const int64_t nr = x->rows - r0 < per ? x->rows - r0 : per;
+            if (quant_encode_rows(pool, x->src, x->plan.type, im, r0, nr, f32, buf, &err) ||
+                halo_gguf_writer_write_data(w, buf, out_row * (size_t)nr, &err))
                 goto fail;
-            }
-            if (halo_gguf_writer_write_data(w, buf, out_row * (size_t)j.n_rows, &err)) goto fail;
-            done += out_row * (size_t)j.n_rows;
+            done += out_row * (size_t)nr;
             double now = halo_time_seconds();
             if (now - last >= (tty ? 0.25 : 10.0)) {
                 char d[32], t[32];
