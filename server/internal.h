@@ -154,7 +154,8 @@ struct halo_server {
     int32_t n_busy;
     /* sampling after a step: the slots to sample, and threads for them when the model
      * is on a GPU (the CPU is free then; NULL: one thread) */
-    srv_slot **to_sample;
+    srv_slot **to_sample; /* [n_to_sample] this step's */
+    uint32_t n_to_sample;
     struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
     /* what GET /slots shows: the scheduler's copy of each slot after every step (under

@@ -1236,7 +1236,7 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
 
 static void sample_task(void *arg, int ith, int nth) {
     halo_server *s = arg;
-    for (uint32_t i = (uint32_t)ith; i < s->n_slots && s->to_sample[i]; i += (uint32_t)nth) {
+    for (uint32_t i = (uint32_t)ith; i < s->n_to_sample; i += (uint32_t)nth) {
         srv_slot *sl = s->to_sample[i];
         sl->step_token = halo_sampler_sample(sl->smp, sl->step_logits);
     }
@@ -1254,7 +1254,7 @@ static void sample_slots(halo_server *s) {
         sl->step_logits = halo_get_logits(s->ctx, sl->batch_index);
         if (sl->step_logits) s->to_sample[n++] = sl;
     }
-    if (n < s->n_slots) s->to_sample[n] = NULL;
+    s->n_to_sample = n;
     if (n > 1 && s->sample_pool) halo_threadpool_run(s->sample_pool, sample_task, s);
     else if (n > 0) sample_task(s, 0, 1);
 }
@@ -1520,9 +1520,12 @@ int srv_sched_init(halo_server *s, halo_error *err) {
         !(s->erase = calloc(s->n_slots, sizeof *s->erase)))
         return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     /* on a GPU the cores wait for it during a step, so the slots sample in parallel
-     * after it; on the CPU the decode's own threads would meet spinning ones */
-    if (s->p.load.n_gpu_layers != 0 && s->n_slots > 1) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+     * after it; on the CPU the decode's own threads would meet spinning ones
+     * (HALO_SERVE_SAMPLE_THREADS=N, 2..16, asks for N anyway: the tests use it) */
+    const char *ev = getenv("HALO_SERVE_SAMPLE_THREADS");
+    long forced = ev ? strtol(ev, NULL, 10) : 0;
+    if ((s->p.load.n_gpu_layers != 0 || forced > 1) && s->n_slots > 1) {
+        long cores = forced > 1 ? forced : sysconf(_SC_NPROCESSORS_ONLN);
         int nt = (int)(cores < 1 ? 1 : cores > 16 ? 16 : cores);
         if ((uint32_t)nt > s->n_slots) nt = (int)s->n_slots;
         if (nt > 1 && !(s->sample_pool = halo_threadpool_new(nt)))

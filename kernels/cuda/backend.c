@@ -463,6 +463,17 @@ static void cu_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
  * tensor-core tiles (mmq.cu). */
 #define MV_MAX_TOKENS 32
 
+/* MV_MAX_TOKENS, or HALO_CUDA_MV_MAX_TOKENS (1..64) to compare the two paths */
+static int64_t mv_max_tokens(void) {
+    static int64_t v = 0; /* a race only repeats the same read */
+    if (!v) {
+        const char *e = getenv("HALO_CUDA_MV_MAX_TOKENS");
+        long x = e ? strtol(e, NULL, 10) : 0;
+        v = x >= 1 && x <= 64 ? x : MV_MAX_TOKENS;
+    }
+    return v;
+}
+
 static halo_cuda_mv mv_dense(const halo_weight *w, int64_t expert, const float *x, int64_t n,
                              float *y) {
     return (halo_cuda_mv){
@@ -510,7 +521,7 @@ static bool mv_pair(halo_cuda_mv *m, const halo_weight *up, int64_t expert) {
 static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                       int64_t n, float *y) {
     SKIP_IF_REPLAY(ctx);
-    if (n <= MV_MAX_TOKENS) {
+    if (n <= mv_max_tokens()) {
         const halo_cuda_mv m = mv_dense(w, expert, x, n, y);
         if (halo_cuda_mv_supported(&m)) {
             check(ctx, halo_cuda_mv_launch(st(ctx)->stream, &m, 1));
