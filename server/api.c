@@ -526,6 +526,47 @@ static bool compile_grammar(const char *gbnf, const char *from, srv_request *r, 
     return true;
 }
 
+static bool opt_string(const cJSON *o, const char *name, char **out, halo_api_error *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
+        srv_error(e, 400, name, "'%s' must be a string", name);
+        return false;
+    }
+    if (!(*out = strdup(v && cJSON_IsString(v) ? v->valuestring : ""))) {
+        srv_error(e, 500, NULL, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* /infill: input_prefix, input_suffix, input_extra [{filename, text}], prompt (all optional) */
+static bool parse_infill(const cJSON *o, srv_request *r, halo_api_error *e) {
+    if (!opt_string(o, "input_prefix", &r->input_prefix, e) ||
+        !opt_string(o, "input_suffix", &r->input_suffix, e) || !opt_string(o, "prompt", &r->prompt, e))
+        return false;
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, "input_extra");
+    if (!x || cJSON_IsNull(x)) return true;
+    if (!cJSON_IsArray(x)) {
+        srv_error(e, 400, "input_extra", "'input_extra' must be an array of {\"filename\", \"text\"}");
+        return false;
+    }
+    const cJSON *c;
+    cJSON_ArrayForEach(c, x) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "filename");
+        if (!cJSON_IsObject(c) || (t && !cJSON_IsString(t)) || (f && !cJSON_IsString(f))) {
+            srv_error(e, 400, "input_extra",
+                      "each 'input_extra' chunk must be {\"filename\": string, \"text\": string}");
+            return false;
+        }
+    }
+    if (!(r->input_extra = cJSON_Duplicate(x, true))) {
+        srv_error(e, 500, NULL, "out of memory");
+        return false;
+    }
+    return true;
+}
+
 static bool parse_prompt(const cJSON *o, int32_t n_vocab, srv_request *r, halo_api_error *e) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
     if (!p) {
@@ -604,6 +645,10 @@ static bool fields_known(const cJSON *o, halo_api_error *e) {
         "grammar",
         "json_schema",
         "parallel_tool_calls",
+        "id_slot",
+        "input_prefix",
+        "input_suffix",
+        "input_extra",
     };
     /* no effect on what halo generates: bookkeeping of other services, or halo's behaviour
      * anyway (several tool calls in one turn are allowed) */
@@ -616,7 +661,6 @@ static bool fields_known(const cJSON *o, halo_api_error *e) {
         "safety_identifier",
         "timings_per_token",
         "return_progress",
-        "id_slot",
         "t_max_predict_ms",
         /* settings of samplers whose switch (below) must be off: no effect then */
         "xtc_threshold",
@@ -713,7 +757,7 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
             goto done;
         }
         if (want) r->logprobs = (int32_t)top;
-    } else if (kind == SRV_NATIVE) {
+    } else if (kind == SRV_NATIVE || kind == SRV_INFILL) {
         int64_t n = 0; /* llama-server's n_probs: the top n of each token */
         if (!get_int(o, "n_probs", 0, 20, &n, e)) goto done;
         if (n > 0) r->logprobs = (int32_t)n;
@@ -769,8 +813,20 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
             }
             r->kwargs = cJSON_Duplicate(kw, true);
         }
+    } else if (kind == SRV_INFILL) {
+        if (!parse_infill(o, r, e)) goto done;
+        r->kind = SRV_NATIVE; /* replies as /completion does */
+        r->infill = true;
     } else {
         if (!parse_prompt(o, n_vocab, r, e)) goto done;
+    }
+    if (kind != SRV_INFILL) { /* the fill-in-the-middle fields belong to /infill alone */
+        static const char *const fim_only[] = {"input_prefix", "input_suffix", "input_extra"};
+        for (size_t i = 0; i < sizeof fim_only / sizeof *fim_only; i++)
+            if (cJSON_GetObjectItemCaseSensitive(o, fim_only[i])) {
+                srv_error(e, 400, fim_only[i], "'%s' is a field of POST /infill", fim_only[i]);
+                goto done;
+            }
     }
     if (gbnf && !compile_grammar(gbnf, gbnf_from, r, e)) goto done;
     rc = 0;
@@ -790,6 +846,9 @@ void srv_request_free(srv_request *r) {
     cJSON_Delete(r->kwargs);
     free(r->prompt);
     free(r->prompt_ids);
+    free(r->input_prefix);
+    free(r->input_suffix);
+    cJSON_Delete(r->input_extra);
     halo_grammar_free(r->grammar);
     memset(r, 0, sizeof *r);
 }

@@ -538,6 +538,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         {"/props", NULL, false, 6},
         {"/apply-template", NULL, true, 7},
         {"/completion", NULL, true, 8},
+        {"/infill", NULL, true, 9},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (!is(url, routes[i].a, routes[i].b)) continue;
@@ -561,7 +562,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 5: return do_detokenize(s, c, cs);
         case 6: return do_props(s, c);
         case 7: return do_apply_template(s, c, cs);
-        default: return do_generate(s, c, SRV_NATIVE, cs);
+        case 8: return do_generate(s, c, SRV_NATIVE, cs);
+        default: return do_generate(s, c, SRV_INFILL, cs);
         }
     }
     if (!strcmp(url, "/slots")) {

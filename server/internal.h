@@ -28,7 +28,8 @@ void srv_buf_free(srv_buf *b);
 
 /* chat and completions: the OpenAI API; native: llama-server's POST /completion (a completion
  * request, its own reply: content, stop, tokens_predicted, ..) */
-typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1, SRV_NATIVE = 2 } srv_kind;
+/* SRV_INFILL is parsed as llama-server's /infill and then runs as SRV_NATIVE (infill set) */
+typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1, SRV_NATIVE = 2, SRV_INFILL = 3 } srv_kind;
 
 typedef struct srv_request {
     srv_kind kind;
@@ -52,6 +53,11 @@ typedef struct srv_request {
     /* constrained decoding: the grammar from `grammar`, `json_schema`, `response_format` or a
      * forced tool call (tool_choice "required" or a named function); NULL: none */
     halo_grammar *grammar;
+    /* /infill (fill in the middle): the code before and after the gap, other files'
+     * chunks [{filename, text}]; `prompt` is then the start of the middle */
+    bool infill;
+    char *input_prefix, *input_suffix;
+    cJSON *input_extra;
     /* completion: text or ids */
     char *prompt;
     int32_t *prompt_ids;
@@ -139,6 +145,9 @@ struct halo_server {
     char *template_src; /* its Jinja text (/props) */
     char *bos_text, *eos_text;
     int32_t n_vocab;
+    /* fill-in-the-middle tokens (-1: the model has none): prefix, suffix, middle, repository
+     * and file separator, from the file's metadata or found by their text */
+    int32_t fim_pre, fim_suf, fim_mid, fim_rep, fim_sep;
     uint32_t n_ctx, n_ctx_slot, n_slots;
     size_t state_size;
     int64_t started;

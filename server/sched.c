@@ -388,6 +388,8 @@ int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *l
     return 0;
 }
 
+static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e);
+
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_request *r = &j->req;
     if (r->id_slot >= (int32_t)s->n_slots) {
@@ -399,7 +401,9 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
     halo_error err = {0};
-    if (r->kind != SRV_CHAT && r->prompt_ids) {
+    if (r->infill) {
+        if (infill_prompt(s, j, e)) return -1;
+    } else if (r->kind != SRV_CHAT && r->prompt_ids) {
         j->prompt = r->prompt_ids;
         j->n_prompt = r->n_prompt_ids;
         r->prompt_ids = NULL;
@@ -1466,6 +1470,137 @@ static void *sched_main(void *arg) {
 
 /* ---- setup --------------------------------------------------------------------------------- */
 
+/* The fill-in-the-middle tokens: the file's tokenizer.ggml.fim_*_token_id, else the
+ * vocabulary entries with the usual texts (Qwen's, StarCoder's, CodeLlama's). */
+static void find_fim_tokens(halo_server *s, const halo_gguf *g) {
+    static const struct {
+        const char *key;
+        const char *texts[4];
+    } fim[5] = {
+        {"tokenizer.ggml.fim_pre_token_id", {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>"}},
+        {"tokenizer.ggml.fim_suf_token_id", {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>"}},
+        {"tokenizer.ggml.fim_mid_token_id", {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>"}},
+        {"tokenizer.ggml.fim_rep_token_id", {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", NULL}},
+        {"tokenizer.ggml.fim_sep_token_id", {"<|file_sep|>", "<file_sep>", NULL, NULL}},
+    };
+    int32_t *out[5] = {&s->fim_pre, &s->fim_suf, &s->fim_mid, &s->fim_rep, &s->fim_sep};
+    for (int i = 0; i < 5; i++) {
+        uint32_t id;
+        *out[i] = -1;
+        if (halo_gguf_get_u32(g, fim[i].key, &id) && id < (uint32_t)s->n_vocab) {
+            *out[i] = (int32_t)id;
+            continue;
+        }
+        for (int k = 0; k < 4 && fim[i].texts[k] && *out[i] < 0; k++)
+            *out[i] = halo_tok_find(s->tok, fim[i].texts[k], strlen(fim[i].texts[k]));
+    }
+}
+
+/* Append text's tokens (no BOS, control-token texts kept as text) to a growing list. */
+static int push_text_tokens(halo_server *s, const char *text, int32_t **list, size_t *n,
+                            size_t *cap, halo_api_error *e) {
+    int32_t *ids = NULL;
+    size_t m = 0;
+    halo_error err = {0};
+    if (*text && halo_tok_encode(s->tok, text, strlen(text), 0, &ids, &m, &err)) {
+        srv_error(e, 500, NULL, "tokenizing failed: %s", err.msg);
+        return -1;
+    }
+    if (*n + m + 1 > *cap) {
+        size_t c = (*n + m + 1) * 2;
+        int32_t *p = realloc(*list, sizeof(int32_t) * c);
+        if (!p) {
+            free(ids);
+            srv_error(e, 500, NULL, "out of memory");
+            return -1;
+        }
+        *list = p, *cap = c;
+    }
+    if (m) memcpy(*list + *n, ids, sizeof(int32_t) * m);
+    *n += m;
+    free(ids);
+    return 0;
+}
+
+static int push_token(int32_t tok, int32_t **list, size_t *n, size_t *cap, halo_api_error *e) {
+    if (*n + 1 > *cap) {
+        size_t c = (*n + 1) * 2;
+        int32_t *p = realloc(*list, sizeof(int32_t) * c);
+        if (!p) {
+            srv_error(e, 500, NULL, "out of memory");
+            return -1;
+        }
+        *list = p, *cap = c;
+    }
+    (*list)[(*n)++] = tok;
+    return 0;
+}
+
+/* llama-server's /infill prompt: other files' chunks (after the repository marker, each
+ * behind a file separator and its name, or a "--- snip ---" line where the model has no
+ * separator), then [BOS] <prefix> PREFIX PROMPT <suffix> SUFFIX <middle>; the prefix keeps
+ * its last 3/4 of a batch, the suffix its first quarter less the prompt, the chunks what
+ * is left of the slot's context beyond a batch and twice the tokens to generate. */
+static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e) {
+    const srv_request *r = &j->req;
+    if (s->fim_pre < 0 || s->fim_suf < 0 || s->fim_mid < 0) {
+        srv_error(e, 501, NULL,
+                  "the model has no fill-in-the-middle tokens (<|fim_prefix|>, <|fim_suffix|>, "
+                  "<|fim_middle|>): /infill needs a code model trained for it");
+        return -1;
+    }
+    int32_t *pre = NULL, *suf = NULL, *mid = NULL, *extra = NULL, *all = NULL;
+    size_t npre = 0, cpre = 0, nsuf = 0, csuf = 0, nmid = 0, cmid = 0, nx = 0, cx = 0, n = 0, c = 0;
+    int rc = -1;
+    if (push_text_tokens(s, r->input_prefix, &pre, &npre, &cpre, e) ||
+        push_text_tokens(s, r->input_suffix, &suf, &nsuf, &csuf, e) ||
+        push_text_tokens(s, r->prompt, &mid, &nmid, &cmid, e))
+        goto done;
+    if (s->fim_rep >= 0 && (push_token(s->fim_rep, &extra, &nx, &cx, e) ||
+                            push_text_tokens(s, "myproject\n", &extra, &nx, &cx, e)))
+        goto done;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, r->input_extra) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(ch, "text");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(ch, "filename");
+        char name[300];
+        snprintf(name, sizeof name, "%.255s\n", cJSON_IsString(f) ? f->valuestring : "tmp");
+        if (s->fim_sep >= 0 ? push_token(s->fim_sep, &extra, &nx, &cx, e) ||
+                                  push_text_tokens(s, name, &extra, &nx, &cx, e)
+                            : push_text_tokens(s, "\n\n--- snip ---\n\n", &extra, &nx, &cx, e))
+            goto done;
+        if (cJSON_IsString(t) && push_text_tokens(s, t->valuestring, &extra, &nx, &cx, e)) goto done;
+    }
+    if (s->fim_sep >= 0 && (push_token(s->fim_sep, &extra, &nx, &cx, e) ||
+                            push_text_tokens(s, "filename\n", &extra, &nx, &cx, e)))
+        goto done;
+    const int64_t batch = halo_context_n_batch(s->ctx);
+    const int64_t n_gen = r->max_tokens > 0 ? r->max_tokens : 0;
+    size_t take_pre = npre < (size_t)(3 * (batch / 4)) ? npre : (size_t)(3 * (batch / 4));
+    int64_t room_suf = batch / 4 - (2 + (int64_t)nmid);
+    size_t take_suf = room_suf <= 0 ? 0 : nsuf < (size_t)room_suf ? nsuf : (size_t)room_suf;
+    int64_t room_x = (int64_t)s->n_ctx_slot - batch - 2 * n_gen;
+    size_t take_x = room_x <= 0 ? 0 : nx < (size_t)room_x ? nx : (size_t)room_x;
+    for (size_t i = nx - take_x; i < nx; i++)
+        if (push_token(extra[i], &all, &n, &c, e)) goto done;
+    int32_t bos = halo_tok_bos(s->tok);
+    if (halo_tok_add_bos(s->tok) && bos >= 0 && push_token(bos, &all, &n, &c, e)) goto done;
+    if (push_token(s->fim_pre, &all, &n, &c, e)) goto done;
+    for (size_t i = npre - take_pre; i < npre; i++)
+        if (push_token(pre[i], &all, &n, &c, e)) goto done;
+    for (size_t i = 0; i < nmid; i++)
+        if (push_token(mid[i], &all, &n, &c, e)) goto done;
+    if (push_token(s->fim_suf, &all, &n, &c, e)) goto done;
+    for (size_t i = 0; i < take_suf; i++)
+        if (push_token(suf[i], &all, &n, &c, e)) goto done;
+    if (push_token(s->fim_mid, &all, &n, &c, e)) goto done;
+    j->prompt = all, j->n_prompt = n, all = NULL;
+    rc = 0;
+done:
+    free(pre), free(suf), free(mid), free(extra), free(all);
+    return rc;
+}
+
 static char *piece_text(const halo_tokenizer *t, int32_t id) {
     size_t n = 0;
     const char *p = id >= 0 ? halo_tok_piece(t, id, true, &n) : NULL;
@@ -1492,6 +1627,7 @@ int srv_sched_init(halo_server *s, halo_error *err) {
         halo_log(HALO_LOG_WARN, "server: the model has no chat template; using ChatML");
         src = chatml_template;
     }
+    find_fim_tokens(s, g);
     rc = halo_template_compile(src, strlen(src), &s->tmpl, err);
     if (!rc && !(s->template_src = strdup(src))) rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     halo_gguf_close(g);
