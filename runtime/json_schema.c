@@ -312,7 +312,8 @@ static void emit_rule(conv *c, const char *name, const text *body) {
 static bool get_count(conv *c, const cJSON *s, const char *key, long *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, key);
     if (!v) return true;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(long)v->valuedouble)
+    /* the range first: converting a double beyond long's range is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble != floor(v->valuedouble))
         return conv_fail(c, HALO_ERR_ARG, "'%s' must be a non-negative integer", key);
     if (v->valuedouble > MAX_COUNT)
         return conv_fail(c, HALO_ERR_UNSUPPORTED, "'%s' %g is above %d", key, v->valuedouble,
@@ -628,6 +629,14 @@ static bool integer_body(conv *c, const cJSON *s, text *b) {
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "maximum"))) hi = x->valuedouble;
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum")) && x->valuedouble <= hi)
         hi = x->valuedouble - 1;
+    /* the integer rule has at most 16 digits: bounds beyond them bound nothing, and a range
+     * wholly beyond them holds no integer it can write (also keeps the conversions below
+     * within int64_t) */
+    const double big = 9999999999999999.0;
+    if (lo > big || hi < -big)
+        return conv_fail(c, HALO_ERR_UNSUPPORTED, "integer bounds beyond 16 digits");
+    if (lo < -big) lo = -1e300;
+    if (hi > big) hi = 1e300;
     if (lo == -1e300 && hi == 1e300) {
         puts_(b, "integer");
         return true;
