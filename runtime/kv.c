@@ -191,28 +191,21 @@ typedef enum { STATE_TO_HOST, STATE_FROM_HOST, STATE_TO_BUF, STATE_FROM_BUF } st
 
 static void state_move(halo_context *ctx, int32_t seq, void *buf, state_dir dir) {
     halo_backend *be = &ctx->be;
+    void (*move)(halo_backend *, void *, const void *, size_t) =
+        dir == STATE_TO_HOST ? be->ops->to_host : dir == STATE_FROM_HOST ? be->ops->to_backend
+                                                                         : be->ops->copy;
+    const bool out = dir == STATE_TO_HOST || dir == STATE_TO_BUF; /* state into buf */
     char *o = buf;
     const size_t cb = sizeof(float) * ctx->rs.conv_floats, sb = sizeof(float) * ctx->rs.ssm_floats;
     for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
         if (ctx->rs.slot[il] < 0) continue;
         float *conv = halo_rs_conv(ctx, il, seq), *ssm = halo_rs_ssm(ctx, il, seq);
-        switch (dir) {
-        case STATE_TO_HOST:
-            be->ops->to_host(be, o, conv, cb);
-            be->ops->to_host(be, o + cb, ssm, sb);
-            break;
-        case STATE_FROM_HOST:
-            be->ops->to_backend(be, conv, o, cb);
-            be->ops->to_backend(be, ssm, o + cb, sb);
-            break;
-        case STATE_TO_BUF:
-            be->ops->copy(be, o, conv, cb);
-            be->ops->copy(be, o + cb, ssm, sb);
-            break;
-        case STATE_FROM_BUF:
-            be->ops->copy(be, conv, o, cb);
-            be->ops->copy(be, ssm, o + cb, sb);
-            break;
+        if (out) {
+            move(be, o, conv, cb);
+            move(be, o + cb, ssm, sb);
+        } else {
+            move(be, conv, o, cb);
+            move(be, ssm, o + cb, sb);
         }
         o += cb + sb;
     }

@@ -1496,9 +1496,37 @@ static void find_fim_tokens(halo_server *s, const halo_gguf *g) {
     }
 }
 
-/* Append text's tokens (no BOS, control-token texts kept as text) to a growing list. */
-static int push_text_tokens(halo_server *s, const char *text, int32_t **list, size_t *n,
-                            size_t *cap, halo_api_error *e) {
+/* A growing list of token ids. */
+typedef struct tok_list {
+    int32_t *v;
+    size_t n, cap;
+} tok_list;
+
+/* Append ids[0..m); 0, or -1 with e. */
+static int list_add(tok_list *l, const int32_t *ids, size_t m, halo_api_error *e) {
+    if (l->n + m > l->cap) {
+        size_t c = (l->n + m) * 2 + 16;
+        int32_t *p = realloc(l->v, sizeof(int32_t) * c);
+        if (!p) {
+            srv_error(e, 500, NULL, "out of memory");
+            return -1;
+        }
+        l->v = p, l->cap = c;
+    }
+    if (m) memcpy(l->v + l->n, ids, sizeof(int32_t) * m);
+    l->n += m;
+    return 0;
+}
+
+static int list_token(tok_list *l, int32_t tok, halo_api_error *e) { return list_add(l, &tok, 1, e); }
+
+/* Append the last k ids of src. */
+static int list_tail(tok_list *l, const tok_list *src, size_t k, halo_api_error *e) {
+    return k ? list_add(l, src->v + (src->n - k), k, e) : 0;
+}
+
+/* Append text's tokens (no BOS, control-token texts kept as text). */
+static int list_text(halo_server *s, tok_list *l, const char *text, halo_api_error *e) {
     int32_t *ids = NULL;
     size_t m = 0;
     halo_error err = {0};
@@ -1506,35 +1534,12 @@ static int push_text_tokens(halo_server *s, const char *text, int32_t **list, si
         srv_error(e, 500, NULL, "tokenizing failed: %s", err.msg);
         return -1;
     }
-    if (*n + m + 1 > *cap) {
-        size_t c = (*n + m + 1) * 2;
-        int32_t *p = realloc(*list, sizeof(int32_t) * c);
-        if (!p) {
-            free(ids);
-            srv_error(e, 500, NULL, "out of memory");
-            return -1;
-        }
-        *list = p, *cap = c;
-    }
-    if (m) memcpy(*list + *n, ids, sizeof(int32_t) * m);
-    *n += m;
+    int rc = list_add(l, ids, m, e);
     free(ids);
-    return 0;
+    return rc;
 }
 
-static int push_token(int32_t tok, int32_t **list, size_t *n, size_t *cap, halo_api_error *e) {
-    if (*n + 1 > *cap) {
-        size_t c = (*n + 1) * 2;
-        int32_t *p = realloc(*list, sizeof(int32_t) * c);
-        if (!p) {
-            srv_error(e, 500, NULL, "out of memory");
-            return -1;
-        }
-        *list = p, *cap = c;
-    }
-    (*list)[(*n)++] = tok;
-    return 0;
-}
+static size_t min_size(size_t a, int64_t b) { return b <= 0 ? 0 : a < (size_t)b ? a : (size_t)b; }
 
 /* llama-server's /infill prompt: other files' chunks (after the repository marker, each
  * behind a file separator and its name, or a "--- snip ---" line where the model has no
@@ -1549,15 +1554,13 @@ static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e) {
                   "<|fim_middle|>): /infill needs a code model trained for it");
         return -1;
     }
-    int32_t *pre = NULL, *suf = NULL, *mid = NULL, *extra = NULL, *all = NULL;
-    size_t npre = 0, cpre = 0, nsuf = 0, csuf = 0, nmid = 0, cmid = 0, nx = 0, cx = 0, n = 0, c = 0;
+    tok_list pre = {0}, suf = {0}, mid = {0}, extra = {0}, all = {0};
     int rc = -1;
-    if (push_text_tokens(s, r->input_prefix, &pre, &npre, &cpre, e) ||
-        push_text_tokens(s, r->input_suffix, &suf, &nsuf, &csuf, e) ||
-        push_text_tokens(s, r->prompt, &mid, &nmid, &cmid, e))
+    if (list_text(s, &pre, r->input_prefix, e) || list_text(s, &suf, r->input_suffix, e) ||
+        list_text(s, &mid, r->prompt, e))
         goto done;
-    if (s->fim_rep >= 0 && (push_token(s->fim_rep, &extra, &nx, &cx, e) ||
-                            push_text_tokens(s, "myproject\n", &extra, &nx, &cx, e)))
+    if (s->fim_rep >= 0 &&
+        (list_token(&extra, s->fim_rep, e) || list_text(s, &extra, "myproject\n", e)))
         goto done;
     const cJSON *ch;
     cJSON_ArrayForEach(ch, r->input_extra) {
@@ -1565,39 +1568,30 @@ static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(ch, "filename");
         char name[300];
         snprintf(name, sizeof name, "%.255s\n", cJSON_IsString(f) ? f->valuestring : "tmp");
-        if (s->fim_sep >= 0 ? push_token(s->fim_sep, &extra, &nx, &cx, e) ||
-                                  push_text_tokens(s, name, &extra, &nx, &cx, e)
-                            : push_text_tokens(s, "\n\n--- snip ---\n\n", &extra, &nx, &cx, e))
+        if (s->fim_sep >= 0 ? list_token(&extra, s->fim_sep, e) || list_text(s, &extra, name, e)
+                            : list_text(s, &extra, "\n\n--- snip ---\n\n", e))
             goto done;
-        if (cJSON_IsString(t) && push_text_tokens(s, t->valuestring, &extra, &nx, &cx, e)) goto done;
+        if (cJSON_IsString(t) && list_text(s, &extra, t->valuestring, e)) goto done;
     }
-    if (s->fim_sep >= 0 && (push_token(s->fim_sep, &extra, &nx, &cx, e) ||
-                            push_text_tokens(s, "filename\n", &extra, &nx, &cx, e)))
+    if (s->fim_sep >= 0 &&
+        (list_token(&extra, s->fim_sep, e) || list_text(s, &extra, "filename\n", e)))
         goto done;
     const int64_t batch = halo_context_n_batch(s->ctx);
     const int64_t n_gen = r->max_tokens > 0 ? r->max_tokens : 0;
-    size_t take_pre = npre < (size_t)(3 * (batch / 4)) ? npre : (size_t)(3 * (batch / 4));
-    int64_t room_suf = batch / 4 - (2 + (int64_t)nmid);
-    size_t take_suf = room_suf <= 0 ? 0 : nsuf < (size_t)room_suf ? nsuf : (size_t)room_suf;
-    int64_t room_x = (int64_t)s->n_ctx_slot - batch - 2 * n_gen;
-    size_t take_x = room_x <= 0 ? 0 : nx < (size_t)room_x ? nx : (size_t)room_x;
-    for (size_t i = nx - take_x; i < nx; i++)
-        if (push_token(extra[i], &all, &n, &c, e)) goto done;
+    size_t take_pre = min_size(pre.n, 3 * (batch / 4));
+    size_t take_suf = min_size(suf.n, batch / 4 - (2 + (int64_t)mid.n));
+    size_t take_x = min_size(extra.n, (int64_t)s->n_ctx_slot - batch - 2 * n_gen);
     int32_t bos = halo_tok_bos(s->tok);
-    if (halo_tok_add_bos(s->tok) && bos >= 0 && push_token(bos, &all, &n, &c, e)) goto done;
-    if (push_token(s->fim_pre, &all, &n, &c, e)) goto done;
-    for (size_t i = npre - take_pre; i < npre; i++)
-        if (push_token(pre[i], &all, &n, &c, e)) goto done;
-    for (size_t i = 0; i < nmid; i++)
-        if (push_token(mid[i], &all, &n, &c, e)) goto done;
-    if (push_token(s->fim_suf, &all, &n, &c, e)) goto done;
-    for (size_t i = 0; i < take_suf; i++)
-        if (push_token(suf[i], &all, &n, &c, e)) goto done;
-    if (push_token(s->fim_mid, &all, &n, &c, e)) goto done;
-    j->prompt = all, j->n_prompt = n, all = NULL;
+    if (list_tail(&all, &extra, take_x, e) ||
+        (halo_tok_add_bos(s->tok) && bos >= 0 && list_token(&all, bos, e)) ||
+        list_token(&all, s->fim_pre, e) || list_tail(&all, &pre, take_pre, e) ||
+        list_add(&all, mid.v, mid.n, e) || list_token(&all, s->fim_suf, e) ||
+        list_add(&all, suf.v, take_suf, e) || list_token(&all, s->fim_mid, e))
+        goto done;
+    j->prompt = all.v, j->n_prompt = all.n, all.v = NULL;
     rc = 0;
 done:
-    free(pre), free(suf), free(mid), free(extra), free(all);
+    free(pre.v), free(suf.v), free(mid.v), free(extra.v), free(all.v);
     return rc;
 }
 
