@@ -706,6 +706,7 @@ static bool fields_known(const cJSON *o, halo_api_error *e) {
 
 int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sampler_params *sp,
                       int32_t n_vocab, srv_request *r, halo_api_error *e) {
+    if (kind == SRV_RESPONSES) return srv_responses_parse(body, len, sp, n_vocab, r, e);
     memset(r, 0, sizeof *r);
     r->id_slot = -1;
     r->kind = kind;
@@ -850,6 +851,7 @@ void srv_request_free(srv_request *r) {
     free(r->input_suffix);
     cJSON_Delete(r->input_extra);
     halo_grammar_free(r->grammar);
+    srv_responses_free(r->responses);
     memset(r, 0, sizeof *r);
 }
 
@@ -868,6 +870,10 @@ int halo_api_check_chat(const char *body, size_t len, halo_api_error *e) {
 
 int halo_api_check_completion(const char *body, size_t len, halo_api_error *e) {
     return check(SRV_COMPLETION, body, len, e);
+}
+
+int halo_api_check_responses(const char *body, size_t len, halo_api_error *e) {
+    return check(SRV_RESPONSES, body, len, e);
 }
 
 cJSON *srv_usage_json(size_t prompt, size_t completion, size_t cached) {

@@ -166,6 +166,7 @@ static enum MHD_Result do_generate(halo_server *s, struct MHD_Connection *c, srv
     const char *body = cs->body.data ? cs->body.data : "";
     if (srv_request_parse(kind, body, cs->body.len, &s->p.sampling, s->n_vocab, &j->req, &e) ||
         srv_job_prepare(s, j, &e) || srv_submit(s, j, &e)) {
+        if (kind == SRV_RESPONSES) srv_responses_fix_error(&e);
         srv_job_unref(j);
         return reply_error(c, &e);
     }
@@ -539,6 +540,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         {"/apply-template", NULL, true, 7},
         {"/completion", NULL, true, 8},
         {"/infill", NULL, true, 9},
+        {"/v1/responses", "/responses", true, 10},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (!is(url, routes[i].a, routes[i].b)) continue;
@@ -563,7 +565,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 6: return do_props(s, c);
         case 7: return do_apply_template(s, c, cs);
         case 8: return do_generate(s, c, SRV_NATIVE, cs);
-        default: return do_generate(s, c, SRV_INFILL, cs);
+        case 9: return do_generate(s, c, SRV_INFILL, cs);
+        default: return do_generate(s, c, SRV_RESPONSES, cs);
         }
     }
     if (!strcmp(url, "/slots")) {

@@ -28,8 +28,18 @@ void srv_buf_free(srv_buf *b);
 
 /* chat and completions: the OpenAI API; native: llama-server's POST /completion (a completion
  * request, its own reply: content, stop, tokens_predicted, ..) */
-/* SRV_INFILL is parsed as llama-server's /infill and then runs as SRV_NATIVE (infill set) */
-typedef enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1, SRV_NATIVE = 2, SRV_INFILL = 3 } srv_kind;
+/* SRV_INFILL is parsed as llama-server's /infill and then runs as SRV_NATIVE (infill set);
+ * SRV_RESPONSES (POST /v1/responses) is parsed into a chat request and runs as SRV_CHAT,
+ * its replies made by responses.c (responses set) */
+typedef enum srv_kind {
+    SRV_CHAT = 0,
+    SRV_COMPLETION = 1,
+    SRV_NATIVE = 2,
+    SRV_INFILL = 3,
+    SRV_RESPONSES = 4,
+} srv_kind;
+
+typedef struct srv_responses srv_responses; /* responses.c */
 
 typedef struct srv_request {
     srv_kind kind;
@@ -58,6 +68,9 @@ typedef struct srv_request {
     bool infill;
     char *input_prefix, *input_suffix;
     cJSON *input_extra;
+    /* POST /v1/responses: what its replies need (settings to repeat, the output so far);
+     * NULL for other requests */
+    srv_responses *responses;
     /* completion: text or ids */
     char *prompt;
     int32_t *prompt_ids;
@@ -201,5 +214,28 @@ char *srv_metrics_text(halo_server *s);
 
 /* api.c: responses */
 cJSON *srv_usage_json(size_t prompt, size_t completion, size_t cached);
+
+/* sched.c, for responses.c: bytes for the client (wakes its thread), a random id with a
+ * prefix, a copy of text[0..n) made valid UTF-8 (malloc'd) */
+void srv_job_send(srv_job *j, const char *s, size_t n);
+void srv_random_id(char *out, size_t size, const char *prefix);
+char *srv_utf8_dup(const char *text, size_t n);
+
+/* ---- responses.c: POST /v1/responses on the chat path ------------------------------------ */
+
+/* The Responses body as the chat request it means (r->responses set). 0 or -1 with e. */
+int srv_responses_parse(const char *body, size_t len, const halo_sampler_params *sp,
+                        int32_t n_vocab, srv_request *r, halo_api_error *e);
+void srv_responses_free(srv_responses *x);
+/* An error of the chat request (its param "messages", "max_tokens", ..) in the Responses words */
+void srv_responses_fix_error(halo_api_error *e);
+/* The scheduler's hooks: the job starts (streamed: response.created, response.in_progress);
+ * a parser event (reasoning, content, tool call) becomes output items (streamed: events);
+ * the end (the Response object, or the last events); an error event (streamed). */
+void srv_responses_start(halo_server *s, srv_job *j);
+void srv_responses_event(halo_server *s, srv_job *j, const halo_chat_event *ev);
+void srv_responses_finish(halo_server *s, srv_job *j, bool length, size_t n_prompt, size_t n_gen,
+                          size_t n_cached, size_t n_reasoning);
+void srv_responses_fail(srv_job *j, const halo_api_error *e);
 
 #endif

@@ -265,6 +265,11 @@ static void job_done(srv_job *j, int status) {
 
 /* End a job with an error: a JSON error body, or an SSE error event then [DONE]. */
 static void job_fail(srv_job *j, const halo_api_error *e) {
+    if (j->req.responses && j->req.stream) { /* Responses: an `error` event, no [DONE] */
+        srv_responses_fail(j, e);
+        job_done(j, e->status);
+        return;
+    }
     char *text = halo_api_error_json(e);
     if (j->req.stream) {
         srv_buf b = {0};
@@ -397,7 +402,7 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
                   r->id_slot, s->n_slots, s->n_slots - 1);
         return -1;
     }
-    random_id(j->id, sizeof j->id, r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
+    random_id(j->id, sizeof j->id, r->responses ? "resp_" : r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
     halo_error err = {0};
@@ -798,7 +803,9 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     j->state = SRV_RUNNING;
     pthread_mutex_unlock(&j->mu);
     s->n_busy++;
-    if (j->req.stream && j->req.kind == SRV_CHAT) {
+    if (j->req.responses) {
+        srv_responses_start(s, j);
+    } else if (j->req.stream && j->req.kind == SRV_CHAT) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "role", "assistant");
         cJSON_AddStringToObject(d, "content", "");
@@ -815,6 +822,10 @@ static void parser_event(void *user, const halo_chat_event *ev) {
     halo_server *s = sl->server;
     if (ev->kind == HALO_CHAT_EVENT_WARNING) {
         halo_log(HALO_LOG_WARN, "server: %s: %.*s", j->id, (int)ev->len, ev->text);
+        return;
+    }
+    if (j->req.responses) { /* output items, streamed or not */
+        srv_responses_event(s, j, ev);
         return;
     }
     if (!j->req.stream) return;
@@ -954,6 +965,9 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
     cJSON *usage = srv_usage_json(j->n_prompt, (size_t)sl->n_gen, sl->n_cached);
     if (j->req.kind == SRV_NATIVE) {
         /* replied above */
+    } else if (j->req.responses) {
+        srv_responses_finish(s, j, !strcmp(reason, "length"), j->n_prompt, (size_t)sl->n_gen,
+                             sl->n_cached, (size_t)sl->n_reason);
     } else if (j->req.stream) {
         send_choice(s, sl, NULL, NULL, reason);
         if (j->req.include_usage) {
@@ -1765,3 +1779,9 @@ char *srv_metrics_text(halo_server *s) {
     }
     return b.data;
 }
+
+/* ---- for responses.c ------------------------------------------------------------------------ */
+
+void srv_job_send(srv_job *j, const char *s, size_t n) { job_send(j, s, n); }
+void srv_random_id(char *out, size_t size, const char *prefix) { random_id(out, size, prefix); }
+char *srv_utf8_dup(const char *text, size_t n) { return utf8_dup(text, n); }

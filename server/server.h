@@ -80,5 +80,7 @@ char *halo_api_error_json(const halo_api_error *e);
  * for forward compatibility). Returns 0 or fills e (status 400). */
 int halo_api_check_chat(const char *body, size_t len, halo_api_error *e);
 int halo_api_check_completion(const char *body, size_t len, halo_api_error *e);
+/* A /v1/responses body: the Responses fields, then the chat request they become. */
+int halo_api_check_responses(const char *body, size_t len, halo_api_error *e);
 
 #endif /* HALO_SERVER_H */
