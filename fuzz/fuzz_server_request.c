@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the server's request validation: arbitrary bytes as the
- * body of /v1/chat/completions and /v1/completions. Each must be accepted or
+ * body of /v1/chat/completions, /v1/completions and /v1/responses. Each must be accepted or
  * rejected with a 400 and a message, never crash or leak; a rejection's error
  * JSON must parse back.
  * Run: ./fuzz_server_request -max_len=4096 corpus/ fuzz/seeds/fuzz_server_request
@@ -12,10 +12,11 @@
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < 3; kind++) {
         halo_api_error e = {0};
-        int rc = kind ? halo_api_check_completion((const char *)data, size, &e)
-                      : halo_api_check_chat((const char *)data, size, &e);
+        int rc = kind == 2   ? halo_api_check_responses((const char *)data, size, &e)
+                 : kind == 1 ? halo_api_check_completion((const char *)data, size, &e)
+                             : halo_api_check_chat((const char *)data, size, &e);
         if (rc == 0) continue;
         if (e.status != 400 || !e.message[0]) abort();
         char *json = halo_api_error_json(&e);

@@ -164,9 +164,12 @@ static enum MHD_Result do_generate(halo_server *s, struct MHD_Connection *c, srv
     j->refs = 1;
     halo_api_error e;
     const char *body = cs->body.data ? cs->body.data : "";
-    if (srv_request_parse(kind, body, cs->body.len, &s->p.sampling, s->n_vocab, &j->req, &e) ||
-        srv_job_prepare(s, j, &e) || srv_submit(s, j, &e)) {
-        if (kind == SRV_RESPONSES) srv_responses_fix_error(&e);
+    int rc = srv_request_parse(kind, body, cs->body.len, &s->p.sampling, s->n_vocab, &j->req, &e);
+    if (!rc && (srv_job_prepare(s, j, &e) || srv_submit(s, j, &e))) {
+        rc = -1;
+        if (kind == SRV_RESPONSES) srv_responses_fix_error(&e); /* "messages": the input */
+    }
+    if (rc) {
         srv_job_unref(j);
         return reply_error(c, &e);
     }
