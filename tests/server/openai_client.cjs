@@ -1,6 +1,7 @@
 // The official `openai` npm client against `halo serve`: models, a plain chat, a
 // streamed chat with usage, a tool call round trip, legacy completions, log-probabilities
-// (chat plain and streamed, legacy), and the
+// (chat plain and streamed, legacy), the Responses API (plain, streamed, the stream helper, a
+// forced function call passed back), and the
 // errors the client surfaces (400 with param, 401). Exits non-zero on a failure.
 'use strict';
 const OpenAI = require(require("path").resolve(process.env.OPENAI_MODULE));
@@ -108,6 +109,70 @@ async function main() {
   check(clp && clp.tokens.length === clp.token_logprobs.length && clp.tokens.join('') === cl.choices[0].text &&
         clp.top_logprobs.every((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 2) &&
         clp.text_offset[0] === 0, 'legacy logprobs: tokens join to the text, offsets, top 2');
+
+  // the Responses API: plain (output_text is the SDK's join of the message text), streamed
+  // (the raw events, and the SDK's stream helper that rebuilds the response from them), a
+  // forced function call, and a refusal
+  const rp = await client.responses.create({
+    model, input: 'Say hello', instructions: 'Be brief.', max_output_tokens: 6, temperature: 0,
+  });
+  check(rp.object === 'response' && rp.id.startsWith('resp_'), 'responses: object response');
+  check(['completed', 'incomplete'].includes(rp.status), 'responses: status ' + rp.status);
+  check(typeof rp.output_text === 'string' && rp.output.some((o) => o.type === 'message'),
+        'responses: output_text and a message item');
+  check(rp.usage.output_tokens <= 6 && rp.usage.input_tokens > 0 &&
+        rp.usage.total_tokens === rp.usage.input_tokens + rp.usage.output_tokens, 'responses: usage');
+  const rs = await client.responses.create({
+    model, input: 'Say hello', instructions: 'Be brief.', max_output_tokens: 6, temperature: 0,
+    stream: true,
+  });
+  const kinds = [];
+  let rtext = '', rfinal = null;
+  for await (const ev of rs) {
+    kinds.push(ev.type);
+    if (ev.type === 'response.output_text.delta') rtext += ev.delta;
+    if (ev.type === 'response.completed' || ev.type === 'response.incomplete') rfinal = ev.response;
+  }
+  check(kinds[0] === 'response.created' && kinds[1] === 'response.in_progress' &&
+        kinds.includes('response.output_item.added') && kinds.includes('response.output_text.done') &&
+        kinds.includes('response.output_item.done'), 'responses stream: event types ' + kinds.join(','));
+  check(rtext === rp.output_text, `responses stream: text '${rtext}' == plain '${rp.output_text}'`);
+  check(rfinal && rfinal.status === rp.status && rfinal.usage.output_tokens === rp.usage.output_tokens,
+        'responses stream: the final response');
+  const helper = client.responses.stream({
+    model, input: 'Say hello', instructions: 'Be brief.', max_output_tokens: 6, temperature: 0,
+  });
+  let htext = '';
+  helper.on('response.output_text.delta', (ev) => { htext += ev.delta; });
+  const hfinal = await helper.finalResponse();
+  check(hfinal.output_text === rp.output_text && htext === rp.output_text,
+        'responses.stream helper: the rebuilt response');
+  const rtools = [{
+    type: 'function', name: 'get_weather', description: 'Weather of a city', strict: true,
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } },
+                  required: ['city'], additionalProperties: false },
+  }];
+  const rc = await client.responses.create({
+    model, input: 'Weather in Paris?', tools: rtools, max_output_tokens: 80,
+    tool_choice: { type: 'function', name: 'get_weather' }, parallel_tool_calls: false,
+  });
+  const fc = rc.output.filter((o) => o.type === 'function_call');
+  check(rc.status === 'completed' && fc.length === 1 && fc[0].name === 'get_weather' &&
+        fc[0].call_id.startsWith('call_') && typeof JSON.parse(fc[0].arguments).city === 'string',
+        'responses: a forced function call: ' + JSON.stringify(rc.output));
+  const rc2 = await client.responses.create({
+    model, tools: rtools, max_output_tokens: 4,
+    input: [{ role: 'user', content: 'Weather in Paris?' }, fc[0],
+            { type: 'function_call_output', call_id: fc[0].call_id, output: '18 C' }],
+  });
+  check(rc2.usage.input_tokens > rc.usage.input_tokens, 'responses: the call passed back as input');
+  try {
+    await client.responses.create({ model, input: 'x', previous_response_id: 'resp_1' });
+    check(false, 'previous_response_id is rejected');
+  } catch (e) {
+    check(e instanceof OpenAI.BadRequestError && e.param === 'previous_response_id',
+          'responses: BadRequestError naming previous_response_id: ' + e);
+  }
 
   // errors
   try {
