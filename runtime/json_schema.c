@@ -229,8 +229,9 @@ static bool is_known_keyword(const char *k) {
 }
 
 /* minimum, maximum, exclusiveMinimum, exclusiveMaximum: enforced on integers (bounds up
- * to 10^15), not on other numbers */
-#define MAX_BOUND 1e15
+ * to 2^53 - 1, the safe-integer bounds JavaScript schema builders such as zod write for
+ * every integer), not on other numbers */
+#define MAX_BOUND 9007199254740991.0
 
 static bool is_bound_keyword(const char *k) {
     return !strcmp(k, "minimum") || !strcmp(k, "maximum") || !strcmp(k, "exclusiveMinimum") ||

@@ -326,9 +326,18 @@ static void check_integer_range(const char *bounds, long long lo, long long hi) 
     CHECK_MSG(halo_json_schema_to_gbnf(schema, &gbnf, &err) == 0, "%s: %s", schema_text, err.msg);
     halo_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
     halo_grammar_vocab *v = ascii_vocab();
-    static const long long big[] = {
-        99999, 100000, 123456789012LL, -123456789012LL, 999999999999999LL, -999999999999999LL};
-    for (long long x = -1500; g && x <= 1500 + 6; x++) {
+    static const long long big[] = {99999,
+                                    100000,
+                                    123456789012LL,
+                                    -123456789012LL,
+                                    999999999999999LL,
+                                    -999999999999999LL,
+                                    9007199254740991LL,
+                                    -9007199254740991LL,
+                                    9007199254740992LL,
+                                    -9007199254740992LL};
+    const long long n_big = (long long)(sizeof big / sizeof *big);
+    for (long long x = -1500; g && x <= 1500 + n_big; x++) {
         long long val = x <= 1500 ? x : big[x - 1501];
         char num[32];
         snprintf(num, sizeof num, "%lld", val);
@@ -357,6 +366,12 @@ static void test_integer_ranges(void) {
     check_integer_range(",\"minimum\":10,\"maximum\":100000", 10, 100000);
     check_integer_range(",\"minimum\":0,\"maximum\":0", 0, 0);
     check_integer_range(",\"minimum\":-5.5,\"maximum\":5.5", -5, 5);
+    /* zod's .int(): JavaScript's safe-integer bounds */
+    check_integer_range(",\"minimum\":-9007199254740991,\"maximum\":9007199254740991",
+                        -9007199254740991LL, 9007199254740991LL);
+    check_integer_range(",\"minimum\":9007199254740000,\"maximum\":9007199254740991",
+                        9007199254740000LL, 9007199254740991LL);
+    expect_refused("{\"type\":\"integer\",\"maximum\":9007199254740992}", "maximum (at /)");
     expect_refused("{\"type\":\"number\",\"minimum\":1}", "minimum (at /)");
     expect_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer");
     expect_refused("{\"type\":\"integer\",\"minimum\":1e17}", "minimum (at /)");
