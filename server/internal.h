@@ -1,6 +1,7 @@
 /*
  * server internals shared by api.c (requests and responses as JSON), sched.c (the
- * engine loop, slots, prompt cache) and http.c (libmicrohttpd, routing, waiting).
+ * engine loop, slots, prompt cache), http.c (libmicrohttpd, routing, waiting) and
+ * responses.c (POST /v1/responses as a view of the chat path).
  */
 #ifndef HALO_SERVER_INTERNAL_H
 #define HALO_SERVER_INTERNAL_H
