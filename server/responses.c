@@ -457,31 +457,29 @@ static double short_float(float f) {
 /* Every top-level field: one converted, one of no effect for halo (bookkeeping of a service
  * that stores or bills), or a 400 naming it. */
 static bool fields_known(const cJSON *o, halo_api_error *e) {
-    static const char *const known[] = {
-        "model",
-        "input",
-        "instructions",
-        "tools",
-        "tool_choice",
-        "max_output_tokens",
-        "temperature",
-        "top_p",
-        "stream",
-        "text",
-        "reasoning",
-        "parallel_tool_calls",
-        "store",
-        "metadata",
-        "user",
-        "include",
-        "stream_options",
-        "truncation",
-        "background",
-        "service_tier",
-        "prompt_cache_key",
-        "safety_identifier",
-        "top_logprobs",
-    };
+    static const char *const known[] = {"model",
+                                        "input",
+                                        "instructions",
+                                        "tools",
+                                        "tool_choice",
+                                        "max_output_tokens",
+                                        "temperature",
+                                        "top_p",
+                                        "stream",
+                                        "text",
+                                        "reasoning",
+                                        "parallel_tool_calls",
+                                        "store",
+                                        "metadata",
+                                        "user",
+                                        "include",
+                                        "stream_options",
+                                        "truncation",
+                                        "background",
+                                        "service_tier",
+                                        "prompt_cache_key",
+                                        "safety_identifier",
+                                        "top_logprobs"};
     const cJSON *f;
     cJSON_ArrayForEach(f, o) {
         bool ok = cJSON_IsNull(f);
@@ -811,7 +809,6 @@ static void item_open(srv_job *j, resp_open kind) {
     item_close(j, "completed");
     x->open = kind;
     srv_random_id(x->item_id, sizeof x->item_id, kind == OPEN_REASONING ? "rs_" : "msg_");
-    srv_buf_append(&x->text, "", 0);
     x->text.len = 0;
     cJSON *ev = event_new("response.output_item.added");
     cJSON_AddNumberToObject(ev, "output_index", cJSON_GetArraySize(x->output));
