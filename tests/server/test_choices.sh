@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several choices per request (`n`) and legacy completions' `echo`, on the shipped model
 # (kdoc-moe: a hybrid, so the choices share the prompt's KV pages and copy its recurrent
-# state) and on an attention-only one:
+# state), a dense hybrid (tiny-qwen35) and an attention-only model (tiny-qwen3):
 # - at temperature 0 every choice is the n=1 reply, choice 0 byte for byte;
 # - with a seed, choices differ from each other and the request reproduces; usage counts
 #   the prompt once; streamed chunks carry each choice's index and finish_reason;
@@ -46,7 +46,7 @@ choices_match_n1() {
 }
 
 CHAT='"messages":[{"role":"user","content":"What does the scheduler do?"}],"max_tokens":24'
-for model in "$KDOC" "$FIX/models/tiny-qwen3-f16.gguf"; do
+for model in "$KDOC" "$FIX/models/tiny-qwen35-f16.gguf" "$FIX/models/tiny-qwen3-f16.gguf"; do
     MODEL=$model
     start_server -np 3 -c 3072 -t 1
     choices_match_n1 /v1/chat/completions "$CHAT" message.content
