@@ -573,8 +573,11 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, srv_request *r, halo_a
         srv_error(e, 400, "prompt", "'prompt' is required");
         return false;
     }
-    /* ["text"] is the one-prompt array form */
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+    /* ["text"] and [[ids]] are the one-prompt forms of the list of prompts (lm-eval's
+     * local-completions sends [[ids]]) */
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
+        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        p = p->child;
     if (cJSON_IsString(p)) {
         if (!(r->prompt = strdup(p->valuestring))) {
             srv_error(e, 500, NULL, "out of memory");

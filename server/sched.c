@@ -1211,7 +1211,10 @@ static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *log
     if (sl->n_gen == 0 && sl->t_first == 0) sl->t_first = halo_time_seconds();
     sl->n_gen++;
     halo_sampler_accept(sl->smp, tok);
-    if (halo_tok_is_eog(s->tok, tok)) {
+    /* an end-of-generation token has no text and no entry, except after an echoed prompt:
+     * lm-eval drops the entry after the prompt's (max_tokens 1), whatever it is */
+    const bool eog = halo_tok_is_eog(s->tok, tok);
+    if (eog && !wants_prompt_lp(sl->job)) {
         finish(s, sl, "stop");
         return;
     }
@@ -1223,6 +1226,10 @@ static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *log
         }
         if (sl->n_lp < sl->cap_lp)
             lp_compute(logits, s->n_vocab, tok, sl->job->req.logprobs, &sl->lp[sl->n_lp++]);
+    }
+    if (eog) {
+        finish(s, sl, "stop");
+        return;
     }
     const char *t;
     size_t n;

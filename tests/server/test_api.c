@@ -93,6 +93,9 @@ int main(void) {
     /* echo: /v1/completions only, a boolean */
     expect_ok(0, "{\"prompt\":\"x\",\"echo\":true,\"logprobs\":1,\"max_tokens\":0}");
     expect_ok(0, "{\"prompt\":[1,2,3],\"echo\":false}");
+    expect_ok(0, "{\"prompt\":[[1,2,3]],\"echo\":true,\"logprobs\":1,\"max_tokens\":1}");
+    expect_err(0, "{\"prompt\":[[1,2],[3]]}", "prompt");
+    expect_err(0, "{\"prompt\":[[]]}", "prompt");
     expect_err(0, "{\"prompt\":\"x\",\"echo\":1}", "echo");
     expect_err(1, BODY("{%s,\"echo\":true}", user), "echo");
     expect_err(1, BODY("{%s,\"cache_prompt\":1}", user), "cache_prompt");

@@ -153,6 +153,16 @@ jcheck "echo, max_tokens 1: the prompt's entries (as with max_tokens 0), then on
     "const l = r.choices[0].logprobs; l.tokens.length === $n_ids + 1 && r.usage.completion_tokens === 1 &&
      r.choices[0].text.startsWith('The page cache is used to') &&
      JSON.stringify(l.token_logprobs.slice(0, $n_ids)) === JSON.stringify($lps)"
+# lm-eval's exact form: the prompt as a list of one token list; the generated token an
+# end of text (forced here), which keeps its entry after the prompt's
+http POST /tokenize '{"content":"<|endoftext|>"}'; expect 200
+eot=$(js 'r.tokens[0]')
+http POST /v1/completions "{\"prompt\":[[$ids]],\"max_tokens\":1,\"echo\":true,\"logprobs\":1,\"temperature\":0,\"seed\":1234,\"logit_bias\":{\"$eot\":100}}"
+expect 200 '"finish_reason":"stop"'
+jcheck "echo [[ids]] ending at once: the prompt's entries and the end token's" \
+    "const l = r.choices[0].logprobs; l.tokens.length === $n_ids + 1 && l.tokens[$n_ids] === '' &&
+     typeof l.token_logprobs[$n_ids] === 'number' && r.choices[0].text === 'The page cache is used to' &&
+     JSON.stringify(l.token_logprobs.slice(0, $n_ids)) === JSON.stringify($lps)"
 # a text prompt; echo without logprobs; echo with n=2; streamed
 http POST /v1/completions '{"prompt":"The page cache","max_tokens":3,"echo":true,"temperature":0}'
 expect 200 '"text":"The page cache ' '"logprobs":null'
