@@ -573,8 +573,11 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, srv_request *r, halo_a
         srv_error(e, 400, "prompt", "'prompt' is required");
         return false;
     }
-    /* ["text"] is the one-prompt array form */
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+    /* ["text"] and [[ids]] are the one-prompt forms of the list of prompts (lm-eval's
+     * local-completions sends [[ids]]) */
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
+        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        p = p->child;
     if (cJSON_IsString(p)) {
         if (!(r->prompt = strdup(p->valuestring))) {
             srv_error(e, 500, NULL, "out of memory");
@@ -709,6 +712,7 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
     if (kind == SRV_RESPONSES) return srv_responses_parse(body, len, sp, n_vocab, r, e);
     memset(r, 0, sizeof *r);
     r->id_slot = -1;
+    r->n = 1;
     r->kind = kind;
     r->sp = *sp;
     r->sp.logit_bias = NULL;
@@ -767,9 +771,9 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
         if (!get_int(o, "logprobs", 0, 5, &n, e)) goto done;
         r->logprobs = (int32_t)n;
     }
-    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(o, "echo");
-    if (echo && !cJSON_IsNull(echo) && !cJSON_IsFalse(echo)) {
-        srv_error(e, 400, "echo", "'echo' (the prompt's log-probabilities) is not supported yet");
+    if (!get_bool(o, "echo", &r->echo, e)) goto done;
+    if (r->echo && kind != SRV_COMPLETION) {
+        srv_error(e, 400, "echo", "'echo' is a field of /v1/completions");
         goto done;
     }
     int64_t v = -1;
@@ -781,7 +785,16 @@ int srv_request_parse(srv_kind kind, const char *body, size_t len, const halo_sa
     if (!get_int(o, "id_slot", -1, 1 << 20, &slot, e)) goto done;
     r->id_slot = (int32_t)slot;
     int64_t n = 1;
-    if (!get_int(o, "n", 1, 1, &n, e)) goto done;
+    if (!get_int(o, "n", 1, SRV_MAX_N, &n, e)) goto done;
+    if (n > 1 && kind != SRV_CHAT && kind != SRV_COMPLETION) {
+        srv_error(e, 400, "n", "'n' > 1 is a field of /v1/chat/completions and /v1/completions");
+        goto done;
+    }
+    if (n > 1 && r->id_slot >= 0) {
+        srv_error(e, 400, "id_slot", "'id_slot' names one slot; 'n' > 1 needs %d", (int)n);
+        goto done;
+    }
+    r->n = (int32_t)n;
     halo_sampler_params *s = &r->sp;
     int64_t k = s->top_k, seed = -1, last_n = s->repeat_last_n;
     if (!get_float(o, "temperature", 0, 100, &s->temp, e) ||

@@ -50,7 +50,10 @@ typedef struct srv_request {
     /* log-probabilities of the generated tokens: chat `logprobs` + `top_logprobs` (0..20),
      * completions' legacy `logprobs` N (0..5: the top N too); -1: none asked for */
     int32_t logprobs;
-    int32_t max_tokens; /* -1: not given */
+    int32_t max_tokens; /* -1: not given; 0: nothing generated (the prompt alone, e.g. echo) */
+    int32_t n;          /* choices (1..SRV_MAX_N), each in its own slot, sharing the prompt */
+    bool echo;          /* /v1/completions: the prompt comes back before the text (and, with
+                         * logprobs, the prompt tokens' log-probabilities) */
     int32_t id_slot;    /* llama-server's field: the slot to run in (its cache); -1: any */
     halo_sampler_params sp;
     halo_logit_bias *bias; /* [n_bias] */
@@ -78,6 +81,7 @@ typedef struct srv_request {
     size_t n_prompt_ids;
 } srv_request;
 
+#define SRV_MAX_N 16 /* most choices (n) in one request */
 #define SRV_MAX_STOP 16
 #define SRV_MAX_STOP_LEN 256
 
@@ -109,6 +113,14 @@ typedef struct srv_job {
     srv_buf out;           /* bytes ready for the client (SSE chunks, or the whole body) */
     size_t out_sent;
     int http_status; /* of a non-streamed reply */
+    /* the choices (req.n slots; sched.c): how many still generate, the finished ones of a
+     * non-streamed reply by index, their generated (and reasoning) tokens, the first
+     * choice's figures and finish_reason (a static string; a Responses reply's status) */
+    int32_t n_open;
+    cJSON **choices; /* [req.n] */
+    size_t n_gen_total, n_reason_total, n_cached;
+    double t_start, t_first;
+    const char *reason;
     struct srv_job *next; /* queue link */
 } srv_job;
 

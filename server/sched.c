@@ -28,6 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* echo with logprobs: the most bytes of logits one step asks for (the prompt's chunks are
+ * cut to fit; 67 rows of a 248k vocabulary) */
+#define SRV_ECHO_LOGITS_BYTES ((size_t)64 << 20)
+
 /* A generated token's log-probability and its top alternatives (log-softmax of the
  * model's logits, before temperature and penalties: what the model assigned). */
 #define SRV_MAX_TOP_LP 20
@@ -43,6 +47,8 @@ struct srv_slot {
     halo_server *server;
     int32_t id; /* its sequence */
     srv_job *job;
+    int32_t choice;    /* the job's choice this slot generates (its index in the reply) */
+    bool await_prompt; /* a choice > 0: waits for choice 0's prompt, then shares its pages */
     int32_t *tokens; /* [n_tokens] what the sequence holds */
     size_t n_tokens, cap;
     srv_ckpt *ckpts;
@@ -122,6 +128,8 @@ void srv_job_unref(srv_job *j) {
     int left = --j->refs;
     pthread_mutex_unlock(&j->mu);
     if (left) return;
+    for (int32_t i = 0; j->choices && i < j->req.n; i++) cJSON_Delete(j->choices[i]);
+    free(j->choices);
     srv_request_free(&j->req);
     free(j->prompt);
     srv_buf_free(&j->out);
@@ -220,9 +228,15 @@ static cJSON *lp_json(const halo_server *s, const srv_job *j, const srv_lp *lp, 
         char *t = lp_text(s, lp[i].token, &nr, &raw);
         cJSON_AddItemToArray(toks, cJSON_CreateString(t ? t : ""));
         free(t);
-        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(lp[i].logprob));
+        /* echo: the prompt's first token has no log-probability (nothing before it) */
+        const bool none = isnan(lp[i].logprob);
+        cJSON_AddItemToArray(tlp, none ? cJSON_CreateNull() : cJSON_CreateNumber(lp[i].logprob));
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)*offset));
         *offset += nr;
+        if (none) {
+            cJSON_AddItemToArray(top, cJSON_CreateNull());
+            continue;
+        }
         cJSON *m = cJSON_CreateObject();
         for (int k = 0; k < lp[i].n_top && k < j->req.logprobs; k++) {
             char *tt = lp_text(s, lp[i].top[k], &nr, &raw);
@@ -318,7 +332,7 @@ static void send_choice(halo_server *s, srv_slot *sl, cJSON *delta, const char *
     cJSON *c = chunk_new(s, j), *choices = cJSON_AddArrayToObject(c, "choices");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, ch);
-    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddNumberToObject(ch, "index", sl->choice);
     if (j->req.kind == SRV_CHAT)
         cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
     else
@@ -402,7 +416,14 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
                   r->id_slot, s->n_slots, s->n_slots - 1);
         return -1;
     }
-    random_id(j->id, sizeof j->id, r->responses ? "resp_" : r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
+    if (r->n > (int32_t)s->n_slots) {
+        srv_error(e, 400, "n",
+                  "'n' is %d but the server has %u slot%s (-np): each choice needs its own slot",
+                  r->n, s->n_slots, s->n_slots == 1 ? "" : "s");
+        return -1;
+    }
+    random_id(j->id, sizeof j->id,
+              r->responses ? "resp_" : r->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-");
     j->created = (int64_t)time(NULL);
     j->think = HALO_CHAT_THINK_NONE;
     halo_error err = {0};
@@ -672,7 +693,21 @@ static void slot_end_job(srv_slot *sl) {
     sl->lp = NULL;
     sl->n_lp = sl->cap_lp = sl->lp_sent = sl->lp_offset = 0;
     sl->job = NULL;
+    sl->choice = 0;
+    sl->await_prompt = false;
 }
+
+/* End every slot of job j (its choices), without a reply. */
+static void job_release_slots(halo_server *s, srv_job *j) {
+    for (uint32_t k = 0; k < s->n_slots; k++)
+        if (s->slots[k].job == j) {
+            slot_end_job(&s->slots[k]);
+            s->n_busy--;
+        }
+}
+
+/* echo with logprobs: the prompt tokens' log-probabilities are part of the reply */
+static bool wants_prompt_lp(const srv_job *j) { return j->req.echo && j->req.logprobs >= 0; }
 
 /* The grammars' vocabulary for a job (chat output keeps its tags' text), built on first use. */
 static halo_grammar_vocab *grammar_vocab(halo_server *s, const srv_job *j, halo_error *err) {
@@ -701,9 +736,84 @@ static int slot_grammar(halo_server *s, srv_slot *sl, srv_job *j, halo_api_error
     return 0;
 }
 
-/* Give job j to a free slot: pick it, reuse what its cache can, set up sampling. */
 static bool ignore_eog(halo_server *s, srv_request *r);
 
+/* Choice `choice` of job j in slot sl: its sampler (choices > 0 draw from their own random
+ * stream, derived from choice 0's seed so that a fixed seed reproduces every choice),
+ * detokenizer, chat parser and grammar. The slot is busy from here on: on failure the
+ * caller releases every slot of the job. */
+static int slot_setup(halo_server *s, srv_slot *sl, srv_job *j, int32_t choice, uint32_t seed0,
+                      halo_api_error *e) {
+    sl->job = j;
+    sl->choice = choice;
+    s->n_busy++;
+    halo_error err = {0};
+    if (j->req.ignore_eos && !ignore_eog(s, &j->req)) {
+        srv_error(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    halo_sampler_params sp = j->req.sp;
+    if (choice > 0) {
+        sp.seed = seed0 + (uint32_t)choice * 0x9E3779B9u;
+        if (sp.seed == HALO_SEED_RANDOM) sp.seed--;
+    }
+    if (halo_sampler_new(&sp, s->n_vocab, &sl->smp, &err) ||
+        /* chat output keeps control tokens' text: the parser needs the tags
+         * (<think>, <tool_call>) that some vocabularies mark as control tokens */
+        halo_detok_new(s->tok, j->req.kind == SRV_CHAT ? HALO_TOK_DECODE_SPECIAL : 0, &sl->detok,
+                       &err)) {
+        srv_error(e, 500, NULL, "%s", err.msg);
+        return -1;
+    }
+    if (j->req.kind == SRV_CHAT) {
+        halo_chat_parse_options po = {0};
+        po.think = j->think;
+        po.tool_calls = j->req.tools != NULL;
+        char *tools_json = j->req.tools ? cJSON_PrintUnformatted(j->req.tools) : NULL;
+        po.tools_json = tools_json;
+        int rc = halo_chat_parser_new(&po, parser_event, sl, &sl->parser, &err);
+        free(tools_json);
+        if (rc) {
+            srv_error(e, 500, NULL, "%s", err.msg);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < j->n_prompt; i++) halo_sampler_accept(sl->smp, j->prompt[i]);
+    if (j->req.grammar && slot_grammar(s, sl, j, e)) return -1;
+    if (wants_prompt_lp(j)) { /* entry i: prompt token i given the ones before; 0 has none */
+        size_t cap = j->n_prompt + 64;
+        if (cap > SIZE_MAX / sizeof *sl->lp || !(sl->lp = malloc(sizeof *sl->lp * cap))) {
+            srv_error(e, 500, NULL, "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < j->n_prompt; i++)
+            sl->lp[i] = (srv_lp){.token = j->prompt[i], .logprob = NAN};
+        sl->cap_lp = cap;
+        sl->n_lp = j->n_prompt;
+    }
+    int32_t room = (int32_t)(s->n_ctx_slot - j->n_prompt);
+    int32_t want = j->req.max_tokens >= 0 ? j->req.max_tokens : s->p.n_predict;
+    sl->max_gen = want < 0 || want > room ? room : want;
+    sl->has_pending = false;
+    sl->n_gen = sl->n_reason = 0;
+    sl->budget_done = sl->stopped = false;
+    sl->stop_index = -1;
+    sl->t_start = halo_time_seconds();
+    sl->t_first = 0;
+    sl->used = ++s->ckpt_clock;
+    sl->await_prompt = choice > 0;
+    if (j->req.stream && j->req.kind == SRV_CHAT && !j->req.responses) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "role", "assistant");
+        cJSON_AddStringToObject(d, "content", "");
+        send_choice(s, sl, d, NULL, NULL);
+    }
+    return 0;
+}
+
+/* Give job j its slots: choice 0 in the free slot that reuses the most of its prompt,
+ * choices 1..n-1 in the least recently used other free slots (admit saw that there are
+ * enough), which wait for choice 0's prompt and then share its pages. */
 static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     srv_slot *best = NULL, *lru = NULL, *src = NULL;
     size_t best_keep = 0, src_keep = 0;
@@ -729,11 +839,13 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         return -1;
     }
     /* Reuse a free slot's own cache only when it is a fair share of the prompt;
-     * otherwise take the least recently used slot and leave the others' caches. */
+     * otherwise take the least recently used slot and leave the others' caches. The
+     * prompt's log-probabilities (echo) need the logits of every position: no reuse. */
     srv_slot *sl = best;
-    if (!j->req.cache_prompt)
+    const bool reuse = j->req.cache_prompt && !wants_prompt_lp(j);
+    if (!reuse)
         src = NULL, src_keep = 0;
-    if (!j->req.cache_prompt || best_keep == 0 ||
+    if (!reuse || best_keep == 0 ||
         (j->req.id_slot < 0 &&
          (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt)) {
         sl = lru;
@@ -754,64 +866,39 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         srv_error(e, 500, NULL, "out of memory");
         return -1;
     }
-    halo_error err = {0};
-    if (j->req.ignore_eos && !ignore_eog(s, &j->req)) {
-        srv_error(e, 500, NULL, "out of memory");
-        slot_end_job(sl);
-        return -1;
-    }
-    if (halo_sampler_new(&j->req.sp, s->n_vocab, &sl->smp, &err) ||
-        /* chat output keeps control tokens' text: the parser needs the tags
-         * (<think>, <tool_call>) that some vocabularies mark as control tokens */
-        halo_detok_new(s->tok, j->req.kind == SRV_CHAT ? HALO_TOK_DECODE_SPECIAL : 0, &sl->detok,
-                       &err)) {
-        srv_error(e, 500, NULL, "%s", err.msg);
-        slot_end_job(sl);
-        return -1;
-    }
-    if (j->req.kind == SRV_CHAT) {
-        halo_chat_parse_options po = {0};
-        po.think = j->think;
-        po.tool_calls = j->req.tools != NULL;
-        char *tools_json = j->req.tools ? cJSON_PrintUnformatted(j->req.tools) : NULL;
-        po.tools_json = tools_json;
-        rc = halo_chat_parser_new(&po, parser_event, sl, &sl->parser, &err);
-        free(tools_json);
-        if (rc) {
-            srv_error(e, 500, NULL, "%s", err.msg);
-            slot_end_job(sl);
-            return -1;
+    if (slot_setup(s, sl, j, 0, 0, e)) goto fail;
+    const uint32_t seed0 = halo_sampler_seed(sl->smp);
+    for (int32_t c = 1; c < j->req.n; c++) {
+        srv_slot *f = NULL;
+        for (uint32_t k = 0; k < s->n_slots; k++)
+            if (!s->slots[k].job && (!f || s->slots[k].used < f->used)) f = &s->slots[k];
+        if (!f) {
+            srv_error(e, 503, "n", "fewer than %d free slots", j->req.n);
+            goto fail;
         }
+        slot_forget(s, f); /* its sequence becomes choice 0's prompt */
+        f->n_cached = 0;
+        if (!slot_reserve(f, j->n_prompt + 16)) {
+            srv_error(e, 500, NULL, "out of memory");
+            goto fail;
+        }
+        if (slot_setup(s, f, j, c, seed0, e)) goto fail;
     }
-    for (size_t i = 0; i < j->n_prompt; i++) halo_sampler_accept(sl->smp, j->prompt[i]);
-    if (j->req.grammar && slot_grammar(s, sl, j, e)) {
-        slot_end_job(sl);
-        return -1;
+    j->n_open = j->req.n;
+    if (!j->req.stream && j->req.kind != SRV_NATIVE && !j->req.responses &&
+        !(j->choices = calloc((size_t)j->req.n, sizeof *j->choices))) {
+        srv_error(e, 500, NULL, "out of memory");
+        goto fail;
     }
-    int32_t room = (int32_t)(s->n_ctx_slot - j->n_prompt);
-    int32_t want = j->req.max_tokens >= 0 ? j->req.max_tokens : s->p.n_predict;
-    sl->max_gen = want < 0 || want > room ? room : want;
-    sl->job = j;
-    sl->has_pending = false;
-    sl->n_gen = sl->n_reason = 0;
-    sl->budget_done = sl->stopped = false;
-    sl->stop_index = -1;
-    sl->t_start = halo_time_seconds();
-    sl->t_first = 0;
-    sl->used = ++s->ckpt_clock;
     pthread_mutex_lock(&j->mu);
     j->state = SRV_RUNNING;
     pthread_mutex_unlock(&j->mu);
-    s->n_busy++;
-    if (j->req.responses) {
-        srv_responses_start(s, j);
-    } else if (j->req.stream && j->req.kind == SRV_CHAT) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "role", "assistant");
-        cJSON_AddStringToObject(d, "content", "");
-        send_choice(s, sl, d, NULL, NULL);
-    }
+    /* Responses (always n = 1): response.created and response.in_progress, once per job */
+    if (j->req.responses) srv_responses_start(s, j);
     return 0;
+fail:
+    job_release_slots(s, j);
+    return -1;
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -907,6 +994,109 @@ static bool push_text(halo_server *s, srv_slot *sl, const char *text, size_t len
     return false;
 }
 
+/* A finished choice of a non-streamed reply: its message (chat) or text, its
+ * log-probabilities, why it ended. */
+static cJSON *choice_json(halo_server *s, srv_slot *sl, const char *reason) {
+    srv_job *j = sl->job;
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", sl->choice);
+    if (sl->parser) {
+        cJSON *m = cJSON_AddObjectToObject(ch, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        size_t cl, rl;
+        const char *content = halo_chat_parser_content(sl->parser, &cl);
+        const char *reasoning = halo_chat_parser_reasoning(sl->parser, &rl);
+        int n_calls = halo_chat_parser_n_tool_calls(sl->parser);
+        char *ct = utf8_dup(content ? content : "", content ? cl : 0);
+        char *rt = utf8_dup(reasoning ? reasoning : "", reasoning ? rl : 0);
+        if (cl || !n_calls)
+            cJSON_AddStringToObject(m, "content", ct ? ct : "");
+        else
+            cJSON_AddNullToObject(m, "content");
+        if (rl) cJSON_AddStringToObject(m, "reasoning_content", rt ? rt : "");
+        free(ct);
+        free(rt);
+        if (n_calls) {
+            char *calls = halo_chat_parser_tool_calls_json(sl->parser);
+            cJSON *arr = calls ? cJSON_Parse(calls) : NULL;
+            free(calls);
+            if (arr) cJSON_AddItemToObject(m, "tool_calls", arr);
+        }
+    } else {
+        char *tt = utf8_dup(sl->text.data ? sl->text.data : "", sl->text.len);
+        cJSON_AddStringToObject(ch, "text", tt ? tt : "");
+        free(tt);
+        if (j->req.logprobs < 0) cJSON_AddNullToObject(ch, "logprobs");
+    }
+    if (j->req.logprobs >= 0) {
+        size_t off = 0;
+        cJSON_AddItemToObject(ch, "logprobs", lp_json(s, j, sl->lp, 0, sl->n_lp, &off));
+    }
+    cJSON_AddStringToObject(ch, "finish_reason", reason);
+    return ch;
+}
+
+/* The job's last choice has finished: the reply (non-streamed: every choice, by index),
+ * or the stream's usage chunk and end; usage counts the prompt once and every choice's
+ * tokens. */
+static void job_complete(halo_server *s, srv_job *j) {
+    double now = halo_time_seconds();
+    cJSON *usage = srv_usage_json(j->n_prompt, j->n_gen_total, j->n_cached);
+    if (j->req.kind == SRV_NATIVE) {
+        /* finish replied */
+    } else if (j->req.responses) { /* n = 1: its choice's reply, the usage of the job */
+        srv_responses_finish(s, j, j->reason && !strcmp(j->reason, "length"), j->n_prompt,
+                             j->n_gen_total, j->n_cached, j->n_reason_total);
+    } else if (j->req.stream) {
+        if (j->req.include_usage) {
+            cJSON *c = chunk_new(s, j);
+            cJSON_AddArrayToObject(c, "choices");
+            cJSON_AddItemToObject(c, "usage", usage);
+            usage = NULL;
+            job_send_sse(j, c);
+        }
+        static const char done[] = "data: [DONE]\n\n";
+        job_send(j, done, sizeof done - 1);
+    } else {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "id", j->id);
+        cJSON_AddStringToObject(c, "object",
+                                j->req.kind == SRV_CHAT ? "chat.completion" : "text_completion");
+        cJSON_AddNumberToObject(c, "created", (double)j->created);
+        cJSON_AddStringToObject(c, "model", s->model_id);
+        cJSON *choices = cJSON_AddArrayToObject(c, "choices");
+        for (int32_t i = 0; i < j->req.n; i++)
+            if (j->choices[i]) {
+                cJSON_AddItemToArray(choices, j->choices[i]);
+                j->choices[i] = NULL;
+            }
+        cJSON_AddItemToObject(c, "usage", usage);
+        usage = NULL;
+        cJSON *tm = cJSON_AddObjectToObject(c, "timings");
+        cJSON_AddNumberToObject(tm, "prompt_ms", (j->t_first - j->t_start) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_ms", (now - j->t_first) * 1e3);
+        cJSON_AddNumberToObject(tm, "predicted_n", (double)j->n_gen_total);
+        cJSON_AddNumberToObject(tm, "predicted_per_second",
+                                now > j->t_first ? (double)j->n_gen_total / (now - j->t_first) : 0.0);
+        char *text = cJSON_PrintUnformatted(c);
+        cJSON_Delete(c);
+        if (text) job_send(j, text, strlen(text));
+        free(text);
+    }
+    cJSON_Delete(usage);
+    pthread_mutex_lock(&s->mu);
+    s->m.prompt_tokens += j->n_prompt;
+    s->m.cached_tokens += j->n_cached;
+    s->m.gen_tokens += (uint64_t)j->n_gen_total;
+    s->m.prompt_seconds += j->t_first - j->t_start;
+    s->m.gen_seconds += now - j->t_first;
+    pthread_mutex_unlock(&s->mu);
+    job_done(j, 200);
+    srv_job_unref(j);
+}
+
+/* A choice ends: its last text, its final chunk or its object in the reply; the job
+ * completes with its last choice. */
 static void finish(halo_server *s, srv_slot *sl, const char *reason) {
     srv_job *j = sl->job;
     if (!sl->stopped) {
@@ -923,6 +1113,14 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
             reason = "tool_calls";
     }
     double now = halo_time_seconds();
+    if (sl->choice == 0) { /* the prompt was read for this one */
+        j->n_cached = sl->n_cached;
+        j->t_start = sl->t_start;
+        j->t_first = sl->t_first;
+        j->reason = reason;
+    }
+    j->n_gen_total += (size_t)sl->n_gen;
+    j->n_reason_total += (size_t)sl->n_reason;
     if (j->req.kind == SRV_NATIVE) { /* llama-server's reply (streamed: its last event) */
         cJSON *c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "index", 0);
@@ -961,103 +1159,28 @@ static void finish(halo_server *s, srv_slot *sl, const char *reason) {
             if (text) job_send(j, text, strlen(text));
             free(text);
         }
-    }
-    cJSON *usage = srv_usage_json(j->n_prompt, (size_t)sl->n_gen, sl->n_cached);
-    if (j->req.kind == SRV_NATIVE) {
-        /* replied above */
     } else if (j->req.responses) {
-        srv_responses_finish(s, j, !strcmp(reason, "length"), j->n_prompt, (size_t)sl->n_gen,
-                             sl->n_cached, (size_t)sl->n_reason);
+        /* its one choice: job_complete replies (the Response object, or the last events) */
     } else if (j->req.stream) {
         send_choice(s, sl, NULL, NULL, reason);
-        if (j->req.include_usage) {
-            cJSON *c = chunk_new(s, j);
-            cJSON_AddArrayToObject(c, "choices");
-            cJSON_AddItemToObject(c, "usage", usage);
-            usage = NULL;
-            job_send_sse(j, c);
-        }
-        static const char done[] = "data: [DONE]\n\n";
-        job_send(j, done, sizeof done - 1);
-    } else {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "id", j->id);
-        cJSON_AddStringToObject(c, "object",
-                                j->req.kind == SRV_CHAT ? "chat.completion" : "text_completion");
-        cJSON_AddNumberToObject(c, "created", (double)j->created);
-        cJSON_AddStringToObject(c, "model", s->model_id);
-        cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
-        cJSON_AddItemToArray(choices, ch);
-        cJSON_AddNumberToObject(ch, "index", 0);
-        if (sl->parser) {
-            cJSON *m = cJSON_AddObjectToObject(ch, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
-            size_t cl, rl;
-            const char *content = halo_chat_parser_content(sl->parser, &cl);
-            const char *reasoning = halo_chat_parser_reasoning(sl->parser, &rl);
-            int n_calls = halo_chat_parser_n_tool_calls(sl->parser);
-            char *ct = utf8_dup(content ? content : "", content ? cl : 0);
-            char *rt = utf8_dup(reasoning ? reasoning : "", reasoning ? rl : 0);
-            if (cl || !n_calls)
-                cJSON_AddStringToObject(m, "content", ct ? ct : "");
-            else
-                cJSON_AddNullToObject(m, "content");
-            if (rl) cJSON_AddStringToObject(m, "reasoning_content", rt ? rt : "");
-            free(ct);
-            free(rt);
-            if (n_calls) {
-                char *calls = halo_chat_parser_tool_calls_json(sl->parser);
-                cJSON *arr = calls ? cJSON_Parse(calls) : NULL;
-                free(calls);
-                if (arr) cJSON_AddItemToObject(m, "tool_calls", arr);
-            }
-        } else {
-            char *tt = utf8_dup(sl->text.data ? sl->text.data : "", sl->text.len);
-            cJSON_AddStringToObject(ch, "text", tt ? tt : "");
-            free(tt);
-            if (j->req.logprobs < 0) cJSON_AddNullToObject(ch, "logprobs");
-        }
-        if (j->req.logprobs >= 0) {
-            size_t off = 0;
-            cJSON_AddItemToObject(ch, "logprobs", lp_json(s, j, sl->lp, 0, sl->n_lp, &off));
-        }
-        cJSON_AddStringToObject(ch, "finish_reason", reason);
-        cJSON_AddItemToObject(c, "usage", usage);
-        usage = NULL;
-        cJSON *tm = cJSON_AddObjectToObject(c, "timings");
-        cJSON_AddNumberToObject(tm, "prompt_ms", (sl->t_first - sl->t_start) * 1e3);
-        cJSON_AddNumberToObject(tm, "predicted_ms", (now - sl->t_first) * 1e3);
-        cJSON_AddNumberToObject(tm, "predicted_n", sl->n_gen);
-        cJSON_AddNumberToObject(tm, "predicted_per_second",
-                                now > sl->t_first ? sl->n_gen / (now - sl->t_first) : 0.0);
-        char *text = cJSON_PrintUnformatted(c);
-        cJSON_Delete(c);
-        if (text) job_send(j, text, strlen(text));
-        free(text);
+    } else if (j->choices) {
+        j->choices[sl->choice] = choice_json(s, sl, reason);
     }
-    cJSON_Delete(usage);
-    pthread_mutex_lock(&s->mu);
-    s->m.prompt_tokens += j->n_prompt;
-    s->m.cached_tokens += sl->n_cached;
-    s->m.gen_tokens += (uint64_t)sl->n_gen;
-    s->m.prompt_seconds += sl->t_first - sl->t_start;
-    s->m.gen_seconds += now - sl->t_first;
-    pthread_mutex_unlock(&s->mu);
+    char which[24] = "";
+    if (j->req.n > 1) snprintf(which, sizeof which, " choice %d", sl->choice);
     if (!s->p.quiet)
         halo_log(HALO_LOG_INFO,
-                 "server: slot %d: %s: prompt %zu tokens (%zu cached) in %.1f ms, %d generated at "
-                 "%.1f tokens/s, %s",
-                 sl->id, j->id, j->n_prompt, sl->n_cached, (sl->t_first - sl->t_start) * 1e3,
-                 sl->n_gen, sl->n_gen > 1 ? (sl->n_gen - 1) / (now - sl->t_first) : 0.0, reason);
-    job_done(j, 200);
+                 "server: slot %d: %s%s: prompt %zu tokens (%zu cached) in %.1f ms, %d "
+                 "generated at %.1f tokens/s, %s",
+                 sl->id, j->id, which, j->n_prompt, sl->n_cached, (sl->t_first - sl->t_start) * 1e3, sl->n_gen,
+                 sl->n_gen > 1 ? (sl->n_gen - 1) / (now - sl->t_first) : 0.0, reason);
     slot_end_job(sl);
     s->n_busy--;
-    srv_job_unref(j);
+    if (--j->n_open == 0) job_complete(s, j);
 }
 
-/* End a slot's job with an error (or a cancellation: no output wanted). */
-static void abort_slot(halo_server *s, srv_slot *sl, const halo_api_error *e) {
-    srv_job *j = sl->job;
+/* End a job with an error (or a cancellation: no output wanted), with all its slots. */
+static void abort_job(halo_server *s, srv_job *j, const halo_api_error *e) {
     pthread_mutex_lock(&s->mu);
     if (e)
         s->m.errors++;
@@ -1068,8 +1191,7 @@ static void abort_slot(halo_server *s, srv_slot *sl, const halo_api_error *e) {
         job_fail(j, e);
     else
         job_done(j, 499);
-    slot_end_job(sl);
-    s->n_busy--;
+    job_release_slots(s, j);
     srv_job_unref(j);
 }
 
@@ -1105,10 +1227,13 @@ static bool ignore_eog(halo_server *s, srv_request *r) {
 
 /* A token came out of the model for slot sl (logits: the row it came from, or NULL). */
 static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *logits) {
-    if (sl->n_gen == 0) sl->t_first = halo_time_seconds();
+    if (sl->n_gen == 0 && sl->t_first == 0) sl->t_first = halo_time_seconds();
     sl->n_gen++;
     halo_sampler_accept(sl->smp, tok);
-    if (halo_tok_is_eog(s->tok, tok)) {
+    /* an end-of-generation token has no text and no entry, except after an echoed prompt:
+     * lm-eval drops the entry after the prompt's (max_tokens 1), whatever it is */
+    const bool eog = halo_tok_is_eog(s->tok, tok);
+    if (eog && !wants_prompt_lp(sl->job)) {
         finish(s, sl, "stop");
         return;
     }
@@ -1120,6 +1245,10 @@ static void on_token(halo_server *s, srv_slot *sl, int32_t tok, const float *log
         }
         if (sl->n_lp < sl->cap_lp)
             lp_compute(logits, s->n_vocab, tok, sl->job->req.logprobs, &sl->lp[sl->n_lp++]);
+    }
+    if (eog) {
+        finish(s, sl, "stop");
+        return;
     }
     const char *t;
     size_t n;
@@ -1181,11 +1310,19 @@ static void admit(halo_server *s) {
     for (;;) {
         pthread_mutex_lock(&s->mu);
         srv_job *j = NULL, *prev = NULL;
-        /* the first job in the queue that can start: any free slot, or the free slot it
-         * asked for (id_slot); a job waiting for a busy slot lets the others pass */
-        if (s->n_busy < (int32_t)s->n_slots)
-            for (j = s->queue_head; j; prev = j, j = j->next)
-                if (j->req.id_slot < 0 || !s->slots[j->req.id_slot].job) break;
+        /* the first job in the queue that can start: n free slots (its choices), or the
+         * free slot it asked for (id_slot); a job waiting for a busy slot lets the others
+         * pass, but one waiting for n > 1 slots holds the jobs behind it, else a stream of
+         * one-slot requests could keep it waiting for ever */
+        const int32_t n_free = (int32_t)s->n_slots - s->n_busy;
+        for (j = s->queue_head; j; prev = j, j = j->next) {
+            if (atomic_load(&j->cancelled)) break; /* out of the queue at once */
+            if (j->req.id_slot >= 0 ? !s->slots[j->req.id_slot].job : n_free >= j->req.n) break;
+            if (j->req.n > 1) {
+                j = NULL;
+                break;
+            }
+        }
         if (j) {
             if (prev) prev->next = j->next;
             else s->queue_head = j->next;
@@ -1234,16 +1371,22 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
     }
     for (uint32_t i = 0; i < s->n_slots; i++) {
         srv_slot *sl = &s->slots[(*rr + i) % s->n_slots];
-        if (!sl->job || sl->has_pending || sl->batch_index >= 0) continue;
+        if (!sl->job || sl->await_prompt || sl->has_pending || sl->batch_index >= 0) continue;
         size_t n = sl->job->n_prompt, at = sl->n_tokens;
         if (at >= n || b->n >= (int32_t)budget) continue;
         size_t end = next_stop(s, at, n);
         if (end - at > budget - (uint32_t)b->n) end = at + (budget - (uint32_t)b->n);
+        const bool all_logits = wants_prompt_lp(sl->job);
+        if (all_logits) { /* a row of logits per token: chunks that keep their buffer bounded */
+            size_t rows = SRV_ECHO_LOGITS_BYTES / (sizeof(float) * (size_t)s->n_vocab);
+            if (rows < 1) rows = 1;
+            if (end - at > rows) end = at + rows;
+        }
         for (size_t p = at; p < end; p++) {
             b->tok[b->n] = sl->job->prompt[p];
             b->pos[b->n] = (int32_t)p;
             b->seq[b->n] = sl->id;
-            b->logits[b->n] = p == n - 1;
+            b->logits[b->n] = all_logits || p == n - 1;
             b->owner[b->n] = sl;
             if (p == n - 1) sl->batch_index = b->n;
             b->n++;
@@ -1277,6 +1420,59 @@ static void sample_slots(halo_server *s) {
     else if (n > 0) sample_task(s, 0, 1);
 }
 
+/* echo: the prompt's text first (the text prompt as given; token ids as they decode) */
+static void emit_echo(halo_server *s, srv_slot *sl) {
+    const srv_job *j = sl->job;
+    if (j->req.prompt) {
+        emit_text(s, sl, j->req.prompt, strlen(j->req.prompt));
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    halo_error err = {0};
+    if (halo_tok_decode(s->tok, j->prompt, j->n_prompt, 0, &text, &len, &err) == 0)
+        emit_text(s, sl, text, len);
+    free(text);
+}
+
+/* Choice 0 of a job has read the prompt, and this step's batch has the logits of its last
+ * token. The other choices take its sequence (halo_seq_copy: the KV pages shared, copied
+ * on the first write into a shared page; the recurrent state copied) and will sample from
+ * the same logits with their own samplers. Then echo sends the prompt, and max_tokens 0
+ * ends every choice here. */
+static void prompt_done(halo_server *s, srv_slot *lead) {
+    srv_job *j = lead->job;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *f = &s->slots[k];
+        if (f->job != j || !f->await_prompt) continue;
+        halo_error err = {0};
+        if (!slot_reserve(f, lead->n_tokens + 1) ||
+            halo_seq_copy(s->ctx, lead->id, f->id, &err)) {
+            halo_api_error e;
+            srv_error(&e, 500, NULL, "sharing the prompt between choices failed: %s",
+                      err.msg[0] ? err.msg : "out of memory");
+            abort_job(s, j, &e);
+            return;
+        }
+        memcpy(f->tokens, lead->tokens, sizeof(int32_t) * lead->n_tokens);
+        f->n_tokens = lead->n_tokens;
+        if (wants_prompt_lp(j)) memcpy(f->lp, lead->lp, sizeof *f->lp * j->n_prompt);
+        f->await_prompt = false;
+        f->batch_index = lead->batch_index;
+        f->t_start = lead->t_start;
+    }
+    const double now = halo_time_seconds();
+    int32_t left = j->req.n; /* finish may end the job (and free it) with its last choice */
+    for (uint32_t k = 0; k < s->n_slots && left > 0; k++) {
+        srv_slot *c = &s->slots[k];
+        if (c->job != j) continue;
+        left--;
+        c->t_first = now;
+        if (j->req.echo) emit_echo(s, c);
+        if (c->max_gen == 0) finish(s, c, "length");
+    }
+}
+
 /* After a decode: record the tokens each slot now holds, checkpoints, sampling. */
 static void after_decode(halo_server *s, batch_buf *b) {
     for (int32_t i = 0; i < b->n; i++) {
@@ -1284,10 +1480,26 @@ static void after_decode(halo_server *s, batch_buf *b) {
         sl->tokens[sl->n_tokens++] = b->tok[i];
         if (sl->has_pending) {
             sl->has_pending = false;
-        } else if (i + 1 == b->n || b->owner[i + 1] != sl) {
-            /* the end of this slot's prompt chunk */
-            if (is_ckpt_pos(s, sl->n_tokens, sl->job->n_prompt)) ckpt_save(s, sl);
+            continue;
         }
+        const srv_job *j = sl->job;
+        if (wants_prompt_lp(j) && sl->n_tokens < j->n_prompt) {
+            /* echo: this position's logits score the prompt's next token */
+            const float *lg = halo_get_logits(s->ctx, i);
+            if (lg)
+                lp_compute(lg, s->n_vocab, j->prompt[sl->n_tokens], j->req.logprobs,
+                           &sl->lp[sl->n_tokens]);
+        }
+        if (i + 1 == b->n || b->owner[i + 1] != sl) {
+            /* the end of this slot's prompt chunk */
+            if (is_ckpt_pos(s, sl->n_tokens, j->n_prompt)) ckpt_save(s, sl);
+        }
+    }
+    /* a slot with logits that has generated nothing has just read its prompt */
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        if (sl->job && sl->batch_index >= 0 && sl->n_gen == 0 && sl->choice == 0)
+            prompt_done(s, sl);
     }
     sample_slots(s);
     for (uint32_t k = 0; k < s->n_slots; k++) {
@@ -1302,7 +1514,7 @@ static void after_decode(halo_server *s, batch_buf *b) {
             if (!logits) {
                 halo_api_error e;
                 srv_error(&e, 500, NULL, "the engine gave no logits");
-                abort_slot(s, sl, &e);
+                abort_job(s, sl->job, &e);
                 continue;
             }
             tok = sl->step_token;
@@ -1328,7 +1540,7 @@ static void relieve_kv(halo_server *s) {
         srv_error(&e, 503, NULL,
                   "the KV cache is full with %u parallel requests; retry later or raise -c",
                   s->n_busy);
-        abort_slot(s, big, &e);
+        abort_job(s, big->job, &e);
         slot_forget(s, big);
     }
 }
@@ -1422,7 +1634,7 @@ static void *sched_main(void *arg) {
         admit(s);
         for (uint32_t k = 0; k < s->n_slots; k++)
             if (s->slots[k].job && atomic_load(&s->slots[k].job->cancelled))
-                abort_slot(s, &s->slots[k], NULL);
+                abort_job(s, s->slots[k].job, NULL);
         if (s->n_busy == 0) continue;
         double t0 = halo_time_seconds();
         build_batch(s, &b, &rr);
@@ -1441,10 +1653,9 @@ static void *sched_main(void *arg) {
             halo_api_error e;
             srv_error(&e, 500, NULL, "the engine failed: %s", err.msg);
             for (uint32_t k = 0; k < s->n_slots; k++)
-                if (s->slots[k].job) {
-                    abort_slot(s, &s->slots[k], &e);
-                    slot_forget(s, &s->slots[k]);
-                }
+                if (s->slots[k].job) slot_forget(s, &s->slots[k]);
+            for (uint32_t k = 0; k < s->n_slots; k++)
+                if (s->slots[k].job) abort_job(s, s->slots[k].job, &e);
             continue;
         }
         after_decode(s, &b);
@@ -1462,7 +1673,7 @@ static void *sched_main(void *arg) {
     halo_api_error e;
     srv_error(&e, 503, NULL, "the server is shutting down");
     for (uint32_t k = 0; k < s->n_slots; k++)
-        if (s->slots[k].job) abort_slot(s, &s->slots[k], &e);
+        if (s->slots[k].job) abort_job(s, s->slots[k].job, &e);
     pthread_mutex_lock(&s->mu);
     srv_job *j = s->queue_head;
     s->queue_head = s->queue_tail = NULL;

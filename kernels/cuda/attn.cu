@@ -36,6 +36,7 @@
  * n_head, max_pos), so the work size and the grid are fixed for a CUDA graph.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -172,6 +173,7 @@ __global__ void __launch_bounds__(128) kv_store_kernel(halo_cuda_kv kv, const in
                                                         const int32_t *pos, int n_kv, int dk,
                                                         int dv, const float *k, int64_t k_stride,
                                                         const float *v, int64_t v_stride) {
+    halo_pdl::begin();
     const int t = blockIdx.x, h = blockIdx.y, is_v = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int32_t s = seq[t], p = pos[t];
@@ -204,7 +206,7 @@ extern "C" int halo_cuda_kv_store(void *stream, const halo_cuda_kv *kv, int32_t 
         return -1;
     if (n_tok == 0) return 0;
     if (n_kv > 65535) return -1;
-    kv_store_kernel<<<dim3((unsigned)n_tok, (unsigned)n_kv, 2), 128, 0, (cudaStream_t)stream>>>(
+    halo_pdl::launch(kv_store_kernel, dim3((unsigned)n_tok, (unsigned)n_kv, 2), 128, 0, (cudaStream_t)stream, 
         *kv, seq, pos, n_kv, head_dim_k, head_dim_v, k, k_stride, v, v_stride);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }
@@ -531,6 +533,7 @@ __device__ __forceinline__ void load_q(const attn_args &a, int32_t t0, int kvh, 
  * tile * 4 * tw + w * tw .. + tw - 1, all walking the split's positions. */
 template <int NE>
 __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_rows_kernel(attn_args a) {
+    halo_pdl::begin();
     constexpr int R = 8;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = blockIdx.y / a.n_hg, hg = blockIdx.y % a.n_hg, split = blockIdx.z;
@@ -587,6 +590,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_rows_kernel(attn_args a)
  * take every 4th group of NP positions; the states merge in shared memory. */
 template <int R, int NE>
 __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_one_kernel(attn_args a) {
+    halo_pdl::begin();
     constexpr int NP = 32 / R, D = 32 * NE;
     __shared__ float sm_acc[ATTN_WARPS][R][D];
     __shared__ float sm_m[ATTN_WARPS][R], sm_l[ATTN_WARPS][R];
@@ -824,6 +828,7 @@ __device__ __forceinline__ void tile_copy(const tile_args &a, const char *__rest
 
 template <int D>
 __global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a) {
+    halo_pdl::begin();
     constexpr int R = TILE_R, DW = D / ATTN_WARPS; /* dims per warp in the scores */
     constexpr int TPG = D / 4, G = TILE_THREADS / TPG; /* P V: threads per group, groups */
     extern __shared__ __align__(16) char smem[];
@@ -1018,6 +1023,7 @@ __global__ void __launch_bounds__(TILE_THREADS, 2) attn_tile_kernel(tile_args a)
 #define MERGE_WARPS 8
 __global__ void __launch_bounds__(MERGE_WARPS * 32) attn_merge_kernel(
     const float *__restrict__ work, int n_split, int dv, float *out) {
+    halo_pdl::begin();
     __shared__ float wt[ATTN_MAX_SPLIT];
     __shared__ float red[MERGE_WARPS][32];
     __shared__ float s_max, s_sum;
@@ -1117,10 +1123,10 @@ extern "C" size_t halo_cuda_attn_work_bytes(int32_t n_tok, int n_head, int head_
 template <int NE>
 static void launch_one(const attn_args &a, int r, dim3 grid, cudaStream_t st) {
     switch (r) {
-    case 1: attn_one_kernel<1, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
-    case 2: attn_one_kernel<2, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
-    case 4: attn_one_kernel<4, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
-    default: attn_one_kernel<8, NE><<<grid, ATTN_WARPS * 32, 0, st>>>(a); break;
+    case 1: halo_pdl::launch(attn_one_kernel<1, NE>, grid, ATTN_WARPS * 32, 0, st, a); break;
+    case 2: halo_pdl::launch(attn_one_kernel<2, NE>, grid, ATTN_WARPS * 32, 0, st, a); break;
+    case 4: halo_pdl::launch(attn_one_kernel<4, NE>, grid, ATTN_WARPS * 32, 0, st, a); break;
+    default: halo_pdl::launch(attn_one_kernel<8, NE>, grid, ATTN_WARPS * 32, 0, st, a); break;
     }
 }
 
@@ -1156,7 +1162,7 @@ static bool tile_launch(const tile_args &a, dim3 grid, size_t smem, cudaStream_t
             return false;
         attr_set |= bit;
     }
-    attn_tile_kernel<D><<<grid, TILE_THREADS, smem, st>>>(a);
+    halo_pdl::launch(attn_tile_kernel<D>, grid, TILE_THREADS, smem, st, a);
     return true;
 }
 
@@ -1220,8 +1226,8 @@ static bool attn_tile(const halo_cuda_kv *kv, int32_t n_tok, const int32_t *seq,
     else ok = tile_launch<256>(a, grid, smem, st);
     if (!ok) return false;
     if (a.n_split > 1)
-        attn_merge_kernel<<<dim3((unsigned)(n_tok * n_head), (unsigned)((d + 31) / 32)),
-                            MERGE_WARPS * 32, 0, st>>>(a.work, a.n_split, d, out);
+        halo_pdl::launch(attn_merge_kernel, dim3((unsigned)(n_tok * n_head), (unsigned)((d + 31) / 32)),
+                            MERGE_WARPS * 32, 0, st, a.work, a.n_split, d, out);
     return true;
 }
 
@@ -1285,12 +1291,12 @@ extern "C" int halo_cuda_attn(void *stream, const halo_cuda_kv *kv, int32_t n_to
         const int32_t per_block = ATTN_WARPS * a.tw;
         const dim3 grid((unsigned)((n_tok + per_block - 1) / per_block),
                         (unsigned)(n_kv * a.n_hg), (unsigned)a.n_split);
-        if (ne == 2) attn_rows_kernel<2><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
-        else if (ne == 4) attn_rows_kernel<4><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
-        else attn_rows_kernel<8><<<grid, ATTN_WARPS * 32, 0, st>>>(a);
+        if (ne == 2) halo_pdl::launch(attn_rows_kernel<2>, grid, ATTN_WARPS * 32, 0, st, a);
+        else if (ne == 4) halo_pdl::launch(attn_rows_kernel<4>, grid, ATTN_WARPS * 32, 0, st, a);
+        else halo_pdl::launch(attn_rows_kernel<8>, grid, ATTN_WARPS * 32, 0, st, a);
     }
     if (a.n_split > 1)
-        attn_merge_kernel<<<dim3((unsigned)(n_tok * n_head), (unsigned)((head_dim_v + 31) / 32)),
-                            MERGE_WARPS * 32, 0, st>>>(a.work, a.n_split, head_dim_v, out);
+        halo_pdl::launch(attn_merge_kernel, dim3((unsigned)(n_tok * n_head), (unsigned)((head_dim_v + 31) / 32)),
+                            MERGE_WARPS * 32, 0, st, a.work, a.n_split, head_dim_v, out);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }

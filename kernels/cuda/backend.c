@@ -199,6 +199,9 @@ typedef struct graph_entry {
 
 #define GRAPH_CACHE 24
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS's scratch on Hopper, as its guide advises */
+/* split-K parts of the int8 products of few tiles (halo_cuda_matmul_ws): 512 tokens x
+ * 2048 rows in 2 parts, 64 tokens x 512 rows in 32 */
+#define MM_WORKSPACE (16u << 20)
 #define GRAPH_MAX_TOKENS 64 /* ubatches up to this size are captured (decode steps) */
 
 typedef struct cuda_state {
@@ -234,6 +237,7 @@ typedef struct cuda_state {
     int device;
     halo_cuda_blas *blas; /* NULL: no cuBLAS */
     void *blas_ws;
+    void *mm_ws; /* halo_cuda_matmul_ws's (NULL: products unsplit) */
     /* CUDA graphs of small ubatches (decode steps), by shape */
     bool graphs;    /* capture and replay (HALO_CUDA_GRAPHS=0 turns it off) */
     bool capturing; /* the ops of this ubatch are being recorded */
@@ -326,6 +330,7 @@ static void cu_release(halo_backend *be) {
     halo_cuda_event_free(s->ev_routed);
     halo_cuda_blas_free(s->blas);
     halo_cuda_free(s->blas_ws);
+    halo_cuda_free(s->mm_ws);
     halo_cuda_stream_free(s->stream);
     free(s);
     be->impl = NULL;
@@ -535,8 +540,8 @@ static void cu_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, c
         halo_cuda_blas_matmul_f32(s->blas, wdev(w, expert), w->row_stride, w->n_rows, w->n_cols,
                                   x, n, y) == 0)
         return;
-    check(ctx, halo_cuda_matmul(s->stream, w->type, wdev(w, expert), w->row_stride, w->n_rows,
-                                w->n_cols, x, n, y));
+    check(ctx, halo_cuda_matmul_ws(s->stream, w->type, wdev(w, expert), w->row_stride, w->n_rows,
+                                   w->n_cols, x, n, y, s->mm_ws, s->mm_ws ? MM_WORKSPACE : 0));
 }
 
 /* One-token products in as few launches as the types allow; pairs (2i, 2i + 1),
@@ -662,13 +667,25 @@ static void cu_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
  * gate/up (SwiGLU) by id; the experts' down by id + the shared expert's down. */
 #define MV_MAX_ASSIGN 512
 
+/* MV_MAX_ASSIGN, or HALO_CUDA_MV_MAX_ASSIGN (1..4096) to compare with the tiled
+ * products by expert (halo_cuda_matmul_id: int8 tiles above 256 assignments) */
+static int32_t mv_max_assign(void) {
+    static int32_t v = 0; /* a race only repeats the same read */
+    if (!v) {
+        const char *e = getenv("HALO_CUDA_MV_MAX_ASSIGN");
+        long x = e ? strtol(e, NULL, 10) : 0;
+        v = x >= 1 && x <= 4096 ? (int32_t)x : MV_MAX_ASSIGN;
+    }
+    return v;
+}
+
 static bool moe_mv(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
     cuda_state *s = st(ctx);
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
     const int64_t e = ctx->hp->n_embd;
     const int32_t na = (int32_t)(n * k);
-    if (na > MV_MAX_ASSIGN) return false;
+    if (na > mv_max_assign()) return false;
     halo_cuda_mv a[4], b[1], c[2];
     int n_a = 0, n_c = 0;
     a[n_a++] = mv_dense(W->router, 0, xn, n, s->router);
@@ -964,6 +981,8 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         halo_cuda_free(s->blas_ws); /* no cuBLAS: halo's own f32 kernel */
         s->blas_ws = NULL;
     }
+    const char *sk = getenv("HALO_CUDA_SPLIT_K"); /* =0: off, for measurements */
+    if (!(sk && !strcmp(sk, "0"))) s->mm_ws = halo_cuda_malloc(MM_WORKSPACE); /* zeroed */
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
     const uint64_t n_pages = (uint64_t)((ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE);
     /* the ubatch's metadata: token, pos, seq, perm, seg_off, seg_seq, out_idx, page tables */

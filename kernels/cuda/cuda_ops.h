@@ -82,6 +82,14 @@ bool halo_cuda_matmul_supported(int type);
 /* y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c] for t < n_tokens. */
 int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride, int64_t n_rows,
                      int64_t n_cols, const float *x, int64_t n_tokens, float *y);
+/* The same with a workspace (device memory, 16-byte aligned, zeroed when allocated and
+ * left so by every product; NULL: none): where the int8 prefill products would fill
+ * few of the GPU's SMs (few rows and tokens, long rows), K is split into parts whose
+ * partial sums go there and are added in a fixed order (the result does not depend
+ * on timing). One workspace per stream: products on other streams need their own. */
+int halo_cuda_matmul_ws(void *stream, int type, const void *w, size_t row_stride, int64_t n_rows,
+                        int64_t n_cols, const float *x, int64_t n_tokens, float *y, void *ws,
+                        size_t ws_bytes);
 
 /* Whether halo_cuda_matmul of n_tokens tokens quantizes the activations (int8
  * tensor-core prefill products, kernels/cuda/xq.cuh: each block of 32 activations

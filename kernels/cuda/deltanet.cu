@@ -22,6 +22,7 @@
  * outputs and a second kernel (a warp per token and head) normalizes them in place.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
@@ -95,6 +96,7 @@ __global__ void conv_kernel(const float *__restrict__ x, int32_t n_tok, int64_t 
                             const int32_t *__restrict__ seg_seq, int32_t n_seg, int n_k_heads,
                             int dk, float q_scale, float *__restrict__ y, int step,
                             gates_args ga) {
+    halo_pdl::begin();
     __shared__ float part[CONV_TOK][32];
     if (step && blockIdx.x == gridDim.x - 1) {
         const int64_t t = blockIdx.y;
@@ -159,6 +161,7 @@ __global__ void conv_state_kernel(const float *__restrict__ x, int64_t n_ch, int
                                   float *conv_state, int64_t conv_stride,
                                   const int32_t *__restrict__ seg_off,
                                   const int32_t *__restrict__ seg_seq) {
+    halo_pdl::begin();
     const int seg = blockIdx.y;
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= n_ch) return;
@@ -189,13 +192,13 @@ extern "C" int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_t
     const int64_t blocks = 2 * (int64_t)n_k_heads + (v_ch + threads - 1) / threads;
     if (blocks > INT32_MAX) return -1;
     const dim3 grid((unsigned)blocks, (unsigned)((n_tok + CONV_TOK - 1) / CONV_TOK));
-    conv_kernel<<<grid, threads, 0, s>>>(x, n_tok, n_ch, kernel, w, conv_state, conv_stride,
+    halo_pdl::launch(conv_kernel, grid, threads, 0, s, x, n_tok, n_ch, kernel, w, conv_state, conv_stride,
                                          seg_off, seg_seq, n_seg, n_k_heads, dk, q_scale, y, 0,
                                          gates_args{});
     if (kernel > 1) {
         const int64_t cb = (n_ch + 255) / 256;
         if (cb > INT32_MAX) return -1;
-        conv_state_kernel<<<dim3((unsigned)cb, (unsigned)n_seg), 256, 0, s>>>(
+        halo_pdl::launch(conv_state_kernel, dim3((unsigned)cb, (unsigned)n_seg), 256, 0, s, 
             x, n_ch, kernel, conv_state, conv_stride, seg_off, seg_seq);
     }
     return launched();
@@ -220,7 +223,7 @@ extern "C" int halo_cuda_deltanet_conv_step(void *stream, const float *x, int32_
     const int64_t blocks = 2 * (int64_t)n_k_heads + (v_ch + threads - 1) / threads + 1;
     if (blocks > INT32_MAX) return -1;
     const gates_args ga = {alpha, b, a, dt_bias, g, beta, n_v_heads};
-    conv_kernel<<<dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, (cudaStream_t)stream>>>(
+    halo_pdl::launch(conv_kernel, dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, (cudaStream_t)stream, 
         x, n_tok, n_ch, kernel, w, conv_state, conv_stride, seg_off, seg_seq, n_seg, n_k_heads,
         dk, q_scale, y, 1, ga);
     return launched();
@@ -232,6 +235,7 @@ extern "C" int halo_cuda_deltanet_conv_step(void *stream, const float *x, int32_
 __global__ void gates_kernel(const float *alpha, const float *b,
                              const float *__restrict__ a, const float *__restrict__ dt_bias,
                              int64_t total, int n_v_heads, float *g, float *beta) {
+    halo_pdl::begin();
     const gates_args ga = {alpha, b, a, dt_bias, g, beta, n_v_heads};
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -246,7 +250,7 @@ extern "C" int halo_cuda_deltanet_gates(void *stream, const float *alpha, const 
     if (total == 0) return 0;
     int64_t blocks = (total + 255) / 256;
     if (blocks > 4096) blocks = 4096;
-    gates_kernel<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>(alpha, b, a, dt_bias, total,
+    halo_pdl::launch(gates_kernel, (unsigned)blocks, 256, 0, (cudaStream_t)stream, alpha, b, a, dt_bias, total,
                                                                       n_v_heads, g, beta);
     return launched();
 }
@@ -272,6 +276,7 @@ rule_kernel(const float *__restrict__ conv, int64_t ch, const float *__restrict_
             int nc, float *__restrict__ ssm_state, int64_t ssm_stride,
             const int32_t *__restrict__ seg_off, const int32_t *__restrict__ seg_seq,
             float *__restrict__ o) {
+    halo_pdl::begin();
     constexpr int DK = P * SLICE;
     constexpr int QO = 0, KO = P * SLICE_PAD, VO = 2 * P * SLICE_PAD; /* buffer offsets */
     extern __shared__ float smem[];
@@ -425,6 +430,7 @@ rule_kernel(const float *__restrict__ conv, int64_t ch, const float *__restrict_
 /* o = rmsnorm(o) * w * silu(z) per (token, head) of dv values: a warp each. */
 __global__ void norm_gated_kernel(float *o, const float *__restrict__ z,
                                   const float *__restrict__ w, int64_t rows, int dv, float eps) {
+    halo_pdl::begin();
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -470,15 +476,15 @@ static int launch_rule(cudaStream_t s, const float *conv, int64_t ch, const floa
     if (n_stage > STAGE_SLOTS * threads) return -1;
     const size_t shmem = sizeof(float) * (size_t)(RING * buf_size(P, nc) + 32);
     if (shmem > 48 * 1024) return -1;
-    rule_kernel<P><<<dim3((unsigned)(dv / nc), (unsigned)n_v_heads, (unsigned)n_seg), threads,
-                     shmem, s>>>(conv, ch, g, beta, z, norm_w, eps, n_k_heads, n_v_heads, dv, nc,
+    halo_pdl::launch(rule_kernel<P>, dim3((unsigned)(dv / nc), (unsigned)n_v_heads, (unsigned)n_seg), threads,
+                     shmem, s, conv, ch, g, beta, z, norm_w, eps, n_k_heads, n_v_heads, dv, nc,
                                  ssm_state, ssm_stride, seg_off, seg_seq, o);
     if (nc != dv) {
         const int64_t rows = (int64_t)n_tok * n_v_heads;
         const int warps = 8;
         const int64_t blocks = (rows + warps - 1) / warps;
         if (blocks > INT32_MAX) return -1;
-        norm_gated_kernel<<<(unsigned)blocks, warps * 32, 0, s>>>(o, z, norm_w, rows, dv, eps);
+        halo_pdl::launch(norm_gated_kernel, (unsigned)blocks, warps * 32, 0, s, o, z, norm_w, rows, dv, eps);
     }
     return launched();
 }

@@ -31,6 +31,7 @@
  * the grid is a function of n_assign and n_rows only.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/quant.cuh"
 
@@ -120,6 +121,7 @@ __device__ __forceinline__ void gemv_rows(const Args &a, const char *__restrict_
 /* grid: x = row blocks of R rows; y = 1 (dense) or n_assign (id) */
 template <int T, int NT>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(Args a) {
+    halo_pdl::begin();
     constexpr int R = GemvShape<NT, Dec<T>::NW>::R;
     __shared__ float red[4 * R * NT];
     const int64_t row0 = (int64_t)blockIdx.x * R;
@@ -231,6 +233,7 @@ __device__ __forceinline__ void gemv1_rows(const Args &a, const char *__restrict
 /* grid: x = row blocks of R * 128 / G rows; y = 1 (dense, one token) or n_assign (id) */
 template <int T, int R>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv1_kernel(Args a, int lg) {
+    halo_pdl::begin();
     __shared__ float red[4 * R];
     const int64_t row0 = (int64_t)blockIdx.x * ((int64_t)R << (7 - lg)) +
                          (int64_t)(threadIdx.x >> lg) * R;
@@ -347,6 +350,7 @@ __device__ __forceinline__ void gemm_tile(const Args &a, const char *__restrict_
 /* dense: grid x = row tiles, y = token tiles. id: grid x = n_assign, y = row tiles. */
 template <int T>
 __global__ void __launch_bounds__(GEMM_THREADS) gemm_kernel(Args a) {
+    halo_pdl::begin();
     extern __shared__ float4 smem4[];
     float *ws = (float *)smem4, *xs = ws + TK * (TM + TPAD);
     if (!a.ids) {
@@ -372,6 +376,7 @@ __global__ void __launch_bounds__(GEMM_THREADS) gemm_kernel(Args a) {
 /* grid: x = row index i < n, y = slice groups */
 template <int T>
 __global__ void __launch_bounds__(128) get_rows_kernel(Args a, const int32_t *rows) {
+    halo_pdl::begin();
     typedef Dec<T> D;
     const int64_t i = blockIdx.x;
     const int64_t sl = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
@@ -418,7 +423,7 @@ bool check(int type, const void *w, size_t row_stride, size_t mat_stride, int64_
 template <int T, int NT> void launch_gemv(const Args &a, int64_t ny, cudaStream_t st) {
     constexpr int R = GemvShape<NT, Dec<T>::NW>::R;
     dim3 grid((unsigned)((a.n_rows + R - 1) / R), (unsigned)ny);
-    gemv_kernel<T, NT><<<grid, GEMV_THREADS, 0, st>>>(a);
+    halo_pdl::launch(gemv_kernel<T, NT>, grid, GEMV_THREADS, 0, st, a);
 }
 
 /* 2..8 tokens (one token: launch_gemv1) */
@@ -431,7 +436,7 @@ template <int T> void launch_gemv_nt(const Args &a, int nt, int64_t ny, cudaStre
 template <int T, int R> void launch_gemv1_r(const Args &a, int lg, int64_t ny, cudaStream_t st) {
     const int64_t rpb = (int64_t)R << (7 - lg);
     dim3 grid((unsigned)((a.n_rows + rpb - 1) / rpb), (unsigned)ny);
-    gemv1_kernel<T, R><<<grid, GEMV_THREADS, 0, st>>>(a, lg);
+    halo_pdl::launch(gemv1_kernel<T, R>, grid, GEMV_THREADS, 0, st, a, lg);
 }
 
 /* One token (dense) or one token per assignment (id). G: the least power of 2 >= the
@@ -452,7 +457,7 @@ template <int T> void launch_gemm(const Args &a, dim3 grid, cudaStream_t st) {
                              (int)GEMM_SMEM);
         attr_set = true;
     }
-    gemm_kernel<T><<<grid, GEMM_THREADS, GEMM_SMEM, st>>>(a);
+    halo_pdl::launch(gemm_kernel<T>, grid, GEMM_THREADS, GEMM_SMEM, st, a);
 }
 
 enum Op { OP_DENSE, OP_ID, OP_ROWS };
@@ -462,7 +467,7 @@ void dispatch(Op op, const Args &a, const int32_t *rows, int32_t n_rows_get, cud
     if (op == OP_ROWS) {
         const int64_t nsl = a.n_cols / Dec<T>::QK * Dec<T>::SPB;
         dim3 grid((unsigned)n_rows_get, (unsigned)((nsl + 127) / 128));
-        get_rows_kernel<T><<<grid, 128, 0, st>>>(a, rows);
+        halo_pdl::launch(get_rows_kernel<T>, grid, 128, 0, st, a, rows);
     } else if (op == OP_DENSE) {
         if (a.n_tok == 1) launch_gemv1<T>(a, 1, st);
         else if (a.n_tok <= 8) launch_gemv_nt<T>(a, (int)a.n_tok, 1, st);
@@ -508,17 +513,27 @@ extern "C" bool halo_cuda_matmul_id_xq(int type, int32_t n_assign) {
     return n_assign > GEMV_MAX_ASSIGN && mmq_type(type) && mmq_enabled();
 }
 
-extern "C" int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride,
-                                int64_t n_rows, int64_t n_cols, const float *x, int64_t n_tokens,
-                                float *y) {
+extern "C" int halo_cuda_matmul_ws(void *stream, int type, const void *w, size_t row_stride,
+                                   int64_t n_rows, int64_t n_cols, const float *x,
+                                   int64_t n_tokens, float *y, void *ws, size_t ws_bytes) {
     bool vec;
     if (!check(type, w, row_stride, 0, n_cols, &vec) || n_rows < 0 || n_tokens < 0) return -1;
     if ((uintptr_t)x % 16 || n_cols % 4) return -1; /* activations are read as float4 */
+    if ((uintptr_t)ws % 16) return -1;
     if (n_rows == 0 || n_tokens == 0) return 0;
     if (n_rows > (int64_t)UINT32_MAX * 4 || n_tokens > (int64_t)65535 * TN) return -1;
     Args a = {(const char *)w, row_stride, 0, n_rows, n_cols, x, n_tokens, 1, nullptr, y, vec};
+    a.ws = (float *)ws;
+    a.ws_bytes = ws ? ws_bytes : 0;
     if (halo_cuda_matmul_xq(type, n_tokens)) return mmq_launch(type, a, (cudaStream_t)stream);
     return run(type, OP_DENSE, a, nullptr, 0, (cudaStream_t)stream);
+}
+
+extern "C" int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride,
+                                int64_t n_rows, int64_t n_cols, const float *x, int64_t n_tokens,
+                                float *y) {
+    return halo_cuda_matmul_ws(stream, type, w, row_stride, n_rows, n_cols, x, n_tokens, y,
+                               nullptr, 0);
 }
 
 extern "C" int halo_cuda_matmul_id(void *stream, int type, const void *w, size_t row_stride,

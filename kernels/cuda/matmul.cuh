@@ -24,7 +24,13 @@ struct Args {
     float *y;
     bool vec;             /* plain types: 16-byte aligned rows */
     int32_t n_mat;        /* id only: matrices (experts); ids >= n_mat are not computed */
+    float *ws;            /* dense mmq: workspace for split K (NULL: none), zeroed once */
+    size_t ws_bytes;
 };
+
+/* The workspace's first MMQ_WS_COUNTERS ints count the finished parts of each tile
+ * (back to zero after every product); the parts' partial sums follow. */
+constexpr int64_t MMQ_WS_COUNTERS = 4096;
 
 constexpr int GEMV_MAX_ASSIGN = 256; /* matmul_id takes the gemv path up to this */
 

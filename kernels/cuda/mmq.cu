@@ -54,6 +54,7 @@
  *     cover the 32 banks).
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/quant.cuh"
 #include "kernels/cuda/xq.cuh"
@@ -370,7 +371,8 @@ __device__ __forceinline__ void scale_add(float *acc, const int *ch, const int *
  * barrier: the loads' latency is hidden behind the MMAs. */
 template <int T, int NT>
 __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__ w, int64_t row0,
-                                         int nt, const int32_t *tok, int64_t tok0, u8 *sm) {
+                                         int nt, const int32_t *tok, int64_t tok0, u8 *sm,
+                                         int64_t k_beg, int64_t k_end, float *yout) {
     typedef Mq<T> D;
     typedef Tile<NT> S;
     constexpr int NS = D::S16 ? 2 : 1; /* scales per 32 columns */
@@ -415,11 +417,11 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
             for (int i = 0; i < D::NR; i++) raw[i] = 0;
         }
     };
-    if (S::PFW) load_w(0);
+    if (S::PFW) load_w(k_beg);
 #pragma unroll
-    for (int it = 0; it < XPF; it++) load_x(0, it);
+    for (int it = 0; it < XPF; it++) load_x(k_beg, it);
 
-    for (int64_t k0 = 0; k0 < a.n_cols; k0 += KC) {
+    for (int64_t k0 = k_beg; k0 < k_end; k0 += KC) {
         const int kc = a.n_cols - k0 < KC ? (int)(a.n_cols - k0) : KC;
         /* 64 tokens: the weights and half the activations in flight together (all:
          * spills) */
@@ -484,7 +486,7 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
             if (ql == 0) xds[sb * NT + n] = make_float2(d, sum);
         }
         /* the next chunk's loads, in flight during this chunk's MMAs */
-        if (k0 + KC < a.n_cols) {
+        if (k0 + KC < k_end) {
             if (S::PFW) load_w(k0 + KC);
 #pragma unroll
             for (int it = 0; it < XPF; it++) load_x(k0 + KC, it);
@@ -546,7 +548,7 @@ __device__ __forceinline__ void mmq_tile(const Args &a, const char *__restrict__
             const int64_t row = row0 + 16 * warp + g + 8 * (i >> 1);
             if (n >= nt || row >= a.n_rows) continue;
             const int64_t yrow = tok ? (int64_t)tok[n] : tok0 + n;
-            a.y[yrow * a.n_rows + row] = acc[j][i];
+            yout[yrow * a.n_rows + row] = acc[j][i];
         }
 }
 
@@ -612,12 +614,43 @@ __device__ int gather(const int32_t *__restrict__ ids, int64_t n, int32_t e, int
  * x / split takes its token tiles x % split, x % split + split ..), y = row tiles. */
 template <int T, int NT>
 __global__ void __launch_bounds__(THREADS, 2) mmq_kernel(Args a, int split) {
+    halo_pdl::begin();
     extern __shared__ uint4 mmq_smem[];
     u8 *sm = (u8 *)mmq_smem;
     if (!a.ids) {
         const int64_t row0 = (int64_t)blockIdx.x * MT, tok0 = (int64_t)blockIdx.y * NT;
         const int nt = a.n_tok - tok0 < NT ? (int)(a.n_tok - tok0) : NT;
-        mmq_tile<T, NT>(a, a.w, row0, nt, nullptr, tok0, sm);
+        if (split == 1) {
+            mmq_tile<T, NT>(a, a.w, row0, nt, nullptr, tok0, sm, 0, a.n_cols, a.y);
+            return;
+        }
+        /* split K: part z of the chunks into its own slice of the workspace; the
+         * tile's last part to finish adds the slices in order (deterministic) */
+        const int z = (int)blockIdx.z;
+        const int64_t chunks = (a.n_cols + KC - 1) / KC, per = (chunks + split - 1) / split;
+        const int64_t kb = z * per * KC, ke = kb + per * KC < a.n_cols ? kb + per * KC : a.n_cols;
+        const size_t slice = (size_t)a.n_tok * (size_t)a.n_rows;
+        float *parts = a.ws + MMQ_WS_COUNTERS;
+        if (kb < ke) mmq_tile<T, NT>(a, a.w, row0, nt, nullptr, tok0, sm, kb, ke, parts + z * slice);
+        __shared__ int last;
+        __threadfence(); /* this part's slice before its count */
+        __syncthreads();
+        int *count = (int *)a.ws + blockIdx.y * gridDim.x + blockIdx.x;
+        if (threadIdx.x == 0) last = atomicAdd(count, 1) == split - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        const int rows = a.n_rows - row0 < MT ? (int)(a.n_rows - row0) : MT;
+        for (int e = (int)threadIdx.x; e < rows * nt; e += THREADS) {
+            const int64_t off = (tok0 + e / rows) * a.n_rows + row0 + e % rows;
+            float v = 0.0f;
+            for (int p = 0; p < split; p++) {
+                const int64_t kp = p * per * KC;
+                if (kp < a.n_cols) v += __ldcg(parts + p * slice + off);
+            }
+            a.y[off] = v;
+        }
+        if (threadIdx.x == 0) *count = 0; /* for the next product */
         return;
     }
     __shared__ int32_t list[NT];
@@ -630,8 +663,44 @@ __global__ void __launch_bounds__(THREADS, 2) mmq_kernel(Args a, int split) {
     for (int ti = first; ti * NT < count; ti += split) {
         if (ti != first) gather<NT>(a.ids, a.n_tok, e, ti * NT, list, wc);
         const int nt = count - ti * NT < NT ? count - ti * NT : NT;
-        mmq_tile<T, NT>(a, w, row0, nt, list, 0, sm);
+        mmq_tile<T, NT>(a, w, row0, nt, list, 0, sm, 0, a.n_cols, a.y);
     }
+}
+
+/* Dense products: the parts K is split into (1: not split). A grid of fewer tiles than
+ * two waves on the GPU leaves SMs idle while each block walks all of K (a 512-row
+ * shared expert: 4 blocks for 132 SMs); parts of at least MIN_PART_CHUNKS chunks fill
+ * them, where the workspace holds a slice per part and a count per tile. */
+constexpr int64_t MIN_PART_CHUNKS = 4;
+constexpr int MAX_SPLIT = 32;
+
+int sm_count() {
+    static int n = 0; /* a race only asks twice */
+    if (!n) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0)
+            n = v;
+        else
+            n = 1;
+    }
+    return n;
+}
+
+int split_k(const Args &a, int64_t tiles, int nt) {
+    if (!a.ws || tiles <= 0 || tiles > MMQ_WS_COUNTERS) return 1;
+    const int64_t want = 2 * (int64_t)sm_count();
+    if (tiles >= want) return 1;
+    const int64_t chunks = (a.n_cols + KC - 1) / KC;
+    int64_t split = (want + tiles - 1) / tiles;
+    if (split > chunks / MIN_PART_CHUNKS) split = chunks / MIN_PART_CHUNKS;
+    if (split > MAX_SPLIT) split = MAX_SPLIT;
+    const size_t slice = (size_t)a.n_tok * (size_t)a.n_rows * sizeof(float);
+    const size_t room = a.ws_bytes > MMQ_WS_COUNTERS * sizeof(float)
+                            ? a.ws_bytes - MMQ_WS_COUNTERS * sizeof(float) : 0;
+    while (split > 1 && (size_t)split * slice > room) split--;
+    (void)nt;
+    return split < 1 ? 1 : (int)split;
 }
 
 template <int T, int NT> int launch_nt(const Args &a, cudaStream_t st) {
@@ -644,13 +713,17 @@ template <int T, int NT> int launch_nt(const Args &a, cudaStream_t st) {
     const unsigned row_tiles = (unsigned)((a.n_rows + MT - 1) / MT);
     int split = 1;
     dim3 grid(row_tiles, (unsigned)((a.n_tok + NT - 1) / NT));
+    if (!a.ids) {
+        split = split_k(a, (int64_t)grid.x * grid.y, NT);
+        grid.z = (unsigned)split;
+    }
     if (a.ids) {
         /* enough blocks per expert for its average number of tiles (more: serial) */
         const int64_t avg = (a.n_tok + a.n_mat - 1) / a.n_mat;
         split = (int)((avg + NT - 1) / NT);
         grid = dim3((unsigned)(a.n_mat * split), row_tiles);
     }
-    mmq_kernel<T, NT><<<grid, THREADS, Tile<NT>::SMEM, st>>>(a, split);
+    halo_pdl::launch(mmq_kernel<T, NT>, grid, THREADS, Tile<NT>::SMEM, st, a, split);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }
 

@@ -25,6 +25,7 @@
  * are (read through L1), nothing quantized.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/quant.cuh"
 #include "kernels/cuda/route.cuh"
 #include "kernels/cuda/xq.cuh"
@@ -316,30 +317,51 @@ template <> struct MV<HALO_TYPE_BF16> {
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
 /* One row block of product p for activation row x, output row y. */
+/* The rows of thread group (threadIdx.x >> lg) in row block rb: rp0 and rp1 (the second
+ * row, or the up row of a SwiGLU pair), r0 the first row's index. */
+template <int T>
+__device__ __forceinline__ int64_t mv_rows(const Prod &p, const u8 *w, const u8 *w2, int64_t rb,
+                                           const u8 **rp0, const u8 **rp1) {
+    const bool glu = w2 != nullptr;
+    const int64_t r0 = rb * p.rows_pb + (int64_t)(threadIdx.x >> p.lg) * (glu ? 1 : 2);
+    const int64_t last = p.n_rows - 1;
+    *rp0 = w + (size_t)(r0 < last ? r0 : last) * p.row_stride;
+    *rp1 = glu ? w2 + (size_t)(r0 < last ? r0 : last) * p.row_stride
+               : w + (size_t)(r0 + 1 < last ? r0 + 1 : last) * p.row_stride;
+    return r0;
+}
+
+/* Start streaming row block rb's rows into L2: the group's lanes touch every 128-byte
+ * line of both rows once. Weights only: allowed before halo_pdl::wait. */
+template <int T>
+__device__ __forceinline__ void mv_prefetch(const Prod &p, const u8 *w, const u8 *w2, int64_t rb) {
+    typedef MV<T> M;
+    const int G = 1 << p.lg, gl = (int)threadIdx.x & (G - 1);
+    const u8 *rp0, *rp1;
+    mv_rows<T>(p, w, w2, rb, &rp0, &rp1);
+    const int64_t row_bytes = p.n_cols / M::QK * M::BS;
+    for (int64_t off = (int64_t)gl * 128; off < row_bytes; off += (int64_t)G * 128) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(rp0 + off));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(rp1 + off));
+    }
+}
+
+/* One row block of product p for activation row x, output row y (pf: prefetch the
+ * rows while the activations are staged; not done already). */
 template <int T>
 __device__ __forceinline__ void mv_block(const Prod &p, const u8 *w, const u8 *w2,
                                          const float *__restrict__ x, float *__restrict__ y,
-                                         int64_t rb, u8 *sm) {
+                                         int64_t rb, u8 *sm, bool pf) {
     typedef MV<T> M;
     const int lg = p.lg, G = 1 << lg, gl = (int)threadIdx.x & (G - 1);
     const bool glu = w2 != nullptr;
-    const int64_t r0 = rb * p.rows_pb + (int64_t)(threadIdx.x >> lg) * (glu ? 1 : 2);
+    const u8 *rp0, *rp1;
+    const int64_t r0 = mv_rows<T>(p, w, w2, rb, &rp0, &rp1);
     const int64_t last = p.n_rows - 1;
-    const u8 *rp0 = w + (size_t)(r0 < last ? r0 : last) * p.row_stride;
-    const u8 *rp1 = glu ? w2 + (size_t)(r0 < last ? r0 : last) * p.row_stride
-                        : w + (size_t)(r0 + 1 < last ? r0 + 1 : last) * p.row_stride;
     const int64_t nch = p.n_cols / M::QK * M::CPB;
     Xs xs;
     if (M::XQ) {
-        if (p.prefetch) {
-        /* the rows start streaming into L2 while the activations are staged: the
-         * group's lanes touch every 128-byte line of both rows once */
-        const int64_t row_bytes = nch / M::CPB * M::BS;
-        for (int64_t off = (int64_t)gl * 128; off < row_bytes; off += (int64_t)G * 128) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(rp0 + off));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(rp1 + off));
-        }
-        }
+        if (pf) mv_prefetch<T>(p, w, w2, rb);
         stage(x, p.n_cols, sm, &xs);
         __syncthreads();
     } else {
@@ -377,6 +399,21 @@ __global__ void __launch_bounds__(MV_THREADS) mv_kernel(const __grid_constant__ 
     /* activation rows minor: the blocks of one row block for several tokens run
      * together and share its weights through L2 */
     const int64_t rb = bi / p.n_x, a = bi % p.n_x;
+    /* a dense product's rows are known before the previous kernel ends: they stream
+     * into L2 while it runs (an expert's, once the routing that picks it is visible) */
+    const bool early = !p.ids && p.prefetch;
+    if (early) {
+        switch (p.type) {
+#define X(t)                                                                                       \
+    case t:                                                                                        \
+        if (MV<t>::XQ) mv_prefetch<t>(p, p.w, p.w2, rb);                                           \
+        break;
+            HALO_MV_TYPES(X)
+#undef X
+        default: break;
+        }
+    }
+    halo_pdl::begin();
     const u8 *w = p.w, *w2 = p.w2;
     if (p.ids) {
         const int32_t e = p.ids[a];
@@ -388,7 +425,7 @@ __global__ void __launch_bounds__(MV_THREADS) mv_kernel(const __grid_constant__ 
     float *y = p.y + a * p.n_rows;
     switch (p.type) {
 #define X(t)                                                                                       \
-    case t: mv_block<t>(p, w, w2, x, y, rb, (u8 *)mv_smem); break;
+    case t: mv_block<t>(p, w, w2, x, y, rb, (u8 *)mv_smem, p.prefetch && !early); break;
         HALO_MV_TYPES(X)
 #undef X
     default: break;
@@ -509,6 +546,6 @@ extern "C" int halo_cuda_mv_launch(void *stream, const halo_cuda_mv *m, int n) {
             attr = stage_bytes(MV_MAX_COLS);
         }
     }
-    mv_kernel<<<(unsigned)blocks, MV_THREADS, smem, (cudaStream_t)stream>>>(A);
+    halo_pdl::launch(mv_kernel, (unsigned)blocks, MV_THREADS, smem, (cudaStream_t)stream, A);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }

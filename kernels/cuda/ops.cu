@@ -5,6 +5,7 @@
  * kernel and returns; grids come from the arguments only (CUDA-graph safe).
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/route.cuh"
 
 #include <cuda_runtime.h>
@@ -38,6 +39,7 @@ __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x));
 
 __global__ void rms_norm_warp_kernel(const float *__restrict__ x, const float *__restrict__ w,
                                      float *y, int64_t n_rows, int n, float eps) {
+    halo_pdl::begin();
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (row >= n_rows) return;
@@ -52,6 +54,7 @@ __global__ void rms_norm_warp_kernel(const float *__restrict__ x, const float *_
 
 __global__ void rms_norm_block_kernel(const float *__restrict__ x, const float *__restrict__ w,
                                       float *y, int64_t n, float eps) {
+    halo_pdl::begin();
     __shared__ float part[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
     float *yr = y + (int64_t)blockIdx.x * n;
@@ -76,11 +79,11 @@ extern "C" int halo_cuda_rms_norm(void *stream, const float *x, const float *w, 
         const int warps = 8;
         const int64_t blocks = (n_rows + warps - 1) / warps;
         if (blocks > INT32_MAX) return -1;
-        rms_norm_warp_kernel<<<(unsigned)blocks, warps * 32, 0, s>>>(x, w, y, n_rows, (int)n,
+        halo_pdl::launch(rms_norm_warp_kernel, (unsigned)blocks, warps * 32, 0, s, x, w, y, n_rows, (int)n,
                                                                        eps);
     } else {
         if (n_rows > INT32_MAX) return -1;
-        rms_norm_block_kernel<<<(unsigned)n_rows, 512, 0, s>>>(x, w, y, n, eps);
+        halo_pdl::launch(rms_norm_block_kernel, (unsigned)n_rows, 512, 0, s, x, w, y, n, eps);
     }
     return launched();
 }
@@ -94,6 +97,7 @@ __global__ void __launch_bounds__(512) add_rms_norm_kernel(float *x, const float
                                                            const float *__restrict__ w,
                                                            float *__restrict__ xn, int64_t n,
                                                            float eps) {
+    halo_pdl::begin();
     __shared__ float part[32];
     __shared__ float total;
     float *xr = x + (int64_t)blockIdx.x * n;
@@ -148,7 +152,7 @@ extern "C" int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, co
                                       float *xn, int64_t n_rows, int64_t n, float eps) {
     if (n_rows < 0 || n < 0 || n_rows > INT32_MAX) return -1;
     if (n_rows == 0 || n == 0) return 0;
-    add_rms_norm_kernel<<<(unsigned)n_rows, 512, 0, (cudaStream_t)stream>>>(x, y, w, xn, n, eps);
+    halo_pdl::launch(add_rms_norm_kernel, (unsigned)n_rows, 512, 0, (cudaStream_t)stream, x, y, w, xn, n, eps);
     return launched();
 }
 
@@ -157,6 +161,7 @@ extern "C" int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, co
 __global__ void rope_kernel(float *x, int64_t total, int n_heads, int head_dim, int half,
                             int neox, const int32_t *__restrict__ pos,
                             const float *__restrict__ inv_freq) {
+    halo_pdl::begin();
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
         const int i = (int)(e % half);
@@ -182,7 +187,7 @@ extern "C" int halo_cuda_rope(void *stream, float *x, int32_t n_tok, int n_heads
     const int half = n_rot / 2;
     const int64_t total = (int64_t)n_tok * n_heads * half;
     if (total == 0) return 0;
-    rope_kernel<<<grid_1d(total, 256, 1 << 20), 256, 0, (cudaStream_t)stream>>>(
+    halo_pdl::launch(rope_kernel, grid_1d(total, 256, 1 << 20), 256, 0, (cudaStream_t)stream, 
         x, total, n_heads, head_dim, half, mode == 2, pos, inv_freq);
     return launched();
 }
@@ -190,18 +195,21 @@ extern "C" int halo_cuda_rope(void *stream, float *x, int32_t n_tok, int n_heads
 /* ---- elementwise ------------------------------------------------------------------------ */
 
 __global__ void add_kernel(float *x, const float *__restrict__ y, int64_t n) {
+    halo_pdl::begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         x[i] += y[i];
 }
 
 __global__ void swiglu_kernel(float *g, const float *__restrict__ u, int64_t n) {
+    halo_pdl::begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         g[i] = silu_f(g[i]) * u[i];
 }
 
 __global__ void sigmoid_gate_kernel(float *x, const float *__restrict__ g, int64_t n) {
+    halo_pdl::begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         x[i] = x[i] / (1.0f + expf(-g[i]));
@@ -210,21 +218,21 @@ __global__ void sigmoid_gate_kernel(float *x, const float *__restrict__ g, int64
 extern "C" int halo_cuda_add(void *stream, float *x, const float *y, int64_t n) {
     if (n < 0) return -1;
     if (n == 0) return 0;
-    add_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(x, y, n);
+    halo_pdl::launch(add_kernel, grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream, x, y, n);
     return launched();
 }
 
 extern "C" int halo_cuda_swiglu(void *stream, float *g, const float *u, int64_t n) {
     if (n < 0) return -1;
     if (n == 0) return 0;
-    swiglu_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(g, u, n);
+    halo_pdl::launch(swiglu_kernel, grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream, g, u, n);
     return launched();
 }
 
 extern "C" int halo_cuda_sigmoid_gate(void *stream, float *x, const float *g, int64_t n) {
     if (n < 0) return -1;
     if (n == 0) return 0;
-    sigmoid_gate_kernel<<<grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream>>>(x, g, n);
+    halo_pdl::launch(sigmoid_gate_kernel, grid_1d(n, 256, 8192), 256, 0, (cudaStream_t)stream, x, g, n);
     return launched();
 }
 
@@ -234,6 +242,7 @@ extern "C" int halo_cuda_sigmoid_gate(void *stream, float *x, const float *g, in
 
 __global__ void copy2d_kernel(float *dst, int64_t dst_stride, const float *__restrict__ src,
                               int64_t src_stride, int64_t rows, int64_t width) {
+    halo_pdl::begin();
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < width;
              i += (int64_t)gridDim.x * blockDim.x)
@@ -244,6 +253,7 @@ __global__ void copy2d_kernel(float *dst, int64_t dst_stride, const float *__res
 __global__ void rows_by_index_kernel(float *dst, const float *__restrict__ src,
                                      const int32_t *__restrict__ idx, int32_t n, int64_t width,
                                      int scatter) {
+    halo_pdl::begin();
     for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
         const int32_t j = idx[r];
         if (j < 0) continue;
@@ -263,7 +273,7 @@ extern "C" int halo_cuda_copy2d(void *stream, float *dst, int64_t dst_stride, co
                                 int64_t src_stride, int64_t rows, int64_t width) {
     if (rows < 0 || width < 0) return -1;
     if (rows == 0 || width == 0) return 0;
-    copy2d_kernel<<<rows_grid(rows, width), 256, 0, (cudaStream_t)stream>>>(
+    halo_pdl::launch(copy2d_kernel, rows_grid(rows, width), 256, 0, (cudaStream_t)stream, 
         dst, dst_stride, src, src_stride, rows, width);
     return launched();
 }
@@ -272,7 +282,7 @@ extern "C" int halo_cuda_gather_rows(void *stream, float *dst, const float *src,
                                      const int32_t *idx, int32_t n, int64_t width) {
     if (n < 0 || width < 0) return -1;
     if (n == 0 || width == 0) return 0;
-    rows_by_index_kernel<<<rows_grid(n, width), 256, 0, (cudaStream_t)stream>>>(dst, src, idx, n,
+    halo_pdl::launch(rows_by_index_kernel, rows_grid(n, width), 256, 0, (cudaStream_t)stream, dst, src, idx, n,
                                                                                  width, 0);
     return launched();
 }
@@ -281,7 +291,7 @@ extern "C" int halo_cuda_scatter_rows(void *stream, float *dst, const float *src
                                       const int32_t *idx, int32_t n, int64_t width) {
     if (n < 0 || width < 0) return -1;
     if (n == 0 || width == 0) return 0;
-    rows_by_index_kernel<<<rows_grid(n, width), 256, 0, (cudaStream_t)stream>>>(dst, src, idx, n,
+    halo_pdl::launch(rows_by_index_kernel, rows_grid(n, width), 256, 0, (cudaStream_t)stream, dst, src, idx, n,
                                                                                  width, 1);
     return launched();
 }
@@ -290,6 +300,7 @@ extern "C" int halo_cuda_scatter_rows(void *stream, float *dst, const float *src
 
 __global__ void topk_route_kernel(const float *__restrict__ logits, int32_t n, int n_expert,
                                   int k, int normalize, int32_t *ids, float *weights) {
+    halo_pdl::begin();
     const int64_t t = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (t >= n) return;
     halo_route::topk_warp(logits + t * n_expert, n_expert, k, normalize != 0, ids + t * k,
@@ -303,8 +314,8 @@ extern "C" int halo_cuda_topk_route(void *stream, const float *logits, int32_t n
         return -1;
     if (n == 0) return 0;
     const int warps = 4;
-    topk_route_kernel<<<(unsigned)((n + warps - 1) / warps), warps * 32, 0,
-                        (cudaStream_t)stream>>>(logits, n, n_expert, k, normalize ? 1 : 0, ids,
+    halo_pdl::launch(topk_route_kernel, (unsigned)((n + warps - 1) / warps), warps * 32, 0,
+                        (cudaStream_t)stream, logits, n, n_expert, k, normalize ? 1 : 0, ids,
                                                 weights);
     return launched();
 }
@@ -314,6 +325,7 @@ extern "C" int halo_cuda_topk_route(void *stream, const float *logits, int32_t n
 __global__ void moe_combine_kernel(const float *__restrict__ y, const float *__restrict__ w,
                                    int32_t n, int k, int64_t n_embd, const float *__restrict__ sh,
                                    const float *__restrict__ shg, float *out) {
+    halo_pdl::begin();
     for (int64_t t = blockIdx.y; t < n; t += gridDim.y) {
         const float gate = sh ? 1.0f / (1.0f + expf(-shg[t])) : 0.0f;
         for (int64_t d = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; d < n_embd;
@@ -331,7 +343,7 @@ extern "C" int halo_cuda_moe_combine(void *stream, const float *y, const float *
                                      float *out) {
     if (n < 0 || k < 0 || n_embd < 0 || (sh && !shg)) return -1;
     if (n == 0 || n_embd == 0) return 0;
-    moe_combine_kernel<<<rows_grid(n, n_embd), 256, 0, (cudaStream_t)stream>>>(y, w, n, k, n_embd,
+    halo_pdl::launch(moe_combine_kernel, rows_grid(n, n_embd), 256, 0, (cudaStream_t)stream, y, w, n, k, n_embd,
                                                                                sh, shg, out);
     return launched();
 }

@@ -51,6 +51,7 @@ static uint32_t urand(uint32_t n) {
 }
 
 enum { MAX_ROWS = 1000, MAX_COLS = 4096, MAX_TOK = 300 };
+#define WS_BYTES ((size_t)16 << 20) /* the CUDA backend's split-K workspace */
 
 static const int types[] = {
     HALO_TYPE_F32,  HALO_TYPE_F16,  HALO_TYPE_BF16,   HALO_TYPE_Q4_0,   HALO_TYPE_Q4_1,
@@ -145,6 +146,8 @@ int main(void) {
     float *d_x = halo_cuda_malloc(sizeof(float) * MAX_TOK * MAX_COLS);
     float *d_y = halo_cuda_malloc(sizeof(float) * MAX_TOK * MAX_ROWS);
     int32_t *d_idx = halo_cuda_malloc(sizeof(int32_t) * 1024);
+    void *d_ws = halo_cuda_malloc(WS_BYTES); /* zeroed, as halo_cuda_matmul_ws wants */
+    CHECK(d_ws != NULL);
     CHECK(d_x && d_y && d_idx);
     CHECK(halo_cuda_memcpy(st, d_x, x, sizeof(float) * MAX_TOK * MAX_COLS) == 0);
 
@@ -163,6 +166,8 @@ int main(void) {
          * rows, tokens and columns */
         {1000, 2048, 16}, {129, 768, 100}, {200, 1024, 65}, {37, 4096, 300}, {128, 256, 64},
         {300, 1024, 24},  {129, 768, 32},  {200, 2048, 40}, {37, 96, 17},
+        /* few tiles, long rows: K split into parts with a workspace (2 to 8 parts) */
+        {512, 2048, 64},  {200, 4096, 40},
     };
 
     int n_cases = 0, n_fail = 0;
@@ -237,6 +242,26 @@ int main(void) {
                           ef);
                 printf(" %lldx%lldx%lld:%.1e/%.1e(q%.2f)", (long long)nr, (long long)nc,
                        (long long)nt, eg, ef, ratio);
+                /* with a workspace (split K where the tiles are few): the same bound,
+                 * and the same bits on a second run (parts added in a fixed order) */
+                float *got2 = malloc(sizeof(float) * nt * nr), *got3 = malloc(sizeof(float) * nt * nr);
+                CHECK(halo_cuda_matmul_ws(st, type, d_w, rs, nr, nc, d_x, nt, d_y, d_ws, WS_BYTES) == 0);
+                CHECK(halo_cuda_memcpy(st, got2, d_y, sizeof(float) * nt * nr) == 0);
+                CHECK(halo_cuda_matmul_ws(st, type, d_w, rs, nr, nc, d_x, nt, d_y, d_ws, WS_BYTES) == 0);
+                CHECK(halo_cuda_memcpy(st, got3, d_y, sizeof(float) * nt * nr) == 0);
+                CHECK(halo_cuda_stream_sync(st) == 0);
+                double loose2, eg2, ef2;
+                const double ratio2 = measure_xq(xc, nr, nc, nt, ref, got2, &loose2, &eg2, &ef2);
+                const bool ok2 = ratio2 <= 1.0 && loose2 < 1e-3;
+                if (!ok2) n_fail++;
+                CHECK_MSG(ok2, "%s %lldx%lld x %lld tokens (int8, workspace): error %.3g of the "
+                          "bound, gpu error %.3g", tr->name, (long long)nr, (long long)nc,
+                          (long long)nt, ratio2, eg2);
+                CHECK_MSG(memcmp(got2, got3, sizeof(float) * nt * nr) == 0,
+                          "%s %lldx%lld x %lld tokens (workspace): two runs differ", tr->name,
+                          (long long)nr, (long long)nc, (long long)nt);
+                free(got2);
+                free(got3);
             } else {
                 measure(xc, nr, nc, nt, ref, got, &eg, &ef);
                 if (!within(eg, ef)) {
@@ -350,6 +375,7 @@ int main(void) {
     halo_cuda_free(d_x);
     halo_cuda_free(d_y);
     halo_cuda_free(d_idx);
+    halo_cuda_free(d_ws);
     halo_cuda_stream_free(st);
     free(src);
     free(dec);

@@ -1,8 +1,9 @@
 // The official `openai` npm client against `halo serve`: models, a plain chat, a
 // streamed chat with usage, a tool call round trip, legacy completions, log-probabilities
 // (chat plain and streamed, legacy), the Responses API (plain, streamed, the stream helper, a
-// forced function call passed back), and the
-// errors the client surfaces (400 with param, 401). Exits non-zero on a failure.
+// forced function call passed back), n choices (plain, streamed, too many), echo with
+// logprobs, models.retrieve, and the errors the client surfaces (400 with param, 401,
+// 404). Exits non-zero on a failure.
 'use strict';
 const OpenAI = require(require("path").resolve(process.env.OPENAI_MODULE));
 const base = process.env.HALO_URL + '/v1';
@@ -172,6 +173,57 @@ async function main() {
   } catch (e) {
     check(e instanceof OpenAI.BadRequestError && e.param === 'previous_response_id',
           'responses: BadRequestError naming previous_response_id: ' + e);
+  }
+
+  // n choices: at temperature 0 each is the n=1 reply; with a seed, streamed chunks carry
+  // each choice's index and join to the non-streamed choices; usage counts the prompt once
+  const n2 = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 6, temperature: 0, n: 2,
+    logprobs: true,
+  });
+  check(n2.choices.length === 2 && n2.choices.every((ch, i) => ch.index === i &&
+        ch.message.content === r.choices[0].message.content && ch.finish_reason === r.choices[0].finish_reason),
+        'n=2 at temperature 0: both choices are the n=1 reply');
+  check(n2.choices.every((ch) => ch.logprobs && ch.logprobs.content.length > 0), 'n=2: logprobs per choice');
+  check(n2.usage.prompt_tokens === r.usage.prompt_tokens &&
+        n2.usage.completion_tokens === 2 * r.usage.completion_tokens, 'n=2 usage: the prompt once');
+  const seeded = { model, messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 8, temperature: 1,
+                   seed: 42, n: 2 };
+  const sp = await client.chat.completions.create(seeded);
+  const ss = await client.chat.completions.create({ ...seeded, stream: true });
+  const texts = ['', ''], finishes = [null, null];
+  for await (const chunk of ss)
+    for (const ch of chunk.choices) {
+      if (ch.delta && ch.delta.content) texts[ch.index] += ch.delta.content;
+      if (ch.finish_reason) finishes[ch.index] = ch.finish_reason;
+    }
+  check(texts.every((t, i) => t === sp.choices[i].message.content) &&
+        finishes.every((f, i) => f === sp.choices[i].finish_reason),
+        `streamed n=2 by index = the plain call's (${JSON.stringify(texts)})`);
+  try {
+    await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], n: 3 });
+    check(false, 'n above the slots is rejected');
+  } catch (e) {
+    check(e instanceof OpenAI.BadRequestError && e.param === 'n', 'n=3 on 2 slots: 400, param n: ' + e);
+  }
+
+  // echo (lm-eval's loglikelihood request): the prompt scored, the first token null
+  const ec = await client.completions.create({ model, prompt: 'The kernel schedules', max_tokens: 0,
+                                               echo: true, logprobs: 1, temperature: 0 });
+  const el = ec.choices[0].logprobs;
+  check(ec.choices[0].text === 'The kernel schedules' && ec.usage.completion_tokens === 0 &&
+        el.tokens.length === ec.usage.prompt_tokens && el.tokens.join('') === ec.choices[0].text &&
+        el.token_logprobs[0] === null && el.top_logprobs[0] === null &&
+        el.token_logprobs.slice(1).every((x) => x <= 0), 'echo with logprobs, max_tokens 0');
+
+  // GET /v1/models/{id}
+  const m = await client.models.retrieve(model);
+  check(m.id === model && m.object === 'model', 'models.retrieve');
+  try {
+    await client.models.retrieve('no-such-model');
+    check(false, 'an unknown model id is a 404');
+  } catch (e) {
+    check(e instanceof OpenAI.NotFoundError && e.status === 404, 'NotFoundError: ' + e);
   }
 
   // errors

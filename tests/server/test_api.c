@@ -81,7 +81,23 @@ int main(void) {
     expect_err(1, BODY("{%s,\"stop\":5}", user), "stop");
     expect_err(1, BODY("{%s,\"stop\":[\"\"]}", user), "stop");
     expect_err(1, BODY("{%s,\"stop\":[1]}", user), "stop");
-    expect_err(1, BODY("{%s,\"n\":2}", user), "n");
+    /* n: 1..16 choices on the OpenAI endpoints (the slots are checked when it runs) */
+    expect_ok(1, BODY("{%s,\"n\":2}", user));
+    expect_ok(0, "{\"prompt\":\"x\",\"n\":16}");
+    expect_err(1, BODY("{%s,\"n\":0}", user), "n");
+    expect_err(1, BODY("{%s,\"n\":17}", user), "n");
+    expect_err(1, BODY("{%s,\"n\":1e300}", user), "n");
+    expect_err(1, BODY("{%s,\"n\":2.5}", user), "n");
+    expect_err(1, BODY("{%s,\"n\":\"2\"}", user), "n");
+    expect_err(1, BODY("{%s,\"n\":2,\"id_slot\":0}", user), "id_slot");
+    /* echo: /v1/completions only, a boolean */
+    expect_ok(0, "{\"prompt\":\"x\",\"echo\":true,\"logprobs\":1,\"max_tokens\":0}");
+    expect_ok(0, "{\"prompt\":[1,2,3],\"echo\":false}");
+    expect_ok(0, "{\"prompt\":[[1,2,3]],\"echo\":true,\"logprobs\":1,\"max_tokens\":1}");
+    expect_err(0, "{\"prompt\":[[1,2],[3]]}", "prompt");
+    expect_err(0, "{\"prompt\":[[]]}", "prompt");
+    expect_err(0, "{\"prompt\":\"x\",\"echo\":1}", "echo");
+    expect_err(1, BODY("{%s,\"echo\":true}", user), "echo");
     expect_err(1, BODY("{%s,\"cache_prompt\":1}", user), "cache_prompt");
     expect_err(1, BODY("{%s,\"seed\":\"x\"}", user), "seed");
     expect_err(1, BODY("{%s,\"logit_bias\":{\"abc\":1}}", user), "logit_bias");

@@ -59,6 +59,7 @@ int main(void) {
             "\"include\":[\"reasoning.encrypted_content\"],\"service_tier\":\"auto\"}",
             &r, &e) == 0);
     CHECK(r.kind == SRV_CHAT && r.responses && r.stream && r.max_tokens == 7);
+    CHECK(r.n == 1 && !r.echo); /* one choice, no echoed prompt: Responses has neither */
     CHECK(r.sp.temp == 0.5f && r.sp.top_p == 0.9f);
     CHECK(cJSON_GetArraySize(r.messages) == 2);
     CHECK(eq(r.messages, "0.role", "system") && eq(r.messages, "0.content", "Be brief."));
@@ -141,6 +142,9 @@ int main(void) {
     expect_err("{\"input\":\"x\",\"conversation\":\"conv_1\"}", "conversation");
     expect_err("{\"input\":\"x\",\"messages\":[]}", "messages");
     expect_err("{\"input\":\"x\",\"max_tokens\":3}", "max_tokens");
+    expect_err("{\"input\":\"x\",\"n\":2}", "n");
+    expect_err("{\"input\":\"x\",\"n\":1}", "n");
+    expect_err("{\"input\":\"x\",\"echo\":true}", "echo");
     expect_err("{}", "input");
     expect_err("{\"input\":7}", "input");
     expect_err("{\"input\":[]}", "input");

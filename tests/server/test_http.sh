@@ -105,7 +105,7 @@ expect 200 '"logprobs":{"content":[{"token":' '"bytes":[' '"top_logprobs":[{"tok
 http POST /v1/completions '{"prompt":"x","logprobs":6}' "${A[@]}"; expect 400 '"param":"logprobs"'
 http POST /v1/chat/completions "{$USER_MSG,\"top_logprobs\":2}" "${A[@]}"; expect 400 '"param":"top_logprobs"'
 http POST /v1/chat/completions "{$USER_MSG,\"logprobs\":true,\"top_logprobs\":21}" "${A[@]}"; expect 400 '"param":"top_logprobs"'
-http POST /v1/completions '{"prompt":"x","echo":true}' "${A[@]}"; expect 400 '"param":"echo"'
+http POST /v1/chat/completions "{$USER_MSG,\"echo\":true}" "${A[@]}"; expect 400 '"param":"echo"'
 
 # tokenize / detokenize round trip
 http POST /tokenize '{"content":"hello world"}' "${A[@]}"
