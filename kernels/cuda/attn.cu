@@ -206,7 +206,7 @@ extern "C" int halo_cuda_kv_store(void *stream, const halo_cuda_kv *kv, int32_t 
         return -1;
     if (n_tok == 0) return 0;
     if (n_kv > 65535) return -1;
-    halo_pdl::launch(kv_store_kernel, dim3((unsigned)n_tok, (unsigned)n_kv, 2), 128, 0, (cudaStream_t)stream, 
+    halo_pdl::launch(kv_store_kernel, dim3((unsigned)n_tok, (unsigned)n_kv, 2), 128, 0, (cudaStream_t)stream,
         *kv, seq, pos, n_kv, head_dim_k, head_dim_v, k, k_stride, v, v_stride);
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }

@@ -198,7 +198,7 @@ extern "C" int halo_cuda_deltanet_conv(void *stream, const float *x, int32_t n_t
     if (kernel > 1) {
         const int64_t cb = (n_ch + 255) / 256;
         if (cb > INT32_MAX) return -1;
-        halo_pdl::launch(conv_state_kernel, dim3((unsigned)cb, (unsigned)n_seg), 256, 0, s, 
+        halo_pdl::launch(conv_state_kernel, dim3((unsigned)cb, (unsigned)n_seg), 256, 0, s,
             x, n_ch, kernel, conv_state, conv_stride, seg_off, seg_seq);
     }
     return launched();
@@ -223,7 +223,7 @@ extern "C" int halo_cuda_deltanet_conv_step(void *stream, const float *x, int32_
     const int64_t blocks = 2 * (int64_t)n_k_heads + (v_ch + threads - 1) / threads + 1;
     if (blocks > INT32_MAX) return -1;
     const gates_args ga = {alpha, b, a, dt_bias, g, beta, n_v_heads};
-    halo_pdl::launch(conv_kernel, dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, (cudaStream_t)stream, 
+    halo_pdl::launch(conv_kernel, dim3((unsigned)blocks, (unsigned)n_tok), threads, 0, (cudaStream_t)stream,
         x, n_tok, n_ch, kernel, w, conv_state, conv_stride, seg_off, seg_seq, n_seg, n_k_heads,
         dk, q_scale, y, 1, ga);
     return launched();

@@ -187,7 +187,7 @@ extern "C" int halo_cuda_rope(void *stream, float *x, int32_t n_tok, int n_heads
     const int half = n_rot / 2;
     const int64_t total = (int64_t)n_tok * n_heads * half;
     if (total == 0) return 0;
-    halo_pdl::launch(rope_kernel, grid_1d(total, 256, 1 << 20), 256, 0, (cudaStream_t)stream, 
+    halo_pdl::launch(rope_kernel, grid_1d(total, 256, 1 << 20), 256, 0, (cudaStream_t)stream,
         x, total, n_heads, head_dim, half, mode == 2, pos, inv_freq);
     return launched();
 }
@@ -273,7 +273,7 @@ extern "C" int halo_cuda_copy2d(void *stream, float *dst, int64_t dst_stride, co
                                 int64_t src_stride, int64_t rows, int64_t width) {
     if (rows < 0 || width < 0) return -1;
     if (rows == 0 || width == 0) return 0;
-    halo_pdl::launch(copy2d_kernel, rows_grid(rows, width), 256, 0, (cudaStream_t)stream, 
+    halo_pdl::launch(copy2d_kernel, rows_grid(rows, width), 256, 0, (cudaStream_t)stream,
         dst, dst_stride, src, src_stride, rows, width);
     return launched();
 }
