@@ -28,15 +28,35 @@ echo "== fuzzing (${fuzz_seconds}s per target) =="
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHALO_FUZZ=ON -DHALO_SANITIZE=ON -DHALO_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build-fuzz -j "$jobs"
-for target in build-fuzz/fuzz_*; do
-  [ -x "$target" ] || continue
+# the targets run $jobs at a time (each is one process on one core); a target that fails
+# (a crash, a leak, a timeout) fails the stage with its log
+fuzz_one() {
+  local target=$1 name corpus
   name=$(basename "$target")
   corpus=build-fuzz/corpus-$name
   mkdir -p "$corpus"
-  seeds=()
+  local seeds=()
   [ -d "fuzz/seeds/$name" ] && seeds+=("fuzz/seeds/$name")
-  echo "-- $name"
   "$target" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    "$corpus" "${seeds[@]}" 2>&1 | tail -n 12
+    "$corpus" "${seeds[@]}" > "build-fuzz/$name.log" 2>&1
+}
+pids=() names=()
+fuzz_fail=0
+for target in build-fuzz/fuzz_*; do
+  [ -x "$target" ] || continue
+  fuzz_one "$target" &
+  pids+=($!) names+=("$(basename "$target")")
+  if [ ${#pids[@]} -ge "$jobs" ]; then
+    for i in "${!pids[@]}"; do
+      wait "${pids[$i]}" || fuzz_fail=1
+      echo "-- ${names[$i]}"; tail -n 12 "build-fuzz/${names[$i]}.log"
+    done
+    pids=() names=()
+  fi
 done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || fuzz_fail=1
+  echo "-- ${names[$i]}"; tail -n 12 "build-fuzz/${names[$i]}.log"
+done
+[ $fuzz_fail = 0 ] || { echo "a fuzz target failed (its log above)"; exit 1; }
 echo "all test stages passed"
