@@ -87,6 +87,10 @@ typedef struct srv_job {
     srv_request req;
     int32_t *prompt; /* tokenized */
     size_t n_prompt;
+    /* hybrid models: the positions where a message of the prompt begins (0 < pos < n_prompt,
+     * ascending), where its read stops for a recurrent-state checkpoint; NULL: none */
+    int32_t *turns;
+    size_t n_turns;
     halo_chat_think think;
     char id[40];
     int64_t created;
@@ -119,6 +123,7 @@ typedef struct srv_ckpt {
     uint64_t used;   /* LRU stamp */
 } srv_ckpt;
 
+#define SRV_TURN_MARKS 4       /* turn-opening tokens the template may use */
 #define SRV_SPARE_STATE_BUFS 4 /* backend checkpoint buffers kept for reuse, not freed */
 
 typedef struct srv_slot srv_slot; /* sched.c */
@@ -128,6 +133,7 @@ typedef struct srv_slot_info {
     char task[40];     /* the job's id while busy */
     uint64_t n_tokens; /* positions its sequence holds (its prompt cache) */
     int32_t n_gen, max_gen, n_ckpt;
+    uint64_t ckpt_bytes; /* its checkpoints' memory */
 } srv_slot_info;
 
 /* grammars' vocabularies (sched.c), built on first use: [0] plain text, [1] with output
@@ -160,6 +166,10 @@ struct halo_server {
     int32_t fim_pre, fim_suf, fim_mid, fim_rep, fim_sep;
     uint32_t n_ctx, n_ctx_slot, n_slots;
     size_t state_size;
+    /* the tokens that open a turn of the chat template (<|im_start|>, <start_of_turn>, ..),
+     * found by rendering probe conversations; a prompt's checkpoints go where they are */
+    int32_t turn_marks[SRV_TURN_MARKS];
+    int n_turn_marks;
     int64_t started;
 
     /* the scheduler */

@@ -132,6 +132,7 @@ void srv_job_unref(srv_job *j) {
     free(j->choices);
     srv_request_free(&j->req);
     free(j->prompt);
+    free(j->turns);
     srv_buf_free(&j->out);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -402,6 +403,120 @@ int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *l
     return 0;
 }
 
+/* ---- where a prompt's turns begin (checkpoints for hybrid models) ------------------------ */
+
+/* Conversations diverge at a message: the shared system prompt ends where the user's first
+ * message begins, an edited message changes from its start, a new turn follows the last.
+ * A hybrid model can restart only where a checkpoint of its recurrent state was saved, so
+ * the prompt stops for one at the start of every message. Those starts are found in the
+ * token sequence: chat templates open each turn with a control token (<|im_start|>,
+ * <start_of_turn>, <|start_header_id|>, [INST]), the same token whatever the message and
+ * wherever it is in the conversation, and a control token is never merged with the text
+ * around it, so its position is exact. Rendering the messages prefix by prefix would also
+ * find the starts, but costs a render and a tokenization per message, and templates that
+ * render a message according to what follows it (Qwen3.5 drops the reasoning of assistant
+ * turns before the last user message) make a prefix's render differ from the whole's. The
+ * tokens are learnt once, at start, from what the template adds to a probe conversation
+ * for one more message (after a user, an assistant and a system message, and for the
+ * generation prompt): the first token of that text that is not white space, if it is a
+ * control token. A template that opens turns with plain text has none, and its prompts
+ * fall back on --checkpoint-every. */
+
+static int render_probe(halo_server *s, const char *messages, bool gen, char **out, size_t *len) {
+    halo_error err = {0};
+    cJSON *ctx = cJSON_CreateObject(), *m = cJSON_Parse(messages);
+    if (!ctx || !m) {
+        cJSON_Delete(ctx);
+        cJSON_Delete(m);
+        return -1;
+    }
+    cJSON_AddItemToObject(ctx, "messages", m);
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", gen);
+    cJSON_AddStringToObject(ctx, "bos_token", s->bos_text);
+    cJSON_AddStringToObject(ctx, "eos_token", s->eos_text);
+    cJSON_AddBoolToObject(ctx, "enable_thinking",
+                          s->p.reasoning != HALO_SERVER_REASONING_OFF && s->p.reasoning_budget != 0);
+    int rc = halo_template_render(s->tmpl, ctx, NULL, out, len, &err);
+    cJSON_Delete(ctx);
+    return rc;
+}
+
+static bool is_space_piece(const halo_tokenizer *t, int32_t id) {
+    size_t n = 0;
+    const char *p = halo_tok_piece(t, id, true, &n);
+    if (!p || n == 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\n' && p[i] != '\r' && p[i] != '\t') return false;
+    return true;
+}
+
+static void find_turn_marks(halo_server *s) {
+#define PROBE_U "{\"role\":\"user\",\"content\":\"Hello.\"}"
+#define PROBE_A "{\"role\":\"assistant\",\"content\":\"Hi.\"}"
+#define PROBE_S "{\"role\":\"system\",\"content\":\"Be brief.\"}"
+    static const struct {
+        const char *before, *after;
+        bool gen;
+    } probes[] = {
+        {"[" PROBE_U "]", "[" PROBE_U "," PROBE_A "]", false},
+        {"[" PROBE_U "," PROBE_A "]", "[" PROBE_U "," PROBE_A "," PROBE_U "]", false},
+        {"[" PROBE_S "]", "[" PROBE_S "," PROBE_U "]", false},
+        {"[" PROBE_U "]", "[" PROBE_U "]", true},
+    };
+#undef PROBE_U
+#undef PROBE_A
+#undef PROBE_S
+    s->n_turn_marks = 0;
+    for (size_t k = 0; k < sizeof probes / sizeof probes[0]; k++) {
+        char *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        halo_error err = {0};
+        /* a template that refuses a probe (a system message, an assistant last) says
+         * nothing about its turns */
+        if (!render_probe(s, probes[k].before, false, &a, &la) &&
+            !render_probe(s, probes[k].after, probes[k].gen, &b, &lb) && lb > la &&
+            memcmp(a, b, la) == 0 &&
+            !halo_tok_encode(s->tok, b + la, lb - la, HALO_TOK_PARSE_SPECIAL, &ids, &n, &err)) {
+            size_t i = 0;
+            while (i < n && is_space_piece(s->tok, ids[i])) i++;
+            int32_t id = i < n ? ids[i] : -1;
+            bool known = false;
+            for (int m = 0; m < s->n_turn_marks; m++) known |= s->turn_marks[m] == id;
+            if (id >= 0 && !known && halo_tok_type_of(s->tok, id) == HALO_TOK_TYPE_CONTROL &&
+                id != halo_tok_bos(s->tok) && !halo_tok_is_eog(s->tok, id) &&
+                s->n_turn_marks < SRV_TURN_MARKS)
+                s->turn_marks[s->n_turn_marks++] = id;
+        }
+        free(ids);
+        free(a);
+        free(b);
+    }
+}
+
+/* The positions of the job's prompt where a turn begins (none for a model without
+ * recurrent state: it truncates its cache anywhere). Out of memory: no turns. */
+static void find_turns(halo_server *s, srv_job *j) {
+    j->turns = NULL;
+    j->n_turns = 0;
+    if (s->state_size == 0 || s->n_turn_marks == 0 || j->n_prompt < 2) return;
+    size_t n = 0;
+    for (size_t p = 1; p < j->n_prompt; p++)
+        for (int m = 0; m < s->n_turn_marks; m++)
+            if (j->prompt[p] == s->turn_marks[m]) {
+                n++;
+                break;
+            }
+    if (n == 0 || !(j->turns = malloc(sizeof *j->turns * n))) return;
+    for (size_t p = 1; p < j->n_prompt; p++)
+        for (int m = 0; m < s->n_turn_marks; m++)
+            if (j->prompt[p] == s->turn_marks[m]) {
+                j->turns[j->n_turns++] = (int32_t)p;
+                break;
+            }
+}
+
 static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e);
 
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
@@ -470,6 +585,7 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
                   j->n_prompt, s->n_ctx_slot - 1);
         return -1;
     }
+    find_turns(s, j);
     /* max_tokens beyond what the slot's context holds: generation stops there ("length"),
      * as the widely used engine does, rather than a 400 */
     int rc = halo_sampler_check_params(&r->sp, s->n_vocab, &err);
@@ -647,6 +763,7 @@ static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep
         if (!slot_reserve(sl, src->n_tokens)) return -1;
         memcpy(sl->tokens, src->tokens, sizeof(int32_t) * src->n_tokens);
         sl->n_tokens = src->n_tokens;
+        src->used = ++s->ckpt_clock; /* its prefix served: it stays longer */
     }
     if (n_keep == 0) {
         slot_forget(s, sl);
@@ -842,6 +959,21 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     if (!reuse || best_keep == 0 ||
         (j->req.id_slot < 0 &&
          (float)best_keep < s->p.slot_prompt_similarity * (float)j->n_prompt)) {
+        sl = lru;
+        best_keep = 0;
+        best_ck = NULL;
+    }
+    /* A branch: the prompt leaves the free slot's conversation before its end (another
+     * conversation under the same system prompt, an edited earlier message). Read in place,
+     * it throws away the rest of that conversation, which may come back for its next turn;
+     * read in the least recently used free slot from a copy of the shared prefix (pages
+     * shared, not copied), it throws away that slot's cache, less what it shares with the
+     * conversation kept. The prompt goes where fewer tokens are lost (a prefix under 16
+     * tokens is not worth a copy, as below). */
+    if (sl == best && best_keep >= 16 && best_keep < best->n_tokens && lru != best &&
+        j->req.id_slot < 0 &&
+        lru->n_tokens - common_prefix(lru->tokens, lru->n_tokens, best->tokens, best->n_tokens) <
+            best->n_tokens - best_keep) {
         sl = lru;
         best_keep = 0;
         best_ck = NULL;
@@ -1266,8 +1398,22 @@ typedef struct batch_buf {
     int32_t n;
 } batch_buf;
 
-/* The next checkpoint position after `at` for a prompt of n tokens; n if none before. */
-static size_t next_stop(const halo_server *s, size_t at, size_t n) {
+/* The first turn start of job j after position `at`; SIZE_MAX if none. */
+static size_t next_turn(const srv_job *j, size_t at) {
+    size_t lo = 0, hi = j->n_turns; /* the first turn > at: binary search */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((size_t)j->turns[mid] <= at) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < j->n_turns ? (size_t)j->turns[lo] : SIZE_MAX;
+}
+
+/* The next checkpoint position after `at` for job j's prompt of n tokens; n if none
+ * before: the start of a turn, every checkpoint_every tokens (long messages), 4 and 1
+ * tokens before the end (a template that re-renders the generation prompt or the last
+ * turn differently next time diverges there). */
+static size_t next_stop(const halo_server *s, const srv_job *j, size_t at, size_t n) {
     size_t stop = n;
     if (s->state_size == 0 || s->p.cache_ram == 0) return stop;
     size_t every = (size_t)(s->p.checkpoint_every > 0 ? s->p.checkpoint_every : 0);
@@ -1275,15 +1421,18 @@ static size_t next_stop(const halo_server *s, size_t at, size_t n) {
         size_t k = (at / every + 1) * every;
         if (k < stop) stop = k;
     }
+    size_t turn = next_turn(j, at);
+    if (turn < stop) stop = turn;
     const size_t before[2] = {4, 1};
     for (int i = 0; i < 2; i++)
         if (n > before[i] && n - before[i] > at && n - before[i] < stop) stop = n - before[i];
     return stop;
 }
 
-static bool is_ckpt_pos(const halo_server *s, size_t pos, size_t n) {
+static bool is_ckpt_pos(const halo_server *s, const srv_job *j, size_t pos, size_t n) {
     if (s->state_size == 0 || s->p.cache_ram == 0) return false;
     if (pos == n || pos + 4 == n || pos + 1 == n) return true;
+    if (pos > 0 && next_turn(j, pos - 1) == pos) return true;
     return s->p.checkpoint_every > 0 && pos % (size_t)s->p.checkpoint_every == 0;
 }
 
@@ -1355,7 +1504,7 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
         if (!sl->job || sl->await_prompt || sl->has_pending || sl->batch_index >= 0) continue;
         size_t n = sl->job->n_prompt, at = sl->n_tokens;
         if (at >= n || b->n >= (int32_t)budget) continue;
-        size_t end = next_stop(s, at, n);
+        size_t end = next_stop(s, sl->job, at, n);
         if (end - at > budget - (uint32_t)b->n) end = at + (budget - (uint32_t)b->n);
         const bool all_logits = wants_prompt_lp(sl->job);
         if (all_logits) { /* a row of logits per token: chunks that keep their buffer bounded */
@@ -1473,7 +1622,7 @@ static void after_decode(halo_server *s, batch_buf *b) {
         }
         if (i + 1 == b->n || b->owner[i + 1] != sl) {
             /* the end of this slot's prompt chunk */
-            if (is_ckpt_pos(s, sl->n_tokens, j->n_prompt)) ckpt_save(s, sl);
+            if (is_ckpt_pos(s, j, sl->n_tokens, j->n_prompt)) ckpt_save(s, sl);
         }
     }
     /* a slot with logits that has generated nothing has just read its prompt */
@@ -1537,6 +1686,7 @@ static void publish_slots(halo_server *s) {
         in->n_gen = sl->job ? sl->n_gen : 0;
         in->max_gen = sl->job ? sl->max_gen : 0;
         in->n_ckpt = sl->n_ckpt;
+        in->ckpt_bytes = (uint64_t)sl->n_ckpt * s->state_size;
     }
 }
 
@@ -1579,6 +1729,7 @@ char *srv_slots_json(halo_server *s) {
         if (in->busy) cJSON_AddStringToObject(o, "id_task", in->task);
         cJSON_AddNumberToObject(o, "n_tokens", (double)in->n_tokens);
         cJSON_AddNumberToObject(o, "n_checkpoints", in->n_ckpt);
+        cJSON_AddNumberToObject(o, "checkpoint_bytes", (double)in->ckpt_bytes);
         cJSON *nt = cJSON_AddObjectToObject(o, "next_token");
         if (nt) {
             cJSON_AddBoolToObject(nt, "has_next_token", in->busy);
@@ -1845,6 +1996,21 @@ int srv_sched_init(halo_server *s, halo_error *err) {
                               "a context of %u tokens over %u slots leaves no room (raise -c)",
                               s->n_ctx, s->n_slots);
     s->state_size = halo_seq_state_size(s->ctx);
+    if (s->state_size > 0) {
+        find_turn_marks(s);
+        char names[256] = "";
+        size_t used = 0;
+        for (int m = 0; m < s->n_turn_marks && used < sizeof names; m++) {
+            size_t n = 0;
+            const char *p = halo_tok_piece(s->tok, s->turn_marks[m], true, &n);
+            int w = snprintf(names + used, sizeof names - used, "%s%.*s", m ? " " : "",
+                             (int)(n > 64 ? 64 : n), p ? p : "");
+            if (w > 0) used += (size_t)w;
+        }
+        halo_log(HALO_LOG_INFO, "server: recurrent-state checkpoints at the turns (%s), %s",
+                 s->n_turn_marks ? names : "no turn token found in the chat template",
+                 "every --checkpoint-every tokens and at the prompt's end");
+    }
     s->slots = calloc(s->n_slots, sizeof *s->slots);
     if (!s->slots) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     for (uint32_t k = 0; k < s->n_slots; k++) {
@@ -1903,7 +2069,13 @@ char *srv_metrics_text(halo_server *s) {
     pthread_mutex_lock(&s->mu);
     srv_metrics m = s->m;
     int32_t busy = s->n_busy, queued = s->n_queued;
-    uint64_t ckb = s->ckpt_bytes;
+    /* the checkpoints as the scheduler published them after its last step (its own
+     * counters change without the lock) */
+    uint64_t ckb = 0, ckn = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        ckb += s->slot_info[k].ckpt_bytes;
+        ckn += (uint64_t)s->slot_info[k].n_ckpt;
+    }
     pthread_mutex_unlock(&s->mu);
     /* n_tokens of slots is read without the scheduler's lock: a gauge, good to a step */
     uint64_t kv = 0;
@@ -1964,6 +2136,12 @@ char *srv_metrics_text(halo_server *s) {
            s->n_ctx ? (double)kv / s->n_ctx : 0.0);
     METRIC("prompt_cache_checkpoint_bytes", "gauge", "Memory of recurrent-state checkpoints (GPU memory with -ngl while it lasts).",
            "%llu", (unsigned long long)ckb);
+    METRIC("prompt_cache_checkpoints", "gauge",
+           "Recurrent-state checkpoints kept, all slots (bounded by --cache-ram, least recently used out).",
+           "%llu", (unsigned long long)ckn);
+    METRIC("prompt_cache_checkpoints_bytes", "gauge",
+           "Memory of the checkpoints kept (the same as prompt_cache_checkpoint_bytes).", "%llu",
+           (unsigned long long)ckb);
 #undef METRIC
     if (b.failed) {
         srv_buf_free(&b);
