@@ -10,10 +10,11 @@
  * with its prompt, or borrows a longer prefix from another slot (halo_seq_copy
  * shares the KV pages). Attention-only models just truncate the KV cache to the
  * common prefix. Hybrid models cannot roll their recurrent state back, so while a
- * prompt is read the slot saves checkpoints of that state (every checkpoint_every
- * tokens, 4 and 1 tokens before the prompt's end, and at its end); a later prompt
- * that diverges at position d restarts from the checkpoint nearest at or before d.
- * Checkpoints are host memory bounded by cache_ram, least recently used first out.
+ * prompt is read the slot saves checkpoints of that state (at the start of every
+ * message, where conversations diverge; every checkpoint_every tokens; 4 and 1 tokens
+ * before the prompt's end, and at its end); a later prompt that diverges at position d
+ * restarts from the checkpoint nearest at or before d, in whichever slot holds the
+ * latest. Checkpoints are bounded by cache_ram over all slots, least recently used out.
  */
 #define _GNU_SOURCE
 #include "format/gguf.h"
