@@ -123,6 +123,20 @@ typedef struct srv_ckpt {
     uint64_t used;   /* LRU stamp */
 } srv_ckpt;
 
+/* A conversation a slot gave up (its sequence overwritten, or dropped when the KV cache was
+ * full), kept in host memory so that it can come back: its tokens, the KV rows of their
+ * positions (halo_seq_kv_save) and, for hybrids, the recurrent-state checkpoints the slot
+ * had past what it kept, plus one at the end. Bounded by cache_ram with the checkpoints. */
+typedef struct srv_saved {
+    int32_t *tokens; /* [n] */
+    int32_t n;
+    void *kv;
+    size_t kv_bytes;
+    srv_ckpt *ckpts; /* [n_ckpt] */
+    int n_ckpt;
+    uint64_t used; /* LRU stamp */
+} srv_saved;
+
 #define SRV_TURN_MARKS 4       /* turn-opening tokens the template may use */
 #define SRV_SPARE_STATE_BUFS 4 /* backend checkpoint buffers kept for reuse, not freed */
 
@@ -187,6 +201,11 @@ struct halo_server {
     uint32_t n_to_sample;
     struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
+    srv_saved *saved; /* [n_saved] conversations in host memory */
+    int n_saved, cap_saved;
+    uint64_t saved_bytes; /* their KV rows and checkpoints */
+    int n_saved_pub;      /* n_saved and saved_bytes as published with the slots (under mu) */
+    uint64_t saved_bytes_pub;
     /* what GET /slots shows: the scheduler's copy of each slot after every step (under
      * mu), and the slots POST /slots/{id}?action=erase asked to forget */
     srv_slot_info *slot_info;

@@ -665,19 +665,44 @@ static void ckpt_trim(halo_server *s, srv_slot *sl, size_t n) {
         if ((size_t)sl->ckpts[i].pos > n) ckpt_drop(s, sl, i);
 }
 
-/* Evict least recently used checkpoints until `need` more bytes fit. */
+static uint64_t saved_size(const halo_server *s, const srv_saved *e) {
+    return (uint64_t)e->kv_bytes + (uint64_t)e->n_ckpt * s->state_size;
+}
+
+/* Forget conversation i of those in host memory. */
+static void saved_drop(halo_server *s, int i) {
+    srv_saved *e = &s->saved[i];
+    s->saved_bytes -= saved_size(s, e);
+    for (int c = 0; c < e->n_ckpt; c++) ckpt_release(s, e->ckpts[c].data, e->ckpts[c].in_backend);
+    free(e->ckpts);
+    free(e->kv);
+    free(e->tokens);
+    s->saved[i] = s->saved[--s->n_saved];
+}
+
+/* Evict least recently used checkpoints and saved conversations until `need` more bytes
+ * fit in cache_ram. */
 static bool ckpt_make_room(halo_server *s, uint64_t need) {
-    while (s->ckpt_bytes + need > s->p.cache_ram) {
+    if (need > s->p.cache_ram) return false;
+    while (s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) {
         srv_slot *best = NULL;
-        int bi = -1;
+        int bi = -1, si = -1;
+        uint64_t oldest = UINT64_MAX;
         for (uint32_t k = 0; k < s->n_slots; k++)
             for (int i = 0; i < s->slots[k].n_ckpt; i++)
-                if (!best || s->slots[k].ckpts[i].used < best->ckpts[bi].used) {
+                if (s->slots[k].ckpts[i].used < oldest) {
+                    oldest = s->slots[k].ckpts[i].used;
                     best = &s->slots[k];
                     bi = i;
                 }
-        if (!best) return false;
-        ckpt_drop(s, best, bi);
+        for (int i = 0; i < s->n_saved; i++)
+            if (s->saved[i].used < oldest) {
+                oldest = s->saved[i].used;
+                si = i;
+            }
+        if (si >= 0) saved_drop(s, si);
+        else if (best) ckpt_drop(s, best, bi);
+        else return false;
     }
     return true;
 }
@@ -716,6 +741,10 @@ static void ckpt_save(halo_server *s, srv_slot *sl) {
 
 /* ---- slots -------------------------------------------------------------------------------- */
 
+/* a conversation goes to host memory when its slot gives up at least this many of its
+ * tokens, and comes back when that gives this many more than the slots */
+#define SRV_SAVE_MIN 64
+
 static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
     size_t n = na < nb ? na : nb, i = 0;
     while (i < n && a[i] == b[i]) i++;
@@ -753,6 +782,122 @@ static void slot_forget(halo_server *s, srv_slot *sl) {
     halo_seq_clear(s->ctx, sl->id);
     sl->n_tokens = 0;
     ckpt_trim(s, sl, 0);
+}
+
+/* ---- conversations in host memory ---------------------------------------------------------- */
+
+/* Slot sl is about to keep only its first `keep` tokens (0: it takes another sequence): when
+ * that loses a good part of its conversation, keep a copy of the whole in host memory, with
+ * the checkpoints past `keep` (the slot would drop them) and the state at its end. */
+static void slot_save(halo_server *s, srv_slot *sl, size_t keep) {
+    const size_t n = sl->n_tokens, lost = n > keep ? n - keep : 0;
+    if (lost < SRV_SAVE_MIN || n > INT32_MAX) return;
+    const size_t kvb = halo_seq_kv_size(s->ctx, (int32_t)n);
+    bool has_end = s->state_size == 0;
+    int moved = 0;
+    for (int i = 0; i < sl->n_ckpt; i++) {
+        has_end |= (size_t)sl->ckpts[i].pos == n;
+        moved += (size_t)sl->ckpts[i].pos > keep;
+    }
+    if (kvb == SIZE_MAX || (uint64_t)kvb > s->p.cache_ram) return;
+    const uint64_t need = (uint64_t)kvb + (has_end ? 0 : s->state_size);
+    if (s->n_saved == s->cap_saved) {
+        int cap = s->cap_saved ? s->cap_saved * 2 : 4;
+        srv_saved *a = realloc(s->saved, sizeof *a * (size_t)cap);
+        if (!a) return;
+        s->saved = a;
+        s->cap_saved = cap;
+    }
+    if (!ckpt_make_room(s, need)) return;
+    srv_saved e = {0};
+    e.n = (int32_t)n;
+    e.kv_bytes = kvb;
+    e.tokens = malloc(sizeof *e.tokens * (n ? n : 1));
+    e.kv = kvb ? malloc(kvb) : NULL;
+    e.ckpts = malloc(sizeof *e.ckpts * (size_t)(moved + 1));
+    halo_error err = {0};
+    bool ok = e.tokens && (e.kv || !kvb) && e.ckpts &&
+              !halo_seq_kv_save(s->ctx, sl->id, (int32_t)n, e.kv, &err);
+    if (ok && !has_end) { /* the live state: the end of its sequence */
+        bool in_backend;
+        void *data = ckpt_alloc(s, &in_backend);
+        ok = data && !(in_backend ? halo_seq_state_save_buf(s->ctx, sl->id, data, &err)
+                                  : halo_seq_state_save(s->ctx, sl->id, data, &err));
+        if (ok) e.ckpts[e.n_ckpt++] = (srv_ckpt){(int32_t)n, data, in_backend, ++s->ckpt_clock};
+        else if (data) ckpt_release(s, data, in_backend);
+    }
+    if (!ok) {
+        for (int c = 0; c < e.n_ckpt; c++) ckpt_release(s, e.ckpts[c].data, e.ckpts[c].in_backend);
+        free(e.tokens), free(e.kv), free(e.ckpts);
+        return;
+    }
+    memcpy(e.tokens, sl->tokens, sizeof *e.tokens * n);
+    for (int i = sl->n_ckpt - 1; i >= 0; i--) /* the slot's checkpoints past keep move over */
+        if ((size_t)sl->ckpts[i].pos > keep) {
+            e.ckpts[e.n_ckpt++] = sl->ckpts[i];
+            sl->ckpts[i] = sl->ckpts[--sl->n_ckpt];
+            s->ckpt_bytes -= s->state_size;
+        }
+    e.used = ++s->ckpt_clock;
+    s->saved[s->n_saved++] = e;
+    s->saved_bytes += saved_size(s, &e);
+}
+
+/* The saved conversation that gives the most of a prompt: its index (-1: none) and how
+ * many tokens (a checkpoint's position for hybrids, where *ck is that checkpoint). */
+static int saved_best(halo_server *s, const int32_t *prompt, size_t n, size_t *keep, int *ck) {
+    int best = -1;
+    *keep = 0;
+    *ck = -1;
+    for (int i = 0; i < s->n_saved; i++) {
+        const srv_saved *e = &s->saved[i];
+        size_t l = common_prefix(e->tokens, (size_t)e->n, prompt, n), p = l;
+        int c = -1;
+        if (l > n - 1) l = n - 1;
+        if (s->state_size > 0) {
+            p = 0;
+            for (int k = 0; k < e->n_ckpt; k++)
+                if ((size_t)e->ckpts[k].pos <= l && (size_t)e->ckpts[k].pos > p)
+                    p = (size_t)e->ckpts[k].pos, c = k;
+        } else {
+            p = l;
+        }
+        if (p > *keep) best = i, *keep = p, *ck = c;
+    }
+    return best;
+}
+
+/* Slot sl takes the first `keep` tokens of saved conversation i, which leaves host memory
+ * (its checkpoints up to keep go to the slot). -1 (the slot then empty) on failure. */
+static int slot_restore(halo_server *s, srv_slot *sl, int i, size_t keep, int ck) {
+    srv_saved *e = &s->saved[i];
+    halo_error err = {0};
+    ckpt_trim(s, sl, 0);
+    if (!slot_reserve(sl, keep + 16) ||
+        halo_seq_kv_load(s->ctx, sl->id, e->kv, e->n, (int32_t)keep, &err))
+        return -1;
+    if (ck >= 0) {
+        const srv_ckpt *c = &e->ckpts[ck];
+        if (c->in_backend ? halo_seq_state_load_buf(s->ctx, sl->id, c->data, (int32_t)keep, &err)
+                          : halo_seq_state_load(s->ctx, sl->id, c->data, (int32_t)keep, &err))
+            return -1;
+    }
+    memcpy(sl->tokens, e->tokens, sizeof(int32_t) * keep);
+    sl->n_tokens = keep;
+    if (sl->cap_ckpt < e->n_ckpt) {
+        srv_ckpt *c = realloc(sl->ckpts, sizeof *c * (size_t)e->n_ckpt);
+        if (c) sl->ckpts = c, sl->cap_ckpt = e->n_ckpt;
+    }
+    for (int k = e->n_ckpt - 1; k >= 0; k--) {
+        if ((size_t)e->ckpts[k].pos > keep || sl->n_ckpt == sl->cap_ckpt) continue;
+        sl->ckpts[sl->n_ckpt] = e->ckpts[k];
+        sl->ckpts[sl->n_ckpt++].used = ++s->ckpt_clock;
+        e->ckpts[k] = e->ckpts[--e->n_ckpt];
+        s->saved_bytes -= s->state_size;
+        s->ckpt_bytes += s->state_size;
+    }
+    saved_drop(s, i);
+    return 0;
 }
 
 /* Set sl's sequence to the first n_keep tokens of src's (src may be sl). */
@@ -980,10 +1125,28 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         best_ck = NULL;
     }
     int rc;
-    if (src && src != sl && src_keep > best_keep && src_keep >= 16)
-        rc = slot_reuse(s, sl, src, src_keep, src_ck); /* share another slot's prefix */
-    else
-        rc = slot_reuse(s, sl, sl, sl == best ? best_keep : 0, sl == best ? best_ck : NULL);
+    const bool from_src = src && src != sl && src_keep > best_keep && src_keep >= 16;
+    const size_t slot_keep = from_src ? src_keep : sl == best ? best_keep : 0;
+    /* a conversation in host memory that gives clearly more comes back, into the least
+     * recently used free slot; whatever a slot gives up goes there first (slot_save) */
+    size_t host_keep = 0;
+    int host_ck = -1, host = reuse ? saved_best(s, j->prompt, j->n_prompt, &host_keep, &host_ck) : -1;
+    if (host >= 0 && host_keep >= slot_keep + SRV_SAVE_MIN) {
+        sl = lru;
+        slot_save(s, sl, 0);
+        rc = slot_restore(s, sl, host, host_keep, host_ck);
+    } else if (from_src) { /* share another slot's prefix */
+        slot_save(s, sl, 0);
+        src_keep = reuse_point(s, src, j->prompt, j->n_prompt, &src_ck); /* saving may evict */
+        rc = slot_reuse(s, sl, src, src_keep, src_ck);
+    } else if (sl == best && best_keep > 0) {
+        slot_save(s, sl, best_keep);
+        best_keep = reuse_point(s, sl, j->prompt, j->n_prompt, &best_ck);
+        rc = slot_reuse(s, sl, sl, best_keep, best_keep ? best_ck : NULL);
+    } else {
+        slot_save(s, sl, 0);
+        rc = slot_reuse(s, sl, sl, 0, NULL);
+    }
     if (rc) {
         slot_forget(s, sl);
         halo_log(HALO_LOG_WARN, "server: slot %d: prompt cache not reused", sl->id);
@@ -1663,6 +1826,7 @@ static void relieve_kv(halo_server *s) {
         if (sl->job && (!big || sl->n_tokens > big->n_tokens)) big = sl;
     }
     if (idle) {
+        slot_save(s, idle, 0); /* its conversation may come back */
         slot_forget(s, idle);
         return;
     }
@@ -1689,6 +1853,8 @@ static void publish_slots(halo_server *s) {
         in->n_ckpt = sl->n_ckpt;
         in->ckpt_bytes = (uint64_t)sl->n_ckpt * s->state_size;
     }
+    s->n_saved_pub = s->n_saved;
+    s->saved_bytes_pub = s->saved_bytes;
 }
 
 /* The erasures POST /slots/{id}?action=erase asked for, on idle slots. */
@@ -2049,6 +2215,8 @@ void srv_sched_free(halo_server *s) {
         }
         free(s->slots);
     }
+    while (s->n_saved > 0) saved_drop(s, s->n_saved - 1);
+    free(s->saved);
     for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++)
         halo_grammar_vocab_free(s->gvocab[k]);
     while (s->n_spare_bufs > 0) halo_state_buf_free(s->ctx, s->spare_bufs[--s->n_spare_bufs]);
@@ -2072,7 +2240,8 @@ char *srv_metrics_text(halo_server *s) {
     int32_t busy = s->n_busy, queued = s->n_queued;
     /* the checkpoints as the scheduler published them after its last step (its own
      * counters change without the lock) */
-    uint64_t ckb = 0, ckn = 0;
+    uint64_t ckb = 0, ckn = 0, svb = s->saved_bytes_pub;
+    int svn = s->n_saved_pub;
     for (uint32_t k = 0; k < s->n_slots; k++) {
         ckb += s->slot_info[k].ckpt_bytes;
         ckn += (uint64_t)s->slot_info[k].n_ckpt;
@@ -2143,6 +2312,12 @@ char *srv_metrics_text(halo_server *s) {
     METRIC("prompt_cache_checkpoints_bytes", "gauge",
            "Memory of the checkpoints kept (the same as prompt_cache_checkpoint_bytes).", "%llu",
            (unsigned long long)ckb);
+    METRIC("prompt_cache_saved_prompts", "gauge",
+           "Conversations slots gave up, kept in host memory (KV rows and checkpoints) to come back.",
+           "%d", svn);
+    METRIC("prompt_cache_saved_bytes", "gauge",
+           "Memory of those conversations (within --cache-ram, with the checkpoints).", "%llu",
+           (unsigned long long)svb);
 #undef METRIC
     if (b.failed) {
         srv_buf_free(&b);

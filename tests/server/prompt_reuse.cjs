@@ -1,4 +1,5 @@
-// Prompt reuse on a hybrid model, case by case: node prompt_reuse.cjs CACHE_URL FRESH_URL TOKENS
+// Prompt reuse on a hybrid model, case by case:
+//   node prompt_reuse.cjs CACHE_URL FRESH_URL TOKENS [returning]
 //
 // CACHE_URL is a server with two slots that keeps its cache; FRESH_URL answers every request
 // from scratch (cache_prompt false). One conversation at a time, as clients send them, with a
@@ -11,6 +12,9 @@
 //   T1  [sys, uT, a(<think>..</think> + tool call), tool]
 //   T2  T1 + [a(answer), uT2] reasoning stripped:    the template renders the tool-calling
 //                                                    turn without its reasoning this time
+// and with `returning`:
+//   D1, E1 under two other system prompts: they take both slots
+//   A4  [sys, u1, a1, u2, a2, u3]  returning conversation: its KV comes back from host memory
 // Each checked request: the cached tokens it reports (usage.prompt_tokens_details.cached_tokens)
 // must be within 64 of the true divergence, and its reply at temperature 0 must be the fresh
 // server's. The true divergence is the longest common token prefix of its prompt with a
@@ -19,7 +23,8 @@
 // matched to its end, then as many tokens as its reply had), both reported.
 // Prints one line per case and a JSON summary line; exit status 1 on a failed check.
 "use strict";
-const [cacheUrl, freshUrl, sizeArg] = process.argv.slice(2);
+const [cacheUrl, freshUrl, sizeArg, returningArg] = process.argv.slice(2);
+const returning = returningArg === "returning";
 const target = Number(sizeArg || 2048);
 const MAX_TOKENS = 8, SLACK = 64;
 
@@ -86,7 +91,7 @@ async function main() {
     const slots = await (await fetch(cacheUrl + "/slots")).json();
     const both = slots.filter((s) => s.n_tokens > 0.5 * target).length;
     if (both < 2) { failed++; console.log(`FAIL: the second conversation did not go to another slot: ${JSON.stringify(slots.map((s) => s.n_tokens))}`); }
-    await ask("appended turn", [sys, u1, asst(a1), u2], true);
+    const a2 = await ask("appended turn", [sys, u1, asst(a1), u2], true);
     await ask("edited early message", [sys, u1e, asst(a1), u2], true);
     await ask("new conversation", [sys, user("Which rule mentions device 7?")], true);
     const uT = user("Find the rule for device 33 and tell me what it says.");
@@ -97,6 +102,13 @@ async function main() {
     const tool = { role: "tool", content: rule(33) };
     const aT = await ask("tool call (setup)", [sys, uT, call, tool], false);
     await ask("reasoning stripped", [sys, uT, call, tool, asst(aT), user("Thanks. And device 34?")], true);
+    if (returning) {
+        // two conversations under other system prompts take both slots; the first conversation
+        // then comes back from host memory, where its slot's copy went
+        await ask("other conversation (setup)", [{ role: "system", content: "Answer about block devices. " + sys.content }, user("Which rule is first?")], false);
+        await ask("other conversation (setup)", [{ role: "system", content: "Answer about network devices. " + sys.content }, user("Which rule is last?")], false);
+        await ask("returning conversation", [sys, u1, asst(a1), u2, asst(a2), user("And device 41?")], true);
+    }
     console.log(JSON.stringify({ target, rows, failed }));
     process.exit(failed ? 1 : 0);
 }

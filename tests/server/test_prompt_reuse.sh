@@ -5,7 +5,9 @@
 # early message, a new conversation, a tool-calling turn re-rendered without its reasoning),
 # at ~2 K and ~16 K tokens of prompt. Each reuses the cache to within 64 tokens of where it
 # diverges from what the cache holds (the checkpoints at the start of every message), and
-# replies at temperature 0 exactly as a server reading the whole prompt does.
+# replies at temperature 0 exactly as a server reading the whole prompt does. At ~2 K also a
+# conversation that returns after two others took both slots: its KV comes back from host
+# memory (the copy its slot saved when it gave it up).
 # tests/server/prompt_reuse.cjs plays the cases; HALO_TEST_QUICK: ~2 K only.
 source "$(dirname "$0")/lib.sh"
 if ! command -v node >/dev/null; then echo "SKIPPED: node is needed to play the conversations"; exit 77; fi
@@ -25,7 +27,9 @@ for size in $SIZES; do
     # the server under test: two slots, each holding a whole conversation
     start_server -np 2 -c $((2 * size + 8192)) -t 2 --log-disable
     checks=$((checks + 1))
-    node "$(dirname "$0")/prompt_reuse.cjs" "$URL" "$FRESH_URL" "$size" | tee "$TMP/out" | grep -v '^{'
+    # at 2 K also a conversation that comes back after two others took both slots (host memory)
+    node "$(dirname "$0")/prompt_reuse.cjs" "$URL" "$FRESH_URL" "$size" \
+        "$([ "$size" = 2048 ] && echo returning)" | tee "$TMP/out" | grep -v '^{'
     [ "${PIPESTATUS[0]}" = 0 ] || bad "prompt reuse at $size tokens"
     http GET /metrics
     n=$(sed -n 's/^halo_prompt_cache_checkpoints \([0-9]*\)/\1/p' "$TMP/body")
