@@ -808,7 +808,15 @@ static void slot_save(halo_server *s, srv_slot *sl, size_t keep) {
         s->saved = a;
         s->cap_saved = cap;
     }
-    if (!ckpt_make_room(s, need)) return;
+    /* room from older copies only: the slots' checkpoints (the ones this very request may
+     * restore among them) are worth more than a copy */
+    while (s->n_saved > 0 && s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) {
+        int oldest = 0;
+        for (int i = 1; i < s->n_saved; i++)
+            if (s->saved[i].used < s->saved[oldest].used) oldest = i;
+        saved_drop(s, oldest);
+    }
+    if (s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) return;
     srv_saved e = {0};
     e.n = (int32_t)n;
     e.kv_bytes = kvb;
@@ -1133,8 +1141,14 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
     int host_ck = -1, host = reuse ? saved_best(s, j->prompt, j->n_prompt, &host_keep, &host_ck) : -1;
     if (host >= 0 && host_keep >= slot_keep + SRV_SAVE_MIN) {
         sl = lru;
+        /* saving the slot may evict copies (the chosen one last) and moves them around:
+         * the chosen one is found again by its stamp, which no other copy has */
+        const uint64_t key = s->saved[host].used = ++s->ckpt_clock;
         slot_save(s, sl, 0);
-        rc = slot_restore(s, sl, host, host_keep, host_ck);
+        host = -1;
+        for (int i = 0; i < s->n_saved; i++)
+            if (s->saved[i].used == key) host = i;
+        rc = host >= 0 ? slot_restore(s, sl, host, host_keep, host_ck) : slot_reuse(s, sl, sl, 0, NULL);
     } else if (from_src) { /* share another slot's prefix */
         slot_save(s, sl, 0);
         src_keep = reuse_point(s, src, j->prompt, j->n_prompt, &src_ck); /* saving may evict */
