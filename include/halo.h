@@ -170,6 +170,19 @@ int halo_seq_state_save_buf(halo_context *ctx, int32_t seq, void *buf, halo_erro
 int halo_seq_state_load_buf(halo_context *ctx, int32_t seq, const void *buf, int32_t n_pos,
                             halo_error *err);
 
+/* A sequence's KV cache in host memory (a prompt cache that outlives the context's
+ * cells): the bytes of n_pos positions (every attention layer's K and V rows; 0 for a
+ * model without attention, SIZE_MAX past what size_t holds); copy the first n_pos
+ * positions of seq into buf; make seq hold the first n_pos of n_stored positions saved
+ * in buf (n_pos <= n_stored; seq is cleared first and takes new pages: HALO_ERR_RANGE,
+ * seq left empty, when too few are free). The recurrent state is not part of it: after
+ * a load it is zero; load the checkpoint for position n_pos. */
+size_t halo_seq_kv_size(const halo_context *ctx, int32_t n_pos);
+int halo_seq_kv_save(const halo_context *ctx, int32_t seq, int32_t n_pos, void *buf,
+                     halo_error *err);
+int halo_seq_kv_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_stored,
+                     int32_t n_pos, halo_error *err);
+
 /* The context's limits as created (after defaults and clamping). */
 uint32_t halo_context_n_seq_max(const halo_context *ctx);
 uint32_t halo_context_n_batch(const halo_context *ctx);

@@ -270,3 +270,77 @@ int halo_seq_state_load_buf(halo_context *ctx, int32_t seq, const void *buf, int
     if (!rc) state_move(ctx, seq, (void *)buf, STATE_FROM_BUF);
     return rc;
 }
+
+/* ---- a sequence's KV rows in host memory ---------------------------------------------- */
+
+/* Layout: for each attention layer, its K rows of the n_stored positions, then its V rows. */
+size_t halo_seq_kv_size(const halo_context *ctx, int32_t n_pos) {
+    if (!ctx || n_pos <= 0 || !has_kv(ctx)) return 0;
+    size_t row = 0;
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++)
+        if (ctx->kv.k[il]) row += ctx->kv.k_row_bytes[il] + ctx->kv.v_row_bytes[il];
+    if (row > SIZE_MAX / (size_t)n_pos) return SIZE_MAX;
+    return row * (size_t)n_pos;
+}
+
+/* Rows [0, n) of one layer's K or V (row bytes rb) between a sequence's pages and buf. */
+static void kv_rows_move(halo_context *ctx, int32_t seq, char *store, size_t rb, char *buf,
+                         int32_t n, bool out) {
+    const int32_t *t = seq_table(ctx, seq);
+    for (int32_t p = 0; p * HALO_KV_PAGE < n; p++) {
+        int32_t rows = n - p * HALO_KV_PAGE < HALO_KV_PAGE ? n - p * HALO_KV_PAGE : HALO_KV_PAGE;
+        char *page = store + (size_t)t[p] * HALO_KV_PAGE * rb;
+        char *host = buf + (size_t)p * HALO_KV_PAGE * rb;
+        if (out) ctx->be.ops->to_host(&ctx->be, host, page, (size_t)rows * rb);
+        else ctx->be.ops->to_backend(&ctx->be, page, host, (size_t)rows * rb);
+    }
+}
+
+int halo_seq_kv_save(const halo_context *ctx, int32_t seq, int32_t n_pos, void *buf,
+                     halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    if (n_pos < 0 || n_pos > ctx->seq_len[seq])
+        return halo_error_set(err, HALO_ERR_ARG,
+                              "cannot save %d positions of sequence %d: it has %d", n_pos, seq,
+                              ctx->seq_len[seq]);
+    if (!has_kv(ctx) || n_pos == 0) return 0;
+    halo_context *c = (halo_context *)ctx;
+    char *o = buf;
+    for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+        if (!ctx->kv.k[il]) continue;
+        kv_rows_move(c, seq, ctx->kv.k[il], ctx->kv.k_row_bytes[il], o, n_pos, true);
+        o += (size_t)n_pos * ctx->kv.k_row_bytes[il];
+        kv_rows_move(c, seq, ctx->kv.v[il], ctx->kv.v_row_bytes[il], o, n_pos, true);
+        o += (size_t)n_pos * ctx->kv.v_row_bytes[il];
+    }
+    return 0;
+}
+
+int halo_seq_kv_load(halo_context *ctx, int32_t seq, const void *buf, int32_t n_stored,
+                     int32_t n_pos, halo_error *err) {
+    if (!seq_ok(ctx, seq)) return bad_seq(ctx, seq, err);
+    if (n_pos < 0 || n_pos > n_stored)
+        return halo_error_set(err, HALO_ERR_ARG, "cannot load %d of %d saved positions", n_pos,
+                              n_stored);
+    halo_seq_clear(ctx, seq);
+    if (has_kv(ctx)) {
+        int32_t want = pages_for(n_pos);
+        if (want > ctx->kv.n_free)
+            return halo_error_set(err, HALO_ERR_RANGE,
+                                  "the KV cache is full: %d saved positions need %d pages, %d "
+                                  "are free",
+                                  n_pos, want, ctx->kv.n_free);
+        int32_t *t = seq_table(ctx, seq);
+        while (ctx->kv.n_seq_pages[seq] < want) t[ctx->kv.n_seq_pages[seq]++] = page_take(ctx);
+        const char *o = buf;
+        for (uint32_t il = 0; il < ctx->hp->n_layer; il++) {
+            if (!ctx->kv.k[il]) continue;
+            kv_rows_move(ctx, seq, ctx->kv.k[il], ctx->kv.k_row_bytes[il], (char *)o, n_pos, false);
+            o += (size_t)n_stored * ctx->kv.k_row_bytes[il];
+            kv_rows_move(ctx, seq, ctx->kv.v[il], ctx->kv.v_row_bytes[il], (char *)o, n_pos, false);
+            o += (size_t)n_stored * ctx->kv.v_row_bytes[il];
+        }
+    }
+    ctx->seq_len[seq] = n_pos;
+    return 0;
+}

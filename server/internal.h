@@ -101,6 +101,10 @@ typedef struct srv_job {
     srv_request req;
     int32_t *prompt; /* tokenized */
     size_t n_prompt;
+    /* hybrid models: the positions where a message of the prompt begins (0 < pos < n_prompt,
+     * ascending), where its read stops for a recurrent-state checkpoint; NULL: none */
+    int32_t *turns;
+    size_t n_turns;
     halo_chat_think think;
     char id[40];
     int64_t created;
@@ -135,6 +139,21 @@ typedef struct srv_ckpt {
     uint64_t used;   /* LRU stamp */
 } srv_ckpt;
 
+/* A conversation a slot gave up (its sequence overwritten, or dropped when the KV cache was
+ * full), kept in host memory so that it can come back: its tokens, the KV rows of their
+ * positions (halo_seq_kv_save) and, for hybrids, the recurrent-state checkpoints the slot
+ * had past what it kept, plus one at the end. Bounded by cache_ram with the checkpoints. */
+typedef struct srv_saved {
+    int32_t *tokens; /* [n] */
+    int32_t n;
+    void *kv;
+    size_t kv_bytes;
+    srv_ckpt *ckpts; /* [n_ckpt] */
+    int n_ckpt;
+    uint64_t used; /* LRU stamp */
+} srv_saved;
+
+#define SRV_TURN_MARKS 4       /* turn-opening tokens the template may use */
 #define SRV_SPARE_STATE_BUFS 4 /* backend checkpoint buffers kept for reuse, not freed */
 
 typedef struct srv_slot srv_slot; /* sched.c */
@@ -144,6 +163,7 @@ typedef struct srv_slot_info {
     char task[40];     /* the job's id while busy */
     uint64_t n_tokens; /* positions its sequence holds (its prompt cache) */
     int32_t n_gen, max_gen, n_ckpt;
+    uint64_t ckpt_bytes; /* its checkpoints' memory */
 } srv_slot_info;
 
 /* grammars' vocabularies (sched.c), built on first use: [0] plain text, [1] with output
@@ -176,6 +196,10 @@ struct halo_server {
     int32_t fim_pre, fim_suf, fim_mid, fim_rep, fim_sep;
     uint32_t n_ctx, n_ctx_slot, n_slots;
     size_t state_size;
+    /* the tokens that open a turn of the chat template (<|im_start|>, <start_of_turn>, ..),
+     * found by rendering probe conversations; a prompt's checkpoints go where they are */
+    int32_t turn_marks[SRV_TURN_MARKS];
+    int n_turn_marks;
     int64_t started;
 
     /* the scheduler */
@@ -193,6 +217,11 @@ struct halo_server {
     uint32_t n_to_sample;
     struct halo_threadpool *sample_pool;
     uint64_t ckpt_bytes, ckpt_clock;
+    srv_saved *saved; /* [n_saved] conversations in host memory */
+    int n_saved, cap_saved;
+    uint64_t saved_bytes; /* their KV rows and checkpoints */
+    int n_saved_pub;      /* n_saved and saved_bytes as published with the slots (under mu) */
+    uint64_t saved_bytes_pub;
     /* what GET /slots shows: the scheduler's copy of each slot after every step (under
      * mu), and the slots POST /slots/{id}?action=erase asked to forget */
     srv_slot_info *slot_info;

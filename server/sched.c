@@ -10,10 +10,11 @@
  * with its prompt, or borrows a longer prefix from another slot (halo_seq_copy
  * shares the KV pages). Attention-only models just truncate the KV cache to the
  * common prefix. Hybrid models cannot roll their recurrent state back, so while a
- * prompt is read the slot saves checkpoints of that state (every checkpoint_every
- * tokens, 4 and 1 tokens before the prompt's end, and at its end); a later prompt
- * that diverges at position d restarts from the checkpoint nearest at or before d.
- * Checkpoints are host memory bounded by cache_ram, least recently used first out.
+ * prompt is read the slot saves checkpoints of that state (at the start of every
+ * message, where conversations diverge; every checkpoint_every tokens; 4 and 1 tokens
+ * before the prompt's end, and at its end); a later prompt that diverges at position d
+ * restarts from the checkpoint nearest at or before d, in whichever slot holds the
+ * latest. Checkpoints are bounded by cache_ram over all slots, least recently used out.
  */
 #define _GNU_SOURCE
 #include "format/gguf.h"
@@ -132,6 +133,7 @@ void srv_job_unref(srv_job *j) {
     free(j->choices);
     srv_request_free(&j->req);
     free(j->prompt);
+    free(j->turns);
     srv_buf_free(&j->out);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -407,6 +409,120 @@ int srv_render_chat(halo_server *s, const srv_request *r, char **text, size_t *l
     return 0;
 }
 
+/* ---- where a prompt's turns begin (checkpoints for hybrid models) ------------------------ */
+
+/* Conversations diverge at a message: the shared system prompt ends where the user's first
+ * message begins, an edited message changes from its start, a new turn follows the last.
+ * A hybrid model can restart only where a checkpoint of its recurrent state was saved, so
+ * the prompt stops for one at the start of every message. Those starts are found in the
+ * token sequence: chat templates open each turn with a control token (<|im_start|>,
+ * <start_of_turn>, <|start_header_id|>, [INST]), the same token whatever the message and
+ * wherever it is in the conversation, and a control token is never merged with the text
+ * around it, so its position is exact. Rendering the messages prefix by prefix would also
+ * find the starts, but costs a render and a tokenization per message, and templates that
+ * render a message according to what follows it (Qwen3.5 drops the reasoning of assistant
+ * turns before the last user message) make a prefix's render differ from the whole's. The
+ * tokens are learnt once, at start, from what the template adds to a probe conversation
+ * for one more message (after a user, an assistant and a system message, and for the
+ * generation prompt): the first token of that text that is not white space, if it is a
+ * control token. A template that opens turns with plain text has none, and its prompts
+ * fall back on --checkpoint-every. */
+
+static int render_probe(halo_server *s, const char *messages, bool gen, char **out, size_t *len) {
+    halo_error err = {0};
+    cJSON *ctx = cJSON_CreateObject(), *m = cJSON_Parse(messages);
+    if (!ctx || !m) {
+        cJSON_Delete(ctx);
+        cJSON_Delete(m);
+        return -1;
+    }
+    cJSON_AddItemToObject(ctx, "messages", m);
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", gen);
+    cJSON_AddStringToObject(ctx, "bos_token", s->bos_text);
+    cJSON_AddStringToObject(ctx, "eos_token", s->eos_text);
+    cJSON_AddBoolToObject(ctx, "enable_thinking",
+                          s->p.reasoning != HALO_SERVER_REASONING_OFF && s->p.reasoning_budget != 0);
+    int rc = halo_template_render(s->tmpl, ctx, NULL, out, len, &err);
+    cJSON_Delete(ctx);
+    return rc;
+}
+
+static bool is_space_piece(const halo_tokenizer *t, int32_t id) {
+    size_t n = 0;
+    const char *p = halo_tok_piece(t, id, true, &n);
+    if (!p || n == 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\n' && p[i] != '\r' && p[i] != '\t') return false;
+    return true;
+}
+
+static void find_turn_marks(halo_server *s) {
+#define PROBE_U "{\"role\":\"user\",\"content\":\"Hello.\"}"
+#define PROBE_A "{\"role\":\"assistant\",\"content\":\"Hi.\"}"
+#define PROBE_S "{\"role\":\"system\",\"content\":\"Be brief.\"}"
+    static const struct {
+        const char *before, *after;
+        bool gen;
+    } probes[] = {
+        {"[" PROBE_U "]", "[" PROBE_U "," PROBE_A "]", false},
+        {"[" PROBE_U "," PROBE_A "]", "[" PROBE_U "," PROBE_A "," PROBE_U "]", false},
+        {"[" PROBE_S "]", "[" PROBE_S "," PROBE_U "]", false},
+        {"[" PROBE_U "]", "[" PROBE_U "]", true},
+    };
+#undef PROBE_U
+#undef PROBE_A
+#undef PROBE_S
+    s->n_turn_marks = 0;
+    for (size_t k = 0; k < sizeof probes / sizeof probes[0]; k++) {
+        char *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        halo_error err = {0};
+        /* a template that refuses a probe (a system message, an assistant last) says
+         * nothing about its turns */
+        if (!render_probe(s, probes[k].before, false, &a, &la) &&
+            !render_probe(s, probes[k].after, probes[k].gen, &b, &lb) && lb > la &&
+            memcmp(a, b, la) == 0 &&
+            !halo_tok_encode(s->tok, b + la, lb - la, HALO_TOK_PARSE_SPECIAL, &ids, &n, &err)) {
+            size_t i = 0;
+            while (i < n && is_space_piece(s->tok, ids[i])) i++;
+            int32_t id = i < n ? ids[i] : -1;
+            bool known = false;
+            for (int m = 0; m < s->n_turn_marks; m++) known |= s->turn_marks[m] == id;
+            if (id >= 0 && !known && halo_tok_type_of(s->tok, id) == HALO_TOK_TYPE_CONTROL &&
+                id != halo_tok_bos(s->tok) && !halo_tok_is_eog(s->tok, id) &&
+                s->n_turn_marks < SRV_TURN_MARKS)
+                s->turn_marks[s->n_turn_marks++] = id;
+        }
+        free(ids);
+        free(a);
+        free(b);
+    }
+}
+
+/* The positions of the job's prompt where a turn begins (none for a model without
+ * recurrent state: it truncates its cache anywhere). Out of memory: no turns. */
+static void find_turns(halo_server *s, srv_job *j) {
+    j->turns = NULL;
+    j->n_turns = 0;
+    if (s->state_size == 0 || s->n_turn_marks == 0 || j->n_prompt < 2) return;
+    size_t n = 0;
+    for (size_t p = 1; p < j->n_prompt; p++)
+        for (int m = 0; m < s->n_turn_marks; m++)
+            if (j->prompt[p] == s->turn_marks[m]) {
+                n++;
+                break;
+            }
+    if (n == 0 || !(j->turns = malloc(sizeof *j->turns * n))) return;
+    for (size_t p = 1; p < j->n_prompt; p++)
+        for (int m = 0; m < s->n_turn_marks; m++)
+            if (j->prompt[p] == s->turn_marks[m]) {
+                j->turns[j->n_turns++] = (int32_t)p;
+                break;
+            }
+}
+
 static int infill_prompt(halo_server *s, srv_job *j, halo_api_error *e);
 
 int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
@@ -476,6 +592,7 @@ int srv_job_prepare(halo_server *s, srv_job *j, halo_api_error *e) {
                   j->n_prompt, s->n_ctx_slot - 1);
         return -1;
     }
+    find_turns(s, j);
     /* max_tokens beyond what the slot's context holds: generation stops there ("length"),
      * as the widely used engine does, rather than a 400 */
     int rc = halo_sampler_check_params(&r->sp, s->n_vocab, &err);
@@ -554,19 +671,44 @@ static void ckpt_trim(halo_server *s, srv_slot *sl, size_t n) {
         if ((size_t)sl->ckpts[i].pos > n) ckpt_drop(s, sl, i);
 }
 
-/* Evict least recently used checkpoints until `need` more bytes fit. */
+static uint64_t saved_size(const halo_server *s, const srv_saved *e) {
+    return (uint64_t)e->kv_bytes + (uint64_t)e->n_ckpt * s->state_size;
+}
+
+/* Forget conversation i of those in host memory. */
+static void saved_drop(halo_server *s, int i) {
+    srv_saved *e = &s->saved[i];
+    s->saved_bytes -= saved_size(s, e);
+    for (int c = 0; c < e->n_ckpt; c++) ckpt_release(s, e->ckpts[c].data, e->ckpts[c].in_backend);
+    free(e->ckpts);
+    free(e->kv);
+    free(e->tokens);
+    s->saved[i] = s->saved[--s->n_saved];
+}
+
+/* Evict least recently used checkpoints and saved conversations until `need` more bytes
+ * fit in cache_ram. */
 static bool ckpt_make_room(halo_server *s, uint64_t need) {
-    while (s->ckpt_bytes + need > s->p.cache_ram) {
+    if (need > s->p.cache_ram) return false;
+    while (s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) {
         srv_slot *best = NULL;
-        int bi = -1;
+        int bi = -1, si = -1;
+        uint64_t oldest = UINT64_MAX;
         for (uint32_t k = 0; k < s->n_slots; k++)
             for (int i = 0; i < s->slots[k].n_ckpt; i++)
-                if (!best || s->slots[k].ckpts[i].used < best->ckpts[bi].used) {
+                if (s->slots[k].ckpts[i].used < oldest) {
+                    oldest = s->slots[k].ckpts[i].used;
                     best = &s->slots[k];
                     bi = i;
                 }
-        if (!best) return false;
-        ckpt_drop(s, best, bi);
+        for (int i = 0; i < s->n_saved; i++)
+            if (s->saved[i].used < oldest) {
+                oldest = s->saved[i].used;
+                si = i;
+            }
+        if (si >= 0) saved_drop(s, si);
+        else if (best) ckpt_drop(s, best, bi);
+        else return false;
     }
     return true;
 }
@@ -604,6 +746,10 @@ static void ckpt_save(halo_server *s, srv_slot *sl) {
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
+
+/* a conversation goes to host memory when its slot gives up at least this many of its
+ * tokens, and comes back when that gives this many more than the slots */
+#define SRV_SAVE_MIN 64
 
 static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
     size_t n = na < nb ? na : nb, i = 0;
@@ -644,6 +790,130 @@ static void slot_forget(halo_server *s, srv_slot *sl) {
     ckpt_trim(s, sl, 0);
 }
 
+/* ---- conversations in host memory ---------------------------------------------------------- */
+
+/* Slot sl is about to keep only its first `keep` tokens (0: it takes another sequence): when
+ * that loses a good part of its conversation, keep a copy of the whole in host memory, with
+ * the checkpoints past `keep` (the slot would drop them) and the state at its end. */
+static void slot_save(halo_server *s, srv_slot *sl, size_t keep) {
+    const size_t n = sl->n_tokens, lost = n > keep ? n - keep : 0;
+    if (lost < SRV_SAVE_MIN || n > INT32_MAX) return;
+    const size_t kvb = halo_seq_kv_size(s->ctx, (int32_t)n);
+    bool has_end = s->state_size == 0;
+    int moved = 0;
+    for (int i = 0; i < sl->n_ckpt; i++) {
+        has_end |= (size_t)sl->ckpts[i].pos == n;
+        moved += (size_t)sl->ckpts[i].pos > keep;
+    }
+    if (kvb == SIZE_MAX || (uint64_t)kvb > s->p.cache_ram) return;
+    const uint64_t need = (uint64_t)kvb + (has_end ? 0 : s->state_size);
+    if (s->n_saved == s->cap_saved) {
+        int cap = s->cap_saved ? s->cap_saved * 2 : 4;
+        srv_saved *a = realloc(s->saved, sizeof *a * (size_t)cap);
+        if (!a) return;
+        s->saved = a;
+        s->cap_saved = cap;
+    }
+    /* room from older copies only: the slots' checkpoints (the ones this very request may
+     * restore among them) are worth more than a copy */
+    while (s->n_saved > 0 && s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) {
+        int oldest = 0;
+        for (int i = 1; i < s->n_saved; i++)
+            if (s->saved[i].used < s->saved[oldest].used) oldest = i;
+        saved_drop(s, oldest);
+    }
+    if (s->ckpt_bytes + s->saved_bytes + need > s->p.cache_ram) return;
+    srv_saved e = {0};
+    e.n = (int32_t)n;
+    e.kv_bytes = kvb;
+    e.tokens = malloc(sizeof *e.tokens * (n ? n : 1));
+    e.kv = kvb ? malloc(kvb) : NULL;
+    e.ckpts = malloc(sizeof *e.ckpts * (size_t)(moved + 1));
+    halo_error err = {0};
+    bool ok = e.tokens && (e.kv || !kvb) && e.ckpts &&
+              !halo_seq_kv_save(s->ctx, sl->id, (int32_t)n, e.kv, &err);
+    if (ok && !has_end) { /* the live state: the end of its sequence */
+        bool in_backend;
+        void *data = ckpt_alloc(s, &in_backend);
+        ok = data && !(in_backend ? halo_seq_state_save_buf(s->ctx, sl->id, data, &err)
+                                  : halo_seq_state_save(s->ctx, sl->id, data, &err));
+        if (ok) e.ckpts[e.n_ckpt++] = (srv_ckpt){(int32_t)n, data, in_backend, ++s->ckpt_clock};
+        else if (data) ckpt_release(s, data, in_backend);
+    }
+    if (!ok) {
+        for (int c = 0; c < e.n_ckpt; c++) ckpt_release(s, e.ckpts[c].data, e.ckpts[c].in_backend);
+        free(e.tokens), free(e.kv), free(e.ckpts);
+        return;
+    }
+    memcpy(e.tokens, sl->tokens, sizeof *e.tokens * n);
+    for (int i = sl->n_ckpt - 1; i >= 0; i--) /* the slot's checkpoints past keep move over */
+        if ((size_t)sl->ckpts[i].pos > keep) {
+            e.ckpts[e.n_ckpt++] = sl->ckpts[i];
+            sl->ckpts[i] = sl->ckpts[--sl->n_ckpt];
+            s->ckpt_bytes -= s->state_size;
+        }
+    e.used = ++s->ckpt_clock;
+    s->saved[s->n_saved++] = e;
+    s->saved_bytes += saved_size(s, &e);
+}
+
+/* The saved conversation that gives the most of a prompt: its index (-1: none) and how
+ * many tokens (a checkpoint's position for hybrids, where *ck is that checkpoint). */
+static int saved_best(halo_server *s, const int32_t *prompt, size_t n, size_t *keep, int *ck) {
+    int best = -1;
+    *keep = 0;
+    *ck = -1;
+    for (int i = 0; i < s->n_saved; i++) {
+        const srv_saved *e = &s->saved[i];
+        size_t l = common_prefix(e->tokens, (size_t)e->n, prompt, n), p = l;
+        int c = -1;
+        if (l > n - 1) l = n - 1;
+        if (s->state_size > 0) {
+            p = 0;
+            for (int k = 0; k < e->n_ckpt; k++)
+                if ((size_t)e->ckpts[k].pos <= l && (size_t)e->ckpts[k].pos > p)
+                    p = (size_t)e->ckpts[k].pos, c = k;
+        } else {
+            p = l;
+        }
+        if (p > *keep) best = i, *keep = p, *ck = c;
+    }
+    return best;
+}
+
+/* Slot sl takes the first `keep` tokens of saved conversation i, which leaves host memory
+ * (its checkpoints up to keep go to the slot). -1 (the slot then empty) on failure. */
+static int slot_restore(halo_server *s, srv_slot *sl, int i, size_t keep, int ck) {
+    srv_saved *e = &s->saved[i];
+    halo_error err = {0};
+    ckpt_trim(s, sl, 0);
+    if (!slot_reserve(sl, keep + 16) ||
+        halo_seq_kv_load(s->ctx, sl->id, e->kv, e->n, (int32_t)keep, &err))
+        return -1;
+    if (ck >= 0) {
+        const srv_ckpt *c = &e->ckpts[ck];
+        if (c->in_backend ? halo_seq_state_load_buf(s->ctx, sl->id, c->data, (int32_t)keep, &err)
+                          : halo_seq_state_load(s->ctx, sl->id, c->data, (int32_t)keep, &err))
+            return -1;
+    }
+    memcpy(sl->tokens, e->tokens, sizeof(int32_t) * keep);
+    sl->n_tokens = keep;
+    if (sl->cap_ckpt < e->n_ckpt) {
+        srv_ckpt *c = realloc(sl->ckpts, sizeof *c * (size_t)e->n_ckpt);
+        if (c) sl->ckpts = c, sl->cap_ckpt = e->n_ckpt;
+    }
+    for (int k = e->n_ckpt - 1; k >= 0; k--) {
+        if ((size_t)e->ckpts[k].pos > keep || sl->n_ckpt == sl->cap_ckpt) continue;
+        sl->ckpts[sl->n_ckpt] = e->ckpts[k];
+        sl->ckpts[sl->n_ckpt++].used = ++s->ckpt_clock;
+        e->ckpts[k] = e->ckpts[--e->n_ckpt];
+        s->saved_bytes -= s->state_size;
+        s->ckpt_bytes += s->state_size;
+    }
+    saved_drop(s, i);
+    return 0;
+}
+
 /* Set sl's sequence to the first n_keep tokens of src's (src may be sl). */
 static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep, srv_ckpt *ck) {
     halo_error err = {0};
@@ -653,6 +923,7 @@ static int slot_reuse(halo_server *s, srv_slot *sl, srv_slot *src, size_t n_keep
         if (!slot_reserve(sl, src->n_tokens)) return -1;
         memcpy(sl->tokens, src->tokens, sizeof(int32_t) * src->n_tokens);
         sl->n_tokens = src->n_tokens;
+        src->used = ++s->ckpt_clock; /* its prefix served: it stays longer */
     }
     if (n_keep == 0) {
         slot_forget(s, sl);
@@ -852,11 +1123,50 @@ static int slot_start(halo_server *s, srv_job *j, halo_api_error *e) {
         best_keep = 0;
         best_ck = NULL;
     }
+    /* A branch: the prompt leaves the free slot's conversation before its end (another
+     * conversation under the same system prompt, an edited earlier message). Read in place,
+     * it throws away the rest of that conversation, which may come back for its next turn;
+     * read in the least recently used free slot from a copy of the shared prefix (pages
+     * shared, not copied), it throws away that slot's cache, less what it shares with the
+     * conversation kept. The prompt goes where fewer tokens are lost (a prefix under 16
+     * tokens is not worth a copy, as below). */
+    if (sl == best && best_keep >= 16 && best_keep < best->n_tokens && lru != best &&
+        j->req.id_slot < 0 &&
+        lru->n_tokens - common_prefix(lru->tokens, lru->n_tokens, best->tokens, best->n_tokens) <
+            best->n_tokens - best_keep) {
+        sl = lru;
+        best_keep = 0;
+        best_ck = NULL;
+    }
     int rc;
-    if (src && src != sl && src_keep > best_keep && src_keep >= 16)
-        rc = slot_reuse(s, sl, src, src_keep, src_ck); /* share another slot's prefix */
-    else
-        rc = slot_reuse(s, sl, sl, sl == best ? best_keep : 0, sl == best ? best_ck : NULL);
+    const bool from_src = src && src != sl && src_keep > best_keep && src_keep >= 16;
+    const size_t slot_keep = from_src ? src_keep : sl == best ? best_keep : 0;
+    /* a conversation in host memory that gives clearly more comes back, into the least
+     * recently used free slot; whatever a slot gives up goes there first (slot_save) */
+    size_t host_keep = 0;
+    int host_ck = -1, host = reuse ? saved_best(s, j->prompt, j->n_prompt, &host_keep, &host_ck) : -1;
+    if (host >= 0 && host_keep >= slot_keep + SRV_SAVE_MIN) {
+        sl = lru;
+        /* saving the slot may evict copies (the chosen one last) and moves them around:
+         * the chosen one is found again by its stamp, which no other copy has */
+        const uint64_t key = s->saved[host].used = ++s->ckpt_clock;
+        slot_save(s, sl, 0);
+        host = -1;
+        for (int i = 0; i < s->n_saved; i++)
+            if (s->saved[i].used == key) host = i;
+        rc = host >= 0 ? slot_restore(s, sl, host, host_keep, host_ck) : slot_reuse(s, sl, sl, 0, NULL);
+    } else if (from_src) { /* share another slot's prefix */
+        slot_save(s, sl, 0);
+        src_keep = reuse_point(s, src, j->prompt, j->n_prompt, &src_ck); /* saving may evict */
+        rc = slot_reuse(s, sl, src, src_keep, src_ck);
+    } else if (sl == best && best_keep > 0) {
+        slot_save(s, sl, best_keep);
+        best_keep = reuse_point(s, sl, j->prompt, j->n_prompt, &best_ck);
+        rc = slot_reuse(s, sl, sl, best_keep, best_keep ? best_ck : NULL);
+    } else {
+        slot_save(s, sl, 0);
+        rc = slot_reuse(s, sl, sl, 0, NULL);
+    }
     if (rc) {
         slot_forget(s, sl);
         halo_log(HALO_LOG_WARN, "server: slot %d: prompt cache not reused", sl->id);
@@ -1285,8 +1595,22 @@ typedef struct batch_buf {
     int32_t n;
 } batch_buf;
 
-/* The next checkpoint position after `at` for a prompt of n tokens; n if none before. */
-static size_t next_stop(const halo_server *s, size_t at, size_t n) {
+/* The first turn start of job j after position `at`; SIZE_MAX if none. */
+static size_t next_turn(const srv_job *j, size_t at) {
+    size_t lo = 0, hi = j->n_turns; /* the first turn > at: binary search */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((size_t)j->turns[mid] <= at) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < j->n_turns ? (size_t)j->turns[lo] : SIZE_MAX;
+}
+
+/* The next checkpoint position after `at` for job j's prompt of n tokens; n if none
+ * before: the start of a turn, every checkpoint_every tokens (long messages), 4 and 1
+ * tokens before the end (a template that re-renders the generation prompt or the last
+ * turn differently next time diverges there). */
+static size_t next_stop(const halo_server *s, const srv_job *j, size_t at, size_t n) {
     size_t stop = n;
     if (s->state_size == 0 || s->p.cache_ram == 0) return stop;
     size_t every = (size_t)(s->p.checkpoint_every > 0 ? s->p.checkpoint_every : 0);
@@ -1294,15 +1618,18 @@ static size_t next_stop(const halo_server *s, size_t at, size_t n) {
         size_t k = (at / every + 1) * every;
         if (k < stop) stop = k;
     }
+    size_t turn = next_turn(j, at);
+    if (turn < stop) stop = turn;
     const size_t before[2] = {4, 1};
     for (int i = 0; i < 2; i++)
         if (n > before[i] && n - before[i] > at && n - before[i] < stop) stop = n - before[i];
     return stop;
 }
 
-static bool is_ckpt_pos(const halo_server *s, size_t pos, size_t n) {
+static bool is_ckpt_pos(const halo_server *s, const srv_job *j, size_t pos, size_t n) {
     if (s->state_size == 0 || s->p.cache_ram == 0) return false;
     if (pos == n || pos + 4 == n || pos + 1 == n) return true;
+    if (pos > 0 && next_turn(j, pos - 1) == pos) return true;
     return s->p.checkpoint_every > 0 && pos % (size_t)s->p.checkpoint_every == 0;
 }
 
@@ -1374,7 +1701,7 @@ static void build_batch(halo_server *s, batch_buf *b, uint32_t *rr) {
         if (!sl->job || sl->await_prompt || sl->has_pending || sl->batch_index >= 0) continue;
         size_t n = sl->job->n_prompt, at = sl->n_tokens;
         if (at >= n || b->n >= (int32_t)budget) continue;
-        size_t end = next_stop(s, at, n);
+        size_t end = next_stop(s, sl->job, at, n);
         if (end - at > budget - (uint32_t)b->n) end = at + (budget - (uint32_t)b->n);
         const bool all_logits = wants_prompt_lp(sl->job);
         if (all_logits) { /* a row of logits per token: chunks that keep their buffer bounded */
@@ -1492,7 +1819,7 @@ static void after_decode(halo_server *s, batch_buf *b) {
         }
         if (i + 1 == b->n || b->owner[i + 1] != sl) {
             /* the end of this slot's prompt chunk */
-            if (is_ckpt_pos(s, sl->n_tokens, j->n_prompt)) ckpt_save(s, sl);
+            if (is_ckpt_pos(s, j, sl->n_tokens, j->n_prompt)) ckpt_save(s, sl);
         }
     }
     /* a slot with logits that has generated nothing has just read its prompt */
@@ -1532,6 +1859,7 @@ static void relieve_kv(halo_server *s) {
         if (sl->job && (!big || sl->n_tokens > big->n_tokens)) big = sl;
     }
     if (idle) {
+        slot_save(s, idle, 0); /* its conversation may come back */
         slot_forget(s, idle);
         return;
     }
@@ -1556,7 +1884,10 @@ static void publish_slots(halo_server *s) {
         in->n_gen = sl->job ? sl->n_gen : 0;
         in->max_gen = sl->job ? sl->max_gen : 0;
         in->n_ckpt = sl->n_ckpt;
+        in->ckpt_bytes = (uint64_t)sl->n_ckpt * s->state_size;
     }
+    s->n_saved_pub = s->n_saved;
+    s->saved_bytes_pub = s->saved_bytes;
 }
 
 /* The erasures POST /slots/{id}?action=erase asked for, on idle slots. */
@@ -1598,6 +1929,7 @@ char *srv_slots_json(halo_server *s) {
         if (in->busy) cJSON_AddStringToObject(o, "id_task", in->task);
         cJSON_AddNumberToObject(o, "n_tokens", (double)in->n_tokens);
         cJSON_AddNumberToObject(o, "n_checkpoints", in->n_ckpt);
+        cJSON_AddNumberToObject(o, "checkpoint_bytes", (double)in->ckpt_bytes);
         cJSON *nt = cJSON_AddObjectToObject(o, "next_token");
         if (nt) {
             cJSON_AddBoolToObject(nt, "has_next_token", in->busy);
@@ -1864,6 +2196,21 @@ int srv_sched_init(halo_server *s, halo_error *err) {
                               "a context of %u tokens over %u slots leaves no room (raise -c)",
                               s->n_ctx, s->n_slots);
     s->state_size = halo_seq_state_size(s->ctx);
+    if (s->state_size > 0) {
+        find_turn_marks(s);
+        char names[256] = "";
+        size_t used = 0;
+        for (int m = 0; m < s->n_turn_marks && used < sizeof names; m++) {
+            size_t n = 0;
+            const char *p = halo_tok_piece(s->tok, s->turn_marks[m], true, &n);
+            int w = snprintf(names + used, sizeof names - used, "%s%.*s", m ? " " : "",
+                             (int)(n > 64 ? 64 : n), p ? p : "");
+            if (w > 0) used += (size_t)w;
+        }
+        halo_log(HALO_LOG_INFO, "server: recurrent-state checkpoints at the turns (%s), %s",
+                 s->n_turn_marks ? names : "no turn token found in the chat template",
+                 "every --checkpoint-every tokens and at the prompt's end");
+    }
     s->slots = calloc(s->n_slots, sizeof *s->slots);
     if (!s->slots) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     for (uint32_t k = 0; k < s->n_slots; k++) {
@@ -1901,6 +2248,8 @@ void srv_sched_free(halo_server *s) {
         }
         free(s->slots);
     }
+    while (s->n_saved > 0) saved_drop(s, s->n_saved - 1);
+    free(s->saved);
     for (int k = 0; k < SRV_GRAMMAR_VOCABS; k++)
         halo_grammar_vocab_free(s->gvocab[k]);
     while (s->n_spare_bufs > 0) halo_state_buf_free(s->ctx, s->spare_bufs[--s->n_spare_bufs]);
@@ -1922,7 +2271,14 @@ char *srv_metrics_text(halo_server *s) {
     pthread_mutex_lock(&s->mu);
     srv_metrics m = s->m;
     int32_t busy = s->n_busy, queued = s->n_queued;
-    uint64_t ckb = s->ckpt_bytes;
+    /* the checkpoints as the scheduler published them after its last step (its own
+     * counters change without the lock) */
+    uint64_t ckb = 0, ckn = 0, svb = s->saved_bytes_pub;
+    int svn = s->n_saved_pub;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        ckb += s->slot_info[k].ckpt_bytes;
+        ckn += (uint64_t)s->slot_info[k].n_ckpt;
+    }
     pthread_mutex_unlock(&s->mu);
     /* n_tokens of slots is read without the scheduler's lock: a gauge, good to a step */
     uint64_t kv = 0;
@@ -1983,6 +2339,18 @@ char *srv_metrics_text(halo_server *s) {
            s->n_ctx ? (double)kv / s->n_ctx : 0.0);
     METRIC("prompt_cache_checkpoint_bytes", "gauge", "Memory of recurrent-state checkpoints (GPU memory with -ngl while it lasts).",
            "%llu", (unsigned long long)ckb);
+    METRIC("prompt_cache_checkpoints", "gauge",
+           "Recurrent-state checkpoints kept, all slots (bounded by --cache-ram, least recently used out).",
+           "%llu", (unsigned long long)ckn);
+    METRIC("prompt_cache_checkpoints_bytes", "gauge",
+           "Memory of the checkpoints kept (the same as prompt_cache_checkpoint_bytes).", "%llu",
+           (unsigned long long)ckb);
+    METRIC("prompt_cache_saved_prompts", "gauge",
+           "Conversations slots gave up, kept in host memory (KV rows and checkpoints) to come back.",
+           "%d", svn);
+    METRIC("prompt_cache_saved_bytes", "gauge",
+           "Memory of those conversations (within --cache-ram, with the checkpoints).", "%llu",
+           (unsigned long long)svb);
 #undef METRIC
     if (b.failed) {
         srv_buf_free(&b);

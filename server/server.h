@@ -48,7 +48,8 @@ typedef struct halo_server_params {
     int32_t n_predict;            /* default max_tokens; -1: up to the context */
     int32_t queue_max;            /* requests waiting for a slot before 503 */
     size_t max_body;              /* bytes of a request body before 413 */
-    int32_t checkpoint_every;     /* recurrent checkpoints every N prompt tokens; 0: off */
+    int32_t checkpoint_every;     /* recurrent checkpoints every N prompt tokens (besides the
+                                   * messages' starts and the prompt's end); 0: off */
     uint64_t cache_ram;           /* bytes of checkpoints kept (LRU); 0: none kept */
     float slot_prompt_similarity; /* reuse an idle slot only above this prefix share */
     bool quiet;                   /* no per-request log lines */

@@ -108,6 +108,28 @@ int main(void) {
     CHECK(same(got, want));
     CHECK(halo_seq_state_load(ctx, 0, NULL, 24, &err) == HALO_ERR_ARG);
 
+    /* ---- KV in host memory: seq 0's 23 positions saved; 20 of them loaded into seq 2, all
+     * into seq 1; each continues as a fresh sequence would */
+    CHECK(halo_seq_kv_size(ctx, 0) == 0 && halo_seq_kv_size(ctx, 23) > 0);
+    size_t kvb = halo_seq_kv_size(ctx, 23);
+    char *kvbuf = malloc(kvb);
+    CHECK(kvbuf && halo_seq_kv_save(ctx, 0, 23, kvbuf, &err) == 0);
+    CHECK(halo_seq_kv_save(ctx, 0, 24, kvbuf, &err) == HALO_ERR_ARG);
+    CHECK(halo_seq_kv_load(ctx, 2, kvbuf, 23, 24, &err) == HALO_ERR_ARG);
+    CHECK(halo_seq_kv_load(ctx, 2, kvbuf, 23, 20, &err) == 0 && halo_seq_length(ctx, 2) == 20);
+    CHECK(feed(ctx, 2, alt + 10, 4, got) == 0);
+    int32_t ref_kv[40];
+    memcpy(ref_kv, ref_seq, sizeof(int32_t) * 20);
+    memcpy(ref_kv + 20, alt + 10, sizeof(int32_t) * 4);
+    fresh(ref_kv, 24, want);
+    CHECK_MSG(same(got, want), "KV loaded from host memory (a prefix) continues as a fresh one");
+    CHECK(halo_seq_kv_load(ctx, 1, kvbuf, 23, 23, &err) == 0 && halo_seq_length(ctx, 1) == 23);
+    CHECK(feed(ctx, 1, tok + 50, 2, got) == 0);
+    memcpy(ref_kv, ref_seq, sizeof(int32_t) * 23);
+    memcpy(ref_kv + 23, tok + 50, sizeof(int32_t) * 2);
+    fresh(ref_kv, 25, want);
+    CHECK_MSG(same(got, want), "KV loaded from host memory continues as a fresh one");
+
     /* ---- clear gives every page back */
     halo_seq_clear(ctx, 0);
     halo_seq_clear(ctx, 1);
@@ -158,6 +180,9 @@ int main(void) {
     CHECK(feed(small, 0, tok + 64, 1, NULL) == HALO_ERR_RANGE);
     fresh(tok, 64, want);
     CHECK(same(got, want));
+    CHECK(halo_seq_kv_load(small, 1, kvbuf, 23, 23, &err) == HALO_ERR_RANGE); /* no free page */
+    CHECK(halo_seq_length(small, 1) == 0 && small->kv.n_free == 0);
+    free(kvbuf);
     halo_context_free(small);
 
     /* ---- which logits: NULL flags = the last token only; NULL pos/seq continue seq 0 */
