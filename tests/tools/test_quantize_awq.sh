@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `halo quantize --awq` (salient-weight scales folded into the norms and ffn_up's rows):
+#   - exact: written as F32 with the scales folded (a fixed alpha), the model gives the
+#     plain F32 file's next-token distributions within float rounding (KLD <= 1e-6, the same
+#     top token everywhere) on tiny-qwen35 (DeltaNet, gated attention, dense FFN: attn_norm,
+#     post_attention_norm, ffn_down into ffn_up) and tiny-qwen3moe (router and experts);
+#   - the search: one line per group with its alpha, halo.quantize.awq in the metadata, and
+#     the KLD of Q4_K_M with --awq on tiny-qwen35 not above the bound set from a measurement;
+#   - the command-line errors (no --imatrix, with --target-size, alpha out of range).
+set -u
+source "$(dirname "${BASH_SOURCE[0]}")/lib_kdoc.sh"
+for m in qwen35 qwen3moe; do
+    if [ ! -f "$FIX/models/tiny-$m-f16.gguf" ]; then
+        echo "SKIPPED: $FIX/models/tiny-$m-f16.gguf not found"
+        exit 77
+    fi
+done
+head -c 20000 "$FIX/text/calib.txt" > "$TMP/calib.txt"
+head -c 8000 "$FIX/text/test.txt" > "$TMP/text.txt"
+kld_of() { sed -n 's/^Mean *KLD: *\([0-9.e+-]*\).*/\1/p' "$TMP/$1.out" | head -n1; }
+
+for m in qwen35 qwen3moe; do
+    T="$FIX/models/tiny-$m-f16.gguf"
+    run imat_$m imatrix -m "$T" -f "$TMP/calib.txt" -o "$TMP/$m.imat" -c 128 -t 2
+    check "[ $rc -eq 0 ]" "$m: imatrix exited $rc: $(tail -n 3 "$TMP/imat_$m.err")"
+    run f32_$m quantize "$T" "$TMP/$m-f32.gguf" F32 -t 2
+    run awqf32_$m quantize --imatrix "$TMP/$m.imat" --awq-alpha 0.5 "$T" "$TMP/$m-awq-f32.gguf" F32 -t 2
+    check "[ $rc -eq 0 ]" "$m: --awq-alpha 0.5 F32 exited $rc: $(tail -n 3 "$TMP/awqf32_$m.err")"
+    check "grep -Eq '^awq: blk\.1\.attn_norm +alpha 0\.50' '$TMP/awqf32_$m.err'" \
+        "$m: no line for blk.1.attn_norm: $(head -c 400 "$TMP/awqf32_$m.err")"
+    check "grep -Eq '^awq: blk\.1\.ffn_down(_exps)? +alpha 0\.50' '$TMP/awqf32_$m.err'" \
+        "$m: ffn_down not folded into ffn_up: $(head -c 600 "$TMP/awqf32_$m.err")"
+    run base_$m perplexity -m "$TMP/$m-f32.gguf" -f "$TMP/text.txt" -c 128 -t 2 --kld-base "$TMP/$m.kld"
+    run exact_$m perplexity -m "$TMP/$m-awq-f32.gguf" --kld "$TMP/$m.kld" -c 128 -t 2
+    k=$(kld_of exact_$m)
+    top=$(sed -n 's/^Same top p: *\([0-9.]*\).*/\1/p' "$TMP/exact_$m.out")
+    echo "$m: F32 with the scales folded against plain F32: KLD $k, same top $top %"
+    check "awk -v k='$k' 'BEGIN { exit !(k != \"\" && k >= 0 && k <= 1e-6) }'" \
+        "$m: the folded F32 model differs: KLD ${k:-?}"
+    check "[ '$top' = '100.000' ]" "$m: the folded F32 model changes the top token: ${top:-?} %"
+done
+
+# the search, tiny-qwen35 at Q4_K_M: KLD 0.0544 with --awq, 0.0558 without (7 Dec); bound
+# 0.0575 (the plain file's + 3 %)
+T="$FIX/models/tiny-qwen35-f16.gguf"
+run q4 quantize --imatrix "$TMP/qwen35.imat" --awq "$T" "$TMP/awq-q4.gguf" Q4_K_M -t 2
+check "[ $rc -eq 0 ]" "--awq Q4_K_M exited $rc: $(tail -n 3 "$TMP/q4.err")"
+check "[ \$(grep -Ec '^awq: blk\.[0-9]+\.[a-z_]+ +alpha [01]\.[0-9]{2} +weighted error' '$TMP/q4.err') -eq 12 ]" \
+    "not 12 groups with their alpha: $(grep '^awq' "$TMP/q4.err" | head -c 800)"
+check "grep -qa 'halo.quantize.awq' '$TMP/awq-q4.gguf' && ! grep -qa 'halo.quantize.awq' '$TMP/qwen35-f32.gguf'" \
+    "halo.quantize.awq not in the metadata (or in a file without --awq)"
+run q4kld perplexity -m "$TMP/awq-q4.gguf" --kld "$TMP/qwen35.kld" -c 128 -t 2
+k=$(kld_of q4kld)
+echo "tiny-qwen35 Q4_K_M --awq: KLD $k"
+check "awk -v k='$k' 'BEGIN { exit !(k > 0 && k <= 0.0575) }'" "Q4_K_M --awq: KLD ${k:-?} (bound 0.0575)"
+
+# errors
+expect_error 2 e_noimat quantize --awq "$T" "$TMP/e.gguf" Q4_K_M
+check "grep -q 'needs --imatrix' '$TMP/e_noimat.err'" "no reason given: $(cat "$TMP/e_noimat.err")"
+expect_error 2 e_target quantize --imatrix "$TMP/qwen35.imat" --awq "$T" "$TMP/e.gguf" \
+    --calib "$TMP/calib.txt" --target-size 5MiB
+expect_error 2 e_alpha quantize --imatrix "$TMP/qwen35.imat" --awq-alpha 1.5 "$T" "$TMP/e.gguf" Q4_K_M
+check "[ ! -e '$TMP/e.gguf' ]" "a refused run left an output file"
+
+echo "$checks checks, $fail failed"
+[ $fail -eq 0 ]
