@@ -14,6 +14,9 @@
  *   (halo_quant_encode), with the importance of each input channel from --imatrix
  *   (halo's or llama-imatrix's file; per expert for MoE tensors) or, without one, the
  *   encoder's default weighting.
+ * - --awq (tools/quant_awq.c): per-input-channel scales folded into the norm before (or
+ *   ffn_up's rows), applied to the decoded rows before encoding; the scaled norms and
+ *   routers are written as F32.
  * - Streaming: a chunk of rows at a time (never a whole tensor), on -t threads; the
  *   output is written in tensor order with the writer's streaming API; progress on
  *   stderr; a summary by tensor class (size, bits per weight) at the end.
