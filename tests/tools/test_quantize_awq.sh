@@ -4,8 +4,10 @@
 #     plain F32 file's next-token distributions within float rounding (KLD <= 1e-6, the same
 #     top token everywhere) on tiny-qwen35 (DeltaNet, gated attention, dense FFN: attn_norm,
 #     post_attention_norm, ffn_down into ffn_up) and tiny-qwen3moe (router and experts);
+#   - BF16: the divergence from F32 no larger than the plain BF16 file's (x1.25);
 #   - the search: one line per group with its alpha, halo.quantize.awq in the metadata, and
 #     the KLD of Q4_K_M with --awq on tiny-qwen35 not above the bound set from a measurement;
+#     the peer engine runs that file (when its binaries are beside the fixtures);
 #   - the command-line errors (no --imatrix, with --target-size, alpha out of range).
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/lib_kdoc.sh"
@@ -40,9 +42,21 @@ for m in qwen35 qwen3moe; do
     check "[ '$top' = '100.000' ]" "$m: the folded F32 model changes the top token: ${top:-?} %"
 done
 
+# BF16: the folded weights round once more; the divergence from F32 as the plain BF16 file's
+# (tiny-qwen35: 5.5e-5 with the scales, 5.8e-5 without; bound 1.25x the plain one)
+T="$FIX/models/tiny-qwen35-f16.gguf"
+run bf16 quantize "$T" "$TMP/bf16.gguf" BF16 -t 2
+run awqbf16 quantize --imatrix "$TMP/qwen35.imat" --awq-alpha 0.5 "$T" "$TMP/awq-bf16.gguf" BF16 -t 2
+check "[ $rc -eq 0 ]" "--awq-alpha 0.5 BF16 exited $rc: $(tail -n 3 "$TMP/awqbf16.err")"
+run bf16kld perplexity -m "$TMP/bf16.gguf" --kld "$TMP/qwen35.kld" -c 128 -t 2
+run awqbf16kld perplexity -m "$TMP/awq-bf16.gguf" --kld "$TMP/qwen35.kld" -c 128 -t 2
+kp=$(kld_of bf16kld) ka=$(kld_of awqbf16kld)
+echo "qwen35 BF16 against F32: KLD $kp plain, $ka with the scales folded"
+check "awk -v p='$kp' -v a='$ka' 'BEGIN { exit !(p > 0 && a > 0 && a <= 1.25 * p) }'" \
+    "BF16 with the scales folded: KLD ${ka:-?} against ${kp:-?} without"
+
 # the search, tiny-qwen35 at Q4_K_M: KLD 0.0544 with --awq, 0.0558 without (7 Dec); bound
 # 0.0575 (the plain file's + 3 %)
-T="$FIX/models/tiny-qwen35-f16.gguf"
 run q4 quantize --imatrix "$TMP/qwen35.imat" --awq "$T" "$TMP/awq-q4.gguf" Q4_K_M -t 2
 check "[ $rc -eq 0 ]" "--awq Q4_K_M exited $rc: $(tail -n 3 "$TMP/q4.err")"
 check "[ \$(grep -Ec '^awq: blk\.[0-9]+\.[a-z_]+ +alpha [01]\.[0-9]{2} +weighted error' '$TMP/q4.err') -eq 12 ]" \
@@ -53,6 +67,13 @@ run q4kld perplexity -m "$TMP/awq-q4.gguf" --kld "$TMP/qwen35.kld" -c 128 -t 2
 k=$(kld_of q4kld)
 echo "tiny-qwen35 Q4_K_M --awq: KLD $k"
 check "awk -v k='$k' 'BEGIN { exit !(k > 0 && k <= 0.0575) }'" "Q4_K_M --awq: KLD ${k:-?} (bound 0.0575)"
+
+# the peer engine runs the file (the scales change only weights)
+PEERBIN="$(dirname "$FIX")/peer/bin"
+if [ -x "$PEERBIN/llama-bench" ]; then
+    "$PEERBIN/llama-bench" -m "$TMP/awq-q4.gguf" -p 8 -n 4 -r 1 -t 2 > "$TMP/peer.out" 2>&1
+    check "grep -q 'tg4' '$TMP/peer.out'" "the peer could not run the --awq file: $(tail -n 3 "$TMP/peer.out")"
+fi
 
 # errors
 expect_error 2 e_noimat quantize --awq "$T" "$TMP/e.gguf" Q4_K_M
