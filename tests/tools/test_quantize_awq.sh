@@ -3,7 +3,8 @@
 #   - exact: written as F32 with the scales folded (a fixed alpha), the model gives the
 #     plain F32 file's next-token distributions within float rounding (KLD <= 1e-6, the same
 #     top token everywhere) on tiny-qwen35 (DeltaNet, gated attention, dense FFN: attn_norm,
-#     post_attention_norm, ffn_down into ffn_up) and tiny-qwen3moe (router and experts);
+#     post_attention_norm, ffn_down into ffn_up) and tiny-qwen3moe (router and experts),
+#     and within 1e-5 on kdoc-moe (shared expert; a near-tied expert choice moves);
 #   - BF16: the divergence from F32 no larger than the plain BF16 file's (x1.25);
 #   - the search: one line per group with its alpha, halo.quantize.awq in the metadata, and
 #     the KLD of Q4_K_M with --awq on tiny-qwen35 not above the bound set from a measurement;
@@ -50,6 +51,27 @@ for m in qwen35 qwen3moe; do
         "$m: the folded F32 model differs: KLD ${k:-?}"
     check "[ '$top' = '100.000' ]" "$m: the folded F32 model changes the top token: ${top:-?} %"
 done
+
+# kdoc-moe (routed experts with a shared expert and its sigmoid gate), F32 at alpha 0.5: one
+# position in 12 KB of test.txt moves (max KLD 5e-4, a near-tied expert choice; mean 1e-6,
+# 7 Dec), the top token nowhere; bound on the mean 1e-5
+if [ $QUICK = 0 ]; then
+run imat_kdoc imatrix -m "$M" -f "$TMP/calib.txt" -o "$TMP/kdoc.imat" -c 128 -t 2
+run kf32 quantize "$M" "$TMP/kdoc-f32.gguf" F32 -t 2
+run kawq quantize --imatrix "$TMP/kdoc.imat" --awq-alpha 0.5 "$M" "$TMP/kdoc-awq-f32.gguf" F32 -t 2
+check "[ $rc -eq 0 ] && grep -Eq '^awq: blk\.3\.ffn_down_shexp +alpha 0\.50' '$TMP/kawq.err'" \
+    "kdoc-moe --awq-alpha 0.5 F32: $(tail -n 3 "$TMP/kawq.err")"
+head -c 12000 "$FIX/text/test.txt" > "$TMP/text12k.txt"
+run kbase perplexity -m "$TMP/kdoc-f32.gguf" -f "$TMP/text12k.txt" -c 256 -t 2 --kld-base "$TMP/kdoc.kld"
+run kexact perplexity -m "$TMP/kdoc-awq-f32.gguf" --kld "$TMP/kdoc.kld" -c 256 -t 2
+k=$(kld_of kexact)
+top=$(sed -n 's/^Same top p: *\([0-9.]*\).*/\1/p' "$TMP/kexact.out")
+echo "kdoc-moe: F32 with the scales folded against plain F32: KLD $k, same top $top %"
+check "awk -v k='$k' 'BEGIN { exit !(k != \"\" && k >= 0 && k <= 1e-5) }'" \
+    "kdoc-moe: the folded F32 model differs: KLD ${k:-?}"
+check "[ '$top' = '100.000' ]" "kdoc-moe: the folded F32 model changes the top token: ${top:-?} %"
+rm -f "$TMP/kdoc-f32.gguf" "$TMP/kdoc-awq-f32.gguf"
+fi
 
 # BF16: the folded weights round once more; the divergence from F32 as the plain BF16 file's
 # (tiny-qwen35: 5.5e-5 with the scales, 5.8e-5 without; bound 1.25x the plain one)
