@@ -14,12 +14,16 @@
  *   (halo_quant_encode), with the importance of each input channel from --imatrix
  *   (halo's or llama-imatrix's file; per expert for MoE tensors) or, without one, the
  *   encoder's default weighting.
+ * - --awq (tools/quant_awq.c): per-input-channel scales folded into the norm before (or
+ *   ffn_up's rows), applied to the decoded rows before encoding; the scaled norms and
+ *   routers are written as F32.
  * - Streaming: a chunk of rows at a time (never a whole tensor), on -t threads; the
  *   output is written in tensor order with the writer's streaming API; progress on
  *   stderr; a summary by tensor class (size, bits per weight) at the end.
  */
 #include "tools.h"
 #include "synth.h"
+#include "tools/quant_awq.h"
 #include "tools/quant_mix.h"
 
 #include "format/gguf.h"
@@ -52,6 +56,8 @@ typedef struct quant_args {
     int n_ov;
     int threads;
     bool allow_requantize, pure;
+    bool awq;          /* --awq: salient-weight scales (tools/quant_awq.c) */
+    double awq_alpha;  /* --awq-alpha, < 0: searched per group */
     /* mixed precision by measurement (tools/quant_mix.c) */
     const char *target_text;   /* --target-size / --target-bpw as given, NULL: none */
     double target_bpw;         /* > 0: --target-bpw */
@@ -92,6 +98,11 @@ static void usage(FILE *out) {
             "                              q2_K,q3_K,iq4_xs,q4_K,q5_K,q6_K,q8_0)\n"
             "  --kld-table FILE            reuse the measurements saved there (same model, text\n"
             "                              and settings) and save new ones, for other budgets\n"
+            "  --awq                       salient-weight protection (needs --imatrix): input\n"
+            "                              channels scaled by rms(activation)^alpha, folded into\n"
+            "                              the norm before (or ffn_up's rows), alpha searched\n"
+            "                              per layer for the least weighted output error\n"
+            "  --awq-alpha A               --awq with alpha fixed at A (0 to 1)\n"
             "  --allow-requantize          accept an input whose matrices are already quantized\n"
             "  -t, --threads N             threads (default: all cores)\n"
             "  -h, --help                  this help\n",
@@ -113,6 +124,7 @@ static int parse_type(const char *flag, const char *v) {
 static int parse_args(int argc, char **argv, quant_args *a) {
     memset(a, 0, sizeof *a);
     a->output_type = a->embd_type = -1;
+    a->awq_alpha = -1.0;
     a->mix.n_ctx = 512;
     a->mix.n_chunks = 4;
     const char *pos[4];
@@ -200,6 +212,13 @@ static int parse_args(int argc, char **argv, quant_args *a) {
                 fprintf(stderr, "error: %s: no types in '%s'\n", arg, v);
                 return 2;
             }
+        } else if (!strcmp(arg, "--awq")) {
+            a->awq = true;
+            i++;
+        } else if (!strcmp(arg, "--awq-alpha")) {
+            if (!(v = tools_flag_value(argc, argv, &i))) return 2;
+            if (!tools_parse_float(arg, v, 0.0, 1.0, &a->awq_alpha)) return 2;
+            a->awq = true;
         } else if (!strcmp(arg, "--allow-requantize")) {
             a->allow_requantize = true;
             i++;
@@ -257,6 +276,16 @@ static int parse_args(int argc, char **argv, quant_args *a) {
     if (!target && (a->mix.calib || a->mix.table || a->mix.n_types)) {
         fprintf(stderr, "error: --calib, --kld-table and --target-types go with --target-size or "
                         "--target-bpw\n");
+        return 2;
+    }
+    if (a->awq && !a->imatrix) {
+        fprintf(stderr, "error: --awq needs --imatrix FILE: the scales come from the activations' "
+                        "statistics (halo imatrix)\n");
+        return 2;
+    }
+    if (a->awq && target) {
+        fprintf(stderr, "error: --awq with --target-size / --target-bpw is not supported yet (the "
+                        "measurement would not see the scales)\n");
         return 2;
     }
     if (!strcmp(a->in, a->out)) {
@@ -550,6 +579,8 @@ int cmd_quantize(int argc, char **argv) {
     halo_gguf_writer *w = NULL;
     qtensor *q = NULL;
     halo_threadpool *pool = NULL;
+    quant_awq *awq = NULL;
+    int *types = NULL;
     float *f32 = NULL;
     char *buf = NULL;
     rc = 1;
@@ -591,6 +622,32 @@ int cmd_quantize(int argc, char **argv) {
     if (choose(&a, &hp, g, q, n, &err)) goto fail;
     double kld_predicted = 0.0;
     if (a.target_text && target_choose(&a, &hp, g, q, n, im, &kld_predicted, &err)) goto fail;
+    int threads = a.threads;
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)(nc < 256 ? nc : 256) : 1;
+    }
+    if (!(pool = halo_threadpool_new(threads))) {
+        halo_error_set(&err, HALO_ERR_NOMEM, "out of memory (%d threads)", threads);
+        goto fail;
+    }
+    if (a.awq) {
+        if (!(types = malloc((size_t)(n ? n : 1) * sizeof *types))) {
+            halo_error_set(&err, HALO_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int64_t i = 0; i < n; i++) types[i] = q[i].quantize ? q[i].plan.type : -1;
+        if (quant_awq_plan(g, &hp, im, types, a.awq_alpha, pool, &awq, &err)) goto fail;
+        /* copied tensors that take scales (norms, routers) are written as F32 */
+        for (int64_t i = 0; i < n; i++) {
+            if (q[i].quantize || !quant_awq_scales(awq, i)) continue;
+            q[i].plan.type = HALO_TYPE_F32;
+            if (halo_mul_overflow((uint64_t)q[i].src->n_elements, sizeof(float), &q[i].out_bytes)) {
+                halo_error_set(&err, HALO_ERR_RANGE, "%s: too large", q[i].src->name);
+                goto fail;
+            }
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         out_bytes += q[i].out_bytes;
         if (im && q[i].quantize && q[i].plan.category != SYNTH_CAT_TOKEN_EMBD &&
@@ -613,28 +670,24 @@ int cmd_quantize(int argc, char **argv) {
         halo_gguf_writer_set_u32(w, "general.quantization_version", 2, &err))
         goto fail;
     if (a.target_text && target_metadata(&a, q, n, kld_predicted, w, &err)) goto fail;
+    if (a.awq && halo_gguf_writer_set_bool(w, "halo.quantize.awq", true, &err)) goto fail;
     for (int64_t i = 0; i < n; i++)
         if (halo_gguf_writer_add_tensor(w, q[i].src->name, q[i].plan.type, q[i].src->n_dims,
                                         q[i].src->ne, &err))
             goto fail;
 
-    int threads = a.threads;
-    if (threads <= 0) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = nc > 0 ? (int)(nc < 256 ? nc : 256) : 1;
-    }
-    pool = halo_threadpool_new(threads);
     const int64_t chunk_elems = (int64_t)1 << 22; /* ~16 MiB of f32 per chunk */
-    f32 = malloc(sizeof(float) * (size_t)max_ne0 * (size_t)threads);
+    f32 = malloc(sizeof(float) * 2 * (size_t)max_ne0 * (size_t)threads);
     size_t max_chunk = 1;
     for (int64_t i = 0; i < n; i++) {
         int64_t per = chunk_elems / q[i].src->ne[0];
         if (per < 1) per = 1;
         size_t row = halo_type_row_size(q[i].plan.type, q[i].src->ne[0]);
-        if (q[i].quantize && row * (size_t)per > max_chunk) max_chunk = row * (size_t)per;
+        const bool encoded = q[i].quantize || quant_awq_scales(awq, i);
+        if (encoded && row * (size_t)per > max_chunk) max_chunk = row * (size_t)per;
     }
     buf = malloc(max_chunk);
-    if (!pool || !f32 || !buf) {
+    if (!f32 || !buf) {
         halo_error_set(&err, HALO_ERR_NOMEM, "out of memory (%d threads)", threads);
         goto fail;
     }
@@ -649,7 +702,8 @@ int cmd_quantize(int argc, char **argv) {
     uint64_t done = 0;
     for (int64_t i = 0; i < n; i++) {
         const qtensor *x = &q[i];
-        if (!x->quantize) {
+        const quant_scales *sc = quant_awq_scales(awq, i);
+        if (!x->quantize && !sc) {
             if (halo_gguf_writer_write_data(w, x->src->data, (size_t)x->src->nbytes, &err))
                 goto fail;
             done += x->out_bytes;
@@ -660,7 +714,8 @@ int cmd_quantize(int argc, char **argv) {
         const size_t out_row = halo_type_row_size(x->plan.type, x->src->ne[0]);
         for (int64_t r0 = 0; r0 < x->rows; r0 += per) {
             const int64_t nr = x->rows - r0 < per ? x->rows - r0 : per;
-            if (quant_encode_rows(pool, x->src, x->plan.type, im, r0, nr, f32, buf, &err) ||
+            if (quant_encode_rows(pool, x->src, x->plan.type, x->quantize ? im : NULL, sc, r0, nr,
+                                  f32, buf, &err) ||
                 halo_gguf_writer_write_data(w, buf, out_row * (size_t)nr, &err))
                 goto fail;
             done += out_row * (size_t)nr;
@@ -696,6 +751,8 @@ done:
     free(f32);
     free(buf);
     free(q);
+    free(types);
+    quant_awq_free(awq);
     halo_imatrix_free(im);
     halo_gguf_close(g);
     return rc;

@@ -48,8 +48,9 @@ typedef struct enc_job {
     const halo_gguf_tensor *src;
     int type;
     const halo_imatrix *im;
+    const quant_scales *sc;
     int64_t row0, n_rows;
-    float *f32; /* [threads][ne0] */
+    float *f32; /* [threads][2 ne0] */
     char *out;
     int rc;
     halo_error err;
@@ -61,28 +62,39 @@ static void enc_task(void *arg, int ith, int nth) {
     const int64_t ne0 = s->ne[0], rows_per_mat = s->ne[1];
     const size_t in_row = halo_type_row_size(s->type, ne0);
     const size_t out_row = halo_type_row_size(j->type, ne0);
-    float *f = j->f32 + (size_t)ith * (size_t)ne0;
+    float *f = j->f32 + (size_t)ith * 2 * (size_t)ne0, *imp_scaled = f + ne0;
     halo_error e = {0};
     for (int64_t r = ith; r < j->n_rows; r += nth) {
-        const int64_t row = j->row0 + r;
-        if (halo_quant_decode(s->type, (const char *)s->data + (size_t)row * in_row, f, ne0, &e) ||
-            halo_quant_encode(j->type, f, j->out + (size_t)r * out_row, ne0,
-                              j->im ? halo_imatrix_get(j->im, s->name, row / rows_per_mat, ne0)
-                                    : NULL,
-                              &e)) {
-            if (!j->rc) { /* first failure wins; a race here only loses a duplicate */
-                j->rc = e.status ? e.status : HALO_ERR_FORMAT;
-                j->err = e;
-            }
-            return;
+        const int64_t row = j->row0 + r, mat = row / rows_per_mat;
+        const float *imp = j->im ? halo_imatrix_get(j->im, s->name, mat, ne0) : NULL;
+        if (halo_quant_decode(s->type, (const char *)s->data + (size_t)row * in_row, f, ne0, &e))
+            goto fail;
+        if (j->sc && j->sc->row) {
+            const float k = j->sc->row[row];
+            for (int64_t c = 0; c < ne0; c++) f[c] *= k;
         }
+        if (j->sc && j->sc->col) {
+            const float *col = j->sc->col + (size_t)mat * (size_t)ne0;
+            for (int64_t c = 0; c < ne0; c++) f[c] *= col[c];
+            if (imp) {
+                for (int64_t c = 0; c < ne0; c++) imp_scaled[c] = imp[c] / (col[c] * col[c]);
+                imp = imp_scaled;
+            }
+        }
+        if (halo_quant_encode(j->type, f, j->out + (size_t)r * out_row, ne0, imp, &e)) goto fail;
+    }
+    return;
+fail:
+    if (!j->rc) { /* first failure wins; a race here only loses a duplicate */
+        j->rc = e.status ? e.status : HALO_ERR_FORMAT;
+        j->err = e;
     }
 }
 
 int quant_encode_rows(halo_threadpool *pool, const halo_gguf_tensor *src, int type,
-                      const halo_imatrix *im, int64_t row0, int64_t n_rows, float *scratch,
-                      void *out, halo_error *err) {
-    enc_job j = {.src = src, .type = type, .im = im, .row0 = row0, .n_rows = n_rows,
+                      const halo_imatrix *im, const quant_scales *sc, int64_t row0,
+                      int64_t n_rows, float *scratch, void *out, halo_error *err) {
+    enc_job j = {.src = src, .type = type, .im = im, .sc = sc, .row0 = row0, .n_rows = n_rows,
                  .f32 = scratch, .out = out};
     halo_threadpool_run(pool, enc_task, &j);
     if (j.rc) {
@@ -343,7 +355,7 @@ static int measure(const quant_mix_options *o, mix_eval *e, quant_mix_tensor *t,
     for (int64_t i = 0; i < n; i++)
         if (t[i].free && t[i].group == gi && t[i].src->ne[0] > max_ne0) max_ne0 = t[i].src->ne[0];
     int nth = halo_threadpool_n_threads(e->ctx->pool);
-    float *scratch = malloc(sizeof(float) * (size_t)max_ne0 * (size_t)nth);
+    float *scratch = malloc(sizeof(float) * 2 * (size_t)max_ne0 * (size_t)nth);
     if (!scratch) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < n && !rc; i++) {
         if (!t[i].free || t[i].group != gi) continue;
@@ -360,7 +372,9 @@ static int measure(const quant_mix_options *o, mix_eval *e, quant_mix_tensor *t,
             rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory encoding %s", s->name);
             break;
         }
-        if ((rc = quant_encode_rows(e->ctx->pool, s, type, o->im, 0, rows, scratch, b, err))) break;
+        if ((rc = quant_encode_rows(e->ctx->pool, s, type, o->im, NULL, 0, rows, scratch, b,
+                                    err)))
+            break;
         halo_weight *ws[MAX_SLOTS];
         int k = slots_of(e->model, s, ws);
         for (int j = 0; j < k; j++) {

@@ -9,17 +9,19 @@
 #include "format/gguf.h"
 #include "kernels/kernels.h"
 #include "quant/imatrix.h"
+#include "tools/quant_awq.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 /* Encode rows [row0, row0 + n_rows) of src (any type halo decodes) as `type` into out
  * (n_rows rows of halo_type_row_size(type, ne0) bytes) on pool's threads, each row
- * weighted by its matrix's (expert's) importances from im (may be NULL); scratch holds
- * ne0 floats per thread. */
+ * weighted by its matrix's (expert's) importances from im (may be NULL), its values first
+ * multiplied by sc's scales (may be NULL; --awq, the importances divided by the squared
+ * column scales); scratch holds 2 ne0 floats per thread. */
 int quant_encode_rows(halo_threadpool *pool, const halo_gguf_tensor *src, int type,
-                      const halo_imatrix *im, int64_t row0, int64_t n_rows, float *scratch,
-                      void *out, halo_error *err);
+                      const halo_imatrix *im, const quant_scales *sc, int64_t row0,
+                      int64_t n_rows, float *scratch, void *out, halo_error *err);
 
 #define QUANT_MIX_MAX_TYPES 16
 
