@@ -52,6 +52,9 @@ typedef struct halo_server_params {
     uint64_t cache_ram;           /* bytes of checkpoints kept (LRU); 0: none kept */
     float slot_prompt_similarity; /* reuse an idle slot only above this prefix share */
     bool quiet;                   /* no per-request log lines */
+    bool embeddings;              /* POST /v1/embeddings, /embedding (--embeddings) */
+    int pooling;                  /* halo_pooling (--pooling); -1: the file's */
+    int embd_normalize;           /* of pooled vectors (halo_embd_normalize's mode; 2) */
 } halo_server_params;
 
 void halo_server_default_params(halo_server_params *p);
