@@ -53,8 +53,18 @@ static void job_free(srv_embd_job *j) {
 
 /* ---- the request ---------------------------------------------------------------- */
 
+/* What a request is checked against: the server's model and settings (or, for
+ * halo_api_check_embeddings, fixed ones and no tokenizer: a text is one token) */
+typedef struct embd_limits {
+    const halo_tokenizer *tok; /* NULL: texts are not tokenized */
+    int32_t n_vocab, n_embd;
+    int pooling;
+    uint32_t n_ctx_slot;
+    int normalize; /* the default embd_normalize */
+} embd_limits;
+
 /* One input's token ids from an array of numbers; false with e. */
-static bool ids_input(halo_server *s, const cJSON *a, int index, srv_embd_job *j,
+static bool ids_input(const embd_limits *s, const cJSON *a, int index, srv_embd_job *j,
                       halo_api_error *e) {
     int n = cJSON_GetArraySize(a);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
@@ -81,9 +91,15 @@ static bool ids_input(halo_server *s, const cJSON *a, int index, srv_embd_job *j
 
 /* One input's tokens from text, with the model's special tokens (BOS / EOS as its
  * metadata asks) and special-token text parsed, as llama-server tokenizes them. */
-static bool text_input(halo_server *s, const char *text, int index, srv_embd_job *j,
+static bool text_input(const embd_limits *s, const char *text, int index, srv_embd_job *j,
                        halo_api_error *e) {
     halo_error err = {0};
+    if (!s->tok) { /* checking only: a text is one token, none if empty */
+        j->n_tok[index] = text[0] != '\0';
+        j->input[index] = calloc(1, sizeof(int32_t));
+        if (!j->input[index]) srv_error(e, 500, NULL, "out of memory");
+        return j->input[index] != NULL;
+    }
     if (halo_tok_encode(s->tok, text, strlen(text), HALO_TOK_ADD_SPECIAL | HALO_TOK_PARSE_SPECIAL,
                         &j->input[index], &j->n_tok[index], &err)) {
         srv_error(e, 500, NULL, "tokenizing input %d failed: %s", index, err.msg);
@@ -100,7 +116,7 @@ static bool all_of(const cJSON *a, cJSON_bool (*is)(const cJSON *)) {
 
 /* `input`: a string, an array of strings, an array of token ids (one input), or an
  * array of arrays of token ids. */
-static bool parse_input(halo_server *s, const cJSON *in, const char *field, srv_embd_job *j,
+static bool parse_input(const embd_limits *s, const cJSON *in, const char *field, srv_embd_job *j,
                         halo_api_error *e) {
     const bool one = cJSON_IsString(in) || (cJSON_IsArray(in) && cJSON_GetArraySize(in) > 0 &&
                                             all_of(in, cJSON_IsNumber));
@@ -149,7 +165,7 @@ static bool parse_input(halo_server *s, const cJSON *in, const char *field, srv_
 }
 
 /* The fields, their types, and the inputs against the context; 0 or -1 with e. */
-static int parse(halo_server *s, const cJSON *o, bool *oai, bool *base64, srv_embd_job *j,
+static int parse(const embd_limits *s, const cJSON *o, bool *oai, bool *base64, srv_embd_job *j,
                  halo_api_error *e) {
     static const char *const known[] = {"input",      "content", "model", "encoding_format",
                                         "dimensions", "user",    "embd_normalize"};
@@ -188,7 +204,7 @@ static int parse(halo_server *s, const cJSON *o, bool *oai, bool *base64, srv_em
         }
         *base64 = !strcmp(fmt->valuestring, "base64");
     }
-    const int32_t n_embd = halo_model_n_embd(s->model);
+    const int32_t n_embd = s->n_embd;
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(o, "dimensions");
     if (dim && !cJSON_IsNull(dim)) {
         if (!cJSON_IsNumber(dim) || dim->valuedouble != floor(dim->valuedouble) || dim->valuedouble < 1) {
@@ -204,7 +220,7 @@ static int parse(halo_server *s, const cJSON *o, bool *oai, bool *base64, srv_em
         }
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(o, "embd_normalize");
-    j->normalize = s->p.embd_normalize;
+    j->normalize = s->normalize;
     if (norm && !cJSON_IsNull(norm)) {
         if (!cJSON_IsNumber(norm) || norm->valuedouble != floor(norm->valuedouble) ||
             norm->valuedouble < -1 || norm->valuedouble > 64) {
@@ -373,7 +389,9 @@ int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oa
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     bool base64 = false;
-    int rc = parse(s, o, &oai, &base64, j, e);
+    const embd_limits lim = {s->tok, s->n_vocab, halo_model_n_embd(s->model), s->pooling,
+                             s->n_ctx_slot, s->p.embd_normalize};
+    int rc = parse(&lim, o, &oai, &base64, j, e);
     cJSON_Delete(o);
     if (rc) {
         job_free(j);
@@ -414,6 +432,29 @@ int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oa
         return -1;
     }
     return 0;
+}
+
+int halo_api_check_embeddings(const char *body, size_t len, bool oai, halo_api_error *e) {
+    cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        srv_error(e, 400, NULL, "the body must be a JSON object");
+        return -1;
+    }
+    srv_embd_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        cJSON_Delete(o);
+        srv_error(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    bool base64 = false;
+    const embd_limits lim = {NULL, 1024, 256, oai ? HALO_POOLING_MEAN : HALO_POOLING_NONE, 128, 2};
+    int rc = parse(&lim, o, &oai, &base64, j, e);
+    cJSON_Delete(o);
+    job_free(j);
+    return rc;
 }
 
 static void job_finish(srv_embd_job *j, const halo_api_error *e) {
