@@ -3,8 +3,8 @@
  * native form), with `halo serve --embeddings`.
  *
  * A request is parsed and tokenized on its HTTP thread, then queued for the
- * scheduler, which alone touches the context: between two steps it runs the queued
- * requests in the context's embeddings mode (runtime/embed.c: the output rows are
+ * scheduler, which alone touches the context: between two steps it runs the next
+ * queued request in the context's embeddings mode (runtime/embed.c: the output rows are
  * the hidden states after the output norm), each input in a sequence of its own
  * after the slots' (so no slot's prompt cache is disturbed and no slot need be
  * free), up to SRV_EMBD_SEQS inputs in one batch, a long input in chunks of -b
@@ -562,7 +562,8 @@ static int run_group(halo_server *s, srv_embd_job *j, int first, int count, size
 
 void srv_embd_run(halo_server *s) {
     const uint32_t nb = halo_context_n_batch(s->ctx);
-    for (srv_embd_job *j; (j = pop(s));) {
+    srv_embd_job *j = pop(s);
+    if (j) {
         double t0 = halo_time_seconds();
         halo_api_error e;
         size_t row = 0;

@@ -244,7 +244,8 @@ bool srv_forget_idle_cache(halo_server *s);
  * /embedding. 0 with *reply (malloc'd JSON), or -1 with e. */
 int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oai, char **reply,
                            halo_api_error *e);
-/* The scheduler: run the queued embedding jobs; at shutdown, fail them with e. */
+/* The scheduler: run the first queued embedding job (one between two steps, so that a
+ * stream of them does not stall generation); at shutdown, fail them with e. */
 void srv_embd_run(halo_server *s);
 void srv_embd_fail_all(halo_server *s, const halo_api_error *e);
 
