@@ -193,6 +193,51 @@ const halo_model *halo_context_model(const halo_context *ctx);
 int32_t halo_model_n_embd(const halo_model *model);
 
 
+/* ---- embeddings (runtime/embed.c) ------------------------------------------
+ * In embeddings mode a batch's output rows are the model's last hidden states
+ * after the output norm (what the output head would multiply), [n_embd] each,
+ * instead of logits; the head is not run. Pooling over a sequence and
+ * normalization are the caller's (halo_embd_pool, halo_embd_normalize), as
+ * llama.cpp's server does them. The mode may change between batches, so one
+ * context serves generation and embeddings. */
+
+typedef enum halo_pooling {
+    HALO_POOLING_NONE = 0, /* one vector per token */
+    HALO_POOLING_MEAN = 1, /* the mean over the sequence's tokens */
+    HALO_POOLING_CLS = 2,  /* the first token's */
+    HALO_POOLING_LAST = 3, /* the last token's */
+    HALO_POOLING_RANK = 4, /* rerankers' classification head: not supported */
+} halo_pooling;
+
+/* The file's <arch>.pooling_type; HALO_POOLING_NONE where absent (decoder LLMs). */
+halo_pooling halo_model_pooling(const halo_model *model);
+const char *halo_pooling_name(halo_pooling p); /* "none", "mean", "cls", "last", "rank" */
+int halo_pooling_from_name(const char *name);  /* a halo_pooling, -1 if unknown */
+
+/* Embeddings mode on or off for the next halo_decode calls (off when a context is made). */
+void halo_set_embeddings(halo_context *ctx, bool on);
+/* Hidden state [n_embd] of token i of the last batch (decoded in embeddings mode, and
+ * which asked for an output row); NULL otherwise. Valid until the next halo_decode. */
+const float *halo_get_embeddings(halo_context *ctx, int32_t i);
+
+/* acc[n_embd] += row, counted: pooling as a sequence's rows arrive (chunks). */
+typedef struct halo_embd_pool {
+    halo_pooling pooling; /* MEAN, CLS or LAST */
+    int32_t n_embd;
+    int64_t n_rows;
+    double *acc; /* [n_embd] */
+} halo_embd_pool;
+int halo_embd_pool_init(halo_embd_pool *p, halo_pooling pooling, int32_t n_embd, halo_error *err);
+void halo_embd_pool_add(halo_embd_pool *p, const float *row);
+/* The pooled vector into out[n_embd] (zeros before any row). */
+void halo_embd_pool_result(const halo_embd_pool *p, float *out);
+void halo_embd_pool_free(halo_embd_pool *p);
+
+/* llama.cpp's embd_normalize: out = in / norm with norm, by mode: -1 none (1), 0 the
+ * largest |x| / 32760 (int16 range), 2 Euclidean, p > 0 otherwise the p-norm (1: sum of
+ * |x|). A zero norm gives zeros. out may be in. */
+void halo_embd_normalize(const float *in, float *out, int64_t n, int mode);
+
 /* ---- sampling (runtime/sampling.c) ---------------------------------------
  * Picks the next token from a row of logits, with llama.cpp's semantics and
  * order: logit bias, penalties (over the last repeat_last_n accepted tokens),

@@ -398,6 +398,12 @@ int halo_hparams_load(const halo_gguf *g, halo_hparams *hp, halo_error *err) {
         return rc;
 
     if ((rc = read_u32(&r, "context_length", false, &hp->n_ctx_train, NULL))) return rc;
+    if ((rc = read_u32(&r, "pooling_type", false, &hp->pooling_type, NULL))) return rc;
+    if (hp->pooling_type > HALO_POOLING_RANK) {
+        halo_log(HALO_LOG_WARN, "model metadata %s.pooling_type is %u, not a pooling halo knows "
+                 "(0..4): taken as none", r.arch, hp->pooling_type);
+        hp->pooling_type = HALO_POOLING_NONE;
+    }
     if ((rc = read_f32(&r, "rope.freq_base", false, &hp->rope_freq_base))) return rc;
     if ((rc = read_u32(&r, "rope.dimension_count", false, &hp->n_rot, NULL))) return rc;
     const halo_gguf_array *sections = halo_gguf_get_arr(g, arch_key(&r, "rope.dimension_sections"));

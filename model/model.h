@@ -62,6 +62,8 @@ typedef struct halo_hparams {
     uint32_t n_ff_shexp;    /* expert_shared_feed_forward_length (0: no shared expert) */
 
     uint32_t n_ctx_train;  /* context_length (0 if the file does not say) */
+    uint32_t pooling_type; /* pooling_type (halo_pooling: 0 none, 1 mean, 2 cls, 3 last, 4 rank);
+                            * 0 if absent, as for every decoder LLM */
     float rope_freq_base;  /* rope.freq_base (0 if absent) */
     uint32_t n_rot;        /* rope.dimension_count: rotated dims per head (partial RoPE) */
     uint32_t rope_sections[4]; /* rope.dimension_sections (multi-section "mrope") */

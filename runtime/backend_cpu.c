@@ -612,16 +612,18 @@ static void cpu_output(halo_context *ctx, const halo_ubatch *ub, const float *x)
     const halo_model *m = ctx->model;
     const int64_t e = m->hp.n_embd, nv = m->hp.n_vocab;
     halo_buffers *b = &ctx->buf;
-    /* the rows that asked for logits are consecutive rows of ctx->logits */
+    /* the rows that asked for logits are consecutive rows of ctx->logits; embeddings
+     * are the normed rows themselves, written there */
     int32_t first = -1, j = 0;
     for (int32_t t = 0; t < ub->n; t++) {
         if (ub->out[t] < 0) continue;
         if (first < 0) first = ub->out[t];
-        halo_rms_norm(x + (size_t)t * e, m->output_norm.data, b->out_x + (size_t)j * e, 1, e,
-                      m->hp.rms_eps);
+        float *dst = ub->embd ? ctx->logits + ((size_t)first + (size_t)j) * (size_t)e
+                              : b->out_x + (size_t)j * e;
+        halo_rms_norm(x + (size_t)t * e, m->output_norm.data, dst, 1, e, m->hp.rms_eps);
         j++;
     }
-    cpu_matmul(ctx, &m->output, 0, b->out_x, j, ctx->logits + (size_t)first * nv);
+    if (!ub->embd) cpu_matmul(ctx, &m->output, 0, b->out_x, j, ctx->logits + (size_t)first * nv);
 }
 
 const halo_backend_ops halo_backend_cpu_ops = {

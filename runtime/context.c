@@ -378,19 +378,22 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
         bool want = batch->logits ? batch->logits[i] != 0 : i == n - 1;
         ctx->b_out[i] = want ? n_out++ : -1;
     }
-    if (n_out > ctx->logits_cap) {
+    /* output rows: logits, or in embeddings mode the normed hidden states */
+    const bool embd = ctx->embeddings;
+    const uint64_t width = embd ? hp->n_embd : hp->n_vocab, floats = (uint64_t)n_out * width;
+    if (floats > ctx->logits_cap) {
         uint64_t bytes;
-        if (halo_mul_overflow((uint64_t)n_out * hp->n_vocab, sizeof(float), &bytes) ||
-            bytes > SIZE_MAX)
+        if (halo_mul_overflow(floats, sizeof(float), &bytes) || bytes > SIZE_MAX)
             return halo_error_set(err, HALO_ERR_RANGE, "logits buffer too large");
         /* a new buffer, not realloc: the logits of the last batch are not kept */
         float *nl = logits_alloc(ctx, (size_t)bytes);
         if (!nl)
             return halo_error_set(err, HALO_ERR_NOMEM,
-                                  "out of memory for the logits of %d tokens", n_out);
+                                  "out of memory for the %s of %d tokens",
+                                  embd ? "embeddings" : "logits", n_out);
         logits_free(ctx, ctx->logits);
         ctx->logits = nl;
-        ctx->logits_cap = n_out;
+        ctx->logits_cap = (size_t)floats;
     }
     int rc = halo_kv_reserve(ctx, ctx->seq_count, err);
     if (rc) return rc;
@@ -404,6 +407,7 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
             .pos = ctx->b_pos + i0,
             .seq = ctx->b_seq + i0,
             .out = ctx->b_out + i0,
+            .embd = embd,
         };
         for (int32_t t = 0; t < ub.n; t++) {
             ub.n_out += ub.out[t] >= 0;
@@ -426,11 +430,17 @@ int halo_decode(halo_context *ctx, const halo_batch *batch, halo_error *err) {
     for (uint32_t s = 0; s < n_seq; s++) ctx->seq_len[s] += ctx->seq_count[s];
     memcpy(ctx->logits_row, ctx->b_out, sizeof(int32_t) * (size_t)n);
     ctx->last_n_tokens = n;
+    ctx->out_embd = embd;
     return 0;
 }
 
-const float *halo_get_logits(halo_context *ctx, int32_t i) {
+/* Row i of the last batch's output, when it holds what the caller asks for. */
+static const float *out_row(halo_context *ctx, int32_t i, bool embd) {
     if (i < 0) i += ctx->last_n_tokens;
-    if (i < 0 || i >= ctx->last_n_tokens || ctx->logits_row[i] < 0) return NULL;
-    return ctx->logits + (size_t)ctx->logits_row[i] * ctx->hp->n_vocab;
+    if (i < 0 || i >= ctx->last_n_tokens || ctx->logits_row[i] < 0 || ctx->out_embd != embd)
+        return NULL;
+    return ctx->logits + (size_t)ctx->logits_row[i] * (embd ? ctx->hp->n_embd : ctx->hp->n_vocab);
 }
+
+const float *halo_get_logits(halo_context *ctx, int32_t i) { return out_row(ctx, i, false); }
+const float *halo_get_embeddings(halo_context *ctx, int32_t i) { return out_row(ctx, i, true); }

@@ -143,6 +143,7 @@ struct halo_ubatch {
     int32_t n;
     const int32_t *token, *pos, *seq; /* [n] */
     const int32_t *out;               /* [n] row of ctx->logits to fill, -1: none */
+    bool embd; /* the rows are the normed hidden states [n_embd], not logits (no head) */
     int32_t n_out;                    /* tokens with out >= 0 */
     int32_t n_seg;
     const int32_t *seg_off, *seg_seq, *perm; /* [n_seg + 1], [n_seg], [n] */
@@ -204,10 +205,14 @@ struct halo_context {
     int32_t *seq_len; /* [n_seq_max] */
 
     halo_buffers buf;
-    float *logits;          /* [logits_cap][n_vocab] */
-    int32_t logits_cap;     /* rows allocated */
+    /* the output rows of the last batch: logits [n_vocab] each, or in embeddings mode the
+     * hidden states after the output norm [n_embd] each (halo_set_embeddings) */
+    float *logits;          /* [rows][out_width] */
+    size_t logits_cap;      /* floats allocated */
     int32_t *logits_row;    /* [n_batch] row of each token of the last batch, -1: none */
     int32_t last_n_tokens;  /* tokens in the last batch */
+    bool embeddings;        /* the next batches give hidden states, not logits */
+    bool out_embd;          /* the last batch gave hidden states */
 
     /* batch scratch [n_batch] / [n_seq_max] */
     int32_t *b_pos, *b_seq, *b_out;

@@ -44,6 +44,8 @@ void halo_server_default_params(halo_server_params *p) {
     p->checkpoint_every = 1024;
     p->cache_ram = (uint64_t)8192 << 20;
     p->slot_prompt_similarity = 0.1f;
+    p->pooling = -1;
+    p->embd_normalize = 2;
 }
 
 /* ---- responses --------------------------------------------------------------------- */
@@ -461,6 +463,18 @@ static enum MHD_Result do_model(halo_server *s, struct MHD_Connection *c, const 
     return reply_json(c, 200, model_json(s));
 }
 
+/* POST /v1/embeddings (oai), /embedding and /embeddings (llama-server's form): embeddings.c */
+static enum MHD_Result do_embeddings(halo_server *s, struct MHD_Connection *c,
+                                     const conn_state *cs, bool oai) {
+    char *text = NULL;
+    halo_api_error e;
+    if (srv_embeddings_request(s, cs->body.data, cs->body.len, oai, &text, &e))
+        return reply_error(c, &e);
+    enum MHD_Result r = reply(c, 200, "application/json", text, strlen(text));
+    free(text);
+    return r;
+}
+
 /* Constant-time: the time depends on the lengths only, never on where bytes differ. */
 static bool key_matches(const char *given, const char *key) {
     size_t gl = strlen(given), kl = strlen(key);
@@ -544,6 +558,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         {"/completion", NULL, true, 8},
         {"/infill", NULL, true, 9},
         {"/v1/responses", "/responses", true, 10},
+        {"/v1/embeddings", NULL, true, 11},
+        {"/embedding", "/embeddings", true, 12},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (!is(url, routes[i].a, routes[i].b)) continue;
@@ -569,7 +585,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         case 7: return do_apply_template(s, c, cs);
         case 8: return do_generate(s, c, SRV_NATIVE, cs);
         case 9: return do_generate(s, c, SRV_INFILL, cs);
-        default: return do_generate(s, c, SRV_RESPONSES, cs);
+        case 10: return do_generate(s, c, SRV_RESPONSES, cs);
+        case 11: return do_embeddings(s, c, cs, true);
+        default: return do_embeddings(s, c, cs, false);
         }
     }
     if (!strcmp(url, "/slots")) {

@@ -231,6 +231,14 @@ struct halo_server {
     srv_metrics m;
     halo_grammar_vocab *gvocab[SRV_GRAMMAR_VOCABS];
 
+    /* embeddings (embeddings.c): jobs waiting for the scheduler, the pooling in use, and
+     * the context's sequences after the slots' that they run in (SRV_EMBD_SEQS; none
+     * without --embeddings) */
+    struct srv_embd_job *embd_head, *embd_tail;
+    int32_t n_embd_queued;
+    int pooling;
+    int32_t embd_seq0, n_embd_seqs;
+
     struct MHD_Daemon *daemon;
     int port;
 };
@@ -253,6 +261,22 @@ int srv_submit(halo_server *s, srv_job *j, halo_api_error *e);
 void srv_wake(halo_server *s);
 /* Prometheus text (malloc'd). */
 char *srv_metrics_text(halo_server *s);
+
+/* An idle slot's cache dropped to free KV pages (the least recently used); false if none. */
+bool srv_forget_idle_cache(halo_server *s);
+
+/* embeddings.c: requests run by the scheduler between its steps, each input in a
+ * sequence of its own (after the slots' ones), cleared afterwards */
+#define SRV_EMBD_SEQS 4 /* inputs decoded together in one batch */
+#define SRV_EMBD_MAX_INPUTS 2048 /* per request, OpenAI's limit */
+/* Parse, queue and wait for a request: /v1/embeddings (oai) or llama-server's
+ * /embedding. 0 with *reply (malloc'd JSON), or -1 with e. */
+int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oai, char **reply,
+                           halo_api_error *e);
+/* The scheduler: run the first queued embedding job (one between two steps, so that a
+ * stream of them does not stall generation); at shutdown, fail them with e. */
+void srv_embd_run(halo_server *s);
+void srv_embd_fail_all(halo_server *s, const halo_api_error *e);
 
 /* api.c: responses */
 cJSON *srv_usage_json(size_t prompt, size_t completion, size_t cached);

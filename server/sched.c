@@ -1850,19 +1850,27 @@ static void after_decode(halo_server *s, batch_buf *b) {
     }
 }
 
-/* The KV cache is full: drop idle caches first, then fail the biggest job. */
-static void relieve_kv(halo_server *s) {
-    srv_slot *idle = NULL, *big = NULL;
+bool srv_forget_idle_cache(halo_server *s) {
+    srv_slot *idle = NULL;
     for (uint32_t k = 0; k < s->n_slots; k++) {
         srv_slot *sl = &s->slots[k];
         if (!sl->job && sl->n_tokens && (!idle || sl->used < idle->used)) idle = sl;
-        if (sl->job && (!big || sl->n_tokens > big->n_tokens)) big = sl;
     }
     if (idle) {
         slot_save(s, idle, 0); /* its conversation may come back */
         slot_forget(s, idle);
-        return;
     }
+    return idle != NULL;
+}
+
+/* The KV cache is full: drop idle caches first, then fail the biggest job. */
+static void relieve_kv(halo_server *s) {
+    srv_slot *big = NULL;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        srv_slot *sl = &s->slots[k];
+        if (sl->job && (!big || sl->n_tokens > big->n_tokens)) big = sl;
+    }
+    if (srv_forget_idle_cache(s)) return;
     if (big) {
         halo_api_error e;
         srv_error(&e, 503, NULL,
@@ -1956,13 +1964,15 @@ static void *sched_main(void *arg) {
     for (;;) {
         pthread_mutex_lock(&s->mu);
         publish_slots(s);
-        while (!s->stopping && !s->queue_head && s->n_busy == 0 && !s->erase_pending)
+        while (!s->stopping && !s->queue_head && s->n_busy == 0 && !s->erase_pending &&
+               !s->embd_head)
             pthread_cond_wait(&s->cv, &s->mu);
         bool stop = s->stopping, erase = s->erase_pending;
         s->erase_pending = false;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
         if (erase) erase_slots(s);
+        srv_embd_run(s);
         admit(s);
         for (uint32_t k = 0; k < s->n_slots; k++)
             if (s->slots[k].job && atomic_load(&s->slots[k].job->cancelled))
@@ -2017,6 +2027,7 @@ static void *sched_main(void *arg) {
         srv_job_unref(j);
         j = next;
     }
+    srv_embd_fail_all(s, &e);
     free(b.tok);
     free(b.pos);
     free(b.seq);
@@ -2186,9 +2197,18 @@ int srv_sched_init(halo_server *s, halo_error *err) {
 
     halo_context_params cp = s->p.ctx;
     if (cp.n_seq_max == 0) cp.n_seq_max = 1;
+    /* embeddings run in sequences of their own after the slots' */
+    s->embd_seq0 = (int32_t)cp.n_seq_max;
+    s->n_embd_seqs = s->p.embeddings ? SRV_EMBD_SEQS : 0;
+    s->pooling = s->p.pooling >= 0 ? s->p.pooling : (int)halo_model_pooling(s->model);
+    if (s->p.embeddings && s->pooling == HALO_POOLING_RANK)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "rank pooling (rerankers' classification head) is not supported: "
+                              "serve embeddings with --pooling none, mean, cls or last");
+    cp.n_seq_max += (uint32_t)s->n_embd_seqs;
     if (cp.n_batch < cp.n_seq_max) cp.n_batch = cp.n_seq_max;
     if ((rc = halo_context_new(s->model, &cp, &s->ctx, err))) return rc;
-    s->n_slots = halo_context_n_seq_max(s->ctx);
+    s->n_slots = halo_context_n_seq_max(s->ctx) - (uint32_t)s->n_embd_seqs;
     s->n_ctx = halo_context_n_ctx(s->ctx);
     s->n_ctx_slot = s->p.kv_unified ? s->n_ctx : s->n_ctx / s->n_slots;
     if (s->n_ctx_slot < 2)

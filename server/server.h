@@ -53,6 +53,9 @@ typedef struct halo_server_params {
     uint64_t cache_ram;           /* bytes of checkpoints kept (LRU); 0: none kept */
     float slot_prompt_similarity; /* reuse an idle slot only above this prefix share */
     bool quiet;                   /* no per-request log lines */
+    bool embeddings;              /* POST /v1/embeddings, /embedding (--embeddings) */
+    int pooling;                  /* halo_pooling (--pooling); -1: the file's */
+    int embd_normalize;           /* of pooled vectors (halo_embd_normalize's mode; 2) */
 } halo_server_params;
 
 void halo_server_default_params(halo_server_params *p);
@@ -83,5 +86,9 @@ int halo_api_check_chat(const char *body, size_t len, halo_api_error *e);
 int halo_api_check_completion(const char *body, size_t len, halo_api_error *e);
 /* A /v1/responses body: the Responses fields, then the chat request they become. */
 int halo_api_check_responses(const char *body, size_t len, halo_api_error *e);
+/* The same for a /v1/embeddings (oai) or /embedding body, against a model of 1024 tokens
+ * and 256 dimensions with 128 tokens of context a slot, pooling mean (oai) or none; texts
+ * are not tokenized (one token each). */
+int halo_api_check_embeddings(const char *body, size_t len, bool oai, halo_api_error *e);
 
 #endif /* HALO_SERVER_H */

@@ -19,8 +19,8 @@ static void usage(FILE *out) {
             "usage: halo serve [-m MODEL] [options]\n"
             "\n"
             "Serve a model over an OpenAI-compatible HTTP API: POST /v1/chat/completions,\n"
-            "/v1/responses, /v1/completions, /tokenize, /detokenize; GET /v1/models, /health,\n"
-            "/metrics.\n"
+            "/v1/responses, /v1/completions, /tokenize, /detokenize, /v1/embeddings\n"
+            "(--embeddings); GET /v1/models, /health, /metrics.\n"
             "\n"
             "  -m, --model FILE          GGUF model (default: %s)\n"
             "  -a, --alias NAME          the model id clients see (default: the file name)\n"
@@ -58,6 +58,14 @@ static void usage(FILE *out) {
             "      --cache-idle-slots    accepted (idle slots always keep their cache)\n"
             "      --queue N             requests that may wait for a slot before 503 (default 64)\n"
             "      --max-body MiB        largest request body (default 16)\n"
+            "      --embeddings, --embedding  serve POST /v1/embeddings and /embedding (each\n"
+            "                            input in a sequence of its own; completions still work)\n"
+            "      --pooling P           none, mean, cls or last (default: the file's\n"
+            "                            pooling_type; none for a decoder LLM, which\n"
+            "                            /v1/embeddings refuses as llama-server does)\n"
+            "      --embd-normalize N    pooled vectors' norm: -1 none, 0 int16 range, 1 taxicab,\n"
+            "                            2 Euclidean (default), p the p-norm; a request's\n"
+            "                            embd_normalize overrides it\n"
             TOOLS_GPU_FLAGS_HELP
             "  -fa, --flash-attn on|off  accepted and ignored\n"
             "      --metrics, --jinja    accepted (always on)\n"
@@ -199,6 +207,19 @@ int cmd_serve(int argc, char **argv) {
             p.max_body = (size_t)n << 20;
         } else if (!strcmp(a, "--cache-idle-slots")) {
             i++; /* accepted: halo always does this */
+        } else if (!strcmp(a, "--embeddings") || !strcmp(a, "--embedding")) {
+            p.embeddings = true;
+            i++;
+        } else if (!strcmp(a, "--pooling")) {
+            VALUE();
+            p.pooling = halo_pooling_from_name(v);
+            if (p.pooling < 0) {
+                fprintf(stderr, "error: --pooling: '%s' is not none, mean, cls, last or rank\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--embd-normalize")) {
+            INT(-1, 64);
+            p.embd_normalize = (int)n;
         } else if (!strcmp(a, "--log-disable")) {
             p.quiet = true;
             i++;

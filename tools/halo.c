@@ -14,6 +14,7 @@ static const command commands[] = {
     /* subcommands, in the order `halo --help` lists them */
     {"bench", cmd_bench, "prompt and generation speed (like llama-bench: same tests and output)"},
     {"chat", cmd_chat, "chat with a model (its chat template, streaming, reasoning)"},
+    {"embedding", cmd_embedding, "print the embeddings of texts (like llama-embedding)"},
     {"info", cmd_info, "describe a model and plan its memory"},
     {"imatrix", cmd_imatrix, "importance matrix over a calibration text (like llama-imatrix)"},
     {"logits", cmd_logits, "write the logits of token sequences (for comparing with references)"},

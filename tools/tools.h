@@ -99,6 +99,7 @@ bool tools_is_help(const char *arg);
 /* Subcommands. */
 int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_embedding(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_logits(int argc, char **argv);

@@ -188,7 +188,7 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err) {
  * from device buffers the ubatch fills before the graph runs. */
 typedef struct graph_key {
     int32_t n, n_seg, n_out, attn_max_pos;
-    bool identity;
+    bool identity, embd;
 } graph_key;
 
 typedef struct graph_entry {
@@ -340,7 +340,7 @@ static void cu_release(halo_backend *be) {
 
 static bool key_eq(const graph_key *a, const graph_key *b) {
     return a->n == b->n && a->n_seg == b->n_seg && a->n_out == b->n_out &&
-           a->attn_max_pos == b->attn_max_pos && a->identity == b->identity;
+           a->attn_max_pos == b->attn_max_pos && a->identity == b->identity && a->embd == b->embd;
 }
 
 /* Positions bound for attention: the next power of two above max_pos (at least
@@ -392,7 +392,7 @@ static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
     }
     /* a decode-sized ubatch: replay its shape's graph, or record it */
     if (!s->graphs || n > GRAPH_MAX_TOKENS || s->error) return;
-    graph_key key = {n, ub->n_seg, ub->n_out, s->attn_max_pos, ub->identity};
+    graph_key key = {n, ub->n_seg, ub->n_out, s->attn_max_pos, ub->identity, ub->embd};
     int32_t lru = 0;
     for (int32_t i = 0; i < GRAPH_CACHE; i++) {
         graph_entry *g = &s->graph[i];
@@ -439,10 +439,11 @@ static int cu_finish(halo_context *ctx, const halo_ubatch *ub) {
         if (halo_cuda_graph_launch(s->graph[s->graph_cur].exec, s->stream)) s->error = 1;
         s->replay = false;
     }
-    if (s->out_n > 0 && !s->error) {
-        const size_t nv = ctx->hp->n_vocab;
-        check(ctx, halo_cuda_memcpy(s->stream, ctx->logits + (size_t)s->out_first * nv, s->logits,
-                                    sizeof(float) * (size_t)s->out_n * nv));
+    if (s->out_n > 0 && !s->error) { /* logits, or the normed rows (embeddings) */
+        const size_t w = ub->embd ? ctx->hp->n_embd : ctx->hp->n_vocab;
+        check(ctx, halo_cuda_memcpy(s->stream, ctx->logits + (size_t)s->out_first * w,
+                                    ub->embd ? s->out_x : s->logits,
+                                    sizeof(float) * (size_t)s->out_n * w));
     }
     if (halo_cuda_stream_sync(s->stream)) s->error = 1;
     if (s->error)
@@ -900,7 +901,8 @@ static void cu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *
                                        s->d_seg_off, s->d_seg_seq, ub->n_seg, o));
 }
 
-/* The final norm and the head into s->logits; finish copies them to ctx->logits
+/* The final norm and the head into s->logits (embeddings: the normed rows in s->out_x
+ * are the output); finish copies them to ctx->logits
  * (outside any graph: the host buffer may move between ubatches). */
 static void cu_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
     SKIP_IF_REPLAY(ctx);
@@ -910,7 +912,7 @@ static void cu_output(halo_context *ctx, const halo_ubatch *ub, const float *x) 
     check(ctx, halo_cuda_gather_rows(s->stream, s->out_x, x, s->d_out_idx, ub->n_out, e));
     check(ctx, halo_cuda_rms_norm(s->stream, s->out_x, m->output_norm.dev, s->out_x, ub->n_out, e,
                                   m->hp.rms_eps));
-    cu_matmul(ctx, &m->output, 0, s->out_x, ub->n_out, s->logits);
+    if (!ub->embd) cu_matmul(ctx, &m->output, 0, s->out_x, ub->n_out, s->logits);
 }
 
 const halo_backend_ops halo_backend_cuda_ops = {

@@ -7,6 +7,8 @@
  *   - one token at a time (the decode path) equals the whole-prompt pass;
  *   - two sequences interleaved in one batch equal each alone (segments, pages);
  *   - q8_0 and q4_0 KV caches against the CPU with the same cache type;
+ *   - embeddings mode (normed hidden states) against the CPU's, whole and token by
+ *     token, and logits after it in the same context (graphs keyed by the mode);
  *   - every block format (quant/tiny-qwen3-TYPE.gguf) against the exact logits of
  *     its weights, at most half the peer engine's error (quant/peer-error.txt).
  * Models absent from the fixtures folder are reported and skipped one by one (the
@@ -79,6 +81,67 @@ static bool eval_interleaved(halo_model *m, const int32_t *a, int32_t la, const 
     return ok;
 }
 
+/* Embeddings mode (the normed hidden states) of every position of tok, chunk tokens per
+ * decode, in a fresh context; then, in the same context, the logits of the sequence
+ * token by token into logits: the CUDA graphs recorded for one mode must not replay in
+ * the other (no head in embeddings mode). */
+static bool eval_embeddings(halo_model *m, const int32_t *tok, int32_t len, int32_t chunk,
+                            float *out, float *logits) {
+    halo_context_params p;
+    eval_params(&p, 1, 1);
+    halo_context *ctx = NULL;
+    halo_error err = {0};
+    if (halo_context_new(m, &p, &ctx, &err)) {
+        fprintf(stderr, "context: %s\n", err.msg);
+        return false;
+    }
+    const int32_t e = halo_model_n_embd(m);
+    int8_t want[4096];
+    memset(want, 1, sizeof want);
+    bool ok = true;
+    halo_set_embeddings(ctx, true);
+    for (int32_t i0 = 0; ok && i0 < len; i0 += chunk) {
+        int32_t n = len - i0 < chunk ? len - i0 : chunk;
+        halo_batch b = {n, tok + i0, NULL, NULL, want};
+        ok = halo_decode(ctx, &b, &err) == 0;
+        for (int32_t t = 0; ok && t < n; t++) {
+            const float *r = halo_get_embeddings(ctx, t);
+            ok = r != NULL;
+            if (ok) memcpy(out + (size_t)(i0 + t) * e, r, sizeof(float) * (size_t)e);
+        }
+    }
+    halo_set_embeddings(ctx, false);
+    ok = ok && eval_decode_seq(ctx, 0, tok, len, 1, logits);
+    if (!ok) fprintf(stderr, "embeddings: %s\n", err.msg);
+    halo_context_free(ctx);
+    return ok;
+}
+
+static void check_embeddings(const char *name, halo_model *cpu, halo_model *gpu, const eval_seqs *s,
+                             const float *gpu_logits) {
+    const int32_t e = halo_model_n_embd(cpu), nv = halo_model_n_vocab(cpu), len = s->len[0];
+    float *c = malloc(sizeof(float) * (size_t)len * e), *g = malloc(sizeof(float) * (size_t)len * e);
+    float *g1 = malloc(sizeof(float) * (size_t)len * e);
+    float *lc = malloc(sizeof(float) * (size_t)len * nv), *lg = malloc(sizeof(float) * (size_t)len * nv);
+    if (c && g && g1 && lc && lg && eval_embeddings(cpu, s->tokens[0], len, len, c, lc) &&
+        eval_embeddings(gpu, s->tokens[0], len, len, g, lg) &&
+        eval_embeddings(gpu, s->tokens[0], len, 1, g1, lg)) {
+        const double whole = eval_rel_rms(g, c, (size_t)len * e), one = eval_rel_rms(g1, c, (size_t)len * e);
+        const double lo = eval_rel_rms(lg, gpu_logits, (size_t)len * nv);
+        printf("%-20s embeddings GPU vs CPU relRMS %.2e (whole), %.2e (token by token); logits "
+               "after them %.2e\n", name, whole, one, lo);
+        CHECK_MSG(whole < 1e-4 && one < 1e-4, "%s: %.3e %.3e", name, whole, one);
+        CHECK_MSG(lo < 1e-4, "%s: logits after embeddings %.3e", name, lo);
+    } else {
+        CHECK(!"embeddings evaluation failed");
+    }
+    free(c);
+    free(g);
+    free(g1);
+    free(lc);
+    free(lg);
+}
+
 static void check_model(const eval_model *em) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s.gguf", em->name);
@@ -115,6 +178,7 @@ static void check_model(const eval_model *em) {
         /* one token at a time: other kernels (decode shapes), same math; bounded
          * like GPU vs CPU (summation order only) */
         CHECK_MSG(dec < rc, "%s decode vs prefill %.3e", em->name, dec);
+        check_embeddings(em->name, cpu, gpu, &s, g1);
     } else {
         CHECK(!"evaluation failed");
     }

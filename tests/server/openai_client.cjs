@@ -2,8 +2,8 @@
 // streamed chat with usage, a tool call round trip, legacy completions, log-probabilities
 // (chat plain and streamed, legacy), the Responses API (plain, streamed, the stream helper, a
 // forced function call passed back), n choices (plain, streamed, too many), echo with
-// logprobs, models.retrieve, and the errors the client surfaces (400 with param, 401,
-// 404). Exits non-zero on a failure.
+// logprobs, models.retrieve, embeddings (HALO_EMBEDDINGS set: the server has --embeddings),
+// and the errors the client surfaces (400 with param, 401, 404). Exits non-zero on a failure.
 'use strict';
 const OpenAI = require(require("path").resolve(process.env.OPENAI_MODULE));
 const base = process.env.HALO_URL + '/v1';
@@ -226,6 +226,8 @@ async function main() {
     check(e instanceof OpenAI.NotFoundError && e.status === 404, 'NotFoundError: ' + e);
   }
 
+  if (process.env.HALO_EMBEDDINGS) await embeddings(model);
+
   // errors
   try {
     await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 'hot' });
@@ -244,4 +246,30 @@ async function main() {
   console.log(`${checks} checks, ${failures} failed`);
   process.exit(failures ? 1 : 0);
 }
+// embeddings (the server has --embeddings --pooling mean): the client asks for base64 unless
+// told otherwise and decodes it; the same vectors as floats; a batch; a refused dimensions
+async function embeddings(model) {
+  const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  const e = await client.embeddings.create({ model, input: 'The page cache' });
+  const v = e.data[0].embedding;
+  check(e.object === 'list' && e.data[0].object === 'embedding' && e.data[0].index === 0,
+        'embeddings: list of embedding objects');
+  check(Array.isArray(v) && v.length > 0 && Math.abs(norm(v) - 1) < 1e-5,
+        'embeddings: the base64 reply decodes to a unit vector');
+  check(e.usage.prompt_tokens > 0 && e.usage.total_tokens === e.usage.prompt_tokens, 'embeddings usage');
+  const f = await client.embeddings.create({ model, input: 'The page cache', encoding_format: 'float' });
+  check(f.data[0].embedding.length === v.length &&
+        f.data[0].embedding.every((x, i) => Math.fround(x) === v[i]), 'embeddings: float = base64');
+  const b = await client.embeddings.create({ model, input: ['a', 'The page cache', 'c'] });
+  check(b.data.length === 3 && b.data.map((d) => d.index).join() === '0,1,2' &&
+        // one batch of three sequences sums in another order than one alone: 1.3e-6 measured
+        b.data[1].embedding.every((x, i) => Math.abs(x - v[i]) < 1e-5), 'embeddings: a batch of three');
+  try {
+    await client.embeddings.create({ model, input: 'x', dimensions: 3 });
+    check(false, 'embeddings: dimensions other than the model\'s are refused');
+  } catch (err) {
+    check(err instanceof OpenAI.BadRequestError && err.param === 'dimensions', 'embeddings: ' + err);
+  }
+}
+
 main().catch((e) => { console.log('FAIL: ' + (e && e.stack || e)); process.exit(1); });
