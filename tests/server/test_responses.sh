@@ -165,7 +165,7 @@ expect 400 '"param":"seed"' # Responses has no seed: named, not ignored
 http POST /v1/responses "{\"input\":\"Weather in Paris?\",$TOOLS,\"tool_choice\":{\"type\":\"function\",\"name\":\"get_weather\"},\"parallel_tool_calls\":false,\"max_output_tokens\":100,\"temperature\":0}"
 expect 200 '"type":"function_call"' '"name":"get_weather"'
 check_reply tool
-http POST /v1/responses "{\"input\":\"Weather in Paris?\",$TOOLS,\"tool_choice\":\"required\",\"parallel_tool_calls\":false,\"max_output_tokens\":100,\"temperature\":0.8,\"stream\":true}"
+http POST /v1/responses "{\"input\":\"Weather in Paris?\",$TOOLS,\"tool_choice\":\"required\",\"parallel_tool_calls\":false,\"max_output_tokens\":100,\"temperature\":0,\"stream\":true}"
 expect 200 'event: response.function_call_arguments.delta' 'event: response.function_call_arguments.done' 'event: response.completed'
 check_reply tool_stream
 # the call and its output passed back: a longer prompt, and an answer
