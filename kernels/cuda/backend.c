@@ -983,8 +983,10 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         halo_cuda_free(s->blas_ws); /* no cuBLAS: halo's own f32 kernel */
         s->blas_ws = NULL;
     }
-    const char *sk = getenv("HALO_CUDA_SPLIT_K"); /* =0: off, for measurements */
-    if (!(sk && !strcmp(sk, "0"))) s->mm_ws = halo_cuda_malloc(MM_WORKSPACE); /* zeroed */
+    /* split K for products of few tiles: HALO_CUDA_SPLIT_K=1 (off by default until it
+     * has been measured on a GPU; test_cuda_matmul checks it) */
+    const char *sk = getenv("HALO_CUDA_SPLIT_K");
+    if (sk && !strcmp(sk, "1")) s->mm_ws = halo_cuda_malloc(MM_WORKSPACE); /* zeroed */
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
     const uint64_t n_pages = (uint64_t)((ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE);
     /* the ubatch's metadata: token, pos, seq, perm, seg_off, seg_seq, out_idx, page tables */

@@ -16,8 +16,9 @@
  * (weights, launch arguments) and write nothing; `trigger` comes after `wait`, so at
  * most one further grid is resident ahead of the one running.
  *
- * HALO_CUDA_PDL=0 launches plainly (for measurements); the instructions are then
- * no-ops. Before sm_90 they do not exist and compile to nothing.
+ * Off by default until it has been measured and checked on a GPU: HALO_CUDA_PDL=1 turns
+ * it on (without it the instructions are no-ops and every launch is plain). Before
+ * sm_90 they do not exist and compile to nothing.
  */
 #ifndef HALO_CUDA_PDL_CUH
 #define HALO_CUDA_PDL_CUH
@@ -48,12 +49,12 @@ __device__ __forceinline__ void begin() {
     trigger();
 }
 
-/* Whether launches carry the attribute: not with HALO_CUDA_PDL=0 (read once). */
+/* Whether launches carry the attribute: with HALO_CUDA_PDL=1 (read once). */
 inline bool enabled() {
     static int on = -1; /* a race only reads the environment twice */
     if (on < 0) {
         const char *v = getenv("HALO_CUDA_PDL");
-        on = !(v && strcmp(v, "0") == 0);
+        on = v && strcmp(v, "1") == 0;
     }
     return on != 0;
 }
