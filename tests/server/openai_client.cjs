@@ -1,5 +1,6 @@
 // The official `openai` npm client against `halo serve`: models, a plain chat, a
-// streamed chat with usage, a tool call round trip, legacy completions, log-probabilities
+// streamed chat with usage, a tool call round trip, structured output (json_schema strict,
+// json_object), a forced tool call (and an unknown one refused), legacy completions, log-probabilities
 // (chat plain and streamed, legacy), the Responses API (plain, streamed, the stream helper, a
 // forced function call passed back), n choices (plain, streamed, too many), echo with
 // logprobs, models.retrieve, embeddings (HALO_EMBEDDINGS set: the server has --embeddings),
@@ -75,6 +76,54 @@ async function main() {
   });
   check(typeof t2.choices[0].message.content === 'string', 'answer after the tool result');
   check(t2.usage.prompt_tokens > t1.usage.prompt_tokens, 'the tool turn is in the prompt');
+
+  // structured output (chat): a strict json_schema reply parses and follows the schema;
+  // json_object gives an object
+  const schema = {
+    type: 'object', additionalProperties: false, required: ['name', 'size'],
+    properties: { name: { type: 'string', maxLength: 12 }, size: { type: 'integer', minimum: 0, maximum: 999 } },
+  };
+  const so = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Describe the page cache as JSON.' }], max_tokens: 60,
+    temperature: 0, response_format: { type: 'json_schema', json_schema: { name: 'thing', schema, strict: true } },
+  });
+  let obj = null;
+  try { obj = JSON.parse(so.choices[0].message.content); } catch (e) { obj = null; }
+  check(obj && typeof obj.name === 'string' && obj.name.length <= 12 && Number.isInteger(obj.size) &&
+        obj.size >= 0 && obj.size <= 999 && Object.keys(obj).length === 2,
+        'json_schema reply follows the schema: ' + so.choices[0].message.content);
+  const jo = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'A JSON object, please.' }], max_tokens: 40,
+    temperature: 0, response_format: { type: 'json_object' },
+  });
+  let jv = null;
+  try { jv = JSON.parse(jo.choices[0].message.content); } catch (e) { jv = null; }
+  check(jv !== null && typeof jv === 'object' && !Array.isArray(jv),
+        'json_object reply is an object: ' + jo.choices[0].message.content);
+
+  // a forced tool call (chat): the named function with arguments that parse
+  // (the city bounded: kdoc, a small model, need not close an unbounded string in time)
+  const cityTool = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] } } }];
+  const forced = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: cityTool, max_tokens: 120,
+    temperature: 0, parallel_tool_calls: false,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const calls = forced.choices[0].message.tool_calls || [];
+  let args = null;
+  try { args = calls.length ? JSON.parse(calls[0].function.arguments) : null; } catch (e) { args = null; }
+  check(calls.length >= 1 && calls[0].function.name === 'get_weather' && args && typeof args.city === 'string' &&
+        forced.choices[0].finish_reason === 'tool_calls',
+        'forced tool call: ' + JSON.stringify(forced.choices[0].message) + ' ' + forced.choices[0].finish_reason);
+  let badTool = null;
+  try {
+    await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'x' }], tools, max_tokens: 4,
+      tool_choice: { type: 'function', function: { name: 'no_such_tool' } },
+    });
+  } catch (e) { badTool = e; }
+  check(badTool && badTool.status === 400, 'an unknown forced tool is a 400');
 
   // legacy completions
   const c = await client.completions.create({ model, prompt: 'The kernel', max_tokens: 4 });
@@ -154,7 +203,7 @@ async function main() {
                   required: ['city'], additionalProperties: false },
   }];
   const rc = await client.responses.create({
-    model, input: 'Weather in Paris?', tools: rtools, max_output_tokens: 80,
+    model, input: 'Weather in Paris?', tools: rtools, max_output_tokens: 120, temperature: 0,
     tool_choice: { type: 'function', name: 'get_weather' }, parallel_tool_calls: false,
   });
   const fc = rc.output.filter((o) => o.type === 'function_call');
