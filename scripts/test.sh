@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
-fuzz_seconds=${HALO_FUZZ_SECONDS:-40}
+fuzz_seconds=${HALO_FUZZ_SECONDS:-25}
 
 echo "== release build (-Werror) =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHALO_WERROR=ON >/dev/null

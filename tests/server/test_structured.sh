@@ -97,6 +97,8 @@ expect 400 '"param":"json_schema"' 'pattern (at /)'
 http POST /v1/chat/completions "{$USER,$TOOLS,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}}"
 expect 400 '"param":"tool_choice"' "'nope'"
 stop_server
+# under the sanitizers the reasoning-template case (a second server) is left to the release stage
+if [ -n "${HALO_TEST_QUICK:-}" ]; then finish; exit $?; fi
 
 # a template that opens a reasoning block: the model thinks freely (here until the budget
 # forces </think>), then the grammar shapes the answer
