@@ -365,6 +365,28 @@ static char *reply_json(halo_server *s, const srv_embd_job *j, bool oai, bool ba
 
 /* ---- queueing and waiting ------------------------------------------------------------ */
 
+/* The request's body parsed (*o, an object) and an empty job for it; NULL (e set, *o
+ * freed) when the body is not a JSON object or memory is short. */
+static srv_embd_job *embd_job_new(const char *body, size_t len, cJSON **o, halo_api_error *e) {
+    *o = body ? cJSON_ParseWithLength(body, len) : NULL;
+    if (!cJSON_IsObject(*o)) {
+        cJSON_Delete(*o);
+        *o = NULL;
+        srv_error(e, 400, NULL, "the body must be a JSON object");
+        return NULL;
+    }
+    srv_embd_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        cJSON_Delete(*o);
+        *o = NULL;
+        srv_error(e, 500, NULL, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    return j;
+}
+
 int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oai, char **reply,
                            halo_api_error *e) {
     *reply = NULL;
@@ -374,20 +396,9 @@ int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oa
         e->type = "not_supported_error";
         return -1;
     }
-    cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        srv_error(e, 400, NULL, "the body must be a JSON object");
-        return -1;
-    }
-    srv_embd_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        cJSON_Delete(o);
-        srv_error(e, 500, NULL, "out of memory");
-        return -1;
-    }
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    cJSON *o;
+    srv_embd_job *j = embd_job_new(body, len, &o, e);
+    if (!j) return -1;
     bool base64 = false;
     const embd_limits lim = {s->tok, s->n_vocab, halo_model_n_embd(s->model), s->pooling,
                              s->n_ctx_slot, s->p.embd_normalize};
@@ -435,20 +446,9 @@ int srv_embeddings_request(halo_server *s, const char *body, size_t len, bool oa
 }
 
 int halo_api_check_embeddings(const char *body, size_t len, bool oai, halo_api_error *e) {
-    cJSON *o = body ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        srv_error(e, 400, NULL, "the body must be a JSON object");
-        return -1;
-    }
-    srv_embd_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        cJSON_Delete(o);
-        srv_error(e, 500, NULL, "out of memory");
-        return -1;
-    }
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    cJSON *o;
+    srv_embd_job *j = embd_job_new(body, len, &o, e);
+    if (!j) return -1;
     bool base64 = false;
     const embd_limits lim = {NULL, 1024, 256, oai ? HALO_POOLING_MEAN : HALO_POOLING_NONE, 128, 2};
     int rc = parse(&lim, o, &oai, &base64, j, e);
