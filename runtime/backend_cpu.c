@@ -146,6 +146,10 @@ static void cpu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_h
                   ctx->model->rope_mode, (float)ub->pos[t], ctx->buf.inv_freq);
 }
 
+static void cpu_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
+    halo_hadamard(x, n_rows, n, block);
+}
+
 static void cpu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -642,6 +646,7 @@ const halo_backend_ops halo_backend_cpu_ops = {
     .matmul_multi = cpu_matmul_multi,
     .rms_norm = cpu_rms_norm,
     .rope = cpu_rope,
+    .hadamard = cpu_hadamard,
     .add = cpu_add,
     .swiglu = cpu_swiglu,
     .sigmoid_gate = cpu_sigmoid_gate,
