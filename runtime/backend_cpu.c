@@ -146,8 +146,23 @@ static void cpu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_h
                   ctx->model->rope_mode, (float)ub->pos[t], ctx->buf.inv_freq);
 }
 
+typedef struct hadamard_job {
+    float *x;
+    int64_t n_rows, n;
+    int block;
+} hadamard_job;
+
+static void hadamard_task(void *arg, int ith, int nth) {
+    const hadamard_job *j = arg;
+    const int64_t r0 = j->n_rows * ith / nth, r1 = j->n_rows * (ith + 1) / nth;
+    halo_hadamard(j->x + r0 * j->n, r1 - r0, j->n, j->block);
+}
+
+/* A prefill's rows over the pool (a 512-token ubatch of kdoc-moe: ~1 ms a layer on
+ * one core); a decode step's on the caller. */
 static void cpu_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
-    halo_hadamard(x, n_rows, n, block);
+    hadamard_job j = {x, n_rows, n, block};
+    halo_threadpool_run(n_rows * n < 16384 ? NULL : ctx->pool, hadamard_task, &j);
 }
 
 static void cpu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
