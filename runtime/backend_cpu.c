@@ -205,7 +205,7 @@ static const int32_t *seq_table(const halo_context *ctx, int32_t seq) {
 
 static void store_row(int type, const float *src, char *dst, int64_t n) {
     if (type == HALO_TYPE_F32) memcpy(dst, src, sizeof(float) * (size_t)n);
-    else halo_type_get(type)->from_float_ref(src, dst, n);
+    else halo_quant_encode_kv(type, src, dst, n);
 }
 
 static void kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,

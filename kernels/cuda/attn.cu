@@ -5,7 +5,7 @@
  * KV store: one warp per 32 values of one head's row (a Q8_0 / Q4_0 / IQ4_NL block),
  * the encoders of quant/ redone in the same arithmetic (double where they use double,
  * ties to even, IQ4_NL's sums in the same order), so the cache bytes equal
- * halo_type_get(t)->from_float's.
+ * halo_quant_encode_kv's.
  *
  * Attention: the work unit of a warp is a set of R <= 8 "rows" (token, query
  * head) that read one KV head of one sequence: the query heads of a GQA group
@@ -137,8 +137,10 @@ __device__ __forceinline__ double warp_sum_ordered(double v) {
     return s;
 }
 
-/* halo_iq4_best_scale with round_fp16, lane j holding x[j]: the scale (not yet rounded to
- * half) and this lane's grid index. max is the block's signed absmax. */
+/* halo_iq4_best_scale_n with round_fp16 and the KV cache's n_try (HALO_IQ4_NL_KV_TRY,
+ * as halo_quant_encode_kv), lane j holding x[j]: the scale (not yet rounded to half) and
+ * this lane's grid index. max is the block's signed absmax. */
+#define IQ4_NL_KV_TRY 2
 __device__ double iq4nl_best_scale(float x, float max, int *q_out) {
     if ((double)max == 0.0) {
         *q_out = 8; /* grid value 1 at scale 0 */
@@ -146,7 +148,7 @@ __device__ double iq4nl_best_scale(float x, float max, int *q_out) {
     }
     double best_d = 0.0, best_err = __longlong_as_double(0x7ff0000000000000ll); /* inf */
     int best_q = 0;
-    for (int t = -8; t <= 8; t++) {
+    for (int t = -IQ4_NL_KV_TRY; t <= IQ4_NL_KV_TRY; t++) {
         double d = __ddiv_rn((double)max, -127.0 + 4.0 * t);
         for (int pass = 0; pass < 2; pass++) {
             d = (double)f16_to_f32(scale_fp16(d));
@@ -155,7 +157,7 @@ __device__ double iq4nl_best_scale(float x, float max, int *q_out) {
             const double v = (double)iq4nl_value(q);
             const double e = __dsub_rn((double)x, __dmul_rn(d, v));
             const double err = warp_sum_ordered(__dmul_rn(e, e));
-            if (err < best_err || (t == -8 && pass == 0)) {
+            if (err < best_err || (t == -IQ4_NL_KV_TRY && pass == 0)) {
                 best_err = err;
                 best_d = d;
                 best_q = q;

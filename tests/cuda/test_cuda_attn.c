@@ -1,9 +1,8 @@
 /*
  * KV store and paged flash attention on the GPU (kernels/cuda/attn.cu) against the
- * CPU: halo_cuda_kv_store must write the bytes of the CPU encoders
- * (halo_type_get(t)->from_float_ref; IQ4_NL's scale search included) into a paged cache
- * with a shuffled page table,
- * and halo_cuda_attn must agree with halo_attn_paged_ref (double precision, plain
+ * CPU: halo_cuda_kv_store must write the bytes of the CPU encoders (halo_quant_encode_kv:
+ * the reference encoders, IQ4_NL's narrower scale search) into a paged cache with a
+ * shuffled page table, and halo_cuda_attn must agree with halo_attn_paged_ref (double precision, plain
  * softmax) for every K/V type pair, head dims 64/128/256, GQA groups 1..16, decode
  * and prefill shapes, several sequences in one ubatch. GQA groups of 8 and 16 with up
  * to 64 tokens take the tiled decode kernel (deep contexts up to 32768, one and
@@ -158,10 +157,10 @@ static size_t cache_fill(cache *c, const int32_t *ctx, const float *specials, in
         /* a block of zeros now and then (scale 0) */
         if (rnd() % 8 == 0) memset(kf + i * ks, 0, sizeof(float) * 32);
         for (int h = 0; h < c->n_kv; h++) {
-            halo_type_get(c->tk)->from_float_ref(kf + i * ks + (size_t)h * c->dk,
-                                                 k_head(c, c->k, seq[i], pos[i], h), c->dk);
-            halo_type_get(c->tv)->from_float_ref(vf + i * vs + (size_t)h * c->dv,
-                                                 v_head(c, c->v, seq[i], pos[i], h), c->dv);
+            halo_quant_encode_kv(c->tk, kf + i * ks + (size_t)h * c->dk,
+                                 k_head(c, c->k, seq[i], pos[i], h), c->dk);
+            halo_quant_encode_kv(c->tv, vf + i * vs + (size_t)h * c->dv,
+                                 v_head(c, c->v, seq[i], pos[i], h), c->dv);
         }
     }
     float *dk = halo_cuda_malloc(sizeof(float) * (size_t)n * ks);
