@@ -69,8 +69,8 @@ static uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 /* A quantized cache stores its rows rotated by a Walsh-Hadamard matrix: the rotation
  * spreads an outlier channel over the block's 32 values, so one value no longer sets
- * the block's scale for all (kdoc-moe, q4_0 K and V: KL divergence 3.2e-3 without,
- * 2.6e-3 with; docs/QUANT.md). q.k is unchanged when q turns too, and the weighted sum
+ * the block's scale for all (kdoc-moe, q4_0 K and V: KL divergence 3.0e-3 without,
+ * 2.4e-3 with; docs/QUANT.md). q.k is unchanged when q turns too, and the weighted sum
  * of rotated V rows is the rotated output, turned back after. K turns in runs of the
  * largest power of two dividing the head dimension, V in runs of 64 (the two choices
  * of the peer engine, whose KV caches this matches by default). Head dimensions that
