@@ -118,7 +118,7 @@ typedef struct halo_context_params {
     uint32_t n_seq_max; /* parallel sequences (slots), each with its own recurrent state */
     uint32_t n_batch;   /* most tokens one halo_decode call takes */
     uint32_t n_ubatch;  /* tokens per forward pass: larger batches are split */
-    int type_k, type_v; /* cache types (halo_type): F32, F16 (default), BF16, Q8_0, Q4_0 */
+    int type_k, type_v; /* cache types (halo_type): F32, F16 (default), BF16, Q8_0, Q4_0, IQ4_NL */
     int n_threads;      /* 0: the number of cores */
 } halo_context_params;
 

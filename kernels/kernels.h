@@ -176,6 +176,16 @@ void halo_swiglu_ref(float *g, const float *u, int64_t n);
 /* x[i] *= sigmoid(g[i]) (output gates) */
 void halo_sigmoid_gate(float *x, const float *g, int64_t n);
 
+/* The Walsh-Hadamard rotation, in place: each run of `block` consecutive values
+ * (block a power of two dividing n) of each of the n_rows rows of n values becomes
+ * H x / sqrt(block), H the Sylvester Hadamard matrix (H[i][j] = (-1)^popcount(i & j)).
+ * It is orthogonal and its own inverse, so rotating q and k leaves q.k unchanged,
+ * and rotating v rotates the attention's output, which a second call undoes. The
+ * fast version is the butterfly (block log2(block) additions a run); the reference
+ * multiplies by the matrix in double. */
+void halo_hadamard(float *x, int64_t n_rows, int64_t n, int block);
+void halo_hadamard_ref(float *x, int64_t n_rows, int64_t n, int block);
+
 /* MoE routing of one token: probabilities p = softmax(logits[n_expert]); the k
  * largest (ties: the lower index first) go to ids[k] in decreasing order with
  * weights p[id], divided by their sum when `normalize`. */
@@ -191,7 +201,7 @@ void halo_topk_route_ref(const float *logits, int n_expert, int k, bool normaliz
  * K/V rows live in pages of page_size positions: position p is row
  * p % page_size of page pages[p / page_size], at
  *     base + page * page_bytes + (p % page_size) * row_bytes + head_offset,
- * stored in type_k / type_v (f32, f16, bf16, q8_0, q4_0), head_dim values each.
+ * stored in type_k / type_v (f32, f16, bf16, q8_0, q4_0, iq4_nl), head_dim values each.
  * Online softmax over the pages (flash-attention style, in f32), each page
  * decoded once per block of HALO_ATTN_QBLOCK tokens; out + t * out_stride gets
  * the n_q heads' softmax(scale * q.K)-weighted sums of V (head_dim_v each). */

@@ -147,9 +147,11 @@ typedef struct halo_mm {
 void halo_blk_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm);
 /* Attention of layer il over the cache for a ubatch: q [n][n_head*hd_k] (already normed
  * and rotated), k [n][n_kv*hd_k], v [n][n_kv*hd_v] are stored into the cache at each
- * token's position, then out[t] = attention of q[t] over its sequence's positions <= pos. */
-void halo_blk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
-                     const float *k, const float *v, float *out);
+ * token's position, then out[t] = attention of q[t] over its sequence's positions <= pos.
+ * A quantized cache's Walsh-Hadamard rotation (ctx->kv.rot_k, rot_v) turns q, k and v in
+ * place (they hold the rotated values after) and turns out back. */
+void halo_blk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, float *q, float *k,
+                     float *v, float *out);
 /* Standard pre-norm attention sub-block: out = Wo attend(rope(norm?(Wq xn)), ...). */
 void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *xn,
                         float *out);

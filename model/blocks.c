@@ -62,9 +62,19 @@ void halo_blk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, 
 
 /* ---- attention --------------------------------------------------------------------- */
 
-void halo_blk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
-                     const float *k, const float *v, float *out) {
-    ctx->be.ops->attend(ctx, il, ub, q, k, v, out);
+void halo_blk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, float *q, float *k,
+                     float *v, float *out) {
+    const halo_backend_ops *be = ctx->be.ops;
+    const halo_hparams *hp = ctx->hp;
+    const int64_t n = ub->n, nq = hp->n_head, nkv = hp->n_head_kv[il];
+    const int rk = ctx->kv.rot_k, rv = ctx->kv.rot_v;
+    if (rk) {
+        be->hadamard(ctx, q, n, nq * hp->head_dim_k, rk);
+        be->hadamard(ctx, k, n, nkv * hp->head_dim_k, rk);
+    }
+    if (rv) be->hadamard(ctx, v, n, nkv * hp->head_dim_v, rv);
+    be->attend(ctx, il, ub, q, k, v, out);
+    if (rv) be->hadamard(ctx, out, n, nq * hp->head_dim_v, rv);
 }
 
 void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *xn,
@@ -94,7 +104,7 @@ void halo_blk_attention(halo_context *ctx, uint32_t il, const halo_ubatch *ub, c
     be->rope(ctx, ub, b->k, nkv, hk);
 
     /* attention over the cache, then the output projection */
-    be->attend(ctx, il, ub, b->q, b->k, b->v, b->att);
+    halo_blk_attend(ctx, il, ub, b->q, b->k, b->v, b->att);
     be->matmul(ctx, &L->wo, 0, b->att, n, out);
 }
 

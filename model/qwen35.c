@@ -269,7 +269,7 @@ static void attention_layer(halo_context *ctx, uint32_t il, const halo_ubatch *u
     halo_blk_rms_norm(ctx, b->k, &L->k_norm, b->k, (int64_t)n * nkv, hd);
     be->rope(ctx, ub, b->q, nq, hd);
     be->rope(ctx, ub, b->k, nkv, hd);
-    be->attend(ctx, il, ub, b->q, b->k, b->v, b->att);
+    halo_blk_attend(ctx, il, ub, b->q, b->k, b->v, b->att);
     be->sigmoid_gate(ctx, b->att, s->gate, (int64_t)n * nq * hd);
     be->matmul(ctx, &L->wo, 0, b->att, n, out);
 }

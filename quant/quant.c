@@ -106,6 +106,11 @@ int halo_quant_encode_check(int type, int64_t n, const halo_type_traits **out, h
     return HALO_OK;
 }
 
+void halo_quant_encode_kv(int type, const float *in, void *blocks, int64_t n) {
+    if (type == HALO_TYPE_IQ4_NL) halo_from_float_iq4_nl_kv(in, blocks, n);
+    else halo_type_get(type)->from_float_ref(in, blocks, n);
+}
+
 int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, halo_error *err) {
     const halo_type_traits *t = NULL;
     int rc = halo_quant_encode_check(type, n, &t, err);

@@ -109,6 +109,15 @@ uint16_t halo_fp32_to_bf16(float f);
 int halo_quant_decode(int type, const void *blocks, float *out, int64_t n, halo_error *err);
 int halo_quant_encode_ref(int type, const float *in, void *blocks, int64_t n, halo_error *err);
 
+/* Encode n values of a KV cache row (a type the cache supports, n a multiple of its block
+ * size): the reference encoder, except for IQ4_NL, whose scale search tries the
+ * HALO_IQ4_NL_KV_TRY * 2 + 1 scales max / (-127 + 4t), |t| <= HALO_IQ4_NL_KV_TRY, each
+ * refit once by least squares (the reference: 17), a third of the work for a cache
+ * that encodes every token's rows and no worse a KL divergence (docs/QUANT.md). The GPU's
+ * store (kernels/cuda/attn.cu) writes the same bytes. */
+#define HALO_IQ4_NL_KV_TRY 2
+void halo_quant_encode_kv(int type, const float *in, void *blocks, int64_t n);
+
 /* ---- importance-weighted encoders (quant/quant_search.c) -------------------
  *
  * Encode n values (a multiple of the block size) choosing each block's scales (and

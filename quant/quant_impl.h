@@ -37,6 +37,9 @@ HALO_QUANT_FORMAT(mxfp4)
 
 #undef HALO_QUANT_FORMAT
 
+/* IQ4_NL with the KV cache's narrower scale search (halo_quant_encode_kv) */
+void halo_from_float_iq4_nl_kv(const float *in, void *blocks, int64_t n);
+
 /* Round v to the nearest integer (ties to even) and clamp to [lo, hi]. NaN goes to
  * lo, so a hostile input never turns into an out-of-range code. Encoders do
  * their arithmetic in double so that huge inputs cannot overflow on the way. */
@@ -81,5 +84,7 @@ extern const float halo_iq4nl_mid[15];
  * (least squares over a few candidates). Returns the float scale (not rounded
  * to half); q gets the grid indices. Deterministic. */
 double halo_iq4_best_scale(const float *x, int n, uint8_t *q, bool round_fp16);
+/* The same over the candidates t = -n_try .. n_try (halo_iq4_best_scale: 8). */
+double halo_iq4_best_scale_n(const float *x, int n, uint8_t *q, bool round_fp16, int n_try);
 
 #endif /* HALO_QUANT_IMPL_H */

@@ -95,6 +95,9 @@ typedef struct halo_backend_ops {
                    int64_t width);
     void (*scatter)(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
                     int64_t width);
+    /* in place: each run of `block` values of n_rows rows of n becomes its Walsh-Hadamard
+     * rotation (halo_hadamard) */
+    void (*hadamard)(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block);
     /* store k, v of layer il at each token's position, then out = attention of q over
      * each token's sequence up to its position (q normed and rotated) */
     void (*attend)(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,

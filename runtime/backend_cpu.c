@@ -146,6 +146,25 @@ static void cpu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_h
                   ctx->model->rope_mode, (float)ub->pos[t], ctx->buf.inv_freq);
 }
 
+typedef struct hadamard_job {
+    float *x;
+    int64_t n_rows, n;
+    int block;
+} hadamard_job;
+
+static void hadamard_task(void *arg, int ith, int nth) {
+    const hadamard_job *j = arg;
+    const int64_t r0 = j->n_rows * ith / nth, r1 = j->n_rows * (ith + 1) / nth;
+    halo_hadamard(j->x + r0 * j->n, r1 - r0, j->n, j->block);
+}
+
+/* A prefill's rows over the pool (a 512-token ubatch of kdoc-moe: ~1 ms a layer on
+ * one core); a decode step's on the caller. */
+static void cpu_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
+    hadamard_job j = {x, n_rows, n, block};
+    halo_threadpool_run(n_rows * n < 16384 ? NULL : ctx->pool, hadamard_task, &j);
+}
+
 static void cpu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -186,22 +205,46 @@ static const int32_t *seq_table(const halo_context *ctx, int32_t seq) {
 
 static void store_row(int type, const float *src, char *dst, int64_t n) {
     if (type == HALO_TYPE_F32) memcpy(dst, src, sizeof(float) * (size_t)n);
-    else halo_type_get(type)->from_float_ref(src, dst, n);
+    else halo_quant_encode_kv(type, src, dst, n);
 }
 
-static void kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
-                     const float *v) {
+typedef struct store_job {
+    halo_context *ctx;
+    uint32_t il;
+    const halo_ubatch *ub;
+    const float *k, *v;
+} store_job;
+
+/* Tokens [n ith / nth, n (ith + 1) / nth): each writes its own cell. */
+static void kv_store_task(void *arg, int ith, int nth) {
+    const store_job *j = arg;
+    halo_context *ctx = j->ctx;
+    const halo_ubatch *ub = j->ub;
     const halo_hparams *hp = ctx->hp;
-    const int64_t nk = (int64_t)hp->n_head_kv[il] * hp->head_dim_k;
-    const int64_t nv = (int64_t)hp->n_head_kv[il] * hp->head_dim_v;
-    const size_t kr = ctx->kv.k_row_bytes[il], vr = ctx->kv.v_row_bytes[il];
-    for (int32_t t = 0; t < ub->n; t++) {
+    const int64_t nk = (int64_t)hp->n_head_kv[j->il] * hp->head_dim_k;
+    const int64_t nv = (int64_t)hp->n_head_kv[j->il] * hp->head_dim_v;
+    const size_t kr = ctx->kv.k_row_bytes[j->il], vr = ctx->kv.v_row_bytes[j->il];
+    const float *k = j->k, *v = j->v;
+    const uint32_t il = j->il;
+    const int32_t t0 = (int32_t)((int64_t)ub->n * ith / nth);
+    const int32_t t1 = (int32_t)((int64_t)ub->n * (ith + 1) / nth);
+    for (int32_t t = t0; t < t1; t++) {
         int32_t p = ub->pos[t];
         size_t cell = (size_t)seq_table(ctx, ub->seq[t])[p / HALO_KV_PAGE] * HALO_KV_PAGE +
                       (size_t)(p % HALO_KV_PAGE);
         store_row(ctx->kv.type_k, k + t * nk, ctx->kv.k[il] + cell * kr, nk);
         store_row(ctx->kv.type_v, v + t * nv, ctx->kv.v[il] + cell * vr, nv);
     }
+}
+
+/* A prefill's rows are encoded over the pool (iq4_nl's scale search: ~90 ns a value on
+ * one core); a decode step's on the caller. */
+static void kv_store(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *k,
+                     const float *v) {
+    store_job j = {ctx, il, ub, k, v};
+    const bool quant = halo_type_get(ctx->kv.type_k)->is_quantized ||
+                       halo_type_get(ctx->kv.type_v)->is_quantized;
+    halo_threadpool_run(quant && ub->n >= 8 ? ctx->pool : NULL, kv_store_task, &j);
 }
 
 typedef struct attend_job {
@@ -642,6 +685,7 @@ const halo_backend_ops halo_backend_cpu_ops = {
     .matmul_multi = cpu_matmul_multi,
     .rms_norm = cpu_rms_norm,
     .rope = cpu_rope,
+    .hadamard = cpu_hadamard,
     .add = cpu_add,
     .swiglu = cpu_swiglu,
     .sigmoid_gate = cpu_sigmoid_gate,

@@ -26,7 +26,7 @@
 #include <string.h>
 
 static const int kv_types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
-                               HALO_TYPE_Q4_0};
+                               HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL};
 
 bool halo_kv_type_supported(int type) {
     for (size_t i = 0; i < sizeof kv_types / sizeof kv_types[0]; i++)
@@ -40,7 +40,7 @@ int halo_kv_type_from_name(const char *name) {
     return halo_kv_type_supported(t) ? t : -1;
 }
 
-const char *halo_kv_type_names(void) { return "f32, f16, bf16, q8_0, q4_0"; }
+const char *halo_kv_type_names(void) { return "f32, f16, bf16, q8_0, q4_0, iq4_nl"; }
 
 void halo_plan_options_default(halo_plan_options *o) {
     memset(o, 0, sizeof *o);

@@ -22,11 +22,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* KV cache element types: f32, f16, bf16, q8_0 and q4_0 (halo_type ids). */
+/* KV cache element types: f32, f16, bf16, q8_0, q4_0 and iq4_nl (halo_type ids). */
 bool halo_kv_type_supported(int type);
 /* "q8_0", "F16", ... -> halo_type; -1 if not a supported cache type. */
 int halo_kv_type_from_name(const char *name);
-/* The supported names, for usage and error messages: "f32, f16, bf16, q8_0, q4_0". */
+/* The supported names, for usage and error messages: "f32, f16, bf16, q8_0, q4_0, iq4_nl". */
 const char *halo_kv_type_names(void);
 
 #define HALO_PLAN_DEFAULT_CTX 4096
@@ -116,6 +116,9 @@ int halo_plan_compute(const halo_hparams *hp, uint64_t weights_bytes, const halo
 
 typedef struct halo_kv_cache {
     int type_k, type_v;
+    /* Walsh-Hadamard rotation before quantizing (halo_blk_attend): K (and q) in runs of
+     * rot_k values, V (and the output, back) in runs of rot_v; 0: none */
+    int rot_k, rot_v;
     int32_t n_pages;
     size_t *k_row_bytes, *v_row_bytes;   /* [n_layer] one position, all KV heads; 0: no cache */
     size_t *k_head_bytes, *v_head_bytes; /* [n_layer] one KV head's row */

@@ -268,7 +268,7 @@ int cmd_plan(int argc, char **argv) {
 
     /* The trade-off table: the same budget, each common cache type for K and V. */
     static const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
-                                HALO_TYPE_Q4_0};
+                                HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL};
     printf("\n%-13s %12s %14s %14s %12s\n", "KV type", "per token", "largest -c", "memory holds",
            "total");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {

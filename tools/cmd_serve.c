@@ -35,7 +35,7 @@ static void usage(FILE *out) {
             "      --kv-unified          a slot may use the whole context (default: c / np each)\n"
             "  -b, --batch-size N        most tokens one step decodes (default 2048)\n"
             "  -ub, --ubatch-size N      tokens per forward pass (default 512)\n"
-            "  -ctk, --cache-type-k T    K cache type: f32, f16 (default), bf16, q8_0, q4_0\n"
+            "  -ctk, --cache-type-k T    K cache type: f32, f16 (default), bf16, q8_0, q4_0, iq4_nl\n"
             "  -ctv, --cache-type-v T    V cache type\n"
             "  -t, --threads N           threads (default: all cores)\n"
             "  -tb, --threads-batch N    accepted; halo uses -t for prompts too\n"

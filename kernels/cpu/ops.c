@@ -137,6 +137,38 @@ void halo_swiglu_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = (float)((double)g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
 }
 
+/* ---- Walsh-Hadamard rotation ------------------------------------------------ */
+
+HOT void halo_hadamard(float *x, int64_t n_rows, int64_t n, int block) {
+    const float norm = 1.0f / sqrtf((float)block);
+    for (int64_t b = 0; b < n_rows * (n / block); b++) {
+        float *r = x + b * block;
+        for (int h = 1; h < block; h *= 2)
+            for (int i = 0; i < block; i += 2 * h)
+                for (int j = i; j < i + h; j++) {
+                    const float a = r[j], c = r[j + h];
+                    r[j] = a + c;
+                    r[j + h] = a - c;
+                }
+        for (int i = 0; i < block; i++) r[i] *= norm;
+    }
+}
+
+void halo_hadamard_ref(float *x, int64_t n_rows, int64_t n, int block) {
+    double y[1024];
+    if (block > 1024) return; /* rotations of head dimensions: 1024 is plenty */
+    for (int64_t b = 0; b < n_rows * (n / block); b++) {
+        float *r = x + b * block;
+        for (int i = 0; i < block; i++) {
+            double s = 0;
+            for (int j = 0; j < block; j++)
+                s += (__builtin_popcount((unsigned)(i & j)) & 1) ? -(double)r[j] : (double)r[j];
+            y[i] = s / sqrt((double)block);
+        }
+        for (int i = 0; i < block; i++) r[i] = (float)y[i];
+    }
+}
+
 /* ---- MoE routing ---------------------------------------------------------- */
 
 /* The k largest logits by repeated selection (k is small: 2-10 of up to a few

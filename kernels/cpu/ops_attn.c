@@ -2,7 +2,7 @@
  * Attention of a block of query tokens (one sequence's consecutive positions,
  * all the query heads that share one KV head) over a paged KV cache.
  *
- * The cache keeps rows in their stored type (f16 by default, q8_0 / q4_0 to
+ * The cache keeps rows in their stored type (f16 by default, q8_0 / q4_0 / iq4_nl to
  * save memory). Each page's rows of this KV head are decoded once into f32
  * scratch and used by every query token of the block and every query head of
  * the group (GQA), so a prefill decodes the cache once per block of tokens, not

@@ -2,9 +2,10 @@
  * Attention over the paged KV cache on the GPU: storing K/V rows in the cache
  * type, and flash-attention (online softmax in f32) with split-K over positions.
  *
- * KV store: one warp per 32 values of one head's row (a Q8_0 / Q4_0 block), the
- * encoders of quant/ redone in the same arithmetic (double where they use double,
- * ties to even), so the cache bytes equal halo_type_get(t)->from_float's.
+ * KV store: one warp per 32 values of one head's row (a Q8_0 / Q4_0 / IQ4_NL block),
+ * the encoders of quant/ redone in the same arithmetic (double where they use double,
+ * ties to even, IQ4_NL's sums in the same order), so the cache bytes equal
+ * halo_quant_encode_kv's.
  *
  * Attention: the work unit of a warp is a set of R <= 8 "rows" (token, query
  * head) that read one KV head of one sequence: the query heads of a GQA group
@@ -48,12 +49,13 @@
 #define FULL_MASK 0xffffffffu
 
 /* halo_type ids (quant/quant.h) */
-enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q8_0 = 8, T_BF16 = 30 };
+enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q8_0 = 8, T_IQ4_NL = 20, T_BF16 = 30 };
 
 static bool type_ok(int t) {
-    return t == T_F32 || t == T_F16 || t == T_BF16 || t == T_Q8_0 || t == T_Q4_0;
+    return t == T_F32 || t == T_F16 || t == T_BF16 || t == T_Q8_0 || t == T_Q4_0 ||
+           t == T_IQ4_NL;
 }
-static bool type_quant(int t) { return t == T_Q8_0 || t == T_Q4_0; }
+static bool type_quant(int t) { return t == T_Q8_0 || t == T_Q4_0 || t == T_IQ4_NL; }
 /* bytes of n values (n a multiple of 32 for the block types) */
 static size_t type_bytes(int t, int64_t n) {
     switch (t) {
@@ -109,6 +111,66 @@ __device__ __forceinline__ int qround(double v, int lo, int hi) {
     return (int)rint(v);
 }
 
+/* ---- IQ4_NL's grid ------------------------------------------------------------------- */
+
+/* halo_kvalues_iq4nl[i] (i < 16): the 16 signed bytes packed in four words, one picked by
+ * a byte permute (no table in memory for the lanes to diverge on). */
+__device__ __forceinline__ int iq4nl_value(int i) {
+    const unsigned b = i < 8 ? __byte_perm(0xbfad9881u, 0xf6eaddcfu, (unsigned)i)
+                             : __byte_perm(0x26190d01u, 0x71594535u, (unsigned)(i - 8));
+    return (int)(int8_t)(b & 0xff);
+}
+
+/* halo_nearest16 over halo_iq4nl_mid: the number of midpoints below v */
+__device__ __forceinline__ int iq4nl_nearest(double v) {
+    return (v > -115.5) + (v > -93.5) + (v > -74.0) + (v > -57.0) + (v > -42.0) + (v > -28.5) +
+           (v > -16.0) + (v > -4.5) + (v > 7.0) + (v > 19.0) + (v > 31.5) + (v > 45.5) +
+           (v > 61.0) + (v > 79.0) + (v > 101.0);
+}
+
+/* The sum over the warp of lane j's v, added in the order j = 0 .. 31 as the CPU's loop
+ * does (every lane gets the same bits). */
+__device__ __forceinline__ double warp_sum_ordered(double v) {
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < 32; j++) s = __dadd_rn(s, __shfl_sync(FULL_MASK, v, j));
+    return s;
+}
+
+/* halo_iq4_best_scale_n with round_fp16 and the KV cache's n_try (HALO_IQ4_NL_KV_TRY,
+ * as halo_quant_encode_kv), lane j holding x[j]: the scale (not yet rounded to half) and
+ * this lane's grid index. max is the block's signed absmax. */
+#define IQ4_NL_KV_TRY 2
+__device__ double iq4nl_best_scale(float x, float max, int *q_out) {
+    if ((double)max == 0.0) {
+        *q_out = 8; /* grid value 1 at scale 0 */
+        return 0.0;
+    }
+    double best_d = 0.0, best_err = __longlong_as_double(0x7ff0000000000000ll); /* inf */
+    int best_q = 0;
+    for (int t = -IQ4_NL_KV_TRY; t <= IQ4_NL_KV_TRY; t++) {
+        double d = __ddiv_rn((double)max, -127.0 + 4.0 * t);
+        for (int pass = 0; pass < 2; pass++) {
+            d = (double)f16_to_f32(scale_fp16(d));
+            const double id = d != 0.0 ? __ddiv_rn(1.0, d) : 0.0;
+            const int q = iq4nl_nearest(__dmul_rn((double)x, id));
+            const double v = (double)iq4nl_value(q);
+            const double e = __dsub_rn((double)x, __dmul_rn(d, v));
+            const double err = warp_sum_ordered(__dmul_rn(e, e));
+            if (err < best_err || (t == -IQ4_NL_KV_TRY && pass == 0)) {
+                best_err = err;
+                best_d = d;
+                best_q = q;
+            }
+            const double sxv = warp_sum_ordered(__dmul_rn((double)x, v));
+            const double svv = warp_sum_ordered(__dmul_rn(v, v));
+            d = __ddiv_rn(sxv, svv);
+        }
+    }
+    *q_out = best_q;
+    return best_d;
+}
+
 /* ---- KV store ---------------------------------------------------------------------- */
 
 /* The 32 values x (lane j has value j of the block, or 0 past the row's end for
@@ -139,7 +201,8 @@ __device__ __forceinline__ void store_chunk(int type, char *head, int c, int n, 
         blk[2 + lane] = (char)(int8_t)qround(__dmul_rn((double)x, id), -127, 127);
         return;
     }
-    case T_Q4_0: {
+    case T_Q4_0:
+    case T_IQ4_NL: {
         /* the value of largest magnitude, the first on ties (signed_absmax) */
         float a = fabsf(x);
         if (!(a > 0.0f)) a = -1.0f; /* zero and NaN never win over amax = 0 */
@@ -155,12 +218,20 @@ __device__ __forceinline__ void store_chunk(int type, char *head, int c, int n, 
         }
         float xm = __shfl_sync(FULL_MASK, x, idx);
         const float mx = a > 0.0f ? xm : 0.0f;
+        char *blk = head + (size_t)c * 18;
+        if (type == T_IQ4_NL) {
+            int q;
+            const uint16_t dh = scale_fp16(iq4nl_best_scale(x, mx, &q));
+            const int q_hi = __shfl_down_sync(FULL_MASK, q, 16);
+            if (lane == 0) *(uint16_t *)blk = dh;
+            if (lane < 16) blk[2 + lane] = (char)(uint8_t)(q | q_hi << 4);
+            return;
+        }
         const uint16_t dh = scale_fp16(__ddiv_rn((double)mx, -8.0));
         const double d = (double)f16_to_f32(dh);
         const double id = d != 0.0 ? __ddiv_rn(1.0, d) : 0.0;
         const int q = qround(__dadd_rn(__dmul_rn((double)x, id), 8.0), 0, 15);
         const int q_hi = __shfl_down_sync(FULL_MASK, q, 16);
-        char *blk = head + (size_t)c * 18;
         if (lane == 0) *(uint16_t *)blk = dh;
         if (lane < 16) blk[2 + lane] = (char)(uint8_t)(q | q_hi << 4);
         return;
@@ -284,16 +355,19 @@ __device__ __forceinline__ void load_slice(int type, const char *__restrict__ he
         }
         return;
     }
-    case T_Q4_0: {
+    case T_Q4_0:
+    case T_IQ4_NL: {
         const char *blk = head + (size_t)(e0 >> 5) * 18;
         const int j0 = e0 & 31, sh = j0 >= 16 ? 4 : 0;
         const float d = f16_to_f32(__ldg((const unsigned short *)blk));
         const unsigned short *q = (const unsigned short *)(blk + 2 + (j0 & 15));
+        const bool nl = type == T_IQ4_NL;
 #pragma unroll
         for (int i = 0; i < NE / 2; i++) {
             const unsigned short u = __ldg(q + i);
-            x[2 * i] = (float)((int)((u >> sh) & 15) - 8) * d;
-            x[2 * i + 1] = (float)((int)((u >> (8 + sh)) & 15) - 8) * d;
+            const int c0 = (u >> sh) & 15, c1 = (u >> (8 + sh)) & 15;
+            x[2 * i] = (float)(nl ? iq4nl_value(c0) : c0 - 8) * d;
+            x[2 * i + 1] = (float)(nl ? iq4nl_value(c1) : c1 - 8) * d;
         }
         return;
     }
@@ -775,16 +849,19 @@ __device__ __forceinline__ void dec_smem(int type, const char *row, int e0, floa
         }
         return;
     }
-    case T_Q4_0: {
+    case T_Q4_0:
+    case T_IQ4_NL: {
         const char *blk = row + (e0 >> 5) * 18;
         const int j0 = e0 & 31, sh = j0 >= 16 ? 4 : 0;
         const float d = f16_to_f32(*(const uint16_t *)blk);
         const uint16_t *q = (const uint16_t *)(blk + 2 + (j0 & 15));
+        const bool nl = type == T_IQ4_NL;
 #pragma unroll
         for (int i = 0; i < N / 2; i++) {
             const uint16_t u = q[i];
-            x[2 * i] = (float)((int)((u >> sh) & 15) - 8) * d;
-            x[2 * i + 1] = (float)((int)((u >> (8 + sh)) & 15) - 8) * d;
+            const int c0 = (u >> sh) & 15, c1 = (u >> (8 + sh)) & 15;
+            x[2 * i] = (float)(nl ? iq4nl_value(c0) : c0 - 8) * d;
+            x[2 * i + 1] = (float)(nl ? iq4nl_value(c1) : c1 - 8) * d;
         }
         return;
     }

@@ -587,6 +587,11 @@ static void cu_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_he
                               ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
 }
 
+static void cu_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
+    SKIP_IF_REPLAY(ctx);
+    check(ctx, halo_cuda_hadamard(st(ctx)->stream, x, n_rows, n, block));
+}
+
 static void cu_add(halo_context *ctx, float *x, const float *y, int64_t n) {
     SKIP_IF_REPLAY(ctx);
     check(ctx, halo_cuda_add(st(ctx)->stream, x, y, n));
@@ -934,6 +939,7 @@ const halo_backend_ops halo_backend_cuda_ops = {
     .matmul_multi = cu_matmul_multi,
     .rms_norm = cu_rms_norm,
     .rope = cu_rope,
+    .hadamard = cu_hadamard,
     .add = cu_add,
     .add_rms_norm = cu_add_rms_norm,
     .swiglu = cu_swiglu,

@@ -164,6 +164,9 @@ int halo_cuda_add_rms_norm(void *stream, float *x, const float *y, const float *
  * device); mode 0 adjacent pairs (NORM), 2 halves (NEOX), as halo_rope. */
 int halo_cuda_rope(void *stream, float *x, int32_t n_tok, int n_heads, int head_dim, int n_rot,
                    int mode, const int32_t *pos, const float *inv_freq);
+/* In place: each run of `block` values (a power of two, 64 .. 1024, dividing n) of n_rows
+ * rows of n becomes its Walsh-Hadamard rotation, bit for bit as halo_hadamard. */
+int halo_cuda_hadamard(void *stream, float *x, int64_t n_rows, int64_t n, int block);
 /* x[i] += y[i] */
 int halo_cuda_add(void *stream, float *x, const float *y, int64_t n);
 /* g[i] = silu(g[i]) * u[i] */
@@ -191,7 +194,7 @@ int halo_cuda_moe_combine(void *stream, const float *y, const float *w, int32_t 
  * The cache of one layer: position p of sequence s is row p % page_size of page
  * page_table[s * table_stride + p / page_size]; a row holds all n_kv heads, head h at
  * byte h * head_bytes of the row; a page holds page_size rows (page_bytes apart).
- * Types: F32, F16, BF16, Q8_0, Q4_0 (halo_type), for K and V independently. */
+ * Types: F32, F16, BF16, Q8_0, Q4_0, IQ4_NL (halo_type), for K and V independently. */
 typedef struct halo_cuda_kv {
     int type_k, type_v;
     char *k, *v;                 /* the layer's page-major storage */

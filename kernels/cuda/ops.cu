@@ -215,6 +215,37 @@ __global__ void sigmoid_gate_kernel(float *x, const float *__restrict__ g, int64
         x[i] = x[i] / (1.0f + expf(-g[i]));
 }
 
+/* One run of `block` values per thread block of block / 2 threads: the butterflies of
+ * halo_hadamard in shared memory, stage by stage (the same sums, so the same bits). */
+__global__ void hadamard_kernel(float *x, int block, float norm) {
+    halo_pdl::begin();
+    extern __shared__ float s[];
+    float *r = x + (size_t)blockIdx.x * block;
+    const int t = threadIdx.x, half = block / 2;
+    s[t] = r[t];
+    s[t + half] = r[t + half];
+    __syncthreads();
+    for (int h = 1; h < block; h *= 2) {
+        const int i = (t / h) * 2 * h + t % h;
+        const float a = s[i], c = s[i + h];
+        s[i] = a + c;
+        s[i + h] = a - c;
+        __syncthreads();
+    }
+    r[t] = s[t] * norm;
+    r[t + half] = s[t + half] * norm;
+}
+
+extern "C" int halo_cuda_hadamard(void *stream, float *x, int64_t n_rows, int64_t n, int block) {
+    if (n_rows < 0 || block < 64 || block > 1024 || (block & (block - 1)) || n % block) return -1;
+    const int64_t runs = n_rows * (n / block);
+    if (runs == 0) return 0;
+    if (runs > 0x7fffffff) return -1;
+    halo_pdl::launch(hadamard_kernel, (unsigned)runs, block / 2, sizeof(float) * (size_t)block,
+                     (cudaStream_t)stream, x, block, 1.0f / sqrtf((float)block));
+    return launched();
+}
+
 extern "C" int halo_cuda_add(void *stream, float *x, const float *y, int64_t n) {
     if (n < 0) return -1;
     if (n == 0) return 0;

@@ -1,8 +1,8 @@
 /*
  * KV store and paged flash attention on the GPU (kernels/cuda/attn.cu) against the
- * CPU: halo_cuda_kv_store must write the bytes of the CPU encoders
- * (halo_type_get(t)->from_float_ref) into a paged cache with a shuffled page table,
- * and halo_cuda_attn must agree with halo_attn_paged_ref (double precision, plain
+ * CPU: halo_cuda_kv_store must write the bytes of the CPU encoders (halo_quant_encode_kv:
+ * the reference encoders, IQ4_NL's narrower scale search) into a paged cache with a
+ * shuffled page table, and halo_cuda_attn must agree with halo_attn_paged_ref (double precision, plain
  * softmax) for every K/V type pair, head dims 64/128/256, GQA groups 1..16, decode
  * and prefill shapes, several sequences in one ubatch. GQA groups of 8 and 16 with up
  * to 64 tokens take the tiled decode kernel (deep contexts up to 32768, one and
@@ -157,10 +157,10 @@ static size_t cache_fill(cache *c, const int32_t *ctx, const float *specials, in
         /* a block of zeros now and then (scale 0) */
         if (rnd() % 8 == 0) memset(kf + i * ks, 0, sizeof(float) * 32);
         for (int h = 0; h < c->n_kv; h++) {
-            halo_type_get(c->tk)->from_float_ref(kf + i * ks + (size_t)h * c->dk,
-                                                 k_head(c, c->k, seq[i], pos[i], h), c->dk);
-            halo_type_get(c->tv)->from_float_ref(vf + i * vs + (size_t)h * c->dv,
-                                                 v_head(c, c->v, seq[i], pos[i], h), c->dv);
+            halo_quant_encode_kv(c->tk, kf + i * ks + (size_t)h * c->dk,
+                                 k_head(c, c->k, seq[i], pos[i], h), c->dk);
+            halo_quant_encode_kv(c->tv, vf + i * vs + (size_t)h * c->dv,
+                                 v_head(c, c->v, seq[i], pos[i], h), c->dv);
         }
     }
     float *dk = halo_cuda_malloc(sizeof(float) * (size_t)n * ks);
@@ -357,15 +357,16 @@ int main(void) {
     cuda_test_require_gpu();
 #ifdef HALO_HAVE_CUDA
     const int F32 = HALO_TYPE_F32, F16 = HALO_TYPE_F16, BF16 = HALO_TYPE_BF16,
-              Q8 = HALO_TYPE_Q8_0, Q4 = HALO_TYPE_Q4_0;
+              Q8 = HALO_TYPE_Q8_0, Q4 = HALO_TYPE_Q4_0, NL = HALO_TYPE_IQ4_NL;
     const int pairs[][2] = {{F16, F16}, {Q8, Q8}, {Q4, Q4}, {F32, F32}, {BF16, BF16},
-                            {F16, Q8},  {Q8, F16}, {Q4, BF16}};
+                            {F16, Q8},  {Q8, F16}, {Q4, BF16}, {NL, NL}, {Q8, NL}};
     const int n_pairs = (int)(sizeof pairs / sizeof pairs[0]);
 
     /* the store, bit for bit, with hostile values */
     for (int i = 0; i < n_pairs; i++) store_specials(pairs[i][0], pairs[i][1], 128);
     store_specials(F16, BF16, 64);
     store_specials(F32, Q4, 256);
+    store_specials(NL, F32, 256);
 
     for (int i = 0; i < n_pairs; i++) {
         const int tk = pairs[i][0], tv = pairs[i][1];
@@ -428,6 +429,7 @@ int main(void) {
     }
     /* the other cache types deep */
     decode1(Q4, Q4, 256, 16, 2, 32768);
+    decode1(NL, NL, 256, 16, 2, 32768);
     decode1(BF16, BF16, 256, 16, 2, 32768);
     decode1(F32, F32, 64, 16, 2, 32768);
     decode1(F16, Q8, 256, 16, 2, 32768);

@@ -6,7 +6,8 @@
  *     GPU - CPU must be smaller than the CPU's own distance to the references;
  *   - one token at a time (the decode path) equals the whole-prompt pass;
  *   - two sequences interleaved in one batch equal each alone (segments, pages);
- *   - q8_0 and q4_0 KV caches against the CPU with the same cache type;
+ *   - q8_0, q4_0 and iq4_nl KV caches (rows Walsh-Hadamard rotated) against the CPU
+ *     with the same cache type;
  *   - embeddings mode (normed hidden states) against the CPU's, whole and token by
  *     token, and logits after it in the same context (graphs keyed by the mode);
  *   - every block format (quant/tiny-qwen3-TYPE.gguf) against the exact logits of
@@ -222,11 +223,12 @@ static void check_model(const eval_model *em) {
         free(ib);
     }
     /* quantized KV caches: the GPU against the CPU with the same cache type */
-    const int kv_types[] = {8 /* q8_0 */, 2 /* q4_0 */};
-    for (int i = 0; i < 2; i++) {
+    const int kv_types[] = {8 /* q8_0 */, 2 /* q4_0 */, 20 /* iq4_nl */};
+    for (int i = 0; i < 3; i++) {
         if (eval_all(gpu, kv_types[i], &s, 4096, g) && eval_all(cpu, kv_types[i], &s, 4096, c)) {
             double gc = eval_rel_rms(g, c, n * nv);
-            printf("%-20s KV %s: GPU vs CPU %.3e\n", em->name, i ? "q4_0" : "q8_0", gc);
+            printf("%-20s KV %s: GPU vs CPU %.3e\n", em->name,
+                   i == 2 ? "iq4_nl" : i ? "q4_0" : "q8_0", gc);
             /* the same stored bytes on both (bit-exact encoders), so only summation
              * order remains, as with f16; a rounding difference in the encoder shows
              * up as a step of the format's quantum (>= 1e-2 for q4_0) */

@@ -1,5 +1,5 @@
 /* The small CUDA ops (kernels/cuda/ops.cu) against the CPU: RMS norm, RoPE (NORM and
- * NEOX, partial rotary), add, SwiGLU, sigmoid gate, 2-D copy, row gather / scatter,
+ * NEOX, partial rotary), the Walsh-Hadamard rotation (bit for bit), add, SwiGLU, sigmoid gate, 2-D copy, row gather / scatter,
  * MoE routing (exact ids, ties to the lower index) and combination.
  *
  * Errors are max |gpu - ref| / max |ref| over each output (the max norm), printed per
@@ -160,6 +160,28 @@ static void test_rope(int n_tok, int n_heads, int head_dim, int n_rot, int mode,
 }
 
 /* ---- elementwise ---------------------------------------------------------------------- */
+
+/* ---- Walsh-Hadamard rotation (the same butterflies as halo_hadamard: equal bits) ---------- */
+
+static void test_hadamard(int64_t rows, int64_t n, int block) {
+    const size_t total = (size_t)rows * (size_t)n;
+    float *x = malloc(sizeof(float) * total), *ref = malloc(sizeof(float) * total);
+    float *got = malloc(sizeof(float) * total);
+    fill(x, total, -3.0f, 3.0f);
+    memcpy(ref, x, sizeof(float) * total);
+    halo_hadamard(ref, rows, n, block);
+    float *dx = dev_from(x, sizeof(float) * total);
+    CHECK(halo_cuda_hadamard(S, dx, rows, n, block) == 0);
+    to_host(got, dx, sizeof(float) * total);
+    size_t differ = 0;
+    for (size_t i = 0; i < total; i++) differ += memcmp(&got[i], &ref[i], sizeof(float)) != 0;
+    printf("  hadamard %lld rows x %lld, runs of %d: %zu values differ\n", (long long)rows,
+           (long long)n, block, differ);
+    CHECK_MSG(differ == 0, "hadamard %lld x %lld / %d: %zu values differ", (long long)rows,
+              (long long)n, block, differ);
+    halo_cuda_free(dx);
+    free(x), free(ref), free(got);
+}
 
 static void test_elementwise(int64_t n) {
     size_t sz = sizeof(float) * (size_t)n;
@@ -330,6 +352,10 @@ static void test_shapes_refused(void) {
     CHECK(halo_cuda_rope(S, d, 1, 1, 64, 63, 2, di, d) == -1);  /* odd n_rot */
     CHECK(halo_cuda_rope(S, d, 1, 1, 64, 128, 2, di, d) == -1); /* n_rot > head_dim */
     CHECK(halo_cuda_rope(S, d, 1, 1, 64, 64, 1, di, d) == -1);  /* no such mode */
+    CHECK(halo_cuda_hadamard(S, d, 1, 96, 96) == -1);  /* not a power of two */
+    CHECK(halo_cuda_hadamard(S, d, 1, 192, 128) == -1); /* does not divide the row */
+    CHECK(halo_cuda_hadamard(S, d, 1, 64, 32) == -1);   /* below 64 */
+    CHECK(halo_cuda_hadamard(S, d, 0, 256, 256) == 0);
     /* zero sizes: nothing to do */
     CHECK(halo_cuda_rms_norm(S, d, NULL, d, 0, 64, 1e-6f) == 0);
     CHECK(halo_cuda_rope(S, d, 0, 4, 64, 64, 2, di, d) == 0);
@@ -368,6 +394,12 @@ int main(void) {
     test_rope(33, 16, 128, 64, HALO_ROPE_NEOX, 40000); /* partial rotary */
     test_rope(5, 2, 256, 128, HALO_ROPE_NORM, 40000);  /* partial, adjacent pairs */
     test_rope(512, 64, 128, 128, HALO_ROPE_NEOX, 40000);
+
+    printf("hadamard\n");
+    test_hadamard(1, 256, 256);
+    test_hadamard(512, 2 * 256, 256); /* q of a kdoc-moe prefill: 512 tokens x 2 heads */
+    test_hadamard(33, 4 * 128, 64);
+    test_hadamard(7, 1024, 1024);
 
     printf("elementwise\n");
     test_elementwise(1);

@@ -45,7 +45,7 @@ for preset in qwen35moe-35b-a3b qwen35-27b qwen3moe-30b-a3b qwen3-8b llama-8b; d
             continue
         fi
         kvs="f16"
-        [ $t = q4_K ] && kvs="f16 q8_0 q4_0"
+        [ $t = q4_K ] && kvs="f16 q8_0 q4_0 iq4_nl"
         for kv in $kvs; do
             checks=$((checks + 1))
             "$HALO" logits -m "$m" -f "$TMP/tokens.txt" -o "$TMP/cpu.f32" -ctk $kv -ctv $kv \

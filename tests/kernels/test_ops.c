@@ -119,7 +119,8 @@ static void test_topk(uint64_t *seed) {
 static void test_attention(uint64_t *seed) {
     enum { PS = 8, NP = 6, NKV = 2, GROUP = 3, DK = 64, DV = 32, NKVPOS = 43, NT = 21 };
     const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
-                         HALO_TYPE_Q4_0};
+                         HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL};
+    const size_t n_types = sizeof types / sizeof types[0];
     const int32_t pages[NP] = {4, 0, 5, 2, 1, 3}; /* out of order on purpose */
     static float kf[NKVPOS][NKV][DK], vf[NKVPOS][NKV][DV], q[NT][GROUP * DK + 5];
     for (int p = 0; p < NKVPOS; p++)
@@ -132,8 +133,8 @@ static void test_attention(uint64_t *seed) {
     const size_t q_stride = GROUP * DK + 5, o_stride = GROUP * DV + 3;
     float *scratch = malloc(sizeof(float) * halo_attn_scratch_floats(PS, DK, DV, GROUP));
     float *out = malloc(sizeof(float) * NT * o_stride), *ref = malloc(sizeof(float) * NT * o_stride);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        int tk = types[ti], tv = types[(ti + 1) % 5];
+    for (size_t ti = 0; ti < n_types; ti++) {
+        int tk = types[ti], tv = types[(ti + 1) % n_types];
         size_t hk = halo_type_row_size(tk, DK), hv = halo_type_row_size(tv, DV);
         char *kb = calloc(NP * PS, hk * NKV), *vb = calloc(NP * PS, hv * NKV);
         for (int p = 0; p < NKVPOS; p++) {
@@ -216,8 +217,76 @@ static void test_attention(uint64_t *seed) {
     free(ref);
 }
 
+/* The Walsh-Hadamard rotation against the matrix product, its own inverse, and what the
+ * KV cache relies on: attention over rotated q, k, v (f32 cache), the output turned back,
+ * equals attention over the plain ones. */
+static void test_hadamard(uint64_t *seed) {
+    enum { R = 3, N = 256 };
+    static float x[R][N], y[R][N], z[R][N];
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < N; i++) x[r][i] = 3 * frand(seed);
+    x[1][17] = 40; /* an outlier channel */
+    for (int block = 64; block <= N; block *= 2) {
+        memcpy(y, x, sizeof x);
+        memcpy(z, x, sizeof x);
+        halo_hadamard(y[0], R, N, block);
+        halo_hadamard_ref(z[0], R, N, block);
+        CHECK_MSG(rel_err(y[0], z[0], R * N) < 1e-6, "hadamard %d: %.3g", block,
+                  rel_err(y[0], z[0], R * N));
+        double dot_x = 0, dot_y = 0, mx = 0;
+        for (int i = 0; i < N; i++) {
+            dot_x += (double)x[0][i] * x[1][i];
+            dot_y += (double)y[0][i] * y[1][i];
+            mx = fabs(y[1][i]) > mx ? fabs(y[1][i]) : mx;
+        }
+        CHECK(fabs(dot_x - dot_y) < 1e-4 * (fabs(dot_x) + 1));
+        CHECK(mx < 40 / sqrt(block) + 12); /* the outlier spread over its run */
+        halo_hadamard(y[0], R, N, block);
+        CHECK(rel_err(y[0], x[0], R * N) < 1e-6);
+    }
+    /* attention: one KV head, 2 query heads, 5 tokens over 11 positions, f32 cache */
+    enum { PS = 4, NP = 3, G = 2, D = 128, NPOS = 11, NT = 5 };
+    static float k[NPOS][D], v[NPOS][D], q[NT][G * D], o[NT][G * D], o_rot[NT][G * D];
+    for (int p = 0; p < NPOS; p++)
+        for (int i = 0; i < D; i++) {
+            k[p][i] = frand(seed);
+            v[p][i] = frand(seed);
+        }
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < G * D; i++) q[t][i] = 2 * frand(seed);
+    const int32_t pages[NP] = {2, 0, 1};
+    int32_t n_kv[NT];
+    for (int t = 0; t < NT; t++) n_kv[t] = NPOS - NT + 1 + t;
+    float *scratch = malloc(sizeof(float) * halo_attn_scratch_floats(PS, D, D, G));
+    static float kb[NP * PS][D], vb[NP * PS][D];
+    for (int rot = 0; rot < 2; rot++) {
+        for (int p = 0; p < NPOS; p++) {
+            size_t cell = (size_t)pages[p / PS] * PS + p % PS;
+            memcpy(kb[cell], k[p], sizeof k[p]);
+            memcpy(vb[cell], v[p], sizeof v[p]);
+            if (rot) {
+                halo_hadamard(kb[cell], 1, D, 128);
+                halo_hadamard(vb[cell], 1, D, 64);
+            }
+        }
+        static float qr[NT][G * D];
+        memcpy(qr, q, sizeof q);
+        if (rot) halo_hadamard(qr[0], NT, G * D, 128);
+        halo_attn_kv kv = {HALO_TYPE_F32, HALO_TYPE_F32, (const char *)kb, (const char *)vb,
+                           PS * D * sizeof(float), PS * D * sizeof(float), D * sizeof(float),
+                           D * sizeof(float), 0, 0, PS, pages};
+        float *out = rot ? o_rot[0] : o[0];
+        halo_attn_paged(&kv, qr[0], G * D, NT, n_kv, G, D, D, 0.088f, out, G * D, scratch);
+        if (rot) halo_hadamard(out, NT, G * D, 64);
+    }
+    CHECK_MSG(rel_err(o_rot[0], o[0], NT * G * D) < 1e-5, "rotated attention %.3g",
+              rel_err(o_rot[0], o[0], NT * G * D));
+    free(scratch);
+}
+
 int main(void) {
     uint64_t seed = 7;
+    test_hadamard(&seed);
     test_rms_norm(&seed);
     test_rope(&seed);
     test_softmax_swiglu(&seed);

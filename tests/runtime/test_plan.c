@@ -70,6 +70,9 @@ static void test_35b_a3b(void) {
     /* q4_0: 16 blocks of 18 bytes = 288 B a row */
     CHECK(halo_plan_kv_bytes_per_token(&hp, HALO_TYPE_Q4_0, HALO_TYPE_Q4_0, &k, &v, &err) == 0);
     CHECK(k + v == 5760);
+    /* iq4_nl: the same 18-byte blocks */
+    CHECK(halo_plan_kv_bytes_per_token(&hp, HALO_TYPE_IQ4_NL, HALO_TYPE_IQ4_NL, &k, &v, &err) == 0);
+    CHECK(k + v == 5760);
     CHECK(halo_plan_kv_bytes_per_token(&hp, HALO_TYPE_Q8_0, HALO_TYPE_F16, &k, &v, &err) == 0);
     CHECK(k == 5440 && v == 10240);
     CHECK(halo_plan_kv_bytes_per_token(&hp, HALO_TYPE_F32, HALO_TYPE_BF16, &k, &v, &err) == 0);
@@ -198,6 +201,8 @@ static void test_kv_types(void) {
     CHECK(halo_kv_type_from_name("bf16") == HALO_TYPE_BF16);
     CHECK(halo_kv_type_from_name("q8_0") == HALO_TYPE_Q8_0);
     CHECK(halo_kv_type_from_name("Q4_0") == HALO_TYPE_Q4_0);
+    CHECK(halo_kv_type_from_name("iq4_nl") == HALO_TYPE_IQ4_NL);
+    CHECK(strstr(halo_kv_type_names(), "iq4_nl") != NULL);
     CHECK(halo_kv_type_from_name("q4_K") == -1);
     CHECK(halo_kv_type_from_name("nonsense") == -1);
     CHECK(halo_kv_type_from_name(NULL) == -1);

@@ -199,8 +199,31 @@ int main(void) {
     CHECK(halo_get_logits(ctx, 3) == NULL && halo_get_logits(ctx, 1) != NULL);
     fresh(tok, 6, want);
     CHECK(same(halo_get_logits(ctx, 1), want));
-
     halo_context_free(ctx);
+
+    /* ---- a quantized cache's rotation: on by default (head dim 64: runs of 64 for K and
+     * V), off for float caches and with HALO_ATTN_ROT_DISABLE=1; a prompt fed whole or in
+     * pieces gives the same logits (each row turned once, before it is stored) */
+    const int kv_types[3] = {HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL, HALO_TYPE_F16};
+    for (int i = 0; i < 3; i++)
+        for (int off = 0; off < 2; off++) {
+            if (off) setenv("HALO_ATTN_ROT_DISABLE", "1", 1);
+            halo_context_params p;
+            eval_params(&p, kv_types[i], 1);
+            halo_context *q = NULL;
+            CHECK(halo_context_new(model, &p, &q, &err) == 0);
+            unsetenv("HALO_ATTN_ROT_DISABLE");
+            if (!q) continue;
+            const int want_rot = off || kv_types[i] == HALO_TYPE_F16 ? 0 : 64;
+            CHECK(q->kv.rot_k == want_rot && q->kv.rot_v == want_rot);
+            CHECK(feed(q, 0, tok, 30, want) == 0);
+            halo_seq_clear(q, 0);
+            CHECK(feed(q, 0, tok, 17, NULL) == 0 && feed(q, 0, tok + 17, 13, got) == 0);
+            CHECK_MSG(same(got, want), "%s cache, rotation %s: a prompt in two pieces",
+                      halo_type_name(kv_types[i]), off ? "off" : "on");
+            halo_context_free(q);
+        }
+
     halo_model_free(model);
     return halo_test_finish("runtime/seq");
 }
