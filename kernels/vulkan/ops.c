@@ -1,0 +1,259 @@
+/*
+ * The launchers of kernels/vulkan/vk_ops.h: argument checks on the host (types, shapes,
+ * every pointer's range inside its allocation), then one or more dispatches of the
+ * shaders of kernels/vulkan/shaders (a dispatch's grid is limited to 65535 groups a
+ * dimension, so long launches are split).
+ */
+#include "kernels/vulkan/vk_impl.h"
+
+#include "quant/quant.h"
+#include "util/util.h"
+
+#define MAX_GROUPS 65535u
+#define MV_MAX_TOK 8 /* tokens a pass of mul_mv.comp (its MAX_TOK) */
+
+/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
+static size_t bytes3(int64_t a, int64_t b, int64_t c) {
+    uint64_t ab, abc;
+    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
+        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)abc;
+}
+
+/* The groups of a 1-D launch of `groups` workgroups on a 2-D grid (shaders: group_index()). */
+static void grid(uint64_t groups, uint32_t *gx, uint32_t *gy) {
+    *gx = groups < MAX_GROUPS ? (uint32_t)groups : MAX_GROUPS;
+    *gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
+}
+
+static bool fits_u32(int64_t v) {
+    return v >= 0 && v <= (int64_t)UINT32_MAX;
+}
+
+/* ---- products and rows ------------------------------------------------------------------ */
+
+bool halo_vk_matmul_supported(int type) {
+    switch (type) {
+    case HALO_TYPE_F32:
+    case HALO_TYPE_F16:
+    case HALO_TYPE_BF16:
+    case HALO_TYPE_Q4_0:
+    case HALO_TYPE_Q4_1:
+    case HALO_TYPE_Q5_0:
+    case HALO_TYPE_Q5_1:
+    case HALO_TYPE_Q8_0:
+    case HALO_TYPE_Q8_1:
+    case HALO_TYPE_Q2_K:
+    case HALO_TYPE_Q3_K:
+    case HALO_TYPE_Q4_K:
+    case HALO_TYPE_Q5_K:
+    case HALO_TYPE_Q6_K:
+    case HALO_TYPE_Q8_K:
+    case HALO_TYPE_IQ4_NL:
+    case HALO_TYPE_IQ4_XS:
+    case HALO_TYPE_MXFP4:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The weight arguments shared by products and rows: type, whole blocks, alignment; the
+ * bytes of n_rows rows. */
+static int check_weights(halo_vk *vk, const char *what, int type, const void *w, size_t row_stride,
+                         int64_t n_rows, int64_t n_cols, size_t *bytes) {
+    if (!halo_vk_matmul_supported(type))
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED, "%s: no kernel for %s weights", what,
+                            halo_type_name(type));
+    size_t row = halo_type_row_size(type, n_cols);
+    if (row == 0 || !fits_u32(n_cols))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "%s: %lld columns are not whole %s blocks", what,
+                            (long long)n_cols, halo_type_name(type));
+    /* the shaders read f32 and Q8_K's scale as words, halves at even offsets; MXFP4
+     * (17-byte blocks, rows at any byte) reads bytes only */
+    size_t align = type == HALO_TYPE_F32 || type == HALO_TYPE_Q8_K ? 4
+                   : type == HALO_TYPE_MXFP4                       ? 1
+                                                                   : 2;
+    if (row_stride < row || row_stride % align || (uintptr_t)w % align)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "%s: %s rows of stride %zu at %p (row %zu bytes, "
+                            "alignment %zu)",
+                            what, halo_type_name(type), row_stride, w, row, align);
+    *bytes = n_rows > 0 ? bytes3(n_rows - 1, (int64_t)row_stride, 1) : 0;
+    if (*bytes != SIZE_MAX) *bytes += row;
+    return HALO_OK;
+}
+
+int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
+                   int64_t n_cols, const float *x, int64_t n_tokens, float *y) {
+    if (n_rows == 0 || n_tokens == 0) return vk->err.status;
+    size_t wb;
+    int rc = check_weights(vk, "matmul", type, w, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    if (!fits_u32(n_rows) || !fits_u32(n_tokens) || row_stride > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "matmul: %lld rows x %lld tokens is too large",
+                            (long long)n_rows, (long long)n_tokens);
+    uint32_t gx, gy;
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += MV_MAX_TOK) {
+        int64_t nt = n_tokens - t0 < MV_MAX_TOK ? n_tokens - t0 : MV_MAX_TOK;
+        vk_arg args[3] = {{w, wb},
+                          {x + t0 * n_cols, bytes3(nt, n_cols, 4)},
+                          {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
+        uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)nt};
+        uint32_t spec = (uint32_t)type;
+        rc = halo_vk_dispatch(vk, "mul_mv", &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
+    }
+    return rc;
+}
+
+int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
+                     const int32_t *rows, int32_t n, float *y) {
+    if (n <= 0)
+        return n < 0 ? halo_vk_fail(vk, HALO_ERR_ARG, "get_rows: %d rows", n) : vk->err.status;
+    size_t row;
+    int rc = check_weights(vk, "get_rows", type, w, row_stride, 1, n_cols, &row);
+    if (rc) return rc;
+    /* the row indices are read on the device: the whole allocation from w on is bound */
+    VkDeviceSize off;
+    vk_alloc *a = halo_vk_range(vk, w, row, "get_rows", &off);
+    if (!a) return vk->err.status;
+    uint32_t groups = (uint32_t)((n_cols + 31) / 32), gx = (groups + 63) / 64;
+    for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
+        int32_t ni = n - i0 < (int32_t)MAX_GROUPS ? n - i0 : (int32_t)MAX_GROUPS;
+        vk_arg args[3] = {{w, (size_t)(a->size - off)},
+                          {rows + i0, bytes3(ni, 4, 1)},
+                          {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4)}};
+        uint32_t p[2] = {(uint32_t)n_cols, (uint32_t)row_stride};
+        uint32_t spec = (uint32_t)type;
+        rc = halo_vk_dispatch(vk, "get_rows", &spec, 1, args, 3, p, sizeof p, gx, (uint32_t)ni, 1);
+    }
+    return rc;
+}
+
+/* ---- small ops -------------------------------------------------------------------------- */
+
+static int norm(halo_vk *vk, bool add, float *x, const float *r, const float *w, float *y,
+                int64_t n_rows, int64_t n, float eps) {
+    if (n_rows == 0) return vk->err.status;
+    if (!fits_u32(n_rows) || n <= 0 || !fits_u32(n))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "rms_norm: %lld rows of %lld", (long long)n_rows,
+                            (long long)n);
+    size_t all = bytes3(n_rows, n, 4);
+    vk_arg args[4] = {{x, all}, {w, bytes3(n, 4, 1)}, {y, all}, {r, add ? all : 0}};
+    struct {
+        uint32_t n_rows, n, has_w;
+        float eps;
+    } p = {(uint32_t)n_rows, (uint32_t)n, w != NULL, eps};
+    uint32_t gx, gy, spec = add;
+    grid((uint64_t)n_rows, &gx, &gy);
+    return halo_vk_dispatch(vk, "rms_norm", &spec, 1, args, 4, &p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_rms_norm(halo_vk *vk, const float *x, const float *w, float *y, int64_t n_rows,
+                     int64_t n, float eps) {
+    return norm(vk, false, (float *)x, NULL, w, y, n_rows, n, eps);
+}
+
+int halo_vk_add_rms_norm(halo_vk *vk, float *x, const float *y, const float *w, float *xn,
+                         int64_t n_rows, int64_t n, float eps) {
+    return norm(vk, true, x, y, w, xn, n_rows, n, eps);
+}
+
+int halo_vk_rope(halo_vk *vk, float *x, int32_t n_tok, int n_heads, int head_dim, int n_rot,
+                 int mode, const int32_t *pos, const float *inv_freq) {
+    if (n_rot <= 0 || n_rot % 2 || n_rot > head_dim || n_heads <= 0 || (mode != 0 && mode != 2))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "rope: n_rot %d of head_dim %d, %d heads, mode %d",
+                            n_rot, head_dim, n_heads, mode);
+    if (n_tok <= 0)
+        return n_tok < 0 ? halo_vk_fail(vk, HALO_ERR_ARG, "rope: %d tokens", n_tok)
+                         : vk->err.status;
+    uint32_t gx = (uint32_t)(((int64_t)n_heads * (n_rot / 2) + 63) / 64);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        /* the shader indexes from the launch's first token: pass pointers to it */
+        vk_arg args[3] = {
+            {x + (int64_t)t0 * n_heads * head_dim, bytes3(nt, (int64_t)n_heads * head_dim, 4)},
+            {pos + t0, bytes3(nt, 4, 1)},
+            {inv_freq, bytes3(n_rot / 2, 4, 1)}};
+        uint32_t p[5] = {(uint32_t)n_heads, (uint32_t)head_dim, (uint32_t)n_rot, (uint32_t)mode, 0};
+        rc = halo_vk_dispatch(vk, "rope", NULL, 0, args, 3, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
+static int eltwise(halo_vk *vk, uint32_t op, float *a, const float *b, int64_t n) {
+    if (n == 0) return vk->err.status;
+    if (!fits_u32(n)) return halo_vk_fail(vk, HALO_ERR_ARG, "elementwise op of %lld", (long long)n);
+    vk_arg args[2] = {{a, bytes3(n, 4, 1)}, {b, bytes3(n, 4, 1)}};
+    uint32_t p = (uint32_t)n, gx, gy;
+    grid(((uint64_t)n + 255) / 256, &gx, &gy);
+    return halo_vk_dispatch(vk, "eltwise", &op, 1, args, 2, &p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_add(halo_vk *vk, float *x, const float *y, int64_t n) {
+    return eltwise(vk, 0, x, y, n);
+}
+int halo_vk_swiglu(halo_vk *vk, float *g, const float *u, int64_t n) {
+    return eltwise(vk, 1, g, u, n);
+}
+int halo_vk_sigmoid_gate(halo_vk *vk, float *x, const float *g, int64_t n) {
+    return eltwise(vk, 2, x, g, n);
+}
+
+int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src,
+                   int64_t src_stride, int64_t rows, int64_t width) {
+    if (rows == 0 || width == 0) return vk->err.status;
+    if (!fits_u32(rows) || !fits_u32(width) || !fits_u32(dst_stride) || !fits_u32(src_stride) ||
+        dst_stride < width || src_stride < width)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "copy2d: %lld rows of %lld, strides %lld and %lld",
+                            (long long)rows, (long long)width, (long long)dst_stride,
+                            (long long)src_stride);
+    vk_arg args[2] = {{dst, bytes3(rows - 1, dst_stride, 4) + 4 * (size_t)width},
+                      {src, bytes3(rows - 1, src_stride, 4) + 4 * (size_t)width}};
+    uint32_t gx = (uint32_t)((width + 255) / 256);
+    int rc = HALO_OK;
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += MAX_GROUPS) {
+        int64_t nr = rows - r0 < MAX_GROUPS ? rows - r0 : MAX_GROUPS;
+        uint32_t p[4] = {(uint32_t)dst_stride, (uint32_t)src_stride, (uint32_t)width, (uint32_t)r0};
+        rc = halo_vk_dispatch(vk, "copy2d", NULL, 0, args, 2, p, sizeof p, gx, (uint32_t)nr, 1);
+    }
+    return rc;
+}
+
+/* The index rows are read on the device, so the rows they name are not checked here:
+ * the whole allocations of src (gather) or dst (scatter) are bound. */
+static int rows_op(halo_vk *vk, bool scatter, float *dst, const float *src, const int32_t *idx,
+                   int32_t n, int64_t width) {
+    if (n == 0 || width == 0) return vk->err.status;
+    if (n < 0 || !fits_u32(width))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "%s: %d rows of %lld", scatter ? "scatter" : "gather",
+                            n, (long long)width);
+    VkDeviceSize off;
+    const void *indexed = scatter ? (const void *)dst : (const void *)src;
+    vk_alloc *a = halo_vk_range(vk, indexed, 4, scatter ? "scatter" : "gather", &off);
+    if (!a) return vk->err.status;
+    size_t whole = (size_t)(a->size - off), mine = bytes3(n, width, 4);
+    vk_arg args[3] = {
+        {dst, scatter ? whole : mine}, {src, scatter ? mine : whole}, {idx, bytes3(n, 4, 1)}};
+    uint32_t gx = (uint32_t)((width + 255) / 256), spec = scatter;
+    int rc = HALO_OK;
+    for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
+        int32_t ni = n - i0 < (int32_t)MAX_GROUPS ? n - i0 : (int32_t)MAX_GROUPS;
+        uint32_t p[2] = {(uint32_t)width, (uint32_t)i0};
+        rc = halo_vk_dispatch(vk, "rows", &spec, 1, args, 3, p, sizeof p, gx, (uint32_t)ni, 1);
+    }
+    return rc;
+}
+
+int halo_vk_gather_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                        int64_t width) {
+    return rows_op(vk, false, dst, src, idx, n, width);
+}
+
+int halo_vk_scatter_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                         int64_t width) {
+    return rows_op(vk, true, dst, src, idx, n, width);
+}
