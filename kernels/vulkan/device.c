@@ -766,7 +766,7 @@ static VkPipeline get_pipeline(halo_vk *vk, const char *name, const uint32_t *sp
     for (int i = 0; i < vk->n_pipes; i++) {
         vk_pipeline *p = &vk->pipes[i];
         if (p->spirv == sh && p->n_spec == n_spec &&
-            memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec) == 0)
+            (n_spec == 0 || memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec) == 0))
             return p->pipe;
     }
     VkResult r = VK_SUCCESS;
@@ -818,7 +818,7 @@ static VkPipeline get_pipeline(halo_vk *vk, const char *name, const uint32_t *sp
     p->spirv = sh;
     p->n_spec = n_spec;
     memset(p->spec, 0, sizeof p->spec);
-    memcpy(p->spec, spec, sizeof *spec * (size_t)n_spec);
+    if (n_spec) memcpy(p->spec, spec, sizeof *spec * (size_t)n_spec);
     vk->n_pipes++;
     return p->pipe;
 }
