@@ -144,4 +144,19 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err);
 void halo_cuda_model_release(halo_model *model);
 #endif
 
+#ifdef HALO_HAVE_VULKAN
+/* The Vulkan backend (kernels/vulkan/backend.c), internal until every op exists: its table
+ * has the memory ops and embed, matmul, rms_norm, rope, add, add_rms_norm, swiglu,
+ * sigmoid_gate, copy2d, gather and scatter; attend, moe, the DeltaNet ops and output are
+ * NULL, so no context runs a model on it yet and no option selects it (docs/DESIGN.md). */
+typedef struct halo_vk halo_vk;
+extern const halo_backend_ops halo_backend_vulkan_ops;
+/* The backend of a context whose model's weights are on vk (halo_vk_model_upload). */
+int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err);
+/* Copy the model's weights to vk (which the model then owns: released with it), in
+ * allocations of at most the device's limit; each weight's `dev` points at its copy. */
+int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err);
+void halo_vk_model_release(halo_model *model);
+#endif
+
 #endif /* HALO_RUNTIME_BACKEND_H */

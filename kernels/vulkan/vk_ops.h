@@ -3,9 +3,9 @@
  * APUs: compute shaders in GLSL (kernels/vulkan/shaders/, a .comp each) compiled to SPIR-V
  * by glslc at build time and embedded in the library. Built when the Vulkan loader,
  * its headers and glslc are found (CMake: HALO_VULKAN); HALO_HAVE_VULKAN is then
- * defined. Internal: the backend table (runtime/backend.h) is not filled yet, so
- * nothing user-facing runs here (docs/DESIGN.md, "The Vulkan backend", says what
- * exists and what remains).
+ * defined. Internal: the backend table (kernels/vulkan/backend.c) lacks attention, MoE,
+ * DeltaNet and the output head, so no option selects it yet (docs/DESIGN.md, "The Vulkan
+ * backend", says what exists and what remains).
  *
  * The ideas it rests on:
  * - One halo_vk per device: an instance, one logical device with one compute queue,
@@ -48,14 +48,15 @@ typedef struct halo_vk halo_vk;
 /* ---- devices (kernels/vulkan/device.c) ------------------------------------------------- */
 
 typedef struct halo_vk_device_info {
-    char name[256];          /* "llvmpipe (LLVM 15.0.6, 256 bits)", "AMD Radeon 780M" ... */
-    const char *type;        /* "discrete", "integrated", "virtual", "cpu", "other" */
-    uint32_t api_version;    /* VK_MAKE_API_VERSION of the driver */
-    uint64_t memory_bytes;   /* the largest device-local heap */
-    uint32_t subgroup_size;  /* threads of a subgroup (wave, warp) */
-    bool uma;                /* device-local memory is host-visible: no copies needed */
-    bool cooperative_matrix; /* VK_KHR_cooperative_matrix (not used yet) */
-    bool usable;             /* has what halo needs; else why_not says what is missing */
+    char name[256];            /* "llvmpipe (LLVM 15.0.6, 256 bits)", "AMD Radeon 780M" ... */
+    const char *type;          /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint32_t api_version;      /* VK_MAKE_API_VERSION of the driver */
+    uint64_t memory_bytes;     /* the largest device-local heap */
+    uint64_t max_buffer_bytes; /* the largest allocation halo_vk_alloc makes (set by open) */
+    uint32_t subgroup_size;    /* threads of a subgroup (wave, warp) */
+    bool uma;                  /* device-local memory is host-visible: no copies needed */
+    bool cooperative_matrix;   /* VK_KHR_cooperative_matrix (not used yet) */
+    bool usable;               /* has what halo needs; else why_not says what is missing */
     char why_not[160];
 } halo_vk_device_info;
 

@@ -1,0 +1,337 @@
+/*
+ * The Vulkan backend: the ops of runtime/backend.h on the launchers of
+ * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend,
+ * moe, the DeltaNet ops and output are NULL today): tests drive it op by op.
+ *
+ * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
+ *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
+ *   its copy, and the model owns the device (halo_vk) they live on.
+ * - A context's buffers are device memory; the model code passes them to the ops as it
+ *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
+ *   the ubatch's tokens, positions and permutation, `finish` submits and waits.
+ */
+#include "kernels/kernels.h"
+#include "kernels/vulkan/vk_ops.h"
+#include "quant/quant.h"
+#include "runtime/backend.h"
+#include "util/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the model's weights on the device -------------------------------------------------- */
+
+struct halo_vk_weights {
+    halo_vk *vk;
+    void **chunks; /* the allocations holding the weights */
+    int n_chunks;
+};
+
+static size_t weight_bytes(const halo_weight *w) {
+    if (w->n_mats > 1) return (size_t)w->n_mats * w->mat_stride;
+    return (size_t)w->n_rows * w->row_stride;
+}
+
+static int cmp_weight_data(const void *a, const void *b) {
+    const halo_weight *x = *(halo_weight *const *)a, *y = *(halo_weight *const *)b;
+    uintptr_t p = (uintptr_t)x->data, q = (uintptr_t)y->data;
+    return p < q ? -1 : p > q;
+}
+
+/* Every weight's dev pointer back to NULL. */
+static void clear_dev(halo_model *model) {
+    size_t n = halo_model_weights(model, NULL, 0);
+    halo_weight **ws = malloc(sizeof *ws * (n ? n : 1));
+    if (!ws) return;
+    halo_model_weights(model, ws, n);
+    for (size_t i = 0; i < n; i++)
+        ws[i]->dev = NULL;
+    free(ws);
+}
+
+void halo_vk_model_release(halo_model *model) {
+    if (!model || !model->vk) return;
+    struct halo_vk_weights *g = model->vk;
+    clear_dev(model);
+    halo_vk_close(g->vk); /* and the chunks with it */
+    free(g->chunks);
+    free(g);
+    model->vk = NULL;
+}
+
+/* Weights go in address order (tied tensors, which share their bytes, share the copy),
+ * each at a 256-byte boundary, into chunks of at most the device's largest allocation. */
+static int upload(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
+                  struct halo_vk_weights *g, halo_error *err) {
+    const uint64_t limit = halo_vk_info(vk)->max_buffer_bytes;
+    for (size_t i = 0; i < n;) {
+        uint64_t used = 0; /* the chunk: weights i .. j-1 */
+        size_t j = i;
+        for (; j < n; j++) {
+            if (j > i && ws[j]->data == ws[j - 1]->data) continue;
+            uint64_t start = (used + 255) & ~(uint64_t)255, end = start + weight_bytes(ws[j]);
+            if (j > i && end > limit) break;
+            used = end;
+        }
+        void **grown = realloc(g->chunks, sizeof *grown * (size_t)(g->n_chunks + 1));
+        if (!grown) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+        g->chunks = grown;
+        char *chunk = halo_vk_alloc(vk, (size_t)used);
+        if (!chunk) {
+            char need[32];
+            halo_format_bytes(used, need, sizeof need);
+            return halo_error_set(err, HALO_ERR_NOMEM, "%s of weights do not fit: %s", need,
+                                  halo_vk_error(vk)->msg);
+        }
+        g->chunks[g->n_chunks++] = chunk;
+        uint64_t o = 0;
+        for (size_t k = i; k < j; k++) {
+            if (k > i && ws[k]->data == ws[k - 1]->data) {
+                ws[k]->dev = ws[k - 1]->dev;
+                continue;
+            }
+            o = (o + 255) & ~(uint64_t)255;
+            ws[k]->dev = chunk + o;
+            if (halo_vk_upload(vk, chunk + o, ws[k]->data, weight_bytes(ws[k])))
+                return halo_error_set(err, HALO_ERR_IO, "%s", halo_vk_error(vk)->msg);
+            o += weight_bytes(ws[k]);
+        }
+        i = j;
+    }
+    halo_log(HALO_LOG_DEBUG, "Vulkan: the weights in %d allocation%s", g->n_chunks,
+             g->n_chunks == 1 ? "" : "s");
+    return HALO_OK;
+}
+
+int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
+    if (model->vk || model->gpu)
+        return halo_error_set(err, HALO_ERR_ARG, "the model's weights are already on a device");
+    size_t n_all = halo_model_weights(model, NULL, 0), n = 0;
+    halo_weight **ws = malloc(sizeof *ws * (n_all ? n_all : 1));
+    struct halo_vk_weights *g = calloc(1, sizeof *g);
+    if (!ws || !g) {
+        free(ws), free(g);
+        return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    }
+    halo_model_weights(model, ws, n_all);
+    int rc = HALO_OK;
+    for (size_t i = 0; i < n_all && !rc; i++) {
+        halo_weight *w = ws[i];
+        if (!w->data || w->host) continue; /* absent, or kept on the CPU */
+        if (!halo_vk_matmul_supported(w->type))
+            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED, "a %s weight cannot run on Vulkan yet",
+                                halo_type_name(w->type));
+        ws[n++] = w;
+    }
+    if (!rc) {
+        qsort(ws, n, sizeof *ws, cmp_weight_data);
+        rc = upload(model, vk, ws, n, g, err);
+    }
+    free(ws);
+    if (rc) { /* the caller keeps vk: release what was made on it, not the device */
+        for (int i = 0; i < g->n_chunks; i++)
+            halo_vk_free(vk, g->chunks[i]);
+        clear_dev(model);
+        free(g->chunks);
+        free(g);
+        return rc;
+    }
+    g->vk = vk;
+    model->vk = g;
+    return HALO_OK;
+}
+
+/* ---- the backend's state of a context --------------------------------------------------- */
+
+typedef struct vk_state {
+    halo_vk *vk;
+    int32_t *d_token, *d_pos, *d_perm; /* [n_ubatch] the ubatch's, on the device */
+    float *inv_freq;                   /* [n_rot / 2] */
+    bool error;
+} vk_state;
+
+static vk_state *st(halo_context *ctx) {
+    return ctx->be.impl;
+}
+
+/* Note a failed op; the first error stays in halo_vk_error and fails the ubatch. */
+static void check(halo_context *ctx, int rc) {
+    if (rc) st(ctx)->error = true;
+}
+
+static const void *wdev(const halo_weight *w, int64_t expert) {
+    return (const char *)w->dev + (size_t)expert * w->mat_stride;
+}
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+static void *vk_alloc(halo_backend *be, size_t bytes) {
+    vk_state *s = be->impl;
+    return halo_vk_alloc(s->vk, bytes);
+}
+static void vk_free(halo_backend *be, void *p) {
+    vk_state *s = be->impl;
+    halo_vk_free(s->vk, p);
+}
+static void vk_to_host(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_download(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_to_backend(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_upload(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_copy(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_copy(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_zero(halo_backend *be, void *dst, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_zero(s->vk, dst, bytes)) s->error = true;
+}
+
+static void vk_release(halo_backend *be) {
+    vk_state *s = be->impl;
+    if (!s) return;
+    halo_vk_sync(s->vk);
+    void *dev[] = {s->d_token, s->d_pos, s->d_perm, s->inv_freq};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        halo_vk_free(s->vk, dev[i]);
+    free(s);
+    be->impl = NULL;
+}
+
+/* ---- a ubatch --------------------------------------------------------------------------- */
+
+static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
+    vk_state *s = st(ctx);
+    const size_t b = sizeof(int32_t) * (size_t)ub->n;
+    s->error = false;
+    check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
+    check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
+    check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
+}
+
+static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
+    vk_state *s = st(ctx);
+    if (halo_vk_sync(s->vk)) s->error = true;
+    if (s->error) halo_log(HALO_LOG_ERROR, "%s", halo_vk_error(s->vk)->msg);
+    return s->error ? -1 : 0;
+}
+
+/* ---- ops -------------------------------------------------------------------------------- */
+
+static void vk_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
+    const halo_weight *w = &ctx->model->tok_embd;
+    check(ctx, halo_vk_get_rows(st(ctx)->vk, w->type, w->dev, w->row_stride, w->n_cols,
+                                st(ctx)->d_token, ub->n, x));
+}
+
+static void vk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
+                      int64_t n, float *y) {
+    check(ctx, halo_vk_matmul(st(ctx)->vk, w->type, wdev(w, expert), w->row_stride, w->n_rows,
+                              w->n_cols, x, n, y));
+}
+
+static void vk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
+                        int64_t n_rows, int64_t n, float eps) {
+    check(ctx, halo_vk_rms_norm(st(ctx)->vk, x, w ? w->dev : NULL, y, n_rows, n, eps));
+}
+
+static void vk_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads, int head_dim) {
+    check(ctx, halo_vk_rope(st(ctx)->vk, x, ub->n, n_heads, head_dim, (int)ctx->hp->n_rot,
+                            ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
+}
+
+static void vk_add(halo_context *ctx, float *x, const float *y, int64_t n) {
+    check(ctx, halo_vk_add(st(ctx)->vk, x, y, n));
+}
+
+static void vk_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                            float *xn, int64_t n_rows, int64_t n, float eps) {
+    check(ctx, halo_vk_add_rms_norm(st(ctx)->vk, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
+}
+
+static void vk_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
+    check(ctx, halo_vk_swiglu(st(ctx)->vk, g, u, n));
+}
+
+static void vk_sigmoid_gate(halo_context *ctx, float *x, const float *g, int64_t n) {
+    check(ctx, halo_vk_sigmoid_gate(st(ctx)->vk, x, g, n));
+}
+
+static void vk_copy2d(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
+                      int64_t src_stride, int64_t rows, int64_t width) {
+    check(ctx, halo_vk_copy2d(st(ctx)->vk, dst, dst_stride, src, src_stride, rows, width));
+}
+
+static void vk_gather(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                      int64_t width) {
+    check(ctx, halo_vk_gather_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                       int64_t width) {
+    check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+const halo_backend_ops halo_backend_vulkan_ops = {
+    .name = "Vulkan",
+    .alloc = vk_alloc,
+    .free = vk_free,
+    .to_host = vk_to_host,
+    .to_backend = vk_to_backend,
+    .copy = vk_copy,
+    .zero = vk_zero,
+    .release = vk_release,
+    .begin = vk_begin,
+    .finish = vk_finish,
+    .embed = vk_embed,
+    .matmul = vk_matmul,
+    .rms_norm = vk_rms_norm,
+    .rope = vk_rope,
+    .add = vk_add,
+    .add_rms_norm = vk_add_rms_norm,
+    .swiglu = vk_swiglu,
+    .sigmoid_gate = vk_sigmoid_gate,
+    .copy2d = vk_copy2d,
+    .gather = vk_gather,
+    .scatter = vk_scatter,
+};
+
+int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err) {
+    const halo_model *m = ctx->model;
+    const halo_hparams *hp = ctx->hp;
+    if (!m->vk)
+        return halo_error_set(err, HALO_ERR_ARG, "the model's weights are not on a Vulkan device");
+    vk_state *s = calloc(1, sizeof *s);
+    if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    s->vk = m->vk->vk;
+    be->ops = &halo_backend_vulkan_ops;
+    be->impl = s;
+    const size_t u = ctx->params.n_ubatch ? ctx->params.n_ubatch : 1;
+    s->d_token = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
+    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq ? 0 : HALO_ERR_NOMEM;
+    if (!rc && hp->n_rot) { /* the CPU's frequencies (runtime/context.c), on the device */
+        float *f = malloc(sizeof(float) * hp->n_rot / 2);
+        if (!f) rc = HALO_ERR_NOMEM;
+        if (f) {
+            float base = hp->rope_freq_base > 0 ? hp->rope_freq_base : 10000.0f;
+            halo_rope_inv_freq(base, (int)hp->n_rot, f);
+            for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+                f[i] = f[i] * m->rope_freq_scale / (m->rope_freqs ? m->rope_freqs[i] : 1.0f);
+            rc = halo_vk_upload(s->vk, s->inv_freq, f, sizeof(float) * hp->n_rot / 2);
+            free(f);
+        }
+    }
+    if (rc) {
+        halo_error_set(err, rc, "Vulkan: the context's buffers: %s", halo_vk_error(s->vk)->msg);
+        vk_release(be);
+        be->ops = NULL;
+    }
+    return rc;
+}
