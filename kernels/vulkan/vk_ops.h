@@ -20,6 +20,7 @@
  *   can map, written directly; on a discrete GPU, through a staging buffer.
  * - Pipelines (a shader with its specialization constants, e.g. the weight type
  *   of a product) are created at first use and cached.
+ * - A halo_vk is used by one thread at a time (as a context is).
  *
  * Conventions, as kernels/cuda/cuda_ops.h:
  * - Every pointer is device memory (from halo_vk_alloc) unless it says "host".

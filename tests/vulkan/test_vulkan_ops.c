@@ -403,6 +403,8 @@ int main(void) {
     test_memory();
     test_offsets();
     test_copies(37, 300);
+    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
+              halo_vk_validation_errors(V));
     halo_vk_close(V);
 
     printf("refusals\n");

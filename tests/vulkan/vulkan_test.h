@@ -2,7 +2,8 @@
  * Shared by the Vulkan tests: skip (exit 77, with the reason) where the Vulkan backend
  * was not built or no usable device is present; otherwise open one (HALO_VK_DEVICE,
  * else the first usable device), with the validation layer where it is installed.
- * In CI the device is Mesa's CPU driver, lavapipe (mesa-vulkan-drivers).
+ * In CI the device is Mesa's CPU driver, lavapipe (mesa-vulkan-drivers), with the
+ * validation layer (vulkan-validationlayers): every test fails on a validation error.
  */
 #ifndef HALO_VULKAN_TEST_H
 #define HALO_VULKAN_TEST_H
