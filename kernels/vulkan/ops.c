@@ -10,7 +10,7 @@
 #include "util/util.h"
 
 #define MAX_GROUPS 65535u
-#define MV_MAX_TOK 8 /* tokens a pass of mul_mv.comp (its MAX_TOK) */
+#define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -59,6 +59,15 @@ bool halo_vk_matmul_supported(int type) {
     }
 }
 
+/* The shader of a product (rows false) or of embedding rows for a weight type: one per
+ * format family (shaders/<op>_float|q|k.comp), the type a specialization constant. */
+static const char *shader(bool rows, int type) {
+    static const char *const names[2][3] = {{"mul_mv_float", "mul_mv_q", "mul_mv_k"},
+                                            {"get_rows_float", "get_rows_q", "get_rows_k"}};
+    const halo_type_traits *t = halo_type_get(type);
+    return names[rows][!t->is_quantized ? 0 : t->block_size == 32 ? 1 : 2];
+}
+
 /* The weight arguments shared by products and rows: type, whole blocks, alignment; the
  * bytes of n_rows rows. */
 static int check_weights(halo_vk *vk, const char *what, int type, const void *w, size_t row_stride,
@@ -103,7 +112,7 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
                           {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
         uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)nt};
         uint32_t spec = (uint32_t)type;
-        rc = halo_vk_dispatch(vk, "mul_mv", &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
+        rc = halo_vk_dispatch(vk, shader(false, type), &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
     }
     return rc;
 }
@@ -127,7 +136,8 @@ int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, in
                           {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4)}};
         uint32_t p[2] = {(uint32_t)n_cols, (uint32_t)row_stride};
         uint32_t spec = (uint32_t)type;
-        rc = halo_vk_dispatch(vk, "get_rows", &spec, 1, args, 3, p, sizeof p, gx, (uint32_t)ni, 1);
+        rc = halo_vk_dispatch(vk, shader(true, type), &spec, 1, args, 3, p, sizeof p, gx,
+                              (uint32_t)ni, 1);
     }
     return rc;
 }

@@ -100,7 +100,7 @@ int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes);
  * every later call (a lost device stays lost). */
 int halo_vk_sync(halo_vk *vk);
 
-/* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.comp) ------
+/* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl) -----
  * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
  * Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS, MXFP4), decoded bit-exactly
  * as quant/ does (shaders/dequant.glsl); activations stay f32. n_cols a multiple of the

@@ -1,4 +1,4 @@
-/* The Vulkan matrix-vector products (kernels/vulkan/shaders/mul_mv.comp) against the
+/* The Vulkan matrix-vector products (kernels/vulkan/shaders/mul_mv*) against the
  * scalar reference halo_matmul_ref, for every weight type with a CPU decoder, at decode
  * (1 token) and small-batch (2..8 tokens, and 11: two passes) shapes, with row counts
  * and lengths that are multiples of nothing in the kernel (rows 1, 37, 129; columns

@@ -7,10 +7,16 @@
  *
  * dq_group(rb, g, n_cols, w) decodes the 32 weights g*32 .. g*32+31 of the row starting
  * at byte rb, for the format TYPE (a specialization constant, so each pipeline keeps
- * only its own case). Float formats read any n_cols (weights past it are 0); block
+ * only its own case) of the includer's format family FAMILY: FAMILY_FLOAT (F32, F16,
+ * BF16), FAMILY_Q (the 32-weight blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, IQ4_NL,
+ * MXFP4) or FAMILY_K (the 256-weight super-blocks: Q2_K .. Q8_K, IQ4_XS). Float formats read any n_cols (weights past it are 0); block
  * formats need whole blocks. Row starts are 2-byte aligned (4 for F32 and Q8_K, any
  * byte for MXFP4, whose 17-byte blocks are read a byte at a time).
  */
+
+#define FAMILY_FLOAT 1
+#define FAMILY_Q 2
+#define FAMILY_K 3
 
 /* halo_type ids */
 #define T_F32 0u
@@ -66,24 +72,27 @@ int q3k_scale(uint s, uint j) {
     return int(low | (high << 4)) - 32;
 }
 
+#if FAMILY == FAMILY_FLOAT
+void dq_group(uint rb, uint g, uint n_cols, out float w[32]) {
+    for (uint i = 0u; i < 32u; i++) {
+        uint c = g * 32u + i;
+        float v = 0.0;
+        if (c < n_cols) {
+            if (TYPE == T_F32)
+                v = uintBitsToFloat(WQ[(rb >> 2) + c]);
+            else if (TYPE == T_F16)
+                v = rdh(rb + 2u * c);
+            else
+                v = uintBitsToFloat(rd16(rb + 2u * c) << 16);
+        }
+        w[i] = v;
+    }
+}
+#elif FAMILY == FAMILY_Q
 /* The 32-wide formats share a layout: byte j of the 16 at q holds weight j in its low
  * nibble and weight j + 16 in its high one. */
 void dq_group(uint rb, uint g, uint n_cols, out float w[32]) {
-    if (TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16) {
-        for (uint i = 0u; i < 32u; i++) {
-            uint c = g * 32u + i;
-            float v = 0.0;
-            if (c < n_cols) {
-                if (TYPE == T_F32)
-                    v = uintBitsToFloat(WQ[(rb >> 2) + c]);
-                else if (TYPE == T_F16)
-                    v = rdh(rb + 2u * c);
-                else
-                    v = uintBitsToFloat(rd16(rb + 2u * c) << 16);
-            }
-            w[i] = v;
-        }
-    } else if (TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_IQ4_NL || TYPE == T_MXFP4) {
+    if (TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_IQ4_NL || TYPE == T_MXFP4) {
         uint bb = rb + g * (TYPE == T_Q4_0 || TYPE == T_IQ4_NL ? 18u : TYPE == T_Q4_1 ? 20u : 17u);
         float d = TYPE == T_MXFP4 ? e8m0_half(rd8(bb)) : rdh(bb);
         float m = TYPE == T_Q4_1 ? rdh(bb + 2u) : 0.0;
@@ -130,7 +139,11 @@ void dq_group(uint rb, uint g, uint n_cols, out float w[32]) {
             uint v = rd32(q + j);
             for (uint k = 0u; k < 4u; k++) w[j + k] = float(sx8(v >> (8u * k))) * d;
         }
-    } else if (TYPE == T_Q2_K) {
+    }
+}
+#elif FAMILY == FAMILY_K
+void dq_group(uint rb, uint g, uint n_cols, out float w[32]) {
+    if (TYPE == T_Q2_K) {
         uint bb = rb + (g >> 3) * 84u, j = g & 7u, half_ = j >> 2, shift = 2u * (j & 3u);
         float d = rdh(bb + 80u), dmin = rdh(bb + 82u);
         for (uint k = 0u; k < 2u; k++) {
@@ -193,3 +206,4 @@ void dq_group(uint rb, uint g, uint n_cols, out float w[32]) {
         }
     }
 }
+#endif

@@ -1,8 +1,8 @@
-#version 450
 /*
  * y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c], t < n_tok <= MAX_TOK: the
  * matrix-vector product of decode and of small batches, from any weight format
- * (dequant.glsl; TYPE a specialization constant). One workgroup a row: each
+ * (dequant.glsl; TYPE a specialization constant, FAMILY its format family: the
+ * includer, mul_mv_<family>.comp, defines it). One workgroup a row: each
  * invocation decodes groups of 32 weights once and multiplies them with every
  * token's activations; the partial sums meet through subgroup sums.
  */

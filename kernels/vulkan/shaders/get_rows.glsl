@@ -1,8 +1,8 @@
-#version 450
 /*
  * Embedding rows: y[i * n_cols + c] = decoded W[rows[i]][c] for the n rows of this
- * dispatch (y row i = group y), any weight format (dequant.glsl), bit-exact with
- * the CPU's decoders. Each invocation writes one group of 32 values.
+ * dispatch (y row i = group y), any weight format (dequant.glsl; TYPE a
+ * specialization constant, FAMILY defined by the includer, get_rows_<family>.comp),
+ * bit-exact with the CPU's decoders. Each invocation writes one group of 32 values.
  */
 #define WG 64
 #include "common.glsl"
