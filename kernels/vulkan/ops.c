@@ -267,3 +267,41 @@ int halo_vk_scatter_rows(halo_vk *vk, float *dst, const float *src, const int32_
                          int64_t width) {
     return rows_op(vk, true, dst, src, idx, n, width);
 }
+
+/* ---- MoE -------------------------------------------------------------------------------- */
+
+int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert, int k,
+                       bool normalize, int32_t *ids, float *weights) {
+    if (n_expert <= 0 || n_expert > 512 || k <= 0 || k > 16 || k > n_expert || n < 0)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "topk_route: %d of %d experts (at most 16 of 512), %d tokens", k,
+                            n_expert, n);
+    if (n == 0) return vk->err.status;
+    vk_arg args[3] = {
+        {logits, bytes3(n, n_expert, 4)}, {ids, bytes3(n, k, 4)}, {weights, bytes3(n, k, 4)}};
+    uint32_t p[4] = {(uint32_t)n, (uint32_t)n_expert, (uint32_t)k, normalize}, gx, gy;
+    grid((uint64_t)n, &gx, &gy);
+    return halo_vk_dispatch(vk, "topk", NULL, 0, args, 3, p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, int k,
+                        int64_t n_embd, const float *sh, const float *shg, float *out) {
+    if (n < 0 || k <= 0 || n_embd <= 0 || !fits_u32(n_embd) || (sh && !shg))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "moe_combine: %d tokens, k %d, %lld wide", n, k,
+                            (long long)n_embd);
+    if (n == 0) return vk->err.status;
+    vk_arg args[5] = {{y, bytes3((int64_t)n * k, n_embd, 4)},
+                      {w, bytes3(n, k, 4)},
+                      {sh, sh ? bytes3(n, n_embd, 4) : 0},
+                      {shg, sh ? bytes3(n, 4, 1) : 0},
+                      {out, bytes3(n, n_embd, 4)}};
+    uint32_t gx = (uint32_t)((n_embd + 255) / 256);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n - t0 < (int32_t)MAX_GROUPS ? n - t0 : (int32_t)MAX_GROUPS;
+        uint32_t p[4] = {(uint32_t)k, (uint32_t)n_embd, sh != NULL, (uint32_t)t0};
+        rc =
+            halo_vk_dispatch(vk, "moe_combine", NULL, 0, args, 5, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}

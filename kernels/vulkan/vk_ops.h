@@ -46,7 +46,7 @@
 
 typedef struct halo_vk halo_vk;
 
-/* ---- devices (kernels/vulkan/device.c) ------------------------------------------------- */
+/* ---- devices (kernels/vulkan/device.c) -------------------------------------------------- */
 
 typedef struct halo_vk_device_info {
     char name[256];            /* "llvmpipe (LLVM 15.0.6, 256 bits)", "AMD Radeon 780M" ... */
@@ -85,7 +85,7 @@ int halo_vk_validation_errors(const halo_vk *vk);
 /* Whether the validation layer was found and enabled. */
 bool halo_vk_validation_enabled(const halo_vk *vk);
 
-/* ---- memory ------------------------------------------------------------------------------ */
+/* ---- memory ----------------------------------------------------------------------------- */
 
 /* Zeroed device memory of `bytes` (> 0); NULL on failure (the reason in halo_vk_error). */
 void *halo_vk_alloc(halo_vk *vk, size_t bytes);
@@ -115,7 +115,7 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
                      const int32_t *rows, int32_t n, float *y);
 
-/* ---- small ops (kernels/vulkan/ops.c) -------------------------------------------------------
+/* ---- small ops (kernels/vulkan/ops.c) ---------------------------------------------------
  * The semantics of kernels/cuda/cuda_ops.h's ops of the same names. */
 
 /* y[t][i] = x[t][i] / sqrt(mean(x[t]^2) + eps) * (w ? w[i] : 1); y may equal x. */
@@ -140,5 +140,17 @@ int halo_vk_gather_rows(halo_vk *vk, float *dst, const float *src, const int32_t
                         int64_t width);
 int halo_vk_scatter_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
                          int64_t width);
+
+/* ---- MoE (kernels/vulkan/ops.c, shaders/topk.comp, moe_combine.comp) -------------------- */
+
+/* Routing of n tokens, as halo_topk_route per token: logits [n][n_expert] -> ids [n][k]
+ * (decreasing probability, ties to the lower index) and weights [n][k]; n_expert <= 512,
+ * k <= min(16, n_expert). */
+int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert, int k,
+                       bool normalize, int32_t *ids, float *weights);
+/* out[t][d] = sum_j w[t * k + j] * y[(t * k + j) * n_embd + d], t < n; then, when sh is not
+ * NULL, out[t][d] += sigmoid(shg[t]) * sh[t * n_embd + d]. */
+int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, int k,
+                        int64_t n_embd, const float *sh, const float *shg, float *out);
 
 #endif /* HALO_VK_OPS_H */

@@ -2,14 +2,15 @@
  * memory (uploads and downloads direct and through the staging buffer, device copies,
  * zeroing, pointer arithmetic inside allocations, refused pointers), RMS norm (with and
  * without weight, in place), add + RMS norm, RoPE (NORM and NEOX, partial rotary),
- * add, SwiGLU, sigmoid gate, 2-D copy, row gather / scatter.
+ * add, SwiGLU, sigmoid gate, 2-D copy, row gather / scatter, MoE routing (exact ids,
+ * ties to the lower index) and combination.
  *
  * Errors are max |vulkan - ref| / max |ref| over each output (the max norm), printed
  * per case. Bounds are a small multiple of the rounding each op does and of what was
  * measured on lavapipe (Mesa 22.3, llvmpipe, AVX2; worst over the cases below): rms
  * 1.8e-7, add + rms 1.4e-7, rope 1.7e-7 (angles up to 1e6), swiglu 1.1e-7, sigmoid
- * gate 1.5e-7; add, copies, gather / scatter exact. An indexing or semantic bug gives
- * errors ~1. */
+ * gate 1.5e-7, routing weights 2.4e-7, combination 1.7e-7; add, copies, gather / scatter,
+ * routing ids exact. An indexing or semantic bug gives errors ~1. */
 #include "harness.h"
 #include "vulkan_test.h"
 
@@ -31,6 +32,13 @@
 /* SwiGLU / sigmoid gate: exp (Vulkan allows 3 + 2|x| ulp: ~27 ulp at |x| = 12), a
  * division (2.5 ulp) and a product: bound 4e-6. */
 #define TOL_GATE 4e-6
+
+/* Routing weights: a sum of up to 512 exponentials (3 + 2|x| ulp each) in another order, a
+ * division, a renormalization: bound 4e-6. */
+#define TOL_ROUTE 4e-6
+/* MoE combination: up to 17 products summed in the order of the double reference, and
+ * a sigmoid: bound 4e-6. */
+#define TOL_COMBINE 4e-6
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd_u32(void) {
@@ -137,6 +145,15 @@ static void test_refusals(int device) {
     vk = vk_test_open(device, false);
     d = halo_vk_alloc(vk, 64);
     CHECK(halo_vk_rope(vk, d, 1, 1, 8, 8, 1, (int32_t *)d, d) == HALO_ERR_ARG); /* no mode 1 */
+    halo_vk_close(vk);
+
+    vk = vk_test_open(device, false);
+    d = halo_vk_alloc(vk, 64);
+    CHECK(halo_vk_topk_route(vk, d, 1, 513, 2, true, (int32_t *)d, d) == HALO_ERR_ARG);
+    halo_vk_close(vk);
+    vk = vk_test_open(device, false);
+    d = halo_vk_alloc(vk, 64);
+    CHECK(halo_vk_topk_route(vk, d, 1, 8, 9, true, (int32_t *)d, d) == HALO_ERR_ARG);
     halo_vk_close(vk);
 
     vk = vk_test_open(device, false);
@@ -331,6 +348,81 @@ static void test_copies(int64_t rows, int64_t width) {
     free(src), free(dst), free(got), free(a), free(ref), free(out), free(idx), free(perm);
 }
 
+/* ---- MoE routing ------------------------------------------------------------------------
+ * ties: 0 = distinct logits, spaced 8 / n_expert apart (no near-ties: the order is the
+ * same in any rounding); 1 = logits on 3 levels (exact ties everywhere). */
+
+static void test_topk(int32_t n, int n_expert, int k, bool normalize, int ties) {
+    size_t nl = (size_t)n * (size_t)n_expert, nk = (size_t)n * (size_t)k;
+    float *lg = malloc(sizeof(float) * nl), *w_ref = malloc(sizeof(float) * nk);
+    float *w_got = malloc(sizeof(float) * nk);
+    int32_t *id_ref = malloc(sizeof(int32_t) * nk), *id_got = malloc(sizeof(int32_t) * nk);
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_expert);
+    for (int32_t t = 0; t < n; t++) {
+        for (int e = 0; e < n_expert; e++)
+            perm[e] = e;
+        for (int e = n_expert - 1; e > 0; e--) {
+            int j = (int)(rnd_u32() % (uint32_t)(e + 1)), x = perm[e];
+            perm[e] = perm[j], perm[j] = x;
+        }
+        for (int e = 0; e < n_expert; e++)
+            lg[(size_t)t * n_expert + e] = ties ? (float)(rnd_u32() % 3) - 1.0f
+                                                : (float)perm[e] * 8.0f / (float)n_expert - 4.0f;
+        halo_topk_route_ref(lg + (size_t)t * n_expert, n_expert, k, normalize,
+                            id_ref + (size_t)t * k, w_ref + (size_t)t * k);
+    }
+    float *dl = dev_from(lg, sizeof(float) * nl), *dw = dev_from(NULL, sizeof(float) * nk);
+    int32_t *di = dev_from(NULL, sizeof(int32_t) * nk);
+    CHECK(halo_vk_topk_route(V, dl, n, n_expert, k, normalize, di, dw) == HALO_OK);
+    to_host(w_got, dw, sizeof(float) * nk);
+    to_host(id_got, di, sizeof(int32_t) * nk);
+    int bad = 0;
+    for (size_t i = 0; i < nk; i++)
+        bad += id_got[i] != id_ref[i];
+    char what[96];
+    snprintf(what, sizeof what, "topk %d tok, %d experts, k %d%s%s: ids %s", n, n_expert, k,
+             normalize ? " norm" : "", ties ? " ties" : "", bad ? "DIFFER" : "exact");
+    CHECK_MSG(bad == 0, "%s: %d ids differ", what, bad);
+    report(what, max_rel(w_got, w_ref, nk), TOL_ROUTE);
+    halo_vk_free(V, dl), halo_vk_free(V, dw), halo_vk_free(V, di);
+    free(lg), free(w_ref), free(w_got), free(id_ref), free(id_got), free(perm);
+}
+
+/* ---- MoE combination (reference in double, summed in the shader's order) ---------------- */
+
+static void test_moe_combine(int32_t n, int k, int64_t n_embd, bool shared) {
+    size_t ny = (size_t)n * (size_t)k * (size_t)n_embd, no = (size_t)n * (size_t)n_embd;
+    float *y = malloc(sizeof(float) * ny), *w = malloc(sizeof(float) * (size_t)(n * k));
+    float *sh = malloc(sizeof(float) * no), *shg = malloc(sizeof(float) * (size_t)n);
+    float *ref = malloc(sizeof(float) * no), *got = malloc(sizeof(float) * no);
+    fill(y, ny, -2.0f, 2.0f);
+    fill(w, (size_t)(n * k), 0.0f, 0.5f);
+    fill(sh, no, -2.0f, 2.0f);
+    fill(shg, (size_t)n, -4.0f, 4.0f);
+    for (int32_t t = 0; t < n; t++)
+        for (int64_t d = 0; d < n_embd; d++) {
+            double acc = 0;
+            for (int j = 0; j < k; j++)
+                acc += (double)w[t * k + j] *
+                       y[((size_t)t * k + (size_t)j) * (size_t)n_embd + (size_t)d];
+            if (shared) acc += sh[(size_t)t * n_embd + d] / (1.0 + exp(-(double)shg[t]));
+            ref[(size_t)t * n_embd + d] = (float)acc;
+        }
+    float *dy = dev_from(y, sizeof(float) * ny), *dw = dev_from(w, sizeof(float) * (size_t)(n * k));
+    float *dsh = dev_from(sh, sizeof(float) * no), *dshg = dev_from(shg, sizeof(float) * (size_t)n);
+    float *dout = dev_from(NULL, sizeof(float) * no);
+    CHECK(halo_vk_moe_combine(V, dy, dw, n, k, n_embd, shared ? dsh : NULL, shared ? dshg : NULL,
+                              dout) == HALO_OK);
+    to_host(got, dout, sizeof(float) * no);
+    char what[96];
+    snprintf(what, sizeof what, "moe_combine %d tok, k %d, %lld%s", n, k, (long long)n_embd,
+             shared ? " + shared" : "");
+    report(what, max_rel(got, ref, no), TOL_COMBINE);
+    halo_vk_free(V, dy), halo_vk_free(V, dw), halo_vk_free(V, dsh), halo_vk_free(V, dshg);
+    halo_vk_free(V, dout);
+    free(y), free(w), free(sh), free(shg), free(ref), free(got);
+}
+
 /* Every op once more with pointers inside allocations (x + row offsets), as model code
  * passes them: a product of rows 3.. of a matrix into the middle of an output. */
 static void test_offsets(void) {
@@ -382,6 +474,23 @@ static void run_all(void) {
     test_copies(1, 7);
     test_copies(37, 300);
     test_copies(256, 1024);
+
+    printf("topk route\n");
+    test_topk(1, 8, 2, true, 0);
+    test_topk(17, 64, 8, false, 0);
+    test_topk(33, 100, 10, true, 0);
+    test_topk(64, 256, 8, true, 0);
+    test_topk(9, 512, 16, false, 0);
+    test_topk(5, 512, 1, true, 0);
+    test_topk(7, 16, 16, true, 0); /* k = n_expert */
+    test_topk(32, 128, 16, true, 1);
+    test_topk(32, 512, 16, false, 1);
+    test_topk(16, 40, 8, true, 1);
+
+    printf("moe combine\n");
+    test_moe_combine(1, 1, 64, false);
+    test_moe_combine(13, 8, 2048, true);
+    test_moe_combine(64, 16, 1000, false);
 }
 
 #endif

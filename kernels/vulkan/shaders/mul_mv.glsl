@@ -18,7 +18,7 @@ layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
 layout(std430, binding = 1) readonly buffer Acts { float xs[]; };
 layout(std430, binding = 2) writeonly buffer Out { float ys[]; };
 layout(push_constant) uniform Push {
-    uint off[4];
+    uint off[6];
     uint n_rows, n_cols, row_stride, n_tok;
 } pc;
 
