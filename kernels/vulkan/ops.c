@@ -117,6 +117,35 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
     return rc;
 }
 
+int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
+                      int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
+                      const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat) {
+    if (n_rows == 0 || n_assign == 0) return vk->err.status;
+    size_t wb;
+    int rc = check_weights(vk, "matmul_id", type, w, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    if (!fits_u32(n_rows) || n_assign < 0 || x_div <= 0 || n_mat <= 0 || row_stride > UINT32_MAX ||
+        mat_stride > UINT32_MAX || (n_mat > 1 && mat_stride < wb))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "matmul_id: %lld rows, %d assignments / %d, %d matrices of stride %zu",
+                            (long long)n_rows, n_assign, x_div, n_mat, mat_stride);
+    /* the ids are read on the device: every matrix is bound */
+    vk_arg args[4] = {{w, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb},
+                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4)},
+                      {y, bytes3(n_assign, n_rows, 4)},
+                      {ids, bytes3(n_assign, 4, 1)}};
+    uint32_t gx, gy, spec[2] = {(uint32_t)type, 1};
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
+        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
+        uint32_t p[7] = {(uint32_t)n_rows,     (uint32_t)n_cols, (uint32_t)row_stride, 1,
+                         (uint32_t)mat_stride, (uint32_t)x_div,  (uint32_t)a0};
+        rc = halo_vk_dispatch(vk, shader(false, type), spec, 2, args, 4, p, sizeof p, gx, gy,
+                              (uint32_t)na);
+    }
+    return rc;
+}
+
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
                      const int32_t *rows, int32_t n, float *y) {
     if (n <= 0)

@@ -111,6 +111,14 @@ bool halo_vk_matmul_supported(int type);
  * row, up to 8 tokens a pass over the weights (more tokens: further passes). */
 int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
                    int64_t n_cols, const float *x, int64_t n_tokens, float *y);
+/* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a] (read on the
+ * device; e < n_mat), matrix e at (const char *)w + e * mat_stride:
+ *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]
+ * x_div = k (experts per token) when every assignment of token t reads row t, 1 when
+ * assignment a reads its own row a. ids < 0 are skipped (y rows untouched). */
+int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
+                      int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
+                      const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat);
 /* Embedding: y[i * n_cols + c] = decoded W[rows[i]][c], i < n (rows on the device). */
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
                      const int32_t *rows, int32_t n, float *y);

@@ -3,7 +3,8 @@
  * (1 token) and small-batch (2..8 tokens, and 11: two passes) shapes, with row counts
  * and lengths that are multiples of nothing in the kernel (rows 1, 37, 129; columns
  * past one pass of the workgroup, with a tail for the float formats); 70000 rows for
- * the 2-D grid. get_rows bit for bit against the CPU decoder.
+ * the 2-D grid; products by expert id (MoE) for a type of each family. get_rows bit for
+ * bit against the CPU decoder.
  *
  * Tolerance (as tests/cuda/test_cuda_matmul.c): the error of an output is measured
  * relative to sum_c |w_c x_c|, the scale that bounds any summation-order error. The
@@ -106,6 +107,78 @@ static void test_product(int type, int64_t n_rows, int64_t n_cols, int64_t n_tok
     free(wf), free(dec), free(x), free(ref), free(got), free(wq);
 }
 
+/* Products by expert id: n_mat matrices (experts) of n_rows x n_cols, n_assign assignments
+ * (ids at random, one of them -1: skipped, its y row untouched) reading activation row
+ * a / x_div; each assignment's outputs against its expert's reference product, with the
+ * bound of test_product. */
+static void test_product_id(int type, int32_t n_mat, int64_t n_rows, int64_t n_cols,
+                            int32_t n_assign, int32_t x_div) {
+    size_t row = halo_type_row_size(type, n_cols), mat = row * (size_t)n_rows;
+    int64_t n_x = (n_assign - 1) / x_div + 1;
+    float *wf = malloc(sizeof(float) * (size_t)n_cols),
+          *dec = malloc(sizeof(float) * (size_t)(n_mat * n_rows * n_cols));
+    float *x = malloc(sizeof(float) * (size_t)(n_x * n_cols));
+    float *ref = malloc(sizeof(float) * (size_t)n_rows),
+          *got = malloc(sizeof(float) * (size_t)(n_assign * n_rows));
+    char *wq = malloc(mat * (size_t)n_mat);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_assign);
+    halo_error err = {0};
+    for (int64_t r = 0; r < n_mat * n_rows; r++) {
+        for (int64_t c = 0; c < n_cols; c++)
+            wf[c] = frand();
+        CHECK(halo_quant_encode_ref(type, wf, wq + (size_t)r * row, n_cols, &err) == 0);
+        CHECK(halo_quant_decode(type, wq + (size_t)r * row, dec + r * n_cols, n_cols, &err) == 0);
+    }
+    for (int64_t i = 0; i < n_x * n_cols; i++)
+        x[i] = frand();
+    for (int32_t a = 0; a < n_assign; a++)
+        ids[a] = a == 1 ? -1 : (int32_t)((uint32_t)((frand() + 1.0f) * 1e6f) % (uint32_t)n_mat);
+    for (int64_t i = 0; i < n_assign * n_rows; i++)
+        got[i] = -7.0f;
+    void *dw = dev_from(wq, mat * (size_t)n_mat);
+    float *dx = dev_from(x, sizeof(float) * (size_t)(n_x * n_cols));
+    float *dy = dev_from(got, sizeof(float) * (size_t)(n_assign * n_rows));
+    int32_t *di = dev_from(ids, sizeof(int32_t) * (size_t)n_assign);
+    int rc = halo_vk_matmul_id(V, type, dw, row, mat, n_rows, n_cols, dx, x_div, di, n_assign, dy,
+                               n_mat);
+    CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
+    CHECK(halo_vk_download(V, got, dy, sizeof(float) * (size_t)(n_assign * n_rows)) == HALO_OK);
+    double err_vk = 0, err_f32 = 0;
+    for (int32_t a = 0; a < n_assign; a++) {
+        const float *xa = x + (a / x_div) * n_cols;
+        if (ids[a] < 0) {
+            bool untouched = true;
+            for (int64_t r = 0; r < n_rows; r++)
+                untouched &= got[a * n_rows + r] == -7.0f;
+            CHECK_MSG(untouched, "matmul_id %s: a skipped assignment's row was written",
+                      halo_type_name(type));
+            continue;
+        }
+        halo_matmul_ref(type, wq + (size_t)ids[a] * mat, row, n_rows, n_cols, xa, 1, ref);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const float *w = dec + ((int64_t)ids[a] * n_rows + r) * n_cols;
+            double scale = 0;
+            float f32 = 0;
+            for (int64_t c = 0; c < n_cols; c++) {
+                scale += fabs((double)w[c] * xa[c]);
+                f32 += w[c] * xa[c];
+            }
+            if (scale == 0) scale = 1e-30;
+            double e = fabs(got[a * n_rows + r] - (double)ref[r]) / scale;
+            if (!(e <= err_vk)) err_vk = e;
+            double e32 = fabs(f32 - (double)ref[r]) / scale;
+            if (e32 > err_f32) err_f32 = e32;
+        }
+    }
+    double bound = 2 * err_f32 + 4 * 0x1p-24;
+    printf("  matmul_id %-7s %d experts, %d assignments / %d: %.3g (bound %.3g)\n",
+           halo_type_name(type), n_mat, n_assign, x_div, err_vk, bound);
+    CHECK_MSG(err_vk <= bound, "matmul_id %s: error %.3g > bound %.3g", halo_type_name(type),
+              err_vk, bound);
+    halo_vk_free(V, dw), halo_vk_free(V, dx), halo_vk_free(V, dy), halo_vk_free(V, di);
+    free(wf), free(dec), free(x), free(ref), free(got), free(wq), free(ids);
+}
+
 /* get_rows: n random rows (with repeats) of a matrix, bit for bit as the CPU decodes them. */
 static void test_rows(int type, int64_t n_rows, int64_t n_cols, int32_t n) {
     size_t row = halo_type_row_size(type, n_cols);
@@ -169,6 +242,11 @@ int main(void) {
         printf("%-8s %12.3g %12.3g\n", halo_type_name(type), worst, worst_f32);
         test_rows(type, 19, cols_long, 7);
     }
+    /* products by expert id: gate / up (every assignment of a token reads its row) and
+     * down (each its own), one type of each family */
+    test_product_id(HALO_TYPE_BF16, 8, 37, 96, 6, 2);
+    test_product_id(HALO_TYPE_Q8_0, 4, 37, 96, 6, 1);
+    test_product_id(HALO_TYPE_Q4_K, 5, 19, 512, 16, 8);
     /* more rows than a grid dimension holds (65535) */
     double worst = 0, worst_f32 = 0;
     test_product(HALO_TYPE_F16, 70000, 32, 2, &worst, &worst_f32);
