@@ -1,7 +1,7 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend,
- * moe, the DeltaNet ops and output are NULL today): tests drive it op by op.
+ * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend, the
+ * DeltaNet ops and output are NULL today): tests drive it op by op.
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
@@ -148,6 +148,13 @@ typedef struct vk_state {
     halo_vk *vk;
     int32_t *d_token, *d_pos, *d_perm; /* [n_ubatch] the ubatch's, on the device */
     float *inv_freq;                   /* [n_rot / 2] */
+    /* MoE: routing, the experts' activations and outputs, the shared expert */
+    float *router, *moe_w; /* [n_ubatch][n_expert], [n_ubatch][k] */
+    int32_t *moe_ids;      /* [n_ubatch][k] */
+    float *moe_a, *moe_b;  /* [n_ubatch * k][n_ff_exp] */
+    float *moe_y;          /* [n_ubatch * k][n_embd] */
+    float *sh_a, *sh_b;    /* [n_ubatch][n_ff_shexp] */
+    float *sh, *shg;       /* [n_ubatch][n_embd], [n_ubatch] */
     bool error;
 } vk_state;
 
@@ -195,7 +202,8 @@ static void vk_release(halo_backend *be) {
     vk_state *s = be->impl;
     if (!s) return;
     halo_vk_sync(s->vk);
-    void *dev[] = {s->d_token, s->d_pos, s->d_perm, s->inv_freq};
+    void *dev[] = {s->d_token, s->d_pos, s->d_perm, s->inv_freq, s->router, s->moe_w, s->moe_ids,
+                   s->moe_a,   s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,   s->sh,    s->shg};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
     free(s);
@@ -276,6 +284,42 @@ static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, con
     check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
+/* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
+ * up products by expert id with SwiGLU, down by expert id, then the weighted sum with the
+ * gated shared expert. The host never sees the expert choice. */
+static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                   float *out) {
+    vk_state *s = st(ctx);
+    halo_vk *vk = s->vk;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    vk_matmul(ctx, W->router, 0, xn, n, s->router);
+    check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
+                                  ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+    check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
+                                 g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
+    check(ctx, halo_vk_matmul_id(vk, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
+                                 u->n_cols, xn, k, s->moe_ids, na, s->moe_b, (int32_t)u->n_mats));
+    check(ctx, halo_vk_swiglu(vk, s->moe_a, s->moe_b, (int64_t)na * ff));
+    check(ctx,
+          halo_vk_matmul_id(vk, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows, d->n_cols,
+                            s->moe_a, 1, s->moe_ids, na, s->moe_y, (int32_t)d->n_mats));
+    const float *sh = NULL, *shg = NULL;
+    if (W->shexp_gate) {
+        const int64_t fs = W->shexp_gate->n_rows;
+        vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+        vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+        check(ctx, halo_vk_swiglu(vk, s->sh_a, s->sh_b, n * fs));
+        vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+        vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+        sh = s->sh;
+        shg = s->shg;
+    }
+    check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
+}
+
 const halo_backend_ops halo_backend_vulkan_ops = {
     .name = "Vulkan",
     .alloc = vk_alloc,
@@ -298,6 +342,7 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .copy2d = vk_copy2d,
     .gather = vk_gather,
     .scatter = vk_scatter,
+    .moe = vk_moe,
 };
 
 int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err) {
@@ -316,6 +361,23 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
     int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq ? 0 : HALO_ERR_NOMEM;
+    if (!rc && hp->n_expert) {
+        const size_t k = hp->n_expert_used, ff = hp->n_ff_exp ? hp->n_ff_exp : 1;
+        const size_t fs = hp->n_ff_shexp ? hp->n_ff_shexp : 1, e = hp->n_embd;
+        s->router = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_expert);
+        s->moe_w = halo_vk_alloc(s->vk, sizeof(float) * u * k);
+        s->moe_ids = halo_vk_alloc(s->vk, sizeof(int32_t) * u * k);
+        s->moe_a = halo_vk_alloc(s->vk, sizeof(float) * u * k * ff);
+        s->moe_b = halo_vk_alloc(s->vk, sizeof(float) * u * k * ff);
+        s->moe_y = halo_vk_alloc(s->vk, sizeof(float) * u * k * e);
+        s->sh_a = halo_vk_alloc(s->vk, sizeof(float) * u * fs);
+        s->sh_b = halo_vk_alloc(s->vk, sizeof(float) * u * fs);
+        s->sh = halo_vk_alloc(s->vk, sizeof(float) * u * e);
+        s->shg = halo_vk_alloc(s->vk, sizeof(float) * u);
+        if (!s->router || !s->moe_w || !s->moe_ids || !s->moe_a || !s->moe_b || !s->moe_y ||
+            !s->sh_a || !s->sh_b || !s->sh || !s->shg)
+            rc = HALO_ERR_NOMEM;
+    }
     if (!rc && hp->n_rot) { /* the CPU's frequencies (runtime/context.c), on the device */
         float *f = malloc(sizeof(float) * hp->n_rot / 2);
         if (!f) rc = HALO_ERR_NOMEM;

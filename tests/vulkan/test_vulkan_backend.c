@@ -1,10 +1,11 @@
 /* The Vulkan backend's op table (kernels/vulkan/backend.c) against the CPU backend's, op
  * by op, on real model weights: the fixture models' weights uploaded with
- * halo_vk_model_upload (tiny-llama: F16, NORM RoPE, untied output; kdoc-moe: BF16, NEOX
- * partial RoPE, 3-D expert tensors, tied output), a ubatch of 5 tokens at scattered
- * positions in a shuffled order. The Vulkan context is the CPU context's mirror with the
- * Vulkan backend (the table is not complete: no context runs a model on it yet), so both
- * see the same model, hyperparameters and ubatch.
+ * halo_vk_model_upload (tiny-llama: F16, NORM RoPE, untied output; tiny-qwen3moe: F16
+ * experts, normalized top-k; kdoc-moe: BF16, NEOX partial RoPE, 3-D expert tensors, a
+ * shared expert, tied output), a ubatch of 5 tokens at scattered positions in a shuffled
+ * order; the MoE op through the model's own block (halo_blk_moe). The Vulkan context is the CPU
+ * context's mirror with the Vulkan backend (the table is not complete: no context runs a model on
+ * it yet), so both see the same model, hyperparameters and ubatch.
  *
  * Bounds: embedding, add, copies, gather / scatter exact; the others as
  * tests/vulkan/test_vulkan_ops.c (max |vulkan - cpu| / max |cpu|), products 1e-5: the CPU
@@ -235,6 +236,19 @@ static void test_model(const char *rel) {
         test_product("ffn_gate_exps", &L->ffn_gate_exps, 0);
     }
 
+    /* the routed experts (and the shared one) of the first layer, through the model's block */
+    if (hp->n_expert) {
+        for (size_t i = 0; i < nx; i++)
+            a[i] = frand();
+        V->be.ops->to_backend(&V->be, da, a, sizeof(float) * nx);
+        halo_blk_moe(C, L, a, N_TOK, ref);
+        halo_blk_moe(V, L, da, N_TOK, dc);
+        host(got, dc, nx);
+        snprintf(what, sizeof what, "moe: %u of %u experts%s", hp->n_expert_used, hp->n_expert,
+                 L->ffn_gate_shexp.data ? " + shared" : "");
+        report(what, max_rel(got, ref, nx), TOL_PRODUCT);
+    }
+
     CHECK_MSG(V->be.ops->finish(V, &ub) == 0, "%s", halo_vk_error(VK)->msg);
     CHECK_MSG(halo_vk_validation_errors(VK) == 0, "%d validation errors",
               halo_vk_validation_errors(VK));
@@ -253,7 +267,8 @@ int main(void) {
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
     halo_test_require_fixtures();
-    const char *models[] = {"models/tiny-llama-f16.gguf", "models/kdoc-moe-bf16.gguf"};
+    const char *models[] = {"models/tiny-llama-f16.gguf", "models/tiny-qwen3moe-f16.gguf",
+                            "models/kdoc-moe-bf16.gguf"};
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         VK = vk_test_open(device, false); /* the model owns it once uploaded */
         test_model(models[i]);
