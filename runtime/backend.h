@@ -147,7 +147,7 @@ void halo_cuda_model_release(halo_model *model);
 #ifdef HALO_HAVE_VULKAN
 /* The Vulkan backend (kernels/vulkan/backend.c), internal until every op exists: its table
  * has the memory ops and embed, matmul, rms_norm, rope, add, add_rms_norm, swiglu,
- * sigmoid_gate, copy2d, gather, scatter and moe; attend, the DeltaNet ops and output are
+ * sigmoid_gate, copy2d, gather, scatter, moe and output; attend and the DeltaNet ops are
  * NULL, so no context runs a model on it yet and no option selects it (docs/DESIGN.md). */
 typedef struct halo_vk halo_vk;
 extern const halo_backend_ops halo_backend_vulkan_ops;

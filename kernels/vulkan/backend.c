@@ -1,14 +1,15 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend, the
- * DeltaNet ops and output are NULL today): tests drive it op by op.
+ * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend and
+ * the DeltaNet ops are NULL today): tests drive it op by op.
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
  *   its copy, and the model owns the device (halo_vk) they live on.
  * - A context's buffers are device memory; the model code passes them to the ops as it
  *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
- *   the ubatch's tokens, positions and permutation, `finish` submits and waits.
+ *   the ubatch's tokens, positions, permutation and rows with logits, `finish` submits,
+ *   waits and copies the logits into ctx->logits.
  */
 #include "kernels/kernels.h"
 #include "kernels/vulkan/vk_ops.h"
@@ -155,6 +156,11 @@ typedef struct vk_state {
     float *moe_y;          /* [n_ubatch * k][n_embd] */
     float *sh_a, *sh_b;    /* [n_ubatch][n_ff_shexp] */
     float *sh, *shg;       /* [n_ubatch][n_embd], [n_ubatch] */
+    /* output: the ubatch's rows with logits, their normed states, their logits */
+    int32_t *h_out_idx, *d_out_idx; /* [n_ubatch] host, device */
+    float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
+    int32_t out_first, out_n;       /* rows of ctx->logits the ubatch fills */
+    bool out_embd;
     bool error;
 } vk_state;
 
@@ -202,10 +208,12 @@ static void vk_release(halo_backend *be) {
     vk_state *s = be->impl;
     if (!s) return;
     halo_vk_sync(s->vk);
-    void *dev[] = {s->d_token, s->d_pos, s->d_perm, s->inv_freq, s->router, s->moe_w, s->moe_ids,
-                   s->moe_a,   s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,   s->sh,    s->shg};
+    void *dev[] = {s->d_token, s->d_pos, s->d_perm,    s->inv_freq, s->router, s->moe_w,
+                   s->moe_ids, s->moe_a, s->moe_b,     s->moe_y,    s->sh_a,   s->sh_b,
+                   s->sh,      s->shg,   s->d_out_idx, s->out_x,    s->logits};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
+    free(s->h_out_idx);
     free(s);
     be->impl = NULL;
 }
@@ -219,11 +227,30 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
     check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
     check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
+    /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
+    s->out_n = 0;
+    s->out_first = -1;
+    s->out_embd = ub->embd;
+    for (int32_t t = 0; t < ub->n; t++) {
+        if (ub->out[t] < 0) continue;
+        if (s->out_first < 0) s->out_first = ub->out[t];
+        s->h_out_idx[s->out_n++] = t;
+    }
+    if (s->out_n)
+        check(ctx, halo_vk_upload(s->vk, s->d_out_idx, s->h_out_idx,
+                                  sizeof(int32_t) * (size_t)s->out_n));
 }
 
 static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
     vk_state *s = st(ctx);
     if (halo_vk_sync(s->vk)) s->error = true;
+    if (s->out_n > 0 && !s->error) { /* logits, or the normed rows (embeddings) */
+        const size_t w = s->out_embd ? ctx->hp->n_embd : ctx->hp->n_vocab;
+        if (halo_vk_download(s->vk, ctx->logits + (size_t)s->out_first * w,
+                             s->out_embd ? s->out_x : s->logits,
+                             sizeof(float) * (size_t)s->out_n * w))
+            s->error = true;
+    }
     if (s->error) halo_log(HALO_LOG_ERROR, "%s", halo_vk_error(s->vk)->msg);
     return s->error ? -1 : 0;
 }
@@ -320,6 +347,18 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
     check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
 }
 
+/* The final norm and output head of the rows that asked for logits (the embeddings mode:
+ * the normed rows themselves); `finish` copies them into ctx->logits. */
+static void vk_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
+    vk_state *s = st(ctx);
+    const halo_model *m = ctx->model;
+    const int64_t e = m->hp.n_embd;
+    check(ctx, halo_vk_gather_rows(s->vk, s->out_x, x, s->d_out_idx, s->out_n, e));
+    check(ctx, halo_vk_rms_norm(s->vk, s->out_x, m->output_norm.dev, s->out_x, s->out_n, e,
+                                m->hp.rms_eps));
+    if (!ub->embd) vk_matmul(ctx, &m->output, 0, s->out_x, s->out_n, s->logits);
+}
+
 const halo_backend_ops halo_backend_vulkan_ops = {
     .name = "Vulkan",
     .alloc = vk_alloc,
@@ -343,6 +382,7 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .gather = vk_gather,
     .scatter = vk_scatter,
     .moe = vk_moe,
+    .output = vk_output,
 };
 
 int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err) {
@@ -360,7 +400,14 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
-    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq ? 0 : HALO_ERR_NOMEM;
+    s->h_out_idx = malloc(sizeof(int32_t) * u);
+    s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
+    s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
+    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_out_idx &&
+                     s->out_x && s->logits
+                 ? 0
+                 : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {
         const size_t k = hp->n_expert_used, ff = hp->n_ff_exp ? hp->n_ff_exp : 1;
         const size_t fs = hp->n_ff_shexp ? hp->n_ff_shexp : 1, e = hp->n_embd;

@@ -249,7 +249,30 @@ static void test_model(const char *rel) {
         report(what, max_rel(got, ref, nx), TOL_PRODUCT);
     }
 
-    CHECK_MSG(V->be.ops->finish(V, &ub) == 0, "%s", halo_vk_error(VK)->msg);
+    /* the output head of the rows that ask for logits (tokens 1, 3, 4: rows 0..2), and the
+     * embeddings mode's normed rows; finish copies them into ctx->logits */
+    for (size_t i = 0; i < nx; i++)
+        a[i] = frand();
+    V->be.ops->to_backend(&V->be, da, a, sizeof(float) * nx);
+    int32_t out_rows[N_TOK] = {-1, 0, -1, 1, 2};
+    ub.out = out_rows;
+    ub.n_out = 3;
+    const size_t nl = 3 * (size_t)hp->n_vocab;
+    float *lc = malloc(sizeof(float) * nl), *lv = malloc(sizeof(float) * nl);
+    for (int embd = 0; embd < 2; embd++) {
+        ub.embd = embd;
+        const size_t n_got = embd ? 3 * ne : nl;
+        C->logits = lc, V->logits = lv;
+        C->be.ops->begin(C, &ub);
+        V->be.ops->begin(V, &ub);
+        C->be.ops->output(C, &ub, a);
+        V->be.ops->output(V, &ub, da);
+        CHECK_MSG(V->be.ops->finish(V, &ub) == 0, "%s", halo_vk_error(VK)->msg);
+        snprintf(what, sizeof what, "output: %s of 3 rows", embd ? "embeddings" : "logits");
+        report(what, max_rel(lv, lc, n_got), TOL_PRODUCT);
+    }
+    C->logits = V->logits = NULL;
+    free(lc), free(lv);
     CHECK_MSG(halo_vk_validation_errors(VK) == 0, "%d validation errors",
               halo_vk_validation_errors(VK));
     release(da), release(db), release(dc), release(dq);
