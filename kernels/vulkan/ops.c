@@ -334,3 +334,77 @@ int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, 
     }
     return rc;
 }
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+static bool kv_type_ok(int type, int head_dim) {
+    switch (type) {
+    case HALO_TYPE_F32:
+    case HALO_TYPE_F16:
+    case HALO_TYPE_BF16:
+        return true;
+    case HALO_TYPE_Q8_0:
+    case HALO_TYPE_Q4_0:
+        return head_dim % 32 == 0;
+    default:
+        return false;
+    }
+}
+
+/* The bytes of an allocation from p on (the rows the device reads by index). */
+static size_t rest_of(halo_vk *vk, const void *p, const char *what) {
+    VkDeviceSize off;
+    vk_alloc *a = halo_vk_range(vk, p, 1, what, &off);
+    return a ? (size_t)(a->size - off) : 0;
+}
+
+int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
+                 float scale, const float *q, float *out) {
+    if (n_head <= 0 || n_kv <= 0 || n_head % n_kv || head_dim_k <= 0 || head_dim_k > 256 ||
+        head_dim_v <= 0 || head_dim_v > 256 || kv->page_size <= 0 || kv->table_stride < 0 ||
+        n_tok < 0 || !kv_type_ok(kv->type_k, head_dim_k) || !kv_type_ok(kv->type_v, head_dim_v))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "attn: %d heads / %d KV heads of %d / %d, K %s, V %s, pages of %d",
+                            n_head, n_kv, head_dim_k, head_dim_v, halo_type_name(kv->type_k),
+                            halo_type_name(kv->type_v), kv->page_size);
+    if (kv->k_page_bytes > UINT32_MAX || kv->v_page_bytes > UINT32_MAX ||
+        kv->k_head_bytes > UINT32_MAX || kv->v_head_bytes > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "attn: pages of more than 4 GiB");
+    if (n_tok == 0) return vk->err.status;
+    size_t kb = rest_of(vk, kv->k, "attn (K)"), vb = kb ? rest_of(vk, kv->v, "attn (V)") : 0;
+    size_t tb = vb ? rest_of(vk, kv->page_table, "attn (page table)") : 0;
+    if (!tb) return vk->err.status;
+    vk_arg args[7] = {{kv->k, kb},
+                      {kv->v, vb},
+                      {q, bytes3(n_tok, (int64_t)n_head * head_dim_k, 4)},
+                      {out, bytes3(n_tok, (int64_t)n_head * head_dim_v, 4)},
+                      {kv->page_table, tb},
+                      {seq, bytes3(n_tok, 4, 1)},
+                      {pos, bytes3(n_tok, 4, 1)}};
+    uint32_t spec[2] = {(uint32_t)kv->type_k, (uint32_t)kv->type_v};
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        struct {
+            uint32_t n_head, n_kv, hd_k, hd_v;
+            uint32_t k_page_bytes, v_page_bytes, k_head_bytes, v_head_bytes;
+            uint32_t page_size, table_stride, t0;
+            float scale;
+        } p = {(uint32_t)n_head,
+               (uint32_t)n_kv,
+               (uint32_t)head_dim_k,
+               (uint32_t)head_dim_v,
+               (uint32_t)kv->k_page_bytes,
+               (uint32_t)kv->v_page_bytes,
+               (uint32_t)kv->k_head_bytes,
+               (uint32_t)kv->v_head_bytes,
+               (uint32_t)kv->page_size,
+               (uint32_t)kv->table_stride,
+               (uint32_t)t0,
+               scale};
+        rc = halo_vk_dispatch(vk, "attn", spec, 2, args, 7, &p, sizeof p, (uint32_t)n_head,
+                              (uint32_t)nt, 1);
+    }
+    return rc;
+}

@@ -15,7 +15,7 @@
 
 #include <vulkan/vulkan.h>
 
-#define HALO_VK_BINDINGS 6
+#define HALO_VK_BINDINGS 8
 #define HALO_VK_PUSH_BYTES 128 /* the push-constant size every device offers */
 #define HALO_VK_MAX_SPEC 4
 

@@ -161,4 +161,28 @@ int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert
 int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, int k,
                         int64_t n_embd, const float *sh, const float *shg, float *out);
 
+/* ---- attention over a paged KV cache (kernels/vulkan/ops.c, shaders/attn.comp) ----------
+ * The cache of one layer, as kernels/cuda/cuda_ops.h's halo_cuda_kv: position p of
+ * sequence s is row p % page_size of page page_table[s * table_stride + p / page_size];
+ * a row holds all n_kv heads, head h at byte h * head_bytes of the row; a page holds
+ * page_size rows (page_bytes apart). Types: F32, F16, BF16, Q8_0, Q4_0, for K and V
+ * independently. */
+typedef struct halo_vk_kv {
+    int type_k, type_v;
+    const void *k, *v; /* the layer's page-major storage */
+    size_t k_page_bytes, v_page_bytes;
+    size_t k_head_bytes, v_head_bytes;
+    int32_t page_size;
+    const int32_t *page_table;
+    int32_t table_stride; /* entries per sequence */
+} halo_vk_kv;
+
+/* out[t][h * head_dim_v ...] = softmax(scale * q_h . K[0..pos[t]]) V for token t's query
+ * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
+ * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t] (seq, pos on the
+ * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for Q8_0/Q4_0). */
+int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
+                 float scale, const float *q, float *out);
+
 #endif /* HALO_VK_OPS_H */

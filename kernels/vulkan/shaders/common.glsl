@@ -4,8 +4,8 @@
  * spread over y), and the workgroup sum (subgroup sums, then one value a subgroup
  * through shared memory).
  *
- * Push constants: every shader's block starts with `uint off[6]`, the byte offsets of
- * its six bindings' pointers in their buffers (kernels/vulkan/vk_impl.h), then its
+ * Push constants: every shader's block starts with `uint off[8]`, the byte offsets of
+ * its eight bindings' pointers in their buffers (kernels/vulkan/vk_impl.h), then its
  * own parameters.
  */
 #extension GL_GOOGLE_include_directive : require

@@ -8,7 +8,7 @@ layout(local_size_x = WG) in;
 layout(std430, binding = 0) writeonly buffer Dst { float dst[]; };
 layout(std430, binding = 1) readonly buffer Src { float src[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint dst_stride, src_stride, width, row0;
 } pc;
 

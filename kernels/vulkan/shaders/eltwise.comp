@@ -14,7 +14,7 @@ layout(constant_id = 0) const uint OP = 0;
 layout(std430, binding = 0) buffer A { float as_[]; };
 layout(std430, binding = 1) readonly buffer B { float bs[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n;
 } pc;
 

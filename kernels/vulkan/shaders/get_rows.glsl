@@ -14,7 +14,7 @@ layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
 layout(std430, binding = 1) readonly buffer Rows { int rows[]; };
 layout(std430, binding = 2) writeonly buffer Out { float ys[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n_cols, row_stride;
 } pc;
 

@@ -16,7 +16,7 @@ layout(std430, binding = 2) readonly buffer Sh { float sh[]; };
 layout(std430, binding = 3) readonly buffer Shg { float shg[]; };
 layout(std430, binding = 4) writeonly buffer Out { float outs[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint k, n_embd, shared_, t0;
 } pc;
 

@@ -23,7 +23,7 @@ layout(std430, binding = 1) readonly buffer Acts { float xs[]; };
 layout(std430, binding = 2) writeonly buffer Out { float ys[]; };
 layout(std430, binding = 3) readonly buffer Ids { int ids[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n_rows, n_cols, row_stride, n_tok;
     uint mat_stride, x_div, a0; /* BY_ID */
 } pc;

@@ -17,7 +17,7 @@ layout(std430, binding = 1) readonly buffer W { float ws[]; };
 layout(std430, binding = 2) writeonly buffer Y { float ys[]; };
 layout(std430, binding = 3) readonly buffer R { float rs[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n_rows, n, has_w;
     float eps;
 } pc;

@@ -16,7 +16,7 @@ layout(std430, binding = 0) buffer X { float xs[]; };
 layout(std430, binding = 1) readonly buffer Pos { int pos[]; };
 layout(std430, binding = 2) readonly buffer Freq { float inv_freq[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n_heads, head_dim, n_rot, mode, t0;
 } pc;
 

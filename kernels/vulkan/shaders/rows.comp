@@ -13,7 +13,7 @@ layout(std430, binding = 0) writeonly buffer Dst { float dst[]; };
 layout(std430, binding = 1) readonly buffer Src { float src[]; };
 layout(std430, binding = 2) readonly buffer Idx { int idx[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint width, i0;
 } pc;
 

@@ -17,7 +17,7 @@ layout(std430, binding = 0) readonly buffer Logits { float logits[]; };
 layout(std430, binding = 1) writeonly buffer Ids { int ids[]; };
 layout(std430, binding = 2) writeonly buffer Weights { float weights[]; };
 layout(push_constant) uniform Push {
-    uint off[6];
+    uint off[8];
     uint n, n_expert, k, normalize;
 } pc;
 

@@ -1,0 +1,180 @@
+/*
+ * Paged attention on Vulkan (kernels/vulkan/shaders/attn.comp) against the CPU's reference
+ * halo_attn_paged_ref (double precision, plain softmax): every K/V type (F32, F16, BF16,
+ * Q8_0, Q4_0, and mixed), head dims 64/128/256, GQA groups 1, 4 and 8, two sequences with
+ * shuffled page tables, positions past several blocks of 64 with a tail, pages of 16
+ * and 32.
+ *
+ * Tolerance: the shader keeps everything in f32: each score is a 64..256-term dot product
+ * (relative error ~ sqrt(d) * 2^-24 ~ 1e-6 of |q||k|), exp within a few ulp, the weighted
+ * sums of V over up to 200 positions in f32, rescaled once per block. Relative to the
+ * largest |output| of the (token, head) row, measured on lavapipe: at most 6e-7;
+ * ATTN_TOL 1e-5 leaves a margin while a wrong position, page or head (errors of 1e-2 and
+ * up) cannot pass.
+ */
+#include "harness.h"
+#include "vulkan_test.h"
+
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef HALO_HAVE_VULKAN
+
+#define ATTN_TOL 1e-5
+
+static uint64_t rng_state = 0x13198A2E03707344ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+static uint32_t urand(uint32_t n) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)((rng_state >> 33) % n);
+}
+
+static halo_vk *V;
+
+static void *dev_from(const void *h, size_t bytes) {
+    void *d = halo_vk_alloc(V, bytes);
+    CHECK_MSG(d != NULL, "%s", halo_vk_error(V)->msg);
+    if (d && h) CHECK(halo_vk_upload(V, d, h, bytes) == HALO_OK);
+    return d;
+}
+
+/* A cache of n_pages pages of `type` rows (n_kv heads of hd), every row random. */
+static char *make_cache(int type, int n_pages, int page_size, int n_kv, int hd,
+                        size_t *head_bytes) {
+    *head_bytes = halo_type_row_size(type, hd);
+    size_t rows = (size_t)n_pages * (size_t)page_size * (size_t)n_kv;
+    char *c = malloc(rows * *head_bytes);
+    float v[256];
+    halo_error err = {0};
+    for (size_t r = 0; r < rows; r++) {
+        for (int d = 0; d < hd; d++)
+            v[d] = frand();
+        CHECK(halo_quant_encode_ref(type, v, c + r * *head_bytes, hd, &err) == 0);
+    }
+    return c;
+}
+
+static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int page_size,
+                      int n_tok, int max_pos) {
+    const int n_seq = 2, per_seq = (max_pos + page_size - 1) / page_size + 1;
+    const int n_pages = n_seq * per_seq + 3;
+    size_t khb, vhb;
+    char *kc = make_cache(type_k, n_pages, page_size, n_kv, hd, &khb);
+    char *vc = make_cache(type_v, n_pages, page_size, n_kv, hd, &vhb);
+    const size_t krow = (size_t)n_kv * khb, vrow = (size_t)n_kv * vhb;
+    int32_t *table = malloc(sizeof(int32_t) * (size_t)(n_seq * per_seq));
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
+    for (int i = 0; i < n_pages; i++)
+        perm[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) {
+        int j = (int)urand((uint32_t)i + 1), x = perm[i];
+        perm[i] = perm[j], perm[j] = x;
+    }
+    memcpy(table, perm, sizeof(int32_t) * (size_t)(n_seq * per_seq));
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)n_tok),
+            *pos = malloc(sizeof(int32_t) * (size_t)n_tok);
+    for (int t = 0; t < n_tok; t++) {
+        seq[t] = (int32_t)urand((uint32_t)n_seq);
+        pos[t] = t == 0 ? max_pos - 1 : (int32_t)urand((uint32_t)max_pos);
+    }
+    const size_t nq = (size_t)n_tok * (size_t)n_head * (size_t)hd;
+    float *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq);
+    float *got = malloc(sizeof(float) * nq);
+    for (size_t i = 0; i < nq; i++)
+        q[i] = frand();
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int grp = n_head / n_kv;
+    for (int t = 0; t < n_tok; t++)
+        for (int g = 0; g < n_kv; g++) {
+            halo_attn_kv kv = {.type_k = type_k,
+                               .type_v = type_v,
+                               .k_base = kc,
+                               .v_base = vc,
+                               .k_page_bytes = (size_t)page_size * krow,
+                               .v_page_bytes = (size_t)page_size * vrow,
+                               .k_row_bytes = krow,
+                               .v_row_bytes = vrow,
+                               .k_head_offset = (size_t)g * khb,
+                               .v_head_offset = (size_t)g * vhb,
+                               .page_size = page_size,
+                               .pages = table + seq[t] * per_seq};
+            int32_t n_kv_t = pos[t] + 1;
+            size_t o = ((size_t)t * (size_t)n_head + (size_t)g * (size_t)grp) * (size_t)hd;
+            halo_attn_paged_ref(&kv, q + o, (size_t)hd, 1, &n_kv_t, grp, hd, hd, scale, ref + o,
+                                (size_t)hd);
+        }
+
+    void *dk = dev_from(kc, (size_t)n_pages * page_size * krow);
+    void *dv = dev_from(vc, (size_t)n_pages * page_size * vrow);
+    int32_t *dt = dev_from(table, sizeof(int32_t) * (size_t)(n_seq * per_seq));
+    int32_t *ds = dev_from(seq, sizeof(int32_t) * (size_t)n_tok);
+    int32_t *dp = dev_from(pos, sizeof(int32_t) * (size_t)n_tok);
+    float *dq = dev_from(q, sizeof(float) * nq), *dout = dev_from(NULL, sizeof(float) * nq);
+    halo_vk_kv kv = {.type_k = type_k,
+                     .type_v = type_v,
+                     .k = dk,
+                     .v = dv,
+                     .k_page_bytes = (size_t)page_size * krow,
+                     .v_page_bytes = (size_t)page_size * vrow,
+                     .k_head_bytes = khb,
+                     .v_head_bytes = vhb,
+                     .page_size = page_size,
+                     .page_table = dt,
+                     .table_stride = per_seq};
+    int rc = halo_vk_attn(V, &kv, n_tok, ds, dp, n_head, n_kv, hd, hd, scale, dq, dout);
+    CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
+    CHECK(halo_vk_download(V, got, dout, sizeof(float) * nq) == HALO_OK);
+    double worst = 0;
+    for (size_t r = 0; r < nq / (size_t)hd; r++) {
+        double diff = 0, mag = 0;
+        for (int d = 0; d < hd; d++) {
+            double e = fabs((double)got[r * hd + d] - ref[r * hd + d]);
+            if (!(e <= diff)) diff = e;
+            if (fabs(ref[r * hd + d]) > mag) mag = fabs(ref[r * hd + d]);
+        }
+        double rel = diff / (mag > 0 ? mag : 1e-30);
+        if (!(rel <= worst)) worst = rel;
+    }
+    printf("  K %-5s V %-5s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %3d: %.3g\n",
+           halo_type_name(type_k), halo_type_name(type_v), hd, n_head, n_kv, page_size, n_tok,
+           max_pos, worst);
+    CHECK_MSG(worst <= ATTN_TOL, "attention error %.3g > %.0e", worst, ATTN_TOL);
+    void *d[] = {dk, dv, dt, ds, dp, dq, dout};
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++)
+        halo_vk_free(V, d[i]);
+    free(kc), free(vc), free(table), free(perm), free(seq), free(pos), free(q), free(ref);
+    free(got);
+}
+
+#endif
+
+int main(void) {
+    int device = vk_test_device();
+    (void)device; /* unused without the backend: vk_test_device skips then */
+#ifdef HALO_HAVE_VULKAN
+    V = vk_test_open(device, false);
+    const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
+                         HALO_TYPE_Q4_0};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        test_attn(types[i], types[i], 128, 8, 2, 16, 5, 150);
+    test_attn(HALO_TYPE_F16, HALO_TYPE_Q8_0, 64, 4, 4, 32, 3, 70);   /* no GQA, mixed types */
+    test_attn(HALO_TYPE_Q8_0, HALO_TYPE_F16, 256, 8, 1, 16, 4, 200); /* kdoc-moe's shape */
+    test_attn(HALO_TYPE_Q4_0, HALO_TYPE_BF16, 64, 8, 2, 32, 9, 65);
+    test_attn(HALO_TYPE_F16, HALO_TYPE_F16, 64, 2, 2, 16, 1, 1); /* one position */
+    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
+              halo_vk_validation_errors(V));
+    halo_vk_close(V);
+#endif
+    return halo_test_finish("vulkan_attn");
+}
