@@ -408,3 +408,55 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
     }
     return rc;
 }
+
+int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                     const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
+                     int64_t k_stride, const float *v, int64_t v_stride) {
+    const int tk = kv->type_k, tv = kv->type_v;
+    if (!(tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) ||
+        !(tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16))
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED,
+                            "kv_store: a %s/%s cache cannot be written on Vulkan yet (F32, F16, "
+                            "BF16 can)",
+                            halo_type_name(tk), halo_type_name(tv));
+    const int64_t nk = (int64_t)n_kv * head_dim_k, nv = (int64_t)n_kv * head_dim_v;
+    if (n_kv <= 0 || head_dim_k <= 0 || head_dim_v <= 0 || nk % 2 || nv % 2 || n_tok < 0 ||
+        k_stride < nk || v_stride < nv || !fits_u32(k_stride) || !fits_u32(v_stride) ||
+        kv->page_size <= 0 || kv->k_page_bytes > UINT32_MAX || kv->v_page_bytes > UINT32_MAX ||
+        (size_t)kv->k_head_bytes * (size_t)n_kv > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "kv_store: %d KV heads of %d / %d, strides %lld / %lld", n_kv,
+                            head_dim_k, head_dim_v, (long long)k_stride, (long long)v_stride);
+    if (n_tok == 0) return vk->err.status;
+    size_t kb = rest_of(vk, kv->k, "kv_store (K)"),
+           vb = kb ? rest_of(vk, kv->v, "kv_store (V)") : 0;
+    size_t tb = vb ? rest_of(vk, kv->page_table, "kv_store (page table)") : 0;
+    if (!tb) return vk->err.status;
+    vk_arg args[7] = {{kv->k, kb},
+                      {kv->v, vb},
+                      {k, bytes3(n_tok - 1, k_stride, 4) + 4 * (size_t)nk},
+                      {v, bytes3(n_tok - 1, v_stride, 4) + 4 * (size_t)nv},
+                      {kv->page_table, tb},
+                      {seq, bytes3(n_tok, 4, 1)},
+                      {pos, bytes3(n_tok, 4, 1)}};
+    uint32_t spec[2] = {(uint32_t)tk, (uint32_t)tv};
+    const int64_t pairs = (nk > nv ? nk : nv) / 2;
+    uint32_t gx = (uint32_t)((pairs + 63) / 64);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        uint32_t p[11] = {(uint32_t)nk,
+                          (uint32_t)nv,
+                          (uint32_t)k_stride,
+                          (uint32_t)v_stride,
+                          (uint32_t)kv->k_page_bytes,
+                          (uint32_t)kv->v_page_bytes,
+                          (uint32_t)(kv->k_head_bytes * (size_t)n_kv),
+                          (uint32_t)(kv->v_head_bytes * (size_t)n_kv),
+                          (uint32_t)kv->page_size,
+                          (uint32_t)kv->table_stride,
+                          (uint32_t)t0};
+        rc = halo_vk_dispatch(vk, "kv_store", spec, 2, args, 7, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}

@@ -177,6 +177,14 @@ typedef struct halo_vk_kv {
     int32_t table_stride; /* entries per sequence */
 } halo_vk_kv;
 
+/* Store token t's k (n_kv * head_dim_k floats at k + t * k_stride) and v rows into the
+ * cache at (seq[t], pos[t]), converted to the cache types with the CPU's rounding (the
+ * bytes are the CPU's). Types: F32, F16, BF16 (Q8_0/Q4_0 stores are not built yet:
+ * HALO_ERR_UNSUPPORTED). seq, pos on the device. */
+int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                     const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
+                     int64_t k_stride, const float *v, int64_t v_stride);
+
 /* out[t][h * head_dim_v ...] = softmax(scale * q_h . K[0..pos[t]]) V for token t's query
  * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
  * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t] (seq, pos on the
