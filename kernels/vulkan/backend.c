@@ -1,7 +1,8 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (attend and
- * the DeltaNet ops are NULL today): tests drive it op by op.
+ * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (the DeltaNet
+ * ops are NULL today, and Q8_0/Q4_0 KV caches cannot be written): a context runs on it only
+ * where a test uploaded the model's weights (halo_vk_model_upload), never from an option.
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
@@ -17,6 +18,7 @@
 #include "runtime/backend.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +163,9 @@ typedef struct vk_state {
     float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
     int32_t out_first, out_n;       /* rows of ctx->logits the ubatch fills */
     bool out_embd;
+    /* attention: the ubatch's sequences, the page tables of the sequences it touches */
+    int32_t *d_seq;   /* [n_ubatch] */
+    int32_t *d_table; /* [n_seq_max][n_pages] */
     bool error;
 } vk_state;
 
@@ -208,9 +213,9 @@ static void vk_release(halo_backend *be) {
     vk_state *s = be->impl;
     if (!s) return;
     halo_vk_sync(s->vk);
-    void *dev[] = {s->d_token, s->d_pos, s->d_perm,    s->inv_freq, s->router, s->moe_w,
-                   s->moe_ids, s->moe_a, s->moe_b,     s->moe_y,    s->sh_a,   s->sh_b,
-                   s->sh,      s->shg,   s->d_out_idx, s->out_x,    s->logits};
+    void *dev[] = {s->d_token,   s->d_pos, s->d_perm, s->inv_freq, s->router, s->moe_w, s->moe_ids,
+                   s->moe_a,     s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,   s->sh,    s->shg,
+                   s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
     free(s->h_out_idx);
@@ -227,6 +232,15 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
     check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
     check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
+    /* attention: the sequences, and the page tables of those in the ubatch */
+    check(ctx, halo_vk_upload(s->vk, s->d_seq, ub->seq, b));
+    const int32_t np = ctx->kv.n_pages;
+    for (int32_t j = 0; np > 0 && j < ub->n_seg; j++) {
+        const size_t at = (size_t)ub->seg_seq[j] * (size_t)np;
+        if (ctx->kv.n_seq_pages[ub->seg_seq[j]] == 0) continue;
+        check(ctx, halo_vk_upload(s->vk, s->d_table + at, ctx->kv.page_table + at,
+                                  sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]));
+    }
     /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
     s->out_n = 0;
     s->out_first = -1;
@@ -311,6 +325,34 @@ static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, con
     check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
+/* Store k and v of layer il at each token's (sequence, position), then attention of q
+ * over each token's sequence up to its position. */
+static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                      const float *k, const float *v, float *out) {
+    vk_state *s = st(ctx);
+    const halo_hparams *hp = ctx->hp;
+    const halo_kv_cache *c = &ctx->kv;
+    const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[il];
+    const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v;
+    const halo_vk_kv kv = {
+        .type_k = c->type_k,
+        .type_v = c->type_v,
+        .k = c->k[il],
+        .v = c->v[il],
+        .k_page_bytes = HALO_KV_PAGE * c->k_row_bytes[il],
+        .v_page_bytes = HALO_KV_PAGE * c->v_row_bytes[il],
+        .k_head_bytes = c->k_head_bytes[il],
+        .v_head_bytes = c->v_head_bytes[il],
+        .page_size = HALO_KV_PAGE,
+        .page_table = s->d_table,
+        .table_stride = c->n_pages,
+    };
+    check(ctx, halo_vk_kv_store(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nkv, hk, hv, k,
+                                (int64_t)nkv * hk, v, (int64_t)nkv * hv));
+    check(ctx, halo_vk_attn(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nq, nkv, hk, hv,
+                            1.0f / sqrtf((float)hk), q, out));
+}
+
 /* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
  * up products by expert id with SwiGLU, down by expert id, then the weighted sum with the
  * gated shared expert. The host never sees the expert choice. */
@@ -381,6 +423,7 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .copy2d = vk_copy2d,
     .gather = vk_gather,
     .scatter = vk_scatter,
+    .attend = vk_attend,
     .moe = vk_moe,
     .output = vk_output,
 };
@@ -400,12 +443,16 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
+    const size_t n_pages = (ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE;
+    const size_t n_seq = ctx->params.n_seq_max ? ctx->params.n_seq_max : 1;
+    s->d_seq = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_table = halo_vk_alloc(s->vk, sizeof(int32_t) * (n_pages ? n_pages : 1) * n_seq);
     s->h_out_idx = malloc(sizeof(int32_t) * u);
     s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
     s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
-    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_out_idx &&
-                     s->out_x && s->logits
+    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_seq &&
+                     s->d_table && s->d_out_idx && s->out_x && s->logits
                  ? 0
                  : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {

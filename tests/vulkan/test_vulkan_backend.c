@@ -101,6 +101,7 @@ static void test_model(const char *rel) {
     halo_context_params p;
     halo_context_default_params(&p);
     p.n_ctx = 256;
+    p.n_seq_max = 2;
     p.n_ubatch = 8;
     p.n_threads = 2;
     CHECK_MSG(halo_context_new(m, &p, &C, &err) == 0, "%s", err.msg);

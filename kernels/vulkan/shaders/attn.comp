@@ -110,8 +110,8 @@ void main() {
             score = dot * pc.scale;
         }
         float m_new = max(m, wg_max(score));
-        float w = p < n_pos ? exp(score - m_new) : 0.0;
-        float corr = exp(m - m_new); /* 0 for the first block (m = -inf) */
+        float w = p < n_pos ? exp_f32(score - m_new) : 0.0;
+        float corr = exp_f32(m - m_new); /* 0 for the first block (m = -inf) */
         l = l * corr + wg_sum(w);
         w_sh[me] = w;
         barrier();

@@ -26,7 +26,7 @@ void main() {
     if (OP == 0u)
         as_[a] += b;
     else if (OP == 1u)
-        as_[a] = as_[a] / (1.0 + exp(-as_[a])) * b;
+        as_[a] = as_[a] / (1.0 + exp_f32(-as_[a])) * b;
     else
-        as_[a] = as_[a] / (1.0 + exp(-b));
+        as_[a] = as_[a] / (1.0 + exp_f32(-b));
 }

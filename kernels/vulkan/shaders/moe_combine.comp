@@ -27,6 +27,6 @@ void main() {
     for (uint j = 0u; j < pc.k; j++)
         acc += ws[(pc.off[1] >> 2) + t * pc.k + j] * ys[(pc.off[0] >> 2) + (t * pc.k + j) * pc.n_embd + d];
     if (pc.shared_ != 0u)
-        acc += sh[(pc.off[2] >> 2) + t * pc.n_embd + d] / (1.0 + exp(-shg[(pc.off[3] >> 2) + t]));
+        acc += sh[(pc.off[2] >> 2) + t * pc.n_embd + d] / (1.0 + exp_f32(-shg[(pc.off[3] >> 2) + t]));
     outs[(pc.off[4] >> 2) + t * pc.n_embd + d] = acc;
 }

@@ -64,7 +64,7 @@ void main() {
     for (uint s = 0u; s < gl_NumSubgroups; s++) mx = max(mx, red_v[s]);
     barrier();
     float part = 0.0;
-    for (uint e = me; e < pc.n_expert; e += WG) part += exp(lg[e] - mx);
+    for (uint e = me; e < pc.n_expert; e += WG) part += exp_f32(lg[e] - mx);
     float sum = wg_sum(part);
     for (uint j = 0u; j < pc.k; j++) {
         float bv = -1.0 / 0.0;
@@ -84,7 +84,7 @@ void main() {
     if (me == 0u) {
         float p[MAX_K], wsum = 0.0;
         for (uint j = 0u; j < pc.k; j++) {
-            p[j] = exp(lg[chosen[j]] - mx) / sum;
+            p[j] = exp_f32(lg[chosen[j]] - mx) / sum;
             wsum += p[j];
         }
         uint o = t * pc.k;
