@@ -468,7 +468,7 @@ static void run_all(void) {
     printf("elementwise\n");
     test_elementwise(1);
     test_elementwise(1000);
-    test_elementwise(65536 * 256 + 3); /* past a grid dimension of 256-wide groups */
+    test_elementwise((1 << 20) + 3); /* the 2-D grid past 65535 groups: test_vulkan_matmul */
 
     printf("copies\n");
     test_copies(1, 7);
