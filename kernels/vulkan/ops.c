@@ -460,3 +460,79 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
     }
     return rc;
 }
+
+/* ---- Gated DeltaNet --------------------------------------------------------------------- */
+
+int halo_vk_deltanet_conv(halo_vk *vk, const float *x, int32_t n_tok, int64_t ch, int kernel,
+                          const float *w, float *state, int64_t state_stride, const int32_t *segs,
+                          int32_t n_seg, float *y) {
+    if (kernel < 1 || kernel > 16 || ch <= 0 || !fits_u32(ch) || n_seg < 0 || n_tok < 0 ||
+        !fits_u32(state_stride))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_conv: %lld channels, kernel %d",
+                            (long long)ch, kernel);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    size_t sb = rest_of(vk, state, "deltanet_conv (state)");
+    if (!sb) return vk->err.status;
+    vk_arg args[5] = {{x, bytes3(n_tok, ch, 4)},
+                      {w, bytes3(ch, kernel, 4)},
+                      {state, sb},
+                      {y, bytes3(n_tok, ch, 4)},
+                      {segs, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    uint32_t p[4] = {(uint32_t)ch, (uint32_t)kernel, (uint32_t)state_stride, (uint32_t)n_seg + 1};
+    return halo_vk_dispatch(vk, "dn_conv", NULL, 0, args, 5, p, sizeof p,
+                            (uint32_t)((ch + 63) / 64), (uint32_t)n_seg, 1);
+}
+
+int halo_vk_deltanet_norms_gates(halo_vk *vk, float *conv, int32_t n_tok, int64_t ch, int hk,
+                                 int dk, float q_scale, const float *alpha, const float *b,
+                                 const float *a, const float *dt_bias, int hv, float *g,
+                                 float *beta) {
+    if (hk <= 0 || dk <= 0 || hv <= 0 || 2 * (int64_t)hk * dk > ch || !fits_u32(ch) || n_tok < 0 ||
+        n_tok > (int32_t)MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "deltanet norms: %d key heads of %d in %lld, %d tokens", hk, dk,
+                            (long long)ch, n_tok);
+    if (n_tok == 0) return vk->err.status;
+    struct {
+        uint32_t ch, hk, dk, hv;
+        float q_scale, eps;
+    } p = {(uint32_t)ch, (uint32_t)hk, (uint32_t)dk, (uint32_t)hv, q_scale, 1e-6f};
+    vk_arg norms[1] = {{conv, bytes3(n_tok, ch, 4)}};
+    uint32_t gates = 0;
+    int rc = halo_vk_dispatch(vk, "dn_norm_gates", &gates, 1, norms, 1, &p, sizeof p,
+                              (uint32_t)(2 * hk), (uint32_t)n_tok, 1);
+    vk_arg gargs[6] = {{alpha, bytes3(n_tok, hv, 4)}, {b, bytes3(n_tok, hv, 4)},
+                       {a, bytes3(hv, 4, 1)},         {dt_bias, bytes3(hv, 4, 1)},
+                       {g, bytes3(n_tok, hv, 4)},     {beta, bytes3(n_tok, hv, 4)}};
+    gates = 1;
+    if (!rc)
+        rc = halo_vk_dispatch(vk, "dn_norm_gates", &gates, 1, gargs, 6, &p, sizeof p,
+                              (uint32_t)((hv + 63) / 64), (uint32_t)n_tok, 1);
+    return rc;
+}
+
+int halo_vk_deltanet_rule(halo_vk *vk, const float *conv, int64_t ch, const float *g,
+                          const float *beta, const float *z, const float *norm_w, float eps,
+                          int32_t n_tok, int hk, int hv, int dk, int dv, float *state,
+                          int64_t state_stride, const int32_t *segs, int32_t n_seg, float *o) {
+    if (hk <= 0 || hv <= 0 || dk <= 0 || dk > 256 || dv <= 0 || dv > 256 ||
+        2 * (int64_t)hk * dk + (int64_t)hv * dv > ch || !fits_u32(ch) || n_seg < 0 || n_tok < 0 ||
+        !fits_u32(state_stride) || n_seg > (int32_t)MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_rule: %d/%d heads of %d/%d in %lld", hk, hv,
+                            dk, dv, (long long)ch);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    size_t sb = rest_of(vk, state, "deltanet_rule (state)");
+    if (!sb) return vk->err.status;
+    const int64_t vd = (int64_t)hv * dv;
+    vk_arg args[8] = {{conv, bytes3(n_tok, ch, 4)}, {g, bytes3(n_tok, hv, 4)},
+                      {beta, bytes3(n_tok, hv, 4)}, {z, bytes3(n_tok, vd, 4)},
+                      {norm_w, bytes3(dv, 4, 1)},   {state, sb},
+                      {o, bytes3(n_tok, vd, 4)},    {segs, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    struct {
+        uint32_t ch, hk, hv, dk, dv, state_stride, seq_at;
+        float eps;
+    } p = {(uint32_t)ch, (uint32_t)hk,           (uint32_t)hv,        (uint32_t)dk,
+           (uint32_t)dv, (uint32_t)state_stride, (uint32_t)n_seg + 1, eps};
+    return halo_vk_dispatch(vk, "dn_rule", NULL, 0, args, 8, &p, sizeof p, (uint32_t)hv,
+                            (uint32_t)n_seg, 1);
+}

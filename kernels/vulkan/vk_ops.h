@@ -3,9 +3,9 @@
  * APUs: compute shaders in GLSL (kernels/vulkan/shaders/, a .comp each) compiled to SPIR-V
  * by glslc at build time and embedded in the library. Built when the Vulkan loader,
  * its headers and glslc are found (CMake: HALO_VULKAN); HALO_HAVE_VULKAN is then
- * defined. Internal: the backend table (kernels/vulkan/backend.c) lacks DeltaNet, so no
- * option selects it yet (docs/DESIGN.md, "The Vulkan backend", says what exists and what
- * remains).
+ * defined. Internal: the backend table (kernels/vulkan/backend.c) has every required op,
+ * but no option selects it yet (docs/DESIGN.md, "The Vulkan backend", says what exists and
+ * what remains).
  *
  * The ideas it rests on:
  * - One halo_vk per device: an instance, one logical device with one compute queue,
@@ -192,5 +192,34 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
 int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
                  const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
                  float scale, const float *q, float *out);
+
+/* ---- Gated DeltaNet (kernels/vulkan/ops.c, shaders/dn_*.comp) ---------------------------
+ * Semantics of kernels/kernels.h (halo_deltanet_*), on a ubatch's tokens grouped by
+ * sequence: segs (device) holds seg_off[n_seg + 1] (segment j is tokens seg_off[j] ..
+ * seg_off[j+1]-1, in order) then seg_seq[n_seg]; sequence s's state is at state +
+ * s * state_stride floats. */
+
+/* Causal depthwise conv + SiLU of x [n_tok][ch] into y (same layout), w [ch][kernel] (f32),
+ * each segment with its sequence's conv state ([kernel-1][ch], read, then replaced by the
+ * last kernel-1 inputs); kernel <= 16. */
+int halo_vk_deltanet_conv(halo_vk *vk, const float *x, int32_t n_tok, int64_t ch, int kernel,
+                          const float *w, float *state, int64_t state_stride, const int32_t *segs,
+                          int32_t n_seg, float *y);
+/* In place on the conv rows [n_tok][ch]: the L2 norms of the first 2 * hk heads of dk
+ * values (q heads, the first hk, scaled by q_scale), eps as halo_deltanet_l2_norm; then
+ * the gates of the hv value heads: g = a * softplus(alpha + dt_bias), beta = sigmoid(b)
+ * (alpha, b, g, beta [n_tok][hv]; a, dt_bias [hv]). */
+int halo_vk_deltanet_norms_gates(halo_vk *vk, float *conv, int32_t n_tok, int64_t ch, int hk,
+                                 int dk, float q_scale, const float *alpha, const float *b,
+                                 const float *a, const float *dt_bias, int hv, float *g,
+                                 float *beta);
+/* The delta rule (recurrent form; value head h reads key head h % hk) over each segment
+ * with its sequence's SSM state ([hv][dk][dv]), then the gated RMS norm of each head's
+ * output: o = rmsnorm(o) * norm_w * silu(z) (eps). conv [n_tok][ch] rows hold q (hk * dk),
+ * k (same), v (hv * dv); g, beta [n_tok][hv]; z, o [n_tok][hv * dv]. dk <= 256, dv <= 256. */
+int halo_vk_deltanet_rule(halo_vk *vk, const float *conv, int64_t ch, const float *g,
+                          const float *beta, const float *z, const float *norm_w, float eps,
+                          int32_t n_tok, int hk, int hv, int dk, int dv, float *state,
+                          int64_t state_stride, const int32_t *segs, int32_t n_seg, float *o);
 
 #endif /* HALO_VK_OPS_H */
