@@ -122,8 +122,12 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
     int rc = HALO_OK;
     for (size_t i = 0; i < n_all && !rc; i++) {
         halo_weight *w = ws[i];
-        if (!w->data || w->host) continue; /* absent, or kept on the CPU */
-        if (!halo_vk_matmul_supported(w->type))
+        if (!w->data) continue; /* absent */
+        if (w->host)
+            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                "weights kept in host memory (--n-cpu-moe, -ot) are not "
+                                "supported by the Vulkan backend yet");
+        else if (!halo_vk_matmul_supported(w->type))
             rc = halo_error_set(err, HALO_ERR_UNSUPPORTED, "a %s weight cannot run on Vulkan yet",
                                 halo_type_name(w->type));
         ws[n++] = w;
@@ -486,6 +490,14 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     const halo_hparams *hp = ctx->hp;
     if (!m->vk)
         return halo_error_set(err, HALO_ERR_ARG, "the model's weights are not on a Vulkan device");
+    const int tk = ctx->params.type_k, tv = ctx->params.type_v;
+    const bool kv_ok = (tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) &&
+                       (tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16);
+    if (hp->n_attention_layers && !kv_ok)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "a %s/%s KV cache cannot be written by the Vulkan backend yet "
+                              "(f32, f16, bf16 can)",
+                              halo_type_name(tk), halo_type_name(tv));
     vk_state *s = calloc(1, sizeof *s);
     if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     s->vk = m->vk->vk;
