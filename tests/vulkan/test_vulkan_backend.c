@@ -3,15 +3,18 @@
  * halo_vk_model_upload (tiny-llama: F16, NORM RoPE, untied output; tiny-qwen3moe: F16
  * experts, normalized top-k; kdoc-moe: BF16, NEOX partial RoPE, 3-D expert tensors, a
  * shared expert, tied output), a ubatch of 5 tokens at scattered positions in a shuffled
- * order; the MoE op through the model's own block (halo_blk_moe). The Vulkan context is the CPU
- * context's mirror with the Vulkan backend (the table is not complete: no context runs a model on
- * it yet), so both see the same model, hyperparameters and ubatch.
+ * order; the MoE op through the model's own block (halo_blk_moe); DeltaNet's two ops on
+ * tiny-qwen35 and kdoc-moe, twice (the states carried), outputs and states compared. The Vulkan
+ * context is the CPU context's mirror with the Vulkan backend (the table is not complete: no
+ * context runs a model on it yet), so both see the same model, hyperparameters and ubatch.
  *
  * Bounds: embedding, add, copies, gather / scatter exact; the others as
  * tests/vulkan/test_vulkan_ops.c (max |vulkan - cpu| / max |cpu|), products 1e-5: the CPU
  * backend's products (AVX2, f32 sums in another order) and the shader's each stay within a
  * few 1e-7 of sum |w x| of the double reference, and sum |w x| is within ~30x of the largest
- * output for random activations; measured 3.5e-7 .. 7e-7 on lavapipe. */
+ * output for random activations; measured 3.5e-7 .. 7e-7 on lavapipe. DeltaNet: conv,
+ * norms and gates within 1.9e-7, the rule's outputs 4.3e-7, the conv state exact, the SSM
+ * state 3.3e-8. */
 #include "harness.h"
 #include "vulkan_test.h"
 
@@ -88,6 +91,71 @@ static void test_product(const char *name, const halo_weight *w, int64_t expert)
     report(what, max_rel(got, ref, ny), TOL_PRODUCT);
     release(dx), release(dy);
     free(x), free(ref), free(got);
+}
+
+/* deltanet_conv then deltanet_rule of the first DeltaNet layer on both backends, twice
+ * (the second ubatch reads the states the first left), outputs and states compared. */
+static void test_deltanet(const halo_ubatch *ub) {
+    const halo_hparams *hp = C->hp;
+    uint32_t il = 0;
+    while (C->rs.slot[il] < 0)
+        il++;
+    const int64_t hk = halo_hparams_deltanet_key_heads(hp),
+                  hv = halo_hparams_deltanet_value_heads(hp);
+    const int64_t dk = halo_hparams_deltanet_key_dim(hp), dv = halo_hparams_deltanet_value_dim(hp);
+    const int64_t ch = 2 * hk * dk + hv * dv, vd = hv * dv;
+    const size_t per = (size_t)C->rs.n_slots * C->params.n_seq_max;
+    const size_t nconv = per * C->rs.conv_floats, nssm = per * C->rs.ssm_floats;
+    V->rs.conv = dev(NULL, nconv), V->rs.ssm = dev(NULL, nssm);
+    const size_t nq = N_TOK * (size_t)ch, ng = N_TOK * (size_t)hv, no = N_TOK * (size_t)vd;
+    float *qkv = malloc(sizeof(float) * nq), *al = malloc(sizeof(float) * ng);
+    float *bb = malloc(sizeof(float) * ng), *z = malloc(sizeof(float) * no);
+    float *conv = malloc(sizeof(float) * nq), *g = malloc(sizeof(float) * ng);
+    float *beta = malloc(sizeof(float) * ng), *o = malloc(sizeof(float) * no);
+    float *got = malloc(sizeof(float) * (nssm > nq ? nssm : nq));
+    float *dqkv = dev(NULL, nq), *dal = dev(NULL, ng), *db = dev(NULL, ng), *dz = dev(NULL, no);
+    float *dconv = dev(NULL, nq), *dg = dev(NULL, ng), *dbeta = dev(NULL, ng),
+          *dout = dev(NULL, no);
+    char what[96];
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nq; i++)
+            qkv[i] = 2 * frand();
+        for (size_t i = 0; i < ng; i++)
+            al[i] = 2 * frand(), bb[i] = 2 * frand();
+        for (size_t i = 0; i < no; i++)
+            z[i] = 2 * frand();
+        V->be.ops->to_backend(&V->be, dqkv, qkv, sizeof(float) * nq);
+        V->be.ops->to_backend(&V->be, dal, al, sizeof(float) * ng);
+        V->be.ops->to_backend(&V->be, db, bb, sizeof(float) * ng);
+        V->be.ops->to_backend(&V->be, dz, z, sizeof(float) * no);
+        C->be.ops->deltanet_conv(C, il, ub, qkv, al, bb, conv, g, beta);
+        V->be.ops->deltanet_conv(V, il, ub, dqkv, dal, db, dconv, dg, dbeta);
+        host(got, dconv, nq);
+        snprintf(what, sizeof what, "deltanet_conv (ubatch %d): conv, norms", pass + 1);
+        report(what, max_rel(got, conv, nq), TOL_OP);
+        host(got, dg, ng);
+        report("  decay", max_rel(got, g, ng), TOL_OP);
+        host(got, dbeta, ng);
+        report("  beta", max_rel(got, beta, ng), TOL_OP);
+        /* the rule from the same inputs on both */
+        V->be.ops->to_backend(&V->be, dconv, conv, sizeof(float) * nq);
+        V->be.ops->to_backend(&V->be, dg, g, sizeof(float) * ng);
+        V->be.ops->to_backend(&V->be, dbeta, beta, sizeof(float) * ng);
+        C->be.ops->deltanet_rule(C, il, ub, conv, g, beta, z, o);
+        V->be.ops->deltanet_rule(V, il, ub, dconv, dg, dbeta, dz, dout);
+        host(got, dout, no);
+        snprintf(what, sizeof what, "deltanet_rule (ubatch %d)", pass + 1);
+        report(what, max_rel(got, o, no), TOL_PRODUCT);
+    }
+    host(got, V->rs.conv, nconv);
+    report("  conv states", max_rel(got, C->rs.conv, nconv), 0.0);
+    host(got, V->rs.ssm, nssm);
+    report("  SSM states", max_rel(got, C->rs.ssm, nssm), TOL_PRODUCT);
+    float *d[] = {V->rs.conv, V->rs.ssm, dqkv, dal, db, dz, dconv, dg, dbeta, dout};
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++)
+        release(d[i]);
+    V->rs = C->rs;
+    free(qkv), free(al), free(bb), free(z), free(conv), free(g), free(beta), free(o), free(got);
 }
 
 static void test_model(const char *rel) {
@@ -237,6 +305,10 @@ static void test_model(const char *rel) {
         test_product("ffn_gate_exps", &L->ffn_gate_exps, 0);
     }
 
+    /* Gated DeltaNet on the first DeltaNet layer, two ubatches (the states carried): the
+     * mirror gets device copies of the (zero) recurrent state */
+    if (hp->n_deltanet_layers) test_deltanet(&ub);
+
     /* the routed experts (and the shared one) of the first layer, through the model's block */
     if (hp->n_expert) {
         for (size_t i = 0; i < nx; i++)
@@ -292,7 +364,7 @@ int main(void) {
 #ifdef HALO_HAVE_VULKAN
     halo_test_require_fixtures();
     const char *models[] = {"models/tiny-llama-f16.gguf", "models/tiny-qwen3moe-f16.gguf",
-                            "models/kdoc-moe-bf16.gguf"};
+                            "models/tiny-qwen35-f16.gguf", "models/kdoc-moe-bf16.gguf"};
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         VK = vk_test_open(device, false); /* the model owns it once uploaded */
         test_model(models[i]);
