@@ -76,7 +76,12 @@ struct halo_model {
     bool expert_weights_norm; /* renormalize the top-k router weights */
 
     struct halo_gpu_weights *gpu; /* the weights' GPU copy (kernels/cuda/backend.c), or NULL */
+    struct halo_vk_weights *vk;   /* their Vulkan copy (kernels/vulkan/backend.c), or NULL */
 };
+
+/* Every weight slot of the model in a fixed order (absent ones too: data NULL) into
+ * out[0 .. min(n, cap)); returns n. For backends that copy the weights to a device. */
+size_t halo_model_weights(halo_model *m, halo_weight **out, size_t cap);
 
 typedef struct halo_ubatch halo_ubatch; /* runtime/runtime.h */
 

@@ -443,10 +443,40 @@ fail:
     return rc;
 }
 
+size_t halo_model_weights(halo_model *m, halo_weight **out, size_t cap) {
+    size_t n = 0;
+#define ADD(w)                                                                                     \
+    do {                                                                                           \
+        if (n < cap) out[n] = &(w);                                                                \
+        n++;                                                                                       \
+    } while (0)
+    ADD(m->tok_embd);
+    ADD(m->output_norm);
+    ADD(m->output);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        halo_layer *L = &m->layers[il];
+        halo_weight *all[] = {
+            &L->attn_norm,     &L->wq,           &L->wk,           &L->wv,
+            &L->wo,            &L->q_norm,       &L->k_norm,       &L->ffn_norm,
+            &L->ffn_gate,      &L->ffn_up,       &L->ffn_down,     &L->ffn_gate_inp,
+            &L->ffn_gate_exps, &L->ffn_up_exps,  &L->ffn_down_exps, &L->ffn_gate_inp_shexp,
+            &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, &L->attn_qkv,
+            &L->attn_gate,     &L->ssm_a,        &L->ssm_conv1d,   &L->ssm_dt,
+            &L->ssm_alpha,     &L->ssm_beta,     &L->ssm_norm,     &L->ssm_out,
+        };
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ADD(*all[i]);
+    }
+#undef ADD
+    return n;
+}
+
 void halo_model_free(halo_model *m) {
     if (!m) return;
 #ifdef HALO_HAVE_CUDA
     halo_cuda_model_release(m);
+#endif
+#ifdef HALO_HAVE_VULKAN
+    halo_vk_model_release(m);
 #endif
     if (m->tok) halo_tokenizer_free(m->tok);
     if (m->gguf) halo_gguf_close(m->gguf);

@@ -147,4 +147,19 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err);
 void halo_cuda_model_release(halo_model *model);
 #endif
 
+#ifdef HALO_HAVE_VULKAN
+/* The Vulkan backend (kernels/vulkan/backend.c), internal for now: its table has every
+ * required op (it writes F32/F16/BF16 KV caches only, and the loader's options are not
+ * wired), so a context runs on it only where a test uploaded the model's weights
+ * (docs/DESIGN.md says what remains). */
+typedef struct halo_vk halo_vk;
+extern const halo_backend_ops halo_backend_vulkan_ops;
+/* The backend of a context whose model's weights are on vk (halo_vk_model_upload). */
+int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err);
+/* Copy the model's weights to vk (which the model then owns: released with it), in
+ * allocations of at most the device's limit; each weight's `dev` points at its copy. */
+int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err);
+void halo_vk_model_release(halo_model *model);
+#endif
+
 #endif /* HALO_RUNTIME_BACKEND_H */

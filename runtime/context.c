@@ -254,10 +254,15 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
     ctx->ub_perm = alloc_array(p.n_ubatch, sizeof(int32_t), err, &rc);
     ctx->ub_seg_off = alloc_array((uint64_t)p.n_ubatch + 1, sizeof(int32_t), err, &rc);
     ctx->ub_seg_seq = alloc_array(p.n_ubatch, sizeof(int32_t), err, &rc);
-    /* the backend: CUDA when the model's weights are on the GPU, else the CPU */
+    /* the backend: CUDA (Vulkan) when the model's weights are on that GPU, else the CPU */
     if (!rc) {
 #ifdef HALO_HAVE_CUDA
         if (model->gpu) rc = halo_backend_cuda_init(ctx, &ctx->be, err);
+        else
+#endif
+#ifdef HALO_HAVE_VULKAN
+        /* only where a test put the weights there: no option selects Vulkan yet */
+        if (model->vk) rc = halo_backend_vulkan_init(ctx, &ctx->be, err);
         else
 #endif
             rc = halo_backend_cpu_init(ctx, &ctx->be, err);

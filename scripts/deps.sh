@@ -2,7 +2,8 @@
 # Install the Debian packages halo needs to build and test. Idempotent: packages
 # already installed are not touched, and apt-get runs only when one is missing.
 set -euo pipefail
-packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libcjson-dev libmicrohttpd-dev)
+packages=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libcjson-dev libmicrohttpd-dev
+          libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

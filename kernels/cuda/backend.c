@@ -32,34 +32,6 @@ struct halo_gpu_weights {
     int device;
 };
 
-/* Every weight of the model, in a fixed order (NULL-data weights skipped by callers). */
-static size_t model_weights(halo_model *m, halo_weight **out, size_t cap) {
-    size_t n = 0;
-#define ADD(w)                                                                                     \
-    do {                                                                                           \
-        if (n < cap) out[n] = &(w);                                                                \
-        n++;                                                                                       \
-    } while (0)
-    ADD(m->tok_embd);
-    ADD(m->output_norm);
-    ADD(m->output);
-    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-        halo_layer *L = &m->layers[il];
-        halo_weight *all[] = {
-            &L->attn_norm,     &L->wq,           &L->wk,           &L->wv,
-            &L->wo,            &L->q_norm,       &L->k_norm,       &L->ffn_norm,
-            &L->ffn_gate,      &L->ffn_up,       &L->ffn_down,     &L->ffn_gate_inp,
-            &L->ffn_gate_exps, &L->ffn_up_exps,  &L->ffn_down_exps, &L->ffn_gate_inp_shexp,
-            &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp, &L->attn_qkv,
-            &L->attn_gate,     &L->ssm_a,        &L->ssm_conv1d,   &L->ssm_dt,
-            &L->ssm_alpha,     &L->ssm_beta,     &L->ssm_norm,     &L->ssm_out,
-        };
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ADD(*all[i]);
-    }
-#undef ADD
-    return n;
-}
-
 static size_t weight_bytes(const halo_weight *w) {
     if (w->n_mats > 1) return (size_t)w->n_mats * w->mat_stride;
     return (size_t)w->n_rows * w->row_stride;
@@ -77,7 +49,7 @@ void halo_cuda_model_release(halo_model *model) {
     free(model->gpu);
     model->gpu = NULL;
     halo_weight *ws[4096];
-    size_t n = model_weights(model, ws, 4096);
+    size_t n = halo_model_weights(model, ws, 4096);
     for (size_t i = 0; i < n && i < 4096; i++) ws[i]->dev = NULL;
 }
 
@@ -94,10 +66,10 @@ int halo_cuda_model_upload(halo_model *model, int device, halo_error *err) {
     if (halo_cuda_set_device(device))
         return halo_error_set(err, HALO_ERR_IO, "cannot use GPU %d: %s", device,
                               halo_cuda_last_error());
-    size_t n_all = model_weights(model, NULL, 0);
+    size_t n_all = halo_model_weights(model, NULL, 0);
     halo_weight **ws = malloc(sizeof *ws * (n_all ? n_all : 1));
     if (!ws) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
-    model_weights(model, ws, n_all);
+    halo_model_weights(model, ws, n_all);
     /* the weights present, each type computable on the GPU */
     size_t n = 0;
     for (size_t i = 0; i < n_all; i++) {

@@ -1,0 +1,560 @@
+/*
+ * The Vulkan backend: the ops of runtime/backend.h on the launchers of
+ * kernels/vulkan/vk_ops.h. Every required op exists (Q8_0/Q4_0 KV caches cannot be written
+ * yet; the optional matmul_multi and deltanet_rule_out are composed by the caller), but it
+ * is internal: a context runs on it only where a test uploaded the model's weights
+ * (halo_vk_model_upload), never from an option.
+ *
+ * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
+ *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
+ *   its copy, and the model owns the device (halo_vk) they live on.
+ * - A context's buffers are device memory; the model code passes them to the ops as it
+ *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
+ *   the ubatch's tokens, positions, permutation and rows with logits, `finish` submits,
+ *   waits and copies the logits into ctx->logits.
+ */
+#include "kernels/kernels.h"
+#include "kernels/vulkan/vk_ops.h"
+#include "quant/quant.h"
+#include "runtime/backend.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the model's weights on the device -------------------------------------------------- */
+
+struct halo_vk_weights {
+    halo_vk *vk;
+    void **chunks; /* the allocations holding the weights */
+    int n_chunks;
+};
+
+static size_t weight_bytes(const halo_weight *w) {
+    if (w->n_mats > 1) return (size_t)w->n_mats * w->mat_stride;
+    return (size_t)w->n_rows * w->row_stride;
+}
+
+static int cmp_weight_data(const void *a, const void *b) {
+    const halo_weight *x = *(halo_weight *const *)a, *y = *(halo_weight *const *)b;
+    uintptr_t p = (uintptr_t)x->data, q = (uintptr_t)y->data;
+    return p < q ? -1 : p > q;
+}
+
+/* Every weight's dev pointer back to NULL. */
+static void clear_dev(halo_model *model) {
+    size_t n = halo_model_weights(model, NULL, 0);
+    halo_weight **ws = malloc(sizeof *ws * (n ? n : 1));
+    if (!ws) return;
+    halo_model_weights(model, ws, n);
+    for (size_t i = 0; i < n; i++)
+        ws[i]->dev = NULL;
+    free(ws);
+}
+
+void halo_vk_model_release(halo_model *model) {
+    if (!model || !model->vk) return;
+    struct halo_vk_weights *g = model->vk;
+    clear_dev(model);
+    halo_vk_close(g->vk); /* and the chunks with it */
+    free(g->chunks);
+    free(g);
+    model->vk = NULL;
+}
+
+/* Weights go in address order (tied tensors, which share their bytes, share the copy),
+ * each at a 256-byte boundary, into chunks of at most the device's largest allocation. */
+static int upload(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
+                  struct halo_vk_weights *g, halo_error *err) {
+    const uint64_t limit = halo_vk_info(vk)->max_buffer_bytes;
+    for (size_t i = 0; i < n;) {
+        uint64_t used = 0; /* the chunk: weights i .. j-1 */
+        size_t j = i;
+        for (; j < n; j++) {
+            if (j > i && ws[j]->data == ws[j - 1]->data) continue;
+            uint64_t start = (used + 255) & ~(uint64_t)255, end = start + weight_bytes(ws[j]);
+            if (j > i && end > limit) break;
+            used = end;
+        }
+        void **grown = realloc(g->chunks, sizeof *grown * (size_t)(g->n_chunks + 1));
+        if (!grown) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+        g->chunks = grown;
+        char *chunk = halo_vk_alloc(vk, (size_t)used);
+        if (!chunk) {
+            char need[32];
+            halo_format_bytes(used, need, sizeof need);
+            return halo_error_set(err, HALO_ERR_NOMEM, "%s of weights do not fit: %s", need,
+                                  halo_vk_error(vk)->msg);
+        }
+        g->chunks[g->n_chunks++] = chunk;
+        uint64_t o = 0;
+        for (size_t k = i; k < j; k++) {
+            if (k > i && ws[k]->data == ws[k - 1]->data) {
+                ws[k]->dev = ws[k - 1]->dev;
+                continue;
+            }
+            o = (o + 255) & ~(uint64_t)255;
+            ws[k]->dev = chunk + o;
+            if (halo_vk_upload(vk, chunk + o, ws[k]->data, weight_bytes(ws[k])))
+                return halo_error_set(err, HALO_ERR_IO, "%s", halo_vk_error(vk)->msg);
+            o += weight_bytes(ws[k]);
+        }
+        i = j;
+    }
+    halo_log(HALO_LOG_DEBUG, "Vulkan: the weights in %d allocation%s", g->n_chunks,
+             g->n_chunks == 1 ? "" : "s");
+    return HALO_OK;
+}
+
+int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
+    if (model->vk || model->gpu)
+        return halo_error_set(err, HALO_ERR_ARG, "the model's weights are already on a device");
+    size_t n_all = halo_model_weights(model, NULL, 0), n = 0;
+    halo_weight **ws = malloc(sizeof *ws * (n_all ? n_all : 1));
+    struct halo_vk_weights *g = calloc(1, sizeof *g);
+    if (!ws || !g) {
+        free(ws), free(g);
+        return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    }
+    halo_model_weights(model, ws, n_all);
+    int rc = HALO_OK;
+    for (size_t i = 0; i < n_all && !rc; i++) {
+        halo_weight *w = ws[i];
+        if (!w->data) continue; /* absent */
+        if (w->host)
+            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                "weights kept in host memory (--n-cpu-moe, -ot) are not "
+                                "supported by the Vulkan backend yet");
+        else if (!halo_vk_matmul_supported(w->type))
+            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED, "a %s weight cannot run on Vulkan yet",
+                                halo_type_name(w->type));
+        ws[n++] = w;
+    }
+    if (!rc) {
+        qsort(ws, n, sizeof *ws, cmp_weight_data);
+        rc = upload(model, vk, ws, n, g, err);
+    }
+    free(ws);
+    if (rc) { /* the caller keeps vk: release what was made on it, not the device */
+        for (int i = 0; i < g->n_chunks; i++)
+            halo_vk_free(vk, g->chunks[i]);
+        clear_dev(model);
+        free(g->chunks);
+        free(g);
+        return rc;
+    }
+    g->vk = vk;
+    model->vk = g;
+    return HALO_OK;
+}
+
+/* ---- the backend's state of a context --------------------------------------------------- */
+
+typedef struct vk_state {
+    halo_vk *vk;
+    int32_t *d_token, *d_pos, *d_perm; /* [n_ubatch] the ubatch's, on the device */
+    float *inv_freq;                   /* [n_rot / 2] */
+    /* MoE: routing, the experts' activations and outputs, the shared expert */
+    float *router, *moe_w; /* [n_ubatch][n_expert], [n_ubatch][k] */
+    int32_t *moe_ids;      /* [n_ubatch][k] */
+    float *moe_a, *moe_b;  /* [n_ubatch * k][n_ff_exp] */
+    float *moe_y;          /* [n_ubatch * k][n_embd] */
+    float *sh_a, *sh_b;    /* [n_ubatch][n_ff_shexp] */
+    float *sh, *shg;       /* [n_ubatch][n_embd], [n_ubatch] */
+    /* output: the ubatch's rows with logits, their normed states, their logits */
+    int32_t *h_out_idx, *d_out_idx; /* [n_ubatch] host, device */
+    float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
+    int32_t out_first, out_n;       /* rows of ctx->logits the ubatch fills */
+    bool out_embd;
+    /* attention: the ubatch's sequences, the page tables of the sequences it touches */
+    int32_t *d_seq;   /* [n_ubatch] */
+    int32_t *d_table; /* [n_seq_max][n_pages] */
+    /* DeltaNet: the segments (seg_off[n_seg + 1] then seg_seq[n_seg]) */
+    int32_t *h_segs, *d_segs; /* [2 * n_ubatch + 1] host, device */
+    bool error;
+} vk_state;
+
+static vk_state *st(halo_context *ctx) {
+    return ctx->be.impl;
+}
+
+/* Note a failed op; the first error stays in halo_vk_error and fails the ubatch. */
+static void check(halo_context *ctx, int rc) {
+    if (rc) st(ctx)->error = true;
+}
+
+static const void *wdev(const halo_weight *w, int64_t expert) {
+    return (const char *)w->dev + (size_t)expert * w->mat_stride;
+}
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+static void *vk_alloc(halo_backend *be, size_t bytes) {
+    vk_state *s = be->impl;
+    return halo_vk_alloc(s->vk, bytes);
+}
+static void vk_free(halo_backend *be, void *p) {
+    vk_state *s = be->impl;
+    halo_vk_free(s->vk, p);
+}
+static void vk_to_host(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_download(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_to_backend(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_upload(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_copy(halo_backend *be, void *dst, const void *src, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_copy(s->vk, dst, src, bytes)) s->error = true;
+}
+static void vk_zero(halo_backend *be, void *dst, size_t bytes) {
+    vk_state *s = be->impl;
+    if (halo_vk_zero(s->vk, dst, bytes)) s->error = true;
+}
+
+static void vk_release(halo_backend *be) {
+    vk_state *s = be->impl;
+    if (!s) return;
+    halo_vk_sync(s->vk);
+    void *dev[] = {s->d_token,   s->d_pos, s->d_perm, s->inv_freq, s->router,  s->moe_w, s->moe_ids,
+                   s->moe_a,     s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,    s->sh,    s->shg,
+                   s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table, s->d_segs};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        halo_vk_free(s->vk, dev[i]);
+    free(s->h_out_idx);
+    free(s->h_segs);
+    free(s);
+    be->impl = NULL;
+}
+
+/* ---- a ubatch --------------------------------------------------------------------------- */
+
+static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
+    vk_state *s = st(ctx);
+    const size_t b = sizeof(int32_t) * (size_t)ub->n;
+    s->error = false;
+    check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
+    check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
+    check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
+    /* DeltaNet: the segments */
+    memcpy(s->h_segs, ub->seg_off, sizeof(int32_t) * (size_t)(ub->n_seg + 1));
+    memcpy(s->h_segs + ub->n_seg + 1, ub->seg_seq, sizeof(int32_t) * (size_t)ub->n_seg);
+    check(ctx, halo_vk_upload(s->vk, s->d_segs, s->h_segs,
+                              sizeof(int32_t) * (size_t)(2 * ub->n_seg + 1)));
+    /* attention: the sequences, and the page tables of those in the ubatch */
+    check(ctx, halo_vk_upload(s->vk, s->d_seq, ub->seq, b));
+    const int32_t np = ctx->kv.n_pages;
+    for (int32_t j = 0; np > 0 && j < ub->n_seg; j++) {
+        const size_t at = (size_t)ub->seg_seq[j] * (size_t)np;
+        if (ctx->kv.n_seq_pages[ub->seg_seq[j]] == 0) continue;
+        check(ctx, halo_vk_upload(s->vk, s->d_table + at, ctx->kv.page_table + at,
+                                  sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]));
+    }
+    /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
+    s->out_n = 0;
+    s->out_first = -1;
+    s->out_embd = ub->embd;
+    for (int32_t t = 0; t < ub->n; t++) {
+        if (ub->out[t] < 0) continue;
+        if (s->out_first < 0) s->out_first = ub->out[t];
+        s->h_out_idx[s->out_n++] = t;
+    }
+    if (s->out_n)
+        check(ctx, halo_vk_upload(s->vk, s->d_out_idx, s->h_out_idx,
+                                  sizeof(int32_t) * (size_t)s->out_n));
+}
+
+static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
+    vk_state *s = st(ctx);
+    if (halo_vk_sync(s->vk)) s->error = true;
+    if (s->out_n > 0 && !s->error) { /* logits, or the normed rows (embeddings) */
+        const size_t w = s->out_embd ? ctx->hp->n_embd : ctx->hp->n_vocab;
+        if (halo_vk_download(s->vk, ctx->logits + (size_t)s->out_first * w,
+                             s->out_embd ? s->out_x : s->logits,
+                             sizeof(float) * (size_t)s->out_n * w))
+            s->error = true;
+    }
+    if (s->error) halo_log(HALO_LOG_ERROR, "%s", halo_vk_error(s->vk)->msg);
+    return s->error ? -1 : 0;
+}
+
+/* ---- ops -------------------------------------------------------------------------------- */
+
+static void vk_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
+    const halo_weight *w = &ctx->model->tok_embd;
+    check(ctx, halo_vk_get_rows(st(ctx)->vk, w->type, w->dev, w->row_stride, w->n_cols,
+                                st(ctx)->d_token, ub->n, x));
+}
+
+static void vk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
+                      int64_t n, float *y) {
+    check(ctx, halo_vk_matmul(st(ctx)->vk, w->type, wdev(w, expert), w->row_stride, w->n_rows,
+                              w->n_cols, x, n, y));
+}
+
+static void vk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
+                        int64_t n_rows, int64_t n, float eps) {
+    check(ctx, halo_vk_rms_norm(st(ctx)->vk, x, w ? w->dev : NULL, y, n_rows, n, eps));
+}
+
+static void vk_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads, int head_dim) {
+    check(ctx, halo_vk_rope(st(ctx)->vk, x, ub->n, n_heads, head_dim, (int)ctx->hp->n_rot,
+                            ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
+}
+
+static void vk_add(halo_context *ctx, float *x, const float *y, int64_t n) {
+    check(ctx, halo_vk_add(st(ctx)->vk, x, y, n));
+}
+
+static void vk_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
+                            float *xn, int64_t n_rows, int64_t n, float eps) {
+    check(ctx, halo_vk_add_rms_norm(st(ctx)->vk, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
+}
+
+static void vk_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
+    check(ctx, halo_vk_swiglu(st(ctx)->vk, g, u, n));
+}
+
+static void vk_sigmoid_gate(halo_context *ctx, float *x, const float *g, int64_t n) {
+    check(ctx, halo_vk_sigmoid_gate(st(ctx)->vk, x, g, n));
+}
+
+static void vk_copy2d(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
+                      int64_t src_stride, int64_t rows, int64_t width) {
+    check(ctx, halo_vk_copy2d(st(ctx)->vk, dst, dst_stride, src, src_stride, rows, width));
+}
+
+static void vk_gather(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                      int64_t width) {
+    check(ctx, halo_vk_gather_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
+                       int64_t width) {
+    check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
+}
+
+/* Store k and v of layer il at each token's (sequence, position), then attention of q
+ * over each token's sequence up to its position. */
+static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
+                      const float *k, const float *v, float *out) {
+    vk_state *s = st(ctx);
+    const halo_hparams *hp = ctx->hp;
+    const halo_kv_cache *c = &ctx->kv;
+    const int nq = (int)hp->n_head, nkv = (int)hp->n_head_kv[il];
+    const int hk = (int)hp->head_dim_k, hv = (int)hp->head_dim_v;
+    const halo_vk_kv kv = {
+        .type_k = c->type_k,
+        .type_v = c->type_v,
+        .k = c->k[il],
+        .v = c->v[il],
+        .k_page_bytes = HALO_KV_PAGE * c->k_row_bytes[il],
+        .v_page_bytes = HALO_KV_PAGE * c->v_row_bytes[il],
+        .k_head_bytes = c->k_head_bytes[il],
+        .v_head_bytes = c->v_head_bytes[il],
+        .page_size = HALO_KV_PAGE,
+        .page_table = s->d_table,
+        .table_stride = c->n_pages,
+    };
+    check(ctx, halo_vk_kv_store(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nkv, hk, hv, k,
+                                (int64_t)nkv * hk, v, (int64_t)nkv * hv));
+    check(ctx, halo_vk_attn(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nq, nkv, hk, hv,
+                            1.0f / sqrtf((float)hk), q, out));
+}
+
+/* ---- Gated DeltaNet (the dimensions as the CPU backend's) ------------------------------- */
+
+typedef struct dn_dims {
+    int hk, hv, dk, dv;
+    int64_t ch;
+} dn_dims;
+
+static dn_dims dims(const halo_hparams *hp) {
+    dn_dims d = {(int)halo_hparams_deltanet_key_heads(hp),
+                 (int)halo_hparams_deltanet_value_heads(hp), (int)halo_hparams_deltanet_key_dim(hp),
+                 (int)halo_hparams_deltanet_value_dim(hp), 0};
+    d.ch = 2 * (int64_t)d.hk * d.dk + (int64_t)d.hv * d.dv;
+    return d;
+}
+
+/* conv + SiLU with each sequence's conv state, the L2 norms of q and k, the gates */
+static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *qkv, const float *alpha, const float *b, float *conv,
+                             float *g, float *beta) {
+    vk_state *s = st(ctx);
+    const halo_layer *L = &ctx->model->layers[il];
+    const dn_dims d = dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_conv(s->vk, qkv, ub->n, d.ch, (int)ctx->hp->ssm_conv_kernel,
+                                     L->ssm_conv1d.dev, halo_rs_conv(ctx, il, 0),
+                                     (int64_t)ctx->rs.conv_floats, s->d_segs, ub->n_seg, conv));
+    check(ctx, halo_vk_deltanet_norms_gates(s->vk, conv, ub->n, d.ch, d.hk, d.dk,
+                                            1.0f / sqrtf((float)d.dk), alpha, b, L->ssm_a.dev,
+                                            L->ssm_dt.dev, d.hv, g, beta));
+}
+
+/* the delta rule with each sequence's SSM state, then the gated RMS norm */
+static void vk_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *conv, const float *g, const float *beta, const float *z,
+                             float *o) {
+    vk_state *s = st(ctx);
+    const dn_dims d = dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_rule(s->vk, conv, d.ch, g, beta, z,
+                                     ctx->model->layers[il].ssm_norm.dev, ctx->hp->rms_eps, ub->n,
+                                     d.hk, d.hv, d.dk, d.dv, halo_rs_ssm(ctx, il, 0),
+                                     (int64_t)ctx->rs.ssm_floats, s->d_segs, ub->n_seg, o));
+}
+
+/* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
+ * up products by expert id with SwiGLU, down by expert id, then the weighted sum with the
+ * gated shared expert. The host never sees the expert choice. */
+static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                   float *out) {
+    vk_state *s = st(ctx);
+    halo_vk *vk = s->vk;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    vk_matmul(ctx, W->router, 0, xn, n, s->router);
+    check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
+                                  ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+    check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
+                                 g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
+    check(ctx, halo_vk_matmul_id(vk, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
+                                 u->n_cols, xn, k, s->moe_ids, na, s->moe_b, (int32_t)u->n_mats));
+    check(ctx, halo_vk_swiglu(vk, s->moe_a, s->moe_b, (int64_t)na * ff));
+    check(ctx,
+          halo_vk_matmul_id(vk, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows, d->n_cols,
+                            s->moe_a, 1, s->moe_ids, na, s->moe_y, (int32_t)d->n_mats));
+    const float *sh = NULL, *shg = NULL;
+    if (W->shexp_gate) {
+        const int64_t fs = W->shexp_gate->n_rows;
+        vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+        vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+        check(ctx, halo_vk_swiglu(vk, s->sh_a, s->sh_b, n * fs));
+        vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+        vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+        sh = s->sh;
+        shg = s->shg;
+    }
+    check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
+}
+
+/* The final norm and output head of the rows that asked for logits (the embeddings mode:
+ * the normed rows themselves); `finish` copies them into ctx->logits. */
+static void vk_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
+    vk_state *s = st(ctx);
+    const halo_model *m = ctx->model;
+    const int64_t e = m->hp.n_embd;
+    check(ctx, halo_vk_gather_rows(s->vk, s->out_x, x, s->d_out_idx, s->out_n, e));
+    check(ctx, halo_vk_rms_norm(s->vk, s->out_x, m->output_norm.dev, s->out_x, s->out_n, e,
+                                m->hp.rms_eps));
+    if (!ub->embd) vk_matmul(ctx, &m->output, 0, s->out_x, s->out_n, s->logits);
+}
+
+const halo_backend_ops halo_backend_vulkan_ops = {
+    .name = "Vulkan",
+    .alloc = vk_alloc,
+    .free = vk_free,
+    .to_host = vk_to_host,
+    .to_backend = vk_to_backend,
+    .copy = vk_copy,
+    .zero = vk_zero,
+    .release = vk_release,
+    .begin = vk_begin,
+    .finish = vk_finish,
+    .embed = vk_embed,
+    .matmul = vk_matmul,
+    .rms_norm = vk_rms_norm,
+    .rope = vk_rope,
+    .add = vk_add,
+    .add_rms_norm = vk_add_rms_norm,
+    .swiglu = vk_swiglu,
+    .sigmoid_gate = vk_sigmoid_gate,
+    .copy2d = vk_copy2d,
+    .gather = vk_gather,
+    .scatter = vk_scatter,
+    .attend = vk_attend,
+    .deltanet_conv = vk_deltanet_conv,
+    .deltanet_rule = vk_deltanet_rule,
+    .moe = vk_moe,
+    .output = vk_output,
+};
+
+int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err) {
+    const halo_model *m = ctx->model;
+    const halo_hparams *hp = ctx->hp;
+    if (!m->vk)
+        return halo_error_set(err, HALO_ERR_ARG, "the model's weights are not on a Vulkan device");
+    const int tk = ctx->params.type_k, tv = ctx->params.type_v;
+    const bool kv_ok = (tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) &&
+                       (tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16);
+    if (hp->n_attention_layers && !kv_ok)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "a %s/%s KV cache cannot be written by the Vulkan backend yet "
+                              "(f32, f16, bf16 can)",
+                              halo_type_name(tk), halo_type_name(tv));
+    vk_state *s = calloc(1, sizeof *s);
+    if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    s->vk = m->vk->vk;
+    be->ops = &halo_backend_vulkan_ops;
+    be->impl = s;
+    const size_t u = ctx->params.n_ubatch ? ctx->params.n_ubatch : 1;
+    s->d_token = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
+    const size_t n_pages = (ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE;
+    const size_t n_seq = ctx->params.n_seq_max ? ctx->params.n_seq_max : 1;
+    s->d_seq = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->d_table = halo_vk_alloc(s->vk, sizeof(int32_t) * (n_pages ? n_pages : 1) * n_seq);
+    s->h_segs = malloc(sizeof(int32_t) * (2 * u + 1));
+    s->d_segs = halo_vk_alloc(s->vk, sizeof(int32_t) * (2 * u + 1));
+    s->h_out_idx = malloc(sizeof(int32_t) * u);
+    s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
+    s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
+    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_seq &&
+                     s->h_segs && s->d_segs && s->d_table && s->d_out_idx && s->out_x && s->logits
+                 ? 0
+                 : HALO_ERR_NOMEM;
+    if (!rc && hp->n_expert) {
+        const size_t k = hp->n_expert_used, ff = hp->n_ff_exp ? hp->n_ff_exp : 1;
+        const size_t fs = hp->n_ff_shexp ? hp->n_ff_shexp : 1, e = hp->n_embd;
+        s->router = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_expert);
+        s->moe_w = halo_vk_alloc(s->vk, sizeof(float) * u * k);
+        s->moe_ids = halo_vk_alloc(s->vk, sizeof(int32_t) * u * k);
+        s->moe_a = halo_vk_alloc(s->vk, sizeof(float) * u * k * ff);
+        s->moe_b = halo_vk_alloc(s->vk, sizeof(float) * u * k * ff);
+        s->moe_y = halo_vk_alloc(s->vk, sizeof(float) * u * k * e);
+        s->sh_a = halo_vk_alloc(s->vk, sizeof(float) * u * fs);
+        s->sh_b = halo_vk_alloc(s->vk, sizeof(float) * u * fs);
+        s->sh = halo_vk_alloc(s->vk, sizeof(float) * u * e);
+        s->shg = halo_vk_alloc(s->vk, sizeof(float) * u);
+        if (!s->router || !s->moe_w || !s->moe_ids || !s->moe_a || !s->moe_b || !s->moe_y ||
+            !s->sh_a || !s->sh_b || !s->sh || !s->shg)
+            rc = HALO_ERR_NOMEM;
+    }
+    if (!rc && hp->n_rot) { /* the CPU's frequencies (runtime/context.c), on the device */
+        float *f = malloc(sizeof(float) * hp->n_rot / 2);
+        if (!f) rc = HALO_ERR_NOMEM;
+        if (f) {
+            float base = hp->rope_freq_base > 0 ? hp->rope_freq_base : 10000.0f;
+            halo_rope_inv_freq(base, (int)hp->n_rot, f);
+            for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+                f[i] = f[i] * m->rope_freq_scale / (m->rope_freqs ? m->rope_freqs[i] : 1.0f);
+            rc = halo_vk_upload(s->vk, s->inv_freq, f, sizeof(float) * hp->n_rot / 2);
+            free(f);
+        }
+    }
+    if (rc) {
+        halo_error_set(err, rc, "Vulkan: the context's buffers: %s", halo_vk_error(s->vk)->msg);
+        vk_release(be);
+        be->ops = NULL;
+    }
+    return rc;
+}

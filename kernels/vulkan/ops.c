@@ -1,0 +1,538 @@
+/*
+ * The launchers of kernels/vulkan/vk_ops.h: argument checks on the host (types, shapes,
+ * every pointer's range inside its allocation), then one or more dispatches of the
+ * shaders of kernels/vulkan/shaders (a dispatch's grid is limited to 65535 groups a
+ * dimension, so long launches are split).
+ */
+#include "kernels/vulkan/vk_impl.h"
+
+#include "quant/quant.h"
+#include "util/util.h"
+
+#define MAX_GROUPS 65535u
+#define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
+
+/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
+static size_t bytes3(int64_t a, int64_t b, int64_t c) {
+    uint64_t ab, abc;
+    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
+        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)abc;
+}
+
+/* The groups of a 1-D launch of `groups` workgroups on a 2-D grid (shaders: group_index()). */
+static void grid(uint64_t groups, uint32_t *gx, uint32_t *gy) {
+    *gx = groups < MAX_GROUPS ? (uint32_t)groups : MAX_GROUPS;
+    *gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
+}
+
+static bool fits_u32(int64_t v) {
+    return v >= 0 && v <= (int64_t)UINT32_MAX;
+}
+
+/* ---- products and rows ------------------------------------------------------------------ */
+
+bool halo_vk_matmul_supported(int type) {
+    switch (type) {
+    case HALO_TYPE_F32:
+    case HALO_TYPE_F16:
+    case HALO_TYPE_BF16:
+    case HALO_TYPE_Q4_0:
+    case HALO_TYPE_Q4_1:
+    case HALO_TYPE_Q5_0:
+    case HALO_TYPE_Q5_1:
+    case HALO_TYPE_Q8_0:
+    case HALO_TYPE_Q8_1:
+    case HALO_TYPE_Q2_K:
+    case HALO_TYPE_Q3_K:
+    case HALO_TYPE_Q4_K:
+    case HALO_TYPE_Q5_K:
+    case HALO_TYPE_Q6_K:
+    case HALO_TYPE_Q8_K:
+    case HALO_TYPE_IQ4_NL:
+    case HALO_TYPE_IQ4_XS:
+    case HALO_TYPE_MXFP4:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The shader of a product (rows false) or of embedding rows for a weight type: one per
+ * format family (shaders/<op>_float|q|k.comp), the type a specialization constant. */
+static const char *shader(bool rows, int type) {
+    static const char *const names[2][3] = {{"mul_mv_float", "mul_mv_q", "mul_mv_k"},
+                                            {"get_rows_float", "get_rows_q", "get_rows_k"}};
+    const halo_type_traits *t = halo_type_get(type);
+    return names[rows][!t->is_quantized ? 0 : t->block_size == 32 ? 1 : 2];
+}
+
+/* The weight arguments shared by products and rows: type, whole blocks, alignment; the
+ * bytes of n_rows rows. */
+static int check_weights(halo_vk *vk, const char *what, int type, const void *w, size_t row_stride,
+                         int64_t n_rows, int64_t n_cols, size_t *bytes) {
+    if (!halo_vk_matmul_supported(type))
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED, "%s: no kernel for %s weights", what,
+                            halo_type_name(type));
+    size_t row = halo_type_row_size(type, n_cols);
+    if (row == 0 || !fits_u32(n_cols))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "%s: %lld columns are not whole %s blocks", what,
+                            (long long)n_cols, halo_type_name(type));
+    /* the shaders read f32 and Q8_K's scale as words, halves at even offsets; MXFP4
+     * (17-byte blocks, rows at any byte) reads bytes only */
+    size_t align = type == HALO_TYPE_F32 || type == HALO_TYPE_Q8_K ? 4
+                   : type == HALO_TYPE_MXFP4                       ? 1
+                                                                   : 2;
+    if (row_stride < row || row_stride % align || (uintptr_t)w % align)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "%s: %s rows of stride %zu at %p (row %zu bytes, "
+                            "alignment %zu)",
+                            what, halo_type_name(type), row_stride, w, row, align);
+    *bytes = n_rows > 0 ? bytes3(n_rows - 1, (int64_t)row_stride, 1) : 0;
+    if (*bytes != SIZE_MAX) *bytes += row;
+    return HALO_OK;
+}
+
+int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
+                   int64_t n_cols, const float *x, int64_t n_tokens, float *y) {
+    if (n_rows == 0 || n_tokens == 0) return vk->err.status;
+    size_t wb;
+    int rc = check_weights(vk, "matmul", type, w, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    if (!fits_u32(n_rows) || !fits_u32(n_tokens) || row_stride > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "matmul: %lld rows x %lld tokens is too large",
+                            (long long)n_rows, (long long)n_tokens);
+    uint32_t gx, gy;
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += MV_MAX_TOK) {
+        int64_t nt = n_tokens - t0 < MV_MAX_TOK ? n_tokens - t0 : MV_MAX_TOK;
+        vk_arg args[3] = {{w, wb},
+                          {x + t0 * n_cols, bytes3(nt, n_cols, 4)},
+                          {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
+        uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)nt};
+        uint32_t spec = (uint32_t)type;
+        rc = halo_vk_dispatch(vk, shader(false, type), &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
+    }
+    return rc;
+}
+
+int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
+                      int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
+                      const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat) {
+    if (n_rows == 0 || n_assign == 0) return vk->err.status;
+    size_t wb;
+    int rc = check_weights(vk, "matmul_id", type, w, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    if (!fits_u32(n_rows) || n_assign < 0 || x_div <= 0 || n_mat <= 0 || row_stride > UINT32_MAX ||
+        mat_stride > UINT32_MAX || (n_mat > 1 && mat_stride < wb))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "matmul_id: %lld rows, %d assignments / %d, %d matrices of stride %zu",
+                            (long long)n_rows, n_assign, x_div, n_mat, mat_stride);
+    /* the ids are read on the device: every matrix is bound */
+    vk_arg args[4] = {{w, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb},
+                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4)},
+                      {y, bytes3(n_assign, n_rows, 4)},
+                      {ids, bytes3(n_assign, 4, 1)}};
+    uint32_t gx, gy, spec[2] = {(uint32_t)type, 1};
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
+        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
+        uint32_t p[7] = {(uint32_t)n_rows,     (uint32_t)n_cols, (uint32_t)row_stride, 1,
+                         (uint32_t)mat_stride, (uint32_t)x_div,  (uint32_t)a0};
+        rc = halo_vk_dispatch(vk, shader(false, type), spec, 2, args, 4, p, sizeof p, gx, gy,
+                              (uint32_t)na);
+    }
+    return rc;
+}
+
+int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
+                     const int32_t *rows, int32_t n, float *y) {
+    if (n <= 0)
+        return n < 0 ? halo_vk_fail(vk, HALO_ERR_ARG, "get_rows: %d rows", n) : vk->err.status;
+    size_t row;
+    int rc = check_weights(vk, "get_rows", type, w, row_stride, 1, n_cols, &row);
+    if (rc) return rc;
+    /* the row indices are read on the device: the whole allocation from w on is bound */
+    VkDeviceSize off;
+    vk_alloc *a = halo_vk_range(vk, w, row, "get_rows", &off);
+    if (!a) return vk->err.status;
+    uint32_t groups = (uint32_t)((n_cols + 31) / 32), gx = (groups + 63) / 64;
+    for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
+        int32_t ni = n - i0 < (int32_t)MAX_GROUPS ? n - i0 : (int32_t)MAX_GROUPS;
+        vk_arg args[3] = {{w, (size_t)(a->size - off)},
+                          {rows + i0, bytes3(ni, 4, 1)},
+                          {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4)}};
+        uint32_t p[2] = {(uint32_t)n_cols, (uint32_t)row_stride};
+        uint32_t spec = (uint32_t)type;
+        rc = halo_vk_dispatch(vk, shader(true, type), &spec, 1, args, 3, p, sizeof p, gx,
+                              (uint32_t)ni, 1);
+    }
+    return rc;
+}
+
+/* ---- small ops -------------------------------------------------------------------------- */
+
+static int norm(halo_vk *vk, bool add, float *x, const float *r, const float *w, float *y,
+                int64_t n_rows, int64_t n, float eps) {
+    if (n_rows == 0) return vk->err.status;
+    if (!fits_u32(n_rows) || n <= 0 || !fits_u32(n))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "rms_norm: %lld rows of %lld", (long long)n_rows,
+                            (long long)n);
+    size_t all = bytes3(n_rows, n, 4);
+    vk_arg args[4] = {{x, all}, {w, bytes3(n, 4, 1)}, {y, all}, {r, add ? all : 0}};
+    struct {
+        uint32_t n_rows, n, has_w;
+        float eps;
+    } p = {(uint32_t)n_rows, (uint32_t)n, w != NULL, eps};
+    uint32_t gx, gy, spec = add;
+    grid((uint64_t)n_rows, &gx, &gy);
+    return halo_vk_dispatch(vk, "rms_norm", &spec, 1, args, 4, &p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_rms_norm(halo_vk *vk, const float *x, const float *w, float *y, int64_t n_rows,
+                     int64_t n, float eps) {
+    return norm(vk, false, (float *)x, NULL, w, y, n_rows, n, eps);
+}
+
+int halo_vk_add_rms_norm(halo_vk *vk, float *x, const float *y, const float *w, float *xn,
+                         int64_t n_rows, int64_t n, float eps) {
+    return norm(vk, true, x, y, w, xn, n_rows, n, eps);
+}
+
+int halo_vk_rope(halo_vk *vk, float *x, int32_t n_tok, int n_heads, int head_dim, int n_rot,
+                 int mode, const int32_t *pos, const float *inv_freq) {
+    if (n_rot <= 0 || n_rot % 2 || n_rot > head_dim || n_heads <= 0 || (mode != 0 && mode != 2))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "rope: n_rot %d of head_dim %d, %d heads, mode %d",
+                            n_rot, head_dim, n_heads, mode);
+    if (n_tok <= 0)
+        return n_tok < 0 ? halo_vk_fail(vk, HALO_ERR_ARG, "rope: %d tokens", n_tok)
+                         : vk->err.status;
+    uint32_t gx = (uint32_t)(((int64_t)n_heads * (n_rot / 2) + 63) / 64);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        /* the shader indexes from the launch's first token: pass pointers to it */
+        vk_arg args[3] = {
+            {x + (int64_t)t0 * n_heads * head_dim, bytes3(nt, (int64_t)n_heads * head_dim, 4)},
+            {pos + t0, bytes3(nt, 4, 1)},
+            {inv_freq, bytes3(n_rot / 2, 4, 1)}};
+        uint32_t p[5] = {(uint32_t)n_heads, (uint32_t)head_dim, (uint32_t)n_rot, (uint32_t)mode, 0};
+        rc = halo_vk_dispatch(vk, "rope", NULL, 0, args, 3, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
+static int eltwise(halo_vk *vk, uint32_t op, float *a, const float *b, int64_t n) {
+    if (n == 0) return vk->err.status;
+    if (!fits_u32(n)) return halo_vk_fail(vk, HALO_ERR_ARG, "elementwise op of %lld", (long long)n);
+    vk_arg args[2] = {{a, bytes3(n, 4, 1)}, {b, bytes3(n, 4, 1)}};
+    uint32_t p = (uint32_t)n, gx, gy;
+    grid(((uint64_t)n + 255) / 256, &gx, &gy);
+    return halo_vk_dispatch(vk, "eltwise", &op, 1, args, 2, &p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_add(halo_vk *vk, float *x, const float *y, int64_t n) {
+    return eltwise(vk, 0, x, y, n);
+}
+int halo_vk_swiglu(halo_vk *vk, float *g, const float *u, int64_t n) {
+    return eltwise(vk, 1, g, u, n);
+}
+int halo_vk_sigmoid_gate(halo_vk *vk, float *x, const float *g, int64_t n) {
+    return eltwise(vk, 2, x, g, n);
+}
+
+int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src,
+                   int64_t src_stride, int64_t rows, int64_t width) {
+    if (rows == 0 || width == 0) return vk->err.status;
+    if (!fits_u32(rows) || !fits_u32(width) || !fits_u32(dst_stride) || !fits_u32(src_stride) ||
+        dst_stride < width || src_stride < width)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "copy2d: %lld rows of %lld, strides %lld and %lld",
+                            (long long)rows, (long long)width, (long long)dst_stride,
+                            (long long)src_stride);
+    vk_arg args[2] = {{dst, bytes3(rows - 1, dst_stride, 4) + 4 * (size_t)width},
+                      {src, bytes3(rows - 1, src_stride, 4) + 4 * (size_t)width}};
+    uint32_t gx = (uint32_t)((width + 255) / 256);
+    int rc = HALO_OK;
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += MAX_GROUPS) {
+        int64_t nr = rows - r0 < MAX_GROUPS ? rows - r0 : MAX_GROUPS;
+        uint32_t p[4] = {(uint32_t)dst_stride, (uint32_t)src_stride, (uint32_t)width, (uint32_t)r0};
+        rc = halo_vk_dispatch(vk, "copy2d", NULL, 0, args, 2, p, sizeof p, gx, (uint32_t)nr, 1);
+    }
+    return rc;
+}
+
+/* The index rows are read on the device, so the rows they name are not checked here:
+ * the whole allocations of src (gather) or dst (scatter) are bound. */
+static int rows_op(halo_vk *vk, bool scatter, float *dst, const float *src, const int32_t *idx,
+                   int32_t n, int64_t width) {
+    if (n == 0 || width == 0) return vk->err.status;
+    if (n < 0 || !fits_u32(width))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "%s: %d rows of %lld", scatter ? "scatter" : "gather",
+                            n, (long long)width);
+    VkDeviceSize off;
+    const void *indexed = scatter ? (const void *)dst : (const void *)src;
+    vk_alloc *a = halo_vk_range(vk, indexed, 4, scatter ? "scatter" : "gather", &off);
+    if (!a) return vk->err.status;
+    size_t whole = (size_t)(a->size - off), mine = bytes3(n, width, 4);
+    vk_arg args[3] = {
+        {dst, scatter ? whole : mine}, {src, scatter ? mine : whole}, {idx, bytes3(n, 4, 1)}};
+    uint32_t gx = (uint32_t)((width + 255) / 256), spec = scatter;
+    int rc = HALO_OK;
+    for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
+        int32_t ni = n - i0 < (int32_t)MAX_GROUPS ? n - i0 : (int32_t)MAX_GROUPS;
+        uint32_t p[2] = {(uint32_t)width, (uint32_t)i0};
+        rc = halo_vk_dispatch(vk, "rows", &spec, 1, args, 3, p, sizeof p, gx, (uint32_t)ni, 1);
+    }
+    return rc;
+}
+
+int halo_vk_gather_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                        int64_t width) {
+    return rows_op(vk, false, dst, src, idx, n, width);
+}
+
+int halo_vk_scatter_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                         int64_t width) {
+    return rows_op(vk, true, dst, src, idx, n, width);
+}
+
+/* ---- MoE -------------------------------------------------------------------------------- */
+
+int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert, int k,
+                       bool normalize, int32_t *ids, float *weights) {
+    if (n_expert <= 0 || n_expert > 512 || k <= 0 || k > 16 || k > n_expert || n < 0)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "topk_route: %d of %d experts (at most 16 of 512), %d tokens", k,
+                            n_expert, n);
+    if (n == 0) return vk->err.status;
+    vk_arg args[3] = {
+        {logits, bytes3(n, n_expert, 4)}, {ids, bytes3(n, k, 4)}, {weights, bytes3(n, k, 4)}};
+    uint32_t p[4] = {(uint32_t)n, (uint32_t)n_expert, (uint32_t)k, normalize}, gx, gy;
+    grid((uint64_t)n, &gx, &gy);
+    return halo_vk_dispatch(vk, "topk", NULL, 0, args, 3, p, sizeof p, gx, gy, 1);
+}
+
+int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, int k,
+                        int64_t n_embd, const float *sh, const float *shg, float *out) {
+    if (n < 0 || k <= 0 || n_embd <= 0 || !fits_u32(n_embd) || (sh && !shg))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "moe_combine: %d tokens, k %d, %lld wide", n, k,
+                            (long long)n_embd);
+    if (n == 0) return vk->err.status;
+    vk_arg args[5] = {{y, bytes3((int64_t)n * k, n_embd, 4)},
+                      {w, bytes3(n, k, 4)},
+                      {sh, sh ? bytes3(n, n_embd, 4) : 0},
+                      {shg, sh ? bytes3(n, 4, 1) : 0},
+                      {out, bytes3(n, n_embd, 4)}};
+    uint32_t gx = (uint32_t)((n_embd + 255) / 256);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n - t0 < (int32_t)MAX_GROUPS ? n - t0 : (int32_t)MAX_GROUPS;
+        uint32_t p[4] = {(uint32_t)k, (uint32_t)n_embd, sh != NULL, (uint32_t)t0};
+        rc =
+            halo_vk_dispatch(vk, "moe_combine", NULL, 0, args, 5, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+static bool kv_type_ok(int type, int head_dim) {
+    switch (type) {
+    case HALO_TYPE_F32:
+    case HALO_TYPE_F16:
+    case HALO_TYPE_BF16:
+        return true;
+    case HALO_TYPE_Q8_0:
+    case HALO_TYPE_Q4_0:
+        return head_dim % 32 == 0;
+    default:
+        return false;
+    }
+}
+
+/* The bytes of an allocation from p on (the rows the device reads by index). */
+static size_t rest_of(halo_vk *vk, const void *p, const char *what) {
+    VkDeviceSize off;
+    vk_alloc *a = halo_vk_range(vk, p, 1, what, &off);
+    return a ? (size_t)(a->size - off) : 0;
+}
+
+int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
+                 float scale, const float *q, float *out) {
+    if (n_head <= 0 || n_kv <= 0 || n_head % n_kv || head_dim_k <= 0 || head_dim_k > 256 ||
+        head_dim_v <= 0 || head_dim_v > 256 || kv->page_size <= 0 || kv->table_stride < 0 ||
+        n_tok < 0 || !kv_type_ok(kv->type_k, head_dim_k) || !kv_type_ok(kv->type_v, head_dim_v))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "attn: %d heads / %d KV heads of %d / %d, K %s, V %s, pages of %d",
+                            n_head, n_kv, head_dim_k, head_dim_v, halo_type_name(kv->type_k),
+                            halo_type_name(kv->type_v), kv->page_size);
+    if (kv->k_page_bytes > UINT32_MAX || kv->v_page_bytes > UINT32_MAX ||
+        kv->k_head_bytes > UINT32_MAX || kv->v_head_bytes > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "attn: pages of more than 4 GiB");
+    if (n_tok == 0) return vk->err.status;
+    size_t kb = rest_of(vk, kv->k, "attn (K)"), vb = kb ? rest_of(vk, kv->v, "attn (V)") : 0;
+    size_t tb = vb ? rest_of(vk, kv->page_table, "attn (page table)") : 0;
+    if (!tb) return vk->err.status;
+    vk_arg args[7] = {{kv->k, kb},
+                      {kv->v, vb},
+                      {q, bytes3(n_tok, (int64_t)n_head * head_dim_k, 4)},
+                      {out, bytes3(n_tok, (int64_t)n_head * head_dim_v, 4)},
+                      {kv->page_table, tb},
+                      {seq, bytes3(n_tok, 4, 1)},
+                      {pos, bytes3(n_tok, 4, 1)}};
+    uint32_t spec[2] = {(uint32_t)kv->type_k, (uint32_t)kv->type_v};
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        struct {
+            uint32_t n_head, n_kv, hd_k, hd_v;
+            uint32_t k_page_bytes, v_page_bytes, k_head_bytes, v_head_bytes;
+            uint32_t page_size, table_stride, t0;
+            float scale;
+        } p = {(uint32_t)n_head,
+               (uint32_t)n_kv,
+               (uint32_t)head_dim_k,
+               (uint32_t)head_dim_v,
+               (uint32_t)kv->k_page_bytes,
+               (uint32_t)kv->v_page_bytes,
+               (uint32_t)kv->k_head_bytes,
+               (uint32_t)kv->v_head_bytes,
+               (uint32_t)kv->page_size,
+               (uint32_t)kv->table_stride,
+               (uint32_t)t0,
+               scale};
+        rc = halo_vk_dispatch(vk, "attn", spec, 2, args, 7, &p, sizeof p, (uint32_t)n_head,
+                              (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
+int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                     const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
+                     int64_t k_stride, const float *v, int64_t v_stride) {
+    const int tk = kv->type_k, tv = kv->type_v;
+    if (!(tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) ||
+        !(tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16))
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED,
+                            "kv_store: a %s/%s cache cannot be written on Vulkan yet (F32, F16, "
+                            "BF16 can)",
+                            halo_type_name(tk), halo_type_name(tv));
+    const int64_t nk = (int64_t)n_kv * head_dim_k, nv = (int64_t)n_kv * head_dim_v;
+    if (n_kv <= 0 || head_dim_k <= 0 || head_dim_v <= 0 || nk % 2 || nv % 2 || n_tok < 0 ||
+        k_stride < nk || v_stride < nv || !fits_u32(k_stride) || !fits_u32(v_stride) ||
+        kv->page_size <= 0 || kv->k_page_bytes > UINT32_MAX || kv->v_page_bytes > UINT32_MAX ||
+        (size_t)kv->k_head_bytes * (size_t)n_kv > UINT32_MAX)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "kv_store: %d KV heads of %d / %d, strides %lld / %lld", n_kv,
+                            head_dim_k, head_dim_v, (long long)k_stride, (long long)v_stride);
+    if (n_tok == 0) return vk->err.status;
+    size_t kb = rest_of(vk, kv->k, "kv_store (K)"),
+           vb = kb ? rest_of(vk, kv->v, "kv_store (V)") : 0;
+    size_t tb = vb ? rest_of(vk, kv->page_table, "kv_store (page table)") : 0;
+    if (!tb) return vk->err.status;
+    vk_arg args[7] = {{kv->k, kb},
+                      {kv->v, vb},
+                      {k, bytes3(n_tok - 1, k_stride, 4) + 4 * (size_t)nk},
+                      {v, bytes3(n_tok - 1, v_stride, 4) + 4 * (size_t)nv},
+                      {kv->page_table, tb},
+                      {seq, bytes3(n_tok, 4, 1)},
+                      {pos, bytes3(n_tok, 4, 1)}};
+    uint32_t spec[2] = {(uint32_t)tk, (uint32_t)tv};
+    const int64_t pairs = (nk > nv ? nk : nv) / 2;
+    uint32_t gx = (uint32_t)((pairs + 63) / 64);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        uint32_t p[11] = {(uint32_t)nk,
+                          (uint32_t)nv,
+                          (uint32_t)k_stride,
+                          (uint32_t)v_stride,
+                          (uint32_t)kv->k_page_bytes,
+                          (uint32_t)kv->v_page_bytes,
+                          (uint32_t)(kv->k_head_bytes * (size_t)n_kv),
+                          (uint32_t)(kv->v_head_bytes * (size_t)n_kv),
+                          (uint32_t)kv->page_size,
+                          (uint32_t)kv->table_stride,
+                          (uint32_t)t0};
+        rc = halo_vk_dispatch(vk, "kv_store", spec, 2, args, 7, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
+/* ---- Gated DeltaNet --------------------------------------------------------------------- */
+
+int halo_vk_deltanet_conv(halo_vk *vk, const float *x, int32_t n_tok, int64_t ch, int kernel,
+                          const float *w, float *state, int64_t state_stride, const int32_t *segs,
+                          int32_t n_seg, float *y) {
+    if (kernel < 1 || kernel > 16 || ch <= 0 || !fits_u32(ch) || n_seg < 0 || n_tok < 0 ||
+        !fits_u32(state_stride))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_conv: %lld channels, kernel %d",
+                            (long long)ch, kernel);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    size_t sb = rest_of(vk, state, "deltanet_conv (state)");
+    if (!sb) return vk->err.status;
+    vk_arg args[5] = {{x, bytes3(n_tok, ch, 4)},
+                      {w, bytes3(ch, kernel, 4)},
+                      {state, sb},
+                      {y, bytes3(n_tok, ch, 4)},
+                      {segs, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    uint32_t p[4] = {(uint32_t)ch, (uint32_t)kernel, (uint32_t)state_stride, (uint32_t)n_seg + 1};
+    return halo_vk_dispatch(vk, "dn_conv", NULL, 0, args, 5, p, sizeof p,
+                            (uint32_t)((ch + 63) / 64), (uint32_t)n_seg, 1);
+}
+
+int halo_vk_deltanet_norms_gates(halo_vk *vk, float *conv, int32_t n_tok, int64_t ch, int hk,
+                                 int dk, float q_scale, const float *alpha, const float *b,
+                                 const float *a, const float *dt_bias, int hv, float *g,
+                                 float *beta) {
+    if (hk <= 0 || dk <= 0 || hv <= 0 || 2 * (int64_t)hk * dk > ch || !fits_u32(ch) || n_tok < 0 ||
+        n_tok > (int32_t)MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "deltanet norms: %d key heads of %d in %lld, %d tokens", hk, dk,
+                            (long long)ch, n_tok);
+    if (n_tok == 0) return vk->err.status;
+    struct {
+        uint32_t ch, hk, dk, hv;
+        float q_scale, eps;
+    } p = {(uint32_t)ch, (uint32_t)hk, (uint32_t)dk, (uint32_t)hv, q_scale, 1e-6f};
+    vk_arg norms[1] = {{conv, bytes3(n_tok, ch, 4)}};
+    uint32_t gates = 0;
+    int rc = halo_vk_dispatch(vk, "dn_norm_gates", &gates, 1, norms, 1, &p, sizeof p,
+                              (uint32_t)(2 * hk), (uint32_t)n_tok, 1);
+    vk_arg gargs[6] = {{alpha, bytes3(n_tok, hv, 4)}, {b, bytes3(n_tok, hv, 4)},
+                       {a, bytes3(hv, 4, 1)},         {dt_bias, bytes3(hv, 4, 1)},
+                       {g, bytes3(n_tok, hv, 4)},     {beta, bytes3(n_tok, hv, 4)}};
+    gates = 1;
+    if (!rc)
+        rc = halo_vk_dispatch(vk, "dn_norm_gates", &gates, 1, gargs, 6, &p, sizeof p,
+                              (uint32_t)((hv + 63) / 64), (uint32_t)n_tok, 1);
+    return rc;
+}
+
+int halo_vk_deltanet_rule(halo_vk *vk, const float *conv, int64_t ch, const float *g,
+                          const float *beta, const float *z, const float *norm_w, float eps,
+                          int32_t n_tok, int hk, int hv, int dk, int dv, float *state,
+                          int64_t state_stride, const int32_t *segs, int32_t n_seg, float *o) {
+    if (hk <= 0 || hv <= 0 || dk <= 0 || dk > 256 || dv <= 0 || dv > 256 ||
+        2 * (int64_t)hk * dk + (int64_t)hv * dv > ch || !fits_u32(ch) || n_seg < 0 || n_tok < 0 ||
+        !fits_u32(state_stride) || n_seg > (int32_t)MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_rule: %d/%d heads of %d/%d in %lld", hk, hv,
+                            dk, dv, (long long)ch);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    size_t sb = rest_of(vk, state, "deltanet_rule (state)");
+    if (!sb) return vk->err.status;
+    const int64_t vd = (int64_t)hv * dv;
+    vk_arg args[8] = {{conv, bytes3(n_tok, ch, 4)}, {g, bytes3(n_tok, hv, 4)},
+                      {beta, bytes3(n_tok, hv, 4)}, {z, bytes3(n_tok, vd, 4)},
+                      {norm_w, bytes3(dv, 4, 1)},   {state, sb},
+                      {o, bytes3(n_tok, vd, 4)},    {segs, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    struct {
+        uint32_t ch, hk, hv, dk, dv, state_stride, seq_at;
+        float eps;
+    } p = {(uint32_t)ch, (uint32_t)hk,           (uint32_t)hv,        (uint32_t)dk,
+           (uint32_t)dv, (uint32_t)state_stride, (uint32_t)n_seg + 1, eps};
+    return halo_vk_dispatch(vk, "dn_rule", NULL, 0, args, 8, &p, sizeof p, (uint32_t)hv,
+                            (uint32_t)n_seg, 1);
+}

@@ -1,0 +1,121 @@
+/*
+ * kernels/vulkan internals: the device state behind halo_vk, shared by device.c (the
+ * instance, memory, pipelines, command recording) and ops.c (the launchers).
+ *
+ * A launch is one compute dispatch of a shader with up to HALO_VK_BINDINGS storage
+ * buffers, bound by push descriptors (no descriptor pool to size or reset). Every
+ * shader's push constants start with the byte offsets of its bindings' pointers in
+ * their buffers (uint off[HALO_VK_BINDINGS]), followed by its own parameters; see
+ * shaders/common.glsl.
+ */
+#ifndef HALO_VK_IMPL_H
+#define HALO_VK_IMPL_H
+
+#include "kernels/vulkan/vk_ops.h"
+
+#include <vulkan/vulkan.h>
+
+#define HALO_VK_BINDINGS 8
+#define HALO_VK_PUSH_BYTES 128 /* the push-constant size every device offers */
+#define HALO_VK_MAX_SPEC 4
+
+/* An embedded SPIR-V module (the generated vk_shaders.c, from shaders/<name>.comp). */
+typedef struct halo_vk_spirv {
+    const char *name;
+    const uint32_t *words;
+    size_t n_words;
+} halo_vk_spirv;
+extern const halo_vk_spirv halo_vk_shaders[];
+extern const int halo_vk_n_shaders;
+
+/* One allocation: its buffer, memory, and its range of halo_vk addresses. */
+typedef struct vk_alloc {
+    uintptr_t addr;
+    VkDeviceSize size;
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    void *map; /* host mapping where the memory is host-visible, else NULL */
+} vk_alloc;
+
+typedef struct vk_pipeline {
+    const halo_vk_spirv *spirv;
+    uint32_t spec[HALO_VK_MAX_SPEC];
+    int n_spec;
+    VkPipeline pipe;
+} vk_pipeline;
+
+struct halo_vk {
+    halo_vk_device_info info;
+    halo_vk_options opt;
+    halo_error err;
+    bool validation;
+    int validation_errors;
+
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceMemoryProperties mem_props;
+    VkDeviceSize max_alloc;                     /* the largest allocation halo_vk_alloc accepts */
+    uint32_t mem_type_device, mem_type_staging; /* memory type indices */
+    bool device_mapped; /* mem_type_device is host-visible (UMA): allocations are mapped */
+    PFN_vkCmdPushDescriptorSetKHR push_descriptor;
+
+    /* allocations, sorted by address (new ones take higher addresses) */
+    vk_alloc *allocs;
+    int n_allocs, cap_allocs;
+    uintptr_t next_addr;
+    VkBuffer dummy; /* bound where a launch has no buffer (an optional weight) */
+    VkDeviceMemory dummy_mem;
+
+    /* the staging buffer of host <-> device copies (host-visible, mapped) */
+    VkBuffer staging;
+    VkDeviceMemory staging_mem;
+    void *staging_map;
+    VkDeviceSize staging_size;
+
+    /* pipelines: one layout for all (push descriptors + push constants) */
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout layout;
+    VkShaderModule *modules; /* per embedded shader, created at first use */
+    vk_pipeline *pipes;
+    int n_pipes, cap_pipes;
+
+    /* the command buffer being recorded */
+    VkCommandPool pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    bool recording;
+    int n_recorded; /* commands since the last submit */
+};
+
+/* Set vk->err (first error wins) and return status. */
+int halo_vk_fail(halo_vk *vk, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *halo_vk_result_name(VkResult r);
+
+/* The allocation holding p (p inside [addr, addr + size)); NULL if none. */
+vk_alloc *halo_vk_find(halo_vk *vk, const void *p);
+/* The allocation holding [p, p + bytes), with the byte offset of p; NULL (and
+ * vk->err set, naming `what`) when p is not device memory or the range overruns it. */
+vk_alloc *halo_vk_range(halo_vk *vk, const void *p, size_t bytes, const char *what,
+                        VkDeviceSize *offset);
+
+/* One buffer of a launch: the pointer (NULL: the dummy buffer, offset 0) and the bytes
+ * the shader may touch from it (checked against the allocation). */
+typedef struct vk_arg {
+    const void *p;
+    size_t bytes;
+} vk_arg;
+
+/* Record a dispatch of shader `name` specialized by spec[n_spec] (constant_id 0, 1, ...):
+ * args[n_args] at bindings 0.., their offsets written to the first words of the push
+ * constants, then `params` (params_bytes) after them; groups gx x gy x gz. A barrier
+ * follows, so the next command sees its writes. */
+int halo_vk_dispatch(halo_vk *vk, const char *name, const uint32_t *spec, int n_spec,
+                     const vk_arg *args, int n_args, const void *params, size_t params_bytes,
+                     uint32_t gx, uint32_t gy, uint32_t gz);
+
+#endif /* HALO_VK_IMPL_H */

@@ -1,0 +1,225 @@
+/*
+ * kernels/vulkan — the Vulkan kernels of a forward pass, for GPUs of any vendor and
+ * APUs: compute shaders in GLSL (kernels/vulkan/shaders/, a .comp each) compiled to SPIR-V
+ * by glslc at build time and embedded in the library. Built when the Vulkan loader,
+ * its headers and glslc are found (CMake: HALO_VULKAN); HALO_HAVE_VULKAN is then
+ * defined. Internal: the backend table (kernels/vulkan/backend.c) has every required op,
+ * but no option selects it yet (docs/DESIGN.md, "The Vulkan backend", says what exists and
+ * what remains).
+ *
+ * The ideas it rests on:
+ * - One halo_vk per device: an instance, one logical device with one compute queue,
+ *   one command buffer that records work until halo_vk_sync submits it and waits (as
+ *   a CUDA stream: launchers enqueue and return; sync makes results visible).
+ * - Memory is addressed by pointers, as on the CPU and in CUDA: halo_vk_alloc
+ *   returns an address of its own range (not host memory: never dereference it),
+ *   and pointer arithmetic inside an allocation works. Each launch binds the whole
+ *   buffers its pointers fall in and passes their byte offsets to the shader, so
+ *   model code can pass x + t * n_embd as it does to the other backends.
+ * - On a UMA device (an APU, a CPU driver) buffers are device-local memory the host
+ *   can map, written directly; on a discrete GPU, through a staging buffer.
+ * - Pipelines (a shader with its specialization constants, e.g. the weight type
+ *   of a product) are created at first use and cached.
+ * - A halo_vk is used by one thread at a time (as a context is).
+ *
+ * Conventions, as kernels/cuda/cuda_ops.h:
+ * - Every pointer is device memory (from halo_vk_alloc) unless it says "host".
+ * - Activations are f32 rows; weights are in their GGUF block format (halo_type),
+ *   row r of a matrix at (const char *)w + r * row_stride; float pointers are
+ *   4-byte aligned, weight rows 2-byte aligned (4 for F32 and Q8_K, 1 for MXFP4).
+ * - Launchers record work and return at once; a launch with a zero size does
+ *   nothing. They return HALO_OK, or an error status with the message kept in
+ *   halo_vk_error (the first error wins): HALO_ERR_UNSUPPORTED or HALO_ERR_ARG for a
+ *   type, shape or pointer not supported (checked before anything is recorded), an
+ *   I/O error for a Vulkan failure.
+ * - Limits: an allocation holds at most 4 GiB - 1 bytes (shaders address bytes with
+ *   32 bits) and no more than the device's storage-buffer range.
+ */
+#ifndef HALO_VK_OPS_H
+#define HALO_VK_OPS_H
+
+#include "halo.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct halo_vk halo_vk;
+
+/* ---- devices (kernels/vulkan/device.c) -------------------------------------------------- */
+
+typedef struct halo_vk_device_info {
+    char name[256];            /* "llvmpipe (LLVM 15.0.6, 256 bits)", "AMD Radeon 780M" ... */
+    const char *type;          /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint32_t api_version;      /* VK_MAKE_API_VERSION of the driver */
+    uint64_t memory_bytes;     /* the largest device-local heap */
+    uint64_t max_buffer_bytes; /* the largest allocation halo_vk_alloc makes (set by open) */
+    uint32_t subgroup_size;    /* threads of a subgroup (wave, warp) */
+    bool uma;                  /* device-local memory is host-visible: no copies needed */
+    bool cooperative_matrix;   /* VK_KHR_cooperative_matrix (not used yet) */
+    bool usable;               /* has what halo needs; else why_not says what is missing */
+    char why_not[160];
+} halo_vk_device_info;
+
+/* The Vulkan devices, into info[0 .. min(count, max)) (info may be NULL with max 0);
+ * returns their count: 0 with err saying why where there is no driver or device. */
+int halo_vk_devices(halo_vk_device_info *info, int max, halo_error *err);
+
+typedef struct halo_vk_options {
+    /* enable the Khronos validation layer where it is installed (tests); its errors
+     * are logged and counted (halo_vk_validation_errors) */
+    bool validation;
+    /* copy through the staging buffer even on a UMA device (tests: that path) */
+    bool force_staging;
+} halo_vk_options;
+
+/* Open device `device` (an index of halo_vk_devices); opt may be NULL (defaults). NULL
+ * with err set when it does not exist, is not usable or fails to start. */
+halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err);
+void halo_vk_close(halo_vk *vk);
+const halo_vk_device_info *halo_vk_info(const halo_vk *vk);
+/* The first error of a launcher, allocation or sync (status 0: none). */
+const halo_error *halo_vk_error(const halo_vk *vk);
+/* Messages of severity "error" from the validation layer so far (0 without it). */
+int halo_vk_validation_errors(const halo_vk *vk);
+/* Whether the validation layer was found and enabled. */
+bool halo_vk_validation_enabled(const halo_vk *vk);
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+/* Zeroed device memory of `bytes` (> 0); NULL on failure (the reason in halo_vk_error). */
+void *halo_vk_alloc(halo_vk *vk, size_t bytes);
+void halo_vk_free(halo_vk *vk, void *p); /* p from halo_vk_alloc, or NULL; waits for the work */
+/* Host <-> device copies: wait for the work recorded so far, then copy (synchronous). */
+int halo_vk_upload(halo_vk *vk, void *dst, const void *src_host, size_t bytes);
+int halo_vk_download(halo_vk *vk, void *dst_host, const void *src, size_t bytes);
+/* Device copies, recorded in order with the launches (zero: offset and size multiples of 4). */
+int halo_vk_copy(halo_vk *vk, void *dst, const void *src, size_t bytes);
+int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes);
+/* Submit what was recorded and wait for it; the first failure is returned again by
+ * every later call (a lost device stays lost). */
+int halo_vk_sync(halo_vk *vk);
+
+/* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl) -----
+ * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS, MXFP4), decoded bit-exactly
+ * as quant/ does (shaders/dequant.glsl); activations stay f32. n_cols a multiple of the
+ * type's block size (any for F32/F16/BF16). */
+bool halo_vk_matmul_supported(int type);
+
+/* y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c] for t < n_tokens: one workgroup a
+ * row, up to 8 tokens a pass over the weights (more tokens: further passes). */
+int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
+                   int64_t n_cols, const float *x, int64_t n_tokens, float *y);
+/* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a] (read on the
+ * device; e < n_mat), matrix e at (const char *)w + e * mat_stride:
+ *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]
+ * x_div = k (experts per token) when every assignment of token t reads row t, 1 when
+ * assignment a reads its own row a. ids < 0 are skipped (y rows untouched). */
+int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
+                      int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
+                      const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat);
+/* Embedding: y[i * n_cols + c] = decoded W[rows[i]][c], i < n (rows on the device). */
+int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
+                     const int32_t *rows, int32_t n, float *y);
+
+/* ---- small ops (kernels/vulkan/ops.c) ---------------------------------------------------
+ * The semantics of kernels/cuda/cuda_ops.h's ops of the same names. */
+
+/* y[t][i] = x[t][i] / sqrt(mean(x[t]^2) + eps) * (w ? w[i] : 1); y may equal x. */
+int halo_vk_rms_norm(halo_vk *vk, const float *x, const float *w, float *y, int64_t n_rows,
+                     int64_t n, float eps);
+/* x[t][i] += y[t][i], then xn[t] = rms_norm(x[t]) * w; xn must not overlap x or y. */
+int halo_vk_add_rms_norm(halo_vk *vk, float *x, const float *y, const float *w, float *xn,
+                         int64_t n_rows, int64_t n, float eps);
+/* RoPE in place on n_tok tokens, token t's n_heads rows of head_dim at
+ * x + t * n_heads * head_dim, angle pos[t] * inv_freq[i] (in f32, as halo_rope); mode
+ * 0 adjacent pairs (NORM), 2 halves (NEOX); the dims past n_rot untouched. */
+int halo_vk_rope(halo_vk *vk, float *x, int32_t n_tok, int n_heads, int head_dim, int n_rot,
+                 int mode, const int32_t *pos, const float *inv_freq);
+int halo_vk_add(halo_vk *vk, float *x, const float *y, int64_t n);          /* x += y */
+int halo_vk_swiglu(halo_vk *vk, float *g, const float *u, int64_t n);       /* g = silu(g) u */
+int halo_vk_sigmoid_gate(halo_vk *vk, float *x, const float *g, int64_t n); /* x *= sig(g) */
+/* dst[r * dst_stride + i] = src[r * src_stride + i], i < width, r < rows (floats). */
+int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src,
+                   int64_t src_stride, int64_t rows, int64_t width);
+/* Rows by index: gather dst[i] = src[idx[i]]; scatter dst[idx[i]] = src[i]; i < n. */
+int halo_vk_gather_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                        int64_t width);
+int halo_vk_scatter_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
+                         int64_t width);
+
+/* ---- MoE (kernels/vulkan/ops.c, shaders/topk.comp, moe_combine.comp) -------------------- */
+
+/* Routing of n tokens, as halo_topk_route per token: logits [n][n_expert] -> ids [n][k]
+ * (decreasing probability, ties to the lower index) and weights [n][k]; n_expert <= 512,
+ * k <= min(16, n_expert). */
+int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert, int k,
+                       bool normalize, int32_t *ids, float *weights);
+/* out[t][d] = sum_j w[t * k + j] * y[(t * k + j) * n_embd + d], t < n; then, when sh is not
+ * NULL, out[t][d] += sigmoid(shg[t]) * sh[t * n_embd + d]. */
+int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, int k,
+                        int64_t n_embd, const float *sh, const float *shg, float *out);
+
+/* ---- attention over a paged KV cache (kernels/vulkan/ops.c, shaders/attn.comp) ----------
+ * The cache of one layer, as kernels/cuda/cuda_ops.h's halo_cuda_kv: position p of
+ * sequence s is row p % page_size of page page_table[s * table_stride + p / page_size];
+ * a row holds all n_kv heads, head h at byte h * head_bytes of the row; a page holds
+ * page_size rows (page_bytes apart). Types: F32, F16, BF16, Q8_0, Q4_0, for K and V
+ * independently. */
+typedef struct halo_vk_kv {
+    int type_k, type_v;
+    const void *k, *v; /* the layer's page-major storage */
+    size_t k_page_bytes, v_page_bytes;
+    size_t k_head_bytes, v_head_bytes;
+    int32_t page_size;
+    const int32_t *page_table;
+    int32_t table_stride; /* entries per sequence */
+} halo_vk_kv;
+
+/* Store token t's k (n_kv * head_dim_k floats at k + t * k_stride) and v rows into the
+ * cache at (seq[t], pos[t]), converted to the cache types with the CPU's rounding (the
+ * bytes are the CPU's). Types: F32, F16, BF16 (Q8_0/Q4_0 stores are not built yet:
+ * HALO_ERR_UNSUPPORTED). seq, pos on the device. */
+int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                     const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
+                     int64_t k_stride, const float *v, int64_t v_stride);
+
+/* out[t][h * head_dim_v ...] = softmax(scale * q_h . K[0..pos[t]]) V for token t's query
+ * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
+ * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t] (seq, pos on the
+ * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for Q8_0/Q4_0). */
+int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
+                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
+                 float scale, const float *q, float *out);
+
+/* ---- Gated DeltaNet (kernels/vulkan/ops.c, shaders/dn_*.comp) ---------------------------
+ * Semantics of kernels/kernels.h (halo_deltanet_*), on a ubatch's tokens grouped by
+ * sequence: segs (device) holds seg_off[n_seg + 1] (segment j is tokens seg_off[j] ..
+ * seg_off[j+1]-1, in order) then seg_seq[n_seg]; sequence s's state is at state +
+ * s * state_stride floats. */
+
+/* Causal depthwise conv + SiLU of x [n_tok][ch] into y (same layout), w [ch][kernel] (f32),
+ * each segment with its sequence's conv state ([kernel-1][ch], read, then replaced by the
+ * last kernel-1 inputs); kernel <= 16. */
+int halo_vk_deltanet_conv(halo_vk *vk, const float *x, int32_t n_tok, int64_t ch, int kernel,
+                          const float *w, float *state, int64_t state_stride, const int32_t *segs,
+                          int32_t n_seg, float *y);
+/* In place on the conv rows [n_tok][ch]: the L2 norms of the first 2 * hk heads of dk
+ * values (q heads, the first hk, scaled by q_scale), eps as halo_deltanet_l2_norm; then
+ * the gates of the hv value heads: g = a * softplus(alpha + dt_bias), beta = sigmoid(b)
+ * (alpha, b, g, beta [n_tok][hv]; a, dt_bias [hv]). */
+int halo_vk_deltanet_norms_gates(halo_vk *vk, float *conv, int32_t n_tok, int64_t ch, int hk,
+                                 int dk, float q_scale, const float *alpha, const float *b,
+                                 const float *a, const float *dt_bias, int hv, float *g,
+                                 float *beta);
+/* The delta rule (recurrent form; value head h reads key head h % hk) over each segment
+ * with its sequence's SSM state ([hv][dk][dv]), then the gated RMS norm of each head's
+ * output: o = rmsnorm(o) * norm_w * silu(z) (eps). conv [n_tok][ch] rows hold q (hk * dk),
+ * k (same), v (hv * dv); g, beta [n_tok][hv]; z, o [n_tok][hv * dv]. dk <= 256, dv <= 256. */
+int halo_vk_deltanet_rule(halo_vk *vk, const float *conv, int64_t ch, const float *g,
+                          const float *beta, const float *z, const float *norm_w, float eps,
+                          int32_t n_tok, int hk, int hv, int dk, int dv, float *state,
+                          int64_t state_stride, const int32_t *segs, int32_t n_seg, float *o);
+
+#endif /* HALO_VK_OPS_H */

@@ -1,0 +1,60 @@
+/*
+ * Shared by the Vulkan tests: skip (exit 77, with the reason) where the Vulkan backend
+ * was not built or no usable device is present; otherwise open one (HALO_VK_DEVICE,
+ * else the first usable device), with the validation layer where it is installed.
+ * In CI the device is Mesa's CPU driver, lavapipe (mesa-vulkan-drivers), with the
+ * validation layer (vulkan-validationlayers): every test fails on a validation error.
+ */
+#ifndef HALO_VULKAN_TEST_H
+#define HALO_VULKAN_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef HALO_HAVE_VULKAN
+#include "kernels/vulkan/vk_ops.h"
+
+/* The device index the tests use; exits 77 when there is none. */
+static inline int vk_test_device(void) {
+    halo_error err = {0};
+    halo_vk_device_info info[16];
+    int n = halo_vk_devices(info, 16, &err);
+    if (n <= 0) {
+        printf("skipped: no Vulkan device (%s)\n", err.msg);
+        exit(77);
+    }
+    const char *env = getenv("HALO_VK_DEVICE");
+    int pick = env ? atoi(env) : -1;
+    for (int i = 0; i < n && i < 16; i++) {
+        printf("Vulkan device %d: %s (%s, %.1f GiB, subgroup %u%s%s)%s%s\n", i, info[i].name,
+               info[i].type, (double)info[i].memory_bytes / (1u << 30), info[i].subgroup_size,
+               info[i].uma ? ", UMA" : "", info[i].cooperative_matrix ? ", cooperative matrix" : "",
+               info[i].usable ? "" : ": not usable, ", info[i].usable ? "" : info[i].why_not);
+        if (pick < 0 && info[i].usable) pick = i;
+    }
+    if (pick < 0 || pick >= n || (pick < 16 && !info[pick].usable)) {
+        printf("skipped: no usable Vulkan device\n");
+        exit(77);
+    }
+    return pick;
+}
+
+static inline halo_vk *vk_test_open(int device, bool force_staging) {
+    halo_error err = {0};
+    halo_vk_options opt = {.validation = true, .force_staging = force_staging};
+    halo_vk *vk = halo_vk_open(device, &opt, &err);
+    if (!vk) {
+        printf("FAILED: opening Vulkan device %d: %s\n", device, err.msg);
+        exit(1);
+    }
+    return vk;
+}
+#else
+static inline int vk_test_device(void) {
+    printf("skipped: halo was built without the Vulkan backend (no Vulkan loader, headers or "
+           "glslc found)\n");
+    exit(77);
+}
+#endif
+
+#endif
