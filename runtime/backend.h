@@ -145,10 +145,9 @@ void halo_cuda_model_release(halo_model *model);
 #endif
 
 #ifdef HALO_HAVE_VULKAN
-/* The Vulkan backend (kernels/vulkan/backend.c), internal until every op exists: its table
- * has the memory ops and embed, matmul, rms_norm, rope, add, add_rms_norm, swiglu,
- * sigmoid_gate, copy2d, gather, scatter, moe and output; attend and the DeltaNet ops are
- * NULL, so no context runs a model on it yet and no option selects it (docs/DESIGN.md). */
+/* The Vulkan backend (kernels/vulkan/backend.c), internal: its table has every required op
+ * (not deltanet_rule_out), but Q8_0/Q4_0 KV caches cannot be written yet, so no option
+ * selects it; a context runs on it where a test uploaded the weights (docs/DESIGN.md). */
 typedef struct halo_vk halo_vk;
 extern const halo_backend_ops halo_backend_vulkan_ops;
 /* The backend of a context whose model's weights are on vk (halo_vk_model_upload). */

@@ -240,14 +240,8 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
         else
 #endif
 #ifdef HALO_HAVE_VULKAN
-        /* only where a test put the weights there: no option selects Vulkan yet, and its
-         * table has no DeltaNet ops */
-        if (model->vk)
-            rc = hp->n_deltanet_layers
-                     ? halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                                      "the Vulkan backend has no DeltaNet kernels yet (%s)",
-                                      hp->arch_name)
-                     : halo_backend_vulkan_init(ctx, &ctx->be, err);
+        /* only where a test put the weights there: no option selects Vulkan yet */
+        if (model->vk) rc = halo_backend_vulkan_init(ctx, &ctx->be, err);
         else
 #endif
             rc = halo_backend_cpu_init(ctx, &ctx->be, err);

@@ -1,8 +1,8 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (the DeltaNet
- * ops are NULL today, and Q8_0/Q4_0 KV caches cannot be written): a context runs on it only
- * where a test uploaded the model's weights (halo_vk_model_upload), never from an option.
+ * kernels/vulkan/vk_ops.h. Internal until every op of the interface exists (Q8_0/Q4_0 KV
+ * caches cannot be written): a context runs on it only where a test uploaded the model's
+ * weights (halo_vk_model_upload), never from an option.
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
@@ -166,6 +166,7 @@ typedef struct vk_state {
     /* attention: the ubatch's sequences, the page tables of the sequences it touches */
     int32_t *d_seq;   /* [n_ubatch] */
     int32_t *d_table; /* [n_seq_max][n_pages] */
+    int32_t *d_seg;   /* [2 n_ubatch + 1] DeltaNet: seg_off, then seg_seq */
     bool error;
 } vk_state;
 
@@ -218,6 +219,7 @@ static void vk_release(halo_backend *be) {
                    s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
+    halo_vk_free(s->vk, s->d_seg);
     free(s->h_out_idx);
     free(s);
     be->impl = NULL;
@@ -240,6 +242,12 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
         if (ctx->kv.n_seq_pages[ub->seg_seq[j]] == 0) continue;
         check(ctx, halo_vk_upload(s->vk, s->d_table + at, ctx->kv.page_table + at,
                                   sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]));
+    }
+    if (ctx->rs.n_slots) { /* DeltaNet: the segments (halo_vk_deltanet_conv's seg) */
+        check(ctx, halo_vk_upload(s->vk, s->d_seg, ub->seg_off,
+                                  sizeof(int32_t) * (size_t)(ub->n_seg + 1)));
+        check(ctx, halo_vk_upload(s->vk, s->d_seg + ub->n_seg + 1, ub->seg_seq,
+                                  sizeof(int32_t) * (size_t)ub->n_seg));
     }
     /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
     s->out_n = 0;
@@ -353,6 +361,35 @@ static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
                             1.0f / sqrtf((float)hk), q, out));
 }
 
+/* Gated DeltaNet on each sequence's recurrent state (kernels/vulkan/deltanet.c). */
+static halo_vk_deltanet dn_dims(const halo_hparams *hp) {
+    return (halo_vk_deltanet){(int)halo_hparams_deltanet_key_heads(hp),
+                              (int)halo_hparams_deltanet_value_heads(hp),
+                              (int)halo_hparams_deltanet_key_dim(hp),
+                              (int)halo_hparams_deltanet_value_dim(hp), (int)hp->ssm_conv_kernel};
+}
+
+static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *qkv, const float *alpha, const float *b, float *conv,
+                             float *g, float *beta) {
+    const halo_layer *L = &ctx->model->layers[il];
+    const halo_vk_deltanet d = dn_dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_conv(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, qkv,
+                                     L->ssm_conv1d.dev, halo_rs_conv(ctx, il, 0),
+                                     (int64_t)ctx->rs.conv_floats, alpha, b, L->ssm_a.dev,
+                                     L->ssm_dt.dev, conv, g, beta));
+}
+
+static void vk_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
+                             const float *conv, const float *g, const float *beta, const float *z,
+                             float *o) {
+    const halo_layer *L = &ctx->model->layers[il];
+    const halo_vk_deltanet d = dn_dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_rule(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, conv, g,
+                                     beta, z, L->ssm_norm.dev, ctx->hp->rms_eps,
+                                     halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats, o));
+}
+
 /* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
  * up products by expert id with SwiGLU, down by expert id, then the weighted sum with the
  * gated shared expert. The host never sees the expert choice. */
@@ -425,6 +462,8 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .scatter = vk_scatter,
     .attend = vk_attend,
     .moe = vk_moe,
+    .deltanet_conv = vk_deltanet_conv,
+    .deltanet_rule = vk_deltanet_rule,
     .output = vk_output,
 };
 
@@ -447,12 +486,13 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     const size_t n_seq = ctx->params.n_seq_max ? ctx->params.n_seq_max : 1;
     s->d_seq = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_table = halo_vk_alloc(s->vk, sizeof(int32_t) * (n_pages ? n_pages : 1) * n_seq);
+    s->d_seg = halo_vk_alloc(s->vk, sizeof(int32_t) * (2 * u + 1));
     s->h_out_idx = malloc(sizeof(int32_t) * u);
     s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
     s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
     int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_seq &&
-                     s->d_table && s->d_out_idx && s->out_x && s->logits
+                     s->d_table && s->d_seg && s->d_out_idx && s->out_x && s->logits
                  ? 0
                  : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {
