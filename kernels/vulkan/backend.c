@@ -171,8 +171,7 @@ typedef struct vk_state {
     /* attention: the ubatch's sequences, the page tables of the sequences it touches */
     int32_t *d_seq;   /* [n_ubatch] */
     int32_t *d_table; /* [n_seq_max][n_pages] */
-    /* DeltaNet: the segments (seg_off[n_seg + 1] then seg_seq[n_seg]) */
-    int32_t *h_segs, *d_segs; /* [2 * n_ubatch + 1] host, device */
+    int32_t *d_seg;   /* [2 n_ubatch + 1] DeltaNet: seg_off, then seg_seq */
     bool error;
 } vk_state;
 
@@ -222,11 +221,10 @@ static void vk_release(halo_backend *be) {
     halo_vk_sync(s->vk);
     void *dev[] = {s->d_token,   s->d_pos, s->d_perm, s->inv_freq, s->router,  s->moe_w, s->moe_ids,
                    s->moe_a,     s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,    s->sh,    s->shg,
-                   s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table, s->d_segs};
+                   s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table, s->d_seg};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
     free(s->h_out_idx);
-    free(s->h_segs);
     free(s);
     be->impl = NULL;
 }
@@ -240,11 +238,6 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
     check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
     check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
-    /* DeltaNet: the segments */
-    memcpy(s->h_segs, ub->seg_off, sizeof(int32_t) * (size_t)(ub->n_seg + 1));
-    memcpy(s->h_segs + ub->n_seg + 1, ub->seg_seq, sizeof(int32_t) * (size_t)ub->n_seg);
-    check(ctx, halo_vk_upload(s->vk, s->d_segs, s->h_segs,
-                              sizeof(int32_t) * (size_t)(2 * ub->n_seg + 1)));
     /* attention: the sequences, and the page tables of those in the ubatch */
     check(ctx, halo_vk_upload(s->vk, s->d_seq, ub->seq, b));
     const int32_t np = ctx->kv.n_pages;
@@ -253,6 +246,12 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
         if (ctx->kv.n_seq_pages[ub->seg_seq[j]] == 0) continue;
         check(ctx, halo_vk_upload(s->vk, s->d_table + at, ctx->kv.page_table + at,
                                   sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]));
+    }
+    if (ctx->rs.n_slots) { /* DeltaNet: the segments (halo_vk_deltanet_conv's seg) */
+        check(ctx, halo_vk_upload(s->vk, s->d_seg, ub->seg_off,
+                                  sizeof(int32_t) * (size_t)(ub->n_seg + 1)));
+        check(ctx, halo_vk_upload(s->vk, s->d_seg + ub->n_seg + 1, ub->seg_seq,
+                                  sizeof(int32_t) * (size_t)ub->n_seg));
     }
     /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
     s->out_n = 0;
@@ -366,46 +365,33 @@ static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
                             1.0f / sqrtf((float)hk), q, out));
 }
 
-/* ---- Gated DeltaNet (the dimensions as the CPU backend's) ------------------------------- */
-
-typedef struct dn_dims {
-    int hk, hv, dk, dv;
-    int64_t ch;
-} dn_dims;
-
-static dn_dims dims(const halo_hparams *hp) {
-    dn_dims d = {(int)halo_hparams_deltanet_key_heads(hp),
-                 (int)halo_hparams_deltanet_value_heads(hp), (int)halo_hparams_deltanet_key_dim(hp),
-                 (int)halo_hparams_deltanet_value_dim(hp), 0};
-    d.ch = 2 * (int64_t)d.hk * d.dk + (int64_t)d.hv * d.dv;
-    return d;
+/* Gated DeltaNet on each sequence's recurrent state (kernels/vulkan/deltanet.c). */
+static halo_vk_deltanet dn_dims(const halo_hparams *hp) {
+    return (halo_vk_deltanet){(int)halo_hparams_deltanet_key_heads(hp),
+                              (int)halo_hparams_deltanet_value_heads(hp),
+                              (int)halo_hparams_deltanet_key_dim(hp),
+                              (int)halo_hparams_deltanet_value_dim(hp), (int)hp->ssm_conv_kernel};
 }
 
-/* conv + SiLU with each sequence's conv state, the L2 norms of q and k, the gates */
 static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *qkv, const float *alpha, const float *b, float *conv,
                              float *g, float *beta) {
-    vk_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
-    const dn_dims d = dims(ctx->hp);
-    check(ctx, halo_vk_deltanet_conv(s->vk, qkv, ub->n, d.ch, (int)ctx->hp->ssm_conv_kernel,
+    const halo_vk_deltanet d = dn_dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_conv(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, qkv,
                                      L->ssm_conv1d.dev, halo_rs_conv(ctx, il, 0),
-                                     (int64_t)ctx->rs.conv_floats, s->d_segs, ub->n_seg, conv));
-    check(ctx, halo_vk_deltanet_norms_gates(s->vk, conv, ub->n, d.ch, d.hk, d.dk,
-                                            1.0f / sqrtf((float)d.dk), alpha, b, L->ssm_a.dev,
-                                            L->ssm_dt.dev, d.hv, g, beta));
+                                     (int64_t)ctx->rs.conv_floats, alpha, b, L->ssm_a.dev,
+                                     L->ssm_dt.dev, conv, g, beta));
 }
 
-/* the delta rule with each sequence's SSM state, then the gated RMS norm */
 static void vk_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *conv, const float *g, const float *beta, const float *z,
                              float *o) {
-    vk_state *s = st(ctx);
-    const dn_dims d = dims(ctx->hp);
-    check(ctx, halo_vk_deltanet_rule(s->vk, conv, d.ch, g, beta, z,
-                                     ctx->model->layers[il].ssm_norm.dev, ctx->hp->rms_eps, ub->n,
-                                     d.hk, d.hv, d.dk, d.dv, halo_rs_ssm(ctx, il, 0),
-                                     (int64_t)ctx->rs.ssm_floats, s->d_segs, ub->n_seg, o));
+    const halo_layer *L = &ctx->model->layers[il];
+    const halo_vk_deltanet d = dn_dims(ctx->hp);
+    check(ctx, halo_vk_deltanet_rule(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, conv, g,
+                                     beta, z, L->ssm_norm.dev, ctx->hp->rms_eps,
+                                     halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats, o));
 }
 
 /* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
@@ -479,9 +465,9 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .gather = vk_gather,
     .scatter = vk_scatter,
     .attend = vk_attend,
+    .moe = vk_moe,
     .deltanet_conv = vk_deltanet_conv,
     .deltanet_rule = vk_deltanet_rule,
-    .moe = vk_moe,
     .output = vk_output,
 };
 
@@ -512,14 +498,13 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     const size_t n_seq = ctx->params.n_seq_max ? ctx->params.n_seq_max : 1;
     s->d_seq = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_table = halo_vk_alloc(s->vk, sizeof(int32_t) * (n_pages ? n_pages : 1) * n_seq);
-    s->h_segs = malloc(sizeof(int32_t) * (2 * u + 1));
-    s->d_segs = halo_vk_alloc(s->vk, sizeof(int32_t) * (2 * u + 1));
+    s->d_seg = halo_vk_alloc(s->vk, sizeof(int32_t) * (2 * u + 1));
     s->h_out_idx = malloc(sizeof(int32_t) * u);
     s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
     s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
     int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_seq &&
-                     s->h_segs && s->d_segs && s->d_table && s->d_out_idx && s->out_x && s->logits
+                     s->d_table && s->d_seg && s->d_out_idx && s->out_x && s->logits
                  ? 0
                  : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {

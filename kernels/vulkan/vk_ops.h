@@ -193,33 +193,38 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
                  const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
                  float scale, const float *q, float *out);
 
-/* ---- Gated DeltaNet (kernels/vulkan/ops.c, shaders/dn_*.comp) ---------------------------
- * Semantics of kernels/kernels.h (halo_deltanet_*), on a ubatch's tokens grouped by
- * sequence: segs (device) holds seg_off[n_seg + 1] (segment j is tokens seg_off[j] ..
- * seg_off[j+1]-1, in order) then seg_seq[n_seg]; sequence s's state is at state +
- * s * state_stride floats. */
+/* ---- Gated DeltaNet (kernels/vulkan/deltanet.c, shaders/deltanet_*.comp) ----------------
+ * The two phases of a DeltaNet layer as model/qwen35.c chains kernels/cpu/deltanet.c, for
+ * the tokens of a ubatch grouped by sequence. The segments are one device array `seg`
+ * [2 n_seg + 1]: offsets seg[0 .. n_seg] (segment j is tokens seg[j] .. seg[j+1] - 1, in
+ * sequence order; empty segments allowed) then the sequences seg[n_seg + 1 + j] (each at
+ * most once). Sequence s's conv state is at conv_state + s * conv_stride ([kernel - 1]
+ * rows of n_ch, the oldest first), its SSM state at ssm_state + s * ssm_stride
+ * ([n_v_heads][dk][dv]); both are read and updated. Head dims up to 1024, conv kernel
+ * widths up to 16 (HALO_DELTANET_MAX_DIM, _MAX_CONV). */
+typedef struct halo_vk_deltanet {
+    int n_k_heads, n_v_heads; /* value head h reads key head h % n_k_heads (tiled) */
+    int dk, dv;               /* channels of a row: 2 n_k_heads dk (q, k) + n_v_heads dv (v) */
+    int kernel;               /* conv width */
+} halo_vk_deltanet;
 
-/* Causal depthwise conv + SiLU of x [n_tok][ch] into y (same layout), w [ch][kernel] (f32),
- * each segment with its sequence's conv state ([kernel-1][ch], read, then replaced by the
- * last kernel-1 inputs); kernel <= 16. */
-int halo_vk_deltanet_conv(halo_vk *vk, const float *x, int32_t n_tok, int64_t ch, int kernel,
-                          const float *w, float *state, int64_t state_stride, const int32_t *segs,
-                          int32_t n_seg, float *y);
-/* In place on the conv rows [n_tok][ch]: the L2 norms of the first 2 * hk heads of dk
- * values (q heads, the first hk, scaled by q_scale), eps as halo_deltanet_l2_norm; then
- * the gates of the hv value heads: g = a * softplus(alpha + dt_bias), beta = sigmoid(b)
- * (alpha, b, g, beta [n_tok][hv]; a, dt_bias [hv]). */
-int halo_vk_deltanet_norms_gates(halo_vk *vk, float *conv, int32_t n_tok, int64_t ch, int hk,
-                                 int dk, float q_scale, const float *alpha, const float *b,
-                                 const float *a, const float *dt_bias, int hv, float *g,
-                                 float *beta);
-/* The delta rule (recurrent form; value head h reads key head h % hk) over each segment
- * with its sequence's SSM state ([hv][dk][dv]), then the gated RMS norm of each head's
- * output: o = rmsnorm(o) * norm_w * silu(z) (eps). conv [n_tok][ch] rows hold q (hk * dk),
- * k (same), v (hv * dv); g, beta [n_tok][hv]; z, o [n_tok][hv * dv]. dk <= 256, dv <= 256. */
-int halo_vk_deltanet_rule(halo_vk *vk, const float *conv, int64_t ch, const float *g,
+/* Phase 1: y = the causal conv of qkv [n_tok][ch] with w [ch][kernel] and each
+ * sequence's conv state (updated to its last kernel - 1 inputs), SiLU, then the L2 norm
+ * of each q head (scaled by 1/sqrt(dk)) and k head (eps 1e-6); and the gates per token
+ * and value head: g = a[h] * softplus(alpha + dt_bias[h]), beta = sigmoid(b)
+ * (alpha, b, g, beta [n_tok][n_v_heads]; a = ssm_a, dt_bias [n_v_heads]). */
+int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
+                          const int32_t *seg, int32_t n_seg, const float *qkv, const float *w,
+                          float *conv_state, int64_t conv_stride, const float *alpha,
+                          const float *b, const float *a, const float *dt_bias, float *y,
+                          float *g, float *beta);
+/* Phase 2: the delta rule over each segment's tokens in order with its sequence's SSM
+ * state, from conv (phase 1's y), g and beta; then o = rms_norm(o) * norm_w * silu(z)
+ * per token and value head (eps; z, o [n_tok][n_v_heads * dv], norm_w [dv]). One
+ * workgroup a (value head, segment), the head's state in registers throughout. */
+int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
+                          const int32_t *seg, int32_t n_seg, const float *conv, const float *g,
                           const float *beta, const float *z, const float *norm_w, float eps,
-                          int32_t n_tok, int hk, int hv, int dk, int dv, float *state,
-                          int64_t state_stride, const int32_t *segs, int32_t n_seg, float *o);
+                          float *ssm_state, int64_t ssm_stride, float *o);
 
 #endif /* HALO_VK_OPS_H */

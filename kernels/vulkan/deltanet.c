@@ -1,0 +1,179 @@
+/*
+ * The Gated DeltaNet launchers of kernels/vulkan/vk_ops.h: argument checks on the host,
+ * then the dispatches of shaders/deltanet_conv.comp (the conv of every token, then the
+ * new conv states), deltanet_gates.comp and deltanet_rule.comp.
+ *
+ * The rule's workgroup shape. A value head's state (dk x dv floats, 64 KiB at 128 x 128)
+ * stays in registers: each of WG invocations holds R rows of C columns. R is the largest
+ * power of two up to 32 dividing dk (P = dk / R parts of a column), C the fewest columns
+ * that keep WG = P dv / C within the device's workgroup limit (at most 512). Fixture and
+ * Qwen3.5 heads (dk = dv = 128): WG 512, R 32, C 1.
+ */
+#include "kernels/vulkan/vk_impl.h"
+
+#include "util/util.h"
+
+#include <math.h>
+
+#define MAX_GROUPS 65535u
+#define CONV_WG 128     /* shaders/deltanet_conv.comp's WG */
+#define GATES_WG 256    /* shaders/deltanet_gates.comp's WG */
+#define RULE_MAX_WG 512 /* shaders/deltanet_rule.comp's MAX_WG */
+#define RULE_MAX_DK 1024
+#define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
+
+/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
+static size_t bytes3(int64_t a, int64_t b, int64_t c) {
+    uint64_t ab, abc;
+    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
+        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)abc;
+}
+
+static bool fits_u32(int64_t v) {
+    return v >= 0 && v <= (int64_t)UINT32_MAX;
+}
+
+/* The bytes of an allocation from p on (states reached through sequence ids read on the
+ * device); 0 with the error set when p is not device memory. */
+static size_t rest_of(halo_vk *vk, const void *p, const char *what) {
+    VkDeviceSize off;
+    vk_alloc *a = halo_vk_range(vk, p, 1, what, &off);
+    return a ? (size_t)(a->size - off) : 0;
+}
+
+/* The shape checks both phases share; the channels of a row in *ch. */
+static int check_dims(halo_vk *vk, const char *what, const halo_vk_deltanet *d, int32_t n_tok,
+                      int32_t n_seg, int64_t *ch) {
+    if (d->n_k_heads <= 0 || d->n_v_heads <= 0 || d->dk <= 0 || d->dk > RULE_MAX_DK || d->dv <= 0 ||
+        d->dv > RULE_MAX_DK || d->kernel < 1 || d->kernel > 16 || n_tok < 0 || n_seg < 0 ||
+        n_seg > (int32_t)MAX_GROUPS || d->n_v_heads > (int)MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "%s: %d key heads of %d, %d value heads of %d, conv %d, %d tokens in "
+                            "%d segments",
+                            what, d->n_k_heads, d->dk, d->n_v_heads, d->dv, d->kernel, n_tok,
+                            n_seg);
+    *ch = 2 * (int64_t)d->n_k_heads * d->dk + (int64_t)d->n_v_heads * d->dv;
+    if (!fits_u32(*ch * 16))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "%s: rows of %lld channels", what, (long long)*ch);
+    return HALO_OK;
+}
+
+/* ---- phase 1: conv, norms, gates --------------------------------------------------------- */
+
+int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
+                          int32_t n_seg, const float *qkv, const float *w, float *conv_state,
+                          int64_t conv_stride, const float *alpha, const float *b, const float *a,
+                          const float *dt_bias, float *y, float *g, float *beta) {
+    int64_t ch = 0;
+    int rc = check_dims(vk, "deltanet_conv", d, n_tok, n_seg, &ch);
+    if (rc) return rc;
+    const int64_t hist = d->kernel - 1;
+    if (conv_stride < hist * ch || !fits_u32(conv_stride))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_conv: conv states %lld floats apart",
+                            (long long)conv_stride);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    const int64_t v_blocks = ((int64_t)d->n_v_heads * d->dv + CONV_WG - 1) / CONV_WG;
+    const int64_t blocks = 2 * (int64_t)d->n_k_heads + v_blocks;
+    if (blocks > MAX_GROUPS)
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_conv: %lld channel blocks",
+                            (long long)blocks);
+    size_t sb = rest_of(vk, conv_state, "deltanet_conv (state)");
+    if (!sb) return vk->err.status;
+    vk_arg args[5] = {{qkv, bytes3(n_tok, ch, 4)},
+                      {w, bytes3(ch, d->kernel, 4)},
+                      {conv_state, sb},
+                      {y, bytes3(n_tok, ch, 4)},
+                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    struct {
+        uint32_t n_ch, kernel, conv_stride, n_seg, n_k_heads, dk, t0;
+        float q_scale;
+    } p = {(uint32_t)ch,
+           (uint32_t)d->kernel,
+           (uint32_t)conv_stride,
+           (uint32_t)n_seg,
+           (uint32_t)d->n_k_heads,
+           (uint32_t)d->dk,
+           0,
+           1.0f / sqrtf((float)d->dk)}; /* the CPU's scale */
+    uint32_t state = 0;
+    /* every token reads the old states, ... */
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        p.t0 = (uint32_t)t0;
+        rc = halo_vk_dispatch(vk, "deltanet_conv", &state, 1, args, 5, &p, sizeof p,
+                              (uint32_t)blocks, (uint32_t)nt, 1);
+    }
+    /* ... then each sequence's state moves on (the dispatches are ordered by a barrier) */
+    state = 1;
+    if (!rc && hist > 0)
+        rc = halo_vk_dispatch(vk, "deltanet_conv", &state, 1, args, 5, &p, sizeof p,
+                              (uint32_t)((ch + CONV_WG - 1) / CONV_WG), (uint32_t)n_seg, 1);
+    if (rc) return rc;
+    const int64_t n = (int64_t)n_tok * d->n_v_heads;
+    const size_t gb = bytes3(n, 4, 1), hb = bytes3(d->n_v_heads, 4, 1);
+    vk_arg gargs[6] = {{alpha, gb}, {b, gb}, {a, hb}, {dt_bias, hb}, {g, gb}, {beta, gb}};
+    uint32_t gp[2] = {(uint32_t)n, (uint32_t)d->n_v_heads};
+    uint64_t groups = ((uint64_t)n + GATES_WG - 1) / GATES_WG;
+    uint32_t gx = groups < MAX_GROUPS ? (uint32_t)groups : MAX_GROUPS;
+    return halo_vk_dispatch(vk, "deltanet_gates", NULL, 0, gargs, 6, gp, sizeof gp, gx,
+                            (uint32_t)((groups + gx - 1) / gx), 1);
+}
+
+/* ---- phase 2: the delta rule and the gated norm ------------------------------------------ */
+
+int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
+                          int32_t n_seg, const float *conv, const float *g, const float *beta,
+                          const float *z, const float *norm_w, float eps, float *ssm_state,
+                          int64_t ssm_stride, float *o) {
+    int64_t ch = 0;
+    int rc = check_dims(vk, "deltanet_rule", d, n_tok, n_seg, &ch);
+    if (rc) return rc;
+    const int64_t head = (int64_t)d->dk * d->dv, vd = (int64_t)d->n_v_heads * d->dv;
+    if (ssm_stride < d->n_v_heads * head || !fits_u32(ssm_stride))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "deltanet_rule: SSM states %lld floats apart",
+                            (long long)ssm_stride);
+    /* the workgroup: R rows of C columns an invocation, WG = P dv / C invocations */
+    VkPhysicalDeviceProperties props;
+    vkGetPhysicalDeviceProperties(vk->phys, &props);
+    const VkPhysicalDeviceLimits *lim = &props.limits;
+    uint32_t max_wg = lim->maxComputeWorkGroupInvocations;
+    if (max_wg > lim->maxComputeWorkGroupSize[0]) max_wg = lim->maxComputeWorkGroupSize[0];
+    if (max_wg > RULE_MAX_WG) max_wg = RULE_MAX_WG;
+    uint32_t r = 32, c = 1;
+    while (d->dk % (int)r)
+        r /= 2;
+    const uint32_t parts = (uint32_t)d->dk / r;
+    while (c <= (uint32_t)d->dv && ((uint32_t)d->dv % c || parts * (uint32_t)d->dv / c > max_wg))
+        c++;
+    const uint32_t wg = c <= (uint32_t)d->dv ? parts * (uint32_t)d->dv / c : 0;
+    /* shared memory: q, k; the partial sums kv, sq (WG C each), kq (WG); wg_sum's */
+    const size_t shared =
+        sizeof(float) * (2 * RULE_MAX_DK + (2 * (size_t)c + 1) * wg + RULE_MAX_WG);
+    if (wg == 0 || r * c > RULE_MAX_REGS || shared > lim->maxComputeSharedMemorySize)
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED,
+                            "deltanet_rule: no workgroup shape for heads of %d x %d (%u "
+                            "invocations, %u bytes of shared memory at most)",
+                            d->dk, d->dv, max_wg, lim->maxComputeSharedMemorySize);
+    if (n_tok == 0 || n_seg == 0) return vk->err.status;
+    size_t sb = rest_of(vk, ssm_state, "deltanet_rule (state)");
+    if (!sb) return vk->err.status;
+    const size_t gb = bytes3(n_tok, d->n_v_heads, 4), ob = bytes3(n_tok, vd, 4);
+    vk_arg args[8] = {{conv, bytes3(n_tok, ch, 4)},
+                      {g, gb},
+                      {beta, gb},
+                      {z, ob},
+                      {norm_w, bytes3(d->dv, 4, 1)},
+                      {ssm_state, sb},
+                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1)},
+                      {o, ob}};
+    struct {
+        uint32_t n_k_heads, n_v_heads, dk, dv, ch, ssm_stride, n_seg;
+        float eps;
+    } p = {(uint32_t)d->n_k_heads, (uint32_t)d->n_v_heads, (uint32_t)d->dk, (uint32_t)d->dv,
+           (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps};
+    uint32_t spec[3] = {wg, r, c};
+    return halo_vk_dispatch(vk, "deltanet_rule", spec, 3, args, 8, &p, sizeof p,
+                            (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+}
