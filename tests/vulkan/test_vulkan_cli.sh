@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Vulkan backend from the command line (-ngl 99 -dev Vulkan<i>): --list-devices lists
 # the device (the test skips, exit 77, where there is none); halo run's greedy text on
-# kdoc-moe equals the CPU's; halo bench says Vulkan in its backend column; halo plan
+# kdoc-moe equals the CPU's, halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
 # budgets the device's memory; what the backend cannot do yet (quantized KV caches,
 # experts kept in host memory, a partial -ngl, a device that does not exist) ends with an
 # "error:" line and a non-zero exit, never a crash.
@@ -29,6 +29,21 @@ check "[ $rc -eq 0 ]" "run ${G[*]} exited $rc: $(tail -3 "$TMP/vk.err")"
 check "cmp -s '$TMP/cpu.out' '$TMP/vk.out'" \
     "run ${G[*]}: '$(cat "$TMP/vk.out")', the CPU: '$(cat "$TMP/cpu.out")'"
 check "grep -q 'Vulkan' '$TMP/vk.err'" "run ${G[*]}: the log does not name the Vulkan device"
+
+# halo logits on tiny-llama: every position's logits within 1e-3 of the CPU's (the
+# backends differ by f32 rounding: 1.2e-4 at most here, on logits up to 3.1)
+if command -v python3 > /dev/null; then
+    echo "1 15 200 31 7 99 5" > "$TMP/tokens.txt"
+    L=(logits -m "$FIX/models/tiny-llama-f16.gguf" -f "$TMP/tokens.txt")
+    run lcpu "${L[@]}" -o "$TMP/cpu.f32"
+    run lvk "${L[@]}" -o "$TMP/vk.f32" "${G[@]}"
+    check "[ $rc -eq 0 ] && python3 - '$TMP/cpu.f32' '$TMP/vk.f32' <<'PY'
+import array, sys
+a, b = (array.array('f', open(f, 'rb').read()) for f in sys.argv[1:3])
+assert len(a) == len(b) > 0, (len(a), len(b))
+assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
+PY" "logits ${G[*]}: not the CPU's logits (exit $rc: $(tail -2 "$TMP/lvk.err"))"
+fi
 
 run bench bench -m "$M" "${G[@]}" -p 8 -n 4 -r 1
 check "[ $rc -eq 0 ]" "bench ${G[*]} exited $rc: $(tail -3 "$TMP/bench.err")"
