@@ -276,9 +276,6 @@ static halo_weight *expert_weight(halo_model *m, const char *name) {
     return NULL;
 }
 
-/* Mark the weights that stay in host memory (halo_weight.host): the experts of the
- * first n_cpu_moe layers, then every tensor an -ot rule sends to the CPU (rules in
- * order, the first that matches a tensor's name decides it, as llama.cpp's). */
 /* CUDA<n> or Vulkan<n>: a GPU's name, as -dev and -ot take them. */
 static bool gpu_device_name(const char *dev) {
     const char *n = !strncmp(dev, "CUDA", 4)     ? dev + 4
@@ -290,6 +287,9 @@ static bool gpu_device_name(const char *dev) {
     return *end == 0;
 }
 
+/* Mark the weights that stay in host memory (halo_weight.host): the experts of the
+ * first n_cpu_moe layers, then every tensor an -ot rule sends to the CPU (rules in
+ * order, the first that matches a tensor's name decides it, as llama.cpp's). */
 static int place_host_weights(halo_model *m, const halo_load_options *o, halo_error *err) {
     for (uint32_t il = 0; il < m->hp.n_layer && (int64_t)il < (int64_t)o->n_cpu_moe; il++) {
         halo_layer *L = &m->layers[il];

@@ -116,6 +116,7 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             snprintf(a->budget_name, sizeof a->budget_name, "--vram, GPU");
         } else {
             halo_gpu_backend be = halo_gpu_backend_of(&a->load);
+            (void)be; /* used by neither backend in a build of neither */
 #ifdef HALO_HAVE_VULKAN
             /* a UMA device's memory is the host's, shared: its heap is the budget all the same */
             halo_vk_device_info info[16];
