@@ -486,6 +486,10 @@ int halo_model_load(const char *path, const halo_load_options *opts, halo_model 
     m->rope_mode = HALO_ROPE_NEOX;
     if ((rc = m->ops->bind(m, err))) goto fail;
     describe(m);
+    if (opts && opts->n_gpu_layers == 0 && opts->gpu_backend != HALO_GPU_AUTO)
+        halo_log(HALO_LOG_WARN, "-dev %s%d picks the GPU, but -ngl is 0: the model runs on the CPU "
+                 "(-ngl 99 puts it on the GPU)",
+                 halo_gpu_backend_name(opts->gpu_backend), opts->main_gpu);
     if (opts && opts->n_gpu_layers != 0) {
         const int all = (int)m->hp.n_layer;
         if (opts->n_gpu_layers > 0 && opts->n_gpu_layers < all) {

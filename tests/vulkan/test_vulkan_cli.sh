@@ -56,6 +56,11 @@ run plan plan -m "$M" "${G[@]}"
 check "[ $rc -eq 0 ] && grep -q '$DEV: ' '$TMP/plan.out'" \
     "plan ${G[*]}: the budget is not $DEV's: $(head -5 "$TMP/plan.out") $(tail -2 "$TMP/plan.err")"
 
+# -dev without -ngl: the CPU, as with CUDA, and a note says so
+run devonly run -m "$M" -p "$P" -n 8 --temp 0 -t 2 -dev "$DEV"
+check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/devonly.out'" "-dev $DEV alone exited $rc"
+check "grep -q 'the model runs on the CPU' '$TMP/devonly.err'" "-dev $DEV alone: no note: $(head -3 "$TMP/devonly.err")"
+
 # refused, with the reason
 expect_error 1 q8 run -m "$M" -p "$P" -n 2 "${G[@]}" -ctk q8_0
 check "grep -qi 'q8_0' '$TMP/q8.err'" "-ctk q8_0: the reason is not given: $(cat "$TMP/q8.err")"
