@@ -67,6 +67,14 @@ typedef enum halo_load_mode {
     HALO_LOAD_READ = 1, /* eager: read the whole data section into aligned memory (--no-mmap) */
 } halo_load_mode;
 
+/* The GPU backend that -ngl puts the model on (-dev CUDA<n> / Vulkan<n>). */
+typedef enum halo_gpu_backend {
+    HALO_GPU_AUTO = 0, /* CUDA where built with it and a CUDA device exists, else Vulkan where
+                        * built with it and a Vulkan device exists (halo_gpu_backend_of) */
+    HALO_GPU_CUDA = 1,
+    HALO_GPU_VULKAN = 2,
+} halo_gpu_backend;
+
 typedef struct halo_load_options {
     halo_load_mode mode;
     bool mlock;    /* lock the weights in RAM (--mlock) */
@@ -74,19 +82,28 @@ typedef struct halo_load_options {
     /* Layers whose weights go to the GPU (-ngl, as llama.cpp): 0 keeps the model on
      * the CPU; the layer count or more (or -1: all) puts every layer and the output
      * head on the GPU. A partial offload is not supported yet (an error says so).
-     * Needs a build with the CUDA backend and a visible GPU. */
+     * Needs a build with the CUDA or Vulkan backend and a visible GPU. */
     int n_gpu_layers;
-    int main_gpu; /* the GPU (-mg / -dev CUDAn) */
+    int main_gpu; /* the GPU, an index among gpu_backend's devices (-mg / -dev CUDAn, Vulkann) */
+    halo_gpu_backend gpu_backend; /* -dev CUDAn: CUDA, -dev Vulkann: Vulkan; 0: AUTO */
     /* With the model on the GPU: the routed experts (ffn_{gate,up,down}_exps) of the first
      * n_cpu_moe layers stay in host memory and are computed by the CPU (--n-cpu-moe N,
      * --cpu-moe: all), the rest of each layer on the GPU. */
     int n_cpu_moe;
     /* -ot / --override-tensor: "REGEX=DEVICE" rules, first match wins, searched in each
-     * tensor's name; DEVICE is CPU (host memory, computed by the CPU) or CUDA<n> (the
-     * GPU). With the CUDA backend only routed-expert tensors can be kept on the CPU. */
+     * tensor's name; DEVICE is CPU (host memory, computed by the CPU) or CUDA<n> / Vulkan<n>
+     * (the GPU). With the CUDA backend only routed-expert tensors can be kept on the CPU; the
+     * Vulkan backend keeps none there yet (loading says so). */
     const char *const *tensor_overrides;
     int n_tensor_overrides;
 } halo_load_options;
+
+/* The backend opts->n_gpu_layers != 0 loads onto: opts->gpu_backend, AUTO resolved (CUDA
+ * where neither backend was built or no device exists, so that loading names what is missing).
+ * Enumerates the devices when AUTO. */
+halo_gpu_backend halo_gpu_backend_of(const halo_load_options *opts);
+/* "CUDA", "Vulkan" (llama.cpp's backend names). */
+const char *halo_gpu_backend_name(halo_gpu_backend b);
 
 /* ---- models and contexts (implemented by runtime/ and model/) ----------------
  * The flow, as in llama.cpp: load a model; make a context (KV cache, recurrent

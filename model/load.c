@@ -12,6 +12,12 @@
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
+#ifdef HALO_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+#ifdef HALO_HAVE_VULKAN
+#include "kernels/vulkan/vk_ops.h"
+#endif
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -270,6 +276,17 @@ static halo_weight *expert_weight(halo_model *m, const char *name) {
     return NULL;
 }
 
+/* CUDA<n> or Vulkan<n>: a GPU's name, as -dev and -ot take them. */
+static bool gpu_device_name(const char *dev) {
+    const char *n = !strncmp(dev, "CUDA", 4)     ? dev + 4
+                    : !strncmp(dev, "Vulkan", 6) ? dev + 6
+                                                 : NULL;
+    char *end = NULL;
+    if (!n || !*n) return false;
+    strtol(n, &end, 10);
+    return *end == 0;
+}
+
 /* Mark the weights that stay in host memory (halo_weight.host): the experts of the
  * first n_cpu_moe layers, then every tensor an -ot rule sends to the CPU (rules in
  * order, the first that matches a tensor's name decides it, as llama.cpp's). */
@@ -299,11 +316,10 @@ static int place_host_weights(halo_model *m, const halo_load_options *o, halo_er
             break;
         }
         const char *dev = eq + 1;
-        char *endp = NULL;
         if (!strcasecmp(dev, "CPU")) cpu[i] = true;
-        else if (strncmp(dev, "CUDA", 4) || !dev[4] || (strtol(dev + 4, &endp, 10), *endp))
-            rc = halo_error_set(err, HALO_ERR_ARG, "-ot %s: unknown device %s (CPU, CUDA0, ...)",
-                                rule, dev);
+        else if (!gpu_device_name(dev))
+            rc = halo_error_set(err, HALO_ERR_ARG,
+                                "-ot %s: unknown device %s (CPU, CUDA0, Vulkan0, ...)", rule, dev);
         if (rc) break;
         int ec;
         PCRE2_SIZE eo;
@@ -388,6 +404,60 @@ static void describe(halo_model *m) {
     }
 }
 
+/* ---- the GPU backends ------------------------------------------------------------ */
+
+halo_gpu_backend halo_gpu_backend_of(const halo_load_options *opts) {
+    if (opts->gpu_backend != HALO_GPU_AUTO) return opts->gpu_backend;
+#ifdef HALO_HAVE_CUDA
+    if (halo_cuda_device_count() > 0) return HALO_GPU_CUDA;
+#endif
+#ifdef HALO_HAVE_VULKAN
+    halo_error e = {0};
+    if (halo_vk_devices(NULL, 0, &e) > 0) return HALO_GPU_VULKAN;
+#endif
+    return HALO_GPU_CUDA;
+}
+
+const char *halo_gpu_backend_name(halo_gpu_backend b) {
+    return b == HALO_GPU_VULKAN ? "Vulkan" : "CUDA";
+}
+
+/* The weights onto the GPU of opts (-ngl with -dev / -mg). */
+static int gpu_upload(halo_model *m, const halo_load_options *opts, halo_error *err) {
+    halo_gpu_backend be = halo_gpu_backend_of(opts);
+    if (be == HALO_GPU_VULKAN) {
+#ifdef HALO_HAVE_VULKAN
+        halo_vk *vk = halo_vk_open(opts->main_gpu, NULL, err);
+        if (!vk) return err && err->status ? err->status : HALO_ERR_IO;
+        int rc = halo_vk_model_upload(m, vk, err);
+        if (rc) halo_vk_close(vk);
+        else
+            halo_log(HALO_LOG_INFO, "the model on Vulkan%d: %s", opts->main_gpu,
+                     halo_vk_info(vk)->name);
+        return rc;
+#else
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "-dev Vulkan%d: this halo was built without the Vulkan backend (no "
+                              "Vulkan headers or glslc at build time)",
+                              opts->main_gpu);
+#endif
+    }
+#ifdef HALO_HAVE_CUDA
+    return halo_cuda_model_upload(m, opts->main_gpu, err);
+#else
+    return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                          "-ngl %d: this halo was built without the CUDA backend (no CUDA toolkit "
+                          "at build time) %s; use -ngl 0",
+                          opts->n_gpu_layers,
+#ifdef HALO_HAVE_VULKAN
+                          "and sees no Vulkan device"
+#else
+                          "or the Vulkan one"
+#endif
+    );
+#endif
+}
+
 /* ---- the public API ------------------------------------------------------------ */
 
 int halo_model_load(const char *path, const halo_load_options *opts, halo_model **out,
@@ -416,6 +486,10 @@ int halo_model_load(const char *path, const halo_load_options *opts, halo_model 
     m->rope_mode = HALO_ROPE_NEOX;
     if ((rc = m->ops->bind(m, err))) goto fail;
     describe(m);
+    if (opts && opts->n_gpu_layers == 0 && opts->gpu_backend != HALO_GPU_AUTO)
+        halo_log(HALO_LOG_WARN, "-dev %s%d picks the GPU, but -ngl is 0: the model runs on the CPU "
+                 "(-ngl 99 puts it on the GPU)",
+                 halo_gpu_backend_name(opts->gpu_backend), opts->main_gpu);
     if (opts && opts->n_gpu_layers != 0) {
         const int all = (int)m->hp.n_layer;
         if (opts->n_gpu_layers > 0 && opts->n_gpu_layers < all) {
@@ -426,15 +500,7 @@ int halo_model_load(const char *path, const halo_load_options *opts, halo_model 
             goto fail;
         }
         if ((rc = place_host_weights(m, opts, err))) goto fail;
-#ifdef HALO_HAVE_CUDA
-        if ((rc = halo_cuda_model_upload(m, opts->main_gpu, err))) goto fail;
-#else
-        rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                            "-ngl %d: this halo was built without the CUDA backend (no CUDA "
-                            "toolkit at build time); use -ngl 0",
-                            opts->n_gpu_layers);
-        goto fail;
-#endif
+        if ((rc = gpu_upload(m, opts, err))) goto fail;
     }
     *out = m;
     return 0;

@@ -148,10 +148,9 @@ void halo_cuda_model_release(halo_model *model);
 #endif
 
 #ifdef HALO_HAVE_VULKAN
-/* The Vulkan backend (kernels/vulkan/backend.c), internal for now: its table has every
- * required op (it writes F32/F16/BF16 KV caches only, and the loader's options are not
- * wired), so a context runs on it only where a test uploaded the model's weights
- * (docs/DESIGN.md says what remains). */
+/* The Vulkan backend (kernels/vulkan/backend.c): its table has every required op (it writes
+ * F32/F16/BF16 KV caches only); a context runs on it when its model's weights are on a
+ * Vulkan device (halo_model_load with -dev Vulkan<i>; docs/DESIGN.md says what remains). */
 typedef struct halo_vk halo_vk;
 extern const halo_backend_ops halo_backend_vulkan_ops;
 /* The backend of a context whose model's weights are on vk (halo_vk_model_upload). */

@@ -261,7 +261,7 @@ int halo_context_new(halo_model *model, const halo_context_params *params, halo_
         else
 #endif
 #ifdef HALO_HAVE_VULKAN
-        /* only where a test put the weights there: no option selects Vulkan yet */
+        /* -dev Vulkan<i> (model/load.c) or a test put the weights there */
         if (model->vk) rc = halo_backend_vulkan_init(ctx, &ctx->be, err);
         else
 #endif

@@ -26,6 +26,9 @@
 #ifdef HALO_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif
+#ifdef HALO_HAVE_VULKAN
+#include "kernels/vulkan/vk_ops.h"
+#endif
 #include "util/util.h"
 
 #include <ctype.h>
@@ -384,15 +387,27 @@ static const char *type_name(int t, char *buf, size_t size) {
     return buf;
 }
 
-/* The backend a run uses, llama-bench's names: "CPU", or "CUDA" with -ngl. */
+/* The backend a run uses, llama-bench's names: "CPU", or "CUDA" / "Vulkan" with -ngl (the
+ * backend resolved once, after parsing). */
 static bool on_gpu(const halo_load_options *lo) { return lo->n_gpu_layers != 0; }
-static const char *backend_name(const halo_load_options *lo) { return on_gpu(lo) ? "CUDA" : "CPU"; }
+static const char *backend_name(const halo_load_options *lo) {
+    return on_gpu(lo) ? halo_gpu_backend_name(lo->gpu_backend) : "CPU";
+}
 
 static const char *gpu_name(const halo_load_options *lo) {
-    static char name[128];
+    static char name[256];
     name[0] = 0;
+    if (!on_gpu(lo)) return name;
 #ifdef HALO_HAVE_CUDA
-    if (on_gpu(lo)) halo_cuda_device_info(lo->main_gpu, name, sizeof name, NULL, NULL);
+    if (lo->gpu_backend == HALO_GPU_CUDA)
+        halo_cuda_device_info(lo->main_gpu, name, sizeof name, NULL, NULL);
+#endif
+#ifdef HALO_HAVE_VULKAN
+    halo_vk_device_info info[16];
+    halo_error err = {0};
+    if (lo->gpu_backend == HALO_GPU_VULKAN && lo->main_gpu < halo_vk_devices(info, 16, &err) &&
+        lo->main_gpu < 16)
+        snprintf(name, sizeof name, "%s", info[lo->main_gpu].name);
 #endif
     return name;
 }
@@ -441,7 +456,7 @@ static int result_fields(const result *r, const halo_load_options *lo, field *f)
     FI("main_gpu", "%d", lo->main_gpu);
     FB("no_kv_offload", false);
     FI("flash_attn", "%d", 1);
-    if (on_gpu(lo)) FS("devices", "CUDA%d", lo->main_gpu);
+    if (on_gpu(lo)) FS("devices", "%s%d", backend_name(lo), lo->main_gpu);
     else FS("devices", "%s", "CPU");
     FS("tensor_split", "%s", "0.00");
     FS("tensor_buft_overrides", "%s", "none");
@@ -644,6 +659,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: nothing to run (every -p, -n and -pg is 0)\n");
         return 2;
     }
+    if (on_gpu(&a.load)) a.load.gpu_backend = halo_gpu_backend_of(&a.load);
     md_cols cols = {
         .n_batch = a.n_batch.n > 1 || a.n_batch.v[0] != 2048,
         .n_ubatch = a.n_ubatch.n > 1 || a.n_ubatch.v[0] != 512,

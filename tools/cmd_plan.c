@@ -17,6 +17,9 @@
 #ifdef HALO_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif
+#ifdef HALO_HAVE_VULKAN
+#include "kernels/vulkan/vk_ops.h"
+#endif
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,7 +50,8 @@ static void usage(FILE *out) {
             "  -ctv, --cache-type-v T    V cache type (default f16)\n"
             "  -c, --ctx-size N          also say whether this context fits (0: the trained one)\n"
             "  -ngl, --n-gpu-layers N    plan for the GPU (all layers there): the budget is the\n"
-            "                            GPU's memory (-mg/-dev picks the GPU) or --vram\n"
+            "                            GPU's memory (-mg/-dev picks the GPU: CUDA0, Vulkan0)\n"
+            "                            or --vram\n"
             "  --vram SIZE               the GPU memory to plan for (default: the GPU's own)\n"
             "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers in\n"
             "                            host memory (--cpu-moe: all), not in the GPU's\n"
@@ -111,10 +115,24 @@ static int parse_args(int argc, char **argv, plan_args *a) {
             a->plan.mem_bytes = a->vram;
             snprintf(a->budget_name, sizeof a->budget_name, "--vram, GPU");
         } else {
+            halo_gpu_backend be = halo_gpu_backend_of(&a->load);
+            (void)be; /* used by neither backend in a build of neither */
+#ifdef HALO_HAVE_VULKAN
+            /* a UMA device's memory is the host's, shared: its heap is the budget all the same */
+            halo_vk_device_info info[16];
+            halo_error err = {0};
+            int n = be == HALO_GPU_VULKAN ? halo_vk_devices(info, 16, &err) : 0;
+            if (a->load.main_gpu < n && a->load.main_gpu < 16) {
+                const halo_vk_device_info *v = &info[a->load.main_gpu];
+                a->plan.mem_bytes = v->memory_bytes;
+                snprintf(a->budget_name, sizeof a->budget_name, "Vulkan%d: %.100s%s",
+                         a->load.main_gpu, v->name, v->uma ? ", UMA: shared with the host" : "");
+            }
+#endif
 #ifdef HALO_HAVE_CUDA
             char name[128];
             size_t total = 0;
-            if (halo_cuda_device_count() > a->load.main_gpu &&
+            if (be == HALO_GPU_CUDA && halo_cuda_device_count() > a->load.main_gpu &&
                 halo_cuda_device_info(a->load.main_gpu, name, sizeof name, &total, NULL) == 0) {
                 a->plan.mem_bytes = total;
                 snprintf(a->budget_name, sizeof a->budget_name, "GPU %d: %s", a->load.main_gpu,

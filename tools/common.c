@@ -3,9 +3,16 @@
 #include "tools.h"
 
 #include "util/util.h"
+#ifdef HALO_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+#ifdef HALO_HAVE_VULKAN
+#include "kernels/vulkan/vk_ops.h"
+#endif
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,6 +56,50 @@ static int64_t load_flag_int(int argc, char **argv, int *i, int64_t lo, int64_t 
     if (!tools_parse_int(flag, argv[*i + 1], lo, hi, &v)) exit(2);
     *i += 2;
     return v;
+}
+
+/* CUDA<n> / Vulkan<n> into opts (the backend and main_gpu); false if v is neither. */
+static bool device_name(const char *v, halo_load_options *opts) {
+    static const struct {
+        const char *prefix;
+        halo_gpu_backend backend;
+    } kinds[] = {{"CUDA", HALO_GPU_CUDA}, {"Vulkan", HALO_GPU_VULKAN}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        size_t n = strlen(kinds[k].prefix);
+        char *end = NULL;
+        if (strncmp(v, kinds[k].prefix, n) || !v[n] || v[n] < '0' || v[n] > '9') continue;
+        long d = strtol(v + n, &end, 10);
+        if (*end || d > 1023) return false;
+        opts->gpu_backend = kinds[k].backend;
+        opts->main_gpu = (int)d;
+        return true;
+    }
+    return false;
+}
+
+/* --list-devices: llama.cpp's list, the devices -dev takes, on stdout. */
+static void list_devices(void) {
+    printf("Available devices:\n");
+#ifdef HALO_HAVE_CUDA
+    for (int d = 0; d < halo_cuda_device_count(); d++) {
+        char name[128] = "";
+        size_t total = 0, avail = 0;
+        if (halo_cuda_device_info(d, name, sizeof name, &total, &avail)) continue;
+        printf("  CUDA%d: %s (%zu MiB, %zu MiB free)\n", d, name, total >> 20, avail >> 20);
+    }
+#endif
+#ifdef HALO_HAVE_VULKAN
+    halo_error err = {0};
+    halo_vk_device_info info[16];
+    int n = halo_vk_devices(info, 16, &err);
+    for (int d = 0; d < n && d < 16; d++) {
+        const halo_vk_device_info *v = &info[d];
+        printf("  Vulkan%d: %s (%" PRIu64 " MiB, %s%s)", d, v->name, v->memory_bytes >> 20,
+               v->type, v->uma ? ", UMA: memory shared with the host" : "");
+        if (!v->usable) printf(" not usable: %s", v->why_not);
+        printf("\n");
+    }
+#endif
 }
 
 bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opts) {
@@ -95,23 +146,25 @@ bool tools_parse_load_flag(int argc, char **argv, int *i, halo_load_options *opt
         opts->main_gpu = (int)load_flag_int(argc, argv, i, 0, 1023);
         return true;
     } else if (!strcmp(a, "-dev") || !strcmp(a, "--device")) {
-        /* llama.cpp's device names: CUDA0, CUDA1, ... or none (CPU only) */
+        /* llama.cpp's device names: CUDA0, CUDA1, ..., Vulkan0, ... or none (CPU only) */
         if (*i + 1 >= argc) {
-            fprintf(stderr, "error: %s needs a value (CUDA0, CUDA1, ... or none)\n", a);
+            fprintf(stderr, "error: %s needs a value (CUDA0, Vulkan0, ... or none; "
+                            "--list-devices lists them)\n", a);
             exit(2);
         }
         const char *v = argv[*i + 1];
-        char *end = NULL;
         if (!strcmp(v, "none")) {
             opts->n_gpu_layers = 0;
-        } else if (!strncmp(v, "CUDA", 4) && v[4] && (strtol(v + 4, &end, 10), *end == 0)) {
-            opts->main_gpu = (int)strtol(v + 4, NULL, 10);
-        } else {
-            fprintf(stderr, "error: %s %s: unknown device (CUDA0, CUDA1, ... or none)\n", a, v);
+        } else if (!device_name(v, opts)) {
+            fprintf(stderr, "error: %s %s: unknown device (CUDA0, Vulkan0, ... or none; "
+                            "--list-devices lists them)\n", a, v);
             exit(2);
         }
         *i += 2;
         return true;
+    } else if (!strcmp(a, "--list-devices")) {
+        list_devices();
+        exit(0);
     } else return false;
     (*i)++;
     return true;

@@ -24,14 +24,18 @@ const char *tools_default_model(void);
  * aligned at column 28. */
 #define TOOLS_GPU_FLAGS_HELP \
     "  -ngl, --n-gpu-layers N    layers on the GPU: 0 (CPU, default) or all (99)\n" \
-    "  -mg, --main-gpu I         the GPU to use (default 0); -dev CUDA<I> as well\n" \
+    "  -dev, --device DEV        the GPU: CUDA<I> or Vulkan<I> (default CUDA0 where a\n" \
+    "                            CUDA device exists, else Vulkan0), none: the CPU\n" \
+    "  --list-devices            list the GPUs -dev takes, and exit\n" \
+    "  -mg, --main-gpu I         the GPU's index among its backend's (default 0)\n" \
     "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers\n" \
     "                            stay in host memory, computed by the CPU\n" \
     "  -cmoe, --cpu-moe          with -ngl: every layer's routed experts on the CPU\n" \
     "  -ot, --override-tensor PATTERN=DEVICE\n" \
     "                            tensors whose names match PATTERN (a regex) on\n" \
     "                            DEVICE: CPU or CUDA0 (with -ngl, only ffn_*_exps\n" \
-    "                            on the CPU); comma-separated or repeated\n"
+    "                            on the CPU; none with Vulkan yet); comma-separated or\n" \
+    "                            repeated\n"
 
 /* If argv[*i] is a model-loading flag (--no-mmap, --mmap, --mlock), apply it to
  * opts, advance *i past it, and return true. */

@@ -1,9 +1,9 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
  * kernels/vulkan/vk_ops.h. Every required op exists (Q8_0/Q4_0 KV caches cannot be written
- * yet; the optional matmul_multi and deltanet_rule_out are composed by the caller), but it
- * is internal: a context runs on it only where a test uploaded the model's weights
- * (halo_vk_model_upload), never from an option.
+ * yet; the optional matmul_multi and deltanet_rule_out are composed by the caller). A
+ * context runs on it when its model's weights are on a Vulkan device: halo_model_load with
+ * -ngl and -dev Vulkan<i> (model/load.c), or a test calling halo_vk_model_upload.
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
@@ -481,8 +481,8 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
                        (tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16);
     if (hp->n_attention_layers && !kv_ok)
         return halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                              "a %s/%s KV cache cannot be written by the Vulkan backend yet "
-                              "(f32, f16, bf16 can)",
+                              "-ctk %s -ctv %s: a quantized KV cache cannot be written by the "
+                              "Vulkan backend yet (use f16, bf16 or f32)",
                               halo_type_name(tk), halo_type_name(tv));
     vk_state *s = calloc(1, sizeof *s);
     if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");

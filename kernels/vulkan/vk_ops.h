@@ -3,8 +3,8 @@
  * APUs: compute shaders in GLSL (kernels/vulkan/shaders/, a .comp each) compiled to SPIR-V
  * by glslc at build time and embedded in the library. Built when the Vulkan loader,
  * its headers and glslc are found (CMake: HALO_VULKAN); HALO_HAVE_VULKAN is then
- * defined. Internal: the backend table (kernels/vulkan/backend.c) has every required op,
- * but no option selects it yet (docs/DESIGN.md, "The Vulkan backend", says what exists and
+ * defined. The backend table (kernels/vulkan/backend.c) has every required op; -ngl with
+ * -dev Vulkan<i> selects it (docs/DESIGN.md, "The Vulkan backend", says what exists and
  * what remains).
  *
  * The ideas it rests on:

@@ -1,6 +1,6 @@
 /*
- * Whole models on the Vulkan backend (internal: the weights uploaded by the test with
- * halo_vk_model_upload, as no option selects Vulkan yet), against the CPU engine and the
+ * Whole models on the Vulkan backend (the weights uploaded by the test with
+ * halo_vk_model_upload, on the device the tests pick), against the CPU engine and the
  * original implementation's logits (refs/): every fixture architecture, llama, qwen3,
  * qwen3moe, qwen35 (DeltaNet hybrid) and qwen35moe (kdoc-moe: hybrid + MoE with a shared
  * expert, BF16). For each, both reference sequences:

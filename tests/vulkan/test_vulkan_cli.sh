@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The Vulkan backend from the command line (-ngl 99 -dev Vulkan<i>): --list-devices lists
+# the device (the test skips, exit 77, where there is none); halo run's greedy text on
+# kdoc-moe equals the CPU's, halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
+# budgets the device's memory; what the backend cannot do yet (quantized KV caches,
+# experts kept in host memory, a partial -ngl, a device that does not exist) ends with an
+# "error:" line and a non-zero exit, never a crash.
+set -u
+source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib_kdoc.sh"
+P="The device driver model"
+
+run list run --list-devices
+check "[ $rc -eq 0 ] && head -1 '$TMP/list.out' | grep -q '^Available devices:$'" \
+    "--list-devices exited $rc: $(head -c 300 "$TMP/list.out" "$TMP/list.err")"
+DEV=$(grep -E '^  Vulkan[0-9]+: ' "$TMP/list.out" | grep -v 'not usable' | head -1 |
+    sed -E 's/^  (Vulkan[0-9]+):.*/\1/')
+if [ -z "$DEV" ]; then
+    echo "SKIPPED: no usable Vulkan device (halo run --list-devices: $(tr '\n' ' ' < "$TMP/list.out"))"
+    exit 77
+fi
+check "grep -qE '^  $DEV: .+ \([0-9]+ MiB, (discrete|integrated|virtual|cpu|other)' '$TMP/list.out'" \
+    "--list-devices: $DEV's line lacks its memory and type: $(cat "$TMP/list.out")"
+G=(-ngl 99 -dev "$DEV")
+
+run cpu run -m "$M" -p "$P" -n 8 --temp 0 -t 2
+check "[ $rc -eq 0 ]" "the CPU's run exited $rc: $(tail -3 "$TMP/cpu.err")"
+run vk run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}"
+check "[ $rc -eq 0 ]" "run ${G[*]} exited $rc: $(tail -3 "$TMP/vk.err")"
+check "cmp -s '$TMP/cpu.out' '$TMP/vk.out'" \
+    "run ${G[*]}: '$(cat "$TMP/vk.out")', the CPU: '$(cat "$TMP/cpu.out")'"
+check "grep -q 'Vulkan' '$TMP/vk.err'" "run ${G[*]}: the log does not name the Vulkan device"
+
+# halo logits on tiny-llama: every position's logits within 1e-3 of the CPU's (the
+# backends differ by f32 rounding: 1.2e-4 at most here, on logits up to 3.1)
+if command -v python3 > /dev/null; then
+    echo "1 15 200 31 7 99 5" > "$TMP/tokens.txt"
+    L=(logits -m "$FIX/models/tiny-llama-f16.gguf" -f "$TMP/tokens.txt")
+    run lcpu "${L[@]}" -o "$TMP/cpu.f32"
+    run lvk "${L[@]}" -o "$TMP/vk.f32" "${G[@]}"
+    check "[ $rc -eq 0 ] && python3 - '$TMP/cpu.f32' '$TMP/vk.f32' <<'PY'
+import array, sys
+a, b = (array.array('f', open(f, 'rb').read()) for f in sys.argv[1:3])
+assert len(a) == len(b) > 0, (len(a), len(b))
+assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
+PY" "logits ${G[*]}: not the CPU's logits (exit $rc: $(tail -2 "$TMP/lvk.err"))"
+fi
+
+run bench bench -m "$M" "${G[@]}" -p 8 -n 4 -r 1
+check "[ $rc -eq 0 ]" "bench ${G[*]} exited $rc: $(tail -3 "$TMP/bench.err")"
+check "grep -qE '^\| model +\| +size \| +params \| backend +\| ngl \| +test \| +t/s \|$' '$TMP/bench.out'" \
+    "bench ${G[*]}: header $(head -1 "$TMP/bench.out")"
+check "[ \$(grep -cE '\| Vulkan +\| +99 \| +(pp8|tg4) \|' '$TMP/bench.out') -eq 2 ]" \
+    "bench ${G[*]}: no Vulkan rows: $(cat "$TMP/bench.out")"
+
+run plan plan -m "$M" "${G[@]}"
+check "[ $rc -eq 0 ] && grep -q '$DEV: ' '$TMP/plan.out'" \
+    "plan ${G[*]}: the budget is not $DEV's: $(head -5 "$TMP/plan.out") $(tail -2 "$TMP/plan.err")"
+
+# -dev without -ngl: the CPU, as with CUDA, and a note says so
+run devonly run -m "$M" -p "$P" -n 8 --temp 0 -t 2 -dev "$DEV"
+check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/devonly.out'" "-dev $DEV alone exited $rc"
+check "grep -q 'the model runs on the CPU' '$TMP/devonly.err'" "-dev $DEV alone: no note: $(head -3 "$TMP/devonly.err")"
+
+# refused, with the reason
+expect_error 1 q8 run -m "$M" -p "$P" -n 2 "${G[@]}" -ctk q8_0
+check "grep -qi 'q8_0' '$TMP/q8.err'" "-ctk q8_0: the reason is not given: $(cat "$TMP/q8.err")"
+expect_error 1 ncmoe run -m "$M" -p "$P" -n 2 "${G[@]}" -ncmoe 1
+check "grep -q 'host memory' '$TMP/ncmoe.err'" "-ncmoe: the reason is not given: $(cat "$TMP/ncmoe.err")"
+expect_error 1 ot run -m "$M" -p "$P" -n 2 "${G[@]}" -ot '\.ffn_.*_exps\.=CPU'
+check "grep -q 'host memory' '$TMP/ot.err'" "-ot =CPU: the reason is not given: $(cat "$TMP/ot.err")"
+expect_error 1 partial run -m "$M" -p "$P" -n 2 -ngl 1 -dev "$DEV"
+expect_error 1 nodev run -m "$M" -p "$P" -n 2 -ngl 99 -dev Vulkan99
+check "grep -q 'Vulkan device 99' '$TMP/nodev.err'" "-dev Vulkan99: $(cat "$TMP/nodev.err")"
+expect_error 2 badname run -m "$M" -p "$P" -n 2 -ngl 99 -dev Vulkan
+expect_error 1 bench_q8 bench -m "$M" "${G[@]}" -p 8 -n 0 -r 1 -ctk q8_0
+
+echo "vulkan cli: $checks checks, $fail failed"
+[ "$fail" -eq 0 ]
