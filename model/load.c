@@ -412,8 +412,14 @@ halo_gpu_backend halo_gpu_backend_of(const halo_load_options *opts) {
     if (halo_cuda_device_count() > 0) return HALO_GPU_CUDA;
 #endif
 #ifdef HALO_HAVE_VULKAN
+    /* a Vulkan GPU (discrete, integrated or virtual) at -mg's index; a CPU driver (Mesa's
+     * lavapipe) only when -dev names it: the CPU engine is faster than a CPU behind Vulkan */
     halo_error e = {0};
-    if (halo_vk_devices(NULL, 0, &e) > 0) return HALO_GPU_VULKAN;
+    halo_vk_device_info info[16];
+    const int n = halo_vk_devices(info, 16, &e);
+    const int i = opts->main_gpu; /* -mg: among this backend's devices */
+    if (i >= 0 && i < n && i < 16 && info[i].usable && strcmp(info[i].type, "cpu") != 0)
+        return HALO_GPU_VULKAN;
 #endif
     return HALO_GPU_CUDA;
 }
