@@ -162,7 +162,8 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
  * zeros, 1 one huge outlier (1e30: the scale clamps to 65504), 2 a negative maximum of
  * magnitude tied with a positive one (the first wins), 3 float subnormals only, 4 float
  * subnormals and half subnormals mixed with one ordinary value, 5 tiny values (the scale a
- * half subnormal), 6 and 7 as drawn. */
+ * half subnormal), 6 Q4_0's ties (the maximum -8: scale 1, halves to round to even), 7
+ * Q8_0's (the maximum 127: scale 1), 8 and 9 as drawn. */
 static void hostile_block(float *x, int kind) {
     switch (kind) {
     case 0:
@@ -189,6 +190,16 @@ static void hostile_block(float *x, int kind) {
     case 5:
         for (int j = 0; j < 32; j++)
             x[j] *= 1e-6f;
+        break;
+    case 6:
+        for (int j = 0; j < 32; j++)
+            x[j] = (float)((int)urand(15) - 7) + 0.5f;
+        x[urand(32)] = -8.0f;
+        break;
+    case 7:
+        for (int j = 0; j < 32; j++)
+            x[j] = (float)((int)urand(253) - 126) + 0.5f;
+        x[urand(32)] = 127.0f;
         break;
     default:
         break;
@@ -227,8 +238,8 @@ static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_siz
         v[i] = r == 0 ? NAN : r == 1 ? -INFINITY : 3.0f * frand();
     }
     for (int64_t b = 0; b < n_tok * stride / 32; b++) { /* a block type's hostile blocks */
-        if (halo_type_get(type_k)->is_quantized) hostile_block(k + 32 * b, (int)(b % 8));
-        if (halo_type_get(type_v)->is_quantized) hostile_block(v + 32 * b, (int)((b + 3) % 8));
+        if (halo_type_get(type_k)->is_quantized) hostile_block(k + 32 * b, (int)(b % 10));
+        if (halo_type_get(type_v)->is_quantized) hostile_block(v + 32 * b, (int)((b + 3) % 10));
     }
     for (int t = 0; t < n_tok; t++) {
         size_t cell = (size_t)table[seq[t] * per_seq + pos[t] / page_size] * page_size +
