@@ -349,9 +349,9 @@ static void test_copies(int64_t rows, int64_t width) {
 }
 
 /* ---- Walsh-Hadamard rotation --------------------------------------------------------------
- * The CPU's butterflies in the same order: the bits are halo_hadamard's (measured: exact, 0
- * ulp, on every case; a different order would differ by a few ulp). Values from -1e4 to 1e4
- * and some of 1e-30 (their sums round). */
+ * The CPU's butterflies in the same order and its scale: the bits are halo_hadamard's
+ * (measured: exact, 0 ulp, on every case). Values from -1e4 to 1e4 and some of 1e-30 (their
+ * sums round). */
 static void test_hadamard(int64_t rows, int64_t n, int block) {
     size_t total = (size_t)(rows * n);
     float *x = malloc(sizeof(float) * total), *got = malloc(sizeof(float) * total);
