@@ -5,7 +5,9 @@
  * (seq[t], pos[t]) (the layout of attn.comp), one invocation a block of 32 values,
  * encoded as halo_quant_encode_kv (quant/quant_simple.c) in the same arithmetic: double
  * where it uses double (the shader needs shaderFloat64), the same operations in the same
- * order (`precise`: no contraction), ties to even, so the bytes are the CPU's. Blocks of
+ * order (`precise`: no contraction), ties to even, so the bytes are the CPU's where the
+ * driver's double division is IEEE's (Vulkan promises double operations only single
+ * precision's accuracy; lavapipe's are IEEE: every byte measured equal). Blocks of
  * 18 or 34 bytes share words with their neighbours: partial words are written with
  * atomicAnd / atomicOr.
  * Bindings: cache, src, page table, seq, pos.
