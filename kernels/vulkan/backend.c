@@ -1,7 +1,7 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Every required op exists (Q8_0/Q4_0 KV caches cannot be written
- * yet; the optional matmul_multi and deltanet_rule_out are composed by the caller). A
+ * kernels/vulkan/vk_ops.h. Every required op exists (quantized KV caches need shaderFloat64;
+ * the optional matmul_multi and deltanet_rule_out are composed by the caller). A
  * context runs on it when its model's weights are on a Vulkan device: halo_model_load with
  * -ngl and -dev Vulkan<i> (model/load.c), or a test calling halo_vk_model_upload.
  *
@@ -337,6 +337,10 @@ static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, con
     check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
+static void vk_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
+    check(ctx, halo_vk_hadamard(st(ctx)->vk, x, n_rows, n, block));
+}
+
 /* Store k and v of layer il at each token's (sequence, position), then attention of q
  * over each token's sequence up to its position. */
 static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
@@ -464,6 +468,7 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .copy2d = vk_copy2d,
     .gather = vk_gather,
     .scatter = vk_scatter,
+    .hadamard = vk_hadamard,
     .attend = vk_attend,
     .moe = vk_moe,
     .deltanet_conv = vk_deltanet_conv,
@@ -471,19 +476,35 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .output = vk_output,
 };
 
+/* The KV cache types the store and attention take: the float ones, and the block types
+ * whose store needs shaderFloat64 */
+static bool kv_block(int type) {
+    return type == HALO_TYPE_Q8_0 || type == HALO_TYPE_Q4_0 || type == HALO_TYPE_IQ4_NL;
+}
+static bool kv_type_ok(int type) {
+    return type == HALO_TYPE_F32 || type == HALO_TYPE_F16 || type == HALO_TYPE_BF16 ||
+           kv_block(type);
+}
+
 int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err) {
     const halo_model *m = ctx->model;
     const halo_hparams *hp = ctx->hp;
     if (!m->vk)
         return halo_error_set(err, HALO_ERR_ARG, "the model's weights are not on a Vulkan device");
     const int tk = ctx->params.type_k, tv = ctx->params.type_v;
-    const bool kv_ok = (tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) &&
-                       (tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16);
-    if (hp->n_attention_layers && !kv_ok)
+    if (hp->n_attention_layers && (!kv_type_ok(tk) || !kv_type_ok(tv)))
         return halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                              "-ctk %s -ctv %s: a quantized KV cache cannot be written by the "
-                              "Vulkan backend yet (use f16, bf16 or f32)",
+                              "a %s/%s KV cache cannot be written by the Vulkan backend yet "
+                              "(f32, f16, bf16, q8_0, q4_0, iq4_nl can)",
                               halo_type_name(tk), halo_type_name(tv));
+    if (hp->n_attention_layers && (kv_block(tk) || kv_block(tv)) &&
+        !halo_vk_info(m->vk->vk)->float64)
+        return halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                              "a %s/%s KV cache needs shaderFloat64 on Vulkan (its store "
+                              "reproduces the CPU's encoders, which compute in double); %s "
+                              "lacks it: use an f16 cache",
+                              halo_type_name(tk), halo_type_name(tv),
+                              halo_vk_info(m->vk->vk)->name);
     vk_state *s = calloc(1, sizeof *s);
     if (!s) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
     s->vk = m->vk->vk;

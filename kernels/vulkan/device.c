@@ -188,6 +188,9 @@ static void describe(VkPhysicalDevice pd, halo_vk_device_info *info) {
                  p->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) &&
                 find_memory(&mp, ~0u, shared, 0) != UINT32_MAX;
     info->cooperative_matrix = has_device_extension(pd, "VK_KHR_cooperative_matrix");
+    VkPhysicalDeviceFeatures features;
+    vkGetPhysicalDeviceFeatures(pd, &features);
+    info->float64 = features.shaderFloat64;
 
     const VkSubgroupFeatureFlags ops =
         VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
@@ -313,11 +316,13 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
                                   .queueCount = 1,
                                   .pQueuePriorities = &prio};
     const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    const VkPhysicalDeviceFeatures features = {.shaderFloat64 = info.float64};
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                              .queueCreateInfoCount = 1,
                              .pQueueCreateInfos = &qi,
                              .enabledExtensionCount = 1,
-                             .ppEnabledExtensionNames = exts};
+                             .ppEnabledExtensionNames = exts,
+                             .pEnabledFeatures = &features};
     r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
     if (r != VK_SUCCESS) {
         halo_vk_fail(vk, HALO_ERR_UNSUPPORTED, "vkCreateDevice: %s", halo_vk_result_name(r));

@@ -9,6 +9,8 @@
 #include "quant/quant.h"
 #include "util/util.h"
 
+#include <math.h>
+
 #define MAX_GROUPS 65535u
 #define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
 
@@ -262,6 +264,23 @@ int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src
     return rc;
 }
 
+int halo_vk_hadamard(halo_vk *vk, float *x, int64_t n_rows, int64_t n, int block) {
+    if (n_rows == 0 || n == 0) return vk->err.status;
+    if (block <= 0 || block > 1024 || (block & (block - 1)) || n_rows < 0 || n < 0 || n % block ||
+        !fits_u32(n_rows * (n / block)))
+        return halo_vk_fail(vk, HALO_ERR_ARG, "hadamard: %lld rows of %lld in runs of %d",
+                            (long long)n_rows, (long long)n, block);
+    const int64_t runs = n_rows * (n / block);
+    vk_arg args[1] = {{x, bytes3(n_rows, n, 4)}};
+    struct {
+        uint32_t block, n_runs;
+        float norm;
+    } p = {(uint32_t)block, (uint32_t)runs, 1.0f / sqrtf((float)block)};
+    uint32_t gx, gy;
+    grid((uint64_t)runs, &gx, &gy);
+    return halo_vk_dispatch(vk, "hadamard", NULL, 0, args, 1, &p, sizeof p, gx, gy, 1);
+}
+
 /* The index rows are read on the device, so the rows they name are not checked here:
  * the whole allocations of src (gather) or dst (scatter) are bound. */
 static int rows_op(halo_vk *vk, bool scatter, float *dst, const float *src, const int32_t *idx,
@@ -345,6 +364,7 @@ static bool kv_type_ok(int type, int head_dim) {
         return true;
     case HALO_TYPE_Q8_0:
     case HALO_TYPE_Q4_0:
+    case HALO_TYPE_IQ4_NL:
         return head_dim % 32 == 0;
     default:
         return false;
@@ -409,21 +429,67 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
     return rc;
 }
 
+static bool kv_float(int type) {
+    return type == HALO_TYPE_F32 || type == HALO_TYPE_F16 || type == HALO_TYPE_BF16;
+}
+static bool kv_block(int type) {
+    return type == HALO_TYPE_Q8_0 || type == HALO_TYPE_Q4_0 || type == HALO_TYPE_IQ4_NL;
+}
+
+/* One side (K or V) of a block-type cache: shaders/kv_store_q.comp. */
+static int kv_store_blocks(halo_vk *vk, int type, const void *cache, size_t cache_bytes,
+                           size_t page_bytes, size_t head_bytes, const halo_vk_kv *kv,
+                           int32_t n_tok, const int32_t *seq, const int32_t *pos, int n_kv,
+                           int head_dim, const float *x, int64_t stride, size_t table_bytes) {
+    const int64_t n = (int64_t)n_kv * head_dim;
+    vk_arg args[5] = {{cache, cache_bytes},
+                      {x, bytes3(n_tok - 1, stride, 4) + 4 * (size_t)n},
+                      {kv->page_table, table_bytes},
+                      {seq, bytes3(n_tok, 4, 1)},
+                      {pos, bytes3(n_tok, 4, 1)}};
+    uint32_t spec = (uint32_t)type, gx = (uint32_t)((n / 32 + 63) / 64);
+    int rc = HALO_OK;
+    for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
+        int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
+        uint32_t p[9] = {(uint32_t)n,
+                         (uint32_t)stride,
+                         (uint32_t)page_bytes,
+                         (uint32_t)(head_bytes * (size_t)n_kv),
+                         (uint32_t)head_bytes,
+                         (uint32_t)(head_dim / 32),
+                         (uint32_t)kv->page_size,
+                         (uint32_t)kv->table_stride,
+                         (uint32_t)t0};
+        rc =
+            halo_vk_dispatch(vk, "kv_store_q", &spec, 1, args, 5, p, sizeof p, gx, (uint32_t)nt, 1);
+    }
+    return rc;
+}
+
 int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
                      const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
                      int64_t k_stride, const float *v, int64_t v_stride) {
     const int tk = kv->type_k, tv = kv->type_v;
-    if (!(tk == HALO_TYPE_F32 || tk == HALO_TYPE_F16 || tk == HALO_TYPE_BF16) ||
-        !(tv == HALO_TYPE_F32 || tv == HALO_TYPE_F16 || tv == HALO_TYPE_BF16))
+    if (!(kv_float(tk) || kv_block(tk)) || !(kv_float(tv) || kv_block(tv)))
         return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED,
-                            "kv_store: a %s/%s cache cannot be written on Vulkan yet (F32, F16, "
-                            "BF16 can)",
+                            "kv_store: a %s/%s cache cannot be written on Vulkan (F32, F16, "
+                            "BF16, Q8_0, Q4_0, IQ4_NL can)",
+                            halo_type_name(tk), halo_type_name(tv));
+    if ((kv_block(tk) || kv_block(tv)) && !vk->info.float64)
+        return halo_vk_fail(vk, HALO_ERR_UNSUPPORTED,
+                            "kv_store: a %s/%s cache needs shaderFloat64 (the CPU's encoders "
+                            "compute in double), which this device lacks",
                             halo_type_name(tk), halo_type_name(tv));
     const int64_t nk = (int64_t)n_kv * head_dim_k, nv = (int64_t)n_kv * head_dim_v;
     if (n_kv <= 0 || head_dim_k <= 0 || head_dim_v <= 0 || nk % 2 || nv % 2 || n_tok < 0 ||
         k_stride < nk || v_stride < nv || !fits_u32(k_stride) || !fits_u32(v_stride) ||
         kv->page_size <= 0 || kv->k_page_bytes > UINT32_MAX || kv->v_page_bytes > UINT32_MAX ||
-        (size_t)kv->k_head_bytes * (size_t)n_kv > UINT32_MAX)
+        (size_t)kv->k_head_bytes * (size_t)n_kv > UINT32_MAX ||
+        (size_t)kv->v_head_bytes * (size_t)n_kv > UINT32_MAX ||
+        (kv_block(tk) &&
+         (head_dim_k % 32 || kv->k_head_bytes < halo_type_row_size(tk, head_dim_k))) ||
+        (kv_block(tv) &&
+         (head_dim_v % 32 || kv->v_head_bytes < halo_type_row_size(tv, head_dim_v))))
         return halo_vk_fail(vk, HALO_ERR_ARG,
                             "kv_store: %d KV heads of %d / %d, strides %lld / %lld", n_kv,
                             head_dim_k, head_dim_v, (long long)k_stride, (long long)v_stride);
@@ -432,6 +498,14 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
            vb = kb ? rest_of(vk, kv->v, "kv_store (V)") : 0;
     size_t tb = vb ? rest_of(vk, kv->page_table, "kv_store (page table)") : 0;
     if (!tb) return vk->err.status;
+    int rc = HALO_OK;
+    if (kv_block(tk))
+        rc = kv_store_blocks(vk, tk, kv->k, kb, kv->k_page_bytes, kv->k_head_bytes, kv, n_tok, seq,
+                             pos, n_kv, head_dim_k, k, k_stride, tb);
+    if (!rc && kv_block(tv))
+        rc = kv_store_blocks(vk, tv, kv->v, vb, kv->v_page_bytes, kv->v_head_bytes, kv, n_tok, seq,
+                             pos, n_kv, head_dim_v, v, v_stride, tb);
+    if (rc || (kv_block(tk) && kv_block(tv))) return rc;
     vk_arg args[7] = {{kv->k, kb},
                       {kv->v, vb},
                       {k, bytes3(n_tok - 1, k_stride, 4) + 4 * (size_t)nk},
@@ -442,7 +516,6 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
     uint32_t spec[2] = {(uint32_t)tk, (uint32_t)tv};
     const int64_t pairs = (nk > nv ? nk : nv) / 2;
     uint32_t gx = (uint32_t)((pairs + 63) / 64);
-    int rc = HALO_OK;
     for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
         int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
         uint32_t p[11] = {(uint32_t)nk,

@@ -57,6 +57,7 @@ typedef struct halo_vk_device_info {
     uint32_t subgroup_size;    /* threads of a subgroup (wave, warp) */
     bool uma;                  /* device-local memory is host-visible: no copies needed */
     bool cooperative_matrix;   /* VK_KHR_cooperative_matrix (not used yet) */
+    bool float64;              /* shaderFloat64: the quantized KV caches' store needs it */
     bool usable;               /* has what halo needs; else why_not says what is missing */
     char why_not[160];
 } halo_vk_device_info;
@@ -143,6 +144,9 @@ int halo_vk_sigmoid_gate(halo_vk *vk, float *x, const float *g, int64_t n); /* x
 /* dst[r * dst_stride + i] = src[r * src_stride + i], i < width, r < rows (floats). */
 int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src,
                    int64_t src_stride, int64_t rows, int64_t width);
+/* In place: each run of `block` values (a power of two <= 1024) of n_rows rows of n becomes
+ * its Walsh-Hadamard rotation, bit for bit as halo_hadamard (shaders/hadamard.comp). */
+int halo_vk_hadamard(halo_vk *vk, float *x, int64_t n_rows, int64_t n, int block);
 /* Rows by index: gather dst[i] = src[idx[i]]; scatter dst[idx[i]] = src[i]; i < n. */
 int halo_vk_gather_rows(halo_vk *vk, float *dst, const float *src, const int32_t *idx, int32_t n,
                         int64_t width);
@@ -165,8 +169,8 @@ int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, 
  * The cache of one layer, as kernels/cuda/cuda_ops.h's halo_cuda_kv: position p of
  * sequence s is row p % page_size of page page_table[s * table_stride + p / page_size];
  * a row holds all n_kv heads, head h at byte h * head_bytes of the row; a page holds
- * page_size rows (page_bytes apart). Types: F32, F16, BF16, Q8_0, Q4_0, for K and V
- * independently. */
+ * page_size rows (page_bytes apart). Types: F32, F16, BF16, Q8_0, Q4_0, IQ4_NL, for K and
+ * V independently. */
 typedef struct halo_vk_kv {
     int type_k, type_v;
     const void *k, *v; /* the layer's page-major storage */
@@ -179,8 +183,8 @@ typedef struct halo_vk_kv {
 
 /* Store token t's k (n_kv * head_dim_k floats at k + t * k_stride) and v rows into the
  * cache at (seq[t], pos[t]), converted to the cache types with the CPU's rounding (the
- * bytes are the CPU's). Types: F32, F16, BF16 (Q8_0/Q4_0 stores are not built yet:
- * HALO_ERR_UNSUPPORTED). seq, pos on the device. */
+ * bytes are the CPU's: halo_quant_encode_kv for Q8_0, Q4_0, IQ4_NL, whose store needs
+ * shaderFloat64, else HALO_ERR_UNSUPPORTED). seq, pos on the device. */
 int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
                      const int32_t *pos, int n_kv, int head_dim_k, int head_dim_v, const float *k,
                      int64_t k_stride, const float *v, int64_t v_stride);
@@ -188,7 +192,7 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
 /* out[t][h * head_dim_v ...] = softmax(scale * q_h . K[0..pos[t]]) V for token t's query
  * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
  * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t] (seq, pos on the
- * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for Q8_0/Q4_0). */
+ * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for the block types). */
 int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
                  const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
                  float scale, const float *q, float *out);

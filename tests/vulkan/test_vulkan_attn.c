@@ -1,9 +1,10 @@
 /*
  * Paged attention on Vulkan (kernels/vulkan/shaders/attn.comp) against the CPU's reference
  * halo_attn_paged_ref (double precision, plain softmax): every K/V type (F32, F16, BF16,
- * Q8_0, Q4_0, and mixed), head dims 64/128/256, GQA groups 1, 4 and 8, two sequences with
- * shuffled page tables, positions past several blocks of 64 with a tail, pages of 16
- * and 32. The KV store (F32, F16, BF16 caches) against the CPU's encoders, byte for byte.
+ * Q8_0, Q4_0, IQ4_NL, and mixed), head dims 64/128/256, GQA groups 1, 4 and 8, two
+ * sequences with shuffled page tables, positions past several blocks of 64 with a tail,
+ * pages of 16 and 32. The KV store (every type) against the CPU's encoders
+ * (halo_quant_encode_kv), byte for byte.
  *
  * Tolerance: the shader keeps everything in f32: each score is a 64..256-term dot product
  * (relative error ~ sqrt(d) * 2^-24 ~ 1e-6 of |q||k|), exp within a few ulp, the weighted
@@ -146,7 +147,7 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
         double rel = diff / (mag > 0 ? mag : 1e-30);
         if (!(rel <= worst)) worst = rel;
     }
-    printf("  K %-5s V %-5s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %3d: %.3g\n",
+    printf("  K %-6s V %-6s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %3d: %.3g\n",
            halo_type_name(type_k), halo_type_name(type_v), hd, n_head, n_kv, page_size, n_tok,
            max_pos, worst);
     CHECK_MSG(worst <= ATTN_TOL, "attention error %.3g > %.0e", worst, ATTN_TOL);
@@ -157,9 +158,58 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
     free(got);
 }
 
+/* Hostile blocks for the block encoders (random values otherwise, scaled by 3): 0 all
+ * zeros, 1 one huge outlier (1e30: the scale clamps to 65504), 2 a negative maximum of
+ * magnitude tied with a positive one (the first wins), 3 float subnormals only, 4 float
+ * subnormals and half subnormals mixed with one ordinary value, 5 tiny values (the scale a
+ * half subnormal), 6 Q4_0's ties (the maximum -8: scale 1, halves to round to even), 7
+ * Q8_0's (the maximum 127: scale 1), 8 and 9 as drawn. */
+static void hostile_block(float *x, int kind) {
+    switch (kind) {
+    case 0:
+        for (int j = 0; j < 32; j++)
+            x[j] = 0.0f;
+        break;
+    case 1:
+        x[urand(32)] = 1e30f;
+        break;
+    case 2:
+        x[5] = -7.5f, x[20] = 7.5f;
+        for (int j = 0; j < 32; j++)
+            if (j != 5 && j != 20) x[j] *= 2.0f;
+        break;
+    case 3:
+        for (int j = 0; j < 32; j++)
+            x[j] = frand() * 0x1p-127f;
+        break;
+    case 4:
+        for (int j = 0; j < 32; j++)
+            x[j] = j % 2 ? frand() * 0x1p-130f : frand() * 0x1p-20f;
+        x[urand(32)] = -1.25f;
+        break;
+    case 5:
+        for (int j = 0; j < 32; j++)
+            x[j] *= 1e-6f;
+        break;
+    case 6:
+        for (int j = 0; j < 32; j++)
+            x[j] = (float)((int)urand(15) - 7) + 0.5f;
+        x[urand(32)] = -8.0f;
+        break;
+    case 7:
+        for (int j = 0; j < 32; j++)
+            x[j] = (float)((int)urand(253) - 126) + 0.5f;
+        x[urand(32)] = 127.0f;
+        break;
+    default:
+        break;
+    }
+}
+
 /* The KV store against the CPU's encoders, byte for byte: n_tok tokens of two sequences
  * at distinct positions, rows of random values with the conversions' edge cases mixed in
- * (half subnormals, ties, values past the half range, NaN, infinities, signed zeros). */
+ * (half subnormals, ties, values past the half range, NaN, infinities, signed zeros);
+ * the block types' rows (halo_quant_encode_kv) of hostile blocks instead (no NaN). */
 static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_size, int n_tok) {
     const int n_seq = 2, per_seq = (n_tok + page_size - 1) / page_size + 1;
     const int n_pages = n_seq * per_seq;
@@ -187,11 +237,15 @@ static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_siz
         k[i] = r < 12 ? special[r] : 3.0f * frand();
         v[i] = r == 0 ? NAN : r == 1 ? -INFINITY : 3.0f * frand();
     }
+    for (int64_t b = 0; b < n_tok * stride / 32; b++) { /* a block type's hostile blocks */
+        if (halo_type_get(type_k)->is_quantized) hostile_block(k + 32 * b, (int)(b % 10));
+        if (halo_type_get(type_v)->is_quantized) hostile_block(v + 32 * b, (int)((b + 3) % 10));
+    }
     for (int t = 0; t < n_tok; t++) {
         size_t cell = (size_t)table[seq[t] * per_seq + pos[t] / page_size] * page_size +
                       (size_t)(pos[t] % page_size);
-        halo_type_get(type_k)->from_float_ref(k + t * stride, kc + cell * krow, nk);
-        halo_type_get(type_v)->from_float_ref(v + t * stride, vc + cell * vrow, nk);
+        halo_quant_encode_kv(type_k, k + t * stride, kc + cell * krow, nk);
+        halo_quant_encode_kv(type_v, v + t * stride, vc + cell * vrow, nk);
     }
     void *dk = dev_from(NULL, kbytes), *dv = dev_from(NULL, vbytes);
     int32_t *dt = dev_from(table, sizeof(int32_t) * (size_t)n_pages);
@@ -214,10 +268,15 @@ static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_siz
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, kg, dk, kbytes) == HALO_OK);
     CHECK(halo_vk_download(V, vg, dv, vbytes) == HALO_OK);
-    bool same = memcmp(kg, kc, kbytes) == 0 && memcmp(vg, vc, vbytes) == 0;
-    printf("  kv_store K %-5s V %-5s %d heads of %d, %d tokens: %s\n", halo_type_name(type_k),
-           halo_type_name(type_v), n_kv, hd, n_tok, same ? "the CPU's bytes" : "DIFFERS");
-    CHECK(same);
+    size_t differ = 0;
+    for (size_t i = 0; i < kbytes; i++)
+        differ += kg[i] != kc[i];
+    for (size_t i = 0; i < vbytes; i++)
+        differ += vg[i] != vc[i];
+    printf("  kv_store K %-6s V %-6s %d heads of %3d, %2d tokens: %s (%zu of %zu bytes differ)\n",
+           halo_type_name(type_k), halo_type_name(type_v), n_kv, hd, n_tok,
+           differ ? "DIFFERS" : "the CPU's bytes", differ, kbytes + vbytes);
+    CHECK(differ == 0);
     void *d[] = {dk, dv, dt, ds, dp, dkin, dvin};
     for (size_t i = 0; i < sizeof d / sizeof *d; i++)
         halo_vk_free(V, d[i]);
@@ -231,21 +290,31 @@ int main(void) {
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
     V = vk_test_open(device, false);
-    const int types[] = {HALO_TYPE_F32, HALO_TYPE_F16, HALO_TYPE_BF16, HALO_TYPE_Q8_0,
-                         HALO_TYPE_Q4_0};
+    const int types[] = {HALO_TYPE_F32,  HALO_TYPE_F16,  HALO_TYPE_BF16,
+                         HALO_TYPE_Q8_0, HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++)
         test_attn(types[i], types[i], 128, 8, 2, 16, 5, 150);
     test_attn(HALO_TYPE_F16, HALO_TYPE_Q8_0, 64, 4, 4, 32, 3, 70);   /* no GQA, mixed types */
     test_attn(HALO_TYPE_Q8_0, HALO_TYPE_F16, 256, 8, 1, 16, 4, 200); /* kdoc-moe's shape */
     test_attn(HALO_TYPE_Q4_0, HALO_TYPE_BF16, 64, 8, 2, 32, 9, 65);
+    test_attn(HALO_TYPE_IQ4_NL, HALO_TYPE_Q8_0, 128, 4, 1, 16, 3, 90);
     test_attn(HALO_TYPE_F16, HALO_TYPE_F16, 64, 2, 2, 16, 1, 1); /* one position */
     test_kv_store(HALO_TYPE_F16, HALO_TYPE_F16, 2, 64, 16, 40);
     test_kv_store(HALO_TYPE_F32, HALO_TYPE_BF16, 1, 256, 32, 7);
     test_kv_store(HALO_TYPE_BF16, HALO_TYPE_F32, 4, 128, 16, 3);
-    /* not built yet: refused with the reason, nothing written */
+    if (halo_vk_info(V)->float64) {
+        test_kv_store(HALO_TYPE_Q8_0, HALO_TYPE_Q4_0, 2, 64, 16, 40);
+        test_kv_store(HALO_TYPE_IQ4_NL, HALO_TYPE_Q8_0, 1, 256, 32, 7);
+        test_kv_store(HALO_TYPE_Q4_0, HALO_TYPE_IQ4_NL, 4, 128, 16, 9);
+        test_kv_store(HALO_TYPE_F16, HALO_TYPE_IQ4_NL, 3, 32, 16, 5); /* 18-byte rows */
+        test_kv_store(HALO_TYPE_Q8_0, HALO_TYPE_BF16, 1, 32, 16, 6);  /* 34-byte rows */
+    } else {
+        printf("  no shaderFloat64: the block types' stores are refused\n");
+    }
+    /* a type without a store: refused with the reason, nothing written */
     halo_vk *vk = vk_test_open(device, false);
-    halo_vk_kv q8 = {.type_k = HALO_TYPE_Q8_0, .type_v = HALO_TYPE_F16};
-    CHECK(halo_vk_kv_store(vk, &q8, 1, NULL, NULL, 1, 64, 64, NULL, 64, NULL, 64) ==
+    halo_vk_kv q5 = {.type_k = HALO_TYPE_Q5_0, .type_v = HALO_TYPE_F16};
+    CHECK(halo_vk_kv_store(vk, &q5, 1, NULL, NULL, 1, 64, 64, NULL, 64, NULL, 64) ==
           HALO_ERR_UNSUPPORTED);
     printf("  refused: %s\n", halo_vk_error(vk)->msg);
     halo_vk_close(vk);

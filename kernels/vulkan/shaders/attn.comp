@@ -4,7 +4,7 @@
  * y, + t0) of sequence seq[t] attends to its positions 0 .. pos[t]; query head h reads
  * KV head h / (n_head / n_kv). Position p is row p % page_size of page
  * table[seq * table_stride + p / page_size]; a row holds the n_kv heads, head g at byte
- * g * head_bytes. K and V types (TYPE_K, TYPE_V: F32, F16, BF16, Q8_0, Q4_0) are
+ * g * head_bytes. K and V types (TYPE_K, TYPE_V: F32, F16, BF16, Q8_0, Q4_0, IQ4_NL) are
  * specialization constants.
  *
  * Flash-style: blocks of WG positions, one a invocation for its score (a dot product
@@ -47,6 +47,8 @@ uint k16(uint b) { return (kw[b >> 2] >> ((b & 2u) << 3)) & 0xFFFFu; }
 uint v8(uint b) { return (vw[b >> 2] >> ((b & 3u) << 3)) & 0xFFu; }
 uint v16(uint b) { return (vw[b >> 2] >> ((b & 2u) << 3)) & 0xFFFFu; }
 int sx8(uint v) { return int(v << 24) >> 24; }
+const int kv_iq4nl[16] = int[16](-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69,
+                                 89, 113);
 
 float k_at(uint rb, uint d) {
     if (TYPE_K == 0u) return uintBitsToFloat(kw[(rb >> 2) + d]);
@@ -57,8 +59,9 @@ float k_at(uint rb, uint d) {
         uint bb = rb + 34u * (d >> 5);
         return float(sx8(k8(bb + 2u + j))) * unpackHalf2x16(k16(bb)).x;
     }
-    uint bb = rb + 18u * (d >> 5), v = k8(bb + 2u + (j & 15u));
-    return float(int(j < 16u ? v & 15u : v >> 4) - 8) * unpackHalf2x16(k16(bb)).x;
+    uint bb = rb + 18u * (d >> 5), v = k8(bb + 2u + (j & 15u)), c = j < 16u ? v & 15u : v >> 4;
+    if (TYPE_K == 20u) return float(kv_iq4nl[c]) * unpackHalf2x16(k16(bb)).x;
+    return float(int(c) - 8) * unpackHalf2x16(k16(bb)).x;
 }
 
 float v_at(uint rb, uint d) {
@@ -70,8 +73,9 @@ float v_at(uint rb, uint d) {
         uint bb = rb + 34u * (d >> 5);
         return float(sx8(v8(bb + 2u + j))) * unpackHalf2x16(v16(bb)).x;
     }
-    uint bb = rb + 18u * (d >> 5), v = v8(bb + 2u + (j & 15u));
-    return float(int(j < 16u ? v & 15u : v >> 4) - 8) * unpackHalf2x16(v16(bb)).x;
+    uint bb = rb + 18u * (d >> 5), v = v8(bb + 2u + (j & 15u)), c = j < 16u ? v & 15u : v >> 4;
+    if (TYPE_V == 20u) return float(kv_iq4nl[c]) * unpackHalf2x16(v16(bb)).x;
+    return float(int(c) - 8) * unpackHalf2x16(v16(bb)).x;
 }
 
 float wg_max(float v) {

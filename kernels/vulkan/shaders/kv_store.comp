@@ -4,15 +4,19 @@
  * k_stride) and v row into the cache at (seq[t], pos[t]) (the layout of attn.comp),
  * converted to the cache types (TYPE_K, TYPE_V: F32, F16, BF16) with the CPU's rounding
  * (quant/fp16.c, in integers: round to nearest even, NaN kept quiet), so the bytes are
- * the CPU's. One invocation a pair of values (a 32-bit word of a 16-bit row).
+ * the CPU's. One invocation a pair of values (a 32-bit word of a 16-bit row). A side of
+ * a block type (Q8_0, Q4_0, IQ4_NL) is left to kv_store_q.comp.
  * Bindings: K cache, V cache, k, v, page table, seq, pos.
  */
 #define WG 64
 #include "common.glsl"
+#include "fp16.glsl"
 
 layout(local_size_x = WG) in;
 layout(constant_id = 0) const uint TYPE_K = 1;
 layout(constant_id = 1) const uint TYPE_V = 1;
+
+#define IS_FLOAT(type) ((type) == 0u || (type) == 1u || (type) == 30u)
 
 layout(std430, binding = 0) buffer K { uint kw[]; };
 layout(std430, binding = 1) buffer V { uint vw[]; };
@@ -28,24 +32,6 @@ layout(push_constant) uniform Push {
     uint k_page_bytes, v_page_bytes, k_row_bytes, v_row_bytes;
     uint page_size, table_stride, t0;
 } pc;
-
-/* IEEE half of x, as halo_fp32_to_fp16 */
-uint to_f16(float x) {
-    uint b = floatBitsToUint(x), sign = (b >> 16) & 0x8000u, ax = b & 0x7FFFFFFFu;
-    if (ax >= 0x7F800000u) return sign | 0x7C00u | (ax > 0x7F800000u ? 0x200u | ((ax >> 13) & 0x3FFu) : 0u);
-    if (ax >= 0x477FF000u) return sign | 0x7C00u;
-    if (ax < 0x38800000u) { /* subnormal or zero: ax * 2^24 rounded to an integer, ties even */
-        uint e = ax >> 23, m = (ax & 0x7FFFFFu) | (e != 0u ? 0x800000u : 0u);
-        /* value = m * 2^(e - 150) (e >= 1), * 2^24 = m * 2^(e - 126); shift right by 126 - e */
-        uint sh = e != 0u ? 126u - e : 125u;
-        if (sh >= 32u) return sign;
-        uint q = m >> sh, rem = m & ((1u << sh) - 1u), half_ = 1u << (sh - 1u);
-        if (rem > half_ || (rem == half_ && (q & 1u) != 0u)) q++;
-        return sign | q;
-    }
-    ax += 0x0FFFu + ((ax >> 13) & 1u);
-    return sign | ((ax - 0x38000000u) >> 13);
-}
 
 /* bfloat16 of x, as halo_fp32_to_bf16 */
 uint to_bf16(float x) {
@@ -70,7 +56,7 @@ void main() {
     uint t = pc.t0 + gl_WorkGroupID.y, i = gl_GlobalInvocationID.x;
     uint k0 = (pc.off[2] >> 2) + t * pc.k_stride, v0 = (pc.off[3] >> 2) + t * pc.v_stride;
     /* K: values 2i, 2i+1 (F32: value i and i + nk / 2, one word each) */
-    if (2u * i < pc.nk) {
+    if (2u * i < pc.nk && IS_FLOAT(TYPE_K)) {
         uint kb = pc.off[0] + cell_byte(t, pc.k_page_bytes, pc.k_row_bytes);
         if (TYPE_K == 0u) {
             kw[(kb >> 2) + 2u * i] = floatBitsToUint(ks[k0 + 2u * i]);
@@ -79,7 +65,7 @@ void main() {
             kw[(kb >> 2) + i] = half_word(TYPE_K, ks[k0 + 2u * i], ks[k0 + 2u * i + 1u]);
         }
     }
-    if (2u * i < pc.nv) {
+    if (2u * i < pc.nv && IS_FLOAT(TYPE_V)) {
         uint vb = pc.off[1] + cell_byte(t, pc.v_page_bytes, pc.v_row_bytes);
         if (TYPE_V == 0u) {
             vw[(vb >> 2) + 2u * i] = floatBitsToUint(vs[v0 + 2u * i]);
