@@ -204,9 +204,11 @@ static void run_case(const dn_case *c) {
         int32_t n_tok = 0;
         for (int s = 0; s < n_seq; s++)
             n_tok += c->len[call][s];
-        float *x = ALLOC(n_tok * ch), *al = ALLOC(n_tok * hv), *bb = ALLOC(n_tok * hv);
-        float *z = ALLOC(n_tok * vd), *ey = ALLOC(n_tok * ch), *eg = ALLOC(n_tok * hv);
-        float *eb = ALLOC(n_tok * hv), *eo = ALLOC(n_tok * vd);
+        /* a call whose segments are all empty still uploads one (unused) row of each */
+        const size_t nt = (size_t)(n_tok > 0 ? n_tok : 1);
+        float *x = ALLOC(nt * ch), *al = ALLOC(nt * hv), *bb = ALLOC(nt * hv);
+        float *z = ALLOC(nt * vd), *ey = ALLOC(nt * ch), *eg = ALLOC(nt * hv);
+        float *eb = ALLOC(nt * hv), *eo = ALLOC(nt * vd);
         int32_t *seg = malloc(sizeof(int32_t) * (size_t)(2 * n_seq + 1));
         int32_t t = 0;
         for (int j = 0; j < n_seq; j++) {
@@ -229,7 +231,6 @@ static void run_case(const dn_case *c) {
             t += len;
         }
         seg[n_seq] = t;
-        const size_t nt = (size_t)(n_tok > 0 ? n_tok : 1);
         float *dx = dev_from(x, sizeof(float) * nt * (size_t)ch);
         float *dal = dev_from(al, sizeof(float) * nt * (size_t)hv);
         float *dbb = dev_from(bb, sizeof(float) * nt * (size_t)hv);
