@@ -4,11 +4,11 @@
  * the same sequences wherever a test runs.
  *
  * - The stream: xorshift64 (Marsaglia's 13, 7, 17) on one state per test program, which
- *   the test seeds (rng_seed) before its first draw. rnd_u32 (the state's high 32 bits),
- *   rnd / fill (uniform in [lo, hi), 24 bits), frand (uniform in [-1, 1), 24 bits) and
- *   urand (in [0, n)) and rnd_open01 (uniform in (0, 1), 53 bits) each take one step,
- *   rnd_gauss (a standard normal, Box-Muller) two; rng_next gives the raw state for a
- *   test that reads other bits of it.
+ *   the test seeds (rng_seed) before its first draw. Each of rnd_u32 (the state's high
+ *   32 bits), rnd / fill (uniform in [lo, hi), 24 bits), frand (uniform in [-1, 1), 24
+ *   bits), urand (in [0, n)) and rnd_open01 (uniform in (0, 1), 53 bits) takes one step
+ *   a value, rnd_gauss (a standard normal, Box-Muller) two; rng_next gives the raw state
+ *   to a test that reads other bits of it.
  * - lcg_frand: a 64-bit LCG (Knuth's MMIX constants) on a state the caller owns, uniform
  *   in [-1, 1), as the CPU kernel tests draw their inputs.
  */

@@ -67,6 +67,7 @@ static inline void *dev_from(halo_vk *vk, const void *h, size_t bytes) {
     if (d && h) CHECK(halo_vk_upload(vk, d, h, bytes) == HALO_OK);
     return d;
 }
+/* Copies `bytes` of d to h (none: nothing to check). */
 static inline void to_host(halo_vk *vk, void *h, const void *d, size_t bytes) {
     if (bytes == 0) return;
     CHECK_MSG(halo_vk_download(vk, h, d, bytes) == HALO_OK, "%s", halo_vk_error(vk)->msg);
