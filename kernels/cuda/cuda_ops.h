@@ -79,6 +79,12 @@ void halo_cuda_graph_free(void *graph_exec);
  * bit-exactly as quant/ does; activations stay f32. */
 bool halo_cuda_matmul_supported(int type);
 
+/* Programmatic dependent launch (kernels/cuda/pdl.cuh) for the launches that follow,
+ * from this thread: the backend turns it on for decode steps and off for prompts
+ * (HALO_CUDA_PDL=0/1 overrides both). */
+void halo_cuda_pdl_set(int on);
+int halo_cuda_pdl_get(void);
+
 /* y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c] for t < n_tokens. */
 int halo_cuda_matmul(void *stream, int type, const void *w, size_t row_stride, int64_t n_rows,
                      int64_t n_cols, const float *x, int64_t n_tokens, float *y);

@@ -56,6 +56,11 @@ extern "C" int halo_cuda_set_device(int dev) {
     return e == cudaSuccess ? 0 : fail(e, "cudaSetDevice");
 }
 
+/* per thread, as the current device: the server decodes on its scheduler thread */
+static thread_local int pdl_on = 0;
+extern "C" void halo_cuda_pdl_set(int on) { pdl_on = on != 0; }
+extern "C" int halo_cuda_pdl_get(void) { return pdl_on; }
+
 extern "C" void *halo_cuda_malloc(size_t bytes) {
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
@@ -65,7 +70,12 @@ extern "C" void *halo_cuda_malloc(size_t bytes) {
         fail(e, what);
         return NULL;
     }
-    if (cudaMemset(p, 0, bytes ? bytes : 1) != cudaSuccess) {
+    /* Zeroed before it is returned: cudaMemset runs on the legacy default stream, which
+     * halo's streams (cudaStreamNonBlocking) do not wait for, so without the wait a copy
+     * or kernel on such a stream could run first and be overwritten by the late memset
+     * (seen on a busy GPU: test_cuda_deltanet's uploads zeroed). */
+    if (cudaMemsetAsync(p, 0, bytes ? bytes : 1, cudaStreamLegacy) != cudaSuccess ||
+        cudaStreamSynchronize(cudaStreamLegacy) != cudaSuccess) {
         cudaFree(p);
         return NULL;
     }

@@ -16,9 +16,10 @@
  * (weights, launch arguments) and write nothing; `trigger` comes after `wait`, so at
  * most one further grid is resident ahead of the one running.
  *
- * Off by default until it has been measured and checked on a GPU: HALO_CUDA_PDL=1 turns
- * it on (without it the instructions are no-ops and every launch is plain). Before
- * sm_90 they do not exist and compile to nothing.
+ * On for decode-sized ubatches (the backend's choice, halo_cuda_pdl_set), off for
+ * prompts; HALO_CUDA_PDL=1 / =0 forces it (without the attribute the instructions are
+ * no-ops and every launch is plain). Before sm_90 they do not exist and compile to
+ * nothing.
  */
 #ifndef HALO_CUDA_PDL_CUH
 #define HALO_CUDA_PDL_CUH
@@ -49,14 +50,18 @@ __device__ __forceinline__ void begin() {
     trigger();
 }
 
-/* Whether launches carry the attribute: with HALO_CUDA_PDL=1 (read once). */
+/* Whether launches carry the attribute. HALO_CUDA_PDL=1 / =0 forces it on / off for
+ * every launch; otherwise it follows what the backend chose for the current ubatch
+ * (halo_cuda_pdl_set: on for decode steps, where it measured +12 % tg128 on an H100,
+ * off for prompts, where it measured -11 % pp512). */
+extern "C" int halo_cuda_pdl_get(void);
 inline bool enabled() {
-    static int on = -1; /* a race only reads the environment twice */
-    if (on < 0) {
+    static int forced = -2; /* -1: not forced; a race only reads the environment twice */
+    if (forced == -2) {
         const char *v = getenv("HALO_CUDA_PDL");
-        on = v && strcmp(v, "1") == 0;
+        forced = v && strcmp(v, "1") == 0 ? 1 : v && strcmp(v, "0") == 0 ? 0 : -1;
     }
-    return on != 0;
+    return forced >= 0 ? forced != 0 : halo_cuda_pdl_get() != 0;
 }
 
 /* kernel<<<grid, block, smem, stream>>>(args...), with the attribute when enabled. */
