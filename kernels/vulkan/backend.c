@@ -7,7 +7,9 @@
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
- *   its copy, and the model owns the device (halo_vk) they live on.
+ *   its copy, and the model owns the device (halo_vk) they live on. Routed experts kept
+ *   in host memory (halo_weight.host: --n-cpu-moe, -ot) stay there: the MoE op computes
+ *   them on the CPU (moe_host).
  * - A context's buffers are device memory; the model code passes them to the ops as it
  *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
  *   the ubatch's tokens, positions, permutation and rows with logits, `finish` submits,
