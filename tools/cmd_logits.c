@@ -37,14 +37,15 @@ static void usage(FILE *out) {
             "                           sequence, up to -b)\n"
             "  --no-mmap                read the weights into memory instead of mapping them\n"
             "  -ngl, --n-gpu-layers N   layers on the GPU: 0 (CPU, default) or all (99)\n"
-            "  -mg, --main-gpu I        the GPU to use (default 0); -dev CUDA<I> as well\n"
+            "  -mg, --main-gpu I        the GPU to use (default 0); -dev CUDA<I> or\n"
+            "                           Vulkan<I> as well\n"
             "  -ncmoe, --n-cpu-moe N    with -ngl: the routed experts of the first N layers\n"
             "                           stay in host memory, computed by the CPU\n"
             "  -cmoe, --cpu-moe         with -ngl: every layer's routed experts on the CPU\n"
             "  -ot, --override-tensor PATTERN=DEVICE\n"
             "                           tensors whose names match PATTERN (a regex) on\n"
-            "                           DEVICE: CPU or CUDA0 (with -ngl, only ffn_*_exps\n"
-            "                           on the CPU); comma-separated or repeated\n"
+            "                           DEVICE: CPU, CUDA0 or Vulkan0 (with -ngl, only\n"
+            "                           ffn_*_exps on the CPU); comma-separated or repeated\n"
             "  --mlock                  lock the weights in RAM\n"
             "  -h, --help               this help\n",
             tools_default_model(), halo_kv_type_names());

@@ -33,9 +33,8 @@ const char *tools_default_model(void);
     "  -cmoe, --cpu-moe          with -ngl: every layer's routed experts on the CPU\n" \
     "  -ot, --override-tensor PATTERN=DEVICE\n" \
     "                            tensors whose names match PATTERN (a regex) on\n" \
-    "                            DEVICE: CPU or CUDA0 (with -ngl, only ffn_*_exps\n" \
-    "                            on the CPU; none with Vulkan yet); comma-separated or\n" \
-    "                            repeated\n"
+    "                            DEVICE: CPU, CUDA0 or Vulkan0 (with -ngl, only\n" \
+    "                            ffn_*_exps on the CPU); comma-separated or repeated\n"
 
 /* If argv[*i] is a model-loading flag (--no-mmap, --mmap, --mlock), apply it to
  * opts, advance *i past it, and return true. */

@@ -7,7 +7,9 @@
  *
  * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
  *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
- *   its copy, and the model owns the device (halo_vk) they live on.
+ *   its copy, and the model owns the device (halo_vk) they live on. Routed experts kept
+ *   in host memory (halo_weight.host: --n-cpu-moe, -ot) stay there: the MoE op computes
+ *   them on the CPU (moe_host).
  * - A context's buffers are device memory; the model code passes them to the ops as it
  *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
  *   the ubatch's tokens, positions, permutation and rows with logits, `finish` submits,
@@ -122,12 +124,8 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
     int rc = HALO_OK;
     for (size_t i = 0; i < n_all && !rc; i++) {
         halo_weight *w = ws[i];
-        if (!w->data) continue; /* absent */
-        if (w->host)
-            rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                                "weights kept in host memory (--n-cpu-moe, -ot) are not "
-                                "supported by the Vulkan backend yet");
-        else if (!halo_vk_matmul_supported(w->type))
+        if (!w->data || w->host) continue; /* absent, or kept on the CPU (--n-cpu-moe, -ot) */
+        if (!halo_vk_matmul_supported(w->type))
             rc = halo_error_set(err, HALO_ERR_UNSUPPORTED, "a %s weight cannot run on Vulkan yet",
                                 halo_type_name(w->type));
         ws[n++] = w;
@@ -163,6 +161,14 @@ typedef struct vk_state {
     float *moe_y;          /* [n_ubatch * k][n_embd] */
     float *sh_a, *sh_b;    /* [n_ubatch][n_ff_shexp] */
     float *sh, *shg;       /* [n_ubatch][n_embd], [n_ubatch] */
+    /* routed experts kept in host memory (--n-cpu-moe, -ot): the tokens' inputs and
+     * routes, the products' rows, one expert's tokens, and its work lists */
+    float *h_xn, *h_x, *h_tmp; /* [n_ubatch][n_embd] */
+    float *h_ffa, *h_ffb;      /* [n_ubatch * k][n_ff_exp] */
+    float *h_y;                /* [n_ubatch * k][n_embd] */
+    int32_t *h_ids;            /* [n_ubatch * k] */
+    int32_t *h_list, *h_count; /* [n_expert][n_ubatch], [n_expert] */
+    halo_mm *h_mm;             /* [2 * HOST_FEW] */
     /* output: the ubatch's rows with logits, their normed states, their logits */
     int32_t *h_out_idx, *d_out_idx; /* [n_ubatch] host, device */
     float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
@@ -225,6 +231,10 @@ static void vk_release(halo_backend *be) {
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
     free(s->h_out_idx);
+    void *host[] = {s->h_xn, s->h_x,   s->h_tmp,  s->h_ffa,   s->h_ffb,
+                    s->h_y,  s->h_ids, s->h_list, s->h_count, s->h_mm};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
     free(s);
     be->impl = NULL;
 }
@@ -396,11 +406,119 @@ static void vk_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *
                                      halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats, o));
 }
 
+/* The shared expert of xn (n tokens) into s->sh, its gate into s->shg: recorded. */
+static void shared_expert(halo_context *ctx, const halo_moe_weights *W, const float *xn,
+                          int64_t n) {
+    vk_state *s = st(ctx);
+    const int64_t fs = W->shexp_gate->n_rows;
+    vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+    vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+    check(ctx, halo_vk_swiglu(s->vk, s->sh_a, s->sh_b, n * fs));
+    vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+    vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+}
+
+/* Up to this many assignments (tokens x k), the CPU's experts run as one job of all
+ * their products (halo_cpu_products); more, expert by expert, each reading its weights
+ * once for all its tokens (halo_matmul). The CUDA backend's split. */
+#define HOST_FEW 64
+
+/* The routed experts of assignments na = n * k on the CPU, from s->h_xn and s->h_ids
+ * into s->h_y [na][n_embd]. An id outside the experts (not one top-k gives) leaves a
+ * zero row. */
+static void host_experts(halo_context *ctx, const halo_moe_weights *W, int64_t n) {
+    vk_state *s = st(ctx);
+    halo_threadpool *pool = ctx->pool;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    const int32_t *ids = s->h_ids;
+    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+    for (int32_t a = 0; a < na; a++)
+        if (ids[a] < 0 || ids[a] >= n_exp) memset(s->h_y + (size_t)a * e, 0, sizeof(float) * e);
+    if (na <= HOST_FEW) { /* few tokens: one job of all products, twice (gate/up, down) */
+        halo_mm *mm = s->h_mm;
+        int m = 0;
+        for (int32_t a = 0; a < na; a++) {
+            if (ids[a] < 0 || ids[a] >= n_exp) continue;
+            const float *x = s->h_xn + (size_t)(a / k) * e;
+            mm[2 * m] = (halo_mm){g, ids[a], x, s->h_ffa + (size_t)a * ff};
+            mm[2 * m + 1] = (halo_mm){u, ids[a], x, s->h_ffb + (size_t)a * ff};
+            m++;
+        }
+        halo_cpu_products(pool, mm, 2 * m, m);
+        m = 0;
+        for (int32_t a = 0; a < na; a++)
+            if (ids[a] >= 0 && ids[a] < n_exp)
+                mm[m++] = (halo_mm){d, ids[a], s->h_ffa + (size_t)a * ff, s->h_y + (size_t)a * e};
+        halo_cpu_products(pool, mm, m, 0);
+        return;
+    }
+    /* prefill: each expert's tokens together, its weights read once */
+    int32_t *count = s->h_count, *list = s->h_list;
+    for (int x = 0; x < n_exp; x++)
+        count[x] = 0;
+    for (int32_t a = 0; a < na; a++)
+        if (ids[a] >= 0 && ids[a] < n_exp) list[(int64_t)ids[a] * n + count[ids[a]]++] = a;
+    for (int x = 0; x < n_exp; x++) {
+        const int32_t c = count[x];
+        if (!c) continue;
+        const int32_t *lx = list + (int64_t)x * n;
+        for (int32_t i = 0; i < c; i++)
+            memcpy(s->h_x + (size_t)i * e, s->h_xn + (size_t)(lx[i] / k) * e, sizeof(float) * e);
+        halo_matmul(pool, g->type, (const char *)g->data + (size_t)x * g->mat_stride,
+                    g->row_stride, g->n_rows, g->n_cols, s->h_x, c, s->h_ffa);
+        halo_matmul(pool, u->type, (const char *)u->data + (size_t)x * u->mat_stride,
+                    u->row_stride, u->n_rows, u->n_cols, s->h_x, c, s->h_ffb);
+        halo_swiglu(s->h_ffa, s->h_ffb, (int64_t)c * ff);
+        halo_matmul(pool, d->type, (const char *)d->data + (size_t)x * d->mat_stride,
+                    d->row_stride, d->n_rows, d->n_cols, s->h_ffa, c, s->h_tmp);
+        for (int32_t i = 0; i < c; i++)
+            memcpy(s->h_y + (size_t)lx[i] * e, s->h_tmp + (size_t)i * e, sizeof(float) * e);
+    }
+}
+
+/* Routed experts in host memory (as the CUDA backend's): router and top-k on the
+ * device; the work so far submitted and waited for, the tokens' inputs and routes
+ * copied to the host; the shared expert recorded and submitted without waiting, so the
+ * device computes it while the CPU computes the routed experts with the context's
+ * threads; their outputs copied back (after the device's work ends) and combined with
+ * the shared expert on the device. */
+static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
+                     float *out) {
+    vk_state *s = st(ctx);
+    halo_vk *vk = s->vk;
+    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
+    const int64_t e = ctx->hp->n_embd;
+    const int32_t na = (int32_t)(n * k);
+    vk_matmul(ctx, W->router, 0, xn, n, s->router);
+    check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
+                                  ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    /* each download waits for the work recorded so far */
+    check(ctx, halo_vk_download(vk, s->h_xn, xn, sizeof(float) * (size_t)(n * e)));
+    check(ctx, halo_vk_download(vk, s->h_ids, s->moe_ids, sizeof(int32_t) * (size_t)na));
+    if (W->shexp_gate) {
+        shared_expert(ctx, W, xn, n);
+        check(ctx, halo_vk_submit(vk));
+    }
+    if (s->error) return;
+    host_experts(ctx, W, n);
+    check(ctx, halo_vk_upload(vk, s->moe_y, s->h_y, sizeof(float) * (size_t)na * e));
+    check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e,
+                                   W->shexp_gate ? s->sh : NULL, W->shexp_gate ? s->shg : NULL,
+                                   out));
+}
+
 /* The routed experts on the device (as the CUDA backend): router product, top-k, gate and
  * up products by expert id with SwiGLU, down by expert id, then the weighted sum with the
- * gated shared expert. The host never sees the expert choice. */
+ * gated shared expert. The host never sees the expert choice. Experts kept in host
+ * memory: moe_host. */
 static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
+    if (W->gate_exps->host || W->up_exps->host || W->down_exps->host) {
+        moe_host(ctx, W, xn, n, out);
+        return;
+    }
     vk_state *s = st(ctx);
     halo_vk *vk = s->vk;
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
@@ -420,12 +538,7 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
                             s->moe_a, 1, s->moe_ids, na, s->moe_y, (int32_t)d->n_mats));
     const float *sh = NULL, *shg = NULL;
     if (W->shexp_gate) {
-        const int64_t fs = W->shexp_gate->n_rows;
-        vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
-        vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
-        check(ctx, halo_vk_swiglu(vk, s->sh_a, s->sh_b, n * fs));
-        vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
-        vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+        shared_expert(ctx, W, xn, n);
         sh = s->sh;
         shg = s->shg;
     }
@@ -542,6 +655,31 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
         if (!s->router || !s->moe_w || !s->moe_ids || !s->moe_a || !s->moe_b || !s->moe_y ||
             !s->sh_a || !s->sh_b || !s->sh || !s->shg)
             rc = HALO_ERR_NOMEM;
+        bool host = false; /* a layer's routed experts in host memory: the CPU's buffers */
+        for (uint32_t il = 0; il < hp->n_layer; il++) {
+            const halo_layer *L = &m->layers[il];
+            host |= L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host;
+        }
+        if (!rc && host) {
+            s->h_xn = malloc(sizeof(float) * u * e);
+            s->h_x = malloc(sizeof(float) * u * e);
+            s->h_tmp = malloc(sizeof(float) * u * e);
+            s->h_ffa = malloc(sizeof(float) * u * k * ff);
+            s->h_ffb = malloc(sizeof(float) * u * k * ff);
+            s->h_y = malloc(sizeof(float) * u * k * e);
+            s->h_ids = malloc(sizeof(int32_t) * u * k);
+            s->h_list = malloc(sizeof(int32_t) * hp->n_expert * u);
+            s->h_count = malloc(sizeof(int32_t) * hp->n_expert);
+            s->h_mm = malloc(sizeof(halo_mm) * 2 * HOST_FEW);
+            if (!s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y ||
+                !s->h_ids || !s->h_list || !s->h_count || !s->h_mm) {
+                halo_error_set(err, HALO_ERR_NOMEM,
+                               "out of host memory for the CPU experts' buffers: lower -ub");
+                vk_release(be);
+                be->ops = NULL;
+                return HALO_ERR_NOMEM;
+            }
+        }
     }
     if (!rc && hp->n_rot) { /* the CPU's frequencies (runtime/context.c), on the device */
         float *f = malloc(sizeof(float) * hp->n_rot / 2);

@@ -608,9 +608,26 @@ void halo_vk_free(halo_vk *vk, void *p) {
 
 /* ---- recording and submitting ----------------------------------------------------------- */
 
+/* Wait for the work halo_vk_submit left running, then free its command buffer for the
+ * next recording. Waits even after an error (what it uses may be freed next). */
+static int wait_in_flight(halo_vk *vk) {
+    if (!vk->in_flight) return vk->err.status;
+    vk->in_flight = false;
+    VkResult r = vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS)
+        return halo_vk_fail(vk, HALO_ERR_IO, "waiting for the GPU: %s", halo_vk_result_name(r));
+    vkResetFences(vk->dev, 1, &vk->fence);
+    r = vkResetCommandPool(vk->dev, vk->pool, 0);
+    if (r != VK_SUCCESS)
+        return halo_vk_fail(vk, HALO_ERR_IO, "vkResetCommandPool: %s", halo_vk_result_name(r));
+    return vk->err.status;
+}
+
 static int begin(halo_vk *vk) {
     if (vk->err.status) return vk->err.status;
     if (vk->recording) return HALO_OK;
+    int rc = wait_in_flight(vk); /* one command buffer: the submitted work ends first */
+    if (rc) return rc;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     VkResult r = vkBeginCommandBuffer(vk->cmd, &bi);
@@ -634,9 +651,9 @@ static void barrier(halo_vk *vk) {
     vk->n_recorded++;
 }
 
-int halo_vk_sync(halo_vk *vk) {
+int halo_vk_submit(halo_vk *vk) {
     if (vk->err.status) return vk->err.status;
-    if (!vk->recording) return HALO_OK;
+    if (!vk->recording) return HALO_OK; /* nothing new: idle, or already submitted */
     vk->recording = false;
     /* the work's writes made visible to the host (downloads from mapped memory) */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -658,15 +675,19 @@ int halo_vk_sync(halo_vk *vk) {
         r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
         if (r != VK_SUCCESS)
             return halo_vk_fail(vk, HALO_ERR_IO, "vkQueueSubmit: %s", halo_vk_result_name(r));
-        r = vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX);
-        if (r != VK_SUCCESS)
-            return halo_vk_fail(vk, HALO_ERR_IO, "waiting for the GPU: %s", halo_vk_result_name(r));
-        vkResetFences(vk->dev, 1, &vk->fence);
+        vk->in_flight = true; /* the fence and the pool's reset wait for wait_in_flight */
+        return HALO_OK;
     }
     r = vkResetCommandPool(vk->dev, vk->pool, 0);
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "vkResetCommandPool: %s", halo_vk_result_name(r));
     return HALO_OK;
+}
+
+int halo_vk_sync(halo_vk *vk) {
+    const int rc = halo_vk_submit(vk);
+    const int rw = wait_in_flight(vk);
+    return rc ? rc : rw;
 }
 
 /* Mapped (coherent) memory: the host's writes before a submit are visible to its

@@ -88,6 +88,7 @@ struct halo_vk {
     VkCommandBuffer cmd;
     VkFence fence;
     bool recording;
+    bool in_flight; /* submitted (halo_vk_submit), not yet waited for */
     int n_recorded; /* commands since the last submit */
 };
 

@@ -100,6 +100,10 @@ int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes);
 /* Submit what was recorded and wait for it; the first failure is returned again by
  * every later call (a lost device stays lost). */
 int halo_vk_sync(halo_vk *vk);
+/* Submit what was recorded and return at once, so the host can work meanwhile (the CPU's
+ * experts while the shared expert runs on the device). The next sync, copy, or launch
+ * waits for it first (one command buffer: nothing is recorded while it runs). */
+int halo_vk_submit(halo_vk *vk);
 
 /* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl) -----
  * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,

@@ -2,10 +2,11 @@
 # The Vulkan backend from the command line (-ngl 99 -dev Vulkan<i>): --list-devices lists
 # the device (the test skips, exit 77, where there is none); halo run's greedy text on
 # kdoc-moe equals the CPU's, halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
-# budgets the device's memory; a q8_0 KV cache gives the CPU's greedy text; what the
-# backend cannot do yet (experts kept in host memory, a partial -ngl, a device that does
-# not exist) ends with an
-# "error:" line and a non-zero exit, never a crash.
+# budgets the device's memory; a q8_0 KV cache gives the CPU's greedy text; routed experts
+# kept in host memory (--n-cpu-moe, -ot ...=CPU) give the CPU's greedy text too, bench
+# names them, plan leaves them out of the device's budget; what the backend cannot do
+# (a partial -ngl, a device that does not exist) ends with an "error:" line and a
+# non-zero exit, never a crash.
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/../tools/lib_kdoc.sh"
 P="The device driver model"
@@ -73,11 +74,27 @@ else
         "-ctk q8_0 ${G[*]} exited $rc: '$(cat "$TMP/q8.out")', the CPU: '$(cat "$TMP/q8cpu.out")' $(tail -2 "$TMP/q8.err")"
 fi
 
+# routed experts kept in host memory, computed by the CPU (the first 3 layers' with
+# --n-cpu-moe, every layer's with -ot): the CPU's greedy text; halo bench's n_cpu_moe
+# column; halo plan leaves them out of the device's budget
+run ncmoe run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}" -ncmoe 3
+check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/ncmoe.out'" \
+    "-ncmoe 3 ${G[*]} exited $rc: '$(cat "$TMP/ncmoe.out")', the CPU: '$(cat "$TMP/cpu.out")' $(tail -2 "$TMP/ncmoe.err")"
+check "grep -q 'routed experts of 3 of 8 layers stay in host memory' '$TMP/ncmoe.err'" \
+    "-ncmoe 3 ${G[*]}: $(head -c 300 "$TMP/ncmoe.err")"
+run ot run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}" -ot '\.ffn_.*_exps\.=CPU'
+check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/ot.out'" \
+    "-ot exps=CPU ${G[*]} exited $rc: '$(cat "$TMP/ot.out")', the CPU: '$(cat "$TMP/cpu.out")' $(tail -2 "$TMP/ot.err")"
+run bcm bench -m "$M" "${G[@]}" -p 8 -n 2 -r 1 --n-cpu-moe 99
+check "[ $rc -eq 0 ] && [ \$(grep -cE '\| Vulkan +\| +99 \| +99 \| +(pp8|tg2) \|' '$TMP/bcm.out') -eq 2 ]" \
+    "bench ${G[*]} --n-cpu-moe 99 exited $rc: $(cat "$TMP/bcm.out") $(tail -2 "$TMP/bcm.err")"
+run pcm plan -m "$M" "${G[@]}" --n-cpu-moe 4
+check "[ $rc -eq 0 ] && grep -q '^experts on CPU .* of 4 layers in host memory' '$TMP/pcm.out'" \
+    "plan ${G[*]} --n-cpu-moe 4: $(head -3 "$TMP/pcm.out") $(tail -2 "$TMP/pcm.err")"
+check "[ \"\$(grep -o 'weights [0-9.]* MiB' '$TMP/pcm.out')\" != \"\$(grep -o 'weights [0-9.]* MiB' '$TMP/plan.out')\" ]" \
+    "plan ${G[*]} --n-cpu-moe 4: the experts are in the device's budget: $(grep needs "$TMP/pcm.out")"
+
 # refused, with the reason
-expect_error 1 ncmoe run -m "$M" -p "$P" -n 2 "${G[@]}" -ncmoe 1
-check "grep -q 'host memory' '$TMP/ncmoe.err'" "-ncmoe: the reason is not given: $(cat "$TMP/ncmoe.err")"
-expect_error 1 ot run -m "$M" -p "$P" -n 2 "${G[@]}" -ot '\.ffn_.*_exps\.=CPU'
-check "grep -q 'host memory' '$TMP/ot.err'" "-ot =CPU: the reason is not given: $(cat "$TMP/ot.err")"
 expect_error 1 partial run -m "$M" -p "$P" -n 2 -ngl 1 -dev "$DEV"
 expect_error 1 nodev run -m "$M" -p "$P" -n 2 -ngl 99 -dev Vulkan99
 check "grep -q 'Vulkan device 99' '$TMP/nodev.err'" "-dev Vulkan99: $(cat "$TMP/nodev.err")"

@@ -17,7 +17,9 @@
  *   - quantized KV caches (rotated by the Hadamard op), the prompt in chunks against the
  *     CPU's with the same cache: tiny-llama q8_0, tiny-qwen3 iq4_nl, tiny-qwen3moe q4_0,
  *     bounded as above by the CPU's own chunks vs tokens with that cache. Measured on
- *     lavapipe: 7.7e-7 to 9.4e-7, the CPU's own spread 7.5e-7 to 9.3e-7 (~5 s in all).
+ *     lavapipe: 7.7e-7 to 9.4e-7, the CPU's own spread 7.5e-7 to 9.3e-7 (~5 s in all);
+ *   - the MoE models with their routed experts in host memory (--n-cpu-moe, -ot), computed
+ *     by the CPU between the device's router and combine (test_host_experts).
  * HALO_TEST_QUICK (the sanitizer stage): the first sequence only.
  */
 #include "../model/model_eval.h"
@@ -33,6 +35,60 @@ static halo_model *load(const char *name) {
     char rel[128];
     snprintf(rel, sizeof rel, "models/%s.gguf", name);
     return eval_load(rel);
+}
+
+/* Routed experts kept in host memory (halo_weight.host, as --n-cpu-moe and -ot set it),
+ * computed on the CPU between the device's router and combine: every layer's but the
+ * last (which stays on the device), then every layer's through the staging copies (a
+ * discrete GPU's path). A 48-token prompt (the reference sequences joined) in chunks of
+ * 36, ubatches of 36 and 12 tokens (72 and 24 assignments at k = 2: the CPU's products
+ * grouped by expert, then one job of all products), then its first 4 tokens one at a
+ * time; against the CPU's chunks and tokens, bounded by the CPU's own spread as above.
+ * Measured on lavapipe (both placements alike): chunks 5.5e-6 and tokens 7.9e-7 on
+ * kdoc-moe (the CPU's own 3.2e-6, bound 1.6e-5), 3.5e-5 and 9.2e-6 on tiny-qwen3moe (the
+ * CPU's own 3.6e-5, bound 8.2e-5); ~19 s more of the test's CPU time. */
+static void test_host_experts(int device, const eval_model *em, halo_model *cpu,
+                              const eval_seqs *s) {
+    int32_t tok[48], len = 0;
+    for (int i = 0; len < 48; i = (i + 1) % s->n)
+        for (int32_t t = 0; t < s->len[i] && len < 48; t++)
+            tok[len++] = s->tokens[i][t];
+    const eval_seqs one = {.n = 1, .tokens = {tok}, .len = {len}};
+    const eval_seqs first = {.n = 1, .tokens = {tok}, .len = {4}};
+    const int32_t nv = halo_model_n_vocab(cpu);
+    const size_t n = (size_t)len * (size_t)nv, n8 = 4 * (size_t)nv;
+    float *lc = malloc(sizeof(float) * n), *c1 = malloc(sizeof(float) * n);
+    float *lg = malloc(sizeof(float) * n), *g1 = malloc(sizeof(float) * n8);
+    CHECK(eval_all(cpu, HALO_TYPE_F16, &one, 36, lc));
+    CHECK(eval_all(cpu, HALO_TYPE_F16, &one, 1, c1));
+    const double self = eval_rel_rms(c1, lc, n), bound = 2 * self + 1e-5;
+    const uint32_t n_layer = cpu->hp.n_layer, host_layers[2] = {n_layer - 1, n_layer};
+    for (int v = 0; v < 2; v++) {
+        const double t0 = halo_time_seconds();
+        halo_model *gpu = load(em->name);
+        CHECK(gpu != NULL);
+        if (!gpu) continue;
+        for (uint32_t il = 0; il < host_layers[v]; il++) {
+            halo_layer *L = &gpu->layers[il];
+            L->ffn_gate_exps.host = L->ffn_up_exps.host = L->ffn_down_exps.host = true;
+        }
+        halo_vk *vk = vk_test_open(device, v == 1);
+        halo_error err = {0};
+        CHECK_MSG(halo_vk_model_upload(gpu, vk, &err) == 0, "%s", err.msg);
+        CHECK(eval_all(gpu, HALO_TYPE_F16, &one, 36, lg));
+        CHECK(eval_all(gpu, HALO_TYPE_F16, &first, 1, g1));
+        const double chunks = eval_rel_rms(lg, lc, n), steps = eval_rel_rms(g1, c1, n8);
+        printf("  %-18s experts of %u of %u layers in host memory%s: %d tokens vs CPU %.2e, "
+               "4 one at a time %.2e (bound %.2e: the CPU's own %.2e), %.1f s\n",
+               em->name, host_layers[v], n_layer, v == 1 ? " (staging copies)" : "", len, chunks,
+               steps, bound, self, halo_time_seconds() - t0);
+        CHECK_MSG(chunks <= bound && steps <= bound, "%s, experts of %u layers on the CPU: %.3g / "
+                  "%.3g against the CPU", em->name, host_layers[v], chunks, steps);
+        CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
+                  halo_vk_validation_errors(vk));
+        halo_model_free(gpu); /* and its device */
+    }
+    free(lc), free(c1), free(lg), free(g1);
 }
 
 static void test_model(int device, const eval_model *em) {
@@ -111,6 +167,7 @@ static void test_model(int device, const eval_model *em) {
     }
     vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
+    if (cpu->hp.n_expert) test_host_experts(device, em, cpu, &s);
     eval_seqs_free(&s);
     halo_model_free(cpu);
     halo_model_free(gpu); /* and its device */
