@@ -61,7 +61,7 @@ static void test_host_experts(int device, const eval_model *em, halo_model *cpu,
     float *lg = malloc(sizeof(float) * n), *g1 = malloc(sizeof(float) * n8);
     CHECK(eval_all(cpu, HALO_TYPE_F16, &one, 36, lc));
     CHECK(eval_all(cpu, HALO_TYPE_F16, &one, 1, c1));
-    const double self = eval_rel_rms(c1, lc, n), bound = 2 * self + 1e-5;
+    const double self = rel_rms(c1, lc, n), bound = 2 * self + 1e-5;
     const uint32_t n_layer = cpu->hp.n_layer, host_layers[2] = {n_layer - 1, n_layer};
     for (int v = 0; v < 2; v++) {
         const double t0 = halo_time_seconds();
@@ -77,7 +77,7 @@ static void test_host_experts(int device, const eval_model *em, halo_model *cpu,
         CHECK_MSG(halo_vk_model_upload(gpu, vk, &err) == 0, "%s", err.msg);
         CHECK(eval_all(gpu, HALO_TYPE_F16, &one, 36, lg));
         CHECK(eval_all(gpu, HALO_TYPE_F16, &first, 1, g1));
-        const double chunks = eval_rel_rms(lg, lc, n), steps = eval_rel_rms(g1, c1, n8);
+        const double chunks = rel_rms(lg, lc, n), steps = rel_rms(g1, c1, n8);
         printf("  %-18s experts of %u of %u layers in host memory%s: %d tokens vs CPU %.2e, "
                "4 one at a time %.2e (bound %.2e: the CPU's own %.2e), %.1f s\n",
                em->name, host_layers[v], n_layer, v == 1 ? " (staging copies)" : "", len, chunks,
