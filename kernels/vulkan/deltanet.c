@@ -14,6 +14,7 @@
 #include "util/util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define MAX_GROUPS 65535u
 #define CONV_WG 128     /* shaders/deltanet_conv.comp's WG */
@@ -21,6 +22,9 @@
 #define RULE_MAX_WG 512 /* shaders/deltanet_rule.comp's MAX_WG */
 #define RULE_MAX_DK 1024
 #define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
+#define CHUNK 32               /* tokens a chunk (shaders/deltanet_chunk.comp's C) */
+#define CHUNK_FROM 16          /* segments this long and longer go chunked */
+#define CHUNK_MAX_REGS 2048    /* floats an invocation of the chunked form holds: NC (dk + C) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -123,6 +127,33 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 
 /* ---- phase 2: the delta rule and the gated norm ------------------------------------------ */
 
+/* The chunked form's shape (shaders/deltanet_chunk.comp): each of dv / NC invocations holds
+ * NC columns of all dk rows of the state, NC the fewest columns (dividing dv) that keep the
+ * workgroup within the device's limit; 0 when the registers would pass CHUNK_MAX_REGS. */
+static uint32_t chunk_cols(const halo_vk_deltanet *d, uint32_t max_wg) {
+    uint32_t nc = 1;
+    while (nc <= (uint32_t)d->dv && ((uint32_t)d->dv % nc || (uint32_t)d->dv / nc > max_wg))
+        nc++;
+    return nc <= (uint32_t)d->dv && (uint64_t)nc * (uint64_t)(d->dk + CHUNK) <= CHUNK_MAX_REGS
+               ? nc
+               : 0;
+}
+
+/* The shortest segment the chunked form runs (UINT32_MAX: none): CHUNK_FROM, or what
+ * HALO_VK_DN_CHUNK forces (0: never, 1: every segment); the recurrent form runs the
+ * shapes the chunked one cannot hold (registers, shared memory). */
+static uint32_t chunk_from(halo_vk *vk, const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim,
+                           uint32_t max_wg) {
+    (void)vk;
+    const char *env = getenv("HALO_VK_DN_CHUNK");
+    uint32_t from = CHUNK_FROM;
+    if (env && env[0] == '0' && !env[1]) from = UINT32_MAX;
+    if (env && env[0] == '1' && !env[1]) from = 1;
+    const size_t shared = sizeof(float) * ((size_t)CHUNK * CHUNK + 6 * (size_t)CHUNK);
+    if (!chunk_cols(d, max_wg) || shared > lim->maxComputeSharedMemorySize) from = UINT32_MAX;
+    return from;
+}
+
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
                           int32_t n_seg, const float *conv, const float *g, const float *beta,
                           const float *z, const float *norm_w, float eps, float *ssm_state,
@@ -171,9 +202,25 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
     struct {
         uint32_t n_k_heads, n_v_heads, dk, dv, ch, ssm_stride, n_seg;
         float eps;
+        uint32_t chunk_from;
     } p = {(uint32_t)d->n_k_heads, (uint32_t)d->n_v_heads, (uint32_t)d->dk, (uint32_t)d->dv,
-           (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps};
-    uint32_t spec[3] = {wg, r, c};
-    return halo_vk_dispatch(vk, "deltanet_rule", spec, 3, args, 8, &p, sizeof p,
-                            (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+           (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps,
+           chunk_from(vk, d, lim, max_wg)};
+    /* the segments are on the device: each shader returns at once for the other's; the
+     * recurrent one is skipped when no segment can be short, the chunked one when none
+     * can be long */
+    const bool chunked = p.chunk_from != UINT32_MAX && n_tok >= (int32_t)p.chunk_from;
+    const bool recurrent = p.chunk_from > 1 && !(n_seg == 1 && chunked);
+    if (recurrent) {
+        uint32_t spec[3] = {wg, r, c};
+        rc = halo_vk_dispatch(vk, "deltanet_rule", spec, 3, args, 8, &p, sizeof p,
+                              (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+    }
+    if (!rc && chunked) {
+        const uint32_t nc = chunk_cols(d, max_wg);
+        uint32_t spec[4] = {(uint32_t)d->dv / nc, (uint32_t)d->dk, nc, CHUNK};
+        rc = halo_vk_dispatch(vk, "deltanet_chunk", spec, 4, args, 8, &p, sizeof p,
+                              (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+    }
+    return rc;
 }
