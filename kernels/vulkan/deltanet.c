@@ -22,9 +22,9 @@
 #define RULE_MAX_WG 512 /* shaders/deltanet_rule.comp's MAX_WG */
 #define RULE_MAX_DK 1024
 #define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
-#define CHUNK 32               /* tokens a chunk (shaders/deltanet_chunk.comp's C) */
-#define CHUNK_FROM 16          /* segments this long and longer go chunked */
-#define CHUNK_MAX_REGS 2048    /* floats an invocation of the chunked form holds: NC (dk + C) */
+#define CHUNK_MAX 32  /* tokens a chunk at most (shaders/deltanet_chunk.comp's C) */
+#define CHUNK_FROM 16 /* segments this long and longer go chunked */
+#define CHUNK_WG 128  /* the chunked form's workgroup (every device has 128 invocations) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -127,31 +127,27 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 
 /* ---- phase 2: the delta rule and the gated norm ------------------------------------------ */
 
-/* The chunked form's shape (shaders/deltanet_chunk.comp): each of dv / NC invocations holds
- * NC columns of all dk rows of the state, NC the fewest columns (dividing dv) that keep the
- * workgroup within the device's limit; 0 when the registers would pass CHUNK_MAX_REGS. */
-static uint32_t chunk_cols(const halo_vk_deltanet *d, uint32_t max_wg) {
-    uint32_t nc = 1;
-    while (nc <= (uint32_t)d->dv && ((uint32_t)d->dv % nc || (uint32_t)d->dv / nc > max_wg))
-        nc++;
-    return nc <= (uint32_t)d->dv && (uint64_t)nc * (uint64_t)(d->dk + CHUNK) <= CHUNK_MAX_REGS
-               ? nc
-               : 0;
+/* The chunked form's tokens a chunk (shaders/deltanet_chunk.comp's C): the most, up to
+ * CHUNK_MAX, whose matrices fit the device's shared memory; 0 for heads it cannot run
+ * (its products take 4 columns or rows at a time). */
+static uint32_t chunk_size(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
+    if (d->dk % 4 || d->dv % 4) return 0;
+    for (uint32_t c = CHUNK_MAX; c >= 8; c /= 2)
+        if (sizeof(float) * ((size_t)c * c + (size_t)c * (size_t)d->dv + 6 * (size_t)c) <=
+            lim->maxComputeSharedMemorySize)
+            return c;
+    return 0;
 }
 
 /* The shortest segment the chunked form runs (UINT32_MAX: none): CHUNK_FROM, or what
  * HALO_VK_DN_CHUNK forces (0: never, 1: every segment); the recurrent form runs the
- * shapes the chunked one cannot hold (registers, shared memory). */
-static uint32_t chunk_from(halo_vk *vk, const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim,
-                           uint32_t max_wg) {
-    (void)vk;
+ * heads the chunked one cannot. */
+static uint32_t chunk_from(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
     const char *env = getenv("HALO_VK_DN_CHUNK");
     uint32_t from = CHUNK_FROM;
     if (env && env[0] == '0' && !env[1]) from = UINT32_MAX;
     if (env && env[0] == '1' && !env[1]) from = 1;
-    const size_t shared = sizeof(float) * ((size_t)CHUNK * CHUNK + 6 * (size_t)CHUNK);
-    if (!chunk_cols(d, max_wg) || shared > lim->maxComputeSharedMemorySize) from = UINT32_MAX;
-    return from;
+    return chunk_size(d, lim) ? from : UINT32_MAX;
 }
 
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
@@ -205,7 +201,7 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
         uint32_t chunk_from;
     } p = {(uint32_t)d->n_k_heads, (uint32_t)d->n_v_heads, (uint32_t)d->dk, (uint32_t)d->dv,
            (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps,
-           chunk_from(vk, d, lim, max_wg)};
+           chunk_from(d, lim)};
     /* the segments are on the device: each shader returns at once for the other's; the
      * recurrent one is skipped when no segment can be short, the chunked one when none
      * can be long */
@@ -217,8 +213,7 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
                               (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
     }
     if (!rc && chunked) {
-        const uint32_t nc = chunk_cols(d, max_wg);
-        uint32_t spec[4] = {(uint32_t)d->dv / nc, (uint32_t)d->dk, nc, CHUNK};
+        uint32_t spec[4] = {CHUNK_WG, (uint32_t)d->dk, (uint32_t)d->dv, chunk_size(d, lim)};
         rc = halo_vk_dispatch(vk, "deltanet_chunk", spec, 4, args, 8, &p, sizeof p,
                               (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
     }

@@ -32,7 +32,7 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint DK = 128;
-layout(constant_id = 2) const uint NC = 1;
+layout(constant_id = 2) const uint DV = 128;
 layout(constant_id = 3) const uint C = 32;
 
 layout(std430, binding = 0) readonly buffer Conv { float conv[]; };
@@ -40,7 +40,7 @@ layout(std430, binding = 1) readonly buffer G { float gs[]; };
 layout(std430, binding = 2) readonly buffer Beta { float betas[]; };
 layout(std430, binding = 3) readonly buffer Z { float zs[]; };
 layout(std430, binding = 4) readonly buffer Wn { float ws[]; };
-layout(std430, binding = 5) buffer State { float st[]; };
+layout(std430, binding = 5) coherent buffer State { float st[]; };
 layout(std430, binding = 6) readonly buffer Seg { int seg[]; };
 layout(std430, binding = 7) coherent buffer O { float os[]; };
 layout(push_constant) uniform Push {
@@ -50,7 +50,7 @@ layout(push_constant) uniform Push {
     uint chunk_from;
 } pc;
 
-shared float M[C * C];
+shared float M[C * C], vp[C * DV];
 shared float pd[C], cum[C], ec[C], en[C], bt[C], fn[C];
 
 float decay(float x) { return x < -87.0 ? 0.0 : exp_f32(x); }
@@ -60,18 +60,13 @@ void main() {
     const uint h = gl_WorkGroupID.x, j = gl_WorkGroupID.y, s0 = pc.off[6] >> 2;
     const uint first = uint(seg[s0 + j]), len = uint(seg[s0 + j + 1u]) - first;
     if (len == 0u || len < pc.chunk_from) return; /* uniform */
-    const uint dv = pc.dv, kh = h % pc.n_k_heads, vd = pc.n_v_heads * dv, nvh = pc.n_v_heads;
+    const uint kh = h % pc.n_k_heads, vd = pc.n_v_heads * DV, nvh = pc.n_v_heads, c4 = DV / 4u;
     const uint st0 = (pc.off[5] >> 2) + uint(seg[s0 + pc.n_seg + 1u + j]) * pc.ssm_stride +
-                     h * DK * dv;
+                     h * DK * DV;
     const uint cv = pc.off[0] >> 2, qo = kh * DK, ko = (pc.n_k_heads + kh) * DK,
-               vo = 2u * pc.n_k_heads * DK + h * dv;
+               vo = 2u * pc.n_k_heads * DK + h * DV;
     const uint g0 = pc.off[1] >> 2, b0 = pc.off[2] >> 2, z0 = pc.off[3] >> 2;
-    const uint w0 = pc.off[4] >> 2, o0 = (pc.off[7] >> 2) + h * dv;
-
-    float S[DK * NC];
-    for (uint c = 0u; c < NC; c++)
-        for (uint d = 0u; d < DK; d++) S[c * DK + d] = st[st0 + d * dv + tid + c * WG];
-    float vp[C * NC];
+    const uint w0 = pc.off[4] >> 2, o0 = (pc.off[7] >> 2) + h * DV;
 
     for (uint t0 = 0u; t0 < len; t0 += C) {
         const uint n = min(C, len - t0), tb = first + t0;
@@ -106,30 +101,74 @@ void main() {
             } else
                 pd[i] = qk;
         }
-        barrier();
-        for (uint c = 0u; c < NC; c++) {
-            const uint col = tid + c * WG;
-            for (uint i = 0u; i < n; i++) {
-                const uint r = cv + (tb + i) * pc.ch;
-                float kv = 0.0, sq = 0.0;
-                for (uint d = 0u; d < DK; d++) {
-                    kv += conv[r + ko + d] * S[c * DK + d];
-                    sq += conv[r + qo + d] * S[c * DK + d];
-                }
-                float x = bt[i] * (conv[r + vo + col] - ec[i] * kv), o = ec[i] * sq;
-                for (uint m = 0u; m < i; m++) {
-                    x += M[i * C + m] * vp[c * C + m];
-                    o += M[m * C + i] * vp[c * C + m];
-                }
-                vp[c * C + i] = x;
-                os[o0 + (tb + i) * vd + col] = o + pd[i] * x;
-            }
-            const float el = ec[n - 1u];
+        /* K S0 and Q S0, 2 tokens x 4 columns an invocation: x = beta (v - e^c K S0)
+         * into vp, e^c Q S0 into o */
+        for (uint p = tid; p < (n + 1u) / 2u * c4; p += WG) {
+            const uint i0 = p / c4 * 2u, j0 = p % c4 * 4u, i1 = min(i0 + 1u, n - 1u);
+            const uint r0 = cv + (tb + i0) * pc.ch, r1 = cv + (tb + i1) * pc.ch;
+            vec4 x0 = vec4(0.0), x1 = vec4(0.0), y0 = vec4(0.0), y1 = vec4(0.0);
             for (uint d = 0u; d < DK; d++) {
-                float s = S[c * DK + d] * el;
-                for (uint i = 0u; i < n; i++)
-                    s += en[i] * conv[cv + (tb + i) * pc.ch + ko + d] * vp[c * C + i];
-                S[c * DK + d] = s;
+                const uint sd = st0 + d * DV + j0;
+                const vec4 sv = vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+                x0 += conv[r0 + ko + d] * sv;
+                x1 += conv[r1 + ko + d] * sv;
+                y0 += conv[r0 + qo + d] * sv;
+                y1 += conv[r1 + qo + d] * sv;
+            }
+            for (uint c = 0u; c < 4u; c++) {
+                vp[i0 * DV + j0 + c] = bt[i0] * (conv[r0 + vo + j0 + c] - ec[i0] * x0[c]);
+                os[o0 + (tb + i0) * vd + j0 + c] = ec[i0] * y0[c];
+            }
+            if (i0 + 1u < n)
+                for (uint c = 0u; c < 4u; c++) {
+                    vp[i1 * DV + j0 + c] = bt[i1] * (conv[r1 + vo + j0 + c] - ec[i1] * x1[c]);
+                    os[o0 + (tb + i1) * vd + j0 + c] = ec[i1] * y1[c];
+                }
+        }
+        barrier();
+        /* v' by forward substitution, a column an invocation */
+        for (uint col = tid; col < DV; col += WG)
+            for (uint i = 1u; i < n; i++) {
+                float x = vp[i * DV + col];
+                for (uint m = 0u; m < i; m++) x += M[i * C + m] * vp[m * DV + col];
+                vp[i * DV + col] = x;
+            }
+        barrier();
+        /* o += P v', 2 tokens x 4 columns an invocation */
+        for (uint p = tid; p < (n + 1u) / 2u * c4; p += WG) {
+            const uint i0 = p / c4 * 2u, j0 = p % c4 * 4u, i1 = min(i0 + 1u, n - 1u);
+            vec4 a0 = vec4(0.0), a1 = vec4(0.0);
+            for (uint m = 0u; m <= i1; m++) {
+                const vec4 v = vec4(vp[m * DV + j0], vp[m * DV + j0 + 1u], vp[m * DV + j0 + 2u],
+                                    vp[m * DV + j0 + 3u]);
+                const float p0 = m < i0 ? M[m * C + i0] : (m == i0 ? pd[i0] : 0.0);
+                const float p1 = m < i1 ? M[m * C + i1] : pd[i1];
+                a0 += p0 * v;
+                a1 += p1 * v;
+            }
+            for (uint c = 0u; c < 4u; c++) os[o0 + (tb + i0) * vd + j0 + c] += a0[c];
+            if (i0 + 1u < n)
+                for (uint c = 0u; c < 4u; c++) os[o0 + (tb + i1) * vd + j0 + c] += a1[c];
+        }
+        /* S = e^{c_n} S0 + sum_i e^{c_n - c_i} k_i v'_i^T, 4 rows x 4 columns an invocation
+         * (every read of S0 was before the barrier above) */
+        const float el = ec[n - 1u];
+        for (uint p = tid; p < DK / 4u * c4; p += WG) {
+            const uint d0 = p / c4 * 4u, j0 = p % c4 * 4u;
+            vec4 s[4];
+            for (uint r = 0u; r < 4u; r++) {
+                const uint sd = st0 + (d0 + r) * DV + j0;
+                s[r] = el * vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+            }
+            for (uint i = 0u; i < n; i++) {
+                const vec4 v = en[i] * vec4(vp[i * DV + j0], vp[i * DV + j0 + 1u],
+                                            vp[i * DV + j0 + 2u], vp[i * DV + j0 + 3u]);
+                const uint rk = cv + (tb + i) * pc.ch + ko + d0;
+                for (uint r = 0u; r < 4u; r++) s[r] += conv[rk + r] * v;
+            }
+            for (uint r = 0u; r < 4u; r++) {
+                const uint sd = st0 + (d0 + r) * DV + j0;
+                st[sd] = s[r].x, st[sd + 1u] = s[r].y, st[sd + 2u] = s[r].z, st[sd + 3u] = s[r].w;
             }
         }
         /* the gated norm of the chunk's outputs */
@@ -138,22 +177,20 @@ void main() {
         for (uint i = tid; i < n; i += WG) {
             const uint r = o0 + (tb + i) * vd;
             float ss = 0.0;
-            for (uint k = 0u; k < dv; k++) ss += os[r + k] * os[r + k];
-            fn[i] = 1.0 / sqrt(ss / float(dv) + pc.eps);
+            for (uint k = 0u; k < DV; k++) ss += os[r + k] * os[r + k];
+            fn[i] = 1.0 / sqrt(ss / float(DV) + pc.eps);
         }
         barrier();
-        for (uint c = 0u; c < NC; c++) {
-            const uint col = tid + c * WG;
+        for (uint col = tid; col < DV; col += WG) {
             const float w = ws[w0 + col];
             for (uint i = 0u; i < n; i++) {
-                const uint at = (tb + i) * vd + h * dv + col;
+                const uint at = (tb + i) * vd + h * DV + col;
                 const float z = zs[z0 + at];
                 os[o0 + (tb + i) * vd + col] *= fn[i] * w * (z / (1.0 + exp_f32(-z)));
             }
         }
         /* the next chunk writes cum .. bt now that every invocation is past their last
-         * read (the barrier above), M and pd after its first barrier, fn after its third */
+         * read (the barrier above), M, pd and vp after its first barrier, fn after its
+         * third; S after the barriers above */
     }
-    for (uint c = 0u; c < NC; c++)
-        for (uint d = 0u; d < DK; d++) st[st0 + d * dv + tid + c * WG] = S[c * DK + d];
 }
