@@ -101,30 +101,32 @@ void main() {
             } else
                 pd[i] = qk;
         }
-        /* K S0 and Q S0, 2 tokens x 4 columns an invocation: x = beta (v - e^c K S0)
+        /* K S0 and Q S0, 4 tokens x 4 columns an invocation: x = beta (v - e^c K S0)
          * into vp, e^c Q S0 into o */
-        for (uint p = tid; p < (n + 1u) / 2u * c4; p += WG) {
-            const uint i0 = p / c4 * 2u, j0 = p % c4 * 4u, i1 = min(i0 + 1u, n - 1u);
-            const uint r0 = cv + (tb + i0) * pc.ch, r1 = cv + (tb + i1) * pc.ch;
-            vec4 x0 = vec4(0.0), x1 = vec4(0.0), y0 = vec4(0.0), y1 = vec4(0.0);
+        for (uint p = tid; p < (n + 3u) / 4u * c4; p += WG) {
+            const uint i0 = p / c4 * 4u, j0 = p % c4 * 4u;
+            uint r[4];
+            for (uint t = 0u; t < 4u; t++) r[t] = cv + (tb + min(i0 + t, n - 1u)) * pc.ch;
+            vec4 x[4], y[4];
+            for (uint t = 0u; t < 4u; t++) x[t] = vec4(0.0), y[t] = vec4(0.0);
             for (uint d = 0u; d < DK; d++) {
                 const uint sd = st0 + d * DV + j0;
                 const vec4 sv = vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
-                x0 += conv[r0 + ko + d] * sv;
-                x1 += conv[r1 + ko + d] * sv;
-                y0 += conv[r0 + qo + d] * sv;
-                y1 += conv[r1 + qo + d] * sv;
-            }
-            for (uint c = 0u; c < 4u; c++) {
-                vp[i0 * DV + j0 + c] = bt[i0] * (conv[r0 + vo + j0 + c] - ec[i0] * x0[c]);
-                os[o0 + (tb + i0) * vd + j0 + c] = ec[i0] * y0[c];
-            }
-            if (i0 + 1u < n)
-                for (uint c = 0u; c < 4u; c++) {
-                    vp[i1 * DV + j0 + c] = bt[i1] * (conv[r1 + vo + j0 + c] - ec[i1] * x1[c]);
-                    os[o0 + (tb + i1) * vd + j0 + c] = ec[i1] * y1[c];
+                for (uint t = 0u; t < 4u; t++) {
+                    x[t] += conv[r[t] + ko + d] * sv;
+                    y[t] += conv[r[t] + qo + d] * sv;
                 }
+            }
+            for (uint t = 0u; t < 4u; t++) {
+                const uint i = i0 + t;
+                if (i >= n) break;
+                for (uint c = 0u; c < 4u; c++) {
+                    vp[i * DV + j0 + c] = bt[i] * (conv[r[t] + vo + j0 + c] - ec[i] * x[t][c]);
+                    os[o0 + (tb + i) * vd + j0 + c] = ec[i] * y[t][c];
+                }
+            }
         }
+        memoryBarrierBuffer();
         barrier();
         /* v' by forward substitution, a column an invocation */
         for (uint col = tid; col < DV; col += WG)
