@@ -129,9 +129,9 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 
 /* The chunked form's tokens a chunk (shaders/deltanet_chunk.comp's C): the most, up to
  * CHUNK_MAX, whose matrices fit the device's shared memory; 0 for heads it cannot run
- * (its products take 4 columns or rows at a time). */
+ * (its products take 8 columns or rows at a time). */
 static uint32_t chunk_size(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
-    if (d->dk % 4 || d->dv % 4) return 0;
+    if (d->dk % 8 || d->dv % 8) return 0;
     for (uint32_t c = CHUNK_MAX; c >= 8; c /= 2)
         if (sizeof(float) * ((size_t)c * c + (size_t)c * (size_t)d->dv + 6 * (size_t)c) <=
             lim->maxComputeSharedMemorySize)

@@ -60,7 +60,7 @@ void main() {
     const uint h = gl_WorkGroupID.x, j = gl_WorkGroupID.y, s0 = pc.off[6] >> 2;
     const uint first = uint(seg[s0 + j]), len = uint(seg[s0 + j + 1u]) - first;
     if (len == 0u || len < pc.chunk_from) return; /* uniform */
-    const uint kh = h % pc.n_k_heads, vd = pc.n_v_heads * DV, nvh = pc.n_v_heads, c4 = DV / 4u;
+    const uint kh = h % pc.n_k_heads, vd = pc.n_v_heads * DV, nvh = pc.n_v_heads, c4 = DV / 4u, c8 = DV / 8u;
     const uint st0 = (pc.off[5] >> 2) + uint(seg[s0 + pc.n_seg + 1u + j]) * pc.ssm_stride +
                      h * DK * DV;
     const uint cv = pc.off[0] >> 2, qo = kh * DK, ko = (pc.n_k_heads + kh) * DK,
@@ -83,46 +83,65 @@ void main() {
             }
         }
         barrier();
-        /* A and P: the pairs m <= i of the chunk */
-        for (uint p = tid; p < n * n; p += WG) {
-            const uint i = p / n, m = p % n;
-            if (m > i) continue;
-            const uint ri = cv + (tb + i) * pc.ch, rm = cv + (tb + m) * pc.ch + ko;
-            float kk = 0.0, qk = 0.0;
-            for (uint d = 0u; d < DK; d++) {
-                const float km = conv[rm + d];
-                kk += conv[ri + ko + d] * km;
-                qk += conv[ri + qo + d] * km;
+        /* A and P: blocks of 4 x 4 pairs (i, m), those with m <= i stored */
+        const uint nb = (n + 3u) / 4u;
+        for (uint p = tid; p < nb * nb; p += WG) {
+            const uint ib = p / nb, mb = p % nb;
+            if (mb > ib) continue;
+            uint ri[4], rm[4];
+            for (uint t = 0u; t < 4u; t++) {
+                ri[t] = cv + (tb + min(4u * ib + t, n - 1u)) * pc.ch;
+                rm[t] = cv + (tb + min(4u * mb + t, n - 1u)) * pc.ch + ko;
             }
-            const float e = decay(cum[i] - cum[m]);
-            if (m < i) {
-                M[i * C + m] = -bt[i] * kk * e;
-                M[m * C + i] = qk * e;
-            } else
-                pd[i] = qk;
+            vec4 kk[4], qk[4]; /* [i][m] */
+            for (uint t = 0u; t < 4u; t++) kk[t] = vec4(0.0), qk[t] = vec4(0.0);
+            for (uint d = 0u; d < DK; d++) {
+                const vec4 km = vec4(conv[rm[0] + d], conv[rm[1] + d], conv[rm[2] + d],
+                                     conv[rm[3] + d]);
+                for (uint t = 0u; t < 4u; t++) {
+                    kk[t] += conv[ri[t] + ko + d] * km;
+                    qk[t] += conv[ri[t] + qo + d] * km;
+                }
+            }
+            for (uint t = 0u; t < 4u; t++)
+                for (uint u = 0u; u < 4u; u++) {
+                    const uint i = 4u * ib + t, m = 4u * mb + u;
+                    if (i >= n || m > i) continue;
+                    const float e = decay(cum[i] - cum[m]);
+                    if (m < i) {
+                        M[i * C + m] = -bt[i] * kk[t][u] * e;
+                        M[m * C + i] = qk[t][u] * e;
+                    } else
+                        pd[i] = qk[t][u];
+                }
         }
-        /* K S0 and Q S0, 4 tokens x 4 columns an invocation: x = beta (v - e^c K S0)
+        /* K S0 and Q S0, 4 tokens x 8 columns an invocation: x = beta (v - e^c K S0)
          * into vp, e^c Q S0 into o */
-        for (uint p = tid; p < (n + 3u) / 4u * c4; p += WG) {
-            const uint i0 = p / c4 * 4u, j0 = p % c4 * 4u;
+        for (uint p = tid; p < (n + 3u) / 4u * c8; p += WG) {
+            const uint i0 = p / c8 * 4u, j0 = p % c8 * 8u;
             uint r[4];
             for (uint t = 0u; t < 4u; t++) r[t] = cv + (tb + min(i0 + t, n - 1u)) * pc.ch;
-            vec4 x[4], y[4];
-            for (uint t = 0u; t < 4u; t++) x[t] = vec4(0.0), y[t] = vec4(0.0);
+            vec4 x[8], y[8]; /* [token][column half] */
+            for (uint t = 0u; t < 8u; t++) x[t] = vec4(0.0), y[t] = vec4(0.0);
             for (uint d = 0u; d < DK; d++) {
                 const uint sd = st0 + d * DV + j0;
-                const vec4 sv = vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+                const vec4 sa = vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+                const vec4 sb = vec4(st[sd + 4u], st[sd + 5u], st[sd + 6u], st[sd + 7u]);
                 for (uint t = 0u; t < 4u; t++) {
-                    x[t] += conv[r[t] + ko + d] * sv;
-                    y[t] += conv[r[t] + qo + d] * sv;
+                    const float k = conv[r[t] + ko + d], q = conv[r[t] + qo + d];
+                    x[2u * t] += k * sa;
+                    x[2u * t + 1u] += k * sb;
+                    y[2u * t] += q * sa;
+                    y[2u * t + 1u] += q * sb;
                 }
             }
             for (uint t = 0u; t < 4u; t++) {
                 const uint i = i0 + t;
                 if (i >= n) break;
-                for (uint c = 0u; c < 4u; c++) {
-                    vp[i * DV + j0 + c] = bt[i] * (conv[r[t] + vo + j0 + c] - ec[i] * x[t][c]);
-                    os[o0 + (tb + i) * vd + j0 + c] = ec[i] * y[t][c];
+                for (uint c = 0u; c < 8u; c++) {
+                    const float xv = x[2u * t + c / 4u][c % 4u], yv = y[2u * t + c / 4u][c % 4u];
+                    vp[i * DV + j0 + c] = bt[i] * (conv[r[t] + vo + j0 + c] - ec[i] * xv);
+                    os[o0 + (tb + i) * vd + j0 + c] = ec[i] * yv;
                 }
             }
         }
@@ -152,25 +171,33 @@ void main() {
             if (i0 + 1u < n)
                 for (uint c = 0u; c < 4u; c++) os[o0 + (tb + i1) * vd + j0 + c] += a1[c];
         }
-        /* S = e^{c_n} S0 + sum_i e^{c_n - c_i} k_i v'_i^T, 4 rows x 4 columns an invocation
+        /* S = e^{c_n} S0 + sum_i e^{c_n - c_i} k_i v'_i^T, 8 rows x 8 columns an invocation
          * (every read of S0 was before the barrier above) */
         const float el = ec[n - 1u];
-        for (uint p = tid; p < DK / 4u * c4; p += WG) {
-            const uint d0 = p / c4 * 4u, j0 = p % c4 * 4u;
-            vec4 s[4];
-            for (uint r = 0u; r < 4u; r++) {
+        for (uint p = tid; p < DK / 8u * c8; p += WG) {
+            const uint d0 = p / c8 * 8u, j0 = p % c8 * 8u;
+            vec4 sv[16]; /* [row][column half] */
+            for (uint r = 0u; r < 8u; r++) {
                 const uint sd = st0 + (d0 + r) * DV + j0;
-                s[r] = el * vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+                sv[2u * r] = el * vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
+                sv[2u * r + 1u] = el * vec4(st[sd + 4u], st[sd + 5u], st[sd + 6u], st[sd + 7u]);
             }
             for (uint i = 0u; i < n; i++) {
-                const vec4 v = en[i] * vec4(vp[i * DV + j0], vp[i * DV + j0 + 1u],
-                                            vp[i * DV + j0 + 2u], vp[i * DV + j0 + 3u]);
-                const uint rk = cv + (tb + i) * pc.ch + ko + d0;
-                for (uint r = 0u; r < 4u; r++) s[r] += conv[rk + r] * v;
+                const uint vi = i * DV + j0, rk = cv + (tb + i) * pc.ch + ko + d0;
+                const vec4 va = en[i] * vec4(vp[vi], vp[vi + 1u], vp[vi + 2u], vp[vi + 3u]);
+                const vec4 vb = en[i] * vec4(vp[vi + 4u], vp[vi + 5u], vp[vi + 6u], vp[vi + 7u]);
+                for (uint r = 0u; r < 8u; r++) {
+                    const float k = conv[rk + r];
+                    sv[2u * r] += k * va;
+                    sv[2u * r + 1u] += k * vb;
+                }
             }
-            for (uint r = 0u; r < 4u; r++) {
+            for (uint r = 0u; r < 8u; r++) {
                 const uint sd = st0 + (d0 + r) * DV + j0;
-                st[sd] = s[r].x, st[sd + 1u] = s[r].y, st[sd + 2u] = s[r].z, st[sd + 3u] = s[r].w;
+                for (uint c = 0u; c < 4u; c++) {
+                    st[sd + c] = sv[2u * r][c];
+                    st[sd + 4u + c] = sv[2u * r + 1u][c];
+                }
             }
         }
         /* the gated norm of the chunk's outputs */
