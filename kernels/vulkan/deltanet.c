@@ -133,7 +133,7 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 static uint32_t chunk_size(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
     if (d->dk % 8 || d->dv % 8) return 0;
     for (uint32_t c = CHUNK_MAX; c >= 8; c /= 2)
-        if (sizeof(float) * ((size_t)c * c + (size_t)c * (size_t)d->dv + 6 * (size_t)c) <=
+        if (sizeof(float) * ((size_t)c * c + (size_t)c * (size_t)(d->dv + 2 * d->dk) + 6 * (size_t)c) <=
             lim->maxComputeSharedMemorySize)
             return c;
     return 0;

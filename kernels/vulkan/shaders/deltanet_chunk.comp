@@ -50,7 +50,7 @@ layout(push_constant) uniform Push {
     uint chunk_from;
 } pc;
 
-shared float M[C * C], vp[C * DV];
+shared float M[C * C], vp[C * DV], ksh[C * DK], qsh[C * DK];
 shared float pd[C], cum[C], ec[C], en[C], bt[C], fn[C];
 
 float decay(float x) { return x < -87.0 ? 0.0 : exp_f32(x); }
@@ -82,6 +82,12 @@ void main() {
                 en[i] = decay(run - cum[i]);
             }
         }
+        /* the chunk's q and k rows (the rows past it repeat its last) */
+        for (uint e = tid; e < C * DK; e += WG) {
+            const uint r = cv + (tb + min(e / DK, n - 1u)) * pc.ch + e % DK;
+            ksh[e] = conv[r + ko];
+            qsh[e] = conv[r + qo];
+        }
         barrier();
         /* A and P: blocks of 4 x 4 pairs (i, m), those with m <= i stored */
         const uint nb = (n + 3u) / 4u;
@@ -89,18 +95,15 @@ void main() {
             const uint ib = p / nb, mb = p % nb;
             if (mb > ib) continue;
             uint ri[4], rm[4];
-            for (uint t = 0u; t < 4u; t++) {
-                ri[t] = cv + (tb + min(4u * ib + t, n - 1u)) * pc.ch;
-                rm[t] = cv + (tb + min(4u * mb + t, n - 1u)) * pc.ch + ko;
-            }
+            for (uint t = 0u; t < 4u; t++) ri[t] = (4u * ib + t) * DK, rm[t] = (4u * mb + t) * DK;
             vec4 kk[4], qk[4]; /* [i][m] */
             for (uint t = 0u; t < 4u; t++) kk[t] = vec4(0.0), qk[t] = vec4(0.0);
             for (uint d = 0u; d < DK; d++) {
-                const vec4 km = vec4(conv[rm[0] + d], conv[rm[1] + d], conv[rm[2] + d],
-                                     conv[rm[3] + d]);
+                const vec4 km = vec4(ksh[rm[0] + d], ksh[rm[1] + d], ksh[rm[2] + d],
+                                     ksh[rm[3] + d]);
                 for (uint t = 0u; t < 4u; t++) {
-                    kk[t] += conv[ri[t] + ko + d] * km;
-                    qk[t] += conv[ri[t] + qo + d] * km;
+                    kk[t] += ksh[ri[t] + d] * km;
+                    qk[t] += qsh[ri[t] + d] * km;
                 }
             }
             for (uint t = 0u; t < 4u; t++)
@@ -128,7 +131,7 @@ void main() {
                 const vec4 sa = vec4(st[sd], st[sd + 1u], st[sd + 2u], st[sd + 3u]);
                 const vec4 sb = vec4(st[sd + 4u], st[sd + 5u], st[sd + 6u], st[sd + 7u]);
                 for (uint t = 0u; t < 4u; t++) {
-                    const float k = conv[r[t] + ko + d], q = conv[r[t] + qo + d];
+                    const float k = ksh[(i0 + t) * DK + d], q = qsh[(i0 + t) * DK + d];
                     x[2u * t] += k * sa;
                     x[2u * t + 1u] += k * sb;
                     y[2u * t] += q * sa;
@@ -183,11 +186,11 @@ void main() {
                 sv[2u * r + 1u] = el * vec4(st[sd + 4u], st[sd + 5u], st[sd + 6u], st[sd + 7u]);
             }
             for (uint i = 0u; i < n; i++) {
-                const uint vi = i * DV + j0, rk = cv + (tb + i) * pc.ch + ko + d0;
+                const uint vi = i * DV + j0, rk = i * DK + d0;
                 const vec4 va = en[i] * vec4(vp[vi], vp[vi + 1u], vp[vi + 2u], vp[vi + 3u]);
                 const vec4 vb = en[i] * vec4(vp[vi + 4u], vp[vi + 5u], vp[vi + 6u], vp[vi + 7u]);
                 for (uint r = 0u; r < 8u; r++) {
-                    const float k = conv[rk + r];
+                    const float k = ksh[rk + r];
                     sv[2u * r] += k * va;
                     sv[2u * r + 1u] += k * vb;
                 }
