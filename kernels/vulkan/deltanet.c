@@ -23,7 +23,7 @@
 #define RULE_MAX_DK 1024
 #define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
 #define CHUNK_MAX 32  /* tokens a chunk at most (shaders/deltanet_chunk.comp's C) */
-#define CHUNK_FROM 16 /* segments this long and longer go chunked */
+#define CHUNK_FROM 2  /* segments this long and longer go chunked (measured: lavapipe) */
 #define CHUNK_WG 128  /* the chunked form's workgroup (every device has 128 invocations) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */

@@ -329,7 +329,7 @@ static void time_rule(void) {
     float *state = dev_from(h_s, sizeof(float) * (size_t)(n_seq * ssm));
     float *o = dev_from(NULL, sizeof(float) * (size_t)(max_tok * vd));
     int32_t *seg = dev_from(NULL, sizeof(int32_t) * (size_t)(2 * n_seq + 1));
-    static const int32_t lens[] = {1, 8, 16, 32, 64, 256};
+    static const int32_t lens[] = {1, 2, 4, 8, 16, 32, 64, 256};
     for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
         for (int32_t ns = 1; ns <= n_seq; ns += n_seq - 1) {
             const int32_t T = lens[li];
