@@ -8,6 +8,16 @@
  * power of two up to 32 dividing dk (P = dk / R parts of a column), C the fewest columns
  * that keep WG = P dv / C within the device's workgroup limit (at most 512). Fixture and
  * Qwen3.5 heads (dk = dv = 128): WG 512, R 32, C 1.
+ *
+ * Segments of CHUNK_FROM tokens and more run the chunked form instead
+ * (shaders/deltanet_chunk.comp: chunks of C tokens, C the most up to CHUNK_MAX whose
+ * matrices fit shared memory: 16 in lavapipe's 32 KiB at dk = dv = 128). The segment
+ * lengths are on the device, so both shaders are dispatched over every segment, each
+ * returning at once for the other's; the host skips the one that cannot have work.
+ * Measured on lavapipe (tests/vulkan/test_vulkan_deltanet.c, the fixtures' heads, CPU
+ * time): 1 token 1.6 vs 1.8 ms recurrent, 2 tokens 1.6 vs 2.9, 16 tokens 3.9 vs 18, 256
+ * tokens 53 vs 257; hence CHUNK_FROM 2, decode staying recurrent. HALO_VK_DN_CHUNK=0
+ * or 1 forces one form (1: every segment chunked) where the chunked one can run.
  */
 #include "kernels/vulkan/vk_impl.h"
 
@@ -22,9 +32,9 @@
 #define RULE_MAX_WG 512 /* shaders/deltanet_rule.comp's MAX_WG */
 #define RULE_MAX_DK 1024
 #define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
-#define CHUNK_MAX 32  /* tokens a chunk at most (shaders/deltanet_chunk.comp's C) */
-#define CHUNK_FROM 2  /* segments this long and longer go chunked (measured: lavapipe) */
-#define CHUNK_WG 128  /* the chunked form's workgroup (every device has 128 invocations) */
+#define CHUNK_MAX 32      /* tokens a chunk at most (shaders/deltanet_chunk.comp's C) */
+#define CHUNK_FROM 2      /* segments this long and longer go chunked (measured: lavapipe) */
+#define CHUNK_WG 128      /* the chunked form's workgroup (every device has 128 invocations) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -133,7 +143,8 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 static uint32_t chunk_size(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
     if (d->dk % 8 || d->dv % 8) return 0;
     for (uint32_t c = CHUNK_MAX; c >= 8; c /= 2)
-        if (sizeof(float) * ((size_t)c * c + (size_t)c * (size_t)(d->dv + 2 * d->dk) + 6 * (size_t)c) <=
+        if (sizeof(float) *
+                ((size_t)c * c + (size_t)c * (size_t)(d->dv + 2 * d->dk) + 6 * (size_t)c) <=
             lim->maxComputeSharedMemorySize)
             return c;
     return 0;

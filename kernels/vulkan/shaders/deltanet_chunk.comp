@@ -15,14 +15,17 @@
  *     o_i = e^{c_i} S0^T q_i + sum_{m<=i} P_im v'_m
  * and the state after the chunk is S = e^{c_n} S0 + sum_i e^{c_n - c_i} k_i v'_i^T.
  *
- * Invocation i of WG = dv / NC owns the columns i + WG c (c < NC) of the state, all DK
- * rows, in registers (NC, DK: specialization constants, DK = dk); column j of v', o and
- * S depends on column j of S0 and V only, so the substitution and the update need no
- * exchange. Shared memory holds the chunk's decays and betas and the matrices A (below
- * the diagonal of M), P (transposed above it; its diagonal in pd): C^2 + 6 C floats.
- * q and k are read from the conv buffer (every invocation the same address). The gated
- * norm reads the chunk's unnormalized outputs back from o after a buffer barrier: one
- * invocation a token sums the squares, then each invocation scales its columns.
+ * The state stays in its buffer, updated in place (the workgroup owns its head's); per
+ * chunk, in shared memory: its q and k rows [C][DK], the decays and betas, A (below the
+ * diagonal of M) and P (transposed above it, its diagonal in pd), v' [C][DV]: C^2 +
+ * C (DV + 2 DK) + 6 C floats (the host picks C, DK = dk, DV = dv: specialization
+ * constants). Each product runs on register tiles, an invocation a tile: the pairs of A
+ * and P 4 x 4, K S0 and Q S0 4 tokens x 8 columns, the new state 8 rows x 8 columns
+ * (lavapipe, where every load from memory is a loop over the SIMD lanes, ran 4x faster
+ * than untiled). The substitution runs a column an invocation; the gated norm reads the
+ * chunk's unnormalized outputs back from o after a buffer barrier, one invocation a token
+ * summing the squares, then scales them. WG (any; the host gives 128) needs DK and DV
+ * multiples of 8.
  *
  * Every exponent is <= 0 (g <= 0); decays below e^-87 (~1.6e-38, the smallest normal
  * floats) are taken as 0, so no subnormal enters the products (kernels/cpu/deltanet.c
