@@ -224,8 +224,8 @@ void main() {
                 os[o0 + (tb + i) * vd + col] *= fn[i] * w * (z / (1.0 + exp_f32(-z)));
             }
         }
-        /* the next chunk writes cum .. bt now that every invocation is past their last
-         * read (the barrier above), M, pd and vp after its first barrier, fn after its
-         * third; S after the barriers above */
+        /* the next chunk writes cum .. bt, ksh and qsh now that every invocation is past
+         * their last reads (the barriers above), M, pd and vp after its first barrier, fn
+         * after its third; it reads the state written above after the buffer barrier */
     }
 }
