@@ -8,12 +8,23 @@
  * power of two up to 32 dividing dk (P = dk / R parts of a column), C the fewest columns
  * that keep WG = P dv / C within the device's workgroup limit (at most 512). Fixture and
  * Qwen3.5 heads (dk = dv = 128): WG 512, R 32, C 1.
+ *
+ * Segments of CHUNK_FROM tokens and more run the chunked form instead
+ * (shaders/deltanet_chunk.comp: chunks of C tokens, C the most up to CHUNK_MAX whose
+ * matrices fit shared memory: 16 in lavapipe's 32 KiB at dk = dv = 128). The segment
+ * lengths are on the device, so both shaders are dispatched over every segment, each
+ * returning at once for the other's; the host skips the one that cannot have work.
+ * Measured on lavapipe (tests/vulkan/test_vulkan_deltanet.c, the fixtures' heads, CPU
+ * time): 1 token 1.6 vs 1.8 ms recurrent, 2 tokens 1.6 vs 2.9, 16 tokens 3.9 vs 18, 256
+ * tokens 53 vs 257; hence CHUNK_FROM 2, decode staying recurrent. HALO_VK_DN_CHUNK=0
+ * or 1 forces one form (1: every segment chunked) where the chunked one can run.
  */
 #include "kernels/vulkan/vk_impl.h"
 
 #include "util/util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define MAX_GROUPS 65535u
 #define CONV_WG 128     /* shaders/deltanet_conv.comp's WG */
@@ -21,6 +32,9 @@
 #define RULE_MAX_WG 512 /* shaders/deltanet_rule.comp's MAX_WG */
 #define RULE_MAX_DK 1024
 #define RULE_MAX_REGS 128 /* state floats an invocation may hold (R * C) */
+#define CHUNK_MAX 32      /* tokens a chunk at most (shaders/deltanet_chunk.comp's C) */
+#define CHUNK_FROM 2      /* segments this long and longer go chunked (measured: lavapipe) */
+#define CHUNK_WG 128      /* the chunked form's workgroup (every device has 128 invocations) */
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -123,6 +137,30 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 
 /* ---- phase 2: the delta rule and the gated norm ------------------------------------------ */
 
+/* The chunked form's tokens a chunk (shaders/deltanet_chunk.comp's C): the most, up to
+ * CHUNK_MAX, whose matrices fit the device's shared memory; 0 for heads it cannot run
+ * (its products take 8 columns or rows at a time). */
+static uint32_t chunk_size(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
+    if (d->dk % 8 || d->dv % 8) return 0;
+    for (uint32_t c = CHUNK_MAX; c >= 8; c /= 2)
+        if (sizeof(float) *
+                ((size_t)c * c + (size_t)c * (size_t)(d->dv + 2 * d->dk) + 6 * (size_t)c) <=
+            lim->maxComputeSharedMemorySize)
+            return c;
+    return 0;
+}
+
+/* The shortest segment the chunked form runs (UINT32_MAX: none): CHUNK_FROM, or what
+ * HALO_VK_DN_CHUNK forces (0: never, 1: every segment); the recurrent form runs the
+ * heads the chunked one cannot. */
+static uint32_t chunk_from(const halo_vk_deltanet *d, const VkPhysicalDeviceLimits *lim) {
+    const char *env = getenv("HALO_VK_DN_CHUNK");
+    uint32_t from = CHUNK_FROM;
+    if (env && env[0] == '0' && !env[1]) from = UINT32_MAX;
+    if (env && env[0] == '1' && !env[1]) from = 1;
+    return chunk_size(d, lim) ? from : UINT32_MAX;
+}
+
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
                           int32_t n_seg, const float *conv, const float *g, const float *beta,
                           const float *z, const float *norm_w, float eps, float *ssm_state,
@@ -171,9 +209,24 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
     struct {
         uint32_t n_k_heads, n_v_heads, dk, dv, ch, ssm_stride, n_seg;
         float eps;
+        uint32_t chunk_from;
     } p = {(uint32_t)d->n_k_heads, (uint32_t)d->n_v_heads, (uint32_t)d->dk, (uint32_t)d->dv,
-           (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps};
-    uint32_t spec[3] = {wg, r, c};
-    return halo_vk_dispatch(vk, "deltanet_rule", spec, 3, args, 8, &p, sizeof p,
-                            (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+           (uint32_t)ch,           (uint32_t)ssm_stride,   (uint32_t)n_seg, eps,
+           chunk_from(d, lim)};
+    /* the segments are on the device: each shader returns at once for the other's; the
+     * recurrent one is skipped when no segment can be short, the chunked one when none
+     * can be long */
+    const bool chunked = p.chunk_from != UINT32_MAX && n_tok >= (int32_t)p.chunk_from;
+    const bool recurrent = p.chunk_from > 1 && !(n_seg == 1 && chunked);
+    if (recurrent) {
+        uint32_t spec[3] = {wg, r, c};
+        rc = halo_vk_dispatch(vk, "deltanet_rule", spec, 3, args, 8, &p, sizeof p,
+                              (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+    }
+    if (!rc && chunked) {
+        uint32_t spec[4] = {CHUNK_WG, (uint32_t)d->dk, (uint32_t)d->dv, chunk_size(d, lim)};
+        rc = halo_vk_dispatch(vk, "deltanet_chunk", spec, 4, args, 8, &p, sizeof p,
+                              (uint32_t)d->n_v_heads, (uint32_t)n_seg, 1);
+    }
+    return rc;
 }

@@ -229,7 +229,8 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
 /* Phase 2: the delta rule over each segment's tokens in order with its sequence's SSM
  * state, from conv (phase 1's y), g and beta; then o = rms_norm(o) * norm_w * silu(z)
  * per token and value head (eps; z, o [n_tok][n_v_heads * dv], norm_w [dv]). One
- * workgroup a (value head, segment), the head's state in registers throughout. */
+ * workgroup a (value head, segment): token by token with the head's state in registers
+ * for short segments, in chunks for longer ones (kernels/vulkan/deltanet.c). */
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
                           const int32_t *seg, int32_t n_seg, const float *conv, const float *g,
                           const float *beta, const float *z, const float *norm_w, float eps,

@@ -8,16 +8,21 @@
  * order, states at shuffled slots), the second continuing the states the first left;
  * the CPU runs each sequence's tokens in one piece. Checked: the conv outputs (after the
  * norms), g and beta, the outputs after the gated norm (both calls), the final conv and
- * SSM states, and that the padding between the states' strides is untouched.
+ * SSM states, and that the padding between the states' strides is untouched. Every case
+ * runs three times: the forms of the rule chosen by segment length, then each forced
+ * (HALO_VK_DN_CHUNK=0, =1): segments of 1 to 300 tokens, most not multiples of the chunk
+ * (16 at dk = dv = 128 on lavapipe, 8 at 256), long and short ones in one call, with and
+ * without initial SSM states.
  *
  * Errors are max |vulkan - ref| / max |ref| over each array. Measured on lavapipe (max
- * over the cases, printed as "worst"): conv 1.6e-7, g 1.4e-7, beta 1.3e-7, outputs
- * 4.3e-7, SSM state 2.8e-7, conv state 0 (u = 2^-24 = 6e-8: a few u). The bounds are the
- * CUDA test's, ~5-10x that:
+ * over the cases, printed as "worst"): conv 1.9e-7, g 1.7e-7, beta 1.3e-7, conv state 0;
+ * outputs 4.0e-7 recurrent, 6.9e-7 chunked; SSM states 3.6e-7 recurrent, 6.2e-7 chunked
+ * (u = 2^-24 = 6e-8: a few u). The bounds are the CUDA test's, ~5-10x that:
  * - conv: 4 products in f32, SiLU, an L2 norm over dk values (~10 roundings): 1e-6;
  * - gates: softplus and sigmoid through a few ulp-accurate exps: 1e-6;
  * - state: up to 301 recurrent steps, each rounding a dk-long dot product and the update,
- *   the decays damping old errors: 4e-6; outputs: one more dot product and the norm: 4e-6.
+ *   the decays damping old errors (the chunked form: a chunk's products, its triangular
+ *   solve, the decays' differences): 4e-6; outputs: one more dot product and the norm: 4e-6.
  * A wrong head, token, segment or state slot errs by 1e-2 and more.
  */
 #include "compare.h"
@@ -29,6 +34,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -40,13 +46,19 @@
 #define TOL_OUT 4e-6
 
 static halo_vk *V;
-static double worst[6]; /* conv, g, beta, output, conv state (exact), SSM state */
+/* the forms of the rule (HALO_VK_DN_CHUNK): the default's choice by segment length, then
+ * each forced */
+static const char *const mode_env[] = {NULL, "0", "1"};
+static const char *const mode_name[] = {"by length", "recurrent", "chunked"};
+#define N_MODES 3
+static int mode;
+static double worst[N_MODES][6]; /* conv, g, beta, output, conv state (exact), SSM state */
 
 static void report(const char *name, int what, double err, double tol) {
     static const char *const names[] = {"conv", "g", "beta", "output", "conv state", "ssm state"};
     printf("    %-10s max rel err %.3g (bound %.0e)\n", names[what], err, tol);
     CHECK_MSG(err <= tol, "%s: %s %.3g > %.0e", name, names[what], err, tol);
-    if (!(err <= worst[what])) worst[what] = err;
+    if (!(err <= worst[mode][what])) worst[mode][what] = err;
 }
 
 typedef struct dn_case {
@@ -54,6 +66,7 @@ typedef struct dn_case {
     halo_vk_deltanet d;
     int n_seq;
     const int *len[2]; /* tokens of each sequence in call 0 and call 1 (0 allowed) */
+    bool zero_state;   /* the SSM states start at 0 (a new sequence) */
 } dn_case;
 
 typedef struct seq_data {
@@ -67,7 +80,8 @@ typedef struct seq_data {
 
 /* One sequence's inputs and initial states, and the CPU chain over its n tokens. */
 static void cpu_sequence(const halo_vk_deltanet *d, int n, const float *w, const float *a,
-                         const float *dt, const float *nw, float eps, seq_data *s) {
+                         const float *dt, const float *nw, float eps, bool zero_state,
+                         seq_data *s) {
     const int64_t hk = d->n_k_heads, hv = d->n_v_heads, dk = d->dk, dv = d->dv;
     const int64_t ch = 2 * hk * dk + hv * dv, vd = hv * dv;
     const int64_t conv_floats = (d->kernel - 1) * ch, ssm_floats = hv * dk * dv;
@@ -81,6 +95,7 @@ static void cpu_sequence(const halo_vk_deltanet *d, int n, const float *w, const
     fill(s->z, (size_t)(n * vd), -3.0f, 3.0f);
     fill(s->conv0, (size_t)conv_floats, -1.0f, 1.0f);
     fill(s->ssm0, (size_t)ssm_floats, -0.3f, 0.3f);
+    if (zero_state) memset(s->ssm0, 0, sizeof(float) * (size_t)ssm_floats);
     memcpy(s->conv, s->conv0, sizeof(float) * (size_t)conv_floats);
     memcpy(s->ssm, s->ssm0, sizeof(float) * (size_t)ssm_floats);
     if (n == 0) return;
@@ -139,7 +154,7 @@ static void run_case(const dn_case *c) {
     fill(nw, (size_t)dv, 0.5f, 1.5f);
     seq_data *sq = calloc((size_t)n_seq, sizeof *sq);
     for (int s = 0; s < n_seq; s++)
-        cpu_sequence(d, c->len[0][s] + c->len[1][s], w, a, dt, nw, eps, &sq[s]);
+        cpu_sequence(d, c->len[0][s] + c->len[1][s], w, a, dt, nw, eps, c->zero_state, &sq[s]);
 
     /* device states: sequence s at slot n_seq - 1 - s, the padding a sentinel */
     const size_t cs_n = (size_t)(n_seq * conv_stride), ss_n = (size_t)(n_seq * ssm_stride);
@@ -264,6 +279,71 @@ static void run_case(const dn_case *c) {
     free(sq), free(hcs), free(hss), free(order), free(w), free(a), free(dt), free(nw);
 }
 
+/* The rule's time on the fixture's heads (no check: the cases above do that): one sequence
+ * of T tokens, then 4 of T / 4, by each form; the first call of a shape compiles it. */
+static void time_rule(void) {
+    const halo_vk_deltanet d = {2, 4, 128, 128, 4};
+    const int64_t ch = 2 * 2 * 128 + 4 * 128, vd = 4 * 128, ssm = 4 * 128 * 128;
+    const int32_t max_tok = 256, n_seq = 4;
+    float *h_conv = ALLOC(max_tok * ch), *h_g = ALLOC(max_tok * 4), *h_b = ALLOC(max_tok * 4);
+    float *h_z = ALLOC(max_tok * vd), *h_w = ALLOC(128), *h_s = ALLOC(n_seq * ssm);
+    fill(h_conv, (size_t)(max_tok * ch), -0.1f, 0.1f);
+    fill(h_g, (size_t)max_tok * 4, -1.0f, 0.0f);
+    fill(h_b, (size_t)max_tok * 4, 0.0f, 1.0f);
+    fill(h_z, (size_t)(max_tok * vd), -3.0f, 3.0f);
+    fill(h_w, 128, 0.5f, 1.5f);
+    fill(h_s, (size_t)(n_seq * ssm), -0.3f, 0.3f);
+    float *conv = dev_from(V, h_conv, sizeof(float) * (size_t)(max_tok * ch));
+    float *g = dev_from(V, h_g, sizeof(float) * (size_t)max_tok * 4);
+    float *b = dev_from(V, h_b, sizeof(float) * (size_t)max_tok * 4);
+    float *z = dev_from(V, h_z, sizeof(float) * (size_t)(max_tok * vd));
+    float *w = dev_from(V, h_w, sizeof(float) * 128);
+    float *state = dev_from(V, h_s, sizeof(float) * (size_t)(n_seq * ssm));
+    float *o = dev_from(V, NULL, sizeof(float) * (size_t)(max_tok * vd));
+    int32_t *seg = dev_from(V, NULL, sizeof(int32_t) * (size_t)(2 * n_seq + 1));
+    static const int32_t lens[] = {1, 2, 4, 16, 64, 256};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+        for (int32_t ns = 1; ns <= n_seq; ns += n_seq - 1) {
+            const int32_t T = lens[li];
+            if (T % ns) continue;
+            int32_t hseg[2 * 4 + 1];
+            for (int32_t j = 0; j <= ns; j++)
+                hseg[j] = j * (T / ns);
+            for (int32_t j = 0; j < ns; j++)
+                hseg[ns + 1 + j] = j;
+            CHECK(halo_vk_upload(V, seg, hseg, sizeof(int32_t) * (size_t)(2 * ns + 1)) == HALO_OK);
+            printf("  the rule, %3d tokens in %d segments:", T, ns);
+            for (int m = 1; m < N_MODES; m++) {
+                setenv("HALO_VK_DN_CHUNK", mode_env[m], 1);
+                double best = 1e30, best_cpu = 1e30;
+                for (int rep = 0; rep < 3; rep++) {
+                    struct timespec t0, t1, c0, c1;
+                    CHECK(halo_vk_sync(V) == HALO_OK);
+                    clock_gettime(CLOCK_MONOTONIC, &t0);
+                    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+                    CHECK_MSG(halo_vk_deltanet_rule(V, &d, T, seg, ns, conv, g, b, z, w, 1e-6f,
+                                                    state, ssm, o) == HALO_OK,
+                              "%s", halo_vk_error(V)->msg);
+                    CHECK(halo_vk_sync(V) == HALO_OK);
+                    clock_gettime(CLOCK_MONOTONIC, &t1);
+                    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+                    const double s =
+                        (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+                    const double cs =
+                        (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
+                    if (rep > 0 && s < best) best = s; /* rep 0 may compile */
+                    if (rep > 0 && cs < best_cpu) best_cpu = cs;
+                }
+                printf(" %s %.1f ms (cpu %.1f)", mode_name[m], 1e3 * best, 1e3 * best_cpu);
+            }
+            printf("\n");
+        }
+    void *dev[] = {conv, g, b, z, w, state, o, seg};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+        halo_vk_free(V, dev[i]);
+    free(h_conv), free(h_g), free(h_b), free(h_z), free(h_w), free(h_s);
+}
+
 /* Shapes refused with the reason, nothing recorded; no tokens: nothing to do. */
 static void test_refused(int device) {
     halo_vk *vk = vk_test_open(device, false);
@@ -308,25 +388,53 @@ int main(void) {
     static const int three_a[] = {5, 1, 17}, three_b[] = {1, 9, 2};
     static const int two_a[] = {7, 0}, two_b[] = {2, 3};
     static const int small_a[] = {3, 1}, small_b[] = {1, 4};
+    static const int mixed_a[] = {70, 3, 33, 0}, mixed_b[] = {31, 64, 1, 100};
+    static const int fresh_a[] = {97}, fresh_b[] = {45};
+    static const int wide_a[] = {40, 5}, wide_b[] = {3, 33};
+    static const int odd_a[] = {37, 2}, odd_b[] = {20, 65};
+    static const int thin_a[] = {50, 1}, thin_b[] = {1, 50};
     const dn_case cases[] = {
-        {"decode", fixture, 1, {one, one}},
-        {"prefill", fixture, 1, {prefill, none}},
+        {"decode", fixture, 1, {one, one}, false},
+        {"prefill", fixture, 1, {prefill, none}, false},
         /* a long segment: an earlier kernel went wrong from token ~157 on, unseen at 40 */
-        {"long prefill", fixture, 1, {long_prefill, one}},
-        {"three sequences", fixture, 3, {three_a, three_b}},
-        {"dk256-dv256", {1, 2, 256, 256, 4}, 2, {two_a, two_b}},
-        {"dk64-dv128", {2, 4, 64, 128, 4}, 2, {small_a, small_b}},
-        {"dk32-dv64-conv3", {1, 2, 32, 64, 3}, 2, {small_a, small_b}},
+        {"long prefill", fixture, 1, {long_prefill, one}, false},
+        {"three sequences", fixture, 3, {three_a, three_b}, false},
+        /* long and short segments in one call (both forms by length), partial chunks */
+        {"mixed lengths", fixture, 4, {mixed_a, mixed_b}, false},
+        {"mixed from zero", fixture, 4, {mixed_a, mixed_b}, true},
+        {"prompt from zero", fixture, 1, {fresh_a, fresh_b}, true},
+        {"dk256-dv256", {1, 2, 256, 256, 4}, 2, {two_a, two_b}, false},
+        {"dk256-dv256 long", {1, 2, 256, 256, 4}, 2, {wide_a, wide_b}, false},
+        {"dk64-dv128", {2, 4, 64, 128, 4}, 2, {small_a, small_b}, false},
+        {"dk64-dv128 long", {2, 4, 64, 128, 4}, 2, {odd_a, odd_b}, true},
+        {"dk32-dv64-conv3", {1, 2, 32, 64, 3}, 2, {small_a, small_b}, false},
+        {"dk32-dv64-conv3 long", {1, 2, 32, 64, 3}, 2, {thin_a, thin_b}, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        run_case(&cases[i]);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        printf("   %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
+    for (mode = 0; mode < N_MODES; mode++) {
+        if (mode_env[mode])
+            setenv("HALO_VK_DN_CHUNK", mode_env[mode], 1);
+        else
+            unsetenv("HALO_VK_DN_CHUNK");
+        printf(" the rule %s\n", mode_name[mode]);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            run_case(&cases[i]);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            printf("   %.2f s\n",
+                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+        }
     }
-    printf("  worst: conv %.3g, g %.3g, beta %.3g, output %.3g, conv state %.3g, ssm state %.3g\n",
-           worst[0], worst[1], worst[2], worst[3], worst[4], worst[5]);
+    for (mode = 0; mode < N_MODES; mode++) {
+        const double *w = worst[mode];
+        printf("  worst (%s): conv %.3g, g %.3g, beta %.3g, output %.3g, conv state %.3g, ssm "
+               "state %.3g\n",
+               mode_name[mode], w[0], w[1], w[2], w[3], w[4], w[5]);
+    }
+    /* the rule's time by form (docs/PERF.md): a measurement, not a check, so only when
+     * asked (HALO_VK_DN_TIMING=1), out of CI's time */
+    if (getenv("HALO_VK_DN_TIMING")) time_rule();
+    unsetenv("HALO_VK_DN_CHUNK");
     test_refused(device);
     vk_test_check_validation(V);
     halo_vk_close(V);

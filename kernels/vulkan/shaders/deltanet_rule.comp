@@ -41,6 +41,7 @@ layout(push_constant) uniform Push {
     uint off[8];
     uint n_k_heads, n_v_heads, dk, dv, ch, ssm_stride, n_seg;
     float eps;
+    uint chunk_from; /* segments this long and longer are deltanet_chunk.comp's */
 } pc;
 
 shared float q_sh[MAX_DK], k_sh[MAX_DK];
@@ -51,7 +52,7 @@ void main() {
     const uint WG = gl_WorkGroupSize.x, tid = gl_LocalInvocationID.x;
     const uint h = gl_WorkGroupID.x, j = gl_WorkGroupID.y, s0 = pc.off[6] >> 2;
     const uint first = uint(seg[s0 + j]), len = uint(seg[s0 + j + 1u]) - first;
-    if (len == 0u) return; /* uniform */
+    if (len == 0u || len >= pc.chunk_from) return; /* uniform */
     const uint dk = pc.dk, dv = pc.dv, P = dk / R, ncg = WG / P;
     const uint part = tid / ncg, cg = tid % ncg, r0 = part * R;
     const uint kh = h % pc.n_k_heads, vd = pc.n_v_heads * dv;
