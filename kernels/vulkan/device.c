@@ -348,6 +348,9 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
         vk->max_alloc = p2.properties.limits.maxStorageBufferRange;
     if (vk->max_alloc > UINT32_MAX) vk->max_alloc = UINT32_MAX;
     vk->info.max_buffer_bytes = vk->max_alloc;
+    const char *mm = getenv("HALO_VK_MM");
+    vk->mm = p2.properties.limits.maxComputeSharedMemorySize >= HALO_VK_MM_SHARED &&
+             !(mm && strcmp(mm, "0") == 0);
     vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->mem_props);
     const VkMemoryPropertyFlags host =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;

@@ -18,6 +18,8 @@
 #define HALO_VK_BINDINGS 8
 #define HALO_VK_PUSH_BYTES 128 /* the push-constant size every device offers */
 #define HALO_VK_MAX_SPEC 4
+/* the shared memory of the tiled products (shaders/mul_mm.glsl: two 64 x 64 f32 tiles) */
+#define HALO_VK_MM_SHARED 32768
 
 /* An embedded SPIR-V module (the generated vk_shaders.c, from shaders/<name>.comp). */
 typedef struct halo_vk_spirv {
@@ -62,6 +64,12 @@ struct halo_vk {
     uint32_t mem_type_device, mem_type_staging; /* memory type indices */
     bool device_mapped; /* mem_type_device is host-visible (UMA): allocations are mapped */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;
+    /* products of many tokens take the tiled kernel (shaders/mul_mm.glsl): the device has
+     * its shared memory and HALO_VK_MM is not "0" (the matrix-vector path, to compare) */
+    bool mm;
+    /* the assignments grouped by expert of the tiled products by id (ops.c), grown on use */
+    int32_t *mm_groups;
+    size_t mm_groups_bytes;
 
     /* allocations, sorted by address (new ones take higher addresses) */
     vk_alloc *allocs;
