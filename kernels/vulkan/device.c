@@ -349,8 +349,11 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
     if (vk->max_alloc > UINT32_MAX) vk->max_alloc = UINT32_MAX;
     vk->info.max_buffer_bytes = vk->max_alloc;
     const char *mm = getenv("HALO_VK_MM");
-    vk->mm = p2.properties.limits.maxComputeSharedMemorySize >= HALO_VK_MM_SHARED &&
-             !(mm && strcmp(mm, "0") == 0);
+    long mm_tok = mm && *mm ? strtol(mm, NULL, 10) : 1;
+    vk->mm_min_tok = p2.properties.limits.maxComputeSharedMemorySize < HALO_VK_MM_SHARED ? 0
+                     : mm_tok == 1 ? HALO_VK_MM_MIN_TOK
+                     : mm_tok > 1 && mm_tok < 1 << 20 ? (uint32_t)mm_tok
+                                                      : 0;
     vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->mem_props);
     const VkMemoryPropertyFlags host =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;

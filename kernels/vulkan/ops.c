@@ -13,12 +13,12 @@
 
 #define MAX_GROUPS 65535u
 #define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
-#define MM_TILE 64    /* rows and tokens of a workgroup of shaders/mul_mm.glsl (BM, BN) */
-/* products of this many tokens or more take the tiled kernel (shaders/mul_mm.glsl) */
-#define MM_MIN_TOK 16
-/* products by expert id take it from this many assignments, up to MM_MAX_MAT experts
- * (shaders/moe_group.comp's MAX_MAT) */
-#define MM_MIN_ASSIGN 16
+#define MM_BM 64      /* rows of a workgroup of shaders/mul_mm.glsl (its BM) */
+#define MM_BN 64      /* tokens of a workgroup (its BN) */
+/* products by expert id take it (the products of vk->mm_min_tok tokens and more do) with
+ * that many assignments and MM_MIN_PER_MAT or more an expert on average, up to MM_MAX_MAT
+ * experts (shaders/moe_group.comp's MAX_MAT) */
+#define MM_MIN_PER_MAT 4
 #define MM_MAX_MAT 1024
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
@@ -117,10 +117,10 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
         return halo_vk_fail(vk, HALO_ERR_ARG, "matmul: %lld rows x %lld tokens is too large",
                             (long long)n_rows, (long long)n_tokens);
     uint32_t gx, gy;
-    if (vk->mm && n_tokens >= MM_MIN_TOK) {
-        /* tiles of 64 rows on the x-y grid, of 64 tokens along z (passes of up to 65535) */
-        grid(((uint64_t)n_rows + MM_TILE - 1) / MM_TILE, &gx, &gy);
-        const int64_t pass = (int64_t)MAX_GROUPS * MM_TILE;
+    if (vk->mm_min_tok && n_tokens >= vk->mm_min_tok) {
+        /* tiles of rows on the x-y grid, of tokens along z (passes of up to 65535) */
+        grid(((uint64_t)n_rows + MM_BM - 1) / MM_BM, &gx, &gy);
+        const int64_t pass = (int64_t)MAX_GROUPS * MM_BN;
         for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += pass) {
             int64_t nt = n_tokens - t0 < pass ? n_tokens - t0 : pass;
             vk_arg args[3] = {{w, wb},
@@ -130,7 +130,7 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
                              (uint32_t)nt};
             uint32_t spec[2] = {(uint32_t)type, 0};
             rc = halo_vk_dispatch(vk, shader(OP_MM, type), spec, 2, args, 3, p, sizeof p, gx, gy,
-                                  (uint32_t)((nt + MM_TILE - 1) / MM_TILE));
+                                  (uint32_t)((nt + MM_BN - 1) / MM_BN));
         }
         return rc;
     }
@@ -167,8 +167,9 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
     uint32_t gx, gy, spec[2] = {(uint32_t)type, 1};
     /* many assignments: grouped by expert (shaders/moe_group.comp), then each expert's
      * tiles of up to 64 of them through the tiled kernel, its weights read once a tile */
-    int64_t max_tiles = n_assign / MM_TILE + (n_mat < n_assign ? n_mat : n_assign);
-    if (vk->mm && n_assign >= MM_MIN_ASSIGN && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS) {
+    int64_t max_tiles = n_assign / MM_BN + (n_mat < n_assign ? n_mat : n_assign);
+    if (vk->mm_min_tok && (uint32_t)n_assign >= vk->mm_min_tok &&
+        n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS) {
         uint32_t tiles_at = 1, lists_at = tiles_at + 3 * (uint32_t)max_tiles;
         size_t gb = bytes3((int64_t)lists_at + n_assign, 4, 1);
         if (vk->mm_groups_bytes < gb) {
@@ -179,14 +180,14 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
             vk->mm_groups_bytes = gb;
         }
         vk_arg ga[2] = {{ids, bytes3(n_assign, 4, 1)}, {vk->mm_groups, gb}};
-        uint32_t gp[5] = {(uint32_t)n_assign, (uint32_t)n_mat, MM_TILE, tiles_at, lists_at};
+        uint32_t gp[5] = {(uint32_t)n_assign, (uint32_t)n_mat, MM_BN, tiles_at, lists_at};
         rc = halo_vk_dispatch(vk, "moe_group", NULL, 0, ga, 2, gp, sizeof gp, 1, 1, 1);
         if (rc) return rc;
         args[3] = (vk_arg){vk->mm_groups, gb};
         uint32_t p[9] = {(uint32_t)n_rows,       (uint32_t)n_cols, (uint32_t)row_stride, 0,
                          (uint32_t)mat_stride,   (uint32_t)x_div,  0,
                          tiles_at,               lists_at};
-        grid(((uint64_t)n_rows + MM_TILE - 1) / MM_TILE, &gx, &gy);
+        grid(((uint64_t)n_rows + MM_BM - 1) / MM_BM, &gx, &gy);
         return halo_vk_dispatch(vk, shader(OP_MM, type), spec, 2, args, 4, p, sizeof p, gx, gy,
                                 (uint32_t)max_tiles);
     }

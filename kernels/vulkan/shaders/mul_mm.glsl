@@ -19,12 +19,17 @@
  * Group z is tile z of that table (past the table's count: nothing to do); assignment a
  * reads activation row a / x_div and writes y row a.
  */
-#define WG 128
 #define BM 64 /* rows a workgroup */
 #define BN 64 /* tokens a workgroup */
 #define BK 64 /* columns a slice: BM * BK / 32 == WG groups of 32 weights, one an invocation */
-#define TM 4  /* an invocation's rows: tr + 16 m, m < TM (BM / TM == 16) */
-#define TN 8  /* its tokens: tc + 8 n, n < TN (BN / TN == 8; 16 * 8 == WG) */
+#define TM 4  /* an invocation's rows: tr + RT m, m < TM */
+#define TN 8  /* its tokens: tc + CT n, n < TN */
+#define RT (BM / TM)
+#define CT (BN / TN)
+#define WG (RT * CT)
+#if BM * BK / 32 != WG
+#error "a slice's groups of 32 weights must be one an invocation"
+#endif
 #include "common.glsl"
 
 layout(local_size_x = WG) in;
@@ -54,7 +59,7 @@ shared float x_sh[BK * BN];
 void main() {
     uint r0 = group_index() * BM;
     if (r0 >= pc.n_rows) return; /* the whole workgroup */
-    uint tid = gl_LocalInvocationID.x, tr = tid % 16u, tc = tid / 16u;
+    uint tid = gl_LocalInvocationID.x, tr = tid % RT, tc = tid / RT;
     uint rb = pc.off[0], x0 = pc.off[1] >> 2, y0 = pc.off[2] >> 2, g0 = pc.off[3] >> 2;
     /* the tokens of this tile: t0 .. t0 + nt of the launch (BY_ID: entries of a list) */
     uint t0 = gl_WorkGroupID.z * BN, nt = pc.n_tok - min(t0, pc.n_tok), lst = 0u;
@@ -100,12 +105,12 @@ void main() {
         for (uint i = 0u; i < TM * TN; i++) part[i] = 0.0;
         for (uint k = 0u; k < BK; k++) {
             float a[TM], b[TN];
-            for (uint m = 0u; m < TM; m++) a[m] = w_sh[k * BM + tr + 16u * m];
-            for (uint n = 0u; n < TN; n++) b[n] = x_sh[k * BN + tc + 8u * n];
+            for (uint m = 0u; m < TM; m++) a[m] = w_sh[k * BM + tr + RT * m];
+            for (uint n = 0u; n < TN; n++) b[n] = x_sh[k * BN + tc + CT * n];
             /* token blocks past the tile's tokens are skipped (a short tile: the last of a
              * prompt, an expert's few tokens) */
             for (uint n = 0u; n < TN; n++)
-                if (tc + 8u * n < nt)
+                if (tc + CT * n < nt)
                     for (uint m = 0u; m < TM; m++)
                         part[m * TN + n] = fma(a[m], b[n], part[m * TN + n]);
         }
@@ -113,11 +118,11 @@ void main() {
         barrier();
     }
     for (uint n = 0u; n < TN; n++) {
-        uint t = tc + 8u * n;
+        uint t = tc + CT * n;
         if (t >= nt) continue;
         uint yrow = BY_ID ? uint(grp[lst + t]) : t0 + t;
         for (uint m = 0u; m < TM; m++) {
-            uint r = r0 + tr + 16u * m;
+            uint r = r0 + tr + RT * m;
             if (r < pc.n_rows) ys[y0 + yrow * pc.n_rows + r] = acc[m * TN + n];
         }
     }
