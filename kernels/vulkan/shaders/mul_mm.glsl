@@ -52,9 +52,13 @@ layout(push_constant) uniform Push {
 #include "dequant.glsl"
 
 /* the slice's weights, [column][row], and activations, [column][token]: an invocation's
- * reads of a column are consecutive rows (or one token broadcast) */
+ * reads of a column are consecutive rows (or a token broadcast). The activations are
+ * written a column after another (consecutive invocations, consecutive columns of a
+ * token): token t of column k sits at t ^ (k % 32), so that those writes fall in
+ * distinct banks (no padding: the two tiles fill the 32 KiB that devices commonly have) */
 shared float w_sh[BK * BM];
 shared float x_sh[BK * BN];
+uint xi(uint k, uint t) { return k * BN + (t ^ (k & 31u)); }
 
 void main() {
     uint r0 = group_index() * BM;
@@ -98,7 +102,7 @@ void main() {
                 if (BY_ID) row = uint(grp[lst + t]) / pc.x_div;
                 v = xs[x0 + row * pc.n_cols + c];
             }
-            x_sh[k * BN + t] = v;
+            x_sh[xi(k, t)] = v;
         }
         barrier();
         float part[TM * TN];
@@ -106,7 +110,7 @@ void main() {
         for (uint k = 0u; k < BK; k++) {
             float a[TM], b[TN];
             for (uint m = 0u; m < TM; m++) a[m] = w_sh[k * BM + tr + RT * m];
-            for (uint n = 0u; n < TN; n++) b[n] = x_sh[k * BN + tc + CT * n];
+            for (uint n = 0u; n < TN; n++) b[n] = x_sh[xi(k, tc + CT * n)];
             /* token blocks past the tile's tokens are skipped (a short tile: the last of a
              * prompt, an expert's few tokens) */
             for (uint n = 0u; n < TN; n++)
