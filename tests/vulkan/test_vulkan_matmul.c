@@ -14,7 +14,16 @@
  * f32 loop's worst error plus 4 ulps of the scale (the final roundings). The decoded
  * weights are exact (get_rows checks it), so a wrong weight, index or scale gives
  * errors of order 1e-2..1. Measured on lavapipe (Mesa 22.3, llvmpipe): every type's
- * worst error 0.2x-0.7x the f32 loop's, bounds ~1e-7..6e-7. */
+ * worst error 0.2x-0.7x the f32 loop's, bounds ~1e-7..6e-7.
+ *
+ * The tiled kernel (shaders/mul_mm.glsl: 16 tokens and more; by expert id with 16
+ * assignments and 4 an expert or more, grouped by expert first): every type at 67 rows x
+ * 300 (float) / 288 (32-blocks: an odd count of groups) / 768 columns x 37 tokens, 5 rows x
+ * 16 tokens, 130 x 2304 x 70 tokens; 512 x 2048 x 64 (q4_K) and a long row, 40 x 16384 x 20
+ * (bf16); by id 20 to 400 assignments over 3 to 40 experts (experts of more than one tile).
+ * It sums each slice of 64 columns, then the slices, so its error is at most the f32
+ * loop's, which sums all columns in one chain: bound 1x the loop's plus 4 ulps. Measured:
+ * 3.0e-8..9.8e-8, at most 0.49x the f32 loop's (0.14x on the row of 16384). */
 #include "harness.h"
 #include "vulkan_test.h"
 
