@@ -348,6 +348,14 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
         vk->max_alloc = p2.properties.limits.maxStorageBufferRange;
     if (vk->max_alloc > UINT32_MAX) vk->max_alloc = UINT32_MAX;
     vk->info.max_buffer_bytes = vk->max_alloc;
+    const char *mm = getenv("HALO_VK_MM");
+    char *mm_end = NULL;
+    long mm_tok = mm && *mm ? strtol(mm, &mm_end, 10) : 1;
+    if (mm_end && *mm_end) mm_tok = 1; /* not a number: the default */
+    vk->mm_min_tok = p2.properties.limits.maxComputeSharedMemorySize < HALO_VK_MM_SHARED ? 0
+                     : mm_tok == 1 ? HALO_VK_MM_MIN_TOK
+                     : mm_tok > 1 && mm_tok < 1 << 20 ? (uint32_t)mm_tok
+                                                      : 0;
     vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->mem_props);
     const VkMemoryPropertyFlags host =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;

@@ -13,6 +13,13 @@
 
 #define MAX_GROUPS 65535u
 #define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
+#define MM_BM 64      /* rows of a workgroup of shaders/mul_mm.glsl (its BM) */
+#define MM_BN 64      /* tokens of a workgroup (its BN) */
+/* products by expert id take it (the products of vk->mm_min_tok tokens and more do) with
+ * that many assignments and MM_MIN_PER_MAT or more an expert on average, up to MM_MAX_MAT
+ * experts (shaders/moe_group.comp's MAX_MAT) */
+#define MM_MIN_PER_MAT 4
+#define MM_MAX_MAT 1024
 
 /* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
 static size_t bytes3(int64_t a, int64_t b, int64_t c) {
@@ -61,13 +68,17 @@ bool halo_vk_matmul_supported(int type) {
     }
 }
 
-/* The shader of a product (rows false) or of embedding rows for a weight type: one per
- * format family (shaders/<op>_float|q|k.comp), the type a specialization constant. */
-static const char *shader(bool rows, int type) {
-    static const char *const names[2][3] = {{"mul_mv_float", "mul_mv_q", "mul_mv_k"},
-                                            {"get_rows_float", "get_rows_q", "get_rows_k"}};
+enum { OP_MV, OP_ROWS, OP_MM };
+
+/* The shader of an op (matrix-vector product, embedding rows, tiled product) for a weight
+ * type: one per format family (shaders/<op>_float|q|k.comp), the type a specialization
+ * constant. */
+static const char *shader(int op, int type) {
+    static const char *const names[3][3] = {{"mul_mv_float", "mul_mv_q", "mul_mv_k"},
+                                            {"get_rows_float", "get_rows_q", "get_rows_k"},
+                                            {"mul_mm_float", "mul_mm_q", "mul_mm_k"}};
     const halo_type_traits *t = halo_type_get(type);
-    return names[rows][!t->is_quantized ? 0 : t->block_size == 32 ? 1 : 2];
+    return names[op][!t->is_quantized ? 0 : t->block_size == 32 ? 1 : 2];
 }
 
 /* The weight arguments shared by products and rows: type, whole blocks, alignment; the
@@ -106,6 +117,23 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
         return halo_vk_fail(vk, HALO_ERR_ARG, "matmul: %lld rows x %lld tokens is too large",
                             (long long)n_rows, (long long)n_tokens);
     uint32_t gx, gy;
+    if (vk->mm_min_tok && n_tokens >= vk->mm_min_tok) {
+        /* tiles of rows on the x-y grid, of tokens along z (passes of up to 65535) */
+        grid(((uint64_t)n_rows + MM_BM - 1) / MM_BM, &gx, &gy);
+        const int64_t pass = (int64_t)MAX_GROUPS * MM_BN;
+        for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += pass) {
+            int64_t nt = n_tokens - t0 < pass ? n_tokens - t0 : pass;
+            vk_arg args[3] = {{w, wb},
+                              {x + t0 * n_cols, bytes3(nt, n_cols, 4)},
+                              {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
+            uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride,
+                             (uint32_t)nt};
+            uint32_t spec[2] = {(uint32_t)type, 0};
+            rc = halo_vk_dispatch(vk, shader(OP_MM, type), spec, 2, args, 3, p, sizeof p, gx, gy,
+                                  (uint32_t)((nt + MM_BN - 1) / MM_BN));
+        }
+        return rc;
+    }
     grid((uint64_t)n_rows, &gx, &gy);
     for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += MV_MAX_TOK) {
         int64_t nt = n_tokens - t0 < MV_MAX_TOK ? n_tokens - t0 : MV_MAX_TOK;
@@ -114,7 +142,7 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
                           {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
         uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)nt};
         uint32_t spec = (uint32_t)type;
-        rc = halo_vk_dispatch(vk, shader(false, type), &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
+        rc = halo_vk_dispatch(vk, shader(OP_MV, type), &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
     }
     return rc;
 }
@@ -137,12 +165,38 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
                       {y, bytes3(n_assign, n_rows, 4)},
                       {ids, bytes3(n_assign, 4, 1)}};
     uint32_t gx, gy, spec[2] = {(uint32_t)type, 1};
+    /* many assignments: grouped by expert (shaders/moe_group.comp), then each expert's
+     * tiles of up to 64 of them through the tiled kernel, its weights read once a tile */
+    int64_t max_tiles = n_assign / MM_BN + (n_mat < n_assign ? n_mat : n_assign);
+    if (vk->mm_min_tok && (uint32_t)n_assign >= vk->mm_min_tok &&
+        n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS) {
+        uint32_t tiles_at = 1, lists_at = tiles_at + 3 * (uint32_t)max_tiles;
+        size_t gb = bytes3((int64_t)lists_at + n_assign, 4, 1);
+        if (vk->mm_groups_bytes < gb) {
+            halo_vk_free(vk, vk->mm_groups); /* after the work recorded with it */
+            vk->mm_groups_bytes = 0;
+            vk->mm_groups = halo_vk_alloc(vk, gb);
+            if (!vk->mm_groups) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
+            vk->mm_groups_bytes = gb;
+        }
+        vk_arg ga[2] = {{ids, bytes3(n_assign, 4, 1)}, {vk->mm_groups, gb}};
+        uint32_t gp[5] = {(uint32_t)n_assign, (uint32_t)n_mat, MM_BN, tiles_at, lists_at};
+        rc = halo_vk_dispatch(vk, "moe_group", NULL, 0, ga, 2, gp, sizeof gp, 1, 1, 1);
+        if (rc) return rc;
+        args[3] = (vk_arg){vk->mm_groups, gb};
+        uint32_t p[9] = {(uint32_t)n_rows,       (uint32_t)n_cols, (uint32_t)row_stride, 0,
+                         (uint32_t)mat_stride,   (uint32_t)x_div,  0,
+                         tiles_at,               lists_at};
+        grid(((uint64_t)n_rows + MM_BM - 1) / MM_BM, &gx, &gy);
+        return halo_vk_dispatch(vk, shader(OP_MM, type), spec, 2, args, 4, p, sizeof p, gx, gy,
+                                (uint32_t)max_tiles);
+    }
     grid((uint64_t)n_rows, &gx, &gy);
     for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
         int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
         uint32_t p[7] = {(uint32_t)n_rows,     (uint32_t)n_cols, (uint32_t)row_stride, 1,
                          (uint32_t)mat_stride, (uint32_t)x_div,  (uint32_t)a0};
-        rc = halo_vk_dispatch(vk, shader(false, type), spec, 2, args, 4, p, sizeof p, gx, gy,
+        rc = halo_vk_dispatch(vk, shader(OP_MV, type), spec, 2, args, 4, p, sizeof p, gx, gy,
                               (uint32_t)na);
     }
     return rc;
@@ -167,7 +221,7 @@ int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, in
                           {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4)}};
         uint32_t p[2] = {(uint32_t)n_cols, (uint32_t)row_stride};
         uint32_t spec = (uint32_t)type;
-        rc = halo_vk_dispatch(vk, shader(true, type), &spec, 1, args, 3, p, sizeof p, gx,
+        rc = halo_vk_dispatch(vk, shader(OP_ROWS, type), &spec, 1, args, 3, p, sizeof p, gx,
                               (uint32_t)ni, 1);
     }
     return rc;

@@ -18,6 +18,10 @@
 #define HALO_VK_BINDINGS 8
 #define HALO_VK_PUSH_BYTES 128 /* the push-constant size every device offers */
 #define HALO_VK_MAX_SPEC 4
+/* the shared memory of the tiled products (shaders/mul_mm.glsl: two 64 x 64 f32 tiles) */
+#define HALO_VK_MM_SHARED 32768
+/* products of this many tokens or more take it by default (vulkan_matmul_bench) */
+#define HALO_VK_MM_MIN_TOK 16
 
 /* An embedded SPIR-V module (the generated vk_shaders.c, from shaders/<name>.comp). */
 typedef struct halo_vk_spirv {
@@ -62,6 +66,14 @@ struct halo_vk {
     uint32_t mem_type_device, mem_type_staging; /* memory type indices */
     bool device_mapped; /* mem_type_device is host-visible (UMA): allocations are mapped */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;
+    /* products of mm_min_tok tokens or more take the tiled kernel (shaders/mul_mm.glsl),
+     * 0 never: where the device has its shared memory, HALO_VK_MM unset or "1" for the
+     * default (ops.c MM_MIN_TOK), "0" never (the matrix-vector path, to compare), n > 1
+     * from n tokens (to measure) */
+    uint32_t mm_min_tok;
+    /* the assignments grouped by expert of the tiled products by id (ops.c), grown on use */
+    int32_t *mm_groups;
+    size_t mm_groups_bytes;
 
     /* allocations, sorted by address (new ones take higher addresses) */
     vk_alloc *allocs;

@@ -105,22 +105,29 @@ int halo_vk_sync(halo_vk *vk);
  * waits for it first (one command buffer: nothing is recorded while it runs). */
 int halo_vk_submit(halo_vk *vk);
 
-/* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl) -----
+/* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl,
+ * shaders/mul_mm.glsl) -------------------------------------------------------------------
  * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
  * Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS, MXFP4), decoded bit-exactly
  * as quant/ does (shaders/dequant.glsl); activations stay f32. n_cols a multiple of the
  * type's block size (any for F32/F16/BF16). */
 bool halo_vk_matmul_supported(int type);
 
-/* y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c] for t < n_tokens: one workgroup a
- * row, up to 8 tokens a pass over the weights (more tokens: further passes). */
+/* y[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c] for t < n_tokens. Under 16 tokens
+ * (HALO_VK_MM=n: n; =0: always) the matrix-vector kernel, one workgroup a row, up to 8
+ * tokens a pass over the weights; from 16 the tiled kernel, tiles of 64 rows x 64 tokens
+ * that decode each weight once a tile into shared memory. */
 int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
                    int64_t n_cols, const float *x, int64_t n_tokens, float *y);
 /* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a] (read on the
  * device; e < n_mat), matrix e at (const char *)w + e * mat_stride:
  *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]
  * x_div = k (experts per token) when every assignment of token t reads row t, 1 when
- * assignment a reads its own row a. ids < 0 are skipped (y rows untouched). */
+ * assignment a reads its own row a. ids < 0 are skipped (y rows untouched). With 16
+ * assignments or more and 4 or more an expert on average (and the tiled kernel on, as
+ * above) the assignments are grouped by expert on the device (shaders/moe_group.comp,
+ * into a scratch buffer of the halo_vk) and each expert's tiles of up to 64 go through the
+ * tiled kernel; else one workgroup a row and assignment. */
 int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
                       int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
                       const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat);

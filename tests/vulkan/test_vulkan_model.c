@@ -4,9 +4,10 @@
  * original implementation's logits (refs/): every fixture architecture, llama, qwen3,
  * qwen3moe, qwen35 (DeltaNet hybrid) and qwen35moe (kdoc-moe: hybrid + MoE with a shared
  * expert, BF16). For each, both reference sequences:
- *   - the whole prompt in chunks of 32 tokens (prefill: products of up to 8 tokens a
- *     pass, attention blocks, DeltaNet state carried across chunks) and, for the first 12
- *     tokens, one at a time (the decode path);
+ *   - the whole prompt in chunks of 32 tokens (prefill: the tiled products, the MoE
+ *     experts' grouped by expert (8 and 16 assignments an expert), attention blocks,
+ *     DeltaNet state carried across chunks) and, for the first 12 tokens, one at a time
+ *     (the decode path: matrix-vector products);
  *   - logits against the CPU's (relRMS), Vulkan's chunks against the CPU's chunks and
  *     its tokens against the CPU's tokens: the random tiny models amplify f32 rounding, so
  *     that the CPU's own two paths differ by 3.2e-6 (kdoc-moe) to 1.1e-4 (tiny-qwen3);
