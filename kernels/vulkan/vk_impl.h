@@ -35,6 +35,10 @@ typedef struct vk_alloc {
     VkBuffer buf;
     VkDeviceMemory mem;
     void *map; /* host mapping where the memory is host-visible, else NULL */
+    /* imported host memory (halo_vk_import): read-only for the device's users; map is
+     * the host range, and the address handed out is addr + lead */
+    bool imported;
+    VkDeviceSize lead;
 } vk_alloc;
 
 typedef struct vk_pipeline {
@@ -62,6 +66,8 @@ struct halo_vk {
     uint32_t mem_type_device, mem_type_staging; /* memory type indices */
     bool device_mapped; /* mem_type_device is host-visible (UMA): allocations are mapped */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;
+    PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties; /* NULL: no import */
+    uint64_t allocated_bytes, imported_bytes;                        /* live, halo_vk_memory_use */
 
     /* allocations, sorted by address (new ones take higher addresses) */
     vk_alloc *allocs;

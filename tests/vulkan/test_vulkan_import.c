@@ -1,0 +1,233 @@
+/*
+ * Weights used in place on a UMA device (VK_EXT_external_memory_host; Mesa's lavapipe has
+ * it): host memory imported as device memory instead of copied.
+ *   - halo_vk_import: a matrix product reading imported host memory (at an offset inside
+ *     a page, the range rounded to the import alignment) gives the bits of the same
+ *     product on an uploaded copy; downloads read it; writes into it (upload, copy, zero)
+ *     are refused; a range over the device's largest allocation is refused without
+ *     failing the device; the memory counters follow.
+ *   - Whole models (kdoc-moe, BF16 hybrid MoE; tiny-qwen3moe, F16), mapped and read
+ *     (--no-mmap): with import on, no byte of device memory holds a weight (the device's
+ *     allocations are 0 bytes after the upload) and the imported bytes cover the
+ *     weights; with HALO_VK_IMPORT=0 they are copied (nothing imported); the logits of
+ *     the four loads (a prompt in chunks, then token by token) are the same bits (the
+ *     same kernels read the same bytes).
+ * Skipped where the device is not UMA or has no VK_EXT_external_memory_host.
+ */
+#include "../model/model_eval.h"
+#include "vulkan_test.h"
+
+#include "model/arch.h"
+#include "runtime/backend.h"
+#include "util/util.h"
+
+#include <unistd.h>
+
+#ifdef HALO_HAVE_VULKAN
+
+static float rnd(uint64_t *state) { /* xorshift, in [-1, 1) */
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (float)(*state >> 40) / (float)(1u << 23) - 1.0f;
+}
+
+static void *dev_copy(halo_vk *vk, const void *h, size_t bytes) {
+    void *d = halo_vk_alloc(vk, bytes);
+    CHECK(d != NULL);
+    if (d) CHECK(halo_vk_upload(vk, d, h, bytes) == HALO_OK);
+    return d;
+}
+
+static void test_import_device(int device) {
+    halo_vk *vk = vk_test_open(device, false);
+    const halo_vk_device_info *info = halo_vk_info(vk);
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t align = info->import_align > page ? (size_t)info->import_align : page;
+    /* a 37 x 64 f32 matrix at 4 KiB + 4 bytes into a buffer of whole import blocks */
+    enum { ROWS = 37, COLS = 64, TOK = 3 };
+    const size_t lead = 4096 + 4, wbytes = sizeof(float) * ROWS * COLS;
+    const size_t size = (lead + wbytes + align - 1) / align * align;
+    char *host = NULL;
+    CHECK(posix_memalign((void **)&host, align, size) == 0 && host);
+    if (!host) return;
+    memset(host, 0, size);
+    float *w = (float *)(host + lead), x[TOK * COLS];
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < ROWS * COLS; i++)
+        w[i] = rnd(&state);
+    for (int i = 0; i < TOK * COLS; i++)
+        x[i] = rnd(&state);
+
+    uint64_t alloc0 = 0, imp0 = 0, alloc1 = 0, imp1 = 0;
+    halo_vk_memory_use(vk, &alloc0, &imp0);
+    char why[256];
+    float *dw = halo_vk_import(vk, w, wbytes, why, sizeof why);
+    CHECK_MSG(dw != NULL, "import: %s", why);
+    halo_vk_memory_use(vk, &alloc1, &imp1);
+    CHECK(alloc1 == alloc0);
+    CHECK_MSG(imp1 - imp0 == size - 4096, "imported %llu bytes, expected the enclosing blocks",
+              (unsigned long long)(imp1 - imp0));
+    float *dc = dev_copy(vk, w, wbytes), *dx = dev_copy(vk, x, sizeof x);
+    float *y1 = halo_vk_alloc(vk, sizeof(float) * ROWS * TOK);
+    float *y2 = halo_vk_alloc(vk, sizeof(float) * ROWS * TOK);
+    CHECK(dw && dc && dx && y1 && y2);
+    if (dw && dc && dx && y1 && y2) {
+        CHECK(halo_vk_matmul(vk, HALO_TYPE_F32, dw, sizeof(float) * COLS, ROWS, COLS, dx, TOK,
+                             y1) == HALO_OK);
+        CHECK(halo_vk_matmul(vk, HALO_TYPE_F32, dc, sizeof(float) * COLS, ROWS, COLS, dx, TOK,
+                             y2) == HALO_OK);
+        CHECK(halo_vk_sync(vk) == HALO_OK);
+        float a[ROWS * TOK], b[ROWS * TOK], back[ROWS * COLS];
+        CHECK(halo_vk_download(vk, a, y1, sizeof a) == HALO_OK);
+        CHECK(halo_vk_download(vk, b, y2, sizeof b) == HALO_OK);
+        CHECK_MSG(memcmp(a, b, sizeof a) == 0, "the product on imported memory differs");
+        CHECK(halo_vk_download(vk, back, dw, sizeof back) == HALO_OK);
+        CHECK(memcmp(back, w, sizeof back) == 0);
+        /* the host's later writes are the device's: the memory is shared, not copied */
+        w[0] += 1.0f;
+        CHECK(halo_vk_download(vk, back, dw, sizeof(float)) == HALO_OK);
+        CHECK(back[0] == w[0]);
+    }
+    /* over the device's largest allocation: refused with the reason, the device fine */
+    if (info->max_buffer_bytes < (uint64_t)1 << 40) {
+        why[0] = '\0';
+        CHECK(halo_vk_import(vk, host, (size_t)info->max_buffer_bytes + 1, why, sizeof why) ==
+              NULL);
+        CHECK_MSG(strstr(why, "largest allocation") != NULL, "why: %s", why);
+        CHECK(halo_vk_error(vk)->status == 0);
+    }
+    halo_vk_free(vk, dw);
+    halo_vk_memory_use(vk, NULL, &imp1);
+    CHECK(imp1 == imp0);
+    CHECK(halo_vk_error(vk)->status == 0);
+    /* writes into imported memory are refused (the first error stays: the last check) */
+    dw = halo_vk_import(vk, w, wbytes, why, sizeof why);
+    CHECK(dw != NULL);
+    if (dw) {
+        CHECK(halo_vk_zero(vk, dw, 64) == HALO_ERR_ARG);
+        CHECK_MSG(strstr(halo_vk_error(vk)->msg, "imported") != NULL, "%s", halo_vk_error(vk)->msg);
+    }
+    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
+              halo_vk_validation_errors(vk));
+    halo_vk_close(vk);
+    free(host);
+}
+
+/* The prompt: the reference's first sequence, its first 12 tokens in chunks of 8, then
+ * its first 3 one at a time. */
+#define N_TOK 12
+#define N_ONE 3
+
+/* Load NAME (mapped or read), put it on the device with import on or off, evaluate the
+ * prompt; *out: the logits (malloc'd, *n floats). */
+static bool load_and_eval(int device, const char *name, bool mmap, bool import, float **out,
+                          size_t *n, uint64_t *allocated, uint64_t *imported, uint64_t *weights) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    halo_load_options o = {.mode = mmap ? HALO_LOAD_MMAP : HALO_LOAD_READ};
+    halo_model *m = NULL;
+    halo_error err = {0};
+    if (halo_model_load(halo_test_fixture_path(rel), &o, &m, &err)) {
+        printf("FAILED: %s: %s\n", rel, err.msg);
+        return false;
+    }
+    if (import)
+        unsetenv("HALO_VK_IMPORT");
+    else
+        setenv("HALO_VK_IMPORT", "0", 1);
+    halo_vk *vk = vk_test_open(device, false);
+    int rc = halo_vk_model_upload(m, vk, &err);
+    unsetenv("HALO_VK_IMPORT");
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) {
+        halo_vk_close(vk);
+        halo_model_free(m);
+        return false;
+    }
+    CHECK(halo_vk_model_device(m) == vk);
+    halo_vk_memory_use(vk, allocated, imported);
+    *weights = halo_model_size_bytes(m);
+    eval_seqs s;
+    bool ok = eval_read_ref_tokens(name, &s) && s.len[0] >= N_TOK;
+    CHECK_MSG(ok, "%s: no reference tokens", name);
+    const size_t nv = (size_t)halo_model_n_vocab(m);
+    *n = (N_TOK + N_ONE) * nv;
+    *out = malloc(sizeof(float) * *n);
+    ok = ok && *out;
+    if (ok) {
+        eval_seqs one = {.n = 1, .tokens = {s.tokens[0]}, .len = {N_TOK}};
+        ok = eval_all(m, HALO_TYPE_F16, &one, 8, *out);
+        one.len[0] = N_ONE;
+        ok = ok && eval_all(m, HALO_TYPE_F16, &one, 1, *out + N_TOK * nv);
+        CHECK(ok);
+    }
+    eval_seqs_free(&s);
+    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
+              halo_vk_validation_errors(vk));
+    halo_model_free(m); /* and vk */
+    return ok;
+}
+
+static void test_model(int device, const char *name) {
+    float *l[4] = {NULL, NULL, NULL, NULL};
+    size_t n[4] = {0, 0, 0, 0};
+    const char *what[4] = {"mmap, imported", "mmap, copied", "--no-mmap, imported",
+                           "--no-mmap, copied"};
+    bool ok = true;
+    for (int k = 0; k < 4; k++) {
+        const bool mmap = k < 2, import = k % 2 == 0;
+        uint64_t allocated = 0, imported = 0, weights = 0;
+        const double t0 = halo_time_seconds();
+        bool done = load_and_eval(device, name, mmap, import, &l[k], &n[k], &allocated, &imported,
+                                  &weights);
+        ok = ok && done;
+        printf("  %-14s %-20s device memory %9llu B, imported %9llu B (weights %llu B), %.1f s\n",
+               name, what[k], (unsigned long long)allocated, (unsigned long long)imported,
+               (unsigned long long)weights, halo_time_seconds() - t0);
+        if (!done) continue;
+        if (import) {
+            CHECK_MSG(allocated == 0, "%s, %s: %llu bytes of device memory allocated", name,
+                      what[k], (unsigned long long)allocated);
+            CHECK_MSG(imported >= weights, "%s, %s: %llu bytes imported for %llu of weights", name,
+                      what[k], (unsigned long long)imported, (unsigned long long)weights);
+        } else {
+            CHECK_MSG(imported == 0 && allocated >= weights,
+                      "%s, %s: %llu allocated, %llu imported for %llu of weights", name, what[k],
+                      (unsigned long long)allocated, (unsigned long long)imported,
+                      (unsigned long long)weights);
+        }
+    }
+    for (int k = 1; k < 4 && ok; k++)
+        CHECK_MSG(n[k] == n[0] && memcmp(l[0], l[k], sizeof(float) * n[0]) == 0,
+                  "%s: the logits of %s differ from %s's", name, what[k], what[0]);
+    for (int k = 0; k < 4; k++)
+        free(l[k]);
+}
+
+int main(void) {
+    halo_test_require_fixtures();
+    halo_log_set_level(HALO_LOG_WARN);
+    const int device = vk_test_device();
+    halo_vk_device_info info[16];
+    halo_error err = {0};
+    halo_vk_devices(info, 16, &err);
+    if (!info[device].uma || !info[device].host_import) {
+        printf("skipped: Vulkan device %d is %s\n", device,
+               !info[device].uma ? "not UMA (weights are copied there)"
+                                 : "without VK_EXT_external_memory_host");
+        return 77;
+    }
+    printf("Vulkan device %d: import alignment %llu bytes\n", device,
+           (unsigned long long)info[device].import_align);
+    test_import_device(device);
+    test_model(device, "tiny-qwen3moe-f16");
+    test_model(device, "kdoc-moe-bf16");
+    return halo_test_finish("vulkan_import");
+}
+
+#else
+int main(void) {
+    return vk_test_device();
+}
+#endif
