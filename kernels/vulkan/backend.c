@@ -111,8 +111,6 @@ static int upload(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
         }
         i = j;
     }
-    halo_log(HALO_LOG_DEBUG, "Vulkan: the weights in %d allocation%s", g->n_chunks,
-             g->n_chunks == 1 ? "" : "s");
     return HALO_OK;
 }
 
@@ -132,6 +130,7 @@ static void drop_chunks(halo_model *model, halo_vk *vk, struct halo_vk_weights *
  * imported or a weight is not where the shaders can read it. */
 static bool import_weights(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
                            struct halo_vk_weights *g, char *why, size_t why_size) {
+    const double t0 = halo_time_seconds();
     const halo_vk_device_info *info = halo_vk_info(vk);
     const uint64_t align = info->import_align, limit = info->max_buffer_bytes & ~(align - 1);
     uint64_t pad = halo_gguf_alignment(model->gguf);
@@ -182,8 +181,8 @@ static bool import_weights(halo_model *model, halo_vk *vk, halo_weight **ws, siz
     halo_format_bytes(total, b, sizeof b);
     halo_log(HALO_LOG_INFO,
              "Vulkan: %s of weights used in place from host memory (%d imported range%s, "
-             "none copied)",
-             b, g->n_chunks, g->n_chunks == 1 ? "" : "s");
+             "none copied, %.1f ms)",
+             b, g->n_chunks, g->n_chunks == 1 ? "" : "s", (halo_time_seconds() - t0) * 1e3);
     return true;
 fail:
     drop_chunks(model, vk, g);
@@ -231,10 +230,22 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
         else if (n)
             imported = import_weights(model, vk, ws, n, g, why, sizeof why);
         if (!imported) {
-            halo_log(info->uma ? HALO_LOG_INFO : HALO_LOG_DEBUG,
-                     "Vulkan: the weights are copied into device memory, not used in place: %s",
+            const halo_log_level level = info->uma ? HALO_LOG_INFO : HALO_LOG_DEBUG;
+            halo_log(level,
+                     "Vulkan: the weights are copied into device memory, not used in "
+                     "place: %s",
                      n ? why : "no weights");
+            const double t0 = halo_time_seconds();
+            uint64_t before = 0, after = 0;
+            halo_vk_memory_use(vk, &before, NULL);
             rc = upload(model, vk, ws, n, g, err);
+            halo_vk_memory_use(vk, &after, NULL);
+            char b[32];
+            halo_format_bytes(after - before, b, sizeof b);
+            if (!rc)
+                halo_log(level, "Vulkan: %s of weights copied in %d allocation%s, %.1f ms", b,
+                         g->n_chunks, g->n_chunks == 1 ? "" : "s",
+                         (halo_time_seconds() - t0) * 1e3);
         }
     }
     free(ws);
