@@ -159,7 +159,16 @@ static bool import_weights(halo_model *model, halo_vk *vk, halo_weight **ws, siz
         char reason[256];
         char *dev = halo_vk_import(vk, (const void *)lo, hi - lo, reason, sizeof reason);
         if (!dev) {
-            snprintf(why, why_size, "%s", reason);
+            /* the driver refused the memory itself (not a size or a limit) */
+            const bool refused =
+                !strncmp(reason, "importing", 9) || !strncmp(reason, "vkGetMemoryHostPointer", 22);
+            halo_gguf_load_stats ls;
+            halo_gguf_get_load_stats(model->gguf, &ls);
+            snprintf(why, why_size, "%s%s", reason,
+                     refused && ls.mode == HALO_LOAD_MMAP
+                         ? " (some drivers, RADV among them, import only anonymous memory, not "
+                           "a file's mapping: --no-mmap reads the model into such memory)"
+                         : "");
             goto fail;
         }
         g->chunks[g->n_chunks++] = dev;

@@ -365,6 +365,8 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
     if (p2.properties.limits.maxStorageBufferRange < vk->max_alloc)
         vk->max_alloc = p2.properties.limits.maxStorageBufferRange;
     if (vk->max_alloc > UINT32_MAX) vk->max_alloc = UINT32_MAX;
+    if (vk->opt.max_alloc_bytes && vk->opt.max_alloc_bytes < vk->max_alloc)
+        vk->max_alloc = vk->opt.max_alloc_bytes;
     vk->info.max_buffer_bytes = vk->max_alloc;
     vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->mem_props);
     const VkMemoryPropertyFlags host =
@@ -638,6 +640,11 @@ void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, siz
         snprintf(why, why_size, "nothing to import");
         return NULL;
     }
+    if (vk->opt.refuse_imports_after > 0 && vk->n_imports >= vk->opt.refuse_imports_after) {
+        snprintf(why, why_size, "refused by the test option refuse_imports_after = %d",
+                 vk->opt.refuse_imports_after);
+        return NULL;
+    }
     const uintptr_t align = (uintptr_t)vk->info.import_align;
     const uintptr_t start = (uintptr_t)host & ~(align - 1);
     if ((uintptr_t)host + bytes < (uintptr_t)host ||
@@ -721,6 +728,7 @@ void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, siz
     a.addr = take_addresses(vk, size);
     vk->allocs[vk->n_allocs++] = a;
     vk->imported_bytes += size;
+    vk->n_imports++;
     return (void *)(a.addr + a.lead);
 }
 

@@ -67,6 +67,7 @@ struct halo_vk {
     bool device_mapped; /* mem_type_device is host-visible (UMA): allocations are mapped */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;
     PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties; /* NULL: no import */
+    int n_imports; /* halo_vk_import calls that succeeded */
     uint64_t allocated_bytes, imported_bytes;                        /* live, halo_vk_memory_use */
 
     /* allocations, sorted by address (new ones take higher addresses) */

@@ -76,6 +76,12 @@ typedef struct halo_vk_options {
     bool validation;
     /* copy through the staging buffer even on a UMA device (tests: that path) */
     bool force_staging;
+    /* a lower largest allocation than the device's (0: the device's; tests: the weights
+     * cut into more imported ranges or copied chunks) */
+    uint64_t max_alloc_bytes;
+    /* tests: halo_vk_import refuses every import after the first N (0: none refused), as
+     * a driver that refuses the memory would (the fallback after partial imports) */
+    int refuse_imports_after;
 } halo_vk_options;
 
 /* Open device `device` (an index of halo_vk_devices); opt may be NULL (defaults). NULL

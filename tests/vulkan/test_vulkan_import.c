@@ -11,8 +11,14 @@
  *     allocations are 0 bytes after the upload) and the imported bytes cover the
  *     weights; with HALO_VK_IMPORT=0 they are copied (nothing imported); the logits of
  *     the four loads (a prompt in chunks, then token by token) are the same bits (the
- *     same kernels read the same bytes).
+ *     same kernels read the same bytes). Two more loads with the device's largest
+ *     allocation lowered (halo_vk_options.max_alloc_bytes) to the largest span one weight
+ *     needs, so that the weights are cut into several imported ranges: used in place, and
+ *     with the third import refused (refuse_imports_after, as a driver that refuses the
+ *     memory): the two ranges imported before are released and the weights copied (the
+ *     fallback). Same bits.
  * Skipped where the device is not UMA or has no VK_EXT_external_memory_host.
+ * The cut and fallback loads on tiny-qwen3moe (kdoc-moe's take ~20 s more on lavapipe);
  * HALO_TEST_QUICK (the sanitizer stage): tiny-qwen3moe only.
  */
 #include "../model/model_eval.h"
@@ -120,25 +126,61 @@ static void test_import_device(int device) {
 #define N_TOK 12
 #define N_ONE 3
 
-/* Load NAME (mapped or read), put it on the device with import on or off, evaluate the
- * prompt; *out: the logits (malloc'd, *n floats). */
-static bool load_and_eval(int device, const char *name, bool mmap, bool import, float **out,
-                          size_t *n, uint64_t *allocated, uint64_t *imported, uint64_t *weights) {
+/* The device's largest allocation lowered (cut) to the largest span of import blocks one
+ * weight needs: the weights are then cut into several imported ranges. */
+static size_t weight_bytes(const halo_weight *w) {
+    return w->n_mats > 1 ? (size_t)w->n_mats * w->mat_stride : (size_t)w->n_rows * w->row_stride;
+}
+
+static uint64_t cut_cap(halo_model *m, uint64_t align) {
+    const size_t n = halo_model_weights(m, NULL, 0);
+    halo_weight **ws = malloc(sizeof *ws * (n ? n : 1));
+    if (!ws) return 0;
+    halo_model_weights(m, ws, n);
+    uint64_t span = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ws[i]->data) continue;
+        const uint64_t lo = (uintptr_t)ws[i]->data & ~(align - 1);
+        const uint64_t hi =
+            ((uintptr_t)ws[i]->data + weight_bytes(ws[i]) + align - 1) & ~(align - 1);
+        if (hi - lo > span) span = hi - lo;
+    }
+    free(ws);
+    return span;
+}
+
+/* Load NAME (mapped or read), put it on the device with import on or off (cut: into
+ * ranges, refuse: imports after the first `refuse` refused), evaluate the prompt; *out:
+ * the logits (malloc'd, *n floats); *cap: the largest allocation (0: the device's). */
+static bool load_and_eval(int device, const char *name, bool mmap, bool import, bool cut,
+                          int refuse, float **out, size_t *n, uint64_t *allocated,
+                          uint64_t *imported, uint64_t *weights, uint64_t *cap) {
     char rel[128];
     snprintf(rel, sizeof rel, "models/%s.gguf", name);
     halo_load_options o = {.mode = mmap ? HALO_LOAD_MMAP : HALO_LOAD_READ};
     halo_model *m = NULL;
     halo_error err = {0};
+    *cap = 0;
     if (halo_model_load(halo_test_fixture_path(rel), &o, &m, &err)) {
         printf("FAILED: %s: %s\n", rel, err.msg);
         return false;
+    }
+    if (cut) {
+        halo_vk_device_info info[16];
+        halo_vk_devices(info, 16, &err);
+        *cap = cut_cap(m, info[device].import_align);
+        CHECK(*cap > 0);
     }
     if (import)
         unsetenv("HALO_VK_IMPORT");
     else
         setenv("HALO_VK_IMPORT", "0", 1);
-    halo_vk *vk = vk_test_open(device, false);
-    int rc = halo_vk_model_upload(m, vk, &err);
+    halo_error e2 = {0};
+    halo_vk_options opt = {
+        .validation = true, .max_alloc_bytes = *cap, .refuse_imports_after = refuse};
+    halo_vk *vk = halo_vk_open(device, &opt, &e2);
+    CHECK_MSG(vk != NULL, "%s", e2.msg);
+    int rc = vk ? halo_vk_model_upload(m, vk, &err) : HALO_ERR_IO;
     unsetenv("HALO_VK_IMPORT");
     CHECK_MSG(rc == 0, "%s", err.msg);
     if (rc) {
@@ -170,39 +212,56 @@ static bool load_and_eval(int device, const char *name, bool mmap, bool import, 
     return ok;
 }
 
-static void test_model(int device, const char *name) {
-    float *l[4] = {NULL, NULL, NULL, NULL};
-    size_t n[4] = {0, 0, 0, 0};
-    const char *what[4] = {"mmap, imported", "mmap, copied", "--no-mmap, imported",
-                           "--no-mmap, copied"};
-    bool ok = true;
-    for (int k = 0; k < 4; k++) {
-        const bool mmap = k < 2, import = k % 2 == 0;
-        uint64_t allocated = 0, imported = 0, weights = 0;
+#define N_CASES 6
+
+static void test_model(int device, const char *name, int n_cases) {
+    static const struct {
+        bool mmap, import, cut;
+        int refuse;
+        const char *what;
+    } cases[N_CASES] = {
+        {true, true, false, 0, "mmap, imported"},
+        {true, false, false, 0, "mmap, copied"},
+        {false, true, false, 0, "--no-mmap, imported"},
+        {false, false, false, 0, "--no-mmap, copied"},
+        {true, true, true, 0, "mmap, imported, cut"},
+        {true, true, true, 2, "mmap, 3rd import fails"},
+    };
+    float *l[N_CASES] = {NULL};
+    size_t n[N_CASES] = {0};
+    bool done[N_CASES] = {false};
+    for (int k = 0; k < n_cases; k++) {
+        uint64_t allocated = 0, imported = 0, weights = 0, cap = 0;
         const double t0 = halo_time_seconds();
-        bool done = load_and_eval(device, name, mmap, import, &l[k], &n[k], &allocated, &imported,
-                                  &weights);
-        ok = ok && done;
-        printf("  %-14s %-20s device memory %9llu B, imported %9llu B (weights %llu B), %.1f s\n",
-               name, what[k], (unsigned long long)allocated, (unsigned long long)imported,
-               (unsigned long long)weights, halo_time_seconds() - t0);
-        if (!done) continue;
-        if (import) {
+        done[k] =
+            load_and_eval(device, name, cases[k].mmap, cases[k].import, cases[k].cut,
+                          cases[k].refuse, &l[k], &n[k], &allocated, &imported, &weights, &cap);
+        printf("  %-17s %-22s device memory %9llu B, imported %9llu B (weights %llu B, largest "
+               "allocation %llu B), %.1f s\n",
+               name, cases[k].what, (unsigned long long)allocated, (unsigned long long)imported,
+               (unsigned long long)weights, (unsigned long long)cap, halo_time_seconds() - t0);
+        CHECK_MSG(done[k], "%s, %s failed", name, cases[k].what);
+        if (!done[k]) continue;
+        if (cases[k].import && !cases[k].refuse) {
             CHECK_MSG(allocated == 0, "%s, %s: %llu bytes of device memory allocated", name,
-                      what[k], (unsigned long long)allocated);
+                      cases[k].what, (unsigned long long)allocated);
             CHECK_MSG(imported >= weights, "%s, %s: %llu bytes imported for %llu of weights", name,
-                      what[k], (unsigned long long)imported, (unsigned long long)weights);
-        } else {
+                      cases[k].what, (unsigned long long)imported, (unsigned long long)weights);
+        } else { /* copied; with imports refused, the ranges imported before released */
             CHECK_MSG(imported == 0 && allocated >= weights,
-                      "%s, %s: %llu allocated, %llu imported for %llu of weights", name, what[k],
-                      (unsigned long long)allocated, (unsigned long long)imported,
+                      "%s, %s: %llu allocated, %llu imported for %llu of weights", name,
+                      cases[k].what, (unsigned long long)allocated, (unsigned long long)imported,
                       (unsigned long long)weights);
         }
+        if (cases[k].cut) /* more than 3 ranges: the refusal comes after imports */
+            CHECK_MSG(cap > 0 && 4 * cap < weights, "%s: a largest allocation of %llu B for %llu B",
+                      name, (unsigned long long)cap, (unsigned long long)weights);
     }
-    for (int k = 1; k < 4 && ok; k++)
-        CHECK_MSG(n[k] == n[0] && memcmp(l[0], l[k], sizeof(float) * n[0]) == 0,
-                  "%s: the logits of %s differ from %s's", name, what[k], what[0]);
-    for (int k = 0; k < 4; k++)
+    for (int k = 1; k < n_cases; k++)
+        if (done[0] && done[k])
+            CHECK_MSG(n[k] == n[0] && memcmp(l[0], l[k], sizeof(float) * n[0]) == 0,
+                      "%s: the logits of %s differ from %s's", name, cases[k].what, cases[0].what);
+    for (int k = 0; k < N_CASES; k++)
         free(l[k]);
 }
 
@@ -222,9 +281,9 @@ int main(void) {
     printf("Vulkan device %d: import alignment %llu bytes\n", device,
            (unsigned long long)info[device].import_align);
     test_import_device(device);
-    test_model(device, "tiny-qwen3moe-f16");
+    test_model(device, "tiny-qwen3moe-f16", N_CASES);
     if (!getenv("HALO_TEST_QUICK")) /* the sanitizer stage: the tiny model only */
-        test_model(device, "kdoc-moe-bf16");
+        test_model(device, "kdoc-moe-bf16", 4);
     return halo_test_finish("vulkan_import");
 }
 
