@@ -119,6 +119,27 @@ static inline uint64_t halo_hparams_deltanet_conv_channels(const halo_hparams *h
     return 2ull * hp->ssm_group_count * hp->ssm_state_size + hp->ssm_inner_size;
 }
 
+/* A Gated-DeltaNet layer's shapes as the forward pass and every backend (CPU, CUDA,
+ * Vulkan) compute with them: one place derives them from the hparams. */
+typedef struct halo_deltanet_dims {
+    int64_t hk, hv; /* key / value heads (value head h reads key head h % hk) */
+    int64_t dk, dv; /* key / value head dims */
+    int64_t ch;     /* a conv row: q and k (hk dk each), then v (hv dv) */
+    int64_t vd;     /* a token's output: hv dv */
+} halo_deltanet_dims;
+
+static inline halo_deltanet_dims halo_hparams_deltanet_dims(const halo_hparams *hp) {
+    halo_deltanet_dims d = {
+        .hk = halo_hparams_deltanet_key_heads(hp),
+        .hv = halo_hparams_deltanet_value_heads(hp),
+        .dk = halo_hparams_deltanet_key_dim(hp),
+        .dv = halo_hparams_deltanet_value_dim(hp),
+    };
+    d.ch = 2 * d.hk * d.dk + d.hv * d.dv;
+    d.vd = d.hv * d.dv;
+    return d;
+}
+
 /* One sentence on the architecture, e.g. "qwen35moe: 8 layers (6 Gated DeltaNet
  * + 2 gated full attention, every 4th), hidden 256, ...". Returns buf. */
 char *halo_hparams_describe(const halo_hparams *hp, char *buf, size_t size);

@@ -36,25 +36,17 @@
 
 typedef struct dims {
     int64_t n_embd;
-    int64_t hk, hv, dk, dv; /* DeltaNet key / value heads and head dims */
-    int64_t ch;             /* conv channels: 2 hk dk + hv dv */
-    int64_t vd;             /* hv dv */
-    int64_t nq, hd;         /* attention query heads, head dim */
+    halo_deltanet_dims dn; /* DeltaNet heads, head dims, conv channels */
+    int64_t nq, hd;        /* attention query heads, head dim */
 } dims;
 
 static dims get_dims(const halo_hparams *hp) {
-    dims d = {
+    return (dims){
         .n_embd = hp->n_embd,
-        .hk = halo_hparams_deltanet_key_heads(hp),
-        .hv = halo_hparams_deltanet_value_heads(hp),
-        .dk = halo_hparams_deltanet_key_dim(hp),
-        .dv = halo_hparams_deltanet_value_dim(hp),
+        .dn = halo_hparams_deltanet_dims(hp),
         .nq = hp->n_head,
         .hd = hp->head_dim_k,
     };
-    d.ch = 2 * d.hk * d.dk + d.hv * d.dv;
-    d.vd = d.hv * d.dv;
-    return d;
 }
 
 /* ---- binding -------------------------------------------------------------------- */
@@ -62,17 +54,18 @@ static dims get_dims(const halo_hparams *hp) {
 static int bind_deltanet(halo_model *m, uint32_t il, const dims *d, halo_error *err) {
     halo_layer *L = &m->layers[il];
     const int kw = (int)m->hp.ssm_conv_kernel;
+    const halo_deltanet_dims *dn = &d->dn;
     int rc;
-    if ((rc = halo_bind(m, &L->attn_qkv, 0, d->n_embd, d->ch, 1, err, "blk.%u.attn_qkv.weight", il)) ||
-        (rc = halo_bind(m, &L->attn_gate, 0, d->n_embd, d->vd, 1, err, "blk.%u.attn_gate.weight", il)) ||
-        (rc = halo_bind(m, &L->ssm_alpha, 0, d->n_embd, d->hv, 1, err, "blk.%u.ssm_alpha.weight", il)) ||
-        (rc = halo_bind(m, &L->ssm_beta, 0, d->n_embd, d->hv, 1, err, "blk.%u.ssm_beta.weight", il)) ||
-        (rc = halo_bind(m, &L->ssm_a, HALO_BIND_F32, d->hv, 1, 1, err, "blk.%u.ssm_a", il)) ||
-        (rc = halo_bind(m, &L->ssm_dt, HALO_BIND_F32, d->hv, 1, 1, err, "blk.%u.ssm_dt.bias", il)) ||
-        (rc = halo_bind(m, &L->ssm_conv1d, HALO_BIND_F32, kw, d->ch, 1, err,
+    if ((rc = halo_bind(m, &L->attn_qkv, 0, d->n_embd, dn->ch, 1, err, "blk.%u.attn_qkv.weight", il)) ||
+        (rc = halo_bind(m, &L->attn_gate, 0, d->n_embd, dn->vd, 1, err, "blk.%u.attn_gate.weight", il)) ||
+        (rc = halo_bind(m, &L->ssm_alpha, 0, d->n_embd, dn->hv, 1, err, "blk.%u.ssm_alpha.weight", il)) ||
+        (rc = halo_bind(m, &L->ssm_beta, 0, d->n_embd, dn->hv, 1, err, "blk.%u.ssm_beta.weight", il)) ||
+        (rc = halo_bind(m, &L->ssm_a, HALO_BIND_F32, dn->hv, 1, 1, err, "blk.%u.ssm_a", il)) ||
+        (rc = halo_bind(m, &L->ssm_dt, HALO_BIND_F32, dn->hv, 1, 1, err, "blk.%u.ssm_dt.bias", il)) ||
+        (rc = halo_bind(m, &L->ssm_conv1d, HALO_BIND_F32, kw, dn->ch, 1, err,
                         "blk.%u.ssm_conv1d.weight", il)) ||
-        (rc = halo_bind(m, &L->ssm_norm, HALO_BIND_F32, d->dv, 1, 1, err, "blk.%u.ssm_norm.weight", il)) ||
-        (rc = halo_bind(m, &L->ssm_out, 0, d->vd, d->n_embd, 1, err, "blk.%u.ssm_out.weight", il)))
+        (rc = halo_bind(m, &L->ssm_norm, HALO_BIND_F32, dn->dv, 1, 1, err, "blk.%u.ssm_norm.weight", il)) ||
+        (rc = halo_bind(m, &L->ssm_out, 0, dn->vd, d->n_embd, 1, err, "blk.%u.ssm_out.weight", il)))
         return rc;
     return 0;
 }
@@ -126,14 +119,15 @@ static int bind_ffn(halo_model *m, uint32_t il, const dims *d, unsigned flags, h
 static int qwen35_bind(halo_model *m, halo_error *err) {
     const halo_hparams *hp = &m->hp;
     const dims d = get_dims(hp);
-    if (d.hk == 0 || d.hv % d.hk || d.dk == 0 || d.dv == 0 || d.dk > HALO_DELTANET_MAX_DIM ||
-        d.dv > HALO_DELTANET_MAX_DIM || hp->ssm_conv_kernel < 1 ||
-        hp->ssm_conv_kernel > HALO_DELTANET_MAX_CONV)
+    const halo_deltanet_dims *dn = &d.dn;
+    if (dn->hk == 0 || dn->hv % dn->hk || dn->dk == 0 || dn->dv == 0 ||
+        dn->dk > HALO_DELTANET_MAX_DIM || dn->dv > HALO_DELTANET_MAX_DIM ||
+        hp->ssm_conv_kernel < 1 || hp->ssm_conv_kernel > HALO_DELTANET_MAX_CONV)
         return halo_error_set(err, HALO_ERR_UNSUPPORTED,
                               "%s: Gated DeltaNet shape not supported (key heads %lld, value "
                               "heads %lld, head dims %lld/%lld, conv %u)",
-                              hp->arch_name, (long long)d.hk, (long long)d.hv, (long long)d.dk,
-                              (long long)d.dv, hp->ssm_conv_kernel);
+                              hp->arch_name, (long long)dn->hk, (long long)dn->hv,
+                              (long long)dn->dk, (long long)dn->dv, hp->ssm_conv_kernel);
     if (hp->n_rot % 2 || hp->n_rot > hp->head_dim_k || hp->head_dim_k != hp->head_dim_v)
         return halo_error_set(err, HALO_ERR_UNSUPPORTED,
                               "%s: attention shape not supported (rotary dims %u, head dims %u/%u)",
@@ -181,15 +175,15 @@ static size_t layout(const halo_model *m, int64_t n, float *base, scratch *s) {
         off = (off + 15) & ~(size_t)15; /* 64-byte aligned regions */                             \
     } while (0)
     REGION(xs, n * d.n_embd);
-    REGION(qkv, n * d.ch);
-    REGION(conv, n * d.ch);
-    REGION(z, n * d.vd);
-    REGION(o, n * d.vd);
+    REGION(qkv, n * d.dn.ch);
+    REGION(conv, n * d.dn.ch);
+    REGION(z, n * d.dn.vd);
+    REGION(o, n * d.dn.vd);
     REGION(hs, n * d.n_embd);
-    REGION(alpha, n * d.hv);
-    REGION(b, n * d.hv);
-    REGION(g, n * d.hv);
-    REGION(beta, n * d.hv);
+    REGION(alpha, n * d.dn.hv);
+    REGION(b, n * d.dn.hv);
+    REGION(g, n * d.dn.hv);
+    REGION(beta, n * d.dn.hv);
     REGION(qg, n * 2 * d.nq * d.hd);
     REGION(gate, n * d.nq * d.hd);
 #undef REGION

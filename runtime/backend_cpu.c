@@ -464,29 +464,12 @@ static void cpu_moe(halo_context *ctx, const halo_moe_weights *W, const float *x
 
 /* ---- Gated DeltaNet ------------------------------------------------------------------------ */
 
-typedef struct dn_dims {
-    int64_t n_embd, hk, hv, dk, dv, ch, vd;
-} dn_dims;
-
-static dn_dims get_dims(const halo_hparams *hp) {
-    dn_dims d = {
-        .n_embd = hp->n_embd,
-        .hk = halo_hparams_deltanet_key_heads(hp),
-        .hv = halo_hparams_deltanet_value_heads(hp),
-        .dk = halo_hparams_deltanet_key_dim(hp),
-        .dv = halo_hparams_deltanet_value_dim(hp),
-    };
-    d.ch = 2 * d.hk * d.dk + d.hv * d.dv;
-    d.vd = d.hv * d.dv;
-    return d;
-}
-
 typedef struct deltanet_task {
     halo_context *ctx;
     uint32_t il;
     const halo_layer *L;
     const halo_ubatch *ub;
-    dn_dims d;
+    halo_deltanet_dims d;
     const float *qkv, *alpha, *b; /* conv phase inputs */
     const float *conv, *z;        /* rule phase inputs */
     float *out_conv, *g, *beta, *o;
@@ -497,7 +480,7 @@ typedef struct deltanet_task {
  * head (whose gates come along). Conv over the segment's tokens, then the L2 norm. */
 static void deltanet_conv_task(void *arg, int ith, int nth) {
     const deltanet_task *a = arg;
-    const dn_dims *d = &a->d;
+    const halo_deltanet_dims *d = &a->d;
     const halo_ubatch *ub = a->ub;
     const int64_t blocks = 2 * d->hk + d->hv, items = ub->n_seg * blocks;
     const int kw = (int)a->ctx->hp->ssm_conv_kernel;
@@ -533,7 +516,7 @@ static void cpu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch 
                               const float *qkv, const float *alpha, const float *b, float *conv,
                               float *g, float *beta) {
     deltanet_task task = {.ctx = ctx, .il = il, .L = &ctx->model->layers[il], .ub = ub,
-                          .d = get_dims(ctx->hp), .qkv = qkv, .alpha = alpha, .b = b,
+                          .d = halo_hparams_deltanet_dims(ctx->hp), .qkv = qkv, .alpha = alpha, .b = b,
                           .out_conv = conv, .g = g, .beta = beta};
     /* one token's conv is a few thousand flops: on the caller, no barrier */
     halo_threadpool_run(ub->n == 1 ? NULL : ctx->pool, deltanet_conv_task, &task);
@@ -544,7 +527,7 @@ static void cpu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch 
  * segments), then the gated RMS norm of that head's outputs. */
 static void deltanet_rule_task(void *arg, int ith, int nth) {
     const deltanet_task *a = arg;
-    const dn_dims *d = &a->d;
+    const halo_deltanet_dims *d = &a->d;
     const halo_ubatch *ub = a->ub;
     const float eps = a->ctx->hp->rms_eps;
     cpu_state *cs = a->ctx->be.impl;
@@ -582,7 +565,7 @@ static void cpu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch 
                               const float *conv, const float *g, const float *beta,
                               const float *z, float *o) {
     deltanet_task task = {.ctx = ctx, .il = il, .L = &ctx->model->layers[il], .ub = ub,
-                          .d = get_dims(ctx->hp), .conv = conv, .z = z, .g_in = g,
+                          .d = halo_hparams_deltanet_dims(ctx->hp), .conv = conv, .z = z, .g_in = g,
                           .beta_in = beta, .o = o};
     halo_threadpool_run(ctx->pool, deltanet_rule_task, &task);
 }
@@ -604,15 +587,16 @@ static void deltanet_rule_out_task(void *arg, int ith, int nth) {
     const rule_out_job *j = arg;
     const deltanet_task *a = &j->t;
     deltanet_rule_task((void *)a, ith, nth);
-    const dn_dims *d = &a->d;
+    const halo_deltanet_dims *d = &a->d;
     const halo_weight *w = &a->L->ssm_out;
-    float *part = rule_out_partial(a->ctx, ith), *tmp = part + d->n_embd;
+    const int64_t e = a->ctx->hp->n_embd;
+    float *part = rule_out_partial(a->ctx, ith), *tmp = part + e;
     bool first = true;
     for (int64_t h = ith; h < d->hv; h += nth) {
         halo_matmul(NULL, w->type, (const char *)w->data + (size_t)h * j->col_bytes, w->row_stride,
                     w->n_rows, d->dv, a->o + h * d->dv, 1, first ? part : tmp);
         if (!first)
-            for (int64_t i = 0; i < d->n_embd; i++) part[i] += tmp[i];
+            for (int64_t i = 0; i < e; i++) part[i] += tmp[i];
         first = false;
     }
 }
@@ -621,13 +605,14 @@ static void cpu_deltanet_rule_out(halo_context *ctx, uint32_t il, const halo_uba
                                   const float *conv, const float *g, const float *beta,
                                   const float *z, float *o, float *out) {
     const halo_layer *L = &ctx->model->layers[il];
-    const dn_dims d = get_dims(ctx->hp);
+    const halo_deltanet_dims d = halo_hparams_deltanet_dims(ctx->hp);
+    const int64_t e = ctx->hp->n_embd;
     const halo_type_traits *tr = halo_type_get(L->ssm_out.type);
     /* the product splits at head boundaries only when a head's columns are whole
      * blocks, and the partials need room; otherwise the plain two steps */
     if (ub->n != 1 || halo_threadpool_n_threads(ctx->pool) <= 1 || !tr ||
-        d.dv % tr->block_size || L->ssm_out.n_rows != d.n_embd ||
-        ctx->buf.attn_scratch_floats < (size_t)(2 * d.n_embd)) {
+        d.dv % tr->block_size || L->ssm_out.n_rows != e ||
+        ctx->buf.attn_scratch_floats < (size_t)(2 * e)) {
         cpu_deltanet_rule(ctx, il, ub, conv, g, beta, z, o);
         cpu_matmul(ctx, &L->ssm_out, 0, o, ub->n, out);
         return;
@@ -641,10 +626,10 @@ static void cpu_deltanet_rule_out(halo_context *ctx, uint32_t il, const halo_uba
     const int nth = halo_threadpool_n_threads(ctx->pool);
     const int used = d.hv < nth ? (int)d.hv : nth; /* threads that had a head */
     const float *p0 = rule_out_partial(ctx, 0);
-    for (int64_t i = 0; i < d.n_embd; i++) out[i] = p0[i];
+    for (int64_t i = 0; i < e; i++) out[i] = p0[i];
     for (int t = 1; t < used; t++) {
         const float *pt = rule_out_partial(ctx, t);
-        for (int64_t i = 0; i < d.n_embd; i++) out[i] += pt[i];
+        for (int64_t i = 0; i < e; i++) out[i] += pt[i];
     }
 }
 

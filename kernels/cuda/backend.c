@@ -823,29 +823,13 @@ static void cu_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
     check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
 }
 
-typedef struct dn_dims {
-    int hk, hv, dk, dv;
-    int64_t ch;
-} dn_dims;
-
-static dn_dims get_dims(const halo_hparams *hp) {
-    dn_dims d = {
-        .hk = (int)halo_hparams_deltanet_key_heads(hp),
-        .hv = (int)halo_hparams_deltanet_value_heads(hp),
-        .dk = (int)halo_hparams_deltanet_key_dim(hp),
-        .dv = (int)halo_hparams_deltanet_value_dim(hp),
-    };
-    d.ch = 2 * (int64_t)d.hk * d.dk + (int64_t)d.hv * d.dv;
-    return d;
-}
-
 static void cu_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *qkv, const float *alpha, const float *b, float *conv,
                              float *g, float *beta) {
     SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
-    const dn_dims d = get_dims(ctx->hp);
+    const halo_deltanet_dims d = halo_hparams_deltanet_dims(ctx->hp);
     bool single = true; /* every segment one token: the conv state moves on in place */
     for (int32_t j = 0; j < ub->n_seg && single; j++) single = ub->seg_off[j + 1] - ub->seg_off[j] <= 1;
     if (single) {
@@ -871,7 +855,7 @@ static void cu_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *
     SKIP_IF_REPLAY(ctx);
     cuda_state *s = st(ctx);
     const halo_layer *L = &ctx->model->layers[il];
-    const dn_dims d = get_dims(ctx->hp);
+    const halo_deltanet_dims d = halo_hparams_deltanet_dims(ctx->hp);
     check(ctx, halo_cuda_deltanet_rule(s->stream, conv, d.ch, g, beta, z, L->ssm_norm.dev,
                                        ctx->hp->rms_eps, ub->n, d.hk, d.hv, d.dk, d.dv,
                                        halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats,

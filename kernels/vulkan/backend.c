@@ -490,10 +490,8 @@ static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
 
 /* Gated DeltaNet on each sequence's recurrent state (kernels/vulkan/deltanet.c). */
 static halo_vk_deltanet dn_dims(const halo_hparams *hp) {
-    return (halo_vk_deltanet){(int)halo_hparams_deltanet_key_heads(hp),
-                              (int)halo_hparams_deltanet_value_heads(hp),
-                              (int)halo_hparams_deltanet_key_dim(hp),
-                              (int)halo_hparams_deltanet_value_dim(hp), (int)hp->ssm_conv_kernel};
+    const halo_deltanet_dims d = halo_hparams_deltanet_dims(hp);
+    return (halo_vk_deltanet){(int)d.hk, (int)d.hv, (int)d.dk, (int)d.dv, (int)hp->ssm_conv_kernel};
 }
 
 static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,

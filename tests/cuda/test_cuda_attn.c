@@ -21,6 +21,7 @@
  */
 #include "cuda_test.h"
 #include "harness.h"
+#include "rng.h"
 
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -33,14 +34,12 @@
 
 #ifdef HALO_HAVE_CUDA
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
+/* The stream of rng.h, read through bits 16..47 of its state (the inputs the bound was
+ * measured on): draw_u32, and draw_unit uniform in [-1, 1). */
+static uint32_t draw_u32(void) { return (uint32_t)(rng_next() >> 16); }
+static float draw_unit(void) {
+    return (float)(draw_u32() & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
 }
-static float frand(void) { return (float)(rnd() & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f; }
 
 static size_t row_size(int type, int n) { return halo_type_row_size(type, n); }
 
@@ -80,7 +79,7 @@ static void cache_init(cache *c, int tk, int tv, int n_kv, int dk, int dv, int p
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)c->n_pages);
     for (int32_t i = 0; i < c->n_pages; i++) perm[i] = i;
     for (int32_t i = c->n_pages - 1; i > 0; i--) {
-        int32_t j = (int32_t)(rnd() % (uint32_t)(i + 1)), t = perm[i];
+        int32_t j = (int32_t)(draw_u32() % (uint32_t)(i + 1)), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
@@ -144,18 +143,20 @@ static size_t cache_fill(cache *c, const int32_t *ctx, const float *specials, in
             pos[i] = p;
         }
     for (i = n - 1; i > 0; i--) { /* any order: the cache position comes from (seq, pos) */
-        int32_t j = (int32_t)(rnd() % (uint32_t)(i + 1)), t;
+        int32_t j = (int32_t)(draw_u32() % (uint32_t)(i + 1)), t;
         t = seq[i], seq[i] = seq[j], seq[j] = t;
         t = pos[i], pos[i] = pos[j], pos[j] = t;
     }
     int si = 0;
     for (i = 0; i < n; i++) {
         for (int64_t e = 0; e < ks; e++)
-            kf[i * ks + e] = n_specials && rnd() % 4 == 0 ? specials[si++ % n_specials] : frand();
+            kf[i * ks + e] =
+                n_specials && draw_u32() % 4 == 0 ? specials[si++ % n_specials] : draw_unit();
         for (int64_t e = 0; e < vs; e++)
-            vf[i * vs + e] = n_specials && rnd() % 4 == 0 ? specials[si++ % n_specials] : frand();
+            vf[i * vs + e] =
+                n_specials && draw_u32() % 4 == 0 ? specials[si++ % n_specials] : draw_unit();
         /* a block of zeros now and then (scale 0) */
-        if (rnd() % 8 == 0) memset(kf + i * ks, 0, sizeof(float) * 32);
+        if (draw_u32() % 8 == 0) memset(kf + i * ks, 0, sizeof(float) * 32);
         for (int h = 0; h < c->n_kv; h++) {
             halo_quant_encode_kv(c->tk, kf + i * ks + (size_t)h * c->dk,
                                  k_head(c, c->k, seq[i], pos[i], h), c->dk);
@@ -208,7 +209,7 @@ static void attn_case(const char *what, int tk, int tv, int d, int n_head, int n
     const size_t qn = (size_t)n_tok * n_head * d;
     float *q = malloc(sizeof(float) * qn), *out = malloc(sizeof(float) * qn);
     float *ref = malloc(sizeof(float) * qn);
-    for (size_t i = 0; i < qn; i++) q[i] = 2.0f * frand();
+    for (size_t i = 0; i < qn; i++) q[i] = 2.0f * draw_unit();
     float *dq = halo_cuda_malloc(sizeof(float) * qn), *dout = halo_cuda_malloc(sizeof(float) * qn);
     int32_t *dseq = halo_cuda_malloc(sizeof(int32_t) * (size_t)n_tok);
     int32_t *dpos = halo_cuda_malloc(sizeof(int32_t) * (size_t)n_tok);
@@ -354,6 +355,7 @@ static void store_specials(int tk, int tv, int d) {
 #endif
 
 int main(void) {
+    rng_seed(0x9e3779b97f4a7c15ull);
     cuda_test_require_gpu();
 #ifdef HALO_HAVE_CUDA
     const int F32 = HALO_TYPE_F32, F16 = HALO_TYPE_F16, BF16 = HALO_TYPE_BF16,

@@ -12,8 +12,10 @@
  *
  * Errors are max |gpu - ref| / max |ref| over each array, printed per case; the bounds
  * are small multiples of f32 rounding (u = 2^-24 = 6e-8), see below. */
+#include "compare.h"
 #include "cuda_test.h"
 #include "harness.h"
+#include "rng.h"
 
 #include "kernels/kernels.h"
 
@@ -38,40 +40,7 @@
  * per-head RMS norm. Bound 4e-6. */
 #define TOL_OUT 4e-6
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rnd(float lo, float hi) { return lo + (hi - lo) * (float)(rnd_u32() >> 8) / 16777216.0f; }
-static void fill(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = rnd(lo, hi);
-}
-
 static void *S;
-
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_cuda_malloc(bytes);
-    CHECK(d != NULL);
-    if (d && h) CHECK(halo_cuda_memcpy(S, d, h, bytes) == 0);
-    return d;
-}
-static void to_host(void *h, const void *d, size_t bytes) {
-    CHECK(halo_cuda_memcpy(S, h, d, bytes) == 0);
-    CHECK(halo_cuda_stream_sync(S) == 0);
-}
-
-static double max_rel(const float *a, const float *ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates */
-        if (fabs((double)ref[i]) > mag) mag = fabs((double)ref[i]);
-    }
-    return diff / (mag > 0 ? mag : 1e-30);
-}
 
 static void report(const char *name, const char *what, double err, double tol) {
     printf("    %-10s max rel err %.3g (bound %.0e)\n", what, err, tol);
@@ -169,9 +138,12 @@ static void run_case(const dn_case *c) {
         memcpy(hcs + (size_t)slot * conv_stride, sq[s].conv0, sizeof(float) * (size_t)conv_floats);
         memcpy(hss + (size_t)slot * ssm_stride, sq[s].ssm0, sizeof(float) * (size_t)ssm_floats);
     }
-    float *dcs = dev_from(hcs, sizeof(float) * cs_n), *dss = dev_from(hss, sizeof(float) * ss_n);
-    float *dw = dev_from(w, sizeof(float) * (size_t)(ch * K)), *da = dev_from(a, sizeof(float) * (size_t)hv);
-    float *ddt = dev_from(dt, sizeof(float) * (size_t)hv), *dnw = dev_from(nw, sizeof(float) * (size_t)dv);
+    float *dcs = dev_from(S, hcs, sizeof(float) * cs_n),
+          *dss = dev_from(S, hss, sizeof(float) * ss_n);
+    float *dw = dev_from(S, w, sizeof(float) * (size_t)(ch * K)),
+          *da = dev_from(S, a, sizeof(float) * (size_t)hv);
+    float *ddt = dev_from(S, dt, sizeof(float) * (size_t)hv),
+          *dnw = dev_from(S, nw, sizeof(float) * (size_t)dv);
 
     int *order = malloc(sizeof(int) * (size_t)n_seq);
     for (int call = 0; call < 2; call++) {
@@ -211,16 +183,16 @@ static void run_case(const dn_case *c) {
             t += len;
         }
         seg_off[n_seq] = t;
-        float *dx = dev_from(x, sizeof(float) * nt * (size_t)ch);
-        float *dal = dev_from(al, sizeof(float) * nt * (size_t)hv);
-        float *dbb = dev_from(bb, sizeof(float) * nt * (size_t)hv);
-        float *dz = dev_from(z, sizeof(float) * nt * (size_t)vd);
-        float *dy = dev_from(NULL, sizeof(float) * nt * (size_t)ch);
-        float *dg = dev_from(NULL, sizeof(float) * nt * (size_t)hv);
-        float *dbeta = dev_from(NULL, sizeof(float) * nt * (size_t)hv);
-        float *dout = dev_from(NULL, sizeof(float) * nt * (size_t)vd);
-        int32_t *doff = dev_from(seg_off, sizeof(int32_t) * (size_t)(n_seq + 1));
-        int32_t *dseq = dev_from(seg_seq, sizeof(int32_t) * (size_t)n_seq);
+        float *dx = dev_from(S, x, sizeof(float) * nt * (size_t)ch);
+        float *dal = dev_from(S, al, sizeof(float) * nt * (size_t)hv);
+        float *dbb = dev_from(S, bb, sizeof(float) * nt * (size_t)hv);
+        float *dz = dev_from(S, z, sizeof(float) * nt * (size_t)vd);
+        float *dy = dev_from(S, NULL, sizeof(float) * nt * (size_t)ch);
+        float *dg = dev_from(S, NULL, sizeof(float) * nt * (size_t)hv);
+        float *dbeta = dev_from(S, NULL, sizeof(float) * nt * (size_t)hv);
+        float *dout = dev_from(S, NULL, sizeof(float) * nt * (size_t)vd);
+        int32_t *doff = dev_from(S, seg_off, sizeof(int32_t) * (size_t)(n_seq + 1));
+        int32_t *dseq = dev_from(S, seg_seq, sizeof(int32_t) * (size_t)n_seq);
 
         /* segments of at most one token: the second call takes the decode launcher (conv,
          * state and gates in one kernel), the first the general ones */
@@ -240,10 +212,10 @@ static void run_case(const dn_case *c) {
         CHECK(halo_cuda_stream_sync(S) == 0);
         float *gy = malloc(sizeof(float) * nt * (size_t)ch), *gg = malloc(sizeof(float) * nt * (size_t)hv);
         float *gb = malloc(sizeof(float) * nt * (size_t)hv), *go = malloc(sizeof(float) * nt * (size_t)vd);
-        to_host(gy, dy, sizeof(float) * (size_t)n_tok * (size_t)ch);
-        to_host(gg, dg, sizeof(float) * (size_t)n_tok * (size_t)hv);
-        to_host(gb, dbeta, sizeof(float) * (size_t)n_tok * (size_t)hv);
-        to_host(go, dout, sizeof(float) * (size_t)n_tok * (size_t)vd);
+        to_host(S, gy, dy, sizeof(float) * (size_t)n_tok * (size_t)ch);
+        to_host(S, gg, dg, sizeof(float) * (size_t)n_tok * (size_t)hv);
+        to_host(S, gb, dbeta, sizeof(float) * (size_t)n_tok * (size_t)hv);
+        to_host(S, go, dout, sizeof(float) * (size_t)n_tok * (size_t)vd);
         printf("   call %d: %d tokens in %d segments%s\n", call, n_tok, n_seq,
                single && call == 1 ? " (decode launcher)" : "");
         report(c->name, "conv", max_rel(gy, ey, (size_t)n_tok * (size_t)ch), TOL_CONV);
@@ -258,8 +230,8 @@ static void run_case(const dn_case *c) {
     }
 
     /* final states, and the padding between them */
-    to_host(hcs, dcs, sizeof(float) * cs_n);
-    to_host(hss, dss, sizeof(float) * ss_n);
+    to_host(S, hcs, dcs, sizeof(float) * cs_n);
+    to_host(S, hss, dss, sizeof(float) * ss_n);
     double conv_err = 0, ssm_err = 0;
     bool pad_ok = true;
     for (int s = 0; s < n_seq; s++) {
@@ -310,6 +282,7 @@ static void test_refused(void) {
 #endif
 
 int main(void) {
+    rng_seed(0x2545f4914f6cdd1dull);
     cuda_test_require_gpu();
 #ifdef HALO_HAVE_CUDA
     S = halo_cuda_stream_new();

@@ -25,6 +25,7 @@
  * below 1e-3 of sum |w x| so that it cannot become vacuous. */
 #include "cuda_test.h"
 #include "harness.h"
+#include "rng.h"
 
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -35,20 +36,6 @@
 #include <string.h>
 
 #ifdef HALO_HAVE_CUDA
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
-static uint32_t urand(uint32_t n) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)((rng_state >> 33) % n);
-}
 
 enum { MAX_ROWS = 1000, MAX_COLS = 4096, MAX_TOK = 300 };
 #define WS_BYTES ((size_t)16 << 20) /* the CUDA backend's split-K workspace */
@@ -127,6 +114,7 @@ static double measure_xq(const float *x, int64_t n_rows, int64_t n_cols, int64_t
 }
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     cuda_test_require_gpu();
     void *st = halo_cuda_stream_new();
     CHECK(st != NULL);

@@ -127,8 +127,8 @@ static void check_embeddings(const char *name, halo_model *cpu, halo_model *gpu,
     if (c && g && g1 && lc && lg && eval_embeddings(cpu, s->tokens[0], len, len, c, lc) &&
         eval_embeddings(gpu, s->tokens[0], len, len, g, lg) &&
         eval_embeddings(gpu, s->tokens[0], len, 1, g1, lg)) {
-        const double whole = eval_rel_rms(g, c, (size_t)len * e), one = eval_rel_rms(g1, c, (size_t)len * e);
-        const double lo = eval_rel_rms(lg, gpu_logits, (size_t)len * nv);
+        const double whole = rel_rms(g, c, (size_t)len * e), one = rel_rms(g1, c, (size_t)len * e);
+        const double lo = rel_rms(lg, gpu_logits, (size_t)len * nv);
         printf("%-20s embeddings GPU vs CPU relRMS %.2e (whole), %.2e (token by token); logits "
                "after them %.2e\n", name, whole, one, lo);
         CHECK_MSG(whole < 1e-4 && one < 1e-4, "%s: %.3e %.3e", name, whole, one);
@@ -166,8 +166,8 @@ static void check_model(const eval_model *em) {
     if (ref && bytes == sizeof(float) * n * nv && eval_all(gpu, 1, &s, 4096, g) &&
         eval_all(cpu, 1, &s, 4096, c) && eval_all(gpu, 1, &s, 1, g1)) {
         int counted;
-        double rr = eval_rel_rms(g, ref, n * nv), rc = eval_rel_rms(c, ref, n * nv);
-        double gc = eval_rel_rms(g, c, n * nv), dec = eval_rel_rms(g1, g, n * nv);
+        double rr = rel_rms(g, ref, n * nv), rc = rel_rms(c, ref, n * nv);
+        double gc = rel_rms(g, c, n * nv), dec = rel_rms(g1, g, n * nv);
         cpu_err = rc;
         double top1 = eval_top1(g, ref, n, nv, &counted);
         printf("%-20s GPU vs refs %.3e (CPU %.3e, bound %.0e), GPU vs CPU %.3e, decode vs "
@@ -196,7 +196,7 @@ static void check_model(const eval_model *em) {
             CHECK(hy[v] != NULL);
             if (!hy[v]) continue;
             if (eval_all(hy[v], 1, &s, 4096, g1) && eval_all(hy[v], 1, &s, 1, g)) {
-                const double a = eval_rel_rms(g1, c, n * nv), b1 = eval_rel_rms(g, c, n * nv);
+                const double a = rel_rms(g1, c, n * nv), b1 = rel_rms(g, c, n * nv);
                 printf("%-20s experts on the CPU (%s): vs CPU %.3e, one token at a time %.3e\n",
                        em->name, v ? "-ot ffn_down_exps=CPU" : "--n-cpu-moe 2", a, b1);
                 CHECK_MSG(a < cpu_err && b1 < cpu_err,
@@ -213,7 +213,7 @@ static void check_model(const eval_model *em) {
         size_t n0 = (size_t)s.len[0] * nv, n1 = (size_t)s.len[1] * nv;
         float *ia = malloc(sizeof(float) * n0), *ib = malloc(sizeof(float) * n1);
         if (eval_interleaved(gpu, s.tokens[0], s.len[0], s.tokens[1], s.len[1], ia, ib)) {
-            double d = fmax(eval_rel_rms(ia, g, n0), eval_rel_rms(ib, g + n0, n1));
+            double d = fmax(rel_rms(ia, g, n0), rel_rms(ib, g + n0, n1));
             printf("%-20s two sequences in one batch vs alone: %.3e\n", em->name, d);
             CHECK_MSG(d < 1e-4, "%s interleaved %.3e", em->name, d);
         } else {
@@ -226,7 +226,7 @@ static void check_model(const eval_model *em) {
     const int kv_types[] = {8 /* q8_0 */, 2 /* q4_0 */, 20 /* iq4_nl */};
     for (int i = 0; i < 3; i++) {
         if (eval_all(gpu, kv_types[i], &s, 4096, g) && eval_all(cpu, kv_types[i], &s, 4096, c)) {
-            double gc = eval_rel_rms(g, c, n * nv);
+            double gc = rel_rms(g, c, n * nv);
             printf("%-20s KV %s: GPU vs CPU %.3e\n", em->name,
                    i == 2 ? "iq4_nl" : i ? "q4_0" : "q8_0", gc);
             /* the same stored bytes on both (bit-exact encoders), so only summation
@@ -277,7 +277,7 @@ static void check_quant_types(void) {
          * int16 activations for the integer formats) */
         if (ref && bytes == sizeof(float) * n * nv && eval_all(m, 1, &s, 4096, got) &&
             eval_all(m, 1, &s, 1, got1)) {
-            double rr = eval_rel_rms(got, ref, n * nv), r1 = eval_rel_rms(got1, ref, n * nv);
+            double rr = rel_rms(got, ref, n * nv), r1 = rel_rms(got1, ref, n * nv);
             printf("%-7s GPU relRMS %.3e vs exact, one token at a time %.3e (peer %.3e, bound "
                    "half of it)\n", type, rr, r1, peer);
             CHECK_MSG(rr <= 0.5 * peer, "%s relRMS %.3e > half the peer's %.3e", type, rr, peer);
@@ -345,7 +345,7 @@ static void check_checkpoint(void) {
         CHECK_MSG(halo_seq_state_load_buf(ctx, 0, buf, half, &err) == 0, "%s", err.msg);
         CHECK(halo_seq_length(ctx, 0) == half);
         CHECK(feed_chunk(ctx, tok + half, rest, b));
-        double e = eval_rel_rms(b, a, (size_t)rest * nv);
+        double e = rel_rms(b, a, (size_t)rest * nv);
         printf("checkpoint in GPU memory, restored and continued vs straight: %.3e (limit 1e-6)\n",
                e);
         CHECK_MSG(e <= 1e-6, "checkpoint restore %.3g", e);

@@ -14,6 +14,7 @@
  * order of the outputs themselves. */
 #include "cuda_test.h"
 #include "harness.h"
+#include "rng.h"
 
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -24,20 +25,6 @@
 #include <string.h>
 
 #ifdef HALO_HAVE_CUDA
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
-static uint32_t urand(uint32_t n) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)((rng_state >> 33) % n);
-}
 
 enum { MAX_ROWS = 1024, MAX_COLS = 4096, MAX_X = 64, N_EXP = 5, EXP_ROWS = 96 };
 
@@ -135,6 +122,7 @@ static float *d_x, *d_y, *d_y2;
 static int32_t *d_ids;
 
 int main(void) {
+    rng_seed(0x2545F4914F6CDD1Dull);
     cuda_test_require_gpu();
     void *st = halo_cuda_stream_new();
     CHECK(st != NULL);

@@ -8,8 +8,10 @@
  * semantic bug (errors ~1) can never pass, and the printed errors show the margin.
  * Measured on an H200 (max over the cases): rms 1.9e-7, rope 1.7e-7, swiglu 1.1e-7,
  * sigmoid gate 1.6e-7, routing weights 1.7e-7, combine 2.0e-7; add, copies, ids exact. */
+#include "compare.h"
 #include "cuda_test.h"
 #include "harness.h"
+#include "rng.h"
 
 #include "kernels/kernels.h"
 
@@ -35,41 +37,7 @@
  * reference, so a few roundings: bound 1e-6. */
 #define TOL_COMBINE 1e-6
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-/* uniform in [lo, hi) */
-static float rnd(float lo, float hi) { return lo + (hi - lo) * (float)(rnd_u32() >> 8) / 16777216.0f; }
-static void fill(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = rnd(lo, hi);
-}
-
 static void *S; /* the stream */
-
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_cuda_malloc(bytes);
-    CHECK(d != NULL);
-    if (d && h) CHECK(halo_cuda_memcpy(S, d, h, bytes) == 0);
-    return d;
-}
-static void to_host(void *h, const void *d, size_t bytes) {
-    CHECK(halo_cuda_memcpy(S, h, d, bytes) == 0);
-    CHECK(halo_cuda_stream_sync(S) == 0);
-}
-
-static double max_rel(const float *a, const float *ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates */
-        if (fabs((double)ref[i]) > mag) mag = fabs((double)ref[i]);
-    }
-    return diff / (mag > 0 ? mag : 1e-30);
-}
 
 static void report(const char *what, double err, double tol) {
     printf("  %-48s max rel err %.3g (bound %.0e)\n", what, err, tol);
@@ -85,10 +53,11 @@ static void test_rms_norm(int64_t rows, int64_t n, bool weight, bool in_place) {
     fill(x, total, -3.0f, 3.0f);
     fill(w, (size_t)n, 0.5f, 1.5f);
     halo_rms_norm_ref(x, weight ? w : NULL, ref, rows, n, 1e-6f);
-    float *dx = dev_from(x, sizeof(float) * total), *dw = dev_from(w, sizeof(float) * (size_t)n);
-    float *dy = in_place ? dx : dev_from(NULL, sizeof(float) * total);
+    float *dx = dev_from(S, x, sizeof(float) * total),
+          *dw = dev_from(S, w, sizeof(float) * (size_t)n);
+    float *dy = in_place ? dx : dev_from(S, NULL, sizeof(float) * total);
     CHECK(halo_cuda_rms_norm(S, dx, weight ? dw : NULL, dy, rows, n, 1e-6f) == 0);
-    to_host(got, dy, sizeof(float) * total);
+    to_host(S, got, dy, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "rms_norm %lld x %lld%s%s", (long long)rows, (long long)n,
              weight ? " w" : "", in_place ? " in place" : "");
@@ -111,14 +80,14 @@ static void test_add_rms_norm(int64_t rows, int64_t n, bool weight) {
     fill(w, (size_t)n, 0.5f, 1.5f);
     for (size_t i = 0; i < total; i++) sum[i] = x[i] + y[i];
     halo_rms_norm_ref(sum, weight ? w : NULL, ref, rows, n, 1e-6f);
-    float *dx = dev_from(x, sizeof(float) * total), *dy = dev_from(y, sizeof(float) * total);
-    float *dw = dev_from(w, sizeof(float) * (size_t)n);
-    float *dn = dev_from(NULL, sizeof(float) * total);
+    float *dx = dev_from(S, x, sizeof(float) * total), *dy = dev_from(S, y, sizeof(float) * total);
+    float *dw = dev_from(S, w, sizeof(float) * (size_t)n);
+    float *dn = dev_from(S, NULL, sizeof(float) * total);
     CHECK(halo_cuda_add_rms_norm(S, dx, dy, weight ? dw : NULL, dn, rows, n, 1e-6f) == 0);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(S, got, dx, sizeof(float) * total);
     CHECK_MSG(memcmp(got, sum, sizeof(float) * total) == 0, "add_rms_norm %lld x %lld: x != x + y",
               (long long)rows, (long long)n);
-    to_host(got, dn, sizeof(float) * total);
+    to_host(S, got, dn, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "add_rms_norm %lld x %lld%s", (long long)rows, (long long)n,
              weight ? " w" : "");
@@ -140,11 +109,11 @@ static void test_rope(int n_tok, int n_heads, int head_dim, int n_rot, int mode,
     for (int t = 0; t < n_tok; t++) pos[t] = (int32_t)(rnd_u32() % (uint32_t)max_pos);
     for (int t = 0; t < n_tok; t++)
         halo_rope(ref + (size_t)t * row, n_heads, head_dim, n_rot, mode, (float)pos[t], inv);
-    float *dx = dev_from(x, sizeof(float) * total);
-    float *dinv = dev_from(inv, sizeof(float) * (size_t)(n_rot / 2 + 1));
-    int32_t *dpos = dev_from(pos, sizeof(int32_t) * (size_t)n_tok);
+    float *dx = dev_from(S, x, sizeof(float) * total);
+    float *dinv = dev_from(S, inv, sizeof(float) * (size_t)(n_rot / 2 + 1));
+    int32_t *dpos = dev_from(S, pos, sizeof(int32_t) * (size_t)n_tok);
     CHECK(halo_cuda_rope(S, dx, n_tok, n_heads, head_dim, n_rot, mode, dpos, dinv) == 0);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(S, got, dx, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "rope %s %d tok x %d heads x %d, n_rot %d",
              mode == HALO_ROPE_NEOX ? "neox" : "norm", n_tok, n_heads, head_dim, n_rot);
@@ -170,9 +139,9 @@ static void test_hadamard(int64_t rows, int64_t n, int block) {
     fill(x, total, -3.0f, 3.0f);
     memcpy(ref, x, sizeof(float) * total);
     halo_hadamard(ref, rows, n, block);
-    float *dx = dev_from(x, sizeof(float) * total);
+    float *dx = dev_from(S, x, sizeof(float) * total);
     CHECK(halo_cuda_hadamard(S, dx, rows, n, block) == 0);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(S, got, dx, sizeof(float) * total);
     size_t differ = 0;
     for (size_t i = 0; i < total; i++) differ += memcmp(&got[i], &ref[i], sizeof(float)) != 0;
     printf("  hadamard %lld rows x %lld, runs of %d: %zu values differ\n", (long long)rows,
@@ -188,13 +157,13 @@ static void test_elementwise(int64_t n) {
     float *a = malloc(sz), *b = malloc(sz), *ref = malloc(sz), *got = malloc(sz);
     fill(a, (size_t)n, -12.0f, 12.0f);
     fill(b, (size_t)n, -3.0f, 3.0f);
-    float *da = dev_from(a, sz), *db = dev_from(b, sz);
+    float *da = dev_from(S, a, sz), *db = dev_from(S, b, sz);
     char what[96];
 
     /* add: one rounding each, the same on both: exact */
     for (int64_t i = 0; i < n; i++) ref[i] = a[i] + b[i];
     CHECK(halo_cuda_add(S, da, db, n) == 0);
-    to_host(got, da, sz);
+    to_host(S, got, da, sz);
     snprintf(what, sizeof what, "add n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), 0.0);
 
@@ -202,7 +171,7 @@ static void test_elementwise(int64_t n) {
     halo_swiglu_ref(ref, b, n);
     CHECK(halo_cuda_memcpy(S, da, a, sz) == 0);
     CHECK(halo_cuda_swiglu(S, da, db, n) == 0);
-    to_host(got, da, sz);
+    to_host(S, got, da, sz);
     snprintf(what, sizeof what, "swiglu n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), TOL_GATE);
 
@@ -211,7 +180,7 @@ static void test_elementwise(int64_t n) {
     CHECK(halo_cuda_memcpy(S, db, b, sz) == 0);
     CHECK(halo_cuda_memcpy(S, da, a, sz) == 0);
     CHECK(halo_cuda_sigmoid_gate(S, db, da, n) == 0);
-    to_host(got, db, sz);
+    to_host(S, got, db, sz);
     snprintf(what, sizeof what, "sigmoid_gate n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), TOL_GATE);
 
@@ -228,9 +197,10 @@ static void test_copies(int64_t rows, int64_t width) {
     float *got = malloc(sizeof(float) * dn);
     fill(src, sn, -1.0f, 1.0f);
     for (size_t i = 0; i < dn; i++) dst[i] = -7.0f;
-    float *dsrc = dev_from(src, sizeof(float) * sn), *ddst = dev_from(dst, sizeof(float) * dn);
+    float *dsrc = dev_from(S, src, sizeof(float) * sn),
+          *ddst = dev_from(S, dst, sizeof(float) * dn);
     CHECK(halo_cuda_copy2d(S, ddst, ds, dsrc, ss, rows, width) == 0);
-    to_host(got, ddst, sizeof(float) * dn);
+    to_host(S, got, ddst, sizeof(float) * dn);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < width; i++) dst[r * ds + i] = src[r * ss + i];
     CHECK(memcmp(got, dst, sizeof(float) * dn) == 0); /* the padding untouched too */
@@ -249,17 +219,17 @@ static void test_copies(int64_t rows, int64_t width) {
         int32_t j = (int32_t)(rnd_u32() % (uint32_t)(i + 1)), t = perm[i];
         perm[i] = perm[j], perm[j] = t;
     }
-    float *da = dev_from(a, sizeof(float) * rn), *dout = dev_from(NULL, sizeof(float) * rn);
-    int32_t *didx = dev_from(idx, sizeof(int32_t) * (size_t)n);
-    int32_t *dperm = dev_from(perm, sizeof(int32_t) * (size_t)n);
+    float *da = dev_from(S, a, sizeof(float) * rn), *dout = dev_from(S, NULL, sizeof(float) * rn);
+    int32_t *didx = dev_from(S, idx, sizeof(int32_t) * (size_t)n);
+    int32_t *dperm = dev_from(S, perm, sizeof(int32_t) * (size_t)n);
     CHECK(halo_cuda_gather_rows(S, dout, da, didx, n, width) == 0);
-    to_host(out, dout, sizeof(float) * rn);
+    to_host(S, out, dout, sizeof(float) * rn);
     for (int32_t i = 0; i < n; i++)
         memcpy(ref + (size_t)i * (size_t)width, a + (size_t)idx[i] * (size_t)width,
                sizeof(float) * (size_t)width);
     CHECK(memcmp(out, ref, sizeof(float) * rn) == 0);
     CHECK(halo_cuda_scatter_rows(S, dout, da, dperm, n, width) == 0);
-    to_host(out, dout, sizeof(float) * rn);
+    to_host(S, out, dout, sizeof(float) * rn);
     for (int32_t i = 0; i < n; i++)
         memcpy(ref + (size_t)perm[i] * (size_t)width, a + (size_t)i * (size_t)width,
                sizeof(float) * (size_t)width);
@@ -293,11 +263,11 @@ static void test_topk(int32_t n, int n_expert, int k, bool normalize, int ties) 
         halo_topk_route_ref(lg + (size_t)t * n_expert, n_expert, k, normalize, id_ref + (size_t)t * k,
                             w_ref + (size_t)t * k);
     }
-    float *dl = dev_from(lg, sizeof(float) * nl), *dw = dev_from(NULL, sizeof(float) * nk);
-    int32_t *di = dev_from(NULL, sizeof(int32_t) * nk);
+    float *dl = dev_from(S, lg, sizeof(float) * nl), *dw = dev_from(S, NULL, sizeof(float) * nk);
+    int32_t *di = dev_from(S, NULL, sizeof(int32_t) * nk);
     CHECK(halo_cuda_topk_route(S, dl, n, n_expert, k, normalize, di, dw) == 0);
-    to_host(w_got, dw, sizeof(float) * nk);
-    to_host(id_got, di, sizeof(int32_t) * nk);
+    to_host(S, w_got, dw, sizeof(float) * nk);
+    to_host(S, id_got, di, sizeof(int32_t) * nk);
     int bad = 0;
     for (size_t i = 0; i < nk; i++) bad += id_got[i] != id_ref[i];
     char what[96];
@@ -328,12 +298,14 @@ static void test_moe_combine(int32_t n, int k, int64_t n_embd, bool shared) {
             if (shared) acc += sh[(size_t)t * n_embd + d] / (1.0 + exp(-(double)shg[t]));
             ref[(size_t)t * n_embd + d] = (float)acc;
         }
-    float *dy = dev_from(y, sizeof(float) * ny), *dw = dev_from(w, sizeof(float) * (size_t)(n * k));
-    float *dsh = dev_from(sh, sizeof(float) * no), *dshg = dev_from(shg, sizeof(float) * (size_t)n);
-    float *dout = dev_from(NULL, sizeof(float) * no);
+    float *dy = dev_from(S, y, sizeof(float) * ny),
+          *dw = dev_from(S, w, sizeof(float) * (size_t)(n * k));
+    float *dsh = dev_from(S, sh, sizeof(float) * no),
+          *dshg = dev_from(S, shg, sizeof(float) * (size_t)n);
+    float *dout = dev_from(S, NULL, sizeof(float) * no);
     CHECK(halo_cuda_moe_combine(S, dy, dw, n, k, n_embd, shared ? dsh : NULL, shared ? dshg : NULL,
                                 dout) == 0);
-    to_host(got, dout, sizeof(float) * no);
+    to_host(S, got, dout, sizeof(float) * no);
     char what[96];
     snprintf(what, sizeof what, "moe_combine %d tok, k %d, %lld%s", n, k, (long long)n_embd,
              shared ? " + shared" : "");
@@ -371,6 +343,7 @@ static void test_shapes_refused(void) {
 #endif
 
 int main(void) {
+    rng_seed(0x9e3779b97f4a7c15ull);
     cuda_test_require_gpu();
 #ifdef HALO_HAVE_CUDA
     S = halo_cuda_stream_new();

@@ -2,34 +2,25 @@
  * carried state (whole batch == pieces), the recurrent and chunked forms of the
  * delta rule (several chunk sizes, partial chunks, a carried state, tiled and
  * grouped heads, split over threads), the gates and the norms. */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
 #include <stdint.h>
 
 static uint64_t seed = 7;
-static float frand(void) { /* uniform in [-1, 1) */
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    return ((float)(seed >> 40) / (float)(1ull << 24)) * 2.0f - 1.0f;
-}
-static void fill(float *x, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) x[i] = frand() * scale;
-}
-static double rel_rms(const float *got, const float *ref, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += (double)(got[i] - ref[i]) * (got[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+static void fill_scaled(float *x, int64_t n, float scale) { /* uniform in [-scale, scale) */
+    for (int64_t i = 0; i < n; i++) x[i] = lcg_frand(&seed) * scale;
 }
 
 static void test_conv(void) {
     enum { T = 11, CH = 37, KW = 4, STRIDE = 41 };
     float x[T * STRIDE], w[CH * KW], st0[(KW - 1) * CH];
     float y_ref[T * CH], y[T * CH], st_ref[(KW - 1) * CH], st[(KW - 1) * CH];
-    fill(x, T * STRIDE, 2.0f), fill(w, CH * KW, 1.0f), fill(st0, (KW - 1) * CH, 2.0f);
+    fill_scaled(x, T * STRIDE, 2.0f), fill_scaled(w, CH * KW, 1.0f);
+    fill_scaled(st0, (KW - 1) * CH, 2.0f);
     memcpy(st_ref, st0, sizeof st0);
     halo_deltanet_conv_ref(x, STRIDE, T, CH, KW, w, st_ref, y_ref, CH);
     /* whole batch, split over 1 and 3 "threads" */
@@ -67,16 +58,17 @@ static void make_case(case_data *c, int64_t T, int64_t HK, int64_t HV, int64_t D
     c->v = malloc(sizeof(float) * T * HV * DV);
     c->g = malloc(sizeof(float) * T * HV), c->beta = malloc(sizeof(float) * T * HV);
     c->state0 = malloc(sizeof(float) * HV * DK * DV);
-    fill(c->q, T * HK * DK, 1.0f), fill(c->k, T * HK * DK, 1.0f), fill(c->v, T * HV * DV, 1.0f);
+    fill_scaled(c->q, T * HK * DK, 1.0f), fill_scaled(c->k, T * HK * DK, 1.0f);
+    fill_scaled(c->v, T * HV * DV, 1.0f);
     for (int64_t i = 0; i < T * HK; i++) {
         halo_deltanet_l2_norm(c->q + i * DK, DK, 1e-6f, 1.0f / sqrtf((float)DK));
         halo_deltanet_l2_norm(c->k + i * DK, DK, 1e-6f, 1.0f);
     }
     for (int64_t i = 0; i < T * HV; i++) {
-        c->g[i] = -1.5f * (frand() + 1.0f);
-        c->beta[i] = 0.5f + 0.49f * frand();
+        c->g[i] = -1.5f * (lcg_frand(&seed) + 1.0f);
+        c->beta[i] = 0.5f + 0.49f * lcg_frand(&seed);
     }
-    fill(c->state0, HV * DK * DV, 0.5f);
+    fill_scaled(c->state0, HV * DK * DV, 0.5f);
 }
 
 static halo_deltanet_args args_for(const case_data *c, int64_t t0, int64_t n, int64_t HK,
@@ -144,7 +136,7 @@ static void test_small_ops(void) {
         CHECK(fabs(beta[h] - want_b) < 1e-6);
     }
     float x[96], z[96], w[96], x0[96];
-    fill(x0, 96, 3.0f), fill(z, 96, 2.0f), fill(w, 96, 1.5f);
+    fill_scaled(x0, 96, 3.0f), fill_scaled(z, 96, 2.0f), fill_scaled(w, 96, 1.5f);
     memcpy(x, x0, sizeof x);
     halo_deltanet_norm_gated(x, z, w, 96, 1e-6f);
     double ss = 0;

@@ -11,6 +11,7 @@
  * bug (a wrong nibble, scale or min) gives errors of order 1e-2.
  */
 #include "harness.h"
+#include "rng.h"
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
@@ -20,11 +21,6 @@
 #include <stdlib.h>
 
 #define TOL 1e-6
-
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return ((float)(*s >> 40) / (float)(1ull << 24)) * 2.0f - 1.0f;
-}
 
 static double worst = 0.0;
 
@@ -70,8 +66,8 @@ int main(void) {
     float *x = malloc(sizeof(float) * max_tokens * max_cols);
     float *y = malloc(sizeof(float) * max_tokens * max_rows);
     char *w = malloc(sizeof(float) * max_rows * max_cols);
-    for (int64_t i = 0; i < max_rows * max_cols; i++) wf[i] = frand(&seed);
-    for (int64_t i = 0; i < max_tokens * max_cols; i++) x[i] = frand(&seed) * 3.0f;
+    for (int64_t i = 0; i < max_rows * max_cols; i++) wf[i] = lcg_frand(&seed);
+    for (int64_t i = 0; i < max_tokens * max_cols; i++) x[i] = lcg_frand(&seed) * 3.0f;
     halo_threadpool *pools[3] = {NULL, halo_threadpool_new(2), halo_threadpool_new(3)};
 
     int n_types = 0, n_paths = 0;

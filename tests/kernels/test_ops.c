@@ -1,7 +1,9 @@
 /* The forward-pass ops against their scalar references: RMS norm, RoPE (normal,
  * NEOX, partial), softmax, SwiGLU, top-k routing, and attention over a paged
  * cache in every cache type (pages out of order, a partial last page, GQA). */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
@@ -9,28 +11,14 @@
 #include <stdint.h>
 #include <string.h>
 
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return ((float)(*s >> 40) / (float)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void test_rms_norm(uint64_t *seed) {
     enum { R = 3, N = 77 };
     float x[R * N], w[N], y[R * N], yr[R * N];
-    for (int i = 0; i < R * N; i++) x[i] = 3 * frand(seed);
-    for (int i = 0; i < N; i++) w[i] = 1 + frand(seed);
+    for (int i = 0; i < R * N; i++) x[i] = 3 * lcg_frand(seed);
+    for (int i = 0; i < N; i++) w[i] = 1 + lcg_frand(seed);
     halo_rms_norm(x, w, y, R, N, 1e-6f);
     halo_rms_norm_ref(x, w, yr, R, N, 1e-6f);
-    CHECK_MSG(rel_err(y, yr, R * N) < 1e-6, "rms_norm %.3g", rel_err(y, yr, R * N));
+    CHECK_MSG(rel_rms(y, yr, R * N) < 1e-6, "rms_norm %.3g", rel_rms(y, yr, R * N));
     halo_rms_norm(x, NULL, x, R, N, 1e-6f); /* in place, no weight */
     double ss = 0;
     for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
@@ -45,12 +33,12 @@ static void test_rope(uint64_t *seed) {
             halo_rope_inv_freq(10000.0f, n_rot, inv);
             for (int pos = 0; pos < 300; pos += 37) {
                 float x[H * D], xr[H * D], x0[H * D];
-                for (int i = 0; i < H * D; i++) x0[i] = x[i] = xr[i] = frand(seed);
+                for (int i = 0; i < H * D; i++) x0[i] = x[i] = xr[i] = lcg_frand(seed);
                 halo_rope(x, H, D, n_rot, mode, (float)pos, inv);
                 halo_rope_ref(xr, H, D, n_rot, mode, (float)pos, 10000.0f);
                 /* float angles of up to 300 rad: ~3e-5 absolute */
-                CHECK_MSG(rel_err(x, xr, H * D) < 1e-4, "rope mode %d n_rot %d pos %d: %.3g",
-                          mode, n_rot, pos, rel_err(x, xr, H * D));
+                CHECK_MSG(rel_rms(x, xr, H * D) < 1e-4, "rope mode %d n_rot %d pos %d: %.3g",
+                          mode, n_rot, pos, rel_rms(x, xr, H * D));
                 for (int h = 0; h < H; h++)
                     for (int i = n_rot; i < D; i++) CHECK(x[h * D + i] == x0[h * D + i]);
             }
@@ -68,24 +56,24 @@ static void test_softmax_swiglu(uint64_t *seed) {
     enum { N = 101 };
     float x[N], xr[N], g[N], gr[N], u[N];
     for (int i = 0; i < N; i++) {
-        x[i] = xr[i] = 20 * frand(seed);
-        g[i] = gr[i] = 6 * frand(seed);
-        u[i] = frand(seed);
+        x[i] = xr[i] = 20 * lcg_frand(seed);
+        g[i] = gr[i] = 6 * lcg_frand(seed);
+        u[i] = lcg_frand(seed);
     }
     halo_softmax(x, N);
     halo_softmax_ref(xr, N);
-    CHECK(rel_err(x, xr, N) < 1e-5);
+    CHECK(rel_rms(x, xr, N) < 1e-5);
     halo_swiglu(g, u, N);
     halo_swiglu_ref(gr, u, N);
-    CHECK(rel_err(g, gr, N) < 1e-6);
+    CHECK(rel_rms(g, gr, N) < 1e-6);
     float xg[N], xgr[N], gate[N];
     for (int i = 0; i < N; i++) {
-        gate[i] = 40 * frand(seed); /* saturated gates too */
+        gate[i] = 40 * lcg_frand(seed); /* saturated gates too */
         xg[i] = u[i];
         xgr[i] = (float)((double)u[i] / (1.0 + exp(-(double)gate[i])));
     }
     halo_sigmoid_gate(xg, gate, N);
-    CHECK(rel_err(xg, xgr, N) < 1e-6);
+    CHECK(rel_rms(xg, xgr, N) < 1e-6);
     float s[3] = {-1, 0, 2};
     halo_silu(s, 3);
     CHECK(fabsf(s[0] - (-1 / (1 + expf(1)))) < 1e-6f && s[1] == 0);
@@ -95,7 +83,7 @@ static void test_topk(uint64_t *seed) {
     enum { E = 37, K = 5 };
     for (int rep = 0; rep < 20; rep++) {
         float l[E];
-        for (int i = 0; i < E; i++) l[i] = 4 * frand(seed);
+        for (int i = 0; i < E; i++) l[i] = 4 * lcg_frand(seed);
         if (rep == 0) l[3] = l[7] = 10; /* a tie: the lower index first */
         int32_t id[K], idr[K];
         float w[K], wr[K];
@@ -125,11 +113,11 @@ static void test_attention(uint64_t *seed) {
     static float kf[NKVPOS][NKV][DK], vf[NKVPOS][NKV][DV], q[NT][GROUP * DK + 5];
     for (int p = 0; p < NKVPOS; p++)
         for (int h = 0; h < NKV; h++) {
-            for (int i = 0; i < DK; i++) kf[p][h][i] = frand(seed);
-            for (int i = 0; i < DV; i++) vf[p][h][i] = frand(seed);
+            for (int i = 0; i < DK; i++) kf[p][h][i] = lcg_frand(seed);
+            for (int i = 0; i < DV; i++) vf[p][h][i] = lcg_frand(seed);
         }
     for (int t = 0; t < NT; t++)
-        for (int i = 0; i < GROUP * DK; i++) q[t][i] = 2 * frand(seed);
+        for (int i = 0; i < GROUP * DK; i++) q[t][i] = 2 * lcg_frand(seed);
     const size_t q_stride = GROUP * DK + 5, o_stride = GROUP * DV + 3;
     float *scratch = malloc(sizeof(float) * halo_attn_scratch_floats(PS, DK, DV, GROUP));
     float *out = malloc(sizeof(float) * NT * o_stride), *ref = malloc(sizeof(float) * NT * o_stride);
@@ -160,7 +148,7 @@ static void test_attention(uint64_t *seed) {
                                         ref, o_stride);
                     double worst = 0;
                     for (int t = 0; t < n_tok; t++) {
-                        double e = rel_err(out + t * o_stride, ref + t * o_stride, GROUP * DV);
+                        double e = rel_rms(out + t * o_stride, ref + t * o_stride, GROUP * DV);
                         worst = e > worst ? e : worst;
                     }
                     CHECK_MSG(worst < 1e-5, "attn %s/%s n_tok %d first %d: %.3g",
@@ -185,8 +173,8 @@ static void test_attention(uint64_t *seed) {
                                 dense[g * DV + i] = (float)o;
                             }
                         }
-                        CHECK_MSG(rel_err(out + t * o_stride, dense, GROUP * DV) < 1e-3, "dense %.3g",
-                                  rel_err(out + t * o_stride, dense, GROUP * DV));
+                        CHECK_MSG(rel_rms(out + t * o_stride, dense, GROUP * DV) < 1e-3, "dense %.3g",
+                                  rel_rms(out + t * o_stride, dense, GROUP * DV));
                     }
                 }
         /* split decoding: a token's positions in 1..4 ranges, merged */
@@ -205,9 +193,9 @@ static void test_attention(uint64_t *seed) {
                     halo_attn_merge(parts, pf, n_parts, GROUP, DV, out);
                     halo_attn_paged_ref(&kv, q[0], q_stride, 1, &n_kv, GROUP, DK, DV, 0.125f, ref,
                                         o_stride);
-                    CHECK_MSG(rel_err(out, ref, GROUP * DV) < 1e-5, "split %s/%s %d parts n_kv %d: %.3g",
+                    CHECK_MSG(rel_rms(out, ref, GROUP * DV) < 1e-5, "split %s/%s %d parts n_kv %d: %.3g",
                               halo_type_name(tk), halo_type_name(tv), n_parts, n_kv,
-                              rel_err(out, ref, GROUP * DV));
+                              rel_rms(out, ref, GROUP * DV));
                 }
         free(kb);
         free(vb);
@@ -224,15 +212,15 @@ static void test_hadamard(uint64_t *seed) {
     enum { R = 3, N = 256 };
     static float x[R][N], y[R][N], z[R][N];
     for (int r = 0; r < R; r++)
-        for (int i = 0; i < N; i++) x[r][i] = 3 * frand(seed);
+        for (int i = 0; i < N; i++) x[r][i] = 3 * lcg_frand(seed);
     x[1][17] = 40; /* an outlier channel */
     for (int block = 64; block <= N; block *= 2) {
         memcpy(y, x, sizeof x);
         memcpy(z, x, sizeof x);
         halo_hadamard(y[0], R, N, block);
         halo_hadamard_ref(z[0], R, N, block);
-        CHECK_MSG(rel_err(y[0], z[0], R * N) < 1e-6, "hadamard %d: %.3g", block,
-                  rel_err(y[0], z[0], R * N));
+        CHECK_MSG(rel_rms(y[0], z[0], R * N) < 1e-6, "hadamard %d: %.3g", block,
+                  rel_rms(y[0], z[0], R * N));
         double dot_x = 0, dot_y = 0, mx = 0;
         for (int i = 0; i < N; i++) {
             dot_x += (double)x[0][i] * x[1][i];
@@ -242,18 +230,18 @@ static void test_hadamard(uint64_t *seed) {
         CHECK(fabs(dot_x - dot_y) < 1e-4 * (fabs(dot_x) + 1));
         CHECK(mx < 40 / sqrt(block) + 12); /* the outlier spread over its run */
         halo_hadamard(y[0], R, N, block);
-        CHECK(rel_err(y[0], x[0], R * N) < 1e-6);
+        CHECK(rel_rms(y[0], x[0], R * N) < 1e-6);
     }
     /* attention: one KV head, 2 query heads, 5 tokens over 11 positions, f32 cache */
     enum { PS = 4, NP = 3, G = 2, D = 128, NPOS = 11, NT = 5 };
     static float k[NPOS][D], v[NPOS][D], q[NT][G * D], o[NT][G * D], o_rot[NT][G * D];
     for (int p = 0; p < NPOS; p++)
         for (int i = 0; i < D; i++) {
-            k[p][i] = frand(seed);
-            v[p][i] = frand(seed);
+            k[p][i] = lcg_frand(seed);
+            v[p][i] = lcg_frand(seed);
         }
     for (int t = 0; t < NT; t++)
-        for (int i = 0; i < G * D; i++) q[t][i] = 2 * frand(seed);
+        for (int i = 0; i < G * D; i++) q[t][i] = 2 * lcg_frand(seed);
     const int32_t pages[NP] = {2, 0, 1};
     int32_t n_kv[NT];
     for (int t = 0; t < NT; t++) n_kv[t] = NPOS - NT + 1 + t;
@@ -279,8 +267,8 @@ static void test_hadamard(uint64_t *seed) {
         halo_attn_paged(&kv, qr[0], G * D, NT, n_kv, G, D, D, 0.088f, out, G * D, scratch);
         if (rot) halo_hadamard(out, NT, G * D, 64);
     }
-    CHECK_MSG(rel_err(o_rot[0], o[0], NT * G * D) < 1e-5, "rotated attention %.3g",
-              rel_err(o_rot[0], o[0], NT * G * D));
+    CHECK_MSG(rel_rms(o_rot[0], o[0], NT * G * D) < 1e-5, "rotated attention %.3g",
+              rel_rms(o_rot[0], o[0], NT * G * D));
     free(scratch);
 }
 

@@ -10,6 +10,7 @@
 #ifndef HALO_TEST_MODEL_EVAL_H
 #define HALO_TEST_MODEL_EVAL_H
 
+#include "compare.h"
 #include "harness.h"
 #include "halo.h"
 
@@ -153,16 +154,6 @@ static inline size_t eval_total_tokens(const eval_seqs *s) {
     size_t n = 0;
     for (int i = 0; i < s->n; i++) n += (size_t)s->len[i];
     return n;
-}
-
-static inline double eval_rel_rms(const float *got, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static inline int32_t eval_argmax(const float *x, int32_t n) {

@@ -29,7 +29,7 @@ int main(void) {
         float *got = malloc(sizeof(float) * n * nv);
         CHECK(ref && bytes == sizeof(float) * n * nv);
         if (ref && bytes == sizeof(float) * n * nv && eval_all(m, 1, &s, 4096, got)) {
-            double rr = eval_rel_rms(got, ref, n * nv);
+            double rr = rel_rms(got, ref, n * nv);
             printf("%-7s relRMS %.3e vs exact (peer %.3e)\n", type, rr, peer);
             CHECK_MSG(rr < peer, "%s relRMS %.3e >= peer %.3e", type, rr, peer);
             n_types++;

@@ -4,6 +4,7 @@
  *   two sequences in one batch == each alone, q8_0 KV near f16;
  * - the recurrent state carried by halo_seq_copy and by state checkpoints.
  * Every measured figure is printed. */
+#include "compare.h"
 #include "harness.h"
 #include "halo.h"
 
@@ -50,15 +51,6 @@ static bool read_refs(fixture *f) {
     f->ref = halo_test_read_file(halo_test_fixture_path(rel), &size);
     return f->ref && f->n_vocab > 0 && f->seq[0].n > 0 && f->seq[1].n > 0 &&
            size == sizeof(float) * (size_t)(f->seq[0].n + f->seq[1].n) * (size_t)f->n_vocab;
-}
-
-static double rel_rms(const float *got, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / den);
 }
 
 /* Two threads where several sequences share a batch (the heads and sequences

@@ -21,7 +21,7 @@ int main(void) {
         CHECK(ref && bytes == sizeof(float) * n * nv);
         if (ref && bytes == sizeof(float) * n * nv && eval_all(m, 1 /* f16 */, &s, 4096, got)) {
             int counted;
-            double rr = eval_rel_rms(got, ref, n * nv);
+            double rr = rel_rms(got, ref, n * nv);
             double top1 = eval_top1(got, ref, n, nv, &counted);
             printf("%-20s relRMS %.3e (bound %.0e)  top-1 %.1f%% of %d positions\n", em->name, rr,
                    em->ref_rel_rms, 100 * top1, counted);

@@ -7,7 +7,9 @@
  * exact round trips of F16/BF16-representable values, and the API's errors.
  * The measured figures are printed so a change in the encoders shows up in the log.
  */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -69,38 +71,17 @@ static const type_case cases[] = {
     {HALO_TYPE_MXFP4, {0.14, 0.12, 0.2, 0.14}, 0.24, true},
 };
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static double uniform01(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return ((rng_state >> 11) + 0.5) * 0x1p-53;
-}
-static double gauss(void) {
-    return sqrt(-2.0 * log(uniform01())) * cos(2.0 * M_PI * uniform01());
-}
-
 static void make_data(int kind, float *x, double scale) {
     for (int i = 0; i < N; i++) {
         double v = 0.0;
         switch (kind) {
-        case D_GAUSS: v = gauss(); break;
-        case D_UNIFORM: v = 2.0 * uniform01() - 1.0; break;
-        case D_OUTLIER: v = gauss() * (i % 61 == 7 ? 25.0 : 1.0); break;
-        case D_POSITIVE: v = fabs(gauss()); break;
+        case D_GAUSS: v = rnd_gauss(); break;
+        case D_UNIFORM: v = 2.0 * rnd_open01() - 1.0; break;
+        case D_OUTLIER: v = rnd_gauss() * (i % 61 == 7 ? 25.0 : 1.0); break;
+        case D_POSITIVE: v = fabs(rnd_gauss()); break;
         }
         x[i] = (float)(v * scale);
     }
-}
-
-static double rel_rms(const float *x, const float *y, int n) {
-    double se = 0.0, sx = 0.0;
-    for (int i = 0; i < n; i++) {
-        double e = (double)y[i] - x[i];
-        se += e * e;
-        sx += (double)x[i] * x[i];
-    }
-    return sx > 0 ? sqrt(se / sx) : sqrt(se);
 }
 
 /* encode + decode through the public API, into buffers of exactly the row size
@@ -129,16 +110,16 @@ static void test_type(const type_case *c, float *x, float *y, float *y2) {
     double measured[D_COUNT];
     bool stable = true;
     for (int d = 0; d < D_COUNT; d++) {
-        rng_state = 0x243f6a8885a308d3ull + (uint64_t)d; /* same data for every type */
+        rng_seed(0x243f6a8885a308d3ull + (uint64_t)d); /* same data for every type */
         make_data(d, x, 1.0);
         roundtrip(c->type, x, y, N);
-        measured[d] = rel_rms(x, y, N);
+        measured[d] = rel_rms(y, x, N);
         CHECK_MSG(measured[d] <= c->bound[d], "%s on %s data: relative RMS error %.4g > bound %.4g",
                   name, dataset_names[d], measured[d], c->bound[d]);
         roundtrip(c->type, y, y2, N);
         if (memcmp(y, y2, sizeof(float) * N) != 0) stable = false;
         /* a second round trip may move values, but must not add much error */
-        double again = rel_rms(y, y2, N);
+        double again = rel_rms(y2, y, N);
         CHECK_MSG(again <= measured[d] + 1e-12, "%s on %s: second round trip error %.4g > first %.4g",
                   name, dataset_names[d], again, measured[d]);
     }
@@ -161,7 +142,7 @@ static void test_type(const type_case *c, float *x, float *y, float *y2) {
     for (size_t k = 0; k < sizeof consts / sizeof consts[0]; k++) {
         for (int i = 0; i < N; i++) x[i] = consts[k];
         roundtrip(c->type, x, y, N);
-        double e = rel_rms(x, y, N);
+        double e = rel_rms(y, x, N);
         if (e > worst_const) worst_const = e;
         CHECK_MSG(e <= c->const_bound, "%s: constant %g comes back with error %.4g", name,
                   consts[k], e);
@@ -171,19 +152,19 @@ static void test_type(const type_case *c, float *x, float *y, float *y2) {
      * scales saturate), and tiny data may flush to zero but never grows */
     const double scales[] = {1e-30, 1e-7, 1e-3, 1e6, 1e30};
     for (size_t k = 0; k < sizeof scales / sizeof scales[0]; k++) {
-        rng_state = 7 + k;
+        rng_seed(7 + k);
         make_data(D_OUTLIER, x, scales[k]);
         roundtrip(c->type, x, y, N);
         int bad = count_nonfinite(y, N, plain);
         CHECK_MSG(bad == 0, "%s at scale %g: %d non-finite values", name, scales[k], bad);
         if (scales[k] < 1.0 && !plain) {
-            double e = rel_rms(x, y, N);
+            double e = rel_rms(y, x, N);
             CHECK_MSG(e <= 1.0 + 1e-6, "%s at scale %g: error %.4g exceeds the data", name,
                       scales[k], e);
         }
     }
     /* the float extremes, mixed with ordinary values in the same blocks */
-    for (int i = 0; i < N; i++) x[i] = (float)gauss();
+    for (int i = 0; i < N; i++) x[i] = (float)rnd_gauss();
     for (int i = 0; i < N; i += 37) x[i] = (i / 37) % 2 ? FLT_MAX : -FLT_MAX;
     for (int i = 5; i < N; i += 41) x[i] = FLT_MIN / 3.0f; /* subnormal */
     roundtrip(c->type, x, y, N);
@@ -197,7 +178,7 @@ static void test_exact_halves(float *x, float *y) {
     for (int i = 0; i < N; i++) {
         uint16_t h;
         do {
-            h = (uint16_t)(uniform01() * 65536.0);
+            h = (uint16_t)(rnd_open01() * 65536.0);
         } while ((h & 0x7c00) == 0x7c00);
         x[i] = halo_fp16_to_fp32(h);
     }
@@ -208,7 +189,7 @@ static void test_exact_halves(float *x, float *y) {
     for (int i = 0; i < N; i++) {
         uint16_t h;
         do {
-            h = (uint16_t)(uniform01() * 65536.0);
+            h = (uint16_t)(rnd_open01() * 65536.0);
         } while ((h & 0x7f80) == 0x7f80);
         x[i] = halo_bf16_to_fp32(h);
     }
@@ -225,7 +206,7 @@ static void test_exact_halves(float *x, float *y) {
 
 /* Side fields that integer dot products rely on: Q8_1's s and Q8_K's bsums. */
 static void test_sums(float *x) {
-    rng_state = 99;
+    rng_seed(99);
     make_data(D_GAUSS, x, 3.0);
     halo_block_q8_1 b1[N / HALO_QK];
     halo_error err = {0};
@@ -257,7 +238,7 @@ static void test_random_bytes(void) {
         const size_t bytes = halo_type_row_size(t, n);
         uint8_t *blocks = malloc(bytes);
         float *out = malloc((size_t)n * sizeof(float));
-        for (size_t i = 0; i < bytes; i++) blocks[i] = (uint8_t)(uniform01() * 256.0);
+        for (size_t i = 0; i < bytes; i++) blocks[i] = (uint8_t)(rnd_open01() * 256.0);
         halo_error err = {0};
         CHECK_MSG(halo_quant_decode(t, blocks, out, n, &err) == 0, "%s: %s", tr->name, err.msg);
         free(blocks);
@@ -277,7 +258,7 @@ static void test_kv_encoder(float *x, float *y) {
         for (int d = 0; d < D_COUNT; d++) {
             const int t = types[ti];
             const size_t rb = halo_type_row_size(t, N);
-            rng_state = 0x243f6a8885a308d3ull + (uint64_t)d;
+            rng_seed(0x243f6a8885a308d3ull + (uint64_t)d);
             make_data(d, x, 1.0);
             CHECK(halo_quant_encode_ref(t, x, a, N, &err) == 0);
             halo_quant_encode_kv(t, x, b, N);
@@ -287,9 +268,9 @@ static void test_kv_encoder(float *x, float *y) {
                 continue;
             }
             CHECK(halo_quant_decode(t, a, y, N, &err) == 0);
-            const double e_ref = rel_rms(x, y, N);
+            const double e_ref = rel_rms(y, x, N);
             CHECK(halo_quant_decode(t, b, y, N, &err) == 0);
-            const double e_kv = rel_rms(x, y, N);
+            const double e_kv = rel_rms(y, x, N);
             printf("iq4_nl kv encoder on %s data: relative RMS error %.4g (reference %.4g)\n",
                    dataset_names[d], e_kv, e_ref);
             CHECK_MSG(e_kv <= 1.05 * e_ref, "iq4_nl kv encoder on %s: %.4g vs %.4g",
@@ -328,6 +309,7 @@ static void test_api_errors(void) {
 }
 
 int main(void) {
+    rng_seed(0x243f6a8885a308d3ull);
     float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N),
           *y2 = malloc(sizeof(float) * N);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_type(&cases[i], x, y, y2);

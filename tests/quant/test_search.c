@@ -12,6 +12,7 @@
  * HALO_TEST_QUICK=1 (the sanitizer build) runs one row per case instead of four.
  */
 #include "harness.h"
+#include "rng.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
@@ -32,24 +33,13 @@ static const char *const dist_names[D_COUNT] = {"gauss", "heavy", "zeros", "tiny
 enum { I_LOGNORMAL, I_SKEWED, I_FLAT, I_SPARSE, I_COUNT };
 static const char *const imp_names[I_COUNT] = {"lognormal", "skewed", "flat", "sparse"};
 
-static uint64_t rng_state = 1;
-static double uniform01(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return ((rng_state >> 11) + 0.5) * 0x1p-53;
-}
-static double gauss(void) {
-    return sqrt(-2.0 * log(uniform01())) * cos(2.0 * M_PI * uniform01());
-}
-
 static void make_data(int kind, float *x, int n) {
     for (int i = 0; i < n; i++) {
-        double v = gauss();
+        double v = rnd_gauss();
         switch (kind) {
         case D_HEAVY: /* Student-t-like tails, and 1% outliers 20-40x */
-            v /= sqrt(0.05 + uniform01());
-            if (uniform01() < 0.01) v *= 20.0 + 20.0 * uniform01();
+            v /= sqrt(0.05 + rnd_open01());
+            if (rnd_open01() < 0.01) v *= 20.0 + 20.0 * rnd_open01();
             break;
         case D_ZEROS: /* every third super-block and every fifth block of 32 zero */
             if ((i / 256) % 3 == 1 || (i / 32) % 5 == 2) v = 0.0;
@@ -66,10 +56,10 @@ static void make_imp(int kind, float *imp, int n) {
     for (int i = 0; i < n; i++) {
         double v = 1.0;
         switch (kind) {
-        case I_LOGNORMAL: v = exp(1.5 * gauss()); break;
-        case I_SKEWED: v = (uniform01() < 0.03 ? 100.0 : 1.0) * (0.5 + uniform01()); break;
+        case I_LOGNORMAL: v = exp(1.5 * rnd_gauss()); break;
+        case I_SKEWED: v = (rnd_open01() < 0.03 ? 100.0 : 1.0) * (0.5 + rnd_open01()); break;
         case I_FLAT: v = 1.0; break;
-        case I_SPARSE: v = uniform01() < 0.8 ? 0.0 : exp(gauss()); break; /* most unused */
+        case I_SPARSE: v = rnd_open01() < 0.8 ? 0.0 : exp(rnd_gauss()); break; /* most unused */
         }
         imp[i] = (float)v;
     }
@@ -116,7 +106,7 @@ static void test_type(int type, int rows, float *x, float *imp, bufs *b) {
     int ratio_n[I_COUNT] = {0}, ties = 0, cases = 0;
     for (int ik = 0; ik < I_COUNT; ik++)
         for (int d = 0; d < D_COUNT; d++) {
-            rng_state = 0x9e3779b97f4a7c15ull + (uint64_t)(17 * ik + d);
+            rng_seed(0x9e3779b97f4a7c15ull + (uint64_t)(17 * ik + d));
             make_imp(ik, imp, ROW);
             for (int r = 0; r < rows; r++) {
                 make_data(d, x, ROW);
@@ -146,7 +136,7 @@ static void test_type(int type, int rows, float *x, float *imp, bufs *b) {
     double unw_sum = 0.0;
     int unw_n = 0;
     for (int d = 0; d < D_COUNT; d++) {
-        rng_state = 0x51ed270b27a1f3d5ull + (uint64_t)d;
+        rng_seed(0x51ed270b27a1f3d5ull + (uint64_t)d);
         for (int r = 0; r < rows; r++) {
             make_data(d, x, ROW);
             if (!both(type, x, NULL, b, ROW)) return;
@@ -187,7 +177,7 @@ static void test_type(int type, int rows, float *x, float *imp, bufs *b) {
      * finite, never worse than the reference */
     const double scales[] = {1e-30, 1e-7, 1e6, 1e30};
     for (size_t k = 0; k < sizeof scales / sizeof scales[0]; k++) {
-        rng_state = 1234 + k;
+        rng_seed(1234 + k);
         make_data(D_HEAVY, x, ROW);
         for (int i = 0; i < ROW; i++) x[i] = (float)(x[i] * scales[k]);
         if (k == 3)
@@ -204,7 +194,7 @@ static void test_type(int type, int rows, float *x, float *imp, bufs *b) {
                   "%s at scale %g: weighted error %.6g > reference %.6g", name, scales[k], es, er);
     }
     /* deterministic: the same bytes twice; plain types convert exactly as the reference */
-    rng_state = 77;
+    rng_seed(77);
     make_data(D_GAUSS, x, ROW);
     make_imp(I_LOGNORMAL, imp, ROW);
     halo_error err = {0};
@@ -219,7 +209,7 @@ static void test_type(int type, int rows, float *x, float *imp, bufs *b) {
 
 /* ms per million values, search and reference, gaussian data with importances */
 static void timing(int type, int rows, float *x, float *imp, bufs *b) {
-    rng_state = 4242;
+    rng_seed(4242);
     make_data(D_GAUSS, x, ROW);
     make_imp(I_LOGNORMAL, imp, ROW);
     halo_error err = {0};
@@ -257,8 +247,8 @@ static void test_api(void) {
     CHECK(halo_quant_encode(HALO_TYPE_Q6_K, x, blocks, 0, NULL, &err) == 0);
     /* the types without a search are the reference encoder */
     for (int i = 0; i < 512; i++) {
-        x[i] = (float)gauss();
-        imp[i] = (float)uniform01();
+        x[i] = (float)rnd_gauss();
+        imp[i] = (float)rnd_open01();
     }
     const int refonly[] = {HALO_TYPE_Q8_1, HALO_TYPE_Q8_K};
     for (int k = 0; k < 2; k++) {
@@ -279,6 +269,7 @@ static void test_api(void) {
 }
 
 int main(void) {
+    rng_seed(1);
     const char *quick = getenv("HALO_TEST_QUICK");
     const int rows = quick && *quick && strcmp(quick, "0") != 0 ? 1 : 4;
     float *x = malloc(sizeof(float) * ROW), *imp = malloc(sizeof(float) * ROW);

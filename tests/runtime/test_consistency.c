@@ -7,7 +7,7 @@
 
 static double pos_median(const float *a, const float *b, size_t n_pos, int32_t nv) {
     double *e = malloc(sizeof(double) * n_pos);
-    for (size_t p = 0; p < n_pos; p++) e[p] = eval_rel_rms(a + p * nv, b + p * nv, (size_t)nv);
+    for (size_t p = 0; p < n_pos; p++) e[p] = rel_rms(a + p * nv, b + p * nv, (size_t)nv);
     for (size_t i = 1; i < n_pos; i++) /* insertion sort: n_pos is small */
         for (size_t j = i; j > 0 && e[j] < e[j - 1]; j--) {
             double t = e[j];
@@ -47,7 +47,7 @@ static double interleaved(halo_model *m, const eval_seqs *s, const float *alone)
             size_t off = (size_t)(seq[t] ? s->len[0] : 0) + (size_t)pos[t];
             memcpy(got + off * nv, halo_get_logits(ctx, t), sizeof(float) * nv);
         }
-        worst = eval_rel_rms(got, alone, (size_t)n * nv);
+        worst = rel_rms(got, alone, (size_t)n * nv);
         free(got);
     } else {
         fprintf(stderr, "interleaved decode: %s\n", err.msg);
@@ -72,7 +72,7 @@ static double long_decode(halo_model *m) {
     double rr = 1;
     if (!halo_context_new(m, &p, &ctx, &err) && eval_decode_seq(ctx, 0, tok, N, N, a) &&
         eval_decode_seq(ctx, 0, tok, N, 1, b))
-        rr = eval_rel_rms(b, a, (size_t)N * nv);
+        rr = rel_rms(b, a, (size_t)N * nv);
     halo_context_free(ctx);
     free(a);
     free(b);
@@ -106,7 +106,7 @@ int main(void) {
                 int32_t chunk = c ? 1 : 7;
                 if (quick && ti == 1 && c == 0) continue; /* sanitizers: f16 one by one only */
                 CHECK(eval_all(m, types[ti], &s, chunk, part));
-                double rr = eval_rel_rms(part, whole, sz);
+                double rr = rel_rms(part, whole, sz);
                 printf("%-20s %s cache: chunks of %d vs one batch: relRMS %.3e (bound %.0e)\n",
                        em->name, ti ? "f16" : "f32", chunk, rr, bound[ti]);
                 CHECK_MSG(rr <= bound[ti], "%s chunk %d: %.3e", em->name, chunk, rr);
@@ -134,13 +134,13 @@ int main(void) {
          * against f32. The overall relRMS is printed, not bounded: in MoE
          * models that noise can flip a near-tied expert choice at a position,
          * which moves that position's logits a lot (tiny-qwen3moe: 2 of 64). */
-        double f16_err = eval_rel_rms(f16, f32, sz);
+        double f16_err = rel_rms(f16, f32, sz);
         const int qtypes[2] = {8 /* q8_0 */, 2 /* q4_0 */};
         /* under the sanitizers the quantized caches run on the first model only */
         for (int qi = 0; qi < (quick ? (k == 0) : 2); qi++) {
             CHECK(eval_all(m, qtypes[qi], &s, 4096, part));
             int counted;
-            double q_rr = eval_rel_rms(part, f16, sz), med = pos_median(part, f16, n, nv);
+            double q_rr = rel_rms(part, f16, sz), med = pos_median(part, f16, n, nv);
             double top1 = eval_top1(part, f16, n, nv, &counted);
             printf("%-20s %s cache vs f16: relRMS %.3e, median per position %.3e, top-1 %.1f%% "
                    "(f16 vs f32: %.3e)\n",

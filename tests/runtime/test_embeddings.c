@@ -49,9 +49,9 @@ static void check_model(const eval_model *em) {
     /* the head applied to the embeddings gives the logits */
     const halo_weight *w = &m->output;
     halo_matmul_ref(w->type, w->data, w->row_stride, w->n_rows, w->n_cols, emb, len, head);
-    double rel_rms = eval_rel_rms(head, logits, (size_t)len * nv);
-    printf("%-20s head(embeddings) vs logits relRMS %.2e\n", em->name, rel_rms);
-    CHECK_MSG(rel_rms < 1e-5, "%s: %.3e", em->name, rel_rms);
+    double head_err = rel_rms(head, logits, (size_t)len * nv);
+    printf("%-20s head(embeddings) vs logits relRMS %.2e\n", em->name, head_err);
+    CHECK_MSG(head_err < 1e-5, "%s: %.3e", em->name, head_err);
 
     /* the last token only (the default output row), in one batch */
     halo_seq_clear(ctx, 1);
@@ -60,14 +60,14 @@ static void check_model(const eval_model *em) {
     halo_batch b = {len, tok, NULL, s1, NULL};
     CHECK(halo_decode(ctx, &b, &err) == 0);
     const float *last = halo_get_embeddings(ctx, len - 1);
-    CHECK(last && eval_rel_rms(last, emb + (size_t)(len - 1) * e, (size_t)e) < 1e-5);
+    CHECK(last && rel_rms(last, emb + (size_t)(len - 1) * e, (size_t)e) < 1e-5);
     CHECK(halo_get_embeddings(ctx, 0) == NULL);
 
     /* back to logits: the next token of sequence 0 as a fresh evaluation gives it */
     halo_set_embeddings(ctx, false);
     float *again = malloc(sizeof(float) * (size_t)len * nv);
     CHECK(again && eval_decode_seq(ctx, 0, tok, len, 7, again));
-    if (again) CHECK(eval_rel_rms(again, logits, (size_t)len * nv) < 1e-5);
+    if (again) CHECK(rel_rms(again, logits, (size_t)len * nv) < 1e-5);
     CHECK(halo_get_embeddings(ctx, len - 1) == NULL);
     free(again);
 done:

@@ -42,7 +42,7 @@ static void fresh(const int32_t *tok, int32_t n, float *out) {
     halo_context_free(ctx);
 }
 
-static bool same(const float *a, const float *b) { return eval_rel_rms(a, b, (size_t)nv) < 1e-5; }
+static bool same(const float *a, const float *b) { return rel_rms(a, b, (size_t)nv) < 1e-5; }
 
 int main(void) {
     halo_test_require_fixtures();

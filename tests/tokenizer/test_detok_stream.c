@@ -9,24 +9,12 @@
 #include "format/gguf.h"
 #include "harness.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer_test.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static halo_tokenizer *load(const char *model) {
-    halo_gguf *g = NULL;
-    halo_error err = {0};
-    if (halo_gguf_open(halo_test_fixture_path(model), NULL, &g, &err)) {
-        fprintf(stderr, "%s: %s\n", model, err.msg);
-        return NULL;
-    }
-    halo_tokenizer *t = NULL;
-    if (halo_tokenizer_load(g, &t, &err)) fprintf(stderr, "%s: %s\n", model, err.msg);
-    halo_gguf_close(g);
-    return t;
-}
 
 /* Length of a valid UTF-8 sequence at s (1-4), 0 if none starts there. */
 static size_t valid_len(const unsigned char *s, size_t n) {
@@ -94,7 +82,7 @@ static size_t stream_check(const halo_tokenizer *t, const int32_t *ids, size_t n
 }
 
 static void check_texts(const char *model, const char *const *texts, size_t nt, const char *file, size_t fsize) {
-    halo_tokenizer *t = load(model);
+    halo_tokenizer *t = tokenizer_test_load(model);
     CHECK_MSG(t != NULL, "%s", model);
     if (!t) return;
     halo_error err = {0};
@@ -162,7 +150,7 @@ int main(void) {
 
     /* byte fallback: an emoji the LLaMA vocabulary lacks is 4 byte tokens; the
      * stream emits nothing for the first three and the whole emoji with the last */
-    halo_tokenizer *t = load("models/llama-spm-vocab.gguf");
+    halo_tokenizer *t = tokenizer_test_load("models/llama-spm-vocab.gguf");
     if (t) {
         halo_error err = {0};
         int32_t *ids = NULL;

@@ -8,25 +8,13 @@
 #include "format/gguf.h"
 #include "harness.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer_test.h"
 #include "util/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static halo_tokenizer *load(const char *model) {
-    halo_gguf *g = NULL;
-    halo_error err = {0};
-    if (halo_gguf_open(halo_test_fixture_path(model), NULL, &g, &err)) {
-        fprintf(stderr, "%s: %s\n", model, err.msg);
-        return NULL;
-    }
-    halo_tokenizer *t = NULL;
-    if (halo_tokenizer_load(g, &t, &err)) fprintf(stderr, "%s: %s\n", model, err.msg);
-    halo_gguf_close(g);
-    return t;
-}
 
 /* true if text round-trips under flags */
 static bool roundtrip(const halo_tokenizer *t, const char *s, size_t n, unsigned enc, unsigned dec) {
@@ -43,7 +31,7 @@ static bool roundtrip(const halo_tokenizer *t, const char *s, size_t n, unsigned
 }
 
 static void check_model(const char *model, const char *text, size_t size) {
-    halo_tokenizer *t = load(model);
+    halo_tokenizer *t = tokenizer_test_load(model);
     CHECK_MSG(t != NULL, "%s", model);
     if (!t) return;
     const unsigned dec = HALO_TOK_DECODE_SPECIAL | HALO_TOK_DECODE_STRIP_PREFIX;
@@ -120,7 +108,7 @@ int main(void) {
     check_model("models/llama-spm-vocab.gguf", text, size);
 
     /* the special tokens of the ChatML vocabularies */
-    halo_tokenizer *t = load("models/kdoc-moe-bf16.gguf");
+    halo_tokenizer *t = tokenizer_test_load("models/kdoc-moe-bf16.gguf");
     if (t) {
         int32_t *ids = NULL;
         size_t n = 0;

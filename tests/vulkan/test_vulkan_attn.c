@@ -13,7 +13,9 @@
  * ATTN_TOL 1e-5 leaves a margin while a wrong position, page or head (errors of 1e-2 and
  * up) cannot pass.
  */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "kernels/kernels.h"
@@ -27,27 +29,24 @@
 
 #define ATTN_TOL 1e-5
 
-static uint64_t rng_state = 0x13198A2E03707344ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
-static uint32_t urand(uint32_t n) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)((rng_state >> 33) % n);
-}
-
 static halo_vk *V;
 
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_vk_alloc(V, bytes);
-    CHECK_MSG(d != NULL, "%s", halo_vk_error(V)->msg);
-    if (d && h) CHECK(halo_vk_upload(V, d, h, bytes) == HALO_OK);
-    return d;
+/* The device's view of a paged cache: pages of page_size cells, each n_kv heads of hd
+ * values (type_k / type_v rows), at dk / dv, page table dt (per_seq entries a sequence). */
+static halo_vk_kv device_cache(int type_k, int type_v, int n_kv, int hd, int page_size, void *dk,
+                               void *dv, int32_t *dt, int per_seq) {
+    const size_t khb = halo_type_row_size(type_k, hd), vhb = halo_type_row_size(type_v, hd);
+    return (halo_vk_kv){.type_k = type_k,
+                        .type_v = type_v,
+                        .k = dk,
+                        .v = dv,
+                        .k_page_bytes = (size_t)page_size * (size_t)n_kv * khb,
+                        .v_page_bytes = (size_t)page_size * (size_t)n_kv * vhb,
+                        .k_head_bytes = khb,
+                        .v_head_bytes = vhb,
+                        .page_size = page_size,
+                        .page_table = dt,
+                        .table_stride = per_seq};
 }
 
 /* A cache of n_pages pages of `type` rows (n_kv heads of hd), every row random. */
@@ -116,35 +115,19 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
                                 (size_t)hd);
         }
 
-    void *dk = dev_from(kc, (size_t)n_pages * page_size * krow);
-    void *dv = dev_from(vc, (size_t)n_pages * page_size * vrow);
-    int32_t *dt = dev_from(table, sizeof(int32_t) * (size_t)(n_seq * per_seq));
-    int32_t *ds = dev_from(seq, sizeof(int32_t) * (size_t)n_tok);
-    int32_t *dp = dev_from(pos, sizeof(int32_t) * (size_t)n_tok);
-    float *dq = dev_from(q, sizeof(float) * nq), *dout = dev_from(NULL, sizeof(float) * nq);
-    halo_vk_kv kv = {.type_k = type_k,
-                     .type_v = type_v,
-                     .k = dk,
-                     .v = dv,
-                     .k_page_bytes = (size_t)page_size * krow,
-                     .v_page_bytes = (size_t)page_size * vrow,
-                     .k_head_bytes = khb,
-                     .v_head_bytes = vhb,
-                     .page_size = page_size,
-                     .page_table = dt,
-                     .table_stride = per_seq};
+    void *dk = dev_from(V, kc, (size_t)n_pages * page_size * krow);
+    void *dv = dev_from(V, vc, (size_t)n_pages * page_size * vrow);
+    int32_t *dt = dev_from(V, table, sizeof(int32_t) * (size_t)(n_seq * per_seq));
+    int32_t *ds = dev_from(V, seq, sizeof(int32_t) * (size_t)n_tok);
+    int32_t *dp = dev_from(V, pos, sizeof(int32_t) * (size_t)n_tok);
+    float *dq = dev_from(V, q, sizeof(float) * nq), *dout = dev_from(V, NULL, sizeof(float) * nq);
+    const halo_vk_kv kv = device_cache(type_k, type_v, n_kv, hd, page_size, dk, dv, dt, per_seq);
     int rc = halo_vk_attn(V, &kv, n_tok, ds, dp, n_head, n_kv, hd, hd, scale, dq, dout);
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, got, dout, sizeof(float) * nq) == HALO_OK);
     double worst = 0;
-    for (size_t r = 0; r < nq / (size_t)hd; r++) {
-        double diff = 0, mag = 0;
-        for (int d = 0; d < hd; d++) {
-            double e = fabs((double)got[r * hd + d] - ref[r * hd + d]);
-            if (!(e <= diff)) diff = e;
-            if (fabs(ref[r * hd + d]) > mag) mag = fabs(ref[r * hd + d]);
-        }
-        double rel = diff / (mag > 0 ? mag : 1e-30);
+    for (size_t r = 0; r < nq / (size_t)hd; r++) { /* per (token, head) row */
+        double rel = max_rel(got + r * hd, ref + r * hd, (size_t)hd);
         if (!(rel <= worst)) worst = rel;
     }
     printf("  K %-6s V %-6s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %3d: %.3g\n",
@@ -247,23 +230,13 @@ static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_siz
         halo_quant_encode_kv(type_k, k + t * stride, kc + cell * krow, nk);
         halo_quant_encode_kv(type_v, v + t * stride, vc + cell * vrow, nk);
     }
-    void *dk = dev_from(NULL, kbytes), *dv = dev_from(NULL, vbytes);
-    int32_t *dt = dev_from(table, sizeof(int32_t) * (size_t)n_pages);
-    int32_t *ds = dev_from(seq, sizeof(int32_t) * (size_t)n_tok),
-            *dp = dev_from(pos, sizeof(int32_t) * (size_t)n_tok);
-    float *dkin = dev_from(k, sizeof(float) * (size_t)(n_tok * stride));
-    float *dvin = dev_from(v, sizeof(float) * (size_t)(n_tok * stride));
-    halo_vk_kv kv = {.type_k = type_k,
-                     .type_v = type_v,
-                     .k = dk,
-                     .v = dv,
-                     .k_page_bytes = (size_t)page_size * krow,
-                     .v_page_bytes = (size_t)page_size * vrow,
-                     .k_head_bytes = khb,
-                     .v_head_bytes = vhb,
-                     .page_size = page_size,
-                     .page_table = dt,
-                     .table_stride = per_seq};
+    void *dk = dev_from(V, NULL, kbytes), *dv = dev_from(V, NULL, vbytes);
+    int32_t *dt = dev_from(V, table, sizeof(int32_t) * (size_t)n_pages);
+    int32_t *ds = dev_from(V, seq, sizeof(int32_t) * (size_t)n_tok),
+            *dp = dev_from(V, pos, sizeof(int32_t) * (size_t)n_tok);
+    float *dkin = dev_from(V, k, sizeof(float) * (size_t)(n_tok * stride));
+    float *dvin = dev_from(V, v, sizeof(float) * (size_t)(n_tok * stride));
+    const halo_vk_kv kv = device_cache(type_k, type_v, n_kv, hd, page_size, dk, dv, dt, per_seq);
     int rc = halo_vk_kv_store(V, &kv, n_tok, ds, dp, n_kv, hd, hd, dkin, stride, dvin, stride);
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, kg, dk, kbytes) == HALO_OK);
@@ -286,6 +259,7 @@ static void test_kv_store(int type_k, int type_v, int n_kv, int hd, int page_siz
 #endif
 
 int main(void) {
+    rng_seed(0x13198A2E03707344ull);
     int device = vk_test_device();
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
@@ -318,8 +292,7 @@ int main(void) {
           HALO_ERR_UNSUPPORTED);
     printf("  refused: %s\n", halo_vk_error(vk)->msg);
     halo_vk_close(vk);
-    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
-              halo_vk_validation_errors(V));
+    vk_test_check_validation(V);
     halo_vk_close(V);
 #endif
     return halo_test_finish("vulkan_attn");

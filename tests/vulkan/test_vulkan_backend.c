@@ -15,7 +15,9 @@
  * output for random activations; measured 3.5e-7 .. 7e-7 on lavapipe. DeltaNet: conv,
  * norms and gates within 1.9e-7, the rule's outputs 4.3e-7, the conv state exact, the SSM
  * state 3.3e-8. */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "kernels/kernels.h"
@@ -33,26 +35,8 @@
 #define TOL_PRODUCT 1e-5
 #define TOL_OP 1e-6
 
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
-
 static halo_context *C, *V; /* the CPU context and its Vulkan mirror */
 static halo_vk *VK;
-
-static double max_rel(const float *a, const float *ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates */
-        if (fabs((double)ref[i]) > mag) mag = fabs((double)ref[i]);
-    }
-    return diff / (mag > 0 ? mag : 1e-30);
-}
 
 static void report(const char *what, double err, double tol) {
     printf("  %-44s max rel err %.3g (bound %.0e)\n", what, err, tol);
@@ -346,8 +330,7 @@ static void test_model(const char *rel) {
     }
     C->logits = V->logits = NULL;
     free(lc), free(lv);
-    CHECK_MSG(halo_vk_validation_errors(VK) == 0, "%d validation errors",
-              halo_vk_validation_errors(VK));
+    vk_test_check_validation(VK);
     release(da), release(db), release(dc), release(dq);
     free(a), free(b), free(ref), free(got), free(q), free(qref), free(qgot);
     V->be.ops->release(&V->be);
@@ -359,6 +342,7 @@ static void test_model(const char *rel) {
 #endif
 
 int main(void) {
+    rng_seed(0x243F6A8885A308D3ull);
     int device = vk_test_device();
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN

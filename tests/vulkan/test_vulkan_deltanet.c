@@ -20,7 +20,9 @@
  *   the decays damping old errors: 4e-6; outputs: one more dot product and the norm: 4e-6.
  * A wrong head, token, segment or state slot errs by 1e-2 and more.
  */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "kernels/kernels.h"
@@ -37,44 +39,8 @@
 #define TOL_STATE 4e-6
 #define TOL_OUT 4e-6
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rnd(float lo, float hi) {
-    return lo + (hi - lo) * (float)(rnd_u32() >> 8) / 16777216.0f;
-}
-static void fill(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++)
-        x[i] = rnd(lo, hi);
-}
-
 static halo_vk *V;
 static double worst[6]; /* conv, g, beta, output, conv state (exact), SSM state */
-
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_vk_alloc(V, bytes);
-    CHECK_MSG(d != NULL, "%s", halo_vk_error(V)->msg);
-    if (d && h) CHECK(halo_vk_upload(V, d, h, bytes) == HALO_OK);
-    return d;
-}
-static void to_host(void *h, const void *d, size_t bytes) {
-    if (bytes == 0) return;
-    CHECK_MSG(halo_vk_download(V, h, d, bytes) == HALO_OK, "%s", halo_vk_error(V)->msg);
-}
-
-static double max_rel(const float *a, const float *ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]);
-        if (!(e <= diff)) diff = e; /* NaN propagates */
-        if (fabs((double)ref[i]) > mag) mag = fabs((double)ref[i]);
-    }
-    return diff / (mag > 0 ? mag : 1e-30);
-}
 
 static void report(const char *name, int what, double err, double tol) {
     static const char *const names[] = {"conv", "g", "beta", "output", "conv state", "ssm state"};
@@ -187,11 +153,12 @@ static void run_case(const dn_case *c) {
         memcpy(hcs + slot * conv_stride, sq[s].conv0, sizeof(float) * (size_t)conv_floats);
         memcpy(hss + slot * ssm_stride, sq[s].ssm0, sizeof(float) * (size_t)ssm_floats);
     }
-    float *dcs = dev_from(hcs, sizeof(float) * cs_n), *dss = dev_from(hss, sizeof(float) * ss_n);
-    float *dw = dev_from(w, sizeof(float) * (size_t)(ch * K));
-    float *da = dev_from(a, sizeof(float) * (size_t)hv),
-          *ddt = dev_from(dt, sizeof(float) * (size_t)hv);
-    float *dnw = dev_from(nw, sizeof(float) * (size_t)dv);
+    float *dcs = dev_from(V, hcs, sizeof(float) * cs_n),
+          *dss = dev_from(V, hss, sizeof(float) * ss_n);
+    float *dw = dev_from(V, w, sizeof(float) * (size_t)(ch * K));
+    float *da = dev_from(V, a, sizeof(float) * (size_t)hv),
+          *ddt = dev_from(V, dt, sizeof(float) * (size_t)hv);
+    float *dnw = dev_from(V, nw, sizeof(float) * (size_t)dv);
 
     int *order = malloc(sizeof(int) * (size_t)n_seq);
     for (int call = 0; call < 2; call++) {
@@ -231,15 +198,15 @@ static void run_case(const dn_case *c) {
             t += len;
         }
         seg[n_seq] = t;
-        float *dx = dev_from(x, sizeof(float) * nt * (size_t)ch);
-        float *dal = dev_from(al, sizeof(float) * nt * (size_t)hv);
-        float *dbb = dev_from(bb, sizeof(float) * nt * (size_t)hv);
-        float *dz = dev_from(z, sizeof(float) * nt * (size_t)vd);
-        float *dy = dev_from(NULL, sizeof(float) * nt * (size_t)ch);
-        float *dg = dev_from(NULL, sizeof(float) * nt * (size_t)hv);
-        float *dbeta = dev_from(NULL, sizeof(float) * nt * (size_t)hv);
-        float *dout = dev_from(NULL, sizeof(float) * nt * (size_t)vd);
-        int32_t *dseg = dev_from(seg, sizeof(int32_t) * (size_t)(2 * n_seq + 1));
+        float *dx = dev_from(V, x, sizeof(float) * nt * (size_t)ch);
+        float *dal = dev_from(V, al, sizeof(float) * nt * (size_t)hv);
+        float *dbb = dev_from(V, bb, sizeof(float) * nt * (size_t)hv);
+        float *dz = dev_from(V, z, sizeof(float) * nt * (size_t)vd);
+        float *dy = dev_from(V, NULL, sizeof(float) * nt * (size_t)ch);
+        float *dg = dev_from(V, NULL, sizeof(float) * nt * (size_t)hv);
+        float *dbeta = dev_from(V, NULL, sizeof(float) * nt * (size_t)hv);
+        float *dout = dev_from(V, NULL, sizeof(float) * nt * (size_t)vd);
+        int32_t *dseg = dev_from(V, seg, sizeof(int32_t) * (size_t)(2 * n_seq + 1));
         int rc = halo_vk_deltanet_conv(V, d, n_tok, dseg, n_seq, dx, dw, dcs, conv_stride, dal, dbb,
                                        da, ddt, dy, dg, dbeta);
         CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
@@ -249,10 +216,10 @@ static void run_case(const dn_case *c) {
         CHECK_MSG(halo_vk_sync(V) == HALO_OK, "%s", halo_vk_error(V)->msg);
         float *gy = ALLOC(n_tok * ch), *gg = ALLOC(n_tok * hv), *gb = ALLOC(n_tok * hv);
         float *go = ALLOC(n_tok * vd);
-        to_host(gy, dy, sizeof(float) * (size_t)(n_tok * ch));
-        to_host(gg, dg, sizeof(float) * (size_t)(n_tok * hv));
-        to_host(gb, dbeta, sizeof(float) * (size_t)(n_tok * hv));
-        to_host(go, dout, sizeof(float) * (size_t)(n_tok * vd));
+        to_host(V, gy, dy, sizeof(float) * (size_t)(n_tok * ch));
+        to_host(V, gg, dg, sizeof(float) * (size_t)(n_tok * hv));
+        to_host(V, gb, dbeta, sizeof(float) * (size_t)(n_tok * hv));
+        to_host(V, go, dout, sizeof(float) * (size_t)(n_tok * vd));
         printf("   call %d: %d tokens in %d segments\n", call, n_tok, n_seq);
         report(c->name, 0, max_rel(gy, ey, (size_t)(n_tok * ch)), TOL_CONV);
         report(c->name, 1, max_rel(gg, eg, (size_t)(n_tok * hv)), TOL_GATES);
@@ -266,8 +233,8 @@ static void run_case(const dn_case *c) {
     }
 
     /* the final states, and the padding between them */
-    to_host(hcs, dcs, sizeof(float) * cs_n);
-    to_host(hss, dss, sizeof(float) * ss_n);
+    to_host(V, hcs, dcs, sizeof(float) * cs_n);
+    to_host(V, hss, dss, sizeof(float) * ss_n);
     double conv_err = 0, ssm_err = 0;
     bool pad_ok = true;
     for (int s = 0; s < n_seq; s++) {
@@ -329,6 +296,7 @@ static void test_refused(int device) {
 #endif
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     int device = vk_test_device();
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
@@ -360,8 +328,7 @@ int main(void) {
     printf("  worst: conv %.3g, g %.3g, beta %.3g, output %.3g, conv state %.3g, ssm state %.3g\n",
            worst[0], worst[1], worst[2], worst[3], worst[4], worst[5]);
     test_refused(device);
-    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
-              halo_vk_validation_errors(V));
+    vk_test_check_validation(V);
     halo_vk_close(V);
 #endif
     return halo_test_finish("vulkan_deltanet");

@@ -16,6 +16,7 @@
  * errors of order 1e-2..1. Measured on lavapipe (Mesa 22.3, llvmpipe): every type's
  * worst error 0.2x-0.7x the f32 loop's, bounds ~1e-7..6e-7. */
 #include "harness.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "kernels/kernels.h"
@@ -27,14 +28,6 @@
 
 #ifdef HALO_HAVE_VULKAN
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
-
 static const int types[] = {
     HALO_TYPE_F32,    HALO_TYPE_F16,    HALO_TYPE_BF16,  HALO_TYPE_Q4_0, HALO_TYPE_Q4_1,
     HALO_TYPE_Q5_0,   HALO_TYPE_Q5_1,   HALO_TYPE_Q8_0,  HALO_TYPE_Q8_1, HALO_TYPE_Q2_K,
@@ -44,11 +37,22 @@ static const int types[] = {
 
 static halo_vk *V;
 
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_vk_alloc(V, bytes);
-    CHECK_MSG(d != NULL, "%s", halo_vk_error(V)->msg);
-    if (d && h) CHECK(halo_vk_upload(V, d, h, bytes) == HALO_OK);
-    return d;
+/* One output y = w . x (n values, w decoded) against the reference: its error and a plain
+ * f32 loop's, relative to sum |w x| (the scale of the rounding of any summation order),
+ * raise *err (a NaN sticks) and *err_f32. */
+static void measure(const float *w, const float *x, int64_t n, double ref, float got, double *err,
+                    double *err_f32) {
+    double scale = 0;
+    float f32 = 0;
+    for (int64_t c = 0; c < n; c++) {
+        scale += fabs((double)w[c] * x[c]);
+        f32 += w[c] * x[c];
+    }
+    if (scale == 0) scale = 1e-30;
+    double e = fabs(got - ref) / scale;
+    if (!(e <= *err)) *err = e; /* NaN propagates */
+    double e32 = fabs(f32 - ref) / scale;
+    if (e32 > *err_f32) *err_f32 = e32;
 }
 
 /* One product: W (n_rows x n_cols of type, encoded from random values) times n_tok
@@ -73,30 +77,18 @@ static void test_product(int type, int64_t n_rows, int64_t n_cols, int64_t n_tok
     }
     halo_matmul_ref(type, wq, row, n_rows, n_cols, x, n_tok, ref);
 
-    void *dw = dev_from(wq, row * (size_t)n_rows);
-    float *dx = dev_from(x, sizeof(float) * (size_t)(n_tok * n_cols));
-    float *dy = dev_from(NULL, sizeof(float) * (size_t)(n_tok * n_rows));
+    void *dw = dev_from(V, wq, row * (size_t)n_rows);
+    float *dx = dev_from(V, x, sizeof(float) * (size_t)(n_tok * n_cols));
+    float *dy = dev_from(V, NULL, sizeof(float) * (size_t)(n_tok * n_rows));
     int rc = halo_vk_matmul(V, type, dw, row, n_rows, n_cols, dx, n_tok, dy);
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, got, dy, sizeof(float) * (size_t)(n_tok * n_rows)) == HALO_OK);
 
     double err_vk = 0, err_f32 = 0;
     for (int64_t t = 0; t < n_tok; t++)
-        for (int64_t r = 0; r < n_rows; r++) {
-            const float *w = dec + r * n_cols, *xt = x + t * n_cols;
-            double scale = 0;
-            float f32 = 0;
-            for (int64_t c = 0; c < n_cols; c++) {
-                scale += fabs((double)w[c] * xt[c]);
-                f32 += w[c] * xt[c];
-            }
-            if (scale == 0) scale = 1e-30;
-            double r_ref = ref[t * n_rows + r];
-            double e = fabs(got[t * n_rows + r] - r_ref) / scale;
-            if (!(e <= err_vk)) err_vk = e; /* NaN propagates */
-            double e32 = fabs(f32 - r_ref) / scale;
-            if (e32 > err_f32) err_f32 = e32;
-        }
+        for (int64_t r = 0; r < n_rows; r++)
+            measure(dec + r * n_cols, x + t * n_cols, n_cols, ref[t * n_rows + r],
+                    got[t * n_rows + r], &err_vk, &err_f32);
     double bound = 2 * err_f32 + 4 * 0x1p-24;
     CHECK_MSG(err_vk <= bound, "%s %lld x %lld, %lld tok: error %.3g > bound %.3g",
               halo_type_name(type), (long long)n_rows, (long long)n_cols, (long long)n_tok, err_vk,
@@ -135,10 +127,10 @@ static void test_product_id(int type, int32_t n_mat, int64_t n_rows, int64_t n_c
         ids[a] = a == 1 ? -1 : (int32_t)((uint32_t)((frand() + 1.0f) * 1e6f) % (uint32_t)n_mat);
     for (int64_t i = 0; i < n_assign * n_rows; i++)
         got[i] = -7.0f;
-    void *dw = dev_from(wq, mat * (size_t)n_mat);
-    float *dx = dev_from(x, sizeof(float) * (size_t)(n_x * n_cols));
-    float *dy = dev_from(got, sizeof(float) * (size_t)(n_assign * n_rows));
-    int32_t *di = dev_from(ids, sizeof(int32_t) * (size_t)n_assign);
+    void *dw = dev_from(V, wq, mat * (size_t)n_mat);
+    float *dx = dev_from(V, x, sizeof(float) * (size_t)(n_x * n_cols));
+    float *dy = dev_from(V, got, sizeof(float) * (size_t)(n_assign * n_rows));
+    int32_t *di = dev_from(V, ids, sizeof(int32_t) * (size_t)n_assign);
     int rc = halo_vk_matmul_id(V, type, dw, row, mat, n_rows, n_cols, dx, x_div, di, n_assign, dy,
                                n_mat);
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
@@ -155,20 +147,9 @@ static void test_product_id(int type, int32_t n_mat, int64_t n_rows, int64_t n_c
             continue;
         }
         halo_matmul_ref(type, wq + (size_t)ids[a] * mat, row, n_rows, n_cols, xa, 1, ref);
-        for (int64_t r = 0; r < n_rows; r++) {
-            const float *w = dec + ((int64_t)ids[a] * n_rows + r) * n_cols;
-            double scale = 0;
-            float f32 = 0;
-            for (int64_t c = 0; c < n_cols; c++) {
-                scale += fabs((double)w[c] * xa[c]);
-                f32 += w[c] * xa[c];
-            }
-            if (scale == 0) scale = 1e-30;
-            double e = fabs(got[a * n_rows + r] - (double)ref[r]) / scale;
-            if (!(e <= err_vk)) err_vk = e;
-            double e32 = fabs(f32 - (double)ref[r]) / scale;
-            if (e32 > err_f32) err_f32 = e32;
-        }
+        for (int64_t r = 0; r < n_rows; r++)
+            measure(dec + ((int64_t)ids[a] * n_rows + r) * n_cols, xa, n_cols, ref[r],
+                    got[a * n_rows + r], &err_vk, &err_f32);
     }
     double bound = 2 * err_f32 + 4 * 0x1p-24;
     printf("  matmul_id %-7s %d experts, %d assignments / %d: %.3g (bound %.3g)\n",
@@ -198,9 +179,9 @@ static void test_rows(int type, int64_t n_rows, int64_t n_cols, int32_t n) {
         CHECK(halo_quant_decode(type, wq + (size_t)idx[i] * row, ref + (size_t)i * n_cols, n_cols,
                                 &err) == 0);
     }
-    void *dw = dev_from(wq, row * (size_t)n_rows);
-    int32_t *di = dev_from(idx, sizeof(int32_t) * (size_t)n);
-    float *dy = dev_from(NULL, sizeof(float) * (size_t)(n * n_cols));
+    void *dw = dev_from(V, wq, row * (size_t)n_rows);
+    int32_t *di = dev_from(V, idx, sizeof(int32_t) * (size_t)n);
+    float *dy = dev_from(V, NULL, sizeof(float) * (size_t)(n * n_cols));
     int rc = halo_vk_get_rows(V, type, dw, row, n_cols, di, n, dy);
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, got, dy, sizeof(float) * (size_t)(n * n_cols)) == HALO_OK);
@@ -221,6 +202,7 @@ static void test_refused(void) {
 #endif
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     int device = vk_test_device();
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
@@ -251,8 +233,7 @@ int main(void) {
     double worst = 0, worst_f32 = 0;
     test_product(HALO_TYPE_F16, 70000, 32, 2, &worst, &worst_f32);
     printf("f16 70000 rows: %.3g (f32 loop %.3g)\n", worst, worst_f32);
-    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
-              halo_vk_validation_errors(V));
+    vk_test_check_validation(V);
     test_refused();
 #endif
     return halo_test_finish("vulkan_matmul");

@@ -65,9 +65,9 @@ static void test_model(int device, const eval_model *em) {
     /* the CPU's own spread: its chunks against its tokens, every sequence (fast) */
     float *c1 = malloc(sizeof(float) * n);
     CHECK(eval_all(cpu, HALO_TYPE_F16, &s, 1, c1));
-    const double cpu_self = eval_rel_rms(c1, lc, n), bound = 2 * cpu_self + 1e-5;
+    const double cpu_self = rel_rms(c1, lc, n), bound = 2 * cpu_self + 1e-5;
     /* Vulkan's chunks against the CPU's, Vulkan's tokens against the CPU's */
-    const double vs_cpu = eval_rel_rms(lg, lc, n), step = eval_rel_rms(l1, c1, n1);
+    const double vs_cpu = rel_rms(lg, lc, n), step = rel_rms(l1, c1, n1);
     free(c1);
     size_t ref_bytes = 0;
     char rel[128];
@@ -76,7 +76,7 @@ static void test_model(int device, const eval_model *em) {
     double vs_ref = -1, top1 = -1;
     int counted = 0;
     if (ref && ref_bytes >= n * sizeof(float)) { /* the first n values: the sequences in order */
-        vs_ref = eval_rel_rms(lg, ref, n);
+        vs_ref = rel_rms(lg, ref, n);
         top1 = eval_top1(lg, ref, n_tok, nv, &counted);
     }
     printf("  %-18s vs CPU: chunks %.2e, tokens %.2e (bound %.2e: the CPU's own chunks vs tokens "
@@ -99,8 +99,8 @@ static void test_model(int device, const eval_model *em) {
         CHECK(eval_all(cpu, kv_type, &s, 32, lc));
         CHECK(eval_all(cpu, kv_type, &s, 1, q1));
         CHECK(eval_all(gpu, kv_type, &s, 32, lg));
-        const double self = eval_rel_rms(q1, lc, n), qb = 2 * self + 1e-5;
-        const double q = eval_rel_rms(lg, lc, n);
+        const double self = rel_rms(q1, lc, n), qb = 2 * self + 1e-5;
+        const double q = rel_rms(lg, lc, n);
         printf("  %-18s %s KV cache (head dim %u) vs CPU: chunks %.2e (bound %.2e: the CPU's "
                "own %.2e), %.1f s\n",
                em->name, halo_type_name(kv_type), gpu->hp.head_dim_k, q, qb, self,
@@ -109,8 +109,7 @@ static void test_model(int device, const eval_model *em) {
                   halo_type_name(kv_type), q);
         free(q1);
     }
-    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
-              halo_vk_validation_errors(vk));
+    vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
     eval_seqs_free(&s);
     halo_model_free(cpu);

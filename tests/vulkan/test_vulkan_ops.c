@@ -11,7 +11,9 @@
  * 1.8e-7, add + rms 1.4e-7, rope 1.7e-7 (angles up to 1e6), swiglu 1.1e-7, sigmoid
  * gate 1.5e-7, routing weights 2.4e-7, combination 1.7e-7; add, copies, gather / scatter,
  * routing ids exact. An indexing or semantic bug gives errors ~1. */
+#include "compare.h"
 #include "harness.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "kernels/kernels.h"
@@ -40,43 +42,7 @@
  * a sigmoid: bound 4e-6. */
 #define TOL_COMBINE 4e-6
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-/* uniform in [lo, hi) */
-static float rnd(float lo, float hi) {
-    return lo + (hi - lo) * (float)(rnd_u32() >> 8) / 16777216.0f;
-}
-static void fill(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++)
-        x[i] = rnd(lo, hi);
-}
-
 static halo_vk *V;
-
-static void *dev_from(const void *h, size_t bytes) {
-    void *d = halo_vk_alloc(V, bytes);
-    CHECK_MSG(d != NULL, "%s", halo_vk_error(V)->msg);
-    if (d && h) CHECK(halo_vk_upload(V, d, h, bytes) == HALO_OK);
-    return d;
-}
-static void to_host(void *h, const void *d, size_t bytes) {
-    CHECK_MSG(halo_vk_download(V, h, d, bytes) == HALO_OK, "%s", halo_vk_error(V)->msg);
-}
-
-static double max_rel(const float *a, const float *ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates */
-        if (fabs((double)ref[i]) > mag) mag = fabs((double)ref[i]);
-    }
-    return diff / (mag > 0 ? mag : 1e-30);
-}
 
 static void report(const char *what, double err, double tol) {
     printf("  %-52s max rel err %.3g (bound %.0e)\n", what, err, tol);
@@ -92,28 +58,28 @@ static void test_memory(void) {
     unsigned char *a = malloc(n), *b = malloc(n);
     for (size_t i = 0; i < n; i++)
         a[i] = (unsigned char)rnd_u32();
-    unsigned char *d = dev_from(NULL, n);
+    unsigned char *d = dev_from(V, NULL, n);
     CHECK(d != NULL);
-    to_host(b, d, n);
+    to_host(V, b, d, n);
     bool zero = true;
     for (size_t i = 0; i < n; i++)
         zero &= b[i] == 0;
     CHECK_MSG(zero, "a new allocation is not zeroed");
     CHECK(halo_vk_upload(V, d, a, n) == HALO_OK);
     memset(b, 0, n);
-    to_host(b, d, n);
+    to_host(V, b, d, n);
     CHECK_MSG(memcmp(a, b, n) == 0, "upload + download of %zu bytes differ", n);
     /* ranges at odd offsets */
     CHECK(halo_vk_upload(V, d + 13, a + 1000, 4097) == HALO_OK);
-    to_host(b, d + 13, 4097);
+    to_host(V, b, d + 13, 4097);
     CHECK(memcmp(b, a + 1000, 4097) == 0);
     /* a device copy between allocations, then zeroing a range of it */
-    unsigned char *e = dev_from(NULL, 8192);
+    unsigned char *e = dev_from(V, NULL, 8192);
     CHECK(halo_vk_copy(V, e + 5, d + 100, 7000) == HALO_OK);
     CHECK(halo_vk_zero(V, e + 1024, 2048) == HALO_OK);
-    to_host(b, e, 8192);
+    to_host(V, b, e, 8192);
     unsigned char *want = calloc(8192, 1);
-    to_host(want + 5, d + 100, 7000);
+    to_host(V, want + 5, d + 100, 7000);
     memset(want + 1024, 0, 2048);
     CHECK_MSG(memcmp(b, want, 8192) == 0, "device copy / zero differ");
     halo_vk_free(V, e);
@@ -176,10 +142,11 @@ static void test_rms_norm(int64_t rows, int64_t n, bool weight, bool in_place) {
     fill(x, total, -3.0f, 3.0f);
     fill(w, (size_t)n, 0.5f, 1.5f);
     halo_rms_norm_ref(x, weight ? w : NULL, ref, rows, n, 1e-6f);
-    float *dx = dev_from(x, sizeof(float) * total), *dw = dev_from(w, sizeof(float) * (size_t)n);
-    float *dy = in_place ? dx : dev_from(NULL, sizeof(float) * total);
+    float *dx = dev_from(V, x, sizeof(float) * total),
+          *dw = dev_from(V, w, sizeof(float) * (size_t)n);
+    float *dy = in_place ? dx : dev_from(V, NULL, sizeof(float) * total);
     CHECK(halo_vk_rms_norm(V, dx, weight ? dw : NULL, dy, rows, n, 1e-6f) == HALO_OK);
-    to_host(got, dy, sizeof(float) * total);
+    to_host(V, got, dy, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "rms_norm %lld x %lld%s%s", (long long)rows, (long long)n,
              weight ? " w" : "", in_place ? " in place" : "");
@@ -203,14 +170,14 @@ static void test_add_rms_norm(int64_t rows, int64_t n, bool weight) {
     for (size_t i = 0; i < total; i++)
         sum[i] = x[i] + y[i];
     halo_rms_norm_ref(sum, weight ? w : NULL, ref, rows, n, 1e-6f);
-    float *dx = dev_from(x, sizeof(float) * total), *dy = dev_from(y, sizeof(float) * total);
-    float *dw = dev_from(w, sizeof(float) * (size_t)n);
-    float *dn = dev_from(NULL, sizeof(float) * total);
+    float *dx = dev_from(V, x, sizeof(float) * total), *dy = dev_from(V, y, sizeof(float) * total);
+    float *dw = dev_from(V, w, sizeof(float) * (size_t)n);
+    float *dn = dev_from(V, NULL, sizeof(float) * total);
     CHECK(halo_vk_add_rms_norm(V, dx, dy, weight ? dw : NULL, dn, rows, n, 1e-6f) == HALO_OK);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(V, got, dx, sizeof(float) * total);
     CHECK_MSG(memcmp(got, sum, sizeof(float) * total) == 0, "add_rms_norm %lld x %lld: x != x + y",
               (long long)rows, (long long)n);
-    to_host(got, dn, sizeof(float) * total);
+    to_host(V, got, dn, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "add_rms_norm %lld x %lld%s", (long long)rows, (long long)n,
              weight ? " w" : "");
@@ -234,11 +201,11 @@ static void test_rope(int n_tok, int n_heads, int head_dim, int n_rot, int mode,
         pos[t] = (int32_t)(rnd_u32() % (uint32_t)max_pos);
     for (int t = 0; t < n_tok; t++)
         halo_rope(ref + (size_t)t * row, n_heads, head_dim, n_rot, mode, (float)pos[t], inv);
-    float *dx = dev_from(x, sizeof(float) * total);
-    float *dinv = dev_from(inv, sizeof(float) * (size_t)(n_rot / 2 + 1));
-    int32_t *dpos = dev_from(pos, sizeof(int32_t) * (size_t)n_tok);
+    float *dx = dev_from(V, x, sizeof(float) * total);
+    float *dinv = dev_from(V, inv, sizeof(float) * (size_t)(n_rot / 2 + 1));
+    int32_t *dpos = dev_from(V, pos, sizeof(int32_t) * (size_t)n_tok);
     CHECK(halo_vk_rope(V, dx, n_tok, n_heads, head_dim, n_rot, mode, dpos, dinv) == HALO_OK);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(V, got, dx, sizeof(float) * total);
     char what[96];
     snprintf(what, sizeof what, "rope %s %d tok x %d heads x %d, n_rot %d, pos < %d",
              mode == HALO_ROPE_NEOX ? "neox" : "norm", n_tok, n_heads, head_dim, n_rot, max_pos);
@@ -260,14 +227,14 @@ static void test_elementwise(int64_t n) {
     float *a = malloc(sz), *b = malloc(sz), *ref = malloc(sz), *got = malloc(sz);
     fill(a, (size_t)n, -12.0f, 12.0f);
     fill(b, (size_t)n, -3.0f, 3.0f);
-    float *da = dev_from(a, sz), *db = dev_from(b, sz);
+    float *da = dev_from(V, a, sz), *db = dev_from(V, b, sz);
     char what[96];
 
     /* add: one rounding each, the same on both: exact */
     for (int64_t i = 0; i < n; i++)
         ref[i] = a[i] + b[i];
     CHECK(halo_vk_add(V, da, db, n) == HALO_OK);
-    to_host(got, da, sz);
+    to_host(V, got, da, sz);
     snprintf(what, sizeof what, "add n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), 0.0);
 
@@ -275,7 +242,7 @@ static void test_elementwise(int64_t n) {
     halo_swiglu_ref(ref, b, n);
     CHECK(halo_vk_upload(V, da, a, sz) == HALO_OK);
     CHECK(halo_vk_swiglu(V, da, db, n) == HALO_OK);
-    to_host(got, da, sz);
+    to_host(V, got, da, sz);
     snprintf(what, sizeof what, "swiglu n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), TOL_GATE);
 
@@ -285,7 +252,7 @@ static void test_elementwise(int64_t n) {
     CHECK(halo_vk_upload(V, db, b, sz) == HALO_OK);
     CHECK(halo_vk_upload(V, da, a, sz) == HALO_OK);
     CHECK(halo_vk_sigmoid_gate(V, db, da, n) == HALO_OK);
-    to_host(got, db, sz);
+    to_host(V, got, db, sz);
     snprintf(what, sizeof what, "sigmoid_gate n %lld", (long long)n);
     report(what, max_rel(got, ref, (size_t)n), TOL_GATE);
 
@@ -303,9 +270,10 @@ static void test_copies(int64_t rows, int64_t width) {
     fill(src, sn, -1.0f, 1.0f);
     for (size_t i = 0; i < dn; i++)
         dst[i] = -7.0f;
-    float *dsrc = dev_from(src, sizeof(float) * sn), *ddst = dev_from(dst, sizeof(float) * dn);
+    float *dsrc = dev_from(V, src, sizeof(float) * sn),
+          *ddst = dev_from(V, dst, sizeof(float) * dn);
     CHECK(halo_vk_copy2d(V, ddst, ds, dsrc, ss, rows, width) == HALO_OK);
-    to_host(got, ddst, sizeof(float) * dn);
+    to_host(V, got, ddst, sizeof(float) * dn);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < width; i++)
             dst[r * ds + i] = src[r * ss + i];
@@ -326,17 +294,17 @@ static void test_copies(int64_t rows, int64_t width) {
         int32_t j = (int32_t)(rnd_u32() % (uint32_t)(i + 1)), t = perm[i];
         perm[i] = perm[j], perm[j] = t;
     }
-    float *da = dev_from(a, sizeof(float) * rn), *dout = dev_from(NULL, sizeof(float) * rn);
-    int32_t *didx = dev_from(idx, sizeof(int32_t) * (size_t)n);
-    int32_t *dperm = dev_from(perm, sizeof(int32_t) * (size_t)n);
+    float *da = dev_from(V, a, sizeof(float) * rn), *dout = dev_from(V, NULL, sizeof(float) * rn);
+    int32_t *didx = dev_from(V, idx, sizeof(int32_t) * (size_t)n);
+    int32_t *dperm = dev_from(V, perm, sizeof(int32_t) * (size_t)n);
     CHECK(halo_vk_gather_rows(V, dout, da, didx, n, width) == HALO_OK);
-    to_host(out, dout, sizeof(float) * rn);
+    to_host(V, out, dout, sizeof(float) * rn);
     for (int32_t i = 0; i < n; i++)
         memcpy(ref + (size_t)i * (size_t)width, a + (size_t)idx[i] * (size_t)width,
                sizeof(float) * (size_t)width);
     CHECK(memcmp(out, ref, sizeof(float) * rn) == 0);
     CHECK(halo_vk_scatter_rows(V, dout, da, dperm, n, width) == HALO_OK);
-    to_host(out, dout, sizeof(float) * rn);
+    to_host(V, out, dout, sizeof(float) * rn);
     for (int32_t i = 0; i < n; i++)
         memcpy(ref + (size_t)perm[i] * (size_t)width, a + (size_t)i * (size_t)width,
                sizeof(float) * (size_t)width);
@@ -358,9 +326,9 @@ static void test_hadamard(int64_t rows, int64_t n, int block) {
     fill(x, total, -1.0f, 1.0f);
     for (size_t i = 0; i < total; i++)
         x[i] *= i % 7 == 0 ? 1e4f : i % 11 == 0 ? 1e-30f : 1.0f;
-    float *dx = dev_from(x, sizeof(float) * total);
+    float *dx = dev_from(V, x, sizeof(float) * total);
     CHECK(halo_vk_hadamard(V, dx, rows, n, block) == HALO_OK);
-    to_host(got, dx, sizeof(float) * total);
+    to_host(V, got, dx, sizeof(float) * total);
     halo_hadamard(x, rows, n, block);
     size_t differ = 0;
     for (size_t i = 0; i < total; i++)
@@ -395,11 +363,11 @@ static void test_topk(int32_t n, int n_expert, int k, bool normalize, int ties) 
         halo_topk_route_ref(lg + (size_t)t * n_expert, n_expert, k, normalize,
                             id_ref + (size_t)t * k, w_ref + (size_t)t * k);
     }
-    float *dl = dev_from(lg, sizeof(float) * nl), *dw = dev_from(NULL, sizeof(float) * nk);
-    int32_t *di = dev_from(NULL, sizeof(int32_t) * nk);
+    float *dl = dev_from(V, lg, sizeof(float) * nl), *dw = dev_from(V, NULL, sizeof(float) * nk);
+    int32_t *di = dev_from(V, NULL, sizeof(int32_t) * nk);
     CHECK(halo_vk_topk_route(V, dl, n, n_expert, k, normalize, di, dw) == HALO_OK);
-    to_host(w_got, dw, sizeof(float) * nk);
-    to_host(id_got, di, sizeof(int32_t) * nk);
+    to_host(V, w_got, dw, sizeof(float) * nk);
+    to_host(V, id_got, di, sizeof(int32_t) * nk);
     int bad = 0;
     for (size_t i = 0; i < nk; i++)
         bad += id_got[i] != id_ref[i];
@@ -432,12 +400,14 @@ static void test_moe_combine(int32_t n, int k, int64_t n_embd, bool shared) {
             if (shared) acc += sh[(size_t)t * n_embd + d] / (1.0 + exp(-(double)shg[t]));
             ref[(size_t)t * n_embd + d] = (float)acc;
         }
-    float *dy = dev_from(y, sizeof(float) * ny), *dw = dev_from(w, sizeof(float) * (size_t)(n * k));
-    float *dsh = dev_from(sh, sizeof(float) * no), *dshg = dev_from(shg, sizeof(float) * (size_t)n);
-    float *dout = dev_from(NULL, sizeof(float) * no);
+    float *dy = dev_from(V, y, sizeof(float) * ny),
+          *dw = dev_from(V, w, sizeof(float) * (size_t)(n * k));
+    float *dsh = dev_from(V, sh, sizeof(float) * no),
+          *dshg = dev_from(V, shg, sizeof(float) * (size_t)n);
+    float *dout = dev_from(V, NULL, sizeof(float) * no);
     CHECK(halo_vk_moe_combine(V, dy, dw, n, k, n_embd, shared ? dsh : NULL, shared ? dshg : NULL,
                               dout) == HALO_OK);
-    to_host(got, dout, sizeof(float) * no);
+    to_host(V, got, dout, sizeof(float) * no);
     char what[96];
     snprintf(what, sizeof what, "moe_combine %d tok, k %d, %lld%s", n, k, (long long)n_embd,
              shared ? " + shared" : "");
@@ -456,11 +426,12 @@ static void test_offsets(void) {
     fill(w, (size_t)(rows * cols), -1.0f, 1.0f);
     fill(x, (size_t)(2 * cols), -1.0f, 1.0f);
     halo_matmul_ref(0, w + 3 * cols, sizeof(float) * cols, 7, cols, x + cols, 1, ref);
-    float *dw = dev_from(w, sizeof(float) * (size_t)(rows * cols));
-    float *dx = dev_from(x, sizeof(float) * 2 * cols), *dy = dev_from(NULL, sizeof(float) * 20);
+    float *dw = dev_from(V, w, sizeof(float) * (size_t)(rows * cols));
+    float *dx = dev_from(V, x, sizeof(float) * 2 * cols),
+          *dy = dev_from(V, NULL, sizeof(float) * 20);
     CHECK(halo_vk_matmul(V, 0, dw + 3 * cols, sizeof(float) * cols, 7, cols, dx + cols, 1,
                          dy + 5) == HALO_OK);
-    to_host(got, dy + 5, sizeof got);
+    to_host(V, got, dy + 5, sizeof got);
     report("matmul at offsets", max_rel(got, ref, 7), 1e-6);
     halo_vk_free(V, dw), halo_vk_free(V, dx), halo_vk_free(V, dy);
     free(w), free(x);
@@ -525,14 +496,14 @@ static void run_all(void) {
 #endif
 
 int main(void) {
+    rng_seed(0x9e3779b97f4a7c15ull);
     int device = vk_test_device();
     (void)device; /* unused without the backend: vk_test_device skips then */
 #ifdef HALO_HAVE_VULKAN
     V = vk_test_open(device, false);
     printf("validation layer: %s\n", halo_vk_validation_enabled(V) ? "on" : "not installed");
     run_all();
-    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
-              halo_vk_validation_errors(V));
+    vk_test_check_validation(V);
     halo_vk_close(V);
 
     /* the same through the staging buffer (a discrete GPU's path) */
@@ -541,8 +512,7 @@ int main(void) {
     test_memory();
     test_offsets();
     test_copies(37, 300);
-    CHECK_MSG(halo_vk_validation_errors(V) == 0, "%d validation errors",
-              halo_vk_validation_errors(V));
+    vk_test_check_validation(V);
     halo_vk_close(V);
 
     printf("refusals\n");

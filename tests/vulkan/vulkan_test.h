@@ -4,9 +4,12 @@
  * else the first usable device), with the validation layer where it is installed.
  * In CI the device is Mesa's CPU driver, lavapipe (mesa-vulkan-drivers), with the
  * validation layer (vulkan-validationlayers): every test fails on a validation error.
+ * dev_from and to_host move a test's arrays to and from the device, CHECKing each step.
  */
 #ifndef HALO_VULKAN_TEST_H
 #define HALO_VULKAN_TEST_H
+
+#include "harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +51,26 @@ static inline halo_vk *vk_test_open(int device, bool force_staging) {
         exit(1);
     }
     return vk;
+}
+
+/* Every test ends its device's use with no validation error (the count is 0 without the
+ * layer). */
+static inline void vk_test_check_validation(halo_vk *vk) {
+    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
+              halo_vk_validation_errors(vk));
+}
+
+/* New device memory of `bytes` holding h's bytes (h NULL: left as allocated). */
+static inline void *dev_from(halo_vk *vk, const void *h, size_t bytes) {
+    void *d = halo_vk_alloc(vk, bytes);
+    CHECK_MSG(d != NULL, "%s", halo_vk_error(vk)->msg);
+    if (d && h) CHECK(halo_vk_upload(vk, d, h, bytes) == HALO_OK);
+    return d;
+}
+/* Copies `bytes` of d to h (none: nothing to check). */
+static inline void to_host(halo_vk *vk, void *h, const void *d, size_t bytes) {
+    if (bytes == 0) return;
+    CHECK_MSG(halo_vk_download(vk, h, d, bytes) == HALO_OK, "%s", halo_vk_error(vk)->msg);
 }
 #else
 static inline int vk_test_device(void) {
