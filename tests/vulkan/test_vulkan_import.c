@@ -22,6 +22,7 @@
  * HALO_TEST_QUICK (the sanitizer stage): tiny-qwen3moe only.
  */
 #include "../model/model_eval.h"
+#include "rng.h"
 #include "vulkan_test.h"
 
 #include "model/arch.h"
@@ -31,20 +32,6 @@
 #include <unistd.h>
 
 #ifdef HALO_HAVE_VULKAN
-
-static float rnd(uint64_t *state) { /* xorshift, in [-1, 1) */
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    return (float)(*state >> 40) / (float)(1u << 23) - 1.0f;
-}
-
-static void *dev_copy(halo_vk *vk, const void *h, size_t bytes) {
-    void *d = halo_vk_alloc(vk, bytes);
-    CHECK(d != NULL);
-    if (d) CHECK(halo_vk_upload(vk, d, h, bytes) == HALO_OK);
-    return d;
-}
 
 static void test_import_device(int device) {
     halo_vk *vk = vk_test_open(device, false);
@@ -60,11 +47,9 @@ static void test_import_device(int device) {
     if (!host) return;
     memset(host, 0, size);
     float *w = (float *)(host + lead), x[TOK * COLS];
-    uint64_t state = 0x9e3779b97f4a7c15ull;
-    for (int i = 0; i < ROWS * COLS; i++)
-        w[i] = rnd(&state);
-    for (int i = 0; i < TOK * COLS; i++)
-        x[i] = rnd(&state);
+    rng_seed(0x9e3779b97f4a7c15ull);
+    fill(w, ROWS * COLS, -1, 1);
+    fill(x, TOK * COLS, -1, 1);
 
     uint64_t alloc0 = 0, imp0 = 0, alloc1 = 0, imp1 = 0;
     halo_vk_memory_use(vk, &alloc0, &imp0);
@@ -75,7 +60,7 @@ static void test_import_device(int device) {
     CHECK(alloc1 == alloc0);
     CHECK_MSG(imp1 - imp0 == size - 4096, "imported %llu bytes, expected the enclosing blocks",
               (unsigned long long)(imp1 - imp0));
-    float *dc = dev_copy(vk, w, wbytes), *dx = dev_copy(vk, x, sizeof x);
+    float *dc = dev_from(vk, w, wbytes), *dx = dev_from(vk, x, sizeof x);
     float *y1 = halo_vk_alloc(vk, sizeof(float) * ROWS * TOK);
     float *y2 = halo_vk_alloc(vk, sizeof(float) * ROWS * TOK);
     CHECK(dw && dc && dx && y1 && y2);
@@ -115,8 +100,7 @@ static void test_import_device(int device) {
         CHECK(halo_vk_zero(vk, dw, 64) == HALO_ERR_ARG);
         CHECK_MSG(strstr(halo_vk_error(vk)->msg, "imported") != NULL, "%s", halo_vk_error(vk)->msg);
     }
-    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
-              halo_vk_validation_errors(vk));
+    vk_test_check_validation(vk);
     halo_vk_close(vk);
     free(host);
 }
@@ -206,8 +190,7 @@ static bool load_and_eval(int device, const char *name, bool mmap, bool import, 
         CHECK(ok);
     }
     eval_seqs_free(&s);
-    CHECK_MSG(halo_vk_validation_errors(vk) == 0, "%d validation errors",
-              halo_vk_validation_errors(vk));
+    vk_test_check_validation(vk);
     halo_model_free(m); /* and vk */
     return ok;
 }
