@@ -155,10 +155,17 @@ typedef struct halo_vk halo_vk;
 extern const halo_backend_ops halo_backend_vulkan_ops;
 /* The backend of a context whose model's weights are on vk (halo_vk_model_upload). */
 int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *err);
-/* Copy the model's weights to vk (which the model then owns: released with it), in
- * allocations of at most the device's limit; each weight's `dev` points at its copy. */
+/* Put the model's weights on vk (which the model then owns: released with it); each
+ * weight's `dev` points at its bytes there. On a UMA device with
+ * VK_EXT_external_memory_host the host memory holding them (the file's mapping, or the
+ * --no-mmap buffer) is imported and used in place; elsewhere, with HALO_VK_IMPORT=0, or
+ * where the import fails (logged, with the reason) they are copied into allocations of at
+ * most the device's limit. */
 int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err);
 void halo_vk_model_release(halo_model *model);
+/* The device the model's weights are on (NULL if none): halo_vk_memory_use tells how many
+ * bytes it allocated and imported. */
+halo_vk *halo_vk_model_device(const halo_model *model);
 #endif
 
 #endif /* HALO_RUNTIME_BACKEND_H */

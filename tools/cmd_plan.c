@@ -23,6 +23,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct plan_args {
@@ -32,6 +33,7 @@ typedef struct plan_args {
     bool ctx_given;
     uint64_t vram; /* --vram: the GPU's memory, when -ngl puts the model there */
     char budget_name[160];
+    char weights_note[256]; /* a UMA Vulkan device: whether the weights are shared or copied */
 } plan_args;
 
 static void usage(FILE *out) {
@@ -127,6 +129,21 @@ static int parse_args(int argc, char **argv, plan_args *a) {
                 a->plan.mem_bytes = v->memory_bytes;
                 snprintf(a->budget_name, sizeof a->budget_name, "Vulkan%d: %.100s%s",
                          a->load.main_gpu, v->name, v->uma ? ", UMA: shared with the host" : "");
+                /* the weights in that memory once (used in place) or twice (copied) */
+                const char *env = getenv("HALO_VK_IMPORT");
+                const bool off = env && !strcmp(env, "0");
+                if (v->uma && v->host_import && !off)
+                    snprintf(a->weights_note, sizeof a->weights_note,
+                             "shared, counted once: the device reads them in place from the "
+                             "model's %s (VK_EXT_external_memory_host), no copy",
+                             a->load.mode == HALO_LOAD_READ ? "buffer (--no-mmap)" : "mapping");
+                else if (v->uma)
+                    snprintf(a->weights_note, sizeof a->weights_note,
+                             "copied into the device's memory (%s): %s",
+                             off ? "HALO_VK_IMPORT=0" : "no VK_EXT_external_memory_host",
+                             a->load.mode == HALO_LOAD_READ
+                                 ? "the --no-mmap buffer holds them a second time, not planned here"
+                                 : "the file's pages in the page cache come on top (reclaimable)");
             }
 #endif
 #ifdef HALO_HAVE_CUDA
@@ -229,6 +246,7 @@ int cmd_plan(int argc, char **argv) {
     printf(", %s of weights, trained context %u\n",
            halo_format_bytes_si(st.bytes + host_experts, b3, sizeof b3),
            hp.n_ctx_train);
+    if (a.weights_note[0]) printf("weights          %s\n", a.weights_note);
     if (host_experts)
         printf("experts on CPU   %s of %u layers in host memory (--n-cpu-moe), not planned here\n",
                halo_format_bytes_si(host_experts, b1, sizeof b1), host_layers);

@@ -94,8 +94,9 @@ static void list_devices(void) {
     int n = halo_vk_devices(info, 16, &err);
     for (int d = 0; d < n && d < 16; d++) {
         const halo_vk_device_info *v = &info[d];
-        printf("  Vulkan%d: %s (%" PRIu64 " MiB, %s%s)", d, v->name, v->memory_bytes >> 20,
-               v->type, v->uma ? ", UMA: memory shared with the host" : "");
+        printf("  Vulkan%d: %s (%" PRIu64 " MiB, %s%s%s)", d, v->name, v->memory_bytes >> 20,
+               v->type, v->uma ? ", UMA: memory shared with the host" : "",
+               v->uma && v->host_import ? ", weights used in place" : "");
         if (!v->usable) printf(" not usable: %s", v->why_not);
         printf("\n");
     }

@@ -5,9 +5,13 @@
  * context runs on it when its model's weights are on a Vulkan device: halo_model_load with
  * -ngl and -dev Vulkan<i> (model/load.c), or a test calling halo_vk_model_upload.
  *
- * - Weights are copied to the device once per model (halo_vk_model_upload), packed into
- *   as few allocations as the device's limit allows; each halo_weight's `dev` points at
- *   its copy, and the model owns the device (halo_vk) they live on. Routed experts kept
+ * - Weights go to the device once per model (halo_vk_model_upload): on a UMA device with
+ *   VK_EXT_external_memory_host the memory holding them (the file's mapping, or with
+ *   --no-mmap the buffer it was read into) is imported and used in place, never copied;
+ *   elsewhere (or HALO_VK_IMPORT=0, or where the import fails: a log line says why) they
+ *   are copied, packed into as few allocations as the device's limit allows. Each
+ *   halo_weight's `dev` points at its bytes on the device, and the model owns the device
+ *   (halo_vk) they live on. Routed experts kept
  *   in host memory (halo_weight.host: --n-cpu-moe, -ot) stay there: the MoE op computes
  *   them on the CPU (moe_host).
  * - A context's buffers are device memory; the model code passes them to the ops as it
@@ -30,7 +34,7 @@
 
 struct halo_vk_weights {
     halo_vk *vk;
-    void **chunks; /* the allocations holding the weights */
+    void **chunks; /* the allocations holding the weights (imported or copies) */
     int n_chunks;
 };
 
@@ -54,6 +58,10 @@ static void clear_dev(halo_model *model) {
     for (size_t i = 0; i < n; i++)
         ws[i]->dev = NULL;
     free(ws);
+}
+
+halo_vk *halo_vk_model_device(const halo_model *model) {
+    return model && model->vk ? model->vk->vk : NULL;
 }
 
 void halo_vk_model_release(halo_model *model) {
@@ -105,9 +113,91 @@ static int upload(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
         }
         i = j;
     }
-    halo_log(HALO_LOG_DEBUG, "Vulkan: the weights in %d allocation%s", g->n_chunks,
-             g->n_chunks == 1 ? "" : "s");
     return HALO_OK;
+}
+
+/* Release the chunks made so far (the caller keeps vk) and clear the weights' dev. */
+static void drop_chunks(halo_model *model, halo_vk *vk, struct halo_vk_weights *g) {
+    for (int i = 0; i < g->n_chunks; i++)
+        halo_vk_free(vk, g->chunks[i]);
+    g->n_chunks = 0;
+    clear_dev(model);
+}
+
+/* The weights used in place: runs of weights (in address order) whose bytes follow one
+ * another, but for the file's alignment padding, are imported as one range (the enclosing
+ * blocks of the device's import alignment), cut where a range would pass the device's
+ * largest allocation. A weight inside a range is at its offset from the range's start.
+ * Returns false with the reason in why (nothing imported stays) where a range cannot be
+ * imported or a weight is not where the shaders can read it. */
+static bool import_weights(halo_model *model, halo_vk *vk, halo_weight **ws, size_t n,
+                           struct halo_vk_weights *g, char *why, size_t why_size) {
+    const double t0 = halo_time_seconds();
+    const halo_vk_device_info *info = halo_vk_info(vk);
+    const uint64_t align = info->import_align, limit = info->max_buffer_bytes & ~(align - 1);
+    uint64_t pad = halo_gguf_alignment(model->gguf);
+    if (pad < 32) pad = 32;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n;) {
+        /* the range: weights i .. j-1, host bytes [lo, hi) */
+        const uintptr_t lo = (uintptr_t)ws[i]->data;
+        uintptr_t hi = lo + weight_bytes(ws[i]);
+        size_t j = i + 1;
+        for (; j < n; j++) {
+            const uintptr_t a = (uintptr_t)ws[j]->data, b = a + weight_bytes(ws[j]);
+            if (a > hi && a - hi >= pad) break; /* not the next tensor of this memory */
+            const uintptr_t top = b > hi ? b : hi;
+            if (((top + align - 1) & ~(uintptr_t)(align - 1)) - (lo & ~(uintptr_t)(align - 1)) >
+                limit)
+                break;
+            hi = top;
+        }
+        void **grown = realloc(g->chunks, sizeof *grown * (size_t)(g->n_chunks + 1));
+        if (!grown) {
+            snprintf(why, why_size, "out of memory");
+            goto fail;
+        }
+        g->chunks = grown;
+        char reason[256];
+        char *dev = halo_vk_import(vk, (const void *)lo, hi - lo, reason, sizeof reason);
+        if (!dev) {
+            /* the driver refused the memory itself (not a size or a limit) */
+            const bool refused =
+                !strncmp(reason, "importing", 9) || !strncmp(reason, "vkGetMemoryHostPointer", 22);
+            halo_gguf_load_stats ls;
+            halo_gguf_get_load_stats(model->gguf, &ls);
+            snprintf(why, why_size, "%s%s", reason,
+                     refused && ls.mode == HALO_LOAD_MMAP
+                         ? " (some drivers, RADV among them, import only anonymous memory, not "
+                           "a file's mapping: --no-mmap reads the model into such memory)"
+                         : "");
+            goto fail;
+        }
+        g->chunks[g->n_chunks++] = dev;
+        total += hi - lo;
+        for (size_t k = i; k < j; k++) {
+            const uintptr_t at = (uintptr_t)ws[k]->data;
+            /* the shaders read rows at 4-byte offsets (F32, Q8_K) or 2 (the rest): the
+             * copy path places each weight at 256 bytes, a file may be less aligned */
+            if (at % 4) {
+                snprintf(why, why_size, "a %s weight at a host address not a multiple of 4",
+                         halo_type_name(ws[k]->type));
+                goto fail;
+            }
+            ws[k]->dev = dev + (at - lo);
+        }
+        i = j;
+    }
+    char b[32];
+    halo_format_bytes(total, b, sizeof b);
+    halo_log(HALO_LOG_INFO,
+             "Vulkan: %s of weights used in place from host memory (%d imported range%s, "
+             "none copied, %.1f ms)",
+             b, g->n_chunks, g->n_chunks == 1 ? "" : "s", (halo_time_seconds() - t0) * 1e3);
+    return true;
+fail:
+    drop_chunks(model, vk, g);
+    return false;
 }
 
 int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
@@ -132,13 +222,42 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
     }
     if (!rc) {
         qsort(ws, n, sizeof *ws, cmp_weight_data);
-        rc = upload(model, vk, ws, n, g, err);
+        /* in place where the device shares the host's memory and can import it; else
+         * (or HALO_VK_IMPORT=0, to compare) copied */
+        const halo_vk_device_info *info = halo_vk_info(vk);
+        const char *env = getenv("HALO_VK_IMPORT");
+        char why[384] = "";
+        bool imported = false;
+        if (env && strcmp(env, "0") == 0)
+            snprintf(why, sizeof why, "HALO_VK_IMPORT=0");
+        else if (!info->uma)
+            snprintf(why, sizeof why, "not a UMA device");
+        else if (!info->host_import)
+            snprintf(why, sizeof why, "the device has no VK_EXT_external_memory_host");
+        else if (n)
+            imported = import_weights(model, vk, ws, n, g, why, sizeof why);
+        if (!imported) {
+            const halo_log_level level = info->uma ? HALO_LOG_INFO : HALO_LOG_DEBUG;
+            halo_log(level,
+                     "Vulkan: the weights are copied into device memory, not used in "
+                     "place: %s",
+                     n ? why : "no weights");
+            const double t0 = halo_time_seconds();
+            uint64_t before = 0, after = 0;
+            halo_vk_memory_use(vk, &before, NULL);
+            rc = upload(model, vk, ws, n, g, err);
+            halo_vk_memory_use(vk, &after, NULL);
+            char b[32];
+            halo_format_bytes(after - before, b, sizeof b);
+            if (!rc)
+                halo_log(level, "Vulkan: %s of weights copied in %d allocation%s, %.1f ms", b,
+                         g->n_chunks, g->n_chunks == 1 ? "" : "s",
+                         (halo_time_seconds() - t0) * 1e3);
+        }
     }
     free(ws);
     if (rc) { /* the caller keeps vk: release what was made on it, not the device */
-        for (int i = 0; i < g->n_chunks; i++)
-            halo_vk_free(vk, g->chunks[i]);
-        clear_dev(model);
+        drop_chunks(model, vk, g);
         free(g->chunks);
         free(g);
         return rc;

@@ -188,6 +188,16 @@ static void describe(VkPhysicalDevice pd, halo_vk_device_info *info) {
                  p->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) &&
                 find_memory(&mp, ~0u, shared, 0) != UINT32_MAX;
     info->cooperative_matrix = has_device_extension(pd, "VK_KHR_cooperative_matrix");
+    if (has_device_extension(pd, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME)) {
+        VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+        VkPhysicalDeviceProperties2 h2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &hp};
+        vkGetPhysicalDeviceProperties2(pd, &h2);
+        const uint64_t a = hp.minImportedHostPointerAlignment;
+        info->host_import = a > 0 && (a & (a - 1)) == 0; /* the spec: a power of two */
+        info->import_align = info->host_import ? a : 0;
+    }
     VkPhysicalDeviceFeatures features;
     vkGetPhysicalDeviceFeatures(pd, &features);
     info->float64 = features.shaderFloat64;
@@ -315,12 +325,15 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
                                   .queueFamilyIndex = vk->queue_family,
                                   .queueCount = 1,
                                   .pQueuePriorities = &prio};
-    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+    /* push descriptors; host memory import where offered (VK_KHR_external_memory, which
+     * it extends, is core in 1.1) */
+    const char *exts[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME,
+                          VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME};
     const VkPhysicalDeviceFeatures features = {.shaderFloat64 = info.float64};
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
                              .queueCreateInfoCount = 1,
                              .pQueueCreateInfos = &qi,
-                             .enabledExtensionCount = 1,
+                             .enabledExtensionCount = info.host_import ? 2 : 1,
                              .ppEnabledExtensionNames = exts,
                              .pEnabledFeatures = &features};
     r = vkCreateDevice(vk->phys, &di, NULL, &vk->dev);
@@ -335,6 +348,11 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
         halo_vk_fail(vk, HALO_ERR_UNSUPPORTED, "vkCmdPushDescriptorSetKHR is missing");
         goto fail;
     }
+    if (info.host_import) {
+        vk->host_pointer_properties = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(
+            vk->dev, "vkGetMemoryHostPointerPropertiesEXT");
+        if (!vk->host_pointer_properties) vk->info.host_import = false;
+    }
 
     /* memory: device buffers in device-local memory (mapped where the host sees it: UMA),
      * staging in host-visible coherent memory (cached where offered: faster reads) */
@@ -347,6 +365,8 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
     if (p2.properties.limits.maxStorageBufferRange < vk->max_alloc)
         vk->max_alloc = p2.properties.limits.maxStorageBufferRange;
     if (vk->max_alloc > UINT32_MAX) vk->max_alloc = UINT32_MAX;
+    if (vk->opt.max_alloc_bytes && vk->opt.max_alloc_bytes < vk->max_alloc)
+        vk->max_alloc = vk->opt.max_alloc_bytes;
     vk->info.max_buffer_bytes = vk->max_alloc;
     const char *mm = getenv("HALO_VK_MM");
     char *mm_end = NULL;
@@ -567,28 +587,41 @@ vk_alloc *halo_vk_range(halo_vk *vk, const void *p, size_t bytes, const char *wh
     return a;
 }
 
+/* Room for one more allocation record; false (vk->err set) when out of memory. */
+static bool grow_allocs(halo_vk *vk) {
+    if (vk->n_allocs < vk->cap_allocs) return true;
+    int cap = vk->cap_allocs ? 2 * vk->cap_allocs : 64;
+    vk_alloc *g = realloc(vk->allocs, (size_t)cap * sizeof *g);
+    if (!g) {
+        halo_vk_fail(vk, HALO_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    vk->allocs = g;
+    vk->cap_allocs = cap;
+    return true;
+}
+
+/* The next range of halo_vk addresses, for an allocation of `bytes`. */
+static uintptr_t take_addresses(halo_vk *vk, VkDeviceSize bytes) {
+    uintptr_t a = vk->next_addr;
+    vk->next_addr += (((uintptr_t)bytes + ADDR_GAP - 1) & ~(ADDR_GAP - 1)) + ADDR_GAP;
+    return a;
+}
+
 void *halo_vk_alloc(halo_vk *vk, size_t bytes) {
     if (bytes == 0 || bytes > vk->max_alloc) {
         halo_vk_fail(vk, HALO_ERR_ARG, "cannot allocate %zu bytes (1 to %llu)", bytes,
                      (unsigned long long)vk->max_alloc);
         return NULL;
     }
-    if (vk->n_allocs == vk->cap_allocs) {
-        int cap = vk->cap_allocs ? 2 * vk->cap_allocs : 64;
-        vk_alloc *g = realloc(vk->allocs, (size_t)cap * sizeof *g);
-        if (!g) {
-            halo_vk_fail(vk, HALO_ERR_NOMEM, "out of memory");
-            return NULL;
-        }
-        vk->allocs = g;
-        vk->cap_allocs = cap;
-    }
+    if (!grow_allocs(vk)) return NULL;
     /* sizes rounded to 4 bytes: shaders read words */
     VkDeviceSize size = ((VkDeviceSize)bytes + 3) & ~(VkDeviceSize)3;
-    vk_alloc a = {.addr = vk->next_addr, .size = size};
+    vk_alloc a = {.size = size};
     if (make_buffer(vk, size, vk->mem_type_device, &a.buf, &a.mem, &a.map)) return NULL;
-    vk->next_addr += (((uintptr_t)bytes + ADDR_GAP - 1) & ~(ADDR_GAP - 1)) + ADDR_GAP;
+    a.addr = take_addresses(vk, bytes);
     vk->allocs[vk->n_allocs++] = a;
+    vk->allocated_bytes += size;
     void *p = (void *)a.addr;
     if (a.map)
         memset(a.map, 0, bytes);
@@ -599,16 +632,133 @@ void *halo_vk_alloc(halo_vk *vk, size_t bytes) {
     return p;
 }
 
+void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, size_t why_size) {
+    char dummy[8];
+    if (!why || !why_size) why = dummy, why_size = sizeof dummy;
+    why[0] = '\0';
+    if (vk->err.status) {
+        snprintf(why, why_size, "the device failed earlier: %s", vk->err.msg);
+        return NULL;
+    }
+    if (!vk->info.host_import || !vk->host_pointer_properties) {
+        snprintf(why, why_size, "the device has no " VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+        return NULL;
+    }
+    if (!host || bytes == 0) {
+        snprintf(why, why_size, "nothing to import");
+        return NULL;
+    }
+    if (vk->opt.refuse_imports_after > 0 && vk->n_imports >= vk->opt.refuse_imports_after) {
+        snprintf(why, why_size, "refused by the test option refuse_imports_after = %d",
+                 vk->opt.refuse_imports_after);
+        return NULL;
+    }
+    const uintptr_t align = (uintptr_t)vk->info.import_align;
+    const uintptr_t start = (uintptr_t)host & ~(align - 1);
+    if ((uintptr_t)host + bytes < (uintptr_t)host ||
+        (uintptr_t)host + bytes > UINTPTR_MAX - align) {
+        snprintf(why, why_size, "the range wraps the address space");
+        return NULL;
+    }
+    const uintptr_t end = ((uintptr_t)host + bytes + align - 1) & ~(align - 1);
+    const VkDeviceSize size = end - start;
+    if (size > vk->max_alloc) {
+        snprintf(why, why_size,
+                 "%llu bytes (whole blocks of %llu) exceed the device's largest allocation, "
+                 "%llu bytes",
+                 (unsigned long long)size, (unsigned long long)align,
+                 (unsigned long long)vk->max_alloc);
+        return NULL;
+    }
+    const VkExternalMemoryHandleTypeFlagBits handle =
+        VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+    VkMemoryHostPointerPropertiesEXT hp = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+    VkResult r = vk->host_pointer_properties(vk->dev, handle, (const void *)start, &hp);
+    if (r != VK_SUCCESS || hp.memoryTypeBits == 0) {
+        snprintf(why, why_size, "vkGetMemoryHostPointerPropertiesEXT: %s",
+                 r != VK_SUCCESS ? halo_vk_result_name(r) : "no memory type can hold it");
+        return NULL;
+    }
+    if (!grow_allocs(vk)) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    VkExternalMemoryBufferCreateInfo eb = {
+        .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, .handleTypes = handle};
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             .pNext = &eb,
+                             .size = size,
+                             .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                                      VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+                             .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    vk_alloc a = {.size = size, .imported = true, .lead = (uintptr_t)host - start};
+    r = vkCreateBuffer(vk->dev, &bi, NULL, &a.buf);
+    if (r != VK_SUCCESS) {
+        snprintf(why, why_size, "vkCreateBuffer of %llu bytes: %s", (unsigned long long)size,
+                 halo_vk_result_name(r));
+        return NULL;
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vk->dev, a.buf, &req);
+    /* a memory type both allow, device-local where one is (on a UMA device all are) */
+    const uint32_t bits = req.memoryTypeBits & hp.memoryTypeBits;
+    uint32_t type = find_memory(&vk->mem_props, bits, 0, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    if (type == UINT32_MAX || req.size > size) {
+        vkDestroyBuffer(vk->dev, a.buf, NULL);
+        if (type == UINT32_MAX)
+            snprintf(why, why_size, "no memory type both a buffer and the host pointer allow");
+        else
+            snprintf(why, why_size, "a buffer of %llu bytes needs %llu", (unsigned long long)size,
+                     (unsigned long long)req.size);
+        return NULL;
+    }
+    VkImportMemoryHostPointerInfoEXT imp = {
+        .sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+        .handleType = handle,
+        .pHostPointer = (void *)start};
+    VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                               .pNext = &imp,
+                               .allocationSize = size,
+                               .memoryTypeIndex = type};
+    r = vkAllocateMemory(vk->dev, &ai, NULL, &a.mem);
+    if (r == VK_SUCCESS) {
+        r = vkBindBufferMemory(vk->dev, a.buf, a.mem, 0);
+        if (r != VK_SUCCESS) vkFreeMemory(vk->dev, a.mem, NULL);
+    }
+    if (r != VK_SUCCESS) {
+        vkDestroyBuffer(vk->dev, a.buf, NULL);
+        snprintf(why, why_size, "importing %llu bytes of host memory at %p: %s",
+                 (unsigned long long)size, (void *)start, halo_vk_result_name(r));
+        return NULL;
+    }
+    a.map = (void *)start; /* downloads read the host's bytes */
+    a.addr = take_addresses(vk, size);
+    vk->allocs[vk->n_allocs++] = a;
+    vk->imported_bytes += size;
+    vk->n_imports++;
+    return (void *)(a.addr + a.lead);
+}
+
+void halo_vk_memory_use(const halo_vk *vk, uint64_t *allocated, uint64_t *imported) {
+    if (allocated) *allocated = vk->allocated_bytes;
+    if (imported) *imported = vk->imported_bytes;
+}
+
 void halo_vk_free(halo_vk *vk, void *p) {
     if (!p) return;
     vk_alloc *a = halo_vk_find(vk, p);
-    if (!a || a->addr != (uintptr_t)p) {
+    if (!a || a->addr + a->lead != (uintptr_t)p) {
         halo_vk_fail(vk, HALO_ERR_ARG, "free of %p: not an allocation", p);
         return;
     }
     halo_vk_sync(vk); /* the recorded work may use it */
     vkDestroyBuffer(vk->dev, a->buf, NULL);
     vkFreeMemory(vk->dev, a->mem, NULL);
+    if (a->imported)
+        vk->imported_bytes -= a->size;
+    else
+        vk->allocated_bytes -= a->size;
     int i = (int)(a - vk->allocs);
     memmove(a, a + 1, (size_t)(vk->n_allocs - i - 1) * sizeof *a);
     vk->n_allocs--;
@@ -702,10 +852,17 @@ int halo_vk_sync(halo_vk *vk) {
  * commands (a submit orders them), and the commands' writes are visible to the host
  * after the fence, through the host barrier halo_vk_sync records last. */
 
+/* Imported host memory is the model file's (read-only): writes into it are refused. */
+static int writable(halo_vk *vk, const vk_alloc *a, const char *what) {
+    if (!a->imported) return HALO_OK;
+    return halo_vk_fail(vk, HALO_ERR_ARG, "%s: the destination is imported host memory (read-only)",
+                        what);
+}
+
 int halo_vk_upload(halo_vk *vk, void *dst, const void *src, size_t bytes) {
     VkDeviceSize off;
     vk_alloc *a = halo_vk_range(vk, dst, bytes, "upload", &off);
-    if (!a) return vk->err.status;
+    if (!a || writable(vk, a, "upload")) return vk->err.status;
     if (bytes == 0) return HALO_OK;
     int rc = halo_vk_sync(vk); /* the work so far may read or write dst */
     if (rc) return rc;
@@ -754,6 +911,7 @@ int halo_vk_copy(halo_vk *vk, void *dst, const void *src, size_t bytes) {
     if (bytes == 0) return HALO_OK;
     VkDeviceSize doff, soff;
     vk_alloc *d = halo_vk_range(vk, dst, bytes, "copy (destination)", &doff);
+    if (d && writable(vk, d, "copy")) return vk->err.status;
     vk_alloc *s = d ? halo_vk_range(vk, src, bytes, "copy (source)", &soff) : NULL;
     if (!s) return vk->err.status;
     int rc = begin(vk);
@@ -768,7 +926,7 @@ int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes) {
     if (bytes == 0) return HALO_OK;
     VkDeviceSize off;
     vk_alloc *a = halo_vk_range(vk, dst, bytes, "zero", &off);
-    if (!a) return vk->err.status;
+    if (!a || writable(vk, a, "zero")) return vk->err.status;
     if ((off | bytes) & 3)
         return halo_vk_fail(vk, HALO_ERR_ARG,
                             "zero: offset %llu and size %zu must be multiples of 4",

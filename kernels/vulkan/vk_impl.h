@@ -39,6 +39,10 @@ typedef struct vk_alloc {
     VkBuffer buf;
     VkDeviceMemory mem;
     void *map; /* host mapping where the memory is host-visible, else NULL */
+    /* imported host memory (halo_vk_import): read-only for the device's users; map is
+     * the host range, and the address handed out is addr + lead */
+    bool imported;
+    VkDeviceSize lead;
 } vk_alloc;
 
 typedef struct vk_pipeline {
@@ -74,6 +78,9 @@ struct halo_vk {
     /* the assignments grouped by expert of the tiled products by id (ops.c), grown on use */
     int32_t *mm_groups;
     size_t mm_groups_bytes;
+    PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties; /* NULL: no import */
+    int n_imports; /* halo_vk_import calls that succeeded */
+    uint64_t allocated_bytes, imported_bytes;                        /* live, halo_vk_memory_use */
 
     /* allocations, sorted by address (new ones take higher addresses) */
     vk_alloc *allocs;

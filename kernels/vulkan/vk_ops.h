@@ -58,6 +58,10 @@ typedef struct halo_vk_device_info {
     bool uma;                  /* device-local memory is host-visible: no copies needed */
     bool cooperative_matrix;   /* VK_KHR_cooperative_matrix (not used yet) */
     bool float64;              /* shaderFloat64: the quantized KV caches' store needs it */
+    /* VK_EXT_external_memory_host: host memory (the model file's mapping) can be imported
+     * as device memory, at addresses and sizes multiples of import_align */
+    bool host_import;
+    uint64_t import_align;
     bool usable;               /* has what halo needs; else why_not says what is missing */
     char why_not[160];
 } halo_vk_device_info;
@@ -72,6 +76,12 @@ typedef struct halo_vk_options {
     bool validation;
     /* copy through the staging buffer even on a UMA device (tests: that path) */
     bool force_staging;
+    /* a lower largest allocation than the device's (0: the device's; tests: the weights
+     * cut into more imported ranges or copied chunks) */
+    uint64_t max_alloc_bytes;
+    /* tests: halo_vk_import refuses every import after the first N (0: none refused), as
+     * a driver that refuses the memory would (the fallback after partial imports) */
+    int refuse_imports_after;
 } halo_vk_options;
 
 /* Open device `device` (an index of halo_vk_devices); opt may be NULL (defaults). NULL
@@ -91,6 +101,20 @@ bool halo_vk_validation_enabled(const halo_vk *vk);
 /* Zeroed device memory of `bytes` (> 0); NULL on failure (the reason in halo_vk_error). */
 void *halo_vk_alloc(halo_vk *vk, size_t bytes);
 void halo_vk_free(halo_vk *vk, void *p); /* p from halo_vk_alloc, or NULL; waits for the work */
+/* Host memory used by the device in place (VK_EXT_external_memory_host, on a device with
+ * info.host_import): the range of whole import_align blocks enclosing
+ * [host, host + bytes) becomes one allocation, and the address of `host` in it is
+ * returned (offsets inside work as for halo_vk_alloc's). The memory stays the host's:
+ * the caller keeps it mapped until halo_vk_free (of the returned address) or
+ * halo_vk_close, and the device only reads it (uploads, copies and zeroing into it are
+ * refused). Returns NULL with the reason in why[why_size] where the device or driver
+ * refuses (no extension, a range over the device's allocation limit, a driver that
+ * cannot import such memory, e.g. a file mapping on some kernels): a fallback, not an
+ * error, so halo_vk_error is left as it was. */
+void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, size_t why_size);
+/* Bytes of device memory now held by halo_vk_alloc allocations, and of host memory
+ * imported by halo_vk_import (each NULL to skip). */
+void halo_vk_memory_use(const halo_vk *vk, uint64_t *allocated, uint64_t *imported);
 /* Host <-> device copies: wait for the work recorded so far, then copy (synchronous). */
 int halo_vk_upload(halo_vk *vk, void *dst, const void *src_host, size_t bytes);
 int halo_vk_download(halo_vk *vk, void *dst_host, const void *src, size_t bytes);

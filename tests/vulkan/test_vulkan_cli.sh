@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Vulkan backend from the command line (-ngl 99 -dev Vulkan<i>): --list-devices lists
 # the device (the test skips, exit 77, where there is none); halo run's greedy text on
-# kdoc-moe equals the CPU's, halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
+# kdoc-moe equals the CPU's (weights used in place and copied, mapped and --no-mmap),
+# halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
 # budgets the device's memory; a q8_0 KV cache gives the CPU's greedy text; routed experts
 # kept in host memory (--n-cpu-moe, -ot ...=CPU) give the CPU's greedy text too, bench
 # names them, plan leaves them out of the device's budget; what the backend cannot do
@@ -32,6 +33,24 @@ check "cmp -s '$TMP/cpu.out' '$TMP/vk.out'" \
     "run ${G[*]}: '$(cat "$TMP/vk.out")', the CPU: '$(cat "$TMP/cpu.out")'"
 check "grep -q 'Vulkan' '$TMP/vk.err'" "run ${G[*]}: the log does not name the Vulkan device"
 
+# weights used in place (a UMA device with VK_EXT_external_memory_host: lavapipe) or
+# copied (HALO_VK_IMPORT=0), mapped or read (--no-mmap): the same text, the log says which
+if grep -q 'weights used in place' "$TMP/vk.err"; then
+    IMPORT=1
+    run vkread run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}" --no-mmap
+    check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/vkread.out' && grep -q 'weights used in place' '$TMP/vkread.err'" \
+        "run ${G[*]} --no-mmap exited $rc: '$(cat "$TMP/vkread.out")' $(tail -3 "$TMP/vkread.err")"
+    for mode in "" --no-mmap; do
+        HALO_VK_IMPORT=0 run vkcopy run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}" $mode
+        check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/vkcopy.out' && grep -q 'copied into device memory, not used in place: HALO_VK_IMPORT=0' '$TMP/vkcopy.err'" \
+            "HALO_VK_IMPORT=0 run ${G[*]} $mode exited $rc: '$(cat "$TMP/vkcopy.out")' $(tail -3 "$TMP/vkcopy.err")"
+    done
+else
+    IMPORT=0
+    check "grep -q 'copied into device memory' '$TMP/vk.err'" \
+        "run ${G[*]}: the log says neither imported nor copied: $(cat "$TMP/vk.err")"
+fi
+
 # halo logits on tiny-llama: every position's logits within 1e-3 of the CPU's (the
 # backends differ by f32 rounding: 1.2e-4 at most here, on logits up to 3.1)
 if command -v python3 > /dev/null; then
@@ -57,6 +76,10 @@ check "[ \$(grep -cE '\| Vulkan +\| +99 \| +(pp8|tg4) \|' '$TMP/bench.out') -eq 
 run plan plan -m "$M" "${G[@]}"
 check "[ $rc -eq 0 ] && grep -q '$DEV: ' '$TMP/plan.out'" \
     "plan ${G[*]}: the budget is not $DEV's: $(head -5 "$TMP/plan.out") $(tail -2 "$TMP/plan.err")"
+if [ "$IMPORT" = 1 ]; then
+    check "grep -q '^weights  *shared, counted once' '$TMP/plan.out'" \
+        "plan ${G[*]}: does not say the weights are shared: $(head -3 "$TMP/plan.out")"
+fi
 
 # -dev without -ngl: the CPU, as with CUDA, and a note says so
 run devonly run -m "$M" -p "$P" -n 8 --temp 0 -t 2 -dev "$DEV"
