@@ -168,7 +168,11 @@ static void test_model(int device, const eval_model *em) {
     }
     vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
-    if (cpu->hp.n_expert) test_host_experts(device, em, cpu, &s);
+    /* the sanitizer stage (HALO_TEST_QUICK): the host experts of the tiny MoE model only
+     * (kdoc-moe's take the same paths, ~60 s there) */
+    const bool quick = getenv("HALO_TEST_QUICK") != NULL;
+    if (cpu->hp.n_expert && !(quick && strcmp(em->name, "kdoc-moe-bf16") == 0))
+        test_host_experts(device, em, cpu, &s);
     eval_seqs_free(&s);
     halo_model_free(cpu);
     halo_model_free(gpu); /* and its device */
