@@ -333,8 +333,8 @@ static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
     s->failed[0] = 0;
     /* the current device is per thread: the server decodes on its scheduler thread */
     check(ctx, halo_cuda_set_device(ctx->model->gpu->device));
-    /* a decode step: programmatic dependent launch with HALO_CUDA_PDL=decode (H100: tg128
-     * 295 -> 331 t/s; for prompts it cost pp512 4760 -> 4249) */
+    /* programmatic dependent launch for decode steps (H100: tg128 295 -> 331 t/s), not
+     * for prompts (pp512 4760 -> 4249) */
     halo_cuda_pdl_set(n <= GRAPH_MAX_TOKENS);
     s->replay = s->capturing = false;
     s->attn_max_pos = attn_bound(ctx, ub->max_pos);
@@ -948,11 +948,10 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         halo_cuda_free(s->blas_ws); /* no cuBLAS: halo's own f32 kernel */
         s->blas_ws = NULL;
     }
-    /* split K for products of few tiles: HALO_CUDA_SPLIT_K=1 (pp512 4760 -> 5236 t/s on an
-     * H100, tg128 the same; opt-in until test_cuda_matmul, which checks it, has passed on
-     * a GPU) */
+    /* split K for products of few tiles (pp512 4760 -> 5236 t/s on an H100, tg128 the
+     * same; test_cuda_matmul checks it, passed there); HALO_CUDA_SPLIT_K=0 turns it off */
     const char *sk = getenv("HALO_CUDA_SPLIT_K");
-    if (sk && !strcmp(sk, "1")) s->mm_ws = halo_cuda_malloc(MM_WORKSPACE); /* zeroed */
+    if (!(sk && !strcmp(sk, "0"))) s->mm_ws = halo_cuda_malloc(MM_WORKSPACE); /* zeroed */
     const uint64_t u = ctx->params.n_ubatch, nseq = ctx->params.n_seq_max;
     const uint64_t n_pages = (uint64_t)((ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE);
     /* the ubatch's metadata: token, pos, seq, perm, seg_off, seg_seq, out_idx, page tables */

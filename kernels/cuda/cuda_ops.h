@@ -79,8 +79,8 @@ void halo_cuda_graph_free(void *graph_exec);
  * bit-exactly as quant/ does; activations stay f32. */
 bool halo_cuda_matmul_supported(int type);
 
-/* Whether the launches that follow, from this thread, are a decode step's: with
- * HALO_CUDA_PDL=decode they carry programmatic dependent launch (kernels/cuda/pdl.cuh). */
+/* Whether the launches that follow, from this thread, are a decode step's: then they
+ * carry programmatic dependent launch (kernels/cuda/pdl.cuh; HALO_CUDA_PDL=0/1 overrides). */
 void halo_cuda_pdl_set(int on);
 int halo_cuda_pdl_get(void);
 

@@ -16,7 +16,7 @@
  * (weights, launch arguments) and write nothing; `trigger` comes after `wait`, so at
  * most one further grid is resident ahead of the one running.
  *
- * Opt-in (HALO_CUDA_PDL=1 or =decode, below); without the attribute the instructions
+ * On for decode steps (HALO_CUDA_PDL, below); without the attribute the instructions
  * are no-ops and every launch is plain. Before sm_90 they do not exist and compile to
  * nothing.
  */
@@ -49,16 +49,16 @@ __device__ __forceinline__ void begin() {
     trigger();
 }
 
-/* Whether launches carry the attribute: HALO_CUDA_PDL=1 for every launch, =decode for
- * decode-sized ubatches only (the backend's choice, halo_cuda_pdl_set), otherwise none.
- * Measured on an H100 (tg128 295 -> 331 t/s; pp512 4760 -> 4249 with it on for prompts),
- * but its tests have not yet passed on a GPU with it on, so it stays opt-in. */
+/* Whether launches carry the attribute: by default on decode-sized ubatches only (the
+ * backend's choice, halo_cuda_pdl_set; H100: tg128 295 -> 331 t/s, while on prompts it
+ * cost pp512 4760 -> 4249); HALO_CUDA_PDL=1 on every launch, =0 on none. The CUDA tests
+ * pass with it on (ops, mv, attn, deltanet, model; H100, 8 Dec). */
 extern "C" int halo_cuda_pdl_get(void);
 inline bool enabled() {
     static int mode = -1; /* 0 off, 1 every launch, 2 decode; a race reads twice */
     if (mode < 0) {
         const char *v = getenv("HALO_CUDA_PDL");
-        mode = v && strcmp(v, "1") == 0 ? 1 : v && strcmp(v, "decode") == 0 ? 2 : 0;
+        mode = v && strcmp(v, "1") == 0 ? 1 : v && strcmp(v, "0") == 0 ? 0 : 2;
     }
     return mode == 1 || (mode == 2 && halo_cuda_pdl_get() != 0);
 }
