@@ -42,7 +42,10 @@ static int run(halo_model *m, int n_seq, int npp, int ntg, bool all_logits) {
     halo_context_params cp;
     halo_context_default_params(&cp);
     cp.n_seq_max = (uint32_t)n_seq;
-    cp.n_ctx = (uint32_t)(n_seq * (npp + ntg + 16));
+    /* each sequence takes whole KV pages (32 cells): room rounded up to 256 a sequence, so
+     * the pages of every sequence fit (n_seq * (npp + ntg) alone fell 2 pages short at
+     * 16 x 108: no row printed) */
+    cp.n_ctx = (uint32_t)(n_seq * ((npp + ntg + 16 + 255) / 256 * 256));
     cp.n_batch = (uint32_t)(n_seq * npp > 512 ? n_seq * npp : 512);
     halo_context *ctx;
     halo_error err = {0};
