@@ -36,19 +36,6 @@
 #define CHUNK_FROM 2      /* segments this long and longer go chunked (measured: lavapipe) */
 #define CHUNK_WG 128      /* the chunked form's workgroup (every device has 128 invocations) */
 
-/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
-static size_t bytes3(int64_t a, int64_t b, int64_t c) {
-    uint64_t ab, abc;
-    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
-        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
-        return SIZE_MAX;
-    return (size_t)abc;
-}
-
-static bool fits_u32(int64_t v) {
-    return v >= 0 && v <= (int64_t)UINT32_MAX;
-}
-
 /* The bytes of an allocation from p on (states reached through sequence ids read on the
  * device); 0 with the error set when p is not device memory. */
 static size_t rest_of(halo_vk *vk, const void *p, const char *what) {

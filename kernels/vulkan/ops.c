@@ -21,23 +21,10 @@
 #define MM_MIN_PER_MAT 4
 #define MM_MAX_MAT 1024
 
-/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
-static size_t bytes3(int64_t a, int64_t b, int64_t c) {
-    uint64_t ab, abc;
-    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
-        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
-        return SIZE_MAX;
-    return (size_t)abc;
-}
-
 /* The groups of a 1-D launch of `groups` workgroups on a 2-D grid (shaders: group_index()). */
 static void grid(uint64_t groups, uint32_t *gx, uint32_t *gy) {
     *gx = groups < MAX_GROUPS ? (uint32_t)groups : MAX_GROUPS;
     *gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
-}
-
-static bool fits_u32(int64_t v) {
-    return v >= 0 && v <= (int64_t)UINT32_MAX;
 }
 
 /* ---- products and rows ------------------------------------------------------------------ */

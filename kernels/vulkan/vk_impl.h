@@ -13,7 +13,23 @@
 
 #include "kernels/vulkan/vk_ops.h"
 
+#include "util/util.h"
+
+#include <stdint.h>
 #include <vulkan/vulkan.h>
+
+/* a * b * c bytes, SIZE_MAX on overflow or a negative count (then no allocation holds it) */
+static inline size_t bytes3(int64_t a, int64_t b, int64_t c) {
+    uint64_t ab, abc;
+    if (a < 0 || b < 0 || c < 0 || halo_mul_overflow((uint64_t)a, (uint64_t)b, &ab) ||
+        halo_mul_overflow(ab, (uint64_t)c, &abc) || abc > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)abc;
+}
+
+static inline bool fits_u32(int64_t v) {
+    return v >= 0 && v <= (int64_t)UINT32_MAX;
+}
 
 #define HALO_VK_BINDINGS 8
 #define HALO_VK_PUSH_BYTES 128 /* the push-constant size every device offers */
