@@ -269,6 +269,31 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
 
 /* ---- the backend's state of a context --------------------------------------------------- */
 
+/* A ubatch's shape, as far as it reaches the launches: its size, sequences, rows with
+ * logits, whether it is in sequence order already, whether it asks for embeddings, and
+ * whether a segment is long enough for the chunked DeltaNet form. Everything else
+ * (tokens, positions, sequences, page tables, segments) is in device buffers `begin`
+ * rewrites. */
+typedef struct step_key {
+    int32_t n, n_seg, n_out, max_seg;
+    bool identity, embd;
+} step_key;
+
+typedef struct step_entry {
+    step_key key;
+    halo_vk_recording *rec; /* NULL: unused */
+    uint64_t used;          /* for replacing the least recently used */
+} step_entry;
+
+static bool key_eq(const step_key *a, const step_key *b) {
+    return a->n == b->n && a->n_seg == b->n_seg && a->n_out == b->n_out &&
+           a->max_seg == b->max_seg && a->identity == b->identity && a->embd == b->embd;
+}
+
+#define STEP_CACHE 24
+#define STEP_MAX_TOKENS 64 /* ubatches up to this size are recorded (decode steps) */
+#define STEP_MAX_BROKEN 4  /* recordings in a row not kept: stop recording */
+
 typedef struct vk_state {
     halo_vk *vk;
     int32_t *d_token, *d_pos, *d_perm; /* [n_ubatch] the ubatch's, on the device */
@@ -298,11 +323,29 @@ typedef struct vk_state {
     int32_t *d_table; /* [n_seq_max][n_pages] */
     int32_t *d_seg;   /* [2 n_ubatch + 1] DeltaNet: seg_off, then seg_seq */
     bool error;
+    /* decode steps recorded once per shape and resubmitted (halo_vk_record_begin), as the
+     * CUDA backend's graphs: HALO_VK_GRAPHS=0 turns it off; off where the experts are in
+     * host memory (the host computes in the middle of a step) */
+    bool graphs;
+    bool capturing;     /* this ubatch's launches are being recorded */
+    bool replay;        /* this ubatch replays a recording: the ops record nothing */
+    int broken;         /* recordings in a row that could not be kept */
+    step_entry step[STEP_CACHE];
+    int32_t step_cur;   /* the entry being recorded or replayed */
+    uint64_t step_clock;
+    int32_t max_seg;    /* the ubatch's longest segment (DeltaNet) */
 } vk_state;
 
 static vk_state *st(halo_context *ctx) {
     return ctx->be.impl;
 }
+
+/* While a recording replays, the model code still walks its layers, but the ops
+ * record nothing: the recording holds them. */
+#define SKIP_IF_REPLAY(ctx)                                                                        \
+    do {                                                                                           \
+        if (st(ctx)->replay) return;                                                               \
+    } while (0)
 
 /* Note a failed op; the first error stays in halo_vk_error and fails the ubatch. */
 static void check(halo_context *ctx, int rc) {
@@ -344,6 +387,8 @@ static void vk_release(halo_backend *be) {
     vk_state *s = be->impl;
     if (!s) return;
     halo_vk_sync(s->vk);
+    for (int i = 0; i < STEP_CACHE; i++)
+        halo_vk_recording_free(s->vk, s->step[i].rec);
     void *dev[] = {s->d_token,   s->d_pos, s->d_perm, s->inv_freq, s->router,  s->moe_w, s->moe_ids,
                    s->moe_a,     s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,    s->sh,    s->shg,
                    s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table, s->d_seg};
@@ -362,6 +407,12 @@ static void vk_release(halo_backend *be) {
 
 static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     vk_state *s = st(ctx);
+    if (s->capturing) { /* a begin without its finish: that recording is not kept */
+        halo_vk_recording *rec = NULL;
+        halo_vk_record_end(s->vk, &rec);
+        halo_vk_recording_free(s->vk, rec);
+        s->capturing = false;
+    }
     const size_t b = sizeof(int32_t) * (size_t)ub->n;
     s->error = false;
     check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
@@ -394,10 +445,66 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     if (s->out_n)
         check(ctx, halo_vk_upload(s->vk, s->d_out_idx, s->h_out_idx,
                                   sizeof(int32_t) * (size_t)s->out_n));
+    s->max_seg = 0;
+    for (int32_t j = 0; j < ub->n_seg; j++)
+        if (ub->seg_off[j + 1] - ub->seg_off[j] > s->max_seg)
+            s->max_seg = ub->seg_off[j + 1] - ub->seg_off[j];
+    /* a decode-sized ubatch: replay its shape's recording, or record it */
+    s->replay = s->capturing = false;
+    if (!s->graphs || ub->n > STEP_MAX_TOKENS || s->error) return;
+    const step_key key = {ub->n, ub->n_seg, ub->n_out, s->max_seg, ub->identity, ub->embd};
+    int32_t lru = 0;
+    for (int32_t i = 0; i < STEP_CACHE; i++) {
+        step_entry *e = &s->step[i];
+        if (e->rec && key_eq(&e->key, &key)) {
+            if (!halo_vk_recording_valid(s->vk, e->rec)) { /* a buffer was freed: again */
+                halo_vk_recording_free(s->vk, e->rec);
+                e->rec = NULL;
+                lru = i;
+                break;
+            }
+            e->used = ++s->step_clock;
+            s->step_cur = i;
+            s->replay = true;
+            return;
+        }
+        if (s->step[lru].rec && (!e->rec || e->used < s->step[lru].used)) lru = i;
+    }
+    step_entry *e = &s->step[lru];
+    halo_vk_recording_free(s->vk, e->rec);
+    e->rec = NULL;
+    e->key = key;
+    s->step_cur = lru;
+    if (halo_vk_record_begin(s->vk) == HALO_OK) s->capturing = true;
+    else s->error = true;
+}
+
+/* The recording of this ubatch kept (and replayed), or, where it could not be kept (a
+ * sync came in between: it ran part-way, the rest is recorded), the work submitted. */
+static void end_step(halo_context *ctx) {
+    vk_state *s = st(ctx);
+    if (s->capturing) {
+        step_entry *e = &s->step[s->step_cur];
+        s->capturing = false;
+        if (halo_vk_record_end(s->vk, &e->rec)) s->error = true;
+        if (e->rec) {
+            e->used = ++s->step_clock;
+            s->replay = true;
+            s->broken = 0;
+        } else if (!s->error && ++s->broken == STEP_MAX_BROKEN) {
+            halo_log(HALO_LOG_WARN, "Vulkan: decode steps could not be recorded %d times in a "
+                     "row: running them without recordings", STEP_MAX_BROKEN);
+            s->graphs = false;
+        }
+    }
+    if (s->replay && !s->error && halo_vk_replay(s->vk, s->step[s->step_cur].rec))
+        s->error = true;
+    s->replay = false;
 }
 
 static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
     vk_state *s = st(ctx);
+    end_step(ctx);
     if (halo_vk_sync(s->vk)) s->error = true;
     if (s->out_n > 0 && !s->error) { /* logits, or the normed rows (embeddings) */
         const size_t w = s->out_embd ? ctx->hp->n_embd : ctx->hp->n_vocab;
@@ -413,6 +520,7 @@ static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
 /* ---- ops -------------------------------------------------------------------------------- */
 
 static void vk_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
+    SKIP_IF_REPLAY(ctx);
     const halo_weight *w = &ctx->model->tok_embd;
     check(ctx, halo_vk_get_rows(st(ctx)->vk, w->type, w->dev, w->row_stride, w->n_cols,
                                 st(ctx)->d_token, ub->n, x));
@@ -420,53 +528,64 @@ static void vk_embed(halo_context *ctx, const halo_ubatch *ub, float *x) {
 
 static void vk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, const float *x,
                       int64_t n, float *y) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_matmul(st(ctx)->vk, w->type, wdev(w, expert), w->row_stride, w->n_rows,
                               w->n_cols, x, n, y));
 }
 
 static void vk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
                         int64_t n_rows, int64_t n, float eps) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_rms_norm(st(ctx)->vk, x, w ? w->dev : NULL, y, n_rows, n, eps));
 }
 
 static void vk_rope(halo_context *ctx, const halo_ubatch *ub, float *x, int n_heads, int head_dim) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_rope(st(ctx)->vk, x, ub->n, n_heads, head_dim, (int)ctx->hp->n_rot,
                             ctx->model->rope_mode, st(ctx)->d_pos, st(ctx)->inv_freq));
 }
 
 static void vk_add(halo_context *ctx, float *x, const float *y, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_add(st(ctx)->vk, x, y, n));
 }
 
 static void vk_add_rms_norm(halo_context *ctx, float *x, const float *y, const halo_weight *w,
                             float *xn, int64_t n_rows, int64_t n, float eps) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_add_rms_norm(st(ctx)->vk, x, y, w ? w->dev : NULL, xn, n_rows, n, eps));
 }
 
 static void vk_swiglu(halo_context *ctx, float *g, const float *u, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_swiglu(st(ctx)->vk, g, u, n));
 }
 
 static void vk_sigmoid_gate(halo_context *ctx, float *x, const float *g, int64_t n) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_sigmoid_gate(st(ctx)->vk, x, g, n));
 }
 
 static void vk_copy2d(halo_context *ctx, float *dst, int64_t dst_stride, const float *src,
                       int64_t src_stride, int64_t rows, int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_copy2d(st(ctx)->vk, dst, dst_stride, src, src_stride, rows, width));
 }
 
 static void vk_gather(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
                       int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_gather_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
 static void vk_scatter(halo_context *ctx, const halo_ubatch *ub, float *dst, const float *src,
                        int64_t width) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_scatter_rows(st(ctx)->vk, dst, src, st(ctx)->d_perm, ub->n, width));
 }
 
 static void vk_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, int block) {
+    SKIP_IF_REPLAY(ctx);
     check(ctx, halo_vk_hadamard(st(ctx)->vk, x, n_rows, n, block));
 }
 
@@ -474,6 +593,7 @@ static void vk_hadamard(halo_context *ctx, float *x, int64_t n_rows, int64_t n, 
  * over each token's sequence up to its position. */
 static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, const float *q,
                       const float *k, const float *v, float *out) {
+    SKIP_IF_REPLAY(ctx);
     vk_state *s = st(ctx);
     const halo_hparams *hp = ctx->hp;
     const halo_kv_cache *c = &ctx->kv;
@@ -507,6 +627,7 @@ static halo_vk_deltanet dn_dims(const halo_hparams *hp) {
 static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *qkv, const float *alpha, const float *b, float *conv,
                              float *g, float *beta) {
+    SKIP_IF_REPLAY(ctx);
     const halo_layer *L = &ctx->model->layers[il];
     const halo_vk_deltanet d = dn_dims(ctx->hp);
     check(ctx, halo_vk_deltanet_conv(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, qkv,
@@ -518,10 +639,11 @@ static void vk_deltanet_conv(halo_context *ctx, uint32_t il, const halo_ubatch *
 static void vk_deltanet_rule(halo_context *ctx, uint32_t il, const halo_ubatch *ub,
                              const float *conv, const float *g, const float *beta, const float *z,
                              float *o) {
+    SKIP_IF_REPLAY(ctx);
     const halo_layer *L = &ctx->model->layers[il];
     const halo_vk_deltanet d = dn_dims(ctx->hp);
-    check(ctx, halo_vk_deltanet_rule(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg, conv, g,
-                                     beta, z, L->ssm_norm.dev, ctx->hp->rms_eps,
+    check(ctx, halo_vk_deltanet_rule(st(ctx)->vk, &d, ub->n, st(ctx)->d_seg, ub->n_seg,
+                                     st(ctx)->max_seg, conv, g, beta, z, L->ssm_norm.dev, ctx->hp->rms_eps,
                                      halo_rs_ssm(ctx, il, 0), (int64_t)ctx->rs.ssm_floats, o));
 }
 
@@ -634,6 +756,7 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
  * memory: moe_host. */
 static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn, int64_t n,
                    float *out) {
+    SKIP_IF_REPLAY(ctx);
     if (W->gate_exps->host || W->up_exps->host || W->down_exps->host) {
         moe_host(ctx, W, xn, n, out);
         return;
@@ -667,6 +790,7 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
 /* The final norm and output head of the rows that asked for logits (the embeddings mode:
  * the normed rows themselves); `finish` copies them into ctx->logits. */
 static void vk_output(halo_context *ctx, const halo_ubatch *ub, const float *x) {
+    SKIP_IF_REPLAY(ctx);
     vk_state *s = st(ctx);
     const halo_model *m = ctx->model;
     const int64_t e = m->hp.n_embd;
@@ -740,6 +864,8 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     s->vk = m->vk->vk;
     be->ops = &halo_backend_vulkan_ops;
     be->impl = s;
+    const char *gr = getenv("HALO_VK_GRAPHS");
+    s->graphs = !(gr && !strcmp(gr, "0"));
     const size_t u = ctx->params.n_ubatch ? ctx->params.n_ubatch : 1;
     s->d_token = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
@@ -779,6 +905,7 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
             const halo_layer *L = &m->layers[il];
             host |= L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host;
         }
+        if (host) s->graphs = false; /* the host computes in the middle of a step */
         if (!rc && host) {
             s->h_xn = malloc(sizeof(float) * u * e);
             s->h_x = malloc(sizeof(float) * u * e);

@@ -149,7 +149,7 @@ static uint32_t chunk_from(const halo_vk_deltanet *d, const VkPhysicalDeviceLimi
 }
 
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok, const int32_t *seg,
-                          int32_t n_seg, const float *conv, const float *g, const float *beta,
+                          int32_t n_seg, int32_t max_seg, const float *conv, const float *g, const float *beta,
                           const float *z, const float *norm_w, float eps, float *ssm_state,
                           int64_t ssm_stride, float *o) {
     int64_t ch = 0;
@@ -202,8 +202,9 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
            chunk_from(d, lim)};
     /* the segments are on the device: each shader returns at once for the other's; the
      * recurrent one is skipped when no segment can be short, the chunked one when none
-     * can be long */
-    const bool chunked = p.chunk_from != UINT32_MAX && n_tok >= (int32_t)p.chunk_from;
+     * can be long (max_seg below its length: batched decode) */
+    if (max_seg <= 0 || max_seg > n_tok) max_seg = n_tok;
+    const bool chunked = p.chunk_from != UINT32_MAX && max_seg >= (int32_t)p.chunk_from;
     const bool recurrent = p.chunk_from > 1 && !(n_seg == 1 && chunked);
     if (recurrent) {
         uint32_t spec[3] = {wg, r, c};

@@ -443,7 +443,8 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
                                           .commandPool = vk->pool,
                                           .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
                                           .commandBufferCount = 1};
-        r = vkAllocateCommandBuffers(vk->dev, &ai, &vk->cmd);
+        r = vkAllocateCommandBuffers(vk->dev, &ai, &vk->main_cmd);
+        vk->cmd = vk->main_cmd;
     }
     if (r == VK_SUCCESS) {
         VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
@@ -479,6 +480,8 @@ void halo_vk_close(halo_vk *vk) {
         if (vk->set_layout) vkDestroyDescriptorSetLayout(vk->dev, vk->set_layout, NULL);
         if (vk->fence) vkDestroyFence(vk->dev, vk->fence, NULL);
         if (vk->pool) vkDestroyCommandPool(vk->dev, vk->pool, NULL);
+        if (vk->rec_pool) vkDestroyCommandPool(vk->dev, vk->rec_pool, NULL);
+        free(vk->rec);
         if (vk->staging) vkDestroyBuffer(vk->dev, vk->staging, NULL);
         if (vk->staging_mem) vkFreeMemory(vk->dev, vk->staging_mem, NULL);
         if (vk->dummy) vkDestroyBuffer(vk->dev, vk->dummy, NULL);
@@ -753,6 +756,7 @@ void halo_vk_free(halo_vk *vk, void *p) {
         return;
     }
     halo_vk_sync(vk); /* the recorded work may use it */
+    vk->free_gen++;   /* and kept recordings may bind it */
     vkDestroyBuffer(vk->dev, a->buf, NULL);
     vkFreeMemory(vk->dev, a->mem, NULL);
     if (a->imported)
@@ -775,6 +779,10 @@ static int wait_in_flight(halo_vk *vk) {
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "waiting for the GPU: %s", halo_vk_result_name(r));
     vkResetFences(vk->dev, 1, &vk->fence);
+    if (vk->rec_dead) { /* a broken recording's part, run */
+        vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &vk->rec_dead);
+        vk->rec_dead = VK_NULL_HANDLE;
+    }
     r = vkResetCommandPool(vk->dev, vk->pool, 0);
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "vkResetCommandPool: %s", halo_vk_result_name(r));
@@ -788,6 +796,7 @@ static int begin(halo_vk *vk) {
     if (rc) return rc;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    vk->cmd = vk->main_cmd;
     VkResult r = vkBeginCommandBuffer(vk->cmd, &bi);
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "vkBeginCommandBuffer: %s", halo_vk_result_name(r));
@@ -809,11 +818,9 @@ static void barrier(halo_vk *vk) {
     vk->n_recorded++;
 }
 
-int halo_vk_submit(halo_vk *vk) {
-    if (vk->err.status) return vk->err.status;
-    if (!vk->recording) return HALO_OK; /* nothing new: idle, or already submitted */
-    vk->recording = false;
-    /* the work's writes made visible to the host (downloads from mapped memory) */
+/* End the command buffer being recorded, after a barrier that makes its writes visible
+ * to the host (downloads from mapped memory). */
+static VkResult end_commands(halo_vk *vk) {
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                           .srcAccessMask =
                               VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
@@ -821,9 +828,35 @@ int halo_vk_submit(halo_vk *vk) {
     vkCmdPipelineBarrier(vk->cmd,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                          VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    VkResult r = vkEndCommandBuffer(vk->cmd);
-    if (r != VK_SUCCESS)
+    return vkEndCommandBuffer(vk->cmd);
+}
+
+/* A kept recording interrupted by a submit: what it holds runs now (it is submitted as
+ * main_cmd would be) and is freed after its fence; the rest of the work is recorded into
+ * main_cmd, and halo_vk_record_end keeps nothing. */
+static void break_recording(halo_vk *vk, bool submitted) {
+    struct halo_vk_recording *rec = vk->rec;
+    if (!rec || rec->broken) return;
+    rec->broken = true;
+    if (submitted)
+        vk->rec_dead = rec->cmd;
+    else
+        vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &rec->cmd);
+    rec->cmd = VK_NULL_HANDLE;
+    vk->cmd = vk->main_cmd;
+}
+
+int halo_vk_submit(halo_vk *vk) {
+    if (vk->err.status) return vk->err.status;
+    if (!vk->recording) return HALO_OK; /* nothing new: idle, or already submitted */
+    vk->recording = false;
+    const bool kept = vk->rec && !vk->rec->broken && vk->cmd == vk->rec->cmd;
+    VkResult r = end_commands(vk);
+    if (r != VK_SUCCESS) {
+        if (kept) break_recording(vk, false);
         return halo_vk_fail(vk, HALO_ERR_IO, "vkEndCommandBuffer: %s", halo_vk_result_name(r));
+    }
+    if (kept && vk->n_recorded == 0) break_recording(vk, false);
     if (vk->n_recorded) {
         /* host writes to mapped memory before the submit are visible to it (the
          * submit is a host-write barrier); its writes are made visible to the host */
@@ -831,6 +864,7 @@ int halo_vk_submit(halo_vk *vk) {
                            .commandBufferCount = 1,
                            .pCommandBuffers = &vk->cmd};
         r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+        if (kept) break_recording(vk, r == VK_SUCCESS);
         if (r != VK_SUCCESS)
             return halo_vk_fail(vk, HALO_ERR_IO, "vkQueueSubmit: %s", halo_vk_result_name(r));
         vk->in_flight = true; /* the fence and the pool's reset wait for wait_in_flight */
@@ -846,6 +880,113 @@ int halo_vk_sync(halo_vk *vk) {
     const int rc = halo_vk_submit(vk);
     const int rw = wait_in_flight(vk);
     return rc ? rc : rw;
+}
+
+/* ---- kept recordings -------------------------------------------------------------------- */
+
+int halo_vk_record_begin(halo_vk *vk) {
+    if (vk->err.status) return vk->err.status;
+    if (vk->rec) return halo_vk_fail(vk, HALO_ERR_ARG, "record_begin: a recording is open");
+    int rc = halo_vk_sync(vk); /* the work so far runs on its own */
+    if (rc) return rc;
+    if (!vk->rec_pool) {
+        VkCommandPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                      .queueFamilyIndex = vk->queue_family};
+        VkResult r = vkCreateCommandPool(vk->dev, &ci, NULL, &vk->rec_pool);
+        if (r != VK_SUCCESS)
+            return halo_vk_fail(vk, HALO_ERR_IO, "record_begin: vkCreateCommandPool: %s",
+                                halo_vk_result_name(r));
+    }
+    struct halo_vk_recording *rec = calloc(1, sizeof *rec);
+    if (!rec) return halo_vk_fail(vk, HALO_ERR_NOMEM, "out of memory");
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                      .commandPool = vk->rec_pool,
+                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                      .commandBufferCount = 1};
+    VkResult r = vkAllocateCommandBuffers(vk->dev, &ai, &rec->cmd);
+    if (r == VK_SUCCESS) {
+        /* no ONE_TIME_SUBMIT: it is submitted again and again (never twice at once) */
+        VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+        r = vkBeginCommandBuffer(rec->cmd, &bi);
+        if (r != VK_SUCCESS) vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &rec->cmd);
+    }
+    if (r != VK_SUCCESS) {
+        free(rec);
+        return halo_vk_fail(vk, HALO_ERR_IO, "record_begin: %s", halo_vk_result_name(r));
+    }
+    vk->rec = rec;
+    vk->cmd = rec->cmd;
+    vk->recording = true;
+    vk->n_recorded = 0;
+    return HALO_OK;
+}
+
+int halo_vk_record_end(halo_vk *vk, halo_vk_recording **out) {
+    *out = NULL;
+    struct halo_vk_recording *rec = vk->rec;
+    if (!rec) return halo_vk_fail(vk, HALO_ERR_ARG, "record_end: no recording is open");
+    vk->rec = NULL;
+    if (rec->broken) { /* ran part-way; the rest is in main_cmd, submitted by the next sync */
+        free(rec);
+        return vk->err.status;
+    }
+    VkResult r = end_commands(vk); /* vk->cmd is rec->cmd */
+    vk->recording = false;
+    vk->cmd = vk->main_cmd;
+    if (r != VK_SUCCESS || vk->err.status) {
+        vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &rec->cmd);
+        free(rec);
+        if (r != VK_SUCCESS)
+            return halo_vk_fail(vk, HALO_ERR_IO, "record_end: vkEndCommandBuffer: %s",
+                                halo_vk_result_name(r));
+        return vk->err.status;
+    }
+    rec->free_gen = vk->free_gen;
+    rec->n_commands = vk->n_recorded;
+    vk->n_kept++;
+    *out = rec;
+    return HALO_OK;
+}
+
+bool halo_vk_recording_valid(const halo_vk *vk, const halo_vk_recording *rec) {
+    return rec && !rec->broken && rec->free_gen == vk->free_gen;
+}
+
+int halo_vk_recording_commands(const halo_vk_recording *rec) {
+    return rec ? rec->n_commands : 0;
+}
+
+int halo_vk_replay(halo_vk *vk, halo_vk_recording *rec) {
+    if (vk->err.status) return vk->err.status;
+    if (vk->rec) return halo_vk_fail(vk, HALO_ERR_ARG, "replay: a recording is open");
+    if (!halo_vk_recording_valid(vk, rec))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "replay: the recording is stale (an allocation was freed since)");
+    int rc = halo_vk_sync(vk); /* the work recorded before it, then its turn */
+    if (rc || rec->n_commands == 0) return rc;
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .commandBufferCount = 1,
+                       .pCommandBuffers = &rec->cmd};
+    VkResult r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+    if (r != VK_SUCCESS)
+        return halo_vk_fail(vk, HALO_ERR_IO, "replay: vkQueueSubmit: %s", halo_vk_result_name(r));
+    vk->in_flight = true;
+    vk->n_replays++;
+    return HALO_OK;
+}
+
+void halo_vk_recording_stats(const halo_vk *vk, uint64_t *kept, uint64_t *replays) {
+    if (kept) *kept = vk->n_kept;
+    if (replays) *replays = vk->n_replays;
+}
+
+void halo_vk_recording_free(halo_vk *vk, halo_vk_recording *rec) {
+    if (!rec) return;
+    if (rec->cmd) {
+        wait_in_flight(vk); /* it may be the work in flight */
+        vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &rec->cmd);
+    }
+    free(rec);
 }
 
 /* Mapped (coherent) memory: the host's writes before a submit are visible to its

@@ -68,6 +68,14 @@ typedef struct vk_pipeline {
     VkPipeline pipe;
 } vk_pipeline;
 
+/* A kept recording (halo_vk_record_begin). */
+struct halo_vk_recording {
+    VkCommandBuffer cmd; /* NULL once broken */
+    uint64_t free_gen;   /* vk->free_gen when it was recorded */
+    int n_commands;
+    bool broken;
+};
+
 struct halo_vk {
     halo_vk_device_info info;
     halo_vk_options opt;
@@ -118,13 +126,22 @@ struct halo_vk {
     vk_pipeline *pipes;
     int n_pipes, cap_pipes;
 
-    /* the command buffer being recorded */
+    /* the command buffer being recorded: main_cmd (one-time, reset with its pool after
+     * each submit), or a kept recording's (halo_vk_record_begin) */
     VkCommandPool pool;
-    VkCommandBuffer cmd;
+    VkCommandBuffer cmd, main_cmd;
     VkFence fence;
     bool recording;
     bool in_flight; /* submitted (halo_vk_submit), not yet waited for */
     int n_recorded; /* commands since the last submit */
+    /* kept recordings: their pool (created at first use), the one being recorded, a
+     * broken one's buffer that was submitted part-way (freed after its fence), and the
+     * count of frees (a recording made before a free may bind a destroyed buffer) */
+    VkCommandPool rec_pool;
+    halo_vk_recording *rec;
+    VkCommandBuffer rec_dead;
+    uint64_t free_gen;
+    uint64_t n_kept, n_replays; /* recordings kept, replays submitted */
 };
 
 /* Set vk->err (first error wins) and return status. */

@@ -129,6 +129,31 @@ int halo_vk_sync(halo_vk *vk);
  * waits for it first (one command buffer: nothing is recorded while it runs). */
 int halo_vk_submit(halo_vk *vk);
 
+/* ---- kept recordings: a decode step recorded once per shape, then resubmitted ------------
+ * As a CUDA graph: between halo_vk_record_begin and halo_vk_record_end the launches are
+ * recorded into a command buffer that is kept instead of run; halo_vk_replay submits it
+ * (as halo_vk_submit: the next sync waits), as often as wanted. What a replay reads is
+ * what the launches were given: the buffers and offsets (so the caller passes the same
+ * pointers and sizes each time, and the data that changes, such as positions and page
+ * tables, is in device memory it rewrites before the replay) and the shapes.
+ * A sync, upload, download, free or submit while recording runs what was recorded so far
+ * (the work stays correct, in order) and the recording is not kept: record_end then gives
+ * NULL. Freeing any allocation makes every recording stale (it may bind the buffer):
+ * halo_vk_recording_valid tells, and the caller records again. */
+typedef struct halo_vk_recording halo_vk_recording;
+/* Wait for the work so far, then record the launches that follow (none open already). */
+int halo_vk_record_begin(halo_vk *vk);
+/* End it: *rec the recording (not run yet), or NULL where it was not kept (above) or a
+ * launch failed (the status returned). */
+int halo_vk_record_end(halo_vk *vk, halo_vk_recording **rec);
+bool halo_vk_recording_valid(const halo_vk *vk, const halo_vk_recording *rec);
+int halo_vk_recording_commands(const halo_vk_recording *rec); /* dispatches and copies */
+/* Submit rec after the work recorded before it; returns at once (sync waits). */
+int halo_vk_replay(halo_vk *vk, halo_vk_recording *rec);
+void halo_vk_recording_free(halo_vk *vk, halo_vk_recording *rec); /* waits if it runs */
+/* Recordings kept and replays submitted on this device so far (each NULL to skip). */
+void halo_vk_recording_stats(const halo_vk *vk, uint64_t *kept, uint64_t *replays);
+
 /* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl,
  * shaders/mul_mm.glsl) -------------------------------------------------------------------
  * Types: every halo_type with a CPU decoder (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
@@ -261,9 +286,12 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
  * state, from conv (phase 1's y), g and beta; then o = rms_norm(o) * norm_w * silu(z)
  * per token and value head (eps; z, o [n_tok][n_v_heads * dv], norm_w [dv]). One
  * workgroup a (value head, segment): token by token with the head's state in registers
- * for short segments, in chunks for longer ones (kernels/vulkan/deltanet.c). */
+ * for short segments, in chunks for longer ones (kernels/vulkan/deltanet.c). max_seg
+ * bounds the longest segment's tokens (the host's plan knows it; n_tok where unknown):
+ * below the chunked form's length that form is not dispatched (batched decode). */
 int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
-                          const int32_t *seg, int32_t n_seg, const float *conv, const float *g,
+                          const int32_t *seg, int32_t n_seg, int32_t max_seg,
+                          const float *conv, const float *g,
                           const float *beta, const float *z, const float *norm_w, float eps,
                           float *ssm_state, int64_t ssm_stride, float *o);
 

@@ -225,8 +225,14 @@ static void run_case(const dn_case *c) {
         int rc = halo_vk_deltanet_conv(V, d, n_tok, dseg, n_seq, dx, dw, dcs, conv_stride, dal, dbb,
                                        da, ddt, dy, dg, dbeta);
         CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
-        rc = halo_vk_deltanet_rule(V, d, n_tok, dseg, n_seq, dy, dg, dbeta, dz, dnw, eps, dss,
-                                   ssm_stride, dout);
+        /* the longest segment exactly (the backend's way), or no bound (n_tok): both
+         * shaders dispatched, each skipping the other's segments */
+        int32_t max_seg = 0;
+        for (int j = 0; j < n_seq; j++)
+            if (seg[j + 1] - seg[j] > max_seg) max_seg = seg[j + 1] - seg[j];
+        if (call) max_seg = n_tok;
+        rc = halo_vk_deltanet_rule(V, d, n_tok, dseg, n_seq, max_seg, dy, dg, dbeta, dz, dnw,
+                                   eps, dss, ssm_stride, dout);
         CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
         CHECK_MSG(halo_vk_sync(V) == HALO_OK, "%s", halo_vk_error(V)->msg);
         float *gy = ALLOC(n_tok * ch), *gg = ALLOC(n_tok * hv), *gb = ALLOC(n_tok * hv);
@@ -321,7 +327,7 @@ static void time_rule(void) {
                     CHECK(halo_vk_sync(V) == HALO_OK);
                     clock_gettime(CLOCK_MONOTONIC, &t0);
                     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-                    CHECK_MSG(halo_vk_deltanet_rule(V, &d, T, seg, ns, conv, g, b, z, w, 1e-6f,
+                    CHECK_MSG(halo_vk_deltanet_rule(V, &d, T, seg, ns, T / ns, conv, g, b, z, w, 1e-6f,
                                                     state, ssm, o) == HALO_OK,
                               "%s", halo_vk_error(V)->msg);
                     CHECK(halo_vk_sync(V) == HALO_OK);
@@ -351,7 +357,7 @@ static void test_refused(int device) {
     int32_t *seg = halo_vk_alloc(vk, 64);
     const halo_vk_deltanet big = {1, 1, 2048, 128, 4}, wide = {1, 1, 128, 128, 17};
     const halo_vk_deltanet ok = {2, 4, 128, 128, 4};
-    CHECK(halo_vk_deltanet_rule(vk, &big, 1, seg, 1, f, f, f, f, f, 1e-6f, f, 1 << 30, f) ==
+    CHECK(halo_vk_deltanet_rule(vk, &big, 1, seg, 1, 1, f, f, f, f, f, 1e-6f, f, 1 << 30, f) ==
           HALO_ERR_ARG);
     printf("  refused: %s\n", halo_vk_error(vk)->msg);
     halo_vk_close(vk);
@@ -367,7 +373,7 @@ static void test_refused(int device) {
     seg = halo_vk_alloc(vk, 64);
     CHECK(halo_vk_deltanet_conv(vk, &ok, 0, seg, 0, f, f, f, 3 * 1024, f, f, f, f, f, f, f) ==
           HALO_OK);
-    CHECK(halo_vk_deltanet_rule(vk, &ok, 0, seg, 0, f, f, f, f, f, 1e-6f, f, 4 * 128 * 128, f) ==
+    CHECK(halo_vk_deltanet_rule(vk, &ok, 0, seg, 0, 0, f, f, f, f, f, 1e-6f, f, 4 * 128 * 128, f) ==
           HALO_OK);
     CHECK(halo_vk_sync(vk) == HALO_OK);
     halo_vk_close(vk);

@@ -20,7 +20,9 @@
  *     bounded as above by the CPU's own chunks vs tokens with that cache. Measured on
  *     lavapipe: 7.7e-7 to 9.4e-7, the CPU's own spread 7.5e-7 to 9.3e-7 (~5 s in all);
  *   - the MoE models with their routed experts in host memory (--n-cpu-moe, -ot), computed
- *     by the CPU between the device's router and combine (test_host_experts).
+ *     by the CPU between the device's router and combine (test_host_experts);
+ *   - three sequences decoded side by side with recorded, replayed steps, against the
+ *     same steps without recordings (bit for bit) and the CPU (test_recorded_steps).
  * HALO_TEST_QUICK (the sanitizer stage): the first sequence only.
  */
 #include "../model/model_eval.h"
@@ -90,6 +92,102 @@ static void test_host_experts(int device, const eval_model *em, halo_model *cpu,
         halo_model_free(gpu); /* and its device */
     }
     free(lc), free(c1), free(lg), free(g1);
+}
+
+/* Three sequences decoded side by side (prompts of 5, 8 and 3 tokens, then 8 steps: a
+ * token of each sequence, or 3 tokens the runtime must permute into sequence order, or 2
+ * tokens): ubatches of up to 64 tokens are recorded once per shape and replayed
+ * (halo_vk_record_begin). Every step's logits: bit for bit those without recordings
+ * (HALO_VK_GRAPHS=0: the same launches), and against the CPU's within the bound of the
+ * CPU's own spread. Mid-way an allocation is freed, which makes the recordings stale:
+ * they are recorded again. Writes the logits into out (steps x 3 rows) and the
+ * recordings kept and submitted into *kept, *runs. */
+#define STEPS 8
+static void decode_side_by_side(halo_model *m, const eval_seqs *s, bool graphs, float *out,
+                                uint64_t *kept, uint64_t *runs) {
+    if (graphs) unsetenv("HALO_VK_GRAPHS");
+    else setenv("HALO_VK_GRAPHS", "0", 1);
+    halo_context_params p;
+    eval_params(&p, HALO_TYPE_F16, 3);
+    halo_context *ctx = NULL;
+    halo_error err = {0};
+    CHECK_MSG(halo_context_new(m, &p, &ctx, &err) == 0, "%s", err.msg);
+    unsetenv("HALO_VK_GRAPHS");
+    *kept = *runs = 0;
+    if (!ctx) return;
+    halo_vk *vk = halo_vk_model_device(m);
+    uint64_t kept0 = 0, runs0 = 0;
+    if (vk) halo_vk_recording_stats(vk, &kept0, &runs0);
+    const int32_t nv = halo_model_n_vocab(m);
+    int32_t pool[64], np = 0; /* tokens: the reference sequences' */
+    for (int i = 0; np < 64; i = (i + 1) % s->n)
+        for (int32_t t = 0; t < s->len[i] && np < 64; t++)
+            pool[np++] = s->tokens[i][t];
+    const int32_t plen[3] = {5, 8, 3};
+    int32_t next = 0, len[3] = {0};
+    for (int32_t q = 0; q < 3; q++) {
+        int32_t pos[8], sid[8];
+        for (int32_t t = 0; t < plen[q]; t++)
+            pos[t] = t, sid[t] = q;
+        halo_batch b = {plen[q], pool + next, pos, sid, NULL};
+        CHECK_MSG(halo_decode(ctx, &b, &err) == 0, "%s", err.msg);
+        next += plen[q];
+        len[q] = plen[q];
+    }
+    size_t row = 0;
+    for (int step = 0; step < STEPS; step++) {
+        /* a token of each sequence; two of sequence 2 around one of 0 (a permuted
+         * ubatch, a segment of 2 tokens); one of 1 and one of 0 */
+        static const int32_t orders[3][3] = {{0, 1, 2}, {2, 0, 2}, {1, 0}};
+        const int32_t n = step == 5 ? 2 : 3, *order = orders[step == 5 ? 2 : step % 2];
+        int32_t tok[3], pos[3], sid[3];
+        int8_t want[3] = {1, 1, 1};
+        for (int32_t t = 0; t < n; t++) {
+            sid[t] = order[t];
+            pos[t] = len[sid[t]]++;
+            tok[t] = pool[next++ % np];
+        }
+        halo_batch b = {n, tok, pos, sid, want};
+        CHECK_MSG(halo_decode(ctx, &b, &err) == 0, "%s", err.msg);
+        for (int32_t t = 0; t < n; t++)
+            memcpy(out + row++ * (size_t)nv, halo_get_logits(ctx, t), sizeof(float) * nv);
+        if (step == 3 && vk) halo_vk_free(vk, halo_vk_alloc(vk, 256)); /* recordings stale */
+    }
+    if (vk) halo_vk_recording_stats(vk, kept, runs);
+    *kept -= kept0;
+    *runs -= runs0;
+    halo_context_free(ctx);
+}
+
+static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_model *gpu,
+                                const eval_seqs *s, double bound) {
+    const int32_t nv = halo_model_n_vocab(cpu);
+    const size_t rows = 3 * STEPS - 1, n = rows * (size_t)nv;
+    float *lc = malloc(sizeof(float) * n), *on = malloc(sizeof(float) * n);
+    float *off = malloc(sizeof(float) * n);
+    uint64_t kept, runs, kept_off, runs_off;
+    decode_side_by_side(cpu, s, true, lc, &kept, &runs);
+    decode_side_by_side(gpu, s, true, on, &kept, &runs);
+    decode_side_by_side(gpu, s, false, off, &kept_off, &runs_off);
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++)
+        differ += memcmp(&on[i], &off[i], sizeof(float)) != 0;
+    const double vs_cpu = rel_rms(on, lc, n);
+    printf("  %-18s 3 sequences side by side, %d steps: %llu recordings run %llu times; vs "
+           "without recordings %zu of %zu logits differ; vs CPU %.2e (bound %.2e)\n",
+           em->name, STEPS, (unsigned long long)kept, (unsigned long long)runs, differ, n,
+           vs_cpu, bound);
+    /* 3 prompts and 8 steps, every one recorded (up to 64 tokens); the steps' shapes: a
+     * token a sequence A (steps 0, 2, 4, 6), permuted B (1, 3, 7), 2 tokens C (5); the
+     * free after step 3 makes A and B stale: kept 3 + A, B, A, C, B, run 11 times */
+    CHECK_MSG(kept == 8 && runs == 11 && kept_off == 0 && runs_off == 0,
+              "%s: recordings kept %llu, run %llu (expected 8, 11); without: %llu, %llu",
+              em->name, (unsigned long long)kept, (unsigned long long)runs,
+              (unsigned long long)kept_off, (unsigned long long)runs_off);
+    CHECK_MSG(differ == 0, "%s: %zu logits differ from the steps without recordings", em->name,
+              differ);
+    CHECK_MSG(vs_cpu <= bound, "%s: side by side %.3g against the CPU", em->name, vs_cpu);
+    free(lc), free(on), free(off);
 }
 
 static void test_model(int device, const eval_model *em) {
@@ -166,6 +264,7 @@ static void test_model(int device, const eval_model *em) {
                   halo_type_name(kv_type), q);
         free(q1);
     }
+    test_recorded_steps(em, cpu, gpu, &s, bound);
     vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
     /* the sanitizer stage (HALO_TEST_QUICK): the host experts of the tiny MoE model only

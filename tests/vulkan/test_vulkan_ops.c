@@ -437,10 +437,73 @@ static void test_offsets(void) {
     free(w), free(x);
 }
 
+/* ---- kept recordings --------------------------------------------------------------------- */
+
+/* Launches recorded once and replayed with new inputs (x += y twice, then a copy: the
+ * replay reads what the buffers hold when it runs); a download in the middle of a
+ * recording runs its first part and keeps nothing, the work staying correct; a free
+ * makes a recording stale; an empty recording replays as nothing. */
+static void test_recordings(int64_t n) {
+    float *hx = malloc(sizeof(float) * (size_t)n), *hy = malloc(sizeof(float) * (size_t)n);
+    float *got = malloc(sizeof(float) * (size_t)n);
+    const size_t b = sizeof(float) * (size_t)n;
+    float *x = dev_from(V, NULL, b), *y = dev_from(V, NULL, b), *z = dev_from(V, NULL, b);
+    halo_vk_recording *rec = NULL;
+    CHECK(halo_vk_record_begin(V) == HALO_OK);
+    CHECK(halo_vk_add(V, x, y, n) == HALO_OK);
+    CHECK(halo_vk_add(V, x, y, n) == HALO_OK);
+    CHECK(halo_vk_copy(V, z, x, b) == HALO_OK);
+    CHECK_MSG(halo_vk_record_end(V, &rec) == HALO_OK, "%s", halo_vk_error(V)->msg);
+    CHECK(rec != NULL && halo_vk_recording_valid(V, rec));
+    CHECK(halo_vk_recording_commands(rec) == 3);
+    int bad = 0;
+    for (int round = 0; round < 3 && rec; round++) { /* nothing ran while recording */
+        for (int64_t i = 0; i < n; i++)
+            hx[i] = (float)(i % 97) - 40.0f * (float)round, hy[i] = 0.25f * (float)(round + 1);
+        CHECK(halo_vk_upload(V, x, hx, b) == HALO_OK && halo_vk_upload(V, y, hy, b) == HALO_OK);
+        CHECK(halo_vk_replay(V, rec) == HALO_OK);
+        to_host(V, got, z, b); /* waits for the replay */
+        for (int64_t i = 0; i < n; i++)
+            bad += got[i] != hx[i] + hy[i] + hy[i]; /* exact: small multiples of 1/4 */
+    }
+    CHECK_MSG(bad == 0, "recordings: %d of %lld values wrong after replays", bad, (long long)n);
+    /* broken by a download: the add before it ran, the one after is recorded as usual */
+    halo_vk_recording *broken = rec;
+    CHECK(halo_vk_upload(V, x, hx, b) == HALO_OK);
+    CHECK(halo_vk_record_begin(V) == HALO_OK);
+    CHECK(halo_vk_add(V, x, y, n) == HALO_OK);
+    to_host(V, got, x, b);
+    CHECK(halo_vk_add(V, x, y, n) == HALO_OK);
+    CHECK(halo_vk_record_end(V, &broken) == HALO_OK && broken == NULL);
+    to_host(V, got, x, b);
+    bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += got[i] != hx[i] + hy[i] + hy[i];
+    CHECK_MSG(bad == 0, "a broken recording: %d of %lld values wrong", bad, (long long)n);
+    /* empty: replays as nothing */
+    halo_vk_recording *empty = NULL;
+    CHECK(halo_vk_record_begin(V) == HALO_OK && halo_vk_record_end(V, &empty) == HALO_OK);
+    CHECK(empty != NULL && halo_vk_recording_commands(empty) == 0);
+    CHECK(halo_vk_replay(V, empty) == HALO_OK && halo_vk_sync(V) == HALO_OK);
+    /* stale after a free (the caller records again) */
+    halo_vk_free(V, z);
+    CHECK(!halo_vk_recording_valid(V, rec) && !halo_vk_recording_valid(V, empty));
+    halo_vk_recording_free(V, rec);
+    halo_vk_recording_free(V, empty);
+    CHECK_MSG(halo_vk_error(V)->status == HALO_OK, "%s", halo_vk_error(V)->msg);
+    printf("  %-52s %s\n", "recorded, replayed 3 times, broken, stale", bad ? "wrong" : "ok");
+    halo_vk_free(V, x);
+    halo_vk_free(V, y);
+    free(hx), free(hy), free(got);
+}
+
 static void run_all(void) {
     printf("memory\n");
     test_memory();
     test_offsets();
+
+    printf("recordings\n");
+    test_recordings(5000);
 
     printf("rms norm\n");
     test_rms_norm(1, 128, true, false);
@@ -512,6 +575,7 @@ int main(void) {
     test_memory();
     test_offsets();
     test_copies(37, 300);
+    test_recordings(5000);
     vk_test_check_validation(V);
     halo_vk_close(V);
 
