@@ -766,25 +766,32 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
     const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
     const int32_t na = (int32_t)(n * k);
+    /* the shared expert's launches interleaved with the routed ones': launches with no
+     * dependency between them share a barrier (router, shared gate, up and gate input;
+     * top-k and the shared SwiGLU; the experts' gate and up and the shared down) */
+    const bool shared = W->shexp_gate != NULL;
+    const int64_t fs = shared ? W->shexp_gate->n_rows : 0;
     vk_matmul(ctx, W->router, 0, xn, n, s->router);
+    if (shared) {
+        vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
+        vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+        vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
+    }
     check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
                                   ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
+    if (shared) check(ctx, halo_vk_swiglu(vk, s->sh_a, s->sh_b, n * fs));
     const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
     check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
                                  g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
     check(ctx, halo_vk_matmul_id(vk, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
                                  u->n_cols, xn, k, s->moe_ids, na, s->moe_b, (int32_t)u->n_mats));
+    if (shared) vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
     check(ctx, halo_vk_swiglu(vk, s->moe_a, s->moe_b, (int64_t)na * ff));
     check(ctx,
           halo_vk_matmul_id(vk, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows, d->n_cols,
                             s->moe_a, 1, s->moe_ids, na, s->moe_y, (int32_t)d->n_mats));
-    const float *sh = NULL, *shg = NULL;
-    if (W->shexp_gate) {
-        shared_expert(ctx, W, xn, n);
-        sh = s->sh;
-        shg = s->shg;
-    }
-    check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e, sh, shg, out));
+    check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e,
+                                   shared ? s->sh : NULL, shared ? s->shg : NULL, out));
 }
 
 /* The final norm and output head of the rows that asked for logits (the embeddings mode:

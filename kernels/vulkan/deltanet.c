@@ -82,11 +82,11 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
                             (long long)blocks);
     size_t sb = rest_of(vk, conv_state, "deltanet_conv (state)");
     if (!sb) return vk->err.status;
-    vk_arg args[5] = {{qkv, bytes3(n_tok, ch, 4)},
-                      {w, bytes3(ch, d->kernel, 4)},
-                      {conv_state, sb},
-                      {y, bytes3(n_tok, ch, 4)},
-                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1)}};
+    vk_arg args[5] = {{qkv, bytes3(n_tok, ch, 4), VK_R},
+                      {w, bytes3(ch, d->kernel, 4), VK_R},
+                      {conv_state, sb, VK_RW},
+                      {y, bytes3(n_tok, ch, 4), VK_W},
+                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1), VK_R}};
     struct {
         uint32_t n_ch, kernel, conv_stride, n_seg, n_k_heads, dk, t0;
         float q_scale;
@@ -114,7 +114,8 @@ int halo_vk_deltanet_conv(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
     if (rc) return rc;
     const int64_t n = (int64_t)n_tok * d->n_v_heads;
     const size_t gb = bytes3(n, 4, 1), hb = bytes3(d->n_v_heads, 4, 1);
-    vk_arg gargs[6] = {{alpha, gb}, {b, gb}, {a, hb}, {dt_bias, hb}, {g, gb}, {beta, gb}};
+    vk_arg gargs[6] = {{alpha, gb, VK_R},   {b, gb, VK_R}, {a, hb, VK_R},
+                       {dt_bias, hb, VK_R}, {g, gb, VK_W}, {beta, gb, VK_W}};
     uint32_t gp[2] = {(uint32_t)n, (uint32_t)d->n_v_heads};
     uint64_t groups = ((uint64_t)n + GATES_WG - 1) / GATES_WG;
     uint32_t gx = groups < MAX_GROUPS ? (uint32_t)groups : MAX_GROUPS;
@@ -185,14 +186,14 @@ int halo_vk_deltanet_rule(halo_vk *vk, const halo_vk_deltanet *d, int32_t n_tok,
     size_t sb = rest_of(vk, ssm_state, "deltanet_rule (state)");
     if (!sb) return vk->err.status;
     const size_t gb = bytes3(n_tok, d->n_v_heads, 4), ob = bytes3(n_tok, vd, 4);
-    vk_arg args[8] = {{conv, bytes3(n_tok, ch, 4)},
-                      {g, gb},
-                      {beta, gb},
-                      {z, ob},
-                      {norm_w, bytes3(d->dv, 4, 1)},
-                      {ssm_state, sb},
-                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1)},
-                      {o, ob}};
+    vk_arg args[8] = {{conv, bytes3(n_tok, ch, 4), VK_R},
+                      {g, gb, VK_R},
+                      {beta, gb, VK_R},
+                      {z, ob, VK_R},
+                      {norm_w, bytes3(d->dv, 4, 1), VK_R},
+                      {ssm_state, sb, VK_RW},
+                      {seg, bytes3(2 * (int64_t)n_seg + 1, 4, 1), VK_R},
+                      {o, ob, VK_W}};
     struct {
         uint32_t n_k_heads, n_v_heads, dk, dv, ch, ssm_stride, n_seg;
         float eps;

@@ -368,6 +368,10 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
     if (vk->opt.max_alloc_bytes && vk->opt.max_alloc_bytes < vk->max_alloc)
         vk->max_alloc = vk->opt.max_alloc_bytes;
     vk->info.max_buffer_bytes = vk->max_alloc;
+    vk->ssbo_align = p2.properties.limits.minStorageBufferOffsetAlignment;
+    if (vk->ssbo_align < 4) vk->ssbo_align = 4;
+    const char *bar = getenv("HALO_VK_BARRIERS");
+    vk->barrier_all = bar && !strcmp(bar, "all");
     const char *mm = getenv("HALO_VK_MM");
     char *mm_end = NULL;
     long mm_tok = mm && *mm ? strtol(mm, &mm_end, 10) : 1;
@@ -802,10 +806,12 @@ static int begin(halo_vk *vk) {
         return halo_vk_fail(vk, HALO_ERR_IO, "vkBeginCommandBuffer: %s", halo_vk_result_name(r));
     vk->recording = true;
     vk->n_recorded = 0;
+    vk->n_touched = 0; /* the commands before ended with a barrier (end_commands) */
     return HALO_OK;
 }
 
-/* Make the writes of the last command (a dispatch or a transfer) visible to the next. */
+/* Make the writes of the commands so far (dispatches and transfers) visible to the next
+ * ones, which start after them. */
 static void barrier(halo_vk *vk) {
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -815,19 +821,55 @@ static void barrier(halo_vk *vk) {
     const VkPipelineStageFlags stages =
         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     vkCmdPipelineBarrier(vk->cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+    vk->n_touched = 0;
+    vk->n_barriers++;
+}
+
+static bool conflict(const vk_touch *a, const vk_touch *b) {
+    return a->buf == b->buf && a->lo < b->hi && b->lo < a->hi && (a->write || b->write);
+}
+
+/* Before a command that touches t[0 .. n): a barrier where it depends on a command since
+ * the last one (or the list of ranges is full, or HALO_VK_BARRIERS=all); then its ranges
+ * join the list. */
+static void order_after(halo_vk *vk, const vk_touch *t, int n) {
+    bool need = vk->n_touched + n > HALO_VK_TOUCHES;
+    for (int i = 0; i < n && !need; i++)
+        for (int j = 0; j < vk->n_touched && !need; j++)
+            need = conflict(&t[i], &vk->touched[j]);
+    if (need) barrier(vk);
+    for (int i = 0; i < n && vk->n_touched < HALO_VK_TOUCHES; i++)
+        vk->touched[vk->n_touched++] = t[i];
+}
+
+/* A command was recorded (after its order_after). */
+static void recorded(halo_vk *vk) {
     vk->n_recorded++;
+    vk->n_commands++;
+    if (vk->barrier_all) barrier(vk);
+}
+
+void halo_vk_barrier_stats(const halo_vk *vk, uint64_t *commands, uint64_t *barriers) {
+    if (commands) *commands = vk->n_commands;
+    if (barriers) *barriers = vk->n_barriers;
 }
 
 /* End the command buffer being recorded, after a barrier that makes its writes visible
  * to the host (downloads from mapped memory). */
 static VkResult end_commands(halo_vk *vk) {
+    /* ... and to the commands of the next submission (a replay, the next step) */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                           .srcAccessMask =
                               VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
-    vkCmdPipelineBarrier(vk->cmd,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_SHADER_READ_BIT |
+                                           VK_ACCESS_SHADER_WRITE_BIT |
+                                           VK_ACCESS_TRANSFER_READ_BIT |
+                                           VK_ACCESS_TRANSFER_WRITE_BIT};
+    const VkPipelineStageFlags work =
+        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(vk->cmd, work, work | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0,
+                         NULL);
+    vk->n_touched = 0;
     return vkEndCommandBuffer(vk->cmd);
 }
 
@@ -918,6 +960,7 @@ int halo_vk_record_begin(halo_vk *vk) {
     vk->cmd = rec->cmd;
     vk->recording = true;
     vk->n_recorded = 0;
+    vk->n_touched = 0;
     return HALO_OK;
 }
 
@@ -1017,7 +1060,7 @@ int halo_vk_upload(halo_vk *vk, void *dst, const void *src, size_t bytes) {
         if ((rc = begin(vk))) return rc;
         VkBufferCopy c = {.srcOffset = 0, .dstOffset = off + done, .size = n};
         vkCmdCopyBuffer(vk->cmd, vk->staging, a->buf, 1, &c);
-        barrier(vk);
+        recorded(vk); /* then a sync */
         if ((rc = halo_vk_sync(vk))) return rc;
         done += n;
     }
@@ -1040,7 +1083,7 @@ int halo_vk_download(halo_vk *vk, void *dst, const void *src, size_t bytes) {
         if ((rc = begin(vk))) return rc;
         VkBufferCopy c = {.srcOffset = off + done, .dstOffset = 0, .size = n};
         vkCmdCopyBuffer(vk->cmd, a->buf, vk->staging, 1, &c);
-        barrier(vk);
+        recorded(vk); /* then a sync */
         if ((rc = halo_vk_sync(vk))) return rc;
         memcpy((char *)dst + done, vk->staging_map, n);
         done += n;
@@ -1057,9 +1100,11 @@ int halo_vk_copy(halo_vk *vk, void *dst, const void *src, size_t bytes) {
     if (!s) return vk->err.status;
     int rc = begin(vk);
     if (rc) return rc;
+    const vk_touch t[2] = {{s->buf, soff, soff + bytes, false}, {d->buf, doff, doff + bytes, true}};
+    order_after(vk, t, 2);
     VkBufferCopy c = {.srcOffset = soff, .dstOffset = doff, .size = bytes};
     vkCmdCopyBuffer(vk->cmd, s->buf, d->buf, 1, &c);
-    barrier(vk);
+    recorded(vk);
     return HALO_OK;
 }
 
@@ -1074,8 +1119,10 @@ int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes) {
                             (unsigned long long)off, bytes);
     int rc = begin(vk);
     if (rc) return rc;
+    const vk_touch t = {a->buf, off, off + bytes, true};
+    order_after(vk, &t, 1);
     vkCmdFillBuffer(vk->cmd, a->buf, off, bytes, 0);
-    barrier(vk);
+    recorded(vk);
     return HALO_OK;
 }
 
@@ -1168,16 +1215,29 @@ int halo_vk_dispatch(halo_vk *vk, const char *name, const uint32_t *spec, int n_
     uint32_t push[HALO_VK_PUSH_BYTES / 4] = {0};
     VkDescriptorBufferInfo bi[HALO_VK_BINDINGS];
     VkWriteDescriptorSet w[HALO_VK_BINDINGS];
+    vk_touch t[HALO_VK_BINDINGS];
+    int n_t = 0;
     for (int i = 0; i < HALO_VK_BINDINGS; i++) {
         VkBuffer buf = vk->dummy;
+        VkDeviceSize base = 0, range = VK_WHOLE_SIZE;
         if (i < n_args && args[i].p) {
             VkDeviceSize off;
             vk_alloc *a = halo_vk_range(vk, args[i].p, args[i].bytes, name, &off);
             if (!a) return vk->err.status;
             buf = a->buf;
-            push[i] = (uint32_t)off;
+            /* only the range the shader may touch is bound (so a barrier can be left out
+             * between launches on disjoint ranges of a buffer, and the validation layer's
+             * synchronization checks see the same ranges): from the offset rounded down to
+             * the device's alignment, to the last word of the range */
+            base = off & ~(vk->ssbo_align - 1);
+            range = (off - base + (VkDeviceSize)args[i].bytes + 3) & ~(VkDeviceSize)3;
+            if (range == 0) range = 4;
+            if (range > a->size - base) range = a->size - base;
+            push[i] = (uint32_t)(off - base);
+            t[n_t++] = (vk_touch){buf, off, off + (args[i].bytes ? args[i].bytes : 1),
+                                  args[i].access != VK_R};
         }
-        bi[i] = (VkDescriptorBufferInfo){.buffer = buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        bi[i] = (VkDescriptorBufferInfo){.buffer = buf, .offset = base, .range = range};
         w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
                                       .dstBinding = (uint32_t)i,
                                       .descriptorCount = 1,
@@ -1189,12 +1249,13 @@ int halo_vk_dispatch(halo_vk *vk, const char *name, const uint32_t *spec, int n_
     if (!pipe) return vk->err.status;
     int rc = begin(vk);
     if (rc) return rc;
+    order_after(vk, t, n_t);
     vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     vk->push_descriptor(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->layout, 0, HALO_VK_BINDINGS,
                         w);
     vkCmdPushConstants(vk->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, HALO_VK_PUSH_BYTES,
                        push);
     vkCmdDispatch(vk->cmd, gx, gy, gz);
-    barrier(vk);
+    recorded(vk);
     return HALO_OK;
 }

@@ -110,9 +110,9 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
         const int64_t pass = (int64_t)MAX_GROUPS * MM_BN;
         for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += pass) {
             int64_t nt = n_tokens - t0 < pass ? n_tokens - t0 : pass;
-            vk_arg args[3] = {{w, wb},
-                              {x + t0 * n_cols, bytes3(nt, n_cols, 4)},
-                              {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
+            vk_arg args[3] = {{w, wb, VK_R},
+                              {x + t0 * n_cols, bytes3(nt, n_cols, 4), VK_R},
+                              {y + t0 * n_rows, bytes3(nt, n_rows, 4), VK_W}};
             uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride,
                              (uint32_t)nt};
             uint32_t spec[2] = {(uint32_t)type, 0};
@@ -124,9 +124,9 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
     grid((uint64_t)n_rows, &gx, &gy);
     for (int64_t t0 = 0; t0 < n_tokens && !rc; t0 += MV_MAX_TOK) {
         int64_t nt = n_tokens - t0 < MV_MAX_TOK ? n_tokens - t0 : MV_MAX_TOK;
-        vk_arg args[3] = {{w, wb},
-                          {x + t0 * n_cols, bytes3(nt, n_cols, 4)},
-                          {y + t0 * n_rows, bytes3(nt, n_rows, 4)}};
+        vk_arg args[3] = {{w, wb, VK_R},
+                          {x + t0 * n_cols, bytes3(nt, n_cols, 4), VK_R},
+                          {y + t0 * n_rows, bytes3(nt, n_rows, 4), VK_W}};
         uint32_t p[4] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)nt};
         uint32_t spec = (uint32_t)type;
         rc = halo_vk_dispatch(vk, shader(OP_MV, type), &spec, 1, args, 3, p, sizeof p, gx, gy, 1);
@@ -147,10 +147,10 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
                             "matmul_id: %lld rows, %d assignments / %d, %d matrices of stride %zu",
                             (long long)n_rows, n_assign, x_div, n_mat, mat_stride);
     /* the ids are read on the device: every matrix is bound */
-    vk_arg args[4] = {{w, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb},
-                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4)},
-                      {y, bytes3(n_assign, n_rows, 4)},
-                      {ids, bytes3(n_assign, 4, 1)}};
+    vk_arg args[4] = {{w, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb, VK_R},
+                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4), VK_R},
+                      {y, bytes3(n_assign, n_rows, 4), VK_W},
+                      {ids, bytes3(n_assign, 4, 1), VK_R}};
     uint32_t gx, gy, spec[2] = {(uint32_t)type, 1};
     /* many assignments: grouped by expert (shaders/moe_group.comp), then each expert's
      * tiles of up to 64 of them through the tiled kernel, its weights read once a tile */
@@ -166,11 +166,11 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
             if (!vk->mm_groups) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
             vk->mm_groups_bytes = gb;
         }
-        vk_arg ga[2] = {{ids, bytes3(n_assign, 4, 1)}, {vk->mm_groups, gb}};
+        vk_arg ga[2] = {{ids, bytes3(n_assign, 4, 1), VK_R}, {vk->mm_groups, gb, VK_W}};
         uint32_t gp[5] = {(uint32_t)n_assign, (uint32_t)n_mat, MM_BN, tiles_at, lists_at};
         rc = halo_vk_dispatch(vk, "moe_group", NULL, 0, ga, 2, gp, sizeof gp, 1, 1, 1);
         if (rc) return rc;
-        args[3] = (vk_arg){vk->mm_groups, gb};
+        args[3] = (vk_arg){vk->mm_groups, gb, VK_R};
         uint32_t p[9] = {(uint32_t)n_rows,       (uint32_t)n_cols, (uint32_t)row_stride, 0,
                          (uint32_t)mat_stride,   (uint32_t)x_div,  0,
                          tiles_at,               lists_at};
@@ -203,9 +203,9 @@ int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, in
     uint32_t groups = (uint32_t)((n_cols + 31) / 32), gx = (groups + 63) / 64;
     for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
         int32_t ni = n - i0 < (int32_t)MAX_GROUPS ? n - i0 : (int32_t)MAX_GROUPS;
-        vk_arg args[3] = {{w, (size_t)(a->size - off)},
-                          {rows + i0, bytes3(ni, 4, 1)},
-                          {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4)}};
+        vk_arg args[3] = {{w, (size_t)(a->size - off), VK_R},
+                          {rows + i0, bytes3(ni, 4, 1), VK_R},
+                          {y + (int64_t)i0 * n_cols, bytes3(ni, n_cols, 4), VK_W}};
         uint32_t p[2] = {(uint32_t)n_cols, (uint32_t)row_stride};
         uint32_t spec = (uint32_t)type;
         rc = halo_vk_dispatch(vk, shader(OP_ROWS, type), &spec, 1, args, 3, p, sizeof p, gx,
@@ -223,7 +223,11 @@ static int norm(halo_vk *vk, bool add, float *x, const float *r, const float *w,
         return halo_vk_fail(vk, HALO_ERR_ARG, "rms_norm: %lld rows of %lld", (long long)n_rows,
                             (long long)n);
     size_t all = bytes3(n_rows, n, 4);
-    vk_arg args[4] = {{x, all}, {w, bytes3(n, 4, 1)}, {y, all}, {r, add ? all : 0}};
+    /* x is read (and with add, written); y may be x */
+    vk_arg args[4] = {{x, all, add ? VK_RW : VK_R},
+                      {w, bytes3(n, 4, 1), VK_R},
+                      {y, all, VK_W},
+                      {r, add ? all : 0, VK_R}};
     struct {
         uint32_t n_rows, n, has_w;
         float eps;
@@ -257,9 +261,10 @@ int halo_vk_rope(halo_vk *vk, float *x, int32_t n_tok, int n_heads, int head_dim
         int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
         /* the shader indexes from the launch's first token: pass pointers to it */
         vk_arg args[3] = {
-            {x + (int64_t)t0 * n_heads * head_dim, bytes3(nt, (int64_t)n_heads * head_dim, 4)},
-            {pos + t0, bytes3(nt, 4, 1)},
-            {inv_freq, bytes3(n_rot / 2, 4, 1)}};
+            {x + (int64_t)t0 * n_heads * head_dim, bytes3(nt, (int64_t)n_heads * head_dim, 4),
+             VK_RW},
+            {pos + t0, bytes3(nt, 4, 1), VK_R},
+            {inv_freq, bytes3(n_rot / 2, 4, 1), VK_R}};
         uint32_t p[5] = {(uint32_t)n_heads, (uint32_t)head_dim, (uint32_t)n_rot, (uint32_t)mode, 0};
         rc = halo_vk_dispatch(vk, "rope", NULL, 0, args, 3, p, sizeof p, gx, (uint32_t)nt, 1);
     }
@@ -269,7 +274,7 @@ int halo_vk_rope(halo_vk *vk, float *x, int32_t n_tok, int n_heads, int head_dim
 static int eltwise(halo_vk *vk, uint32_t op, float *a, const float *b, int64_t n) {
     if (n == 0) return vk->err.status;
     if (!fits_u32(n)) return halo_vk_fail(vk, HALO_ERR_ARG, "elementwise op of %lld", (long long)n);
-    vk_arg args[2] = {{a, bytes3(n, 4, 1)}, {b, bytes3(n, 4, 1)}};
+    vk_arg args[2] = {{a, bytes3(n, 4, 1), VK_RW}, {b, bytes3(n, 4, 1), VK_R}};
     uint32_t p = (uint32_t)n, gx, gy;
     grid(((uint64_t)n + 255) / 256, &gx, &gy);
     return halo_vk_dispatch(vk, "eltwise", &op, 1, args, 2, &p, sizeof p, gx, gy, 1);
@@ -293,8 +298,8 @@ int halo_vk_copy2d(halo_vk *vk, float *dst, int64_t dst_stride, const float *src
         return halo_vk_fail(vk, HALO_ERR_ARG, "copy2d: %lld rows of %lld, strides %lld and %lld",
                             (long long)rows, (long long)width, (long long)dst_stride,
                             (long long)src_stride);
-    vk_arg args[2] = {{dst, bytes3(rows - 1, dst_stride, 4) + 4 * (size_t)width},
-                      {src, bytes3(rows - 1, src_stride, 4) + 4 * (size_t)width}};
+    vk_arg args[2] = {{dst, bytes3(rows - 1, dst_stride, 4) + 4 * (size_t)width, VK_W},
+                      {src, bytes3(rows - 1, src_stride, 4) + 4 * (size_t)width, VK_R}};
     uint32_t gx = (uint32_t)((width + 255) / 256);
     int rc = HALO_OK;
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += MAX_GROUPS) {
@@ -312,7 +317,7 @@ int halo_vk_hadamard(halo_vk *vk, float *x, int64_t n_rows, int64_t n, int block
         return halo_vk_fail(vk, HALO_ERR_ARG, "hadamard: %lld rows of %lld in runs of %d",
                             (long long)n_rows, (long long)n, block);
     const int64_t runs = n_rows * (n / block);
-    vk_arg args[1] = {{x, bytes3(n_rows, n, 4)}};
+    vk_arg args[1] = {{x, bytes3(n_rows, n, 4), VK_RW}};
     struct {
         uint32_t block, n_runs;
         float norm;
@@ -335,8 +340,9 @@ static int rows_op(halo_vk *vk, bool scatter, float *dst, const float *src, cons
     vk_alloc *a = halo_vk_range(vk, indexed, 4, scatter ? "scatter" : "gather", &off);
     if (!a) return vk->err.status;
     size_t whole = (size_t)(a->size - off), mine = bytes3(n, width, 4);
-    vk_arg args[3] = {
-        {dst, scatter ? whole : mine}, {src, scatter ? mine : whole}, {idx, bytes3(n, 4, 1)}};
+    vk_arg args[3] = {{dst, scatter ? whole : mine, VK_W},
+                      {src, scatter ? mine : whole, VK_R},
+                      {idx, bytes3(n, 4, 1), VK_R}};
     uint32_t gx = (uint32_t)((width + 255) / 256), spec = scatter;
     int rc = HALO_OK;
     for (int32_t i0 = 0; i0 < n && !rc; i0 += (int32_t)MAX_GROUPS) {
@@ -366,8 +372,9 @@ int halo_vk_topk_route(halo_vk *vk, const float *logits, int32_t n, int n_expert
                             "topk_route: %d of %d experts (at most 16 of 512), %d tokens", k,
                             n_expert, n);
     if (n == 0) return vk->err.status;
-    vk_arg args[3] = {
-        {logits, bytes3(n, n_expert, 4)}, {ids, bytes3(n, k, 4)}, {weights, bytes3(n, k, 4)}};
+    vk_arg args[3] = {{logits, bytes3(n, n_expert, 4), VK_R},
+                      {ids, bytes3(n, k, 4), VK_W},
+                      {weights, bytes3(n, k, 4), VK_W}};
     uint32_t p[4] = {(uint32_t)n, (uint32_t)n_expert, (uint32_t)k, normalize}, gx, gy;
     grid((uint64_t)n, &gx, &gy);
     return halo_vk_dispatch(vk, "topk", NULL, 0, args, 3, p, sizeof p, gx, gy, 1);
@@ -379,11 +386,11 @@ int halo_vk_moe_combine(halo_vk *vk, const float *y, const float *w, int32_t n, 
         return halo_vk_fail(vk, HALO_ERR_ARG, "moe_combine: %d tokens, k %d, %lld wide", n, k,
                             (long long)n_embd);
     if (n == 0) return vk->err.status;
-    vk_arg args[5] = {{y, bytes3((int64_t)n * k, n_embd, 4)},
-                      {w, bytes3(n, k, 4)},
-                      {sh, sh ? bytes3(n, n_embd, 4) : 0},
-                      {shg, sh ? bytes3(n, 4, 1) : 0},
-                      {out, bytes3(n, n_embd, 4)}};
+    vk_arg args[5] = {{y, bytes3((int64_t)n * k, n_embd, 4), VK_R},
+                      {w, bytes3(n, k, 4), VK_R},
+                      {sh, sh ? bytes3(n, n_embd, 4) : 0, VK_R},
+                      {shg, sh ? bytes3(n, 4, 1) : 0, VK_R},
+                      {out, bytes3(n, n_embd, 4), VK_W}};
     uint32_t gx = (uint32_t)((n_embd + 255) / 256);
     int rc = HALO_OK;
     for (int32_t t0 = 0; t0 < n && !rc; t0 += (int32_t)MAX_GROUPS) {
@@ -436,13 +443,13 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
     size_t kb = rest_of(vk, kv->k, "attn (K)"), vb = kb ? rest_of(vk, kv->v, "attn (V)") : 0;
     size_t tb = vb ? rest_of(vk, kv->page_table, "attn (page table)") : 0;
     if (!tb) return vk->err.status;
-    vk_arg args[7] = {{kv->k, kb},
-                      {kv->v, vb},
-                      {q, bytes3(n_tok, (int64_t)n_head * head_dim_k, 4)},
-                      {out, bytes3(n_tok, (int64_t)n_head * head_dim_v, 4)},
-                      {kv->page_table, tb},
-                      {seq, bytes3(n_tok, 4, 1)},
-                      {pos, bytes3(n_tok, 4, 1)}};
+    vk_arg args[7] = {{kv->k, kb, VK_R},
+                      {kv->v, vb, VK_R},
+                      {q, bytes3(n_tok, (int64_t)n_head * head_dim_k, 4), VK_R},
+                      {out, bytes3(n_tok, (int64_t)n_head * head_dim_v, 4), VK_W},
+                      {kv->page_table, tb, VK_R},
+                      {seq, bytes3(n_tok, 4, 1), VK_R},
+                      {pos, bytes3(n_tok, 4, 1), VK_R}};
     uint32_t spec[2] = {(uint32_t)kv->type_k, (uint32_t)kv->type_v};
     int rc = HALO_OK;
     for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
@@ -483,11 +490,11 @@ static int kv_store_blocks(halo_vk *vk, int type, const void *cache, size_t cach
                            int32_t n_tok, const int32_t *seq, const int32_t *pos, int n_kv,
                            int head_dim, const float *x, int64_t stride, size_t table_bytes) {
     const int64_t n = (int64_t)n_kv * head_dim;
-    vk_arg args[5] = {{cache, cache_bytes},
-                      {x, bytes3(n_tok - 1, stride, 4) + 4 * (size_t)n},
-                      {kv->page_table, table_bytes},
-                      {seq, bytes3(n_tok, 4, 1)},
-                      {pos, bytes3(n_tok, 4, 1)}};
+    vk_arg args[5] = {{cache, cache_bytes, VK_RW}, /* partial words: atomics */
+                      {x, bytes3(n_tok - 1, stride, 4) + 4 * (size_t)n, VK_R},
+                      {kv->page_table, table_bytes, VK_R},
+                      {seq, bytes3(n_tok, 4, 1), VK_R},
+                      {pos, bytes3(n_tok, 4, 1), VK_R}};
     uint32_t spec = (uint32_t)type, gx = (uint32_t)((n / 32 + 63) / 64);
     int rc = HALO_OK;
     for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
@@ -547,13 +554,13 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
         rc = kv_store_blocks(vk, tv, kv->v, vb, kv->v_page_bytes, kv->v_head_bytes, kv, n_tok, seq,
                              pos, n_kv, head_dim_v, v, v_stride, tb);
     if (rc || (kv_block(tk) && kv_block(tv))) return rc;
-    vk_arg args[7] = {{kv->k, kb},
-                      {kv->v, vb},
-                      {k, bytes3(n_tok - 1, k_stride, 4) + 4 * (size_t)nk},
-                      {v, bytes3(n_tok - 1, v_stride, 4) + 4 * (size_t)nv},
-                      {kv->page_table, tb},
-                      {seq, bytes3(n_tok, 4, 1)},
-                      {pos, bytes3(n_tok, 4, 1)}};
+    vk_arg args[7] = {{kv->k, kb, VK_RW}, /* 16-bit halves of words */
+                      {kv->v, vb, VK_RW},
+                      {k, bytes3(n_tok - 1, k_stride, 4) + 4 * (size_t)nk, VK_R},
+                      {v, bytes3(n_tok - 1, v_stride, 4) + 4 * (size_t)nv, VK_R},
+                      {kv->page_table, tb, VK_R},
+                      {seq, bytes3(n_tok, 4, 1), VK_R},
+                      {pos, bytes3(n_tok, 4, 1), VK_R}};
     uint32_t spec[2] = {(uint32_t)tk, (uint32_t)tv};
     const int64_t pairs = (nk > nv ? nk : nv) / 2;
     uint32_t gx = (uint32_t)((pairs + 63) / 64);

@@ -68,6 +68,14 @@ typedef struct vk_pipeline {
     VkPipeline pipe;
 } vk_pipeline;
 
+/* A range of a buffer a command reads or writes, since the last barrier. */
+typedef struct vk_touch {
+    VkBuffer buf;
+    VkDeviceSize lo, hi;
+    bool write;
+} vk_touch;
+#define HALO_VK_TOUCHES 64
+
 /* A kept recording (halo_vk_record_begin). */
 struct halo_vk_recording {
     VkCommandBuffer cmd; /* NULL once broken */
@@ -142,6 +150,14 @@ struct halo_vk {
     VkCommandBuffer rec_dead;
     uint64_t free_gen;
     uint64_t n_kept, n_replays; /* recordings kept, replays submitted */
+    /* barriers only where a command depends on one since the last (a read of what it
+     * wrote, a write of what it read or wrote): the ranges touched since, and
+     * HALO_VK_BARRIERS=all (a barrier after every command, to compare) */
+    vk_touch touched[HALO_VK_TOUCHES];
+    int n_touched;
+    bool barrier_all;
+    uint64_t n_barriers, n_commands; /* recorded so far (halo_vk_barrier_stats) */
+    VkDeviceSize ssbo_align; /* minStorageBufferOffsetAlignment */
 };
 
 /* Set vk->err (first error wins) and return status. */
@@ -156,12 +172,19 @@ vk_alloc *halo_vk_find(halo_vk *vk, const void *p);
 vk_alloc *halo_vk_range(halo_vk *vk, const void *p, size_t bytes, const char *what,
                         VkDeviceSize *offset);
 
-/* One buffer of a launch: the pointer (NULL: the dummy buffer, offset 0) and the bytes
- * the shader may touch from it (checked against the allocation). */
+/* One buffer of a launch: the pointer (NULL: the dummy buffer, offset 0), the bytes the
+ * shader may touch from it (checked against the allocation; only they are bound), and
+ * what it does there: VK_RW (0, the default: reads and writes), VK_R (reads only), VK_W
+ * (writes only). A launch waits for an earlier one (a barrier) only where their ranges
+ * overlap and one of them writes. */
 typedef struct vk_arg {
     const void *p;
     size_t bytes;
+    uint8_t access;
 } vk_arg;
+#define VK_RW 0
+#define VK_R 1
+#define VK_W 2
 
 /* Record a dispatch of shader `name` specialized by spec[n_spec] (constant_id 0, 1, ...):
  * args[n_args] at bindings 0.., their offsets written to the first words of the push

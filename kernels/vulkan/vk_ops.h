@@ -153,6 +153,10 @@ int halo_vk_replay(halo_vk *vk, halo_vk_recording *rec);
 void halo_vk_recording_free(halo_vk *vk, halo_vk_recording *rec); /* waits if it runs */
 /* Recordings kept and replays submitted on this device so far (each NULL to skip). */
 void halo_vk_recording_stats(const halo_vk *vk, uint64_t *kept, uint64_t *replays);
+/* Commands (dispatches, copies, fills) and barriers between them recorded so far: a
+ * barrier goes only where a command reads or writes what one since the last barrier wrote,
+ * or writes what one read (HALO_VK_BARRIERS=all: after every command). */
+void halo_vk_barrier_stats(const halo_vk *vk, uint64_t *commands, uint64_t *barriers);
 
 /* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl,
  * shaders/mul_mm.glsl) -------------------------------------------------------------------

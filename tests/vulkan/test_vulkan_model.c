@@ -116,8 +116,9 @@ static void decode_side_by_side(halo_model *m, const eval_seqs *s, bool graphs, 
     *kept = *runs = 0;
     if (!ctx) return;
     halo_vk *vk = halo_vk_model_device(m);
-    uint64_t kept0 = 0, runs0 = 0;
+    uint64_t kept0 = 0, runs0 = 0, cmd0 = 0, bar0 = 0;
     if (vk) halo_vk_recording_stats(vk, &kept0, &runs0);
+    if (vk) halo_vk_barrier_stats(vk, &cmd0, &bar0);
     const int32_t nv = halo_model_n_vocab(m);
     int32_t pool[64], np = 0; /* tokens: the reference sequences' */
     for (int i = 0; np < 64; i = (i + 1) % s->n)
@@ -156,6 +157,12 @@ static void decode_side_by_side(halo_model *m, const eval_seqs *s, bool graphs, 
     if (vk) halo_vk_recording_stats(vk, kept, runs);
     *kept -= kept0;
     *runs -= runs0;
+    uint64_t cmd = 0, bar = 0;
+    if (vk) halo_vk_barrier_stats(vk, &cmd, &bar);
+    if (vk && graphs)
+        printf("  %-18s side by side: %llu commands recorded, %llu barriers between them\n",
+               halo_model_arch_name(m), (unsigned long long)(cmd - cmd0),
+               (unsigned long long)(bar - bar0));
     halo_context_free(ctx);
 }
 

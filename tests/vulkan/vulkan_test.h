@@ -17,8 +17,12 @@
 #ifdef HALO_HAVE_VULKAN
 #include "kernels/vulkan/vk_ops.h"
 
-/* The device index the tests use; exits 77 when there is none. */
+/* The device index the tests use; exits 77 when there is none. The validation layer
+ * (where installed) also checks synchronization: a launch reading or writing what an
+ * earlier one wrote with no barrier between (the backend leaves barriers out where the
+ * ranges are disjoint) is an error (VK_LAYER_ENABLES, unless set already). */
 static inline int vk_test_device(void) {
+    setenv("VK_LAYER_ENABLES", "VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT", 0);
     halo_error err = {0};
     halo_vk_device_info info[16];
     int n = halo_vk_devices(info, 16, &err);
