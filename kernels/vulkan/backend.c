@@ -275,7 +275,7 @@ int halo_vk_model_upload(halo_model *model, halo_vk *vk, halo_error *err) {
  * (tokens, positions, sequences, page tables, segments) is in device buffers `begin`
  * rewrites. */
 typedef struct step_key {
-    int32_t n, n_seg, n_out, max_seg;
+    int32_t n, n_seg, n_out, max_seg, attn_max_pos;
     bool identity, embd;
 } step_key;
 
@@ -287,7 +287,20 @@ typedef struct step_entry {
 
 static bool key_eq(const step_key *a, const step_key *b) {
     return a->n == b->n && a->n_seg == b->n_seg && a->n_out == b->n_out &&
-           a->max_seg == b->max_seg && a->identity == b->identity && a->embd == b->embd;
+           a->max_seg == b->max_seg && a->attn_max_pos == b->attn_max_pos &&
+           a->identity == b->identity && a->embd == b->embd;
+}
+
+/* Attention's bound on positions (halo_vk_attn's max_pos: it picks the split of long
+ * contexts): the next power of two above max_pos, at least 256, within the cache, so that a
+ * decode step keeps its recording for long runs (the CUDA backend's graphs do the same). */
+static int32_t attn_bound(const halo_context *ctx, int32_t max_pos) {
+    int64_t b = 256;
+    while (b <= max_pos) b *= 2;
+    int64_t cells = (int64_t)ctx->kv.n_pages * HALO_KV_PAGE;
+    if (cells > 0 && b > cells) b = cells;
+    if (b <= max_pos) b = max_pos + 1;
+    return (int32_t)(b - 1);
 }
 
 #define STEP_CACHE 24
@@ -334,6 +347,7 @@ typedef struct vk_state {
     int32_t step_cur;   /* the entry being recorded or replayed */
     uint64_t step_clock;
     int32_t max_seg;    /* the ubatch's longest segment (DeltaNet) */
+    int32_t attn_max_pos; /* attn_bound of the ubatch's positions */
 } vk_state;
 
 static vk_state *st(halo_context *ctx) {
@@ -449,10 +463,12 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     for (int32_t j = 0; j < ub->n_seg; j++)
         if (ub->seg_off[j + 1] - ub->seg_off[j] > s->max_seg)
             s->max_seg = ub->seg_off[j + 1] - ub->seg_off[j];
+    s->attn_max_pos = attn_bound(ctx, ub->max_pos);
     /* a decode-sized ubatch: replay its shape's recording, or record it */
     s->replay = s->capturing = false;
     if (!s->graphs || ub->n > STEP_MAX_TOKENS || s->error) return;
-    const step_key key = {ub->n, ub->n_seg, ub->n_out, s->max_seg, ub->identity, ub->embd};
+    const step_key key = {ub->n,         ub->n_seg,    ub->n_out, s->max_seg,
+                          s->attn_max_pos, ub->identity, ub->embd};
     int32_t lru = 0;
     for (int32_t i = 0; i < STEP_CACHE; i++) {
         step_entry *e = &s->step[i];
@@ -614,7 +630,7 @@ static void vk_attend(halo_context *ctx, uint32_t il, const halo_ubatch *ub, con
     };
     check(ctx, halo_vk_kv_store(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nkv, hk, hv, k,
                                 (int64_t)nkv * hk, v, (int64_t)nkv * hv));
-    check(ctx, halo_vk_attn(s->vk, &kv, ub->n, s->d_seq, s->d_pos, nq, nkv, hk, hv,
+    check(ctx, halo_vk_attn(s->vk, &kv, ub->n, s->d_seq, s->d_pos, s->attn_max_pos, nq, nkv, hk, hv,
                             1.0f / sqrtf((float)hk), q, out));
 }
 

@@ -10,6 +10,7 @@
 #include "util/util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define MAX_GROUPS 65535u
 #define MV_MAX_TOK 8 /* tokens a pass of shaders/mul_mv.glsl (its MAX_TOK) */
@@ -426,9 +427,28 @@ static size_t rest_of(halo_vk *vk, const void *p, const char *what) {
     return a ? (size_t)(a->size - off) : 0;
 }
 
+/* Split attention (flash decoding): where the (head, token) rows are few, each row's
+ * positions go to up to ATTN_MAX_SPLIT workgroups of about ATTN_SPLIT_POS positions or more
+ * (from the host's bound on the positions), merged by attn_combine.comp;
+ * HALO_VK_ATTN_SPLIT=n forces n parts (tests), 1 none. */
+#define ATTN_SPLIT_POS 512
+#define ATTN_MAX_SPLIT 32
+#define ATTN_SPLIT_ROWS 256 /* (head, token) rows from which one workgroup a row is enough */
+
+static uint32_t attn_parts(int32_t n_tok, int n_head, int32_t max_pos) {
+    const char *env = getenv("HALO_VK_ATTN_SPLIT");
+    if (env && *env) {
+        long v = strtol(env, NULL, 10);
+        return v >= 1 && v <= 256 ? (uint32_t)v : 1;
+    }
+    if (max_pos < 0 || (int64_t)n_tok * n_head >= ATTN_SPLIT_ROWS) return 1;
+    int64_t parts = ((int64_t)max_pos + 1) / ATTN_SPLIT_POS;
+    return parts < 1 ? 1 : parts > ATTN_MAX_SPLIT ? ATTN_MAX_SPLIT : (uint32_t)parts;
+}
+
 int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
-                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
-                 float scale, const float *q, float *out) {
+                 const int32_t *pos, int32_t max_pos, int n_head, int n_kv, int head_dim_k,
+                 int head_dim_v, float scale, const float *q, float *out) {
     if (n_head <= 0 || n_kv <= 0 || n_head % n_kv || head_dim_k <= 0 || head_dim_k > 256 ||
         head_dim_v <= 0 || head_dim_v > 256 || kv->page_size <= 0 || kv->table_stride < 0 ||
         n_tok < 0 || !kv_type_ok(kv->type_k, head_dim_k) || !kv_type_ok(kv->type_v, head_dim_v))
@@ -443,14 +463,30 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
     size_t kb = rest_of(vk, kv->k, "attn (K)"), vb = kb ? rest_of(vk, kv->v, "attn (V)") : 0;
     size_t tb = vb ? rest_of(vk, kv->page_table, "attn (page table)") : 0;
     if (!tb) return vk->err.status;
+    const size_t ob = bytes3(n_tok, (int64_t)n_head * head_dim_v, 4);
     vk_arg args[7] = {{kv->k, kb, VK_R},
                       {kv->v, vb, VK_R},
                       {q, bytes3(n_tok, (int64_t)n_head * head_dim_k, 4), VK_R},
-                      {out, bytes3(n_tok, (int64_t)n_head * head_dim_v, 4), VK_W},
+                      {out, ob, VK_W},
                       {kv->page_table, tb, VK_R},
                       {seq, bytes3(n_tok, 4, 1), VK_R},
                       {pos, bytes3(n_tok, 4, 1), VK_R}};
-    uint32_t spec[2] = {(uint32_t)kv->type_k, (uint32_t)kv->type_v};
+    const uint32_t parts = attn_parts(n_tok, n_head, max_pos);
+    uint32_t spec[3] = {(uint32_t)kv->type_k, (uint32_t)kv->type_v, parts > 1};
+    if (parts > 1) { /* the parts into the workspace, [m, l, acc[hd_v]] each */
+        size_t pb = bytes3((int64_t)n_tok * n_head, (int64_t)parts * (head_dim_v + 2), 4);
+        if (pb == SIZE_MAX || pb > vk->max_alloc)
+            return halo_vk_fail(vk, HALO_ERR_ARG, "attn: %d tokens x %d heads in %u parts",
+                                n_tok, n_head, parts);
+        if (vk->attn_parts_bytes < pb) {
+            halo_vk_free(vk, vk->attn_parts); /* after the work recorded with it */
+            vk->attn_parts_bytes = 0;
+            vk->attn_parts = halo_vk_alloc(vk, pb);
+            if (!vk->attn_parts) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
+            vk->attn_parts_bytes = pb;
+        }
+        args[3] = (vk_arg){vk->attn_parts, pb, VK_W};
+    }
     int rc = HALO_OK;
     for (int32_t t0 = 0; t0 < n_tok && !rc; t0 += (int32_t)MAX_GROUPS) {
         int32_t nt = n_tok - t0 < (int32_t)MAX_GROUPS ? n_tok - t0 : (int32_t)MAX_GROUPS;
@@ -459,6 +495,7 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
             uint32_t k_page_bytes, v_page_bytes, k_head_bytes, v_head_bytes;
             uint32_t page_size, table_stride, t0;
             float scale;
+            uint32_t n_split;
         } p = {(uint32_t)n_head,
                (uint32_t)n_kv,
                (uint32_t)head_dim_k,
@@ -470,9 +507,16 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
                (uint32_t)kv->page_size,
                (uint32_t)kv->table_stride,
                (uint32_t)t0,
-               scale};
-        rc = halo_vk_dispatch(vk, "attn", spec, 2, args, 7, &p, sizeof p, (uint32_t)n_head,
-                              (uint32_t)nt, 1);
+               scale,
+               parts};
+        rc = halo_vk_dispatch(vk, "attn", spec, 3, args, 7, &p, sizeof p, (uint32_t)n_head,
+                              (uint32_t)nt, parts);
+        if (!rc && parts > 1) {
+            vk_arg cargs[2] = {{vk->attn_parts, args[3].bytes, VK_R}, {out, ob, VK_W}};
+            uint32_t cp[4] = {(uint32_t)n_head, (uint32_t)head_dim_v, parts, (uint32_t)t0};
+            rc = halo_vk_dispatch(vk, "attn_combine", NULL, 0, cargs, 2, cp, sizeof cp,
+                                  (uint32_t)n_head, (uint32_t)nt, 1);
+        }
     }
     return rc;
 }

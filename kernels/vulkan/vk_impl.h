@@ -110,6 +110,9 @@ struct halo_vk {
     /* the assignments grouped by expert of the tiled products by id (ops.c), grown on use */
     int32_t *mm_groups;
     size_t mm_groups_bytes;
+    /* the parts of split attention (ops.c, shaders/attn_combine.comp), grown on use */
+    float *attn_parts;
+    size_t attn_parts_bytes;
     PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties; /* NULL: no import */
     int n_imports; /* halo_vk_import calls that succeeded */
     uint64_t allocated_bytes, imported_bytes;                        /* live, halo_vk_memory_use */

@@ -256,10 +256,13 @@ int halo_vk_kv_store(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int
 /* out[t][h * head_dim_v ...] = softmax(scale * q_h . K[0..pos[t]]) V for token t's query
  * heads h < n_head (q at q + t * n_head * head_dim_k), query head h reading KV head
  * h / (n_head / n_kv), over the positions 0..pos[t] of sequence seq[t] (seq, pos on the
- * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for the block types). */
+ * device). Online softmax in f32. Head dims up to 256 (multiples of 32 for the block types).
+ * max_pos: a bound on the positions the host knows (-1: none); few (head, token) rows
+ * with long contexts split each row's positions over several workgroups, merged after
+ * (flash decoding). The result is right whatever the bound; it picks the split. */
 int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t *seq,
-                 const int32_t *pos, int n_head, int n_kv, int head_dim_k, int head_dim_v,
-                 float scale, const float *q, float *out);
+                 const int32_t *pos, int32_t max_pos, int n_head, int n_kv, int head_dim_k,
+                 int head_dim_v, float scale, const float *q, float *out);
 
 /* ---- Gated DeltaNet (kernels/vulkan/deltanet.c, shaders/deltanet_*.comp) ----------------
  * The two phases of a DeltaNet layer as model/qwen35.c chains kernels/cpu/deltanet.c, for

@@ -3,7 +3,8 @@
  * halo_attn_paged_ref (double precision, plain softmax): every K/V type (F32, F16, BF16,
  * Q8_0, Q4_0, IQ4_NL, and mixed), head dims 64/128/256, GQA groups 1, 4 and 8, two
  * sequences with shuffled page tables, positions past several blocks of 64 with a tail,
- * pages of 16 and 32. The KV store (every type) against the CPU's encoders
+ * pages of 16 and 32; split over several workgroups and merged (flash decoding: long
+ * contexts, and forced splits with empty parts). The KV store (every type) against the CPU's encoders
  * (halo_quant_encode_kv), byte for byte.
  *
  * Tolerance: the shader keeps everything in f32: each score is a 64..256-term dot product
@@ -65,8 +66,10 @@ static char *make_cache(int type, int n_pages, int page_size, int n_kv, int hd,
     return c;
 }
 
-static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int page_size,
-                      int n_tok, int max_pos) {
+/* parts: 0, the launcher's own split from the bound on the positions; n, forced to n
+ * (HALO_VK_ATTN_SPLIT), so that parts with no position and parts of one block are met. */
+static void test_attn_split(int type_k, int type_v, int hd, int n_head, int n_kv, int page_size,
+                            int n_tok, int max_pos, int parts) {
     const int n_seq = 2, per_seq = (max_pos + page_size - 1) / page_size + 1;
     const int n_pages = n_seq * per_seq + 3;
     size_t khb, vhb;
@@ -122,7 +125,12 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
     int32_t *dp = dev_from(V, pos, sizeof(int32_t) * (size_t)n_tok);
     float *dq = dev_from(V, q, sizeof(float) * nq), *dout = dev_from(V, NULL, sizeof(float) * nq);
     const halo_vk_kv kv = device_cache(type_k, type_v, n_kv, hd, page_size, dk, dv, dt, per_seq);
-    int rc = halo_vk_attn(V, &kv, n_tok, ds, dp, n_head, n_kv, hd, hd, scale, dq, dout);
+    char forced[16];
+    snprintf(forced, sizeof forced, "%d", parts);
+    if (parts) setenv("HALO_VK_ATTN_SPLIT", forced, 1);
+    int rc = halo_vk_attn(V, &kv, n_tok, ds, dp, max_pos - 1, n_head, n_kv, hd, hd, scale, dq,
+                          dout);
+    unsetenv("HALO_VK_ATTN_SPLIT");
     CHECK_MSG(rc == HALO_OK, "%s", halo_vk_error(V)->msg);
     CHECK(halo_vk_download(V, got, dout, sizeof(float) * nq) == HALO_OK);
     double worst = 0;
@@ -130,15 +138,21 @@ static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int 
         double rel = max_rel(got + r * hd, ref + r * hd, (size_t)hd);
         if (!(rel <= worst)) worst = rel;
     }
-    printf("  K %-6s V %-6s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %3d: %.3g\n",
+    printf("  K %-6s V %-6s hd %3d, %2d heads / %d, pages of %d, %2d tokens, pos < %4d%s%s: "
+           "%.3g\n",
            halo_type_name(type_k), halo_type_name(type_v), hd, n_head, n_kv, page_size, n_tok,
-           max_pos, worst);
+           max_pos, parts ? ", parts " : "", parts ? forced : "", worst);
     CHECK_MSG(worst <= ATTN_TOL, "attention error %.3g > %.0e", worst, ATTN_TOL);
     void *d[] = {dk, dv, dt, ds, dp, dq, dout};
     for (size_t i = 0; i < sizeof d / sizeof *d; i++)
         halo_vk_free(V, d[i]);
     free(kc), free(vc), free(table), free(perm), free(seq), free(pos), free(q), free(ref);
     free(got);
+}
+
+static void test_attn(int type_k, int type_v, int hd, int n_head, int n_kv, int page_size,
+                      int n_tok, int max_pos) {
+    test_attn_split(type_k, type_v, hd, n_head, n_kv, page_size, n_tok, max_pos, 0);
 }
 
 /* Hostile blocks for the block encoders (random values otherwise, scaled by 3): 0 all
@@ -273,6 +287,13 @@ int main(void) {
     test_attn(HALO_TYPE_Q4_0, HALO_TYPE_BF16, 64, 8, 2, 32, 9, 65);
     test_attn(HALO_TYPE_IQ4_NL, HALO_TYPE_Q8_0, 128, 4, 1, 16, 3, 90);
     test_attn(HALO_TYPE_F16, HALO_TYPE_F16, 64, 2, 2, 16, 1, 1); /* one position */
+    /* split over several workgroups (flash decoding): the launcher's own choice at long
+     * contexts (2 and 6 parts), forced splits with parts of no position or one block */
+    test_attn(HALO_TYPE_F16, HALO_TYPE_F16, 256, 16, 2, 256, 1, 1200);
+    test_attn(HALO_TYPE_Q8_0, HALO_TYPE_Q8_0, 128, 8, 2, 32, 2, 3100);
+    test_attn_split(HALO_TYPE_F16, HALO_TYPE_Q4_0, 64, 4, 2, 16, 5, 150, 7);
+    test_attn_split(HALO_TYPE_BF16, HALO_TYPE_F16, 128, 2, 1, 16, 3, 40, 5);
+    test_attn_split(HALO_TYPE_F32, HALO_TYPE_F32, 64, 2, 2, 16, 1, 1, 3); /* one position */
     test_kv_store(HALO_TYPE_F16, HALO_TYPE_F16, 2, 64, 16, 40);
     test_kv_store(HALO_TYPE_F32, HALO_TYPE_BF16, 1, 256, 32, 7);
     test_kv_store(HALO_TYPE_BF16, HALO_TYPE_F32, 4, 128, 16, 3);

@@ -176,6 +176,15 @@ static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_mode
     decode_side_by_side(cpu, s, true, lc, &kept, &runs);
     decode_side_by_side(gpu, s, true, on, &kept, &runs);
     decode_side_by_side(gpu, s, false, off, &kept_off, &runs_off);
+    /* attention split over 3 workgroups a row (flash decoding; in use from 1024 positions),
+     * recorded: against the CPU as well */
+    float *split = malloc(sizeof(float) * n);
+    uint64_t kept_split, runs_split;
+    setenv("HALO_VK_ATTN_SPLIT", "3", 1);
+    decode_side_by_side(gpu, s, true, split, &kept_split, &runs_split);
+    unsetenv("HALO_VK_ATTN_SPLIT");
+    const double vs_cpu_split = rel_rms(split, lc, n);
+    free(split);
     size_t differ = 0;
     for (size_t i = 0; i < n; i++)
         differ += memcmp(&on[i], &off[i], sizeof(float)) != 0;
@@ -194,6 +203,11 @@ static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_mode
     CHECK_MSG(differ == 0, "%s: %zu logits differ from the steps without recordings", em->name,
               differ);
     CHECK_MSG(vs_cpu <= bound, "%s: side by side %.3g against the CPU", em->name, vs_cpu);
+    if (gpu->hp.n_attention_layers) {
+        printf("  %-18s attention in 3 parts a row: vs CPU %.2e\n", em->name, vs_cpu_split);
+        CHECK_MSG(vs_cpu_split <= bound, "%s: attention in parts %.3g against the CPU", em->name,
+                  vs_cpu_split);
+    }
     free(lc), free(on), free(off);
 }
 

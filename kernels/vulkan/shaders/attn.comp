@@ -11,7 +11,12 @@
  * with q from shared memory), the block's max and sum through the workgroup, the running
  * max, sum and output rescaled; each invocation owns head_dim_v / WG output dims and
  * adds the block's weighted V rows to them. All in f32.
- * Bindings: K, V, q, out, page table, seq, pos.
+ * SPLIT (constant 2): 0, the workgroup covers every position and writes the output; 1,
+ * workgroup z of n_split covers its share of the positions (whole blocks of WG, from the
+ * token's own count, so any n_split is right) and writes its running max, sum and
+ * unnormalized output [m, l, acc[hd_v]] at ((t n_head + h) n_split + z) (hd_v + 2) of
+ * binding 3 (a workspace), which attn_combine.comp merges (long contexts: flash decoding).
+ * Bindings: K, V, q, out (or the workspace), page table, seq, pos.
  */
 #define WG 64
 #define WG_SUM WG
@@ -21,6 +26,7 @@
 layout(local_size_x = WG) in;
 layout(constant_id = 0) const uint TYPE_K = 1;
 layout(constant_id = 1) const uint TYPE_V = 1;
+layout(constant_id = 2) const uint SPLIT = 0;
 
 layout(std430, binding = 0) readonly buffer K { uint kw[]; };
 layout(std430, binding = 1) readonly buffer V { uint vw[]; };
@@ -35,6 +41,7 @@ layout(push_constant) uniform Push {
     uint k_page_bytes, v_page_bytes, k_head_bytes, v_head_bytes;
     uint page_size, table_stride, t0;
     float scale;
+    uint n_split;
 } pc;
 
 shared float q_sh[MAX_HEAD_DIM];
@@ -104,22 +111,29 @@ void main() {
     const float neg_inf = -1.0 / 0.0;
     float m = neg_inf, l = 0.0, acc[MAX_HEAD_DIM / WG];
     for (uint i = 0u; i < MAX_HEAD_DIM / WG; i++) acc[i] = 0.0;
-    for (uint b0 = 0u; b0 < n_pos; b0 += WG) {
+    /* the positions [first, end) of this workgroup: all, or its share in whole blocks */
+    uint first = 0u, end = n_pos;
+    if (SPLIT != 0u) {
+        uint share = ((n_pos + pc.n_split - 1u) / pc.n_split + WG - 1u) / WG * WG;
+        first = min(n_pos, gl_WorkGroupID.z * share);
+        end = min(n_pos, first + share);
+    }
+    for (uint b0 = first; b0 < end; b0 += WG) {
         uint p = b0 + me;
         float score = neg_inf;
-        if (p < n_pos) {
+        if (p < end) {
             uint kb = pc.off[0] + row_byte(s, p, g, pc.k_page_bytes, pc.k_head_bytes);
             float dot = 0.0;
             for (uint d = 0u; d < pc.hd_k; d++) dot += q_sh[d] * k_at(kb, d);
             score = dot * pc.scale;
         }
         float m_new = max(m, wg_max(score));
-        float w = p < n_pos ? exp_f32(score - m_new) : 0.0;
+        float w = p < end ? exp_f32(score - m_new) : 0.0;
         float corr = exp_f32(m - m_new); /* 0 for the first block (m = -inf) */
         l = l * corr + wg_sum(w);
         w_sh[me] = w;
         barrier();
-        uint nb = min(uint(WG), n_pos - b0);
+        uint nb = min(uint(WG), end - b0);
         for (uint i = 0u; i * WG + me < pc.hd_v; i++) {
             uint d = i * WG + me;
             float a = acc[i] * corr;
@@ -129,6 +143,16 @@ void main() {
         }
         barrier();
         m = m_new;
+    }
+    if (SPLIT != 0u) { /* the part: its max (-inf where it has no position), sum, output */
+        uint w0 = (pc.off[3] >> 2) + ((t * pc.n_head + h) * pc.n_split + gl_WorkGroupID.z) *
+                                         (pc.hd_v + 2u);
+        if (me == 0u) {
+            outs[w0] = m;
+            outs[w0 + 1u] = l;
+        }
+        for (uint i = 0u; i * WG + me < pc.hd_v; i++) outs[w0 + 2u + i * WG + me] = acc[i];
+        return;
     }
     uint o0 = (pc.off[3] >> 2) + (t * pc.n_head + h) * pc.hd_v;
     for (uint i = 0u; i * WG + me < pc.hd_v; i++) outs[o0 + i * WG + me] = acc[i] / l;
