@@ -262,18 +262,18 @@ static void size_label(uint64_t n, char *out, size_t size) {
 
 /* The routed-expert weight a tensor name denotes ("blk.N.ffn_{gate,up,down}_exps.weight"),
  * or NULL. */
-static halo_weight *expert_weight(halo_model *m, const char *name) {
-    unsigned il;
-    char which[8];
+/* Routed-expert tensor names: blk.N.ffn_{gate,up,down}_exps.weight, N < n_layer; the
+ * layer and which of the three (0 gate, 1 up, 2 down), else false. */
+static bool expert_tensor(const char *name, uint32_t n_layer, uint32_t *il, int *which) {
+    unsigned l;
+    char w[8];
     int end = 0;
-    if (sscanf(name, "blk.%u.ffn_%7[a-z]_exps.weight%n", &il, which, &end) != 2 ||
-        name[end] != '\0' || il >= m->hp.n_layer)
-        return NULL;
-    halo_layer *L = &m->layers[il];
-    if (!strcmp(which, "gate")) return &L->ffn_gate_exps;
-    if (!strcmp(which, "up")) return &L->ffn_up_exps;
-    if (!strcmp(which, "down")) return &L->ffn_down_exps;
-    return NULL;
+    if (sscanf(name, "blk.%u.ffn_%7[a-z]_exps.weight%n", &l, w, &end) != 2 || name[end] != '\0' ||
+        l >= n_layer)
+        return false;
+    *which = !strcmp(w, "gate") ? 0 : !strcmp(w, "up") ? 1 : !strcmp(w, "down") ? 2 : -1;
+    *il = l;
+    return *which >= 0;
 }
 
 /* CUDA<n> or Vulkan<n>: a GPU's name, as -dev and -ot take them. */
@@ -287,26 +287,23 @@ static bool gpu_device_name(const char *dev) {
     return *end == 0;
 }
 
-/* Mark the weights that stay in host memory (halo_weight.host): the experts of the
- * first n_cpu_moe layers, then every tensor an -ot rule sends to the CPU (rules in
- * order, the first that matches a tensor's name decides it, as llama.cpp's). */
-static int place_host_weights(halo_model *m, const halo_load_options *o, halo_error *err) {
-    for (uint32_t il = 0; il < m->hp.n_layer && (int64_t)il < (int64_t)o->n_cpu_moe; il++) {
-        halo_layer *L = &m->layers[il];
-        L->ffn_gate_exps.host = L->ffn_gate_exps.data != NULL;
-        L->ffn_up_exps.host = L->ffn_up_exps.data != NULL;
-        L->ffn_down_exps.host = L->ffn_down_exps.data != NULL;
-    }
+int halo_expert_placement(const halo_gguf *g, const halo_hparams *hp, const halo_load_options *o,
+                          bool *host, uint64_t *host_bytes, halo_error *err) {
+    const uint32_t n_layer = hp->n_layer;
+    for (uint32_t il = 0; il < n_layer; il++)
+        host[il] = (int64_t)il < (int64_t)o->n_cpu_moe;
+    if (host_bytes) *host_bytes = 0;
     int n = o->n_tensor_overrides > 0 ? o->n_tensor_overrides : 0, rc = 0;
-    uint32_t n_host;
-    uint64_t host_bytes = 0;
     pcre2_code **re = calloc((size_t)n + 1, sizeof *re);
     bool *cpu = calloc((size_t)n + 1, sizeof *cpu);
+    /* per layer and tensor: 1 host, 0 GPU, -1 as --n-cpu-moe says */
+    int8_t *by_rule = malloc(3 * (size_t)(n_layer ? n_layer : 1));
     pcre2_match_data *md = pcre2_match_data_create(4, NULL);
-    if (!re || !cpu || !md) {
+    if (!re || !cpu || !by_rule || !md) {
         rc = halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
         goto done;
     }
+    memset(by_rule, -1, 3 * (size_t)n_layer);
     for (int i = 0; i < n && !rc; i++) {
         const char *rule = o->tensor_overrides[i], *eq = strrchr(rule, '=');
         if (!eq || eq == rule || !eq[1]) {
@@ -332,51 +329,72 @@ static int place_host_weights(halo_model *m, const halo_load_options *o, halo_er
                                 (size_t)eo, (const char *)msg);
         }
     }
-    for (int64_t t = 0; t < halo_gguf_n_tensors(m->gguf) && !rc; t++) {
-        const char *name = halo_gguf_tensor_at(m->gguf, t)->name;
+    for (int64_t t = 0; t < halo_gguf_n_tensors(g) && !rc && n > 0; t++) {
+        const char *name = halo_gguf_tensor_at(g, t)->name;
+        uint32_t il;
+        int which;
+        const bool expert = expert_tensor(name, n_layer, &il, &which);
         for (int i = 0; i < n; i++) {
             if (pcre2_match(re[i], (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0)
                 continue;
-            if (cpu[i]) {
-                halo_weight *w = expert_weight(m, name);
-                if (!w)
-                    rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
-                                        "-ot %s: %s would stay on the CPU, but with the model on "
-                                        "the GPU only routed-expert tensors (ffn_*_exps) can; "
-                                        "narrow the pattern (e.g. \"\\.ffn_.*_exps\\.=CPU\")",
-                                        o->tensor_overrides[i], name);
-                else
-                    w->host = true;
-            } else {
-                halo_weight *w = expert_weight(m, name);
-                if (w) w->host = false; /* an earlier rule wins over --n-cpu-moe too */
-            }
+            if (cpu[i] && !expert)
+                rc = halo_error_set(err, HALO_ERR_UNSUPPORTED,
+                                    "-ot %s: %s would stay on the CPU, but with the model on "
+                                    "the GPU only routed-expert tensors (ffn_*_exps) can; "
+                                    "narrow the pattern (e.g. \"\\.ffn_.*_exps\\.=CPU\")",
+                                    o->tensor_overrides[i], name);
+            else if (expert)
+                by_rule[3 * il + (uint32_t)which] = cpu[i]; /* over --n-cpu-moe too */
             break;
         }
     }
-done:
     /* a layer's experts go together: the CPU computes all three or none */
-    n_host = 0;
+    for (uint32_t il = 0; il < n_layer && !rc; il++) {
+        bool any = false;
+        for (int j = 0; j < 3; j++)
+            any |= by_rule[3 * il + (uint32_t)j] < 0 ? host[il] : by_rule[3 * il + (uint32_t)j] == 1;
+        host[il] = any;
+    }
+    for (int64_t t = 0; t < halo_gguf_n_tensors(g) && !rc && host_bytes; t++) {
+        const halo_gguf_tensor *ti = halo_gguf_tensor_at(g, t);
+        uint32_t il;
+        int which;
+        if (expert_tensor(ti->name, n_layer, &il, &which) && host[il]) *host_bytes += ti->nbytes;
+    }
+done:
+    for (int i = 0; re && i < n; i++) pcre2_code_free(re[i]);
+    free(re);
+    free(cpu);
+    free(by_rule);
+    pcre2_match_data_free(md);
+    return rc;
+}
+
+/* Mark the weights that stay in host memory (halo_weight.host), as halo_expert_placement
+ * decides. */
+static int place_host_weights(halo_model *m, const halo_load_options *o, halo_error *err) {
+    bool *host = calloc(m->hp.n_layer ? m->hp.n_layer : 1, sizeof *host);
+    if (!host) return halo_error_set(err, HALO_ERR_NOMEM, "out of memory");
+    uint64_t host_bytes = 0;
+    int rc = halo_expert_placement(m->gguf, &m->hp, o, host, &host_bytes, err);
+    uint32_t n_host = 0;
     for (uint32_t il = 0; il < m->hp.n_layer && !rc; il++) {
         halo_layer *L = &m->layers[il];
-        if (!(L->ffn_gate_exps.host || L->ffn_up_exps.host || L->ffn_down_exps.host)) continue;
         halo_weight *ws[3] = {&L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps};
+        bool any = false;
         for (int j = 0; j < 3; j++) {
-            ws[j]->host = ws[j]->data != NULL;
-            host_bytes += ws[j]->host ? (uint64_t)ws[j]->n_mats * ws[j]->mat_stride : 0;
+            ws[j]->host = host[il] && ws[j]->data != NULL;
+            any |= ws[j]->host;
         }
-        n_host++;
+        n_host += any;
     }
-    if (n_host) {
+    free(host);
+    if (!rc && n_host) {
         char b[32];
         halo_format_bytes(host_bytes, b, sizeof b);
         halo_log(HALO_LOG_INFO, "routed experts of %u of %u layers stay in host memory (%s), "
                  "computed by the CPU", n_host, m->hp.n_layer, b);
     }
-    for (int i = 0; re && i < n; i++) pcre2_code_free(re[i]);
-    free(re);
-    free(cpu);
-    pcre2_match_data_free(md);
     return rc;
 }
 

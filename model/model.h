@@ -168,4 +168,15 @@ int halo_model_stats_compute(const halo_gguf *g, const halo_hparams *hp, halo_mo
 /* 8 x bytes / params; 0 for a file without weights. */
 double halo_model_stats_bits_per_weight(const halo_model_stats *st);
 
+/* Which layers' routed experts (blk.N.ffn_{gate,up,down}_exps.weight) stay in host memory
+ * with the model on a GPU, decided from the tensor names alone (model/load.c loads by it,
+ * halo plan budgets by it): host[il] (il < hp->n_layer) for the first o->n_cpu_moe
+ * layers, then by the -ot rules: for each tensor, the first rule whose pattern matches its
+ * name decides (as llama.cpp's): =CPU keeps it in host memory (only routed-expert tensors
+ * can: others are an error naming the rule), a GPU device (CUDA0, Vulkan0, ...) puts it
+ * on the GPU, over --n-cpu-moe too. A layer's three go together (the CPU computes all or
+ * none). *host_bytes (may be NULL): the bytes of the host layers' expert tensors. */
+int halo_expert_placement(const halo_gguf *g, const halo_hparams *hp, const halo_load_options *o,
+                          bool *host, uint64_t *host_bytes, halo_error *err);
+
 #endif /* HALO_MODEL_H */

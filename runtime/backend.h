@@ -138,6 +138,26 @@ void halo_context_set_mm_observer(halo_context *ctx, halo_mm_observer fn, void *
  * memory). */
 void halo_cpu_products(halo_threadpool *pool, const halo_mm *mm, int n_mm, int n_glu);
 
+/* Routed experts kept in host memory (--n-cpu-moe, -ot), computed on the CPU for a GPU
+ * backend (CUDA, Vulkan) between its router and its weighted sum: the buffers, which the
+ * backend allocates (pinned memory for CUDA), for ubatches of up to n_ubatch tokens. */
+#define HALO_CPU_EXPERTS_FEW 64 /* assignments up to which one job runs all products */
+typedef struct halo_cpu_experts {
+    const float *xn;       /* [n_ubatch][n_embd]: the tokens' inputs */
+    const int32_t *ids;    /* [n_ubatch * k]: their experts */
+    float *y;              /* [n_ubatch * k][n_embd]: each assignment's output */
+    float *ffa, *ffb;      /* [n_ubatch * k][n_ff_exp] */
+    float *x, *tmp;        /* [n_ubatch][n_embd]: one expert's tokens, their outputs */
+    int32_t *list, *count; /* [n_expert][n_ubatch], [n_expert] */
+    halo_mm *mm;           /* [2 * HALO_CPU_EXPERTS_FEW] */
+} halo_cpu_experts;
+/* y of n tokens' k assignments from xn and ids with the pool's threads: up to
+ * HALO_CPU_EXPERTS_FEW assignments one job of every gate/up product (SwiGLU'd), then one of
+ * every down product (halo_cpu_products); more, expert by expert, its tokens together, so
+ * its weights are read once (halo_matmul). An id outside [0, n_expert): a zero row. */
+void halo_cpu_experts_run(halo_threadpool *pool, const halo_moe_weights *W, int n_expert, int k,
+                          int64_t n_embd, int64_t n, const halo_cpu_experts *b);
+
 #ifdef HALO_HAVE_CUDA
 /* The CUDA backend (kernels/cuda/backend.c) for a context whose model's weights
  * are on the GPU (halo_cuda_model_upload). */

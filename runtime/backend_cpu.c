@@ -121,6 +121,56 @@ void halo_cpu_products(halo_threadpool *pool, const halo_mm *mm, int n_mm, int n
     halo_threadpool_run(pool, multi_task, &j);
 }
 
+void halo_cpu_experts_run(halo_threadpool *pool, const halo_moe_weights *W, int n_expert, int k,
+                          int64_t n_embd, int64_t n, const halo_cpu_experts *b) {
+    const int64_t e = n_embd, ff = W->gate_exps->n_rows;
+    const int32_t na = (int32_t)(n * k);
+    const int32_t *ids = b->ids;
+    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
+    for (int32_t a = 0; a < na; a++)
+        if (ids[a] < 0 || ids[a] >= n_expert) memset(b->y + (size_t)a * e, 0, sizeof(float) * e);
+    if (na <= HALO_CPU_EXPERTS_FEW) { /* few tokens: one job of all products, twice */
+        halo_mm *mm = b->mm;
+        int m = 0;
+        for (int32_t a = 0; a < na; a++) {
+            if (ids[a] < 0 || ids[a] >= n_expert) continue;
+            const float *x = b->xn + (size_t)(a / k) * e;
+            mm[2 * m] = (halo_mm){g, ids[a], x, b->ffa + (size_t)a * ff};
+            mm[2 * m + 1] = (halo_mm){u, ids[a], x, b->ffb + (size_t)a * ff};
+            m++;
+        }
+        halo_cpu_products(pool, mm, 2 * m, m);
+        m = 0;
+        for (int32_t a = 0; a < na; a++)
+            if (ids[a] >= 0 && ids[a] < n_expert)
+                mm[m++] = (halo_mm){d, ids[a], b->ffa + (size_t)a * ff, b->y + (size_t)a * e};
+        halo_cpu_products(pool, mm, m, 0);
+        return;
+    }
+    /* prefill: each expert's tokens together, its weights read once */
+    int32_t *count = b->count, *list = b->list;
+    for (int x = 0; x < n_expert; x++)
+        count[x] = 0;
+    for (int32_t a = 0; a < na; a++)
+        if (ids[a] >= 0 && ids[a] < n_expert) list[(int64_t)ids[a] * n + count[ids[a]]++] = a;
+    for (int x = 0; x < n_expert; x++) {
+        const int32_t c = count[x];
+        if (!c) continue;
+        const int32_t *lx = list + (int64_t)x * n;
+        for (int32_t i = 0; i < c; i++)
+            memcpy(b->x + (size_t)i * e, b->xn + (size_t)(lx[i] / k) * e, sizeof(float) * e);
+        halo_matmul(pool, g->type, (const char *)g->data + (size_t)x * g->mat_stride,
+                    g->row_stride, g->n_rows, g->n_cols, b->x, c, b->ffa);
+        halo_matmul(pool, u->type, (const char *)u->data + (size_t)x * u->mat_stride,
+                    u->row_stride, u->n_rows, u->n_cols, b->x, c, b->ffb);
+        halo_swiglu(b->ffa, b->ffb, (int64_t)c * ff);
+        halo_matmul(pool, d->type, (const char *)d->data + (size_t)x * d->mat_stride,
+                    d->row_stride, d->n_rows, d->n_cols, b->ffa, c, b->tmp);
+        for (int32_t i = 0; i < c; i++)
+            memcpy(b->y + (size_t)lx[i] * e, b->tmp + (size_t)i * e, sizeof(float) * e);
+    }
+}
+
 static void cpu_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
     multi_job j = {mm, n_mm, n_glu};
     if (ctx->mm_observer) /* inputs are ready: products of one call never feed each other */

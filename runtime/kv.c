@@ -41,6 +41,15 @@ static int32_t pages_for(int64_t len) { return (int32_t)((len + HALO_KV_PAGE - 1
 
 /* ---- reservation (before a batch runs) ---------------------------------------- */
 
+int32_t halo_kv_attn_bound(const halo_context *ctx, int32_t max_pos) {
+    int64_t b = 256;
+    while (b <= max_pos) b *= 2;
+    int64_t cells = (int64_t)ctx->kv.n_pages * HALO_KV_PAGE;
+    if (cells > 0 && b > cells) b = cells;
+    if (b <= max_pos) b = max_pos + 1;
+    return (int32_t)(b - 1);
+}
+
 int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err) {
     if (!has_kv(ctx)) return 0;
     const uint32_t n_seq = ctx->params.n_seq_max;

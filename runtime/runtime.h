@@ -236,5 +236,11 @@ float *halo_rs_ssm(halo_context *ctx, uint32_t il, int32_t seq);
  * HALO_ERR_RANGE when the cache is too full, and then nothing changed. */
 int halo_kv_reserve(halo_context *ctx, const int32_t *seq_count, halo_error *err);
 
+/* A GPU backend's bound on a ubatch's positions for attention (the shape of a recorded or
+ * captured decode step: it picks attention's split): the next power of two above
+ * max_pos, at least 256, within the cache (minus one), so that a decode step keeps its
+ * recording for long runs. */
+int32_t halo_kv_attn_bound(const halo_context *ctx, int32_t max_pos);
+
 
 #endif /* HALO_RUNTIME_H */

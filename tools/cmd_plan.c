@@ -57,6 +57,9 @@ static void usage(FILE *out) {
             "  --vram SIZE               the GPU memory to plan for (default: the GPU's own)\n"
             "  -ncmoe, --n-cpu-moe N     with -ngl: the routed experts of the first N layers in\n"
             "                            host memory (--cpu-moe: all), not in the GPU's\n"
+            "  -ot, --override-tensor P=DEV  with -ngl: tensors whose names match P kept in host\n"
+            "                            memory (DEV CPU: routed experts only, e.g.\n"
+            "                            \"blk\\.(2[0-9])\\.ffn_.*_exps\\.=CPU\") or on the GPU\n"
             "  --no-mmap, --mlock        accepted, as for every command that loads a model\n"
             "  -h, --help                this help\n",
             halo_kv_type_names());
@@ -202,21 +205,21 @@ int cmd_plan(int argc, char **argv) {
         halo_gguf_close(g);
         return 1;
     }
-    /* experts kept in host memory (--n-cpu-moe): not in the GPU's budget */
+    /* experts kept in host memory (--n-cpu-moe, -ot ...=CPU): not in the GPU's budget;
+     * the loader's own rule (halo_expert_placement) */
     uint64_t host_experts = 0;
     uint32_t host_layers = 0;
-    if (a.load.n_gpu_layers != 0 && a.load.n_cpu_moe > 0) {
-        for (int64_t t = 0; t < halo_gguf_n_tensors(g); t++) {
-            const halo_gguf_tensor *ti = halo_gguf_tensor_at(g, t);
-            unsigned il;
-            char which[8];
-            int end = 0;
-            if (sscanf(ti->name, "blk.%u.ffn_%7[a-z]_exps.weight%n", &il, which, &end) == 2 &&
-                ti->name[end] == '\0' && (int64_t)il < (int64_t)a.load.n_cpu_moe &&
-                (!strcmp(which, "gate") || !strcmp(which, "up") || !strcmp(which, "down"))) {
-                host_experts += ti->nbytes;
-                if (!strcmp(which, "down")) host_layers++;
-            }
+    if (a.load.n_gpu_layers != 0 && (a.load.n_cpu_moe > 0 || a.load.n_tensor_overrides > 0)) {
+        bool *host = calloc(hp.n_layer ? hp.n_layer : 1, sizeof *host);
+        rc = host ? halo_expert_placement(g, &hp, &a.load, host, &host_experts, &err)
+                  : halo_error_set(&err, HALO_ERR_NOMEM, "out of memory");
+        for (uint32_t il = 0; host && il < hp.n_layer; il++)
+            host_layers += host[il] && hp.n_expert > 0;
+        free(host);
+        if (rc) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            halo_gguf_close(g);
+            return rc == HALO_ERR_ARG || rc == HALO_ERR_UNSUPPORTED ? 2 : 1;
         }
         st.bytes = st.bytes > host_experts ? st.bytes - host_experts : 0;
     }
@@ -248,8 +251,9 @@ int cmd_plan(int argc, char **argv) {
            hp.n_ctx_train);
     if (a.weights_note[0]) printf("weights          %s\n", a.weights_note);
     if (host_experts)
-        printf("experts on CPU   %s of %u layers in host memory (--n-cpu-moe), not planned here\n",
-               halo_format_bytes_si(host_experts, b1, sizeof b1), host_layers);
+        printf("experts on CPU   %s of %u layers in host memory (%s), not planned here\n",
+               halo_format_bytes_si(host_experts, b1, sizeof b1), host_layers,
+               a.load.n_tensor_overrides > 0 ? "-ot" : "--n-cpu-moe");
     printf("memory           %s (%s), %u slot%s, K %s / V %s\n",
            halo_format_bytes(best.mem_bytes, b1, sizeof b1),
            a.budget_name[0]         ? a.budget_name

@@ -315,16 +315,6 @@ static bool key_eq(const graph_key *a, const graph_key *b) {
            a->attn_max_pos == b->attn_max_pos && a->identity == b->identity && a->embd == b->embd;
 }
 
-/* Positions bound for attention: the next power of two above max_pos (at least
- * 256), within the cache, so that a decode step keeps its graph for long runs. */
-static int32_t attn_bound(const halo_context *ctx, int32_t max_pos) {
-    int64_t b = 256;
-    while (b <= max_pos) b *= 2;
-    int64_t cells = (int64_t)ctx->kv.n_pages * HALO_KV_PAGE;
-    if (cells > 0 && b > cells) b = cells;
-    if (b <= max_pos) b = max_pos + 1;
-    return (int32_t)(b - 1);
-}
 
 static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
     cuda_state *s = st(ctx);
@@ -337,7 +327,7 @@ static void cu_begin(halo_context *ctx, const halo_ubatch *ub) {
      * for prompts (pp512 4760 -> 4249) */
     halo_cuda_pdl_set(n <= GRAPH_MAX_TOKENS);
     s->replay = s->capturing = false;
-    s->attn_max_pos = attn_bound(ctx, ub->max_pos);
+    s->attn_max_pos = halo_kv_attn_bound(ctx, ub->max_pos);
     s->out_n = ub->n_out;
     s->out_first = -1;
     for (int32_t t = 0; t < n && s->out_first < 0; t++)
@@ -715,7 +705,7 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
     cuda_state *s = st(ctx);
     void *str = s->stream;
     const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
-    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
+    const int64_t e = ctx->hp->n_embd;
     const int32_t na = (int32_t)(n * k);
     cu_matmul(ctx, W->router, 0, xn, n, s->router);
     check(ctx, halo_cuda_topk_route(str, s->router, (int32_t)n, n_exp, k,
@@ -741,45 +731,9 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
     if (halo_cuda_event_sync(s->ev_routed)) s->error = 1;
     if (s->error) return;
     /* the routed experts on the CPU */
-    halo_threadpool *pool = ctx->pool;
-    const int32_t *ids = s->h_ids;
-    if (na <= 64) { /* few tokens: one job of all products, twice (gate/up, down) */
-        halo_mm *mm = s->h_mm;
-        for (int32_t a = 0; a < na; a++) {
-            const float *x = s->h_xn + (size_t)(a / k) * e;
-            mm[2 * a] = (halo_mm){W->gate_exps, ids[a], x, s->h_ffa + (size_t)a * ff};
-            mm[2 * a + 1] = (halo_mm){W->up_exps, ids[a], x, s->h_ffb + (size_t)a * ff};
-        }
-        halo_cpu_products(pool, mm, 2 * na, na);
-        for (int32_t a = 0; a < na; a++)
-            mm[a] = (halo_mm){W->down_exps, ids[a], s->h_ffa + (size_t)a * ff,
-                              s->h_y + (size_t)a * e};
-        halo_cpu_products(pool, mm, na, 0);
-    } else { /* prefill: each expert's tokens together, its weights read once */
-        int32_t *count = s->h_count, *list = s->h_list;
-        for (int x = 0; x < n_exp; x++) count[x] = 0;
-        for (int32_t a = 0; a < na; a++)
-            if (ids[a] >= 0 && ids[a] < n_exp) list[(int64_t)ids[a] * n + count[ids[a]]++] = a;
-        for (int x = 0; x < n_exp; x++) {
-            const int32_t c = count[x];
-            if (!c) continue;
-            const int32_t *lx = list + (int64_t)x * n;
-            for (int32_t i = 0; i < c; i++)
-                memcpy(s->h_x + (size_t)i * e, s->h_xn + (size_t)(lx[i] / k) * e,
-                       sizeof(float) * (size_t)e);
-            const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
-            halo_matmul(pool, g->type, (const char *)g->data + (size_t)x * g->mat_stride,
-                        g->row_stride, g->n_rows, g->n_cols, s->h_x, c, s->h_ffa);
-            halo_matmul(pool, u->type, (const char *)u->data + (size_t)x * u->mat_stride,
-                        u->row_stride, u->n_rows, u->n_cols, s->h_x, c, s->h_ffb);
-            halo_swiglu(s->h_ffa, s->h_ffb, (int64_t)c * ff);
-            halo_matmul(pool, d->type, (const char *)d->data + (size_t)x * d->mat_stride,
-                        d->row_stride, d->n_rows, d->n_cols, s->h_ffa, c, s->h_tmp);
-            for (int32_t i = 0; i < c; i++)
-                memcpy(s->h_y + (size_t)lx[i] * e, s->h_tmp + (size_t)i * e,
-                       sizeof(float) * (size_t)e);
-        }
-    }
+    const halo_cpu_experts hx = {s->h_xn,  s->h_ids, s->h_y,    s->h_ffa,   s->h_ffb,
+                                 s->h_x,   s->h_tmp, s->h_list, s->h_count, s->h_mm};
+    halo_cpu_experts_run(ctx->pool, W, n_exp, k, e, n, &hx);
     check(ctx, halo_cuda_memcpy(str, s->moe_y, s->h_y, sizeof(float) * (size_t)na * e));
     check(ctx, halo_cuda_moe_combine(str, s->moe_y, s->moe_w, (int32_t)n, k, e,
                                      W->shexp_gate ? s->sh : NULL, W->shexp_gate ? s->shg : NULL,
@@ -1014,7 +968,7 @@ int halo_backend_cuda_init(halo_context *ctx, halo_backend *be, halo_error *err)
         s->h_ids = halo_cuda_host_alloc(sizeof(int32_t) * u * k);
         s->h_list = malloc(sizeof(int32_t) * ne * u);
         s->h_count = malloc(sizeof(int32_t) * ne);
-        s->h_mm = malloc(sizeof(halo_mm) * 2 * 64);
+        s->h_mm = malloc(sizeof(halo_mm) * 2 * HALO_CPU_EXPERTS_FEW);
         s->ev_routed = halo_cuda_event_new();
         if (!s->ev_routed || !s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y || !s->h_ids ||
             !s->h_list || !s->h_count || !s->h_mm)

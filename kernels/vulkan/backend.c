@@ -291,17 +291,6 @@ static bool key_eq(const step_key *a, const step_key *b) {
            a->identity == b->identity && a->embd == b->embd;
 }
 
-/* Attention's bound on positions (halo_vk_attn's max_pos: it picks the split of long
- * contexts): the next power of two above max_pos, at least 256, within the cache, so that a
- * decode step keeps its recording for long runs (the CUDA backend's graphs do the same). */
-static int32_t attn_bound(const halo_context *ctx, int32_t max_pos) {
-    int64_t b = 256;
-    while (b <= max_pos) b *= 2;
-    int64_t cells = (int64_t)ctx->kv.n_pages * HALO_KV_PAGE;
-    if (cells > 0 && b > cells) b = cells;
-    if (b <= max_pos) b = max_pos + 1;
-    return (int32_t)(b - 1);
-}
 
 #define STEP_CACHE 24
 #define STEP_MAX_TOKENS 64 /* ubatches up to this size are recorded (decode steps) */
@@ -325,7 +314,7 @@ typedef struct vk_state {
     float *h_y;                /* [n_ubatch * k][n_embd] */
     int32_t *h_ids;            /* [n_ubatch * k] */
     int32_t *h_list, *h_count; /* [n_expert][n_ubatch], [n_expert] */
-    halo_mm *h_mm;             /* [2 * HOST_FEW] */
+    halo_mm *h_mm;             /* [2 * HALO_CPU_EXPERTS_FEW] */
     /* output: the ubatch's rows with logits, their normed states, their logits */
     int32_t *h_out_idx, *d_out_idx; /* [n_ubatch] host, device */
     float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
@@ -463,7 +452,7 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     for (int32_t j = 0; j < ub->n_seg; j++)
         if (ub->seg_off[j + 1] - ub->seg_off[j] > s->max_seg)
             s->max_seg = ub->seg_off[j + 1] - ub->seg_off[j];
-    s->attn_max_pos = attn_bound(ctx, ub->max_pos);
+    s->attn_max_pos = halo_kv_attn_bound(ctx, ub->max_pos);
     /* a decode-sized ubatch: replay its shape's recording, or record it */
     s->replay = s->capturing = false;
     if (!s->graphs || ub->n > STEP_MAX_TOKENS || s->error) return;
@@ -675,66 +664,6 @@ static void shared_expert(halo_context *ctx, const halo_moe_weights *W, const fl
     vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
 }
 
-/* Up to this many assignments (tokens x k), the CPU's experts run as one job of all
- * their products (halo_cpu_products); more, expert by expert, each reading its weights
- * once for all its tokens (halo_matmul). The CUDA backend's split. */
-#define HOST_FEW 64
-
-/* The routed experts of assignments na = n * k on the CPU, from s->h_xn and s->h_ids
- * into s->h_y [na][n_embd]. An id outside the experts (not one top-k gives) leaves a
- * zero row. */
-static void host_experts(halo_context *ctx, const halo_moe_weights *W, int64_t n) {
-    vk_state *s = st(ctx);
-    halo_threadpool *pool = ctx->pool;
-    const int n_exp = (int)ctx->hp->n_expert, k = (int)ctx->hp->n_expert_used;
-    const int64_t e = ctx->hp->n_embd, ff = W->gate_exps->n_rows;
-    const int32_t na = (int32_t)(n * k);
-    const int32_t *ids = s->h_ids;
-    const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
-    for (int32_t a = 0; a < na; a++)
-        if (ids[a] < 0 || ids[a] >= n_exp) memset(s->h_y + (size_t)a * e, 0, sizeof(float) * e);
-    if (na <= HOST_FEW) { /* few tokens: one job of all products, twice (gate/up, down) */
-        halo_mm *mm = s->h_mm;
-        int m = 0;
-        for (int32_t a = 0; a < na; a++) {
-            if (ids[a] < 0 || ids[a] >= n_exp) continue;
-            const float *x = s->h_xn + (size_t)(a / k) * e;
-            mm[2 * m] = (halo_mm){g, ids[a], x, s->h_ffa + (size_t)a * ff};
-            mm[2 * m + 1] = (halo_mm){u, ids[a], x, s->h_ffb + (size_t)a * ff};
-            m++;
-        }
-        halo_cpu_products(pool, mm, 2 * m, m);
-        m = 0;
-        for (int32_t a = 0; a < na; a++)
-            if (ids[a] >= 0 && ids[a] < n_exp)
-                mm[m++] = (halo_mm){d, ids[a], s->h_ffa + (size_t)a * ff, s->h_y + (size_t)a * e};
-        halo_cpu_products(pool, mm, m, 0);
-        return;
-    }
-    /* prefill: each expert's tokens together, its weights read once */
-    int32_t *count = s->h_count, *list = s->h_list;
-    for (int x = 0; x < n_exp; x++)
-        count[x] = 0;
-    for (int32_t a = 0; a < na; a++)
-        if (ids[a] >= 0 && ids[a] < n_exp) list[(int64_t)ids[a] * n + count[ids[a]]++] = a;
-    for (int x = 0; x < n_exp; x++) {
-        const int32_t c = count[x];
-        if (!c) continue;
-        const int32_t *lx = list + (int64_t)x * n;
-        for (int32_t i = 0; i < c; i++)
-            memcpy(s->h_x + (size_t)i * e, s->h_xn + (size_t)(lx[i] / k) * e, sizeof(float) * e);
-        halo_matmul(pool, g->type, (const char *)g->data + (size_t)x * g->mat_stride,
-                    g->row_stride, g->n_rows, g->n_cols, s->h_x, c, s->h_ffa);
-        halo_matmul(pool, u->type, (const char *)u->data + (size_t)x * u->mat_stride,
-                    u->row_stride, u->n_rows, u->n_cols, s->h_x, c, s->h_ffb);
-        halo_swiglu(s->h_ffa, s->h_ffb, (int64_t)c * ff);
-        halo_matmul(pool, d->type, (const char *)d->data + (size_t)x * d->mat_stride,
-                    d->row_stride, d->n_rows, d->n_cols, s->h_ffa, c, s->h_tmp);
-        for (int32_t i = 0; i < c; i++)
-            memcpy(s->h_y + (size_t)lx[i] * e, s->h_tmp + (size_t)i * e, sizeof(float) * e);
-    }
-}
-
 /* Routed experts in host memory (as the CUDA backend's): router and top-k on the
  * device; the work so far submitted and waited for, the tokens' inputs and routes
  * copied to the host; the shared expert recorded and submitted without waiting, so the
@@ -759,7 +688,9 @@ static void moe_host(halo_context *ctx, const halo_moe_weights *W, const float *
         check(ctx, halo_vk_submit(vk));
     }
     if (s->error) return;
-    host_experts(ctx, W, n);
+    const halo_cpu_experts hx = {s->h_xn,  s->h_ids, s->h_y,    s->h_ffa,   s->h_ffb,
+                                 s->h_x,   s->h_tmp, s->h_list, s->h_count, s->h_mm};
+    halo_cpu_experts_run(ctx->pool, W, n_exp, k, e, n, &hx);
     check(ctx, halo_vk_upload(vk, s->moe_y, s->h_y, sizeof(float) * (size_t)na * e));
     check(ctx, halo_vk_moe_combine(vk, s->moe_y, s->moe_w, (int32_t)n, k, e,
                                    W->shexp_gate ? s->sh : NULL, W->shexp_gate ? s->shg : NULL,
@@ -939,7 +870,7 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
             s->h_ids = malloc(sizeof(int32_t) * u * k);
             s->h_list = malloc(sizeof(int32_t) * hp->n_expert * u);
             s->h_count = malloc(sizeof(int32_t) * hp->n_expert);
-            s->h_mm = malloc(sizeof(halo_mm) * 2 * HOST_FEW);
+            s->h_mm = malloc(sizeof(halo_mm) * 2 * HALO_CPU_EXPERTS_FEW);
             if (!s->h_xn || !s->h_x || !s->h_tmp || !s->h_ffa || !s->h_ffb || !s->h_y ||
                 !s->h_ids || !s->h_list || !s->h_count || !s->h_mm) {
                 halo_error_set(err, HALO_ERR_NOMEM,

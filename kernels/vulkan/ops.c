@@ -28,6 +28,18 @@ static void grid(uint64_t groups, uint32_t *gx, uint32_t *gy) {
     *gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
 }
 
+/* A scratch buffer of the halo_vk (p, of *have bytes) of at least `need` bytes: p where it
+ * is large enough, else a new one (the old freed after the work recorded with it, which the
+ * free waits for); NULL on failure. */
+static void *grow_scratch(halo_vk *vk, void *p, size_t *have, size_t need) {
+    if (*have >= need) return p;
+    halo_vk_free(vk, p);
+    *have = 0;
+    void *q = halo_vk_alloc(vk, need);
+    if (q) *have = need;
+    return q;
+}
+
 /* ---- products and rows ------------------------------------------------------------------ */
 
 bool halo_vk_matmul_supported(int type) {
@@ -160,13 +172,8 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
         n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS) {
         uint32_t tiles_at = 1, lists_at = tiles_at + 3 * (uint32_t)max_tiles;
         size_t gb = bytes3((int64_t)lists_at + n_assign, 4, 1);
-        if (vk->mm_groups_bytes < gb) {
-            halo_vk_free(vk, vk->mm_groups); /* after the work recorded with it */
-            vk->mm_groups_bytes = 0;
-            vk->mm_groups = halo_vk_alloc(vk, gb);
-            if (!vk->mm_groups) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
-            vk->mm_groups_bytes = gb;
-        }
+        vk->mm_groups = grow_scratch(vk, vk->mm_groups, &vk->mm_groups_bytes, gb);
+        if (!vk->mm_groups) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
         vk_arg ga[2] = {{ids, bytes3(n_assign, 4, 1), VK_R}, {vk->mm_groups, gb, VK_W}};
         uint32_t gp[5] = {(uint32_t)n_assign, (uint32_t)n_mat, MM_BN, tiles_at, lists_at};
         rc = halo_vk_dispatch(vk, "moe_group", NULL, 0, ga, 2, gp, sizeof gp, 1, 1, 1);
@@ -216,6 +223,7 @@ int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, in
 }
 
 /* ---- small ops -------------------------------------------------------------------------- */
+
 
 static int norm(halo_vk *vk, bool add, float *x, const float *r, const float *w, float *y,
                 int64_t n_rows, int64_t n, float eps) {
@@ -478,13 +486,8 @@ int halo_vk_attn(halo_vk *vk, const halo_vk_kv *kv, int32_t n_tok, const int32_t
         if (pb == SIZE_MAX || pb > vk->max_alloc)
             return halo_vk_fail(vk, HALO_ERR_ARG, "attn: %d tokens x %d heads in %u parts",
                                 n_tok, n_head, parts);
-        if (vk->attn_parts_bytes < pb) {
-            halo_vk_free(vk, vk->attn_parts); /* after the work recorded with it */
-            vk->attn_parts_bytes = 0;
-            vk->attn_parts = halo_vk_alloc(vk, pb);
-            if (!vk->attn_parts) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
-            vk->attn_parts_bytes = pb;
-        }
+        vk->attn_parts = grow_scratch(vk, vk->attn_parts, &vk->attn_parts_bytes, pb);
+        if (!vk->attn_parts) return vk->err.status ? vk->err.status : HALO_ERR_NOMEM;
         args[3] = (vk_arg){vk->attn_parts, pb, VK_W};
     }
     int rc = HALO_OK;

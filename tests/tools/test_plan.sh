@@ -93,6 +93,15 @@ expect_error 2 vrammem plan "$K" -ngl 99 --mem 8GiB
 # experts in host memory: out of the GPU's budget, so a longer context fits
 expect_ok vramcpumoe plan "$K" -ngl 99 --vram 0.1 --n-cpu-moe 4
 expect_lines vramcpumoe "experts on CPU   12.6 MB of 4 layers in host memory" "-c 25856"
+# the same by -ot (the loader's rule: first match wins, a layer's three go together)
+expect_ok ot plan "$K" -ngl 99 --vram 0.1 -ot 'blk\.[0-3]\.ffn_.*_exps\.=CPU'
+expect_lines ot "experts on CPU   12.6 MB of 4 layers in host memory (-ot)" "-c 25856"
+expect_ok otgate plan "$K" -ngl 99 --vram 0.1 -ot 'blk\.[0-3]\.ffn_gate_exps\.=CPU'
+expect_lines otgate "experts on CPU   12.6 MB of 4 layers in host memory (-ot)"
+expect_ok otgpu plan "$K" -ngl 99 --vram 0.1 -ot 'blk\.0\.=CUDA0' --n-cpu-moe 4
+expect_lines otgpu "of 3 layers in host memory (-ot)"
+expect_error 2 otattn plan "$K" -ngl 99 --vram 0.1 -ot 'attn_q=CPU'
+expect_error 2 otdev plan "$K" -ngl 99 --vram 0.1 -ot 'exps=TPU0'
 
 expect_error 2 badvram plan "$K" --vram lots
 

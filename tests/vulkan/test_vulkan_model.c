@@ -285,7 +285,9 @@ static void test_model(int device, const eval_model *em) {
                   halo_type_name(kv_type), q);
         free(q1);
     }
-    test_recorded_steps(em, cpu, gpu, &s, bound);
+    /* the sanitizer stage (HALO_TEST_QUICK): the recorded steps of the hybrid model only */
+    if (!getenv("HALO_TEST_QUICK") || strcmp(em->name, "tiny-qwen35-f16") == 0)
+        test_recorded_steps(em, cpu, gpu, &s, bound);
     vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
     /* the sanitizer stage (HALO_TEST_QUICK): the host experts of the tiny MoE model only
