@@ -819,7 +819,8 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     be->ops = &halo_backend_vulkan_ops;
     be->impl = s;
     const char *gr = getenv("HALO_VK_GRAPHS");
-    s->graphs = !(gr && !strcmp(gr, "0"));
+    /* the profile names each command as it is recorded: every step recorded */
+    s->graphs = !(gr && !strcmp(gr, "0")) && !halo_vk_profiling(s->vk);
     const size_t u = ctx->params.n_ubatch ? ctx->params.n_ubatch : 1;
     s->d_token = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);

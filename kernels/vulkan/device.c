@@ -458,6 +458,20 @@ halo_vk *halo_vk_open(int device, const halo_vk_options *opt, halo_error *err) {
         halo_vk_fail(vk, HALO_ERR_IO, "creating the command buffer: %s", halo_vk_result_name(r));
         goto fail;
     }
+    {
+        uint32_t nq = 0;
+        vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, NULL);
+        VkQueueFamilyProperties *qp = calloc(nq ? nq : 1, sizeof *qp);
+        VkPhysicalDeviceProperties pp;
+        vkGetPhysicalDeviceProperties(vk->phys, &pp);
+        if (qp) {
+            vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, qp);
+            if (vk->queue_family < nq)
+                halo_vk_profile_open(vk, qp[vk->queue_family].timestampValidBits,
+                                     pp.limits.timestampPeriod);
+            free(qp);
+        }
+    }
     halo_log(HALO_LOG_DEBUG, "Vulkan: %s (%s, subgroup %u%s%s)", vk->info.name, vk->info.type,
              vk->info.subgroup_size, vk->info.uma ? ", UMA" : "",
              vk->validation ? ", validation on" : "");
@@ -472,6 +486,7 @@ void halo_vk_close(halo_vk *vk) {
     if (!vk) return;
     if (vk->dev) {
         vkDeviceWaitIdle(vk->dev);
+        halo_vk_profile_close(vk);
         for (int i = 0; i < vk->n_allocs; i++) {
             vkDestroyBuffer(vk->dev, vk->allocs[i].buf, NULL);
             vkFreeMemory(vk->dev, vk->allocs[i].mem, NULL);
@@ -783,6 +798,7 @@ static int wait_in_flight(halo_vk *vk) {
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "waiting for the GPU: %s", halo_vk_result_name(r));
     vkResetFences(vk->dev, 1, &vk->fence);
+    halo_vk_profile_collect(vk);
     if (vk->rec_dead) { /* a broken recording's part, run */
         vkFreeCommandBuffers(vk->dev, vk->rec_pool, 1, &vk->rec_dead);
         vk->rec_dead = VK_NULL_HANDLE;
@@ -807,6 +823,7 @@ static int begin(halo_vk *vk) {
     vk->recording = true;
     vk->n_recorded = 0;
     vk->n_touched = 0; /* the commands before ended with a barrier (end_commands) */
+    halo_vk_profile_start(vk);
     return HALO_OK;
 }
 
@@ -842,11 +859,13 @@ static void order_after(halo_vk *vk, const vk_touch *t, int n) {
         vk->touched[vk->n_touched++] = t[i];
 }
 
-/* A command was recorded (after its order_after). */
-static void recorded(halo_vk *vk) {
+/* A command was recorded (after its order_after): `name` its shader (or "copy", "fill",
+ * "upload", "download"), type its first specialization constant (UINT32_MAX: none). */
+static void recorded(halo_vk *vk, const char *name, uint32_t type) {
     vk->n_recorded++;
     vk->n_commands++;
     if (vk->barrier_all) barrier(vk);
+    halo_vk_profile_after(vk, name, type);
 }
 
 void halo_vk_barrier_stats(const halo_vk *vk, uint64_t *commands, uint64_t *barriers) {
@@ -906,12 +925,14 @@ int halo_vk_submit(halo_vk *vk) {
                            .commandBufferCount = 1,
                            .pCommandBuffers = &vk->cmd};
         r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+        halo_vk_profile_submitted(vk, r == VK_SUCCESS);
         if (kept) break_recording(vk, r == VK_SUCCESS);
         if (r != VK_SUCCESS)
             return halo_vk_fail(vk, HALO_ERR_IO, "vkQueueSubmit: %s", halo_vk_result_name(r));
         vk->in_flight = true; /* the fence and the pool's reset wait for wait_in_flight */
         return HALO_OK;
     }
+    halo_vk_profile_submitted(vk, false);
     r = vkResetCommandPool(vk->dev, vk->pool, 0);
     if (r != VK_SUCCESS)
         return halo_vk_fail(vk, HALO_ERR_IO, "vkResetCommandPool: %s", halo_vk_result_name(r));
@@ -1060,7 +1081,7 @@ int halo_vk_upload(halo_vk *vk, void *dst, const void *src, size_t bytes) {
         if ((rc = begin(vk))) return rc;
         VkBufferCopy c = {.srcOffset = 0, .dstOffset = off + done, .size = n};
         vkCmdCopyBuffer(vk->cmd, vk->staging, a->buf, 1, &c);
-        recorded(vk); /* then a sync */
+        recorded(vk, "upload", UINT32_MAX); /* then a sync */
         if ((rc = halo_vk_sync(vk))) return rc;
         done += n;
     }
@@ -1083,7 +1104,7 @@ int halo_vk_download(halo_vk *vk, void *dst, const void *src, size_t bytes) {
         if ((rc = begin(vk))) return rc;
         VkBufferCopy c = {.srcOffset = off + done, .dstOffset = 0, .size = n};
         vkCmdCopyBuffer(vk->cmd, a->buf, vk->staging, 1, &c);
-        recorded(vk); /* then a sync */
+        recorded(vk, "download", UINT32_MAX); /* then a sync */
         if ((rc = halo_vk_sync(vk))) return rc;
         memcpy((char *)dst + done, vk->staging_map, n);
         done += n;
@@ -1104,7 +1125,7 @@ int halo_vk_copy(halo_vk *vk, void *dst, const void *src, size_t bytes) {
     order_after(vk, t, 2);
     VkBufferCopy c = {.srcOffset = soff, .dstOffset = doff, .size = bytes};
     vkCmdCopyBuffer(vk->cmd, s->buf, d->buf, 1, &c);
-    recorded(vk);
+    recorded(vk, "copy", UINT32_MAX);
     return HALO_OK;
 }
 
@@ -1122,7 +1143,7 @@ int halo_vk_zero(halo_vk *vk, void *dst, size_t bytes) {
     const vk_touch t = {a->buf, off, off + bytes, true};
     order_after(vk, &t, 1);
     vkCmdFillBuffer(vk->cmd, a->buf, off, bytes, 0);
-    recorded(vk);
+    recorded(vk, "fill", UINT32_MAX);
     return HALO_OK;
 }
 
@@ -1256,6 +1277,6 @@ int halo_vk_dispatch(halo_vk *vk, const char *name, const uint32_t *spec, int n_
     vkCmdPushConstants(vk->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, HALO_VK_PUSH_BYTES,
                        push);
     vkCmdDispatch(vk->cmd, gx, gy, gz);
-    recorded(vk);
+    recorded(vk, name, n_spec ? spec[0] : UINT32_MAX);
     return HALO_OK;
 }

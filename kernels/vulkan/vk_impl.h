@@ -161,7 +161,16 @@ struct halo_vk {
     bool barrier_all;
     uint64_t n_barriers, n_commands; /* recorded so far (halo_vk_barrier_stats) */
     VkDeviceSize ssbo_align; /* minStorageBufferOffsetAlignment */
+    struct vk_profile *profile; /* HALO_VK_PROFILE (profile.c); NULL: off */
 };
+
+/* HALO_VK_PROFILE (kernels/vulkan/profile.c): time per command from the GPU's timestamps. */
+void halo_vk_profile_open(halo_vk *vk, uint32_t timestamp_bits, float period);
+void halo_vk_profile_start(halo_vk *vk);                                 /* a buffer begins */
+void halo_vk_profile_after(halo_vk *vk, const char *name, uint32_t type); /* a command */
+void halo_vk_profile_submitted(halo_vk *vk, bool ran);
+void halo_vk_profile_collect(halo_vk *vk); /* after the fence */
+void halo_vk_profile_close(halo_vk *vk);   /* prints the table */
 
 /* Set vk->err (first error wins) and return status. */
 int halo_vk_fail(halo_vk *vk, int status, const char *fmt, ...)

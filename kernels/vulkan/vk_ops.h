@@ -157,6 +157,10 @@ void halo_vk_recording_stats(const halo_vk *vk, uint64_t *kept, uint64_t *replay
  * barrier goes only where a command reads or writes what one since the last barrier wrote,
  * or writes what one read (HALO_VK_BARRIERS=all: after every command). */
 void halo_vk_barrier_stats(const halo_vk *vk, uint64_t *commands, uint64_t *barriers);
+/* HALO_VK_PROFILE=1 (read at open): every command timed by the GPU's timestamps, one at a
+ * time, and a table per shader printed on stderr at close; the backend then records no
+ * steps for replay. Whether it is on for vk. */
+bool halo_vk_profiling(const halo_vk *vk);
 
 /* ---- matrix products and embedding rows (kernels/vulkan/ops.c, shaders/mul_mv.glsl,
  * shaders/mul_mm.glsl) -------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # The Vulkan backend from the command line (-ngl 99 -dev Vulkan<i>): --list-devices lists
 # the device (the test skips, exit 77, where there is none); halo run's greedy text on
 # kdoc-moe equals the CPU's (weights used in place and copied, mapped and --no-mmap),
-# halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column; halo plan
+# halo logits' on tiny-llama is within 1e-3 of it; halo bench says Vulkan in its backend column;
+# HALO_VK_PROFILE=1 prints the time per shader (the same text); halo plan
 # budgets the device's memory; a q8_0 KV cache gives the CPU's greedy text; routed experts
 # kept in host memory (--n-cpu-moe, -ot ...=CPU) give the CPU's greedy text too, bench
 # names them, plan leaves them out of the device's budget; what the backend cannot do
@@ -74,6 +75,18 @@ check "grep -qE '^\| model +\| +size \| +params \| backend +\| ngl \| +test \| +
     "bench ${G[*]}: header $(head -1 "$TMP/bench.out")"
 check "[ \$(grep -cE '\| Vulkan +\| +99 \| +(pp8|tg4) \|' '$TMP/bench.out') -eq 2 ]" \
     "bench ${G[*]}: no Vulkan rows: $(cat "$TMP/bench.out")"
+
+# HALO_VK_PROFILE=1: the GPU's own time per shader, a table on stderr at the end (the same
+# text: the profile only adds barriers and timestamps)
+HALO_VK_PROFILE=1 run prof run -m "$M" -p "$P" -n 8 --temp 0 -t 2 "${G[@]}"
+if grep -q 'has no timestamps' "$TMP/prof.err"; then
+    echo "note: $DEV has no timestamps: the profile is off"
+else
+    check "[ $rc -eq 0 ] && cmp -s '$TMP/cpu.out' '$TMP/prof.out'" \
+        "HALO_VK_PROFILE=1 run ${G[*]} exited $rc: '$(cat "$TMP/prof.out")' $(tail -3 "$TMP/prof.err")"
+    check "grep -q '^Vulkan profile (HALO_VK_PROFILE), .*: [0-9.]* ms of commands' '$TMP/prof.err' && grep -qE '^\| mul_mv_float bf16 +\| +[0-9]+ \|' '$TMP/prof.err'" \
+        "HALO_VK_PROFILE=1 run ${G[*]}: no table: $(tail -8 "$TMP/prof.err")"
+fi
 
 run plan plan -m "$M" "${G[@]}"
 check "[ $rc -eq 0 ] && grep -q '$DEV: ' '$TMP/plan.out'" \
