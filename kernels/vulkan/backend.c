@@ -298,6 +298,13 @@ static bool key_eq(const step_key *a, const step_key *b) {
 
 typedef struct vk_state {
     halo_vk *vk;
+    /* the ubatch's arrays, one device allocation d_in (d_token .. d_table point into it):
+     * written by the host in place where it can (h_in: a UMA device's mapping), else into
+     * host memory in_staging (h_in its mapping) that one copy, the step's first command
+     * (recorded with it), moves to d_in */
+    int32_t *d_in, *in_staging, *h_in;
+    size_t in_ints, table_ints; /* d_in's size, the page tables' (n_seq_max x table_stride) */
+    int32_t table_stride;
     int32_t *d_token, *d_pos, *d_perm; /* [n_ubatch] the ubatch's, on the device */
     float *inv_freq;                   /* [n_rot / 2] */
     /* MoE: routing, the experts' activations and outputs, the shared expert */
@@ -316,7 +323,7 @@ typedef struct vk_state {
     int32_t *h_list, *h_count; /* [n_expert][n_ubatch], [n_expert] */
     halo_mm *h_mm;             /* [2 * HALO_CPU_EXPERTS_FEW] */
     /* output: the ubatch's rows with logits, their normed states, their logits */
-    int32_t *h_out_idx, *d_out_idx; /* [n_ubatch] host, device */
+    int32_t *d_out_idx;             /* [n_ubatch] */
     float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
     int32_t out_first, out_n;       /* rows of ctx->logits the ubatch fills */
     bool out_embd;
@@ -392,12 +399,11 @@ static void vk_release(halo_backend *be) {
     halo_vk_sync(s->vk);
     for (int i = 0; i < STEP_CACHE; i++)
         halo_vk_recording_free(s->vk, s->step[i].rec);
-    void *dev[] = {s->d_token,   s->d_pos, s->d_perm, s->inv_freq, s->router,  s->moe_w, s->moe_ids,
-                   s->moe_a,     s->moe_b, s->moe_y,  s->sh_a,     s->sh_b,    s->sh,    s->shg,
-                   s->d_out_idx, s->out_x, s->logits, s->d_seq,    s->d_table, s->d_seg};
+    void *dev[] = {s->d_in,  s->in_staging, s->inv_freq, s->router, s->moe_w, s->moe_ids,
+                   s->moe_a, s->moe_b,      s->moe_y,    s->sh_a,   s->sh_b,  s->sh,
+                   s->shg,   s->out_x,      s->logits};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         halo_vk_free(s->vk, dev[i]);
-    free(s->h_out_idx);
     void *host[] = {s->h_xn, s->h_x,   s->h_tmp,  s->h_ffa,   s->h_ffb,
                     s->h_y,  s->h_ids, s->h_list, s->h_count, s->h_mm};
     for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
@@ -408,6 +414,8 @@ static void vk_release(halo_backend *be) {
 
 /* ---- a ubatch --------------------------------------------------------------------------- */
 
+static void start_step(halo_context *ctx, const halo_ubatch *ub);
+
 static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
     vk_state *s = st(ctx);
     if (s->capturing) { /* a begin without its finish: that recording is not kept */
@@ -416,44 +424,55 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
         halo_vk_recording_free(s->vk, rec);
         s->capturing = false;
     }
-    const size_t b = sizeof(int32_t) * (size_t)ub->n;
     s->error = false;
-    check(ctx, halo_vk_upload(s->vk, s->d_token, ub->token, b));
-    check(ctx, halo_vk_upload(s->vk, s->d_pos, ub->pos, b));
-    check(ctx, halo_vk_upload(s->vk, s->d_perm, ub->perm, b));
+    /* the host writes the inputs while no work uses them (idle after the last finish) */
+    check(ctx, halo_vk_sync(s->vk));
+    int32_t *h = s->h_in;
+    const size_t b = sizeof(int32_t) * (size_t)ub->n;
+    memcpy(h + (s->d_token - s->d_in), ub->token, b);
+    memcpy(h + (s->d_pos - s->d_in), ub->pos, b);
+    memcpy(h + (s->d_perm - s->d_in), ub->perm, b);
     /* attention: the sequences, and the page tables of those in the ubatch */
-    check(ctx, halo_vk_upload(s->vk, s->d_seq, ub->seq, b));
+    memcpy(h + (s->d_seq - s->d_in), ub->seq, b);
     const int32_t np = ctx->kv.n_pages;
-    for (int32_t j = 0; np > 0 && j < ub->n_seg; j++) {
+    if (np > s->table_stride) {
+        halo_log(HALO_LOG_ERROR, "Vulkan: the cache has %d pages a sequence, the backend room "
+                 "for %d", np, s->table_stride);
+        s->error = true;
+    }
+    for (int32_t j = 0; np > 0 && np <= s->table_stride && j < ub->n_seg; j++) {
         const size_t at = (size_t)ub->seg_seq[j] * (size_t)np;
-        if (ctx->kv.n_seq_pages[ub->seg_seq[j]] == 0) continue;
-        check(ctx, halo_vk_upload(s->vk, s->d_table + at, ctx->kv.page_table + at,
-                                  sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]));
+        memcpy(h + (s->d_table - s->d_in) + at, ctx->kv.page_table + at,
+               sizeof(int32_t) * (size_t)ctx->kv.n_seq_pages[ub->seg_seq[j]]);
     }
-    if (ctx->rs.n_slots) { /* DeltaNet: the segments (halo_vk_deltanet_conv's seg) */
-        check(ctx, halo_vk_upload(s->vk, s->d_seg, ub->seg_off,
-                                  sizeof(int32_t) * (size_t)(ub->n_seg + 1)));
-        check(ctx, halo_vk_upload(s->vk, s->d_seg + ub->n_seg + 1, ub->seg_seq,
-                                  sizeof(int32_t) * (size_t)ub->n_seg));
-    }
+    /* DeltaNet: the segments (halo_vk_deltanet_conv's seg) */
+    memcpy(h + (s->d_seg - s->d_in), ub->seg_off, sizeof(int32_t) * (size_t)(ub->n_seg + 1));
+    memcpy(h + (s->d_seg - s->d_in) + ub->n_seg + 1, ub->seg_seq,
+           sizeof(int32_t) * (size_t)ub->n_seg);
     /* the rows with logits, which fill consecutive rows of ctx->logits from out_first */
     s->out_n = 0;
     s->out_first = -1;
     s->out_embd = ub->embd;
+    int32_t *out_idx = h + (s->d_out_idx - s->d_in);
     for (int32_t t = 0; t < ub->n; t++) {
         if (ub->out[t] < 0) continue;
         if (s->out_first < 0) s->out_first = ub->out[t];
-        s->h_out_idx[s->out_n++] = t;
+        out_idx[s->out_n++] = t;
     }
-    if (s->out_n)
-        check(ctx, halo_vk_upload(s->vk, s->d_out_idx, s->h_out_idx,
-                                  sizeof(int32_t) * (size_t)s->out_n));
     s->max_seg = 0;
     for (int32_t j = 0; j < ub->n_seg; j++)
         if (ub->seg_off[j + 1] - ub->seg_off[j] > s->max_seg)
             s->max_seg = ub->seg_off[j + 1] - ub->seg_off[j];
     s->attn_max_pos = halo_kv_attn_bound(ctx, ub->max_pos);
-    /* a decode-sized ubatch: replay its shape's recording, or record it */
+    start_step(ctx, ub);
+    /* the inputs into device memory: the step's first command (a replay holds it) */
+    if (s->in_staging && !s->replay)
+        check(ctx, halo_vk_copy(s->vk, s->d_in, s->in_staging, sizeof(int32_t) * s->in_ints));
+}
+
+/* A decode-sized ubatch: replay its shape's recording, or record it. */
+static void start_step(halo_context *ctx, const halo_ubatch *ub) {
+    vk_state *s = st(ctx);
     s->replay = s->capturing = false;
     if (!s->graphs || ub->n > STEP_MAX_TOKENS || s->error) return;
     const step_key key = {ub->n,         ub->n_seg,    ub->n_out, s->max_seg,
@@ -822,23 +841,32 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     /* the profile names each command as it is recorded: every step recorded */
     s->graphs = !(gr && !strcmp(gr, "0")) && !halo_vk_profiling(s->vk);
     const size_t u = ctx->params.n_ubatch ? ctx->params.n_ubatch : 1;
-    s->d_token = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
-    s->d_pos = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
-    s->d_perm = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
     s->inv_freq = halo_vk_alloc(s->vk, sizeof(float) * (hp->n_rot / 2 ? hp->n_rot / 2 : 1));
+    /* the ubatch's arrays: tokens, positions, permutation, sequences, rows with logits
+     * [n_ubatch] each, DeltaNet's segments [2 n_ubatch + 1], page tables [n_seq][n_pages] */
     const size_t n_pages = (ctx->params.n_ctx + HALO_KV_PAGE - 1) / HALO_KV_PAGE;
     const size_t n_seq = ctx->params.n_seq_max ? ctx->params.n_seq_max : 1;
-    s->d_seq = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
-    s->d_table = halo_vk_alloc(s->vk, sizeof(int32_t) * (n_pages ? n_pages : 1) * n_seq);
-    s->d_seg = halo_vk_alloc(s->vk, sizeof(int32_t) * (2 * u + 1));
-    s->h_out_idx = malloc(sizeof(int32_t) * u);
-    s->d_out_idx = halo_vk_alloc(s->vk, sizeof(int32_t) * u);
+    s->table_stride = (int32_t)n_pages;
+    s->table_ints = (n_pages ? n_pages : 1) * n_seq;
+    s->in_ints = 7 * u + 1 + s->table_ints;
+    s->d_in = halo_vk_alloc(s->vk, sizeof(int32_t) * s->in_ints);
+    if (s->d_in) {
+        s->d_token = s->d_in;
+        s->d_pos = s->d_in + u;
+        s->d_perm = s->d_in + 2 * u;
+        s->d_seq = s->d_in + 3 * u;
+        s->d_out_idx = s->d_in + 4 * u;
+        s->d_seg = s->d_in + 5 * u;
+        s->d_table = s->d_in + 7 * u + 1;
+        s->h_in = halo_vk_host_pointer(s->vk, s->d_in);
+        if (!s->h_in) { /* a discrete GPU: written into host memory, copied each step */
+            s->in_staging = halo_vk_alloc_host(s->vk, sizeof(int32_t) * s->in_ints);
+            s->h_in = s->in_staging ? halo_vk_host_pointer(s->vk, s->in_staging) : NULL;
+        }
+    }
     s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
     s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
-    int rc = s->d_token && s->d_pos && s->d_perm && s->inv_freq && s->h_out_idx && s->d_seq &&
-                     s->d_table && s->d_seg && s->d_out_idx && s->out_x && s->logits
-                 ? 0
-                 : HALO_ERR_NOMEM;
+    int rc = s->d_in && s->h_in && s->inv_freq && s->out_x && s->logits ? 0 : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {
         const size_t k = hp->n_expert_used, ff = hp->n_ff_exp ? hp->n_ff_exp : 1;
         const size_t fs = hp->n_ff_shexp ? hp->n_ff_shexp : 1, e = hp->n_embd;

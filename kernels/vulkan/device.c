@@ -654,6 +654,35 @@ void *halo_vk_alloc(halo_vk *vk, size_t bytes) {
     return p;
 }
 
+void *halo_vk_alloc_host(halo_vk *vk, size_t bytes) {
+    if (bytes == 0 || bytes > vk->max_alloc) {
+        halo_vk_fail(vk, HALO_ERR_ARG, "cannot allocate %zu bytes of host memory (1 to %llu)",
+                     bytes, (unsigned long long)vk->max_alloc);
+        return NULL;
+    }
+    if (!grow_allocs(vk)) return NULL;
+    VkDeviceSize size = ((VkDeviceSize)bytes + 3) & ~(VkDeviceSize)3;
+    vk_alloc a = {.size = size, .host = true};
+    if (make_buffer(vk, size, vk->mem_type_staging, &a.buf, &a.mem, &a.map)) return NULL;
+    if (!a.map) {
+        vkDestroyBuffer(vk->dev, a.buf, NULL);
+        vkFreeMemory(vk->dev, a.mem, NULL);
+        halo_vk_fail(vk, HALO_ERR_IO, "host memory of %zu bytes is not mapped", bytes);
+        return NULL;
+    }
+    a.addr = take_addresses(vk, bytes);
+    vk->allocs[vk->n_allocs++] = a;
+    vk->allocated_bytes += size;
+    memset(a.map, 0, (size_t)size);
+    return (void *)a.addr;
+}
+
+void *halo_vk_host_pointer(halo_vk *vk, const void *p) {
+    vk_alloc *a = halo_vk_find(vk, p);
+    if (!a || !a->map || a->imported || (vk->opt.force_staging && !a->host)) return NULL;
+    return (char *)a->map + ((uintptr_t)p - a->addr);
+}
+
 void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, size_t why_size) {
     char dummy[8];
     if (!why || !why_size) why = dummy, why_size = sizeof dummy;

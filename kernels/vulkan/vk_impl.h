@@ -59,6 +59,7 @@ typedef struct vk_alloc {
      * the host range, and the address handed out is addr + lead */
     bool imported;
     VkDeviceSize lead;
+    bool host; /* halo_vk_alloc_host: staging memory, always written through map */
 } vk_alloc;
 
 typedef struct vk_pipeline {

@@ -112,6 +112,15 @@ void halo_vk_free(halo_vk *vk, void *p); /* p from halo_vk_alloc, or NULL; waits
  * cannot import such memory, e.g. a file mapping on some kernels): a fallback, not an
  * error, so halo_vk_error is left as it was. */
 void *halo_vk_import(halo_vk *vk, const void *host, size_t bytes, char *why, size_t why_size);
+/* Host-visible memory of `bytes` (the staging memory type: on a discrete GPU, system
+ * memory the device reads over the bus), zeroed, for inputs the host rewrites before each
+ * step and a recorded halo_vk_copy moves into device memory; its mapping:
+ * halo_vk_host_pointer. Freed with halo_vk_free. */
+void *halo_vk_alloc_host(halo_vk *vk, size_t bytes);
+/* Where the host writes the memory at p directly: the mapping of a halo_vk_alloc_host
+ * allocation, or of device memory on a UMA device (not with force_staging); NULL where
+ * it must be uploaded. The caller writes only while no recorded or running work uses it. */
+void *halo_vk_host_pointer(halo_vk *vk, const void *p);
 /* Bytes of device memory now held by halo_vk_alloc allocations, and of host memory
  * imported by halo_vk_import (each NULL to skip). */
 void halo_vk_memory_use(const halo_vk *vk, uint64_t *allocated, uint64_t *imported);

@@ -22,7 +22,8 @@
  *   - the MoE models with their routed experts in host memory (--n-cpu-moe, -ot), computed
  *     by the CPU between the device's router and combine (test_host_experts);
  *   - three sequences decoded side by side with recorded, replayed steps, against the
- *     same steps without recordings (bit for bit) and the CPU (test_recorded_steps).
+ *     same steps without recordings and through the staging copies (bit for bit) and the
+ *     CPU (test_recorded_steps).
  * HALO_TEST_QUICK (the sanitizer stage): the first sequence only.
  */
 #include "../model/model_eval.h"
@@ -166,8 +167,8 @@ static void decode_side_by_side(halo_model *m, const eval_seqs *s, bool graphs, 
     halo_context_free(ctx);
 }
 
-static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_model *gpu,
-                                const eval_seqs *s, double bound) {
+static void test_recorded_steps(int device, const eval_model *em, halo_model *cpu,
+                                halo_model *gpu, const eval_seqs *s, double bound) {
     const int32_t nv = halo_model_n_vocab(cpu);
     const size_t rows = 3 * STEPS - 1, n = rows * (size_t)nv;
     float *lc = malloc(sizeof(float) * n), *on = malloc(sizeof(float) * n);
@@ -184,6 +185,22 @@ static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_mode
     decode_side_by_side(gpu, s, true, split, &kept_split, &runs_split);
     unsetenv("HALO_VK_ATTN_SPLIT");
     const double vs_cpu_split = rel_rms(split, lc, n);
+    /* through the staging copies (a discrete GPU's path): the ubatch's arrays written into
+     * host memory and moved by the step's first command, recorded with it */
+    halo_model *gs = load(em->name);
+    halo_vk *vs = vk_test_open(device, true);
+    halo_error err = {0};
+    CHECK_MSG(gs && halo_vk_model_upload(gs, vs, &err) == 0, "%s", err.msg);
+    uint64_t kept_st = 0, runs_st = 0;
+    size_t differ_st = n;
+    if (gs) {
+        decode_side_by_side(gs, s, true, split, &kept_st, &runs_st);
+        differ_st = 0;
+        for (size_t i = 0; i < n; i++)
+            differ_st += memcmp(&on[i], &split[i], sizeof(float)) != 0;
+        vk_test_check_validation(vs);
+        halo_model_free(gs); /* and vs */
+    }
     free(split);
     size_t differ = 0;
     for (size_t i = 0; i < n; i++)
@@ -203,6 +220,11 @@ static void test_recorded_steps(const eval_model *em, halo_model *cpu, halo_mode
     CHECK_MSG(differ == 0, "%s: %zu logits differ from the steps without recordings", em->name,
               differ);
     CHECK_MSG(vs_cpu <= bound, "%s: side by side %.3g against the CPU", em->name, vs_cpu);
+    printf("  %-18s through staging copies: %llu recordings run %llu times, %zu logits differ\n",
+           em->name, (unsigned long long)kept_st, (unsigned long long)runs_st, differ_st);
+    CHECK_MSG(differ_st == 0 && kept_st == 8 && runs_st == 11,
+              "%s, staging copies: %zu logits differ, recordings %llu run %llu", em->name,
+              differ_st, (unsigned long long)kept_st, (unsigned long long)runs_st);
     if (gpu->hp.n_attention_layers) {
         printf("  %-18s attention in 3 parts a row: vs CPU %.2e\n", em->name, vs_cpu_split);
         CHECK_MSG(vs_cpu_split <= bound, "%s: attention in parts %.3g against the CPU", em->name,
@@ -287,7 +309,7 @@ static void test_model(int device, const eval_model *em) {
     }
     /* the sanitizer stage (HALO_TEST_QUICK): the recorded steps of the hybrid model only */
     if (!getenv("HALO_TEST_QUICK") || strcmp(em->name, "tiny-qwen35-f16") == 0)
-        test_recorded_steps(em, cpu, gpu, &s, bound);
+        test_recorded_steps(device, em, cpu, gpu, &s, bound);
     vk_test_check_validation(vk);
     free(lc), free(lg), free(l1), free(ref);
     /* the sanitizer stage (HALO_TEST_QUICK): the host experts of the tiny MoE model only
