@@ -325,6 +325,11 @@ typedef struct vk_state {
     /* output: the ubatch's rows with logits, their normed states, their logits */
     int32_t *d_out_idx;             /* [n_ubatch] */
     float *out_x, *logits;          /* [n_ubatch][n_embd], [n_ubatch][n_vocab] */
+    /* where the device's memory is not the host's: host memory the step's last command
+     * copies its rows with logits into (up to out_staging_rows of them; more: a download) */
+    float *out_staging, *out_host;
+    int32_t out_staging_rows;
+    bool out_via_staging; /* this ubatch's rows go that way */
     int32_t out_first, out_n;       /* rows of ctx->logits the ubatch fills */
     bool out_embd;
     /* attention: the ubatch's sequences, the page tables of the sequences it touches */
@@ -399,7 +404,7 @@ static void vk_release(halo_backend *be) {
     halo_vk_sync(s->vk);
     for (int i = 0; i < STEP_CACHE; i++)
         halo_vk_recording_free(s->vk, s->step[i].rec);
-    void *dev[] = {s->d_in,  s->in_staging, s->inv_freq, s->router, s->moe_w, s->moe_ids,
+    void *dev[] = {s->d_in,  s->in_staging, s->out_staging, s->inv_freq, s->router, s->moe_w, s->moe_ids,
                    s->moe_a, s->moe_b,      s->moe_y,    s->sh_a,   s->sh_b,  s->sh,
                    s->shg,   s->out_x,      s->logits};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -459,6 +464,7 @@ static void vk_begin(halo_context *ctx, const halo_ubatch *ub) {
         if (s->out_first < 0) s->out_first = ub->out[t];
         out_idx[s->out_n++] = t;
     }
+    s->out_via_staging = s->out_staging && s->out_n > 0 && s->out_n <= s->out_staging_rows;
     s->max_seg = 0;
     for (int32_t j = 0; j < ub->n_seg; j++)
         if (ub->seg_off[j + 1] - ub->seg_off[j] > s->max_seg)
@@ -532,9 +538,11 @@ static int vk_finish(halo_context *ctx, const halo_ubatch *ub) {
     if (halo_vk_sync(s->vk)) s->error = true;
     if (s->out_n > 0 && !s->error) { /* logits, or the normed rows (embeddings) */
         const size_t w = s->out_embd ? ctx->hp->n_embd : ctx->hp->n_vocab;
-        if (halo_vk_download(s->vk, ctx->logits + (size_t)s->out_first * w,
-                             s->out_embd ? s->out_x : s->logits,
-                             sizeof(float) * (size_t)s->out_n * w))
+        float *dst = ctx->logits + (size_t)s->out_first * w;
+        if (s->out_via_staging) /* copied there by the step's last command */
+            memcpy(dst, s->out_host, sizeof(float) * (size_t)s->out_n * w);
+        else if (halo_vk_download(s->vk, dst, s->out_embd ? s->out_x : s->logits,
+                                  sizeof(float) * (size_t)s->out_n * w))
             s->error = true;
     }
     if (s->error) halo_log(HALO_LOG_ERROR, "%s", halo_vk_error(s->vk)->msg);
@@ -771,6 +779,11 @@ static void vk_output(halo_context *ctx, const halo_ubatch *ub, const float *x) 
     check(ctx, halo_vk_rms_norm(s->vk, s->out_x, m->output_norm.dev, s->out_x, s->out_n, e,
                                 m->hp.rms_eps));
     if (!ub->embd) vk_matmul(ctx, &m->output, 0, s->out_x, s->out_n, s->logits);
+    if (s->out_via_staging) {
+        const size_t w = ub->embd ? (size_t)e : (size_t)m->hp.n_vocab;
+        check(ctx, halo_vk_copy(s->vk, s->out_staging, ub->embd ? s->out_x : s->logits,
+                                sizeof(float) * (size_t)s->out_n * w));
+    }
 }
 
 const halo_backend_ops halo_backend_vulkan_ops = {
@@ -866,6 +879,14 @@ int halo_backend_vulkan_init(halo_context *ctx, halo_backend *be, halo_error *er
     }
     s->out_x = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_embd);
     s->logits = halo_vk_alloc(s->vk, sizeof(float) * u * hp->n_vocab);
+    if (s->logits && !halo_vk_host_pointer(s->vk, s->logits)) {
+        /* decode steps' rows with logits through host memory, copied by the step itself */
+        s->out_staging_rows = (int32_t)(u < STEP_MAX_TOKENS ? u : STEP_MAX_TOKENS);
+        const size_t w = hp->n_vocab > hp->n_embd ? hp->n_vocab : hp->n_embd;
+        s->out_staging = halo_vk_alloc_host(s->vk, sizeof(float) * (size_t)s->out_staging_rows * w);
+        s->out_host = s->out_staging ? halo_vk_host_pointer(s->vk, s->out_staging) : NULL;
+        if (!s->out_host) s->out_staging_rows = 0; /* downloads, then */
+    }
     int rc = s->d_in && s->h_in && s->inv_freq && s->out_x && s->logits ? 0 : HALO_ERR_NOMEM;
     if (!rc && hp->n_expert) {
         const size_t k = hp->n_expert_used, ff = hp->n_ff_exp ? hp->n_ff_exp : 1;

@@ -356,6 +356,11 @@ int main(void) {
         VK = vk_test_open(device, false); /* the model owns it once uploaded */
         test_model(models[i]);
     }
+    /* through the staging copies (a discrete GPU's path: the ubatch's arrays and the
+     * logits through host memory, copied by the step's first and last commands) */
+    printf("through the staging copies\n");
+    VK = vk_test_open(device, true);
+    test_model(models[0]);
 #endif
     return halo_test_finish("vulkan_backend");
 }
