@@ -565,6 +565,43 @@ static void vk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, c
                               w->n_cols, x, n, y));
 }
 
+/* A SwiGLU pair of n tokens in one launch where it can be (gate and up of one type and
+ * shape, in one allocation, n <= 8): y = silu(gate x) * (up x) into g_y; else the two
+ * products (up's into u_y) and the SwiGLU. Either way g_y ends the same, bit for bit. */
+static void glu_pair(halo_context *ctx, const halo_weight *g, const halo_weight *u,
+                     const float *x, int64_t n, float *g_y, float *u_y) {
+    vk_state *s = st(ctx);
+    if (g->type == u->type && g->row_stride == u->row_stride && g->n_rows == u->n_rows &&
+        g->n_cols == u->n_cols &&
+        halo_vk_matmul_glu_fits(s->vk, g->type, g->dev, u->dev, g->row_stride, g->n_rows, n)) {
+        check(ctx, halo_vk_matmul_glu(s->vk, g->type, g->dev, u->dev, g->row_stride, g->n_rows,
+                                      g->n_cols, x, n, g_y));
+        return;
+    }
+    vk_matmul(ctx, g, 0, x, n, g_y);
+    vk_matmul(ctx, u, 0, x, n, u_y);
+    check(ctx, halo_vk_swiglu(s->vk, g_y, u_y, n * g->n_rows));
+}
+
+/* One-token products (pairs 2i, 2i + 1 for i < n_glu are SwiGLU gate / up pairs): the
+ * pairs in one launch each (glu_pair), the rest one each; no barrier between them (they
+ * write different buffers). */
+static void vk_matmul_multi(halo_context *ctx, const halo_mm *mm, int n_mm, int n_glu) {
+    SKIP_IF_REPLAY(ctx);
+    for (int i = 0; i < n_glu; i++) {
+        const halo_mm *g = &mm[2 * i], *u = &mm[2 * i + 1];
+        if (g->expert || u->expert || g->x != u->x) { /* not a plain pair: as composed */
+            vk_matmul(ctx, g->w, g->expert, g->x, 1, g->y);
+            vk_matmul(ctx, u->w, u->expert, u->x, 1, u->y);
+            check(ctx, halo_vk_swiglu(st(ctx)->vk, g->y, u->y, g->w->n_rows));
+            continue;
+        }
+        glu_pair(ctx, g->w, u->w, g->x, 1, g->y, u->y);
+    }
+    for (int i = 2 * n_glu; i < n_mm; i++)
+        vk_matmul(ctx, mm[i].w, mm[i].expert, mm[i].x, 1, mm[i].y);
+}
+
 static void vk_rms_norm(halo_context *ctx, const float *x, const halo_weight *w, float *y,
                         int64_t n_rows, int64_t n, float eps) {
     SKIP_IF_REPLAY(ctx);
@@ -744,16 +781,13 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
      * dependency between them share a barrier (router, shared gate, up and gate input;
      * top-k and the shared SwiGLU; the experts' gate and up and the shared down) */
     const bool shared = W->shexp_gate != NULL;
-    const int64_t fs = shared ? W->shexp_gate->n_rows : 0;
     vk_matmul(ctx, W->router, 0, xn, n, s->router);
-    if (shared) {
-        vk_matmul(ctx, W->shexp_gate, 0, xn, n, s->sh_a);
-        vk_matmul(ctx, W->shexp_up, 0, xn, n, s->sh_b);
+    if (shared) { /* gate and up in one launch where they can be (few tokens) */
+        glu_pair(ctx, W->shexp_gate, W->shexp_up, xn, n, s->sh_a, s->sh_b);
         vk_matmul(ctx, W->shexp_gate_inp, 0, xn, n, s->shg);
     }
     check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
                                   ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
-    if (shared) check(ctx, halo_vk_swiglu(vk, s->sh_a, s->sh_b, n * fs));
     const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
     check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
                                  g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
@@ -799,6 +833,7 @@ const halo_backend_ops halo_backend_vulkan_ops = {
     .finish = vk_finish,
     .embed = vk_embed,
     .matmul = vk_matmul,
+    .matmul_multi = vk_matmul_multi,
     .rms_norm = vk_rms_norm,
     .rope = vk_rope,
     .add = vk_add,

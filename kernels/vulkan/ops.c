@@ -197,6 +197,55 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
     return rc;
 }
 
+/* The span of one allocation holding both matrices of a SwiGLU pair: its first byte (the
+ * lower of the two) and length; false where they are not in one allocation or the span
+ * passes what the shaders address. */
+static bool glu_span(halo_vk *vk, const void *w_gate, const void *w_up, size_t wb,
+                     const char **lo, size_t *span) {
+    vk_alloc *a = halo_vk_find(vk, w_gate), *b = halo_vk_find(vk, w_up);
+    if (!a || a != b) return false;
+    const char *g = w_gate, *u = w_up;
+    *lo = g < u ? g : u;
+    const char *hi = (g > u ? g : u) + wb;
+    *span = (size_t)(hi - *lo);
+    return (uintptr_t)hi <= a->addr + a->size && *span <= UINT32_MAX;
+}
+
+bool halo_vk_matmul_glu_fits(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                             size_t row_stride, int64_t n_rows, int64_t n_tokens) {
+    const char *lo;
+    size_t span;
+    if (n_tokens < 1 || n_tokens > MV_MAX_TOK || n_rows <= 0 || !halo_vk_matmul_supported(type))
+        return false;
+    return glu_span(vk, w_gate, w_up, bytes3(n_rows, (int64_t)row_stride, 1), &lo, &span);
+}
+
+int halo_vk_matmul_glu(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                       size_t row_stride, int64_t n_rows, int64_t n_cols, const float *x,
+                       int64_t n_tokens, float *y) {
+    if (n_rows == 0 || n_tokens == 0) return vk->err.status;
+    size_t wb = 0;
+    int rc = check_weights(vk, "matmul_glu", type, w_gate, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    const char *lo;
+    size_t span;
+    if (n_tokens < 0 || n_tokens > MV_MAX_TOK || !fits_u32(n_rows) || row_stride > UINT32_MAX ||
+        !glu_span(vk, w_gate, w_up, wb, &lo, &span))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "matmul_glu: %lld tokens (1 to %d), the gate and up matrices in one "
+                            "allocation",
+                            (long long)n_tokens, MV_MAX_TOK);
+    vk_arg args[3] = {{lo, span, VK_R},
+                      {x, bytes3(n_tokens, n_cols, 4), VK_R},
+                      {y, bytes3(n_tokens, n_rows, 4), VK_W}};
+    uint32_t gx, gy, spec[3] = {(uint32_t)type, 0, 1};
+    uint32_t p[9] = {(uint32_t)n_rows, (uint32_t)n_cols, (uint32_t)row_stride, (uint32_t)n_tokens,
+                     0, 0, 0, (uint32_t)((const char *)w_gate - lo),
+                     (uint32_t)((const char *)w_up - lo)};
+    grid((uint64_t)n_rows, &gx, &gy);
+    return halo_vk_dispatch(vk, shader(OP_MV, type), spec, 3, args, 3, p, sizeof p, gx, gy, 1);
+}
+
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,
                      const int32_t *rows, int32_t n, float *y) {
     if (n <= 0)

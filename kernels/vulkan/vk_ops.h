@@ -185,6 +185,16 @@ bool halo_vk_matmul_supported(int type);
  * that decode each weight once a tile into shared memory. */
 int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_rows,
                    int64_t n_cols, const float *x, int64_t n_tokens, float *y);
+/* SwiGLU pairs of few tokens (a dense FFN's or a shared expert's gate and up, decode):
+ * y[t * n_rows + r] = silu(W_gate[r] . x[t]) * (W_up[r] . x[t]), one launch, bit for bit
+ * halo_vk_matmul of each then halo_vk_swiglu. The two matrices (same type and shape) must
+ * lie in one allocation (a model's weights: one imported range or copied chunk mostly),
+ * n_tokens <= 8: halo_vk_matmul_glu_fits says whether they do. */
+bool halo_vk_matmul_glu_fits(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                             size_t row_stride, int64_t n_rows, int64_t n_tokens);
+int halo_vk_matmul_glu(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                       size_t row_stride, int64_t n_rows, int64_t n_cols, const float *x,
+                       int64_t n_tokens, float *y);
 /* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a] (read on the
  * device; e < n_mat), matrix e at (const char *)w + e * mat_stride:
  *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]

@@ -214,6 +214,52 @@ static void test_refused(void) {
 
 #endif
 
+/* SwiGLU pairs in one launch (halo_vk_matmul_glu): gate and up matrices in one buffer
+ * (up first or gate first, a gap between), n_tok tokens: bit for bit halo_vk_matmul of
+ * each then halo_vk_swiglu. */
+static void test_glu(int type, int64_t n_rows, int64_t n_cols, int64_t n_tok, bool up_first) {
+    const size_t row = halo_type_row_size(type, n_cols), mat = row * (size_t)n_rows;
+    const size_t gap = 512, total = 2 * mat + gap;
+    char *buf = calloc(1, total);
+    float *wf = malloc(sizeof(float) * (size_t)n_cols);
+    float *x = malloc(sizeof(float) * (size_t)(n_tok * n_cols));
+    const size_t ny = (size_t)(n_tok * n_rows);
+    float *fused = malloc(sizeof(float) * ny), *chain = malloc(sizeof(float) * ny);
+    halo_error err = {0};
+    for (size_t r = 0; r < 2 * (size_t)n_rows; r++) {
+        for (int64_t c = 0; c < n_cols; c++)
+            wf[c] = frand();
+        size_t at = r < (size_t)n_rows ? r * row : mat + gap + (r - (size_t)n_rows) * row;
+        CHECK(halo_quant_encode_ref(type, wf, buf + at, n_cols, &err) == 0);
+    }
+    for (int64_t i = 0; i < n_tok * n_cols; i++)
+        x[i] = 2 * frand();
+    char *dw = dev_from(V, buf, total);
+    const char *gate = up_first ? dw + mat + gap : dw, *up = up_first ? dw : dw + mat + gap;
+    float *dx = dev_from(V, x, sizeof(float) * (size_t)(n_tok * n_cols));
+    float *dg = dev_from(V, NULL, sizeof(float) * ny), *du = dev_from(V, NULL, sizeof(float) * ny);
+    float *dy = dev_from(V, NULL, sizeof(float) * ny);
+    CHECK(halo_vk_matmul_glu_fits(V, type, gate, up, row, n_rows, n_tok));
+    CHECK_MSG(halo_vk_matmul_glu(V, type, gate, up, row, n_rows, n_cols, dx, n_tok, dy) == HALO_OK,
+              "%s", halo_vk_error(V)->msg);
+    CHECK(halo_vk_matmul(V, type, gate, row, n_rows, n_cols, dx, n_tok, dg) == HALO_OK);
+    CHECK(halo_vk_matmul(V, type, up, row, n_rows, n_cols, dx, n_tok, du) == HALO_OK);
+    CHECK(halo_vk_swiglu(V, dg, du, (int64_t)ny) == HALO_OK);
+    to_host(V, fused, dy, sizeof(float) * ny);
+    to_host(V, chain, dg, sizeof(float) * ny);
+    size_t differ = 0;
+    for (size_t i = 0; i < ny; i++)
+        differ += memcmp(&fused[i], &chain[i], sizeof(float)) != 0;
+    printf("  glu %-7s %3lld x %4lld, %lld tok%s: %zu of %zu differ from the chain\n",
+           halo_type_name(type), (long long)n_rows, (long long)n_cols, (long long)n_tok,
+           up_first ? ", up first" : "", differ, ny);
+    CHECK_MSG(differ == 0, "glu %s: %zu values differ from the unfused chain", halo_type_name(type),
+              differ);
+    halo_vk_free(V, dw), halo_vk_free(V, dx), halo_vk_free(V, dg), halo_vk_free(V, du);
+    halo_vk_free(V, dy);
+    free(buf), free(wf), free(x), free(fused), free(chain);
+}
+
 int main(void) {
     rng_seed(0x9E3779B97F4A7C15ull);
     int device = vk_test_device();
@@ -256,6 +302,18 @@ int main(void) {
     test_product_id(HALO_TYPE_BF16, 3, 70, 300, 400, 8);
     test_product_id(HALO_TYPE_Q8_0, 4, 67, 288, 300, 1);
     test_product_id(HALO_TYPE_MXFP4, 40, 33, 256, 200, 5);
+    /* SwiGLU pairs in one launch, one format of each family, 1 to 8 tokens */
+    test_glu(HALO_TYPE_BF16, 37, 2309, 1, false);
+    test_glu(HALO_TYPE_Q8_0, 19, 96, 3, true);
+    test_glu(HALO_TYPE_Q4_K, 64, 2304, 1, true);
+    test_glu(HALO_TYPE_Q6_K, 5, 256, 8, false);
+    test_glu(HALO_TYPE_MXFP4, 11, 64, 2, false);
+    {
+        void *a = dev_from(V, NULL, 4096), *b = dev_from(V, NULL, 4096);
+        CHECK(!halo_vk_matmul_glu_fits(V, HALO_TYPE_F32, a, b, 64, 8, 1)); /* two buffers */
+        CHECK(!halo_vk_matmul_glu_fits(V, HALO_TYPE_F32, a, a, 64, 8, 9)); /* 9 tokens */
+        halo_vk_free(V, a), halo_vk_free(V, b);
+    }
     /* more rows than a grid dimension holds (65535) */
     double worst = 0, worst_f32 = 0;
     test_product(HALO_TYPE_F16, 70000, 32, 2, &worst, &worst_f32);

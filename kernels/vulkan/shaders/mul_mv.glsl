@@ -17,6 +17,11 @@ layout(constant_id = 0) const uint TYPE = 0;
  * mat_stride bytes a matrix) with activation row a / x_div into y row a; ids < 0 are
  * skipped. One token a workgroup. */
 layout(constant_id = 1) const bool BY_ID = false;
+/* SwiGLU pairs: binding 0 holds the gate matrix gate_off bytes from off[0] and the up
+ * matrix up_off bytes from it (either first); y = silu(W_gate x) * (W_up x), each product
+ * summed as the plain one is, the SwiGLU as eltwise.comp's (so the result is the unfused
+ * chain's, bit for bit). */
+layout(constant_id = 2) const bool GLU = false;
 
 layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
 layout(std430, binding = 1) readonly buffer Acts { float xs[]; };
@@ -26,6 +31,7 @@ layout(push_constant) uniform Push {
     uint off[8];
     uint n_rows, n_cols, row_stride, n_tok;
     uint mat_stride, x_div, a0; /* BY_ID */
+    uint gate_off, up_off;      /* GLU */
 } pc;
 
 #define WQ wq
@@ -43,9 +49,11 @@ void main() {
         x0 += (a / pc.x_div) * pc.n_cols;
         y0 += a * pc.n_rows;
     }
+    uint rb_up = rb + pc.up_off;
+    if (GLU) rb += pc.gate_off;
     uint n_groups = (pc.n_cols + 31u) / 32u;
-    float acc[MAX_TOK];
-    for (uint t = 0u; t < MAX_TOK; t++) acc[t] = 0.0;
+    float acc[MAX_TOK], acc_up[MAX_TOK];
+    for (uint t = 0u; t < MAX_TOK; t++) acc[t] = 0.0, acc_up[t] = 0.0;
     float w[32];
     for (uint g = gl_LocalInvocationID.x; g < n_groups; g += WG) {
         dq_group(rb, g, pc.n_cols, w);
@@ -59,9 +67,25 @@ void main() {
                 for (uint i = 0u; i < nc; i++) s += w[i] * xs[xb + i];
             acc[t] += s;
         }
+        if (GLU) {
+            dq_group(rb_up, g, pc.n_cols, w);
+            for (uint t = 0u; t < pc.n_tok; t++) {
+                uint xb = x0 + t * pc.n_cols + c0;
+                float s = 0.0;
+                if (nc == 32u)
+                    for (uint i = 0u; i < 32u; i++) s += w[i] * xs[xb + i];
+                else
+                    for (uint i = 0u; i < nc; i++) s += w[i] * xs[xb + i];
+                acc_up[t] += s;
+            }
+        }
     }
     for (uint t = 0u; t < pc.n_tok; t++) {
         float s = wg_sum(acc[t]);
+        if (GLU) {
+            float u = wg_sum(acc_up[t]);
+            s = s / (1.0 + exp_f32(-s)) * u;
+        }
         if (gl_LocalInvocationID.x == 0u) ys[y0 + t * pc.n_rows + row] = s;
     }
 }
