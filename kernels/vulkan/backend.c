@@ -789,12 +789,25 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
     check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
                                   ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
     const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
-    check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
-                                 g->n_cols, xn, k, s->moe_ids, na, s->moe_a, (int32_t)g->n_mats));
-    check(ctx, halo_vk_matmul_id(vk, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
-                                 u->n_cols, xn, k, s->moe_ids, na, s->moe_b, (int32_t)u->n_mats));
-    if (shared) vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
-    check(ctx, halo_vk_swiglu(vk, s->moe_a, s->moe_b, (int64_t)na * ff));
+    if (g->type == u->type && g->row_stride == u->row_stride && g->mat_stride == u->mat_stride &&
+        g->n_rows == u->n_rows && g->n_cols == u->n_cols && g->n_mats == u->n_mats &&
+        halo_vk_matmul_id_glu_fits(vk, g->type, g->dev, u->dev, g->row_stride, g->mat_stride,
+                                   g->n_rows, na, (int32_t)g->n_mats)) {
+        /* decode: the experts' gate and up with the SwiGLU in one launch */
+        check(ctx, halo_vk_matmul_id_glu(vk, g->type, g->dev, u->dev, g->row_stride,
+                                         g->mat_stride, g->n_rows, g->n_cols, xn, k, s->moe_ids,
+                                         na, s->moe_a, (int32_t)g->n_mats));
+        if (shared) vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+    } else {
+        check(ctx, halo_vk_matmul_id(vk, g->type, g->dev, g->row_stride, g->mat_stride, g->n_rows,
+                                     g->n_cols, xn, k, s->moe_ids, na, s->moe_a,
+                                     (int32_t)g->n_mats));
+        check(ctx, halo_vk_matmul_id(vk, u->type, u->dev, u->row_stride, u->mat_stride, u->n_rows,
+                                     u->n_cols, xn, k, s->moe_ids, na, s->moe_b,
+                                     (int32_t)u->n_mats));
+        if (shared) vk_matmul(ctx, W->shexp_down, 0, s->sh_a, n, s->sh);
+        check(ctx, halo_vk_swiglu(vk, s->moe_a, s->moe_b, (int64_t)na * ff));
+    }
     check(ctx,
           halo_vk_matmul_id(vk, d->type, d->dev, d->row_stride, d->mat_stride, d->n_rows, d->n_cols,
                             s->moe_a, 1, s->moe_ids, na, s->moe_y, (int32_t)d->n_mats));

@@ -147,6 +147,14 @@ int halo_vk_matmul(halo_vk *vk, int type, const void *w, size_t row_stride, int6
     return rc;
 }
 
+/* Whether products by id of n_assign assignments over n_mat matrices are grouped by
+ * expert and tiled (else one workgroup a row and assignment). */
+static bool id_grouped(const halo_vk *vk, int32_t n_assign, int32_t n_mat) {
+    int64_t max_tiles = n_assign / MM_BN + (n_mat < n_assign ? n_mat : n_assign);
+    return vk->mm_min_tok && (uint32_t)n_assign >= vk->mm_min_tok &&
+           n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS;
+}
+
 int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
                       int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
                       const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat) {
@@ -168,8 +176,7 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
     /* many assignments: grouped by expert (shaders/moe_group.comp), then each expert's
      * tiles of up to 64 of them through the tiled kernel, its weights read once a tile */
     int64_t max_tiles = n_assign / MM_BN + (n_mat < n_assign ? n_mat : n_assign);
-    if (vk->mm_min_tok && (uint32_t)n_assign >= vk->mm_min_tok &&
-        n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS) {
+    if (id_grouped(vk, n_assign, n_mat)) {
         uint32_t tiles_at = 1, lists_at = tiles_at + 3 * (uint32_t)max_tiles;
         size_t gb = bytes3((int64_t)lists_at + n_assign, 4, 1);
         vk->mm_groups = grow_scratch(vk, vk->mm_groups, &vk->mm_groups_bytes, gb);
@@ -244,6 +251,59 @@ int halo_vk_matmul_glu(halo_vk *vk, int type, const void *w_gate, const void *w_
                      (uint32_t)((const char *)w_up - lo)};
     grid((uint64_t)n_rows, &gx, &gy);
     return halo_vk_dispatch(vk, shader(OP_MV, type), spec, 3, args, 3, p, sizeof p, gx, gy, 1);
+}
+
+bool halo_vk_matmul_id_glu_fits(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                                size_t row_stride, size_t mat_stride, int64_t n_rows,
+                                int32_t n_assign, int32_t n_mat) {
+    const char *lo;
+    size_t span;
+    if (n_assign < 1 || n_mat < 1 || n_rows <= 0 || !halo_vk_matmul_supported(type) ||
+        id_grouped(vk, n_assign, n_mat))
+        return false;
+    size_t wb = bytes3(n_rows, (int64_t)row_stride, 1);
+    return glu_span(vk, w_gate, w_up, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb, &lo, &span);
+}
+
+int halo_vk_matmul_id_glu(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                          size_t row_stride, size_t mat_stride, int64_t n_rows, int64_t n_cols,
+                          const float *x, int32_t x_div, const int32_t *ids, int32_t n_assign,
+                          float *y, int32_t n_mat) {
+    if (n_rows == 0 || n_assign == 0) return vk->err.status;
+    size_t wb = 0;
+    int rc = check_weights(vk, "matmul_id_glu", type, w_gate, row_stride, n_rows, n_cols, &wb);
+    if (rc) return rc;
+    const char *lo;
+    size_t span;
+    if (!fits_u32(n_rows) || n_assign < 0 || x_div <= 0 || n_mat <= 0 ||
+        row_stride > UINT32_MAX || mat_stride > UINT32_MAX || (n_mat > 1 && mat_stride < wb) ||
+        id_grouped(vk, n_assign, n_mat) ||
+        !glu_span(vk, w_gate, w_up, bytes3(n_mat - 1, (int64_t)mat_stride, 1) + wb, &lo, &span))
+        return halo_vk_fail(vk, HALO_ERR_ARG,
+                            "matmul_id_glu: %lld rows, %d assignments / %d, %d matrices of "
+                            "stride %zu, gate and up in one allocation, not grouped",
+                            (long long)n_rows, n_assign, x_div, n_mat, mat_stride);
+    vk_arg args[4] = {{lo, span, VK_R},
+                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4), VK_R},
+                      {y, bytes3(n_assign, n_rows, 4), VK_W},
+                      {ids, bytes3(n_assign, 4, 1), VK_R}};
+    uint32_t gx, gy, spec[3] = {(uint32_t)type, 1, 1};
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
+        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
+        uint32_t p[9] = {(uint32_t)n_rows,
+                         (uint32_t)n_cols,
+                         (uint32_t)row_stride,
+                         1,
+                         (uint32_t)mat_stride,
+                         (uint32_t)x_div,
+                         (uint32_t)a0,
+                         (uint32_t)((const char *)w_gate - lo),
+                         (uint32_t)((const char *)w_up - lo)};
+        rc = halo_vk_dispatch(vk, shader(OP_MV, type), spec, 3, args, 4, p, sizeof p, gx, gy,
+                              (uint32_t)na);
+    }
+    return rc;
 }
 
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,

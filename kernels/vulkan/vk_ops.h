@@ -195,6 +195,18 @@ bool halo_vk_matmul_glu_fits(halo_vk *vk, int type, const void *w_gate, const vo
 int halo_vk_matmul_glu(halo_vk *vk, int type, const void *w_gate, const void *w_up,
                        size_t row_stride, int64_t n_rows, int64_t n_cols, const float *x,
                        int64_t n_tokens, float *y);
+/* The same by expert id (MoE decode: the experts' gate and up, ids on the device, as
+ * halo_vk_matmul_id): y[a] = silu(W_gate[ids[a]] . x[a / x_div]) * (W_up[ids[a]] . x), one
+ * launch, bit for bit the two products and halo_vk_swiglu on each assignment's row (rows
+ * of ids < 0 untouched). Both tensors in one allocation, and few enough assignments that
+ * halo_vk_matmul_id would not group them (halo_vk_matmul_id_glu_fits). */
+bool halo_vk_matmul_id_glu_fits(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                                size_t row_stride, size_t mat_stride, int64_t n_rows,
+                                int32_t n_assign, int32_t n_mat);
+int halo_vk_matmul_id_glu(halo_vk *vk, int type, const void *w_gate, const void *w_up,
+                          size_t row_stride, size_t mat_stride, int64_t n_rows, int64_t n_cols,
+                          const float *x, int32_t x_div, const int32_t *ids, int32_t n_assign,
+                          float *y, int32_t n_mat);
 /* Products by expert id (MoE): for assignment a < n_assign, with e = ids[a] (read on the
  * device; e < n_mat), matrix e at (const char *)w + e * mat_stride:
  *     y[a * n_rows + r] = sum_c W_e[r][c] * x[(a / x_div) * n_cols + c]

@@ -260,6 +260,67 @@ static void test_glu(int type, int64_t n_rows, int64_t n_cols, int64_t n_tok, bo
     free(buf), free(wf), free(x), free(fused), free(chain);
 }
 
+/* The same by expert id (halo_vk_matmul_id_glu): n_mat experts of gate then up (or up
+ * first) in one buffer, n_assign assignments at random (one -1: skipped), x_div as for
+ * the experts' gate / up (k): bit for bit two halo_vk_matmul_id and halo_vk_swiglu on
+ * every assigned row. */
+static void test_glu_id(int type, int32_t n_mat, int64_t n_rows, int64_t n_cols,
+                        int32_t n_assign, int32_t x_div, bool up_first) {
+    const size_t row = halo_type_row_size(type, n_cols), mat = row * (size_t)n_rows;
+    const size_t tensor = mat * (size_t)n_mat, gap = 256, total = 2 * tensor + gap;
+    char *buf = calloc(1, total);
+    float *wf = malloc(sizeof(float) * (size_t)n_cols);
+    const int64_t n_x = (n_assign - 1) / x_div + 1;
+    float *x = malloc(sizeof(float) * (size_t)(n_x * n_cols));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_assign);
+    const size_t ny = (size_t)n_assign * (size_t)n_rows;
+    float *fused = malloc(sizeof(float) * ny), *chain = malloc(sizeof(float) * ny);
+    halo_error err = {0};
+    for (size_t r = 0; r < 2 * (size_t)n_mat * (size_t)n_rows; r++) {
+        for (int64_t c = 0; c < n_cols; c++)
+            wf[c] = frand();
+        size_t at = r < (size_t)n_mat * (size_t)n_rows
+                        ? r * row
+                        : tensor + gap + (r - (size_t)n_mat * (size_t)n_rows) * row;
+        CHECK(halo_quant_encode_ref(type, wf, buf + at, n_cols, &err) == 0);
+    }
+    for (int64_t i = 0; i < n_x * n_cols; i++)
+        x[i] = 2 * frand();
+    for (int32_t a = 0; a < n_assign; a++)
+        ids[a] = (int32_t)urand((uint32_t)n_mat);
+    ids[n_assign / 2] = -1;
+    char *dw = dev_from(V, buf, total);
+    const char *gate = up_first ? dw + tensor + gap : dw, *up = up_first ? dw : dw + tensor + gap;
+    float *dx = dev_from(V, x, sizeof(float) * (size_t)(n_x * n_cols));
+    int32_t *di = dev_from(V, ids, sizeof(int32_t) * (size_t)n_assign);
+    float *dg = dev_from(V, NULL, sizeof(float) * ny), *du = dev_from(V, NULL, sizeof(float) * ny);
+    float *dy = dev_from(V, NULL, sizeof(float) * ny);
+    CHECK(halo_vk_matmul_id_glu_fits(V, type, gate, up, row, mat, n_rows, n_assign, n_mat));
+    CHECK_MSG(halo_vk_matmul_id_glu(V, type, gate, up, row, mat, n_rows, n_cols, dx, x_div, di,
+                                    n_assign, dy, n_mat) == HALO_OK,
+              "%s", halo_vk_error(V)->msg);
+    CHECK(halo_vk_matmul_id(V, type, gate, row, mat, n_rows, n_cols, dx, x_div, di, n_assign, dg,
+                            n_mat) == HALO_OK);
+    CHECK(halo_vk_matmul_id(V, type, up, row, mat, n_rows, n_cols, dx, x_div, di, n_assign, du,
+                            n_mat) == HALO_OK);
+    CHECK(halo_vk_swiglu(V, dg, du, (int64_t)ny) == HALO_OK);
+    to_host(V, fused, dy, sizeof(float) * ny);
+    to_host(V, chain, dg, sizeof(float) * ny);
+    size_t differ = 0;
+    for (int32_t a = 0; a < n_assign; a++)
+        for (int64_t r = 0; ids[a] >= 0 && r < n_rows; r++)
+            differ += memcmp(&fused[(size_t)a * n_rows + r], &chain[(size_t)a * n_rows + r],
+                             sizeof(float)) != 0;
+    printf("  glu by id %-7s %d experts of %lld x %lld, %d assignments / %d%s: %zu differ\n",
+           halo_type_name(type), n_mat, (long long)n_rows, (long long)n_cols, n_assign, x_div,
+           up_first ? ", up first" : "", differ);
+    CHECK_MSG(differ == 0, "glu by id %s: %zu values differ from the unfused chain",
+              halo_type_name(type), differ);
+    halo_vk_free(V, dw), halo_vk_free(V, dx), halo_vk_free(V, di), halo_vk_free(V, dg);
+    halo_vk_free(V, du), halo_vk_free(V, dy);
+    free(buf), free(wf), free(x), free(ids), free(fused), free(chain);
+}
+
 int main(void) {
     rng_seed(0x9E3779B97F4A7C15ull);
     int device = vk_test_device();
@@ -308,6 +369,9 @@ int main(void) {
     test_glu(HALO_TYPE_Q4_K, 64, 2304, 1, true);
     test_glu(HALO_TYPE_Q6_K, 5, 256, 8, false);
     test_glu(HALO_TYPE_MXFP4, 11, 64, 2, false);
+    test_glu_id(HALO_TYPE_BF16, 8, 37, 96, 6, 2, false);
+    test_glu_id(HALO_TYPE_Q4_K, 16, 19, 512, 8, 8, true);
+    test_glu_id(HALO_TYPE_MXFP4, 5, 11, 64, 3, 1, false);
     {
         void *a = dev_from(V, NULL, 4096), *b = dev_from(V, NULL, 4096);
         CHECK(!halo_vk_matmul_glu_fits(V, HALO_TYPE_F32, a, b, 64, 8, 1)); /* two buffers */
