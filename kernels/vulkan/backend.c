@@ -1,7 +1,8 @@
 /*
  * The Vulkan backend: the ops of runtime/backend.h on the launchers of
- * kernels/vulkan/vk_ops.h. Every required op exists (quantized KV caches need shaderFloat64;
- * the optional matmul_multi and deltanet_rule_out are composed by the caller). A
+ * kernels/vulkan/vk_ops.h. Every required op exists (quantized KV caches need shaderFloat64),
+ * and the optional matmul_multi (SwiGLU pairs in one launch); deltanet_rule_out is composed
+ * by the caller. A
  * context runs on it when its model's weights are on a Vulkan device: halo_model_load with
  * -ngl and -dev Vulkan<i> (model/load.c), or a test calling halo_vk_model_upload.
  *
@@ -15,9 +16,12 @@
  *   in host memory (halo_weight.host: --n-cpu-moe, -ot) stay there: the MoE op computes
  *   them on the CPU (moe_host).
  * - A context's buffers are device memory; the model code passes them to the ops as it
- *   does on the CPU. Every op records into the device's command buffer; `begin` uploads
- *   the ubatch's tokens, positions, permutation and rows with logits, `finish` submits,
+ *   does on the CPU. Every op records into the device's command buffer; `begin` writes
+ *   the ubatch's tokens, positions, permutation, sequences, segments, page tables and rows
+ *   with logits (in place on UMA, else through host memory and one copy), `finish` submits,
  *   waits and copies the logits into ctx->logits.
+ * - Decode steps (up to 64 tokens) are recorded once per shape and replayed (start_step,
+ *   end_step; HALO_VK_GRAPHS=0 off): during a replay the ops record nothing.
  */
 #include "kernels/kernels.h"
 #include "kernels/vulkan/vk_ops.h"
