@@ -178,21 +178,28 @@ static void test_recorded_steps(int device, const eval_model *em, halo_model *cp
     decode_side_by_side(gpu, s, true, on, &kept, &runs);
     decode_side_by_side(gpu, s, false, off, &kept_off, &runs_off);
     /* attention split over 3 workgroups a row (flash decoding; in use from 1024 positions),
-     * recorded: against the CPU as well */
+     * recorded: against the CPU as well; and through the staging copies (a discrete GPU's
+     * path: the ubatch's arrays and logits through host memory, moved by the step's first
+     * and last commands, recorded with it). These two on tiny-llama (plain attention) and
+     * kdoc-moe (hybrid, MoE) only, the split on tiny-llama: the paths do not depend on the
+     * architecture (CI time) */
+    const bool more = !strcmp(em->name, "tiny-llama-f16") || !strcmp(em->name, "kdoc-moe-bf16");
     float *split = malloc(sizeof(float) * n);
     uint64_t kept_split, runs_split;
-    setenv("HALO_VK_ATTN_SPLIT", "3", 1);
-    decode_side_by_side(gpu, s, true, split, &kept_split, &runs_split);
-    unsetenv("HALO_VK_ATTN_SPLIT");
-    const double vs_cpu_split = rel_rms(split, lc, n);
-    /* through the staging copies (a discrete GPU's path): the ubatch's arrays written into
-     * host memory and moved by the step's first command, recorded with it */
-    halo_model *gs = load(em->name);
-    halo_vk *vs = vk_test_open(device, true);
+    double vs_cpu_split = 0;
+    const bool split_too = !strcmp(em->name, "tiny-llama-f16"); /* kdoc-moe: the same launches */
+    if (split_too) {
+        setenv("HALO_VK_ATTN_SPLIT", "3", 1);
+        decode_side_by_side(gpu, s, true, split, &kept_split, &runs_split);
+        unsetenv("HALO_VK_ATTN_SPLIT");
+        vs_cpu_split = rel_rms(split, lc, n);
+    }
+    halo_model *gs = more ? load(em->name) : NULL;
+    halo_vk *vs = more ? vk_test_open(device, true) : NULL;
     halo_error err = {0};
-    CHECK_MSG(gs && halo_vk_model_upload(gs, vs, &err) == 0, "%s", err.msg);
-    uint64_t kept_st = 0, runs_st = 0;
-    size_t differ_st = n;
+    CHECK_MSG(!more || (gs && halo_vk_model_upload(gs, vs, &err) == 0), "%s", err.msg);
+    uint64_t kept_st = 8, runs_st = 11;
+    size_t differ_st = more ? n : 0;
     if (gs) {
         decode_side_by_side(gs, s, true, split, &kept_st, &runs_st);
         differ_st = 0;
@@ -220,12 +227,14 @@ static void test_recorded_steps(int device, const eval_model *em, halo_model *cp
     CHECK_MSG(differ == 0, "%s: %zu logits differ from the steps without recordings", em->name,
               differ);
     CHECK_MSG(vs_cpu <= bound, "%s: side by side %.3g against the CPU", em->name, vs_cpu);
-    printf("  %-18s through staging copies: %llu recordings run %llu times, %zu logits differ\n",
-           em->name, (unsigned long long)kept_st, (unsigned long long)runs_st, differ_st);
+    if (more)
+        printf("  %-18s through staging copies: %llu recordings run %llu times, %zu logits "
+               "differ\n",
+               em->name, (unsigned long long)kept_st, (unsigned long long)runs_st, differ_st);
     CHECK_MSG(differ_st == 0 && kept_st == 8 && runs_st == 11,
               "%s, staging copies: %zu logits differ, recordings %llu run %llu", em->name,
               differ_st, (unsigned long long)kept_st, (unsigned long long)runs_st);
-    if (gpu->hp.n_attention_layers) {
+    if (split_too) {
         printf("  %-18s attention in 3 parts a row: vs CPU %.2e\n", em->name, vs_cpu_split);
         CHECK_MSG(vs_cpu_split <= bound, "%s: attention in parts %.3g against the CPU", em->name,
                   vs_cpu_split);
