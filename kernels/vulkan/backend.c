@@ -572,11 +572,16 @@ static void vk_matmul(halo_context *ctx, const halo_weight *w, int64_t expert, c
 /* A SwiGLU pair of n tokens in one launch where it can be (gate and up of one type and
  * shape, in one allocation, n <= 8): y = silu(gate x) * (up x) into g_y; else the two
  * products (up's into u_y) and the SwiGLU. Either way g_y ends the same, bit for bit. */
+/* Gate and up of one type and shape (the fused SwiGLU launches read both alike). */
+static bool pair_alike(const halo_weight *g, const halo_weight *u) {
+    return g->type == u->type && g->row_stride == u->row_stride && g->n_rows == u->n_rows &&
+           g->n_cols == u->n_cols && g->n_mats == u->n_mats && g->mat_stride == u->mat_stride;
+}
+
 static void glu_pair(halo_context *ctx, const halo_weight *g, const halo_weight *u,
                      const float *x, int64_t n, float *g_y, float *u_y) {
     vk_state *s = st(ctx);
-    if (g->type == u->type && g->row_stride == u->row_stride && g->n_rows == u->n_rows &&
-        g->n_cols == u->n_cols &&
+    if (pair_alike(g, u) &&
         halo_vk_matmul_glu_fits(s->vk, g->type, g->dev, u->dev, g->row_stride, g->n_rows, n)) {
         check(ctx, halo_vk_matmul_glu(s->vk, g->type, g->dev, u->dev, g->row_stride, g->n_rows,
                                       g->n_cols, x, n, g_y));
@@ -793,8 +798,7 @@ static void vk_moe(halo_context *ctx, const halo_moe_weights *W, const float *xn
     check(ctx, halo_vk_topk_route(vk, s->router, (int32_t)n, n_exp, k,
                                   ctx->model->expert_weights_norm, s->moe_ids, s->moe_w));
     const halo_weight *g = W->gate_exps, *u = W->up_exps, *d = W->down_exps;
-    if (g->type == u->type && g->row_stride == u->row_stride && g->mat_stride == u->mat_stride &&
-        g->n_rows == u->n_rows && g->n_cols == u->n_cols && g->n_mats == u->n_mats &&
+    if (pair_alike(g, u) &&
         halo_vk_matmul_id_glu_fits(vk, g->type, g->dev, u->dev, g->row_stride, g->mat_stride,
                                    g->n_rows, na, (int32_t)g->n_mats)) {
         /* decode: the experts' gate and up with the SwiGLU in one launch */

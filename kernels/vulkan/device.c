@@ -630,41 +630,22 @@ static uintptr_t take_addresses(halo_vk *vk, VkDeviceSize bytes) {
     return a;
 }
 
-void *halo_vk_alloc(halo_vk *vk, size_t bytes) {
+/* A zeroed allocation of `bytes`: device memory, or (host) the staging type's host-visible
+ * memory, which must be mapped. */
+static void *new_alloc(halo_vk *vk, size_t bytes, bool host) {
     if (bytes == 0 || bytes > vk->max_alloc) {
-        halo_vk_fail(vk, HALO_ERR_ARG, "cannot allocate %zu bytes (1 to %llu)", bytes,
-                     (unsigned long long)vk->max_alloc);
+        halo_vk_fail(vk, HALO_ERR_ARG, "cannot allocate %zu bytes%s (1 to %llu)", bytes,
+                     host ? " of host memory" : "", (unsigned long long)vk->max_alloc);
         return NULL;
     }
     if (!grow_allocs(vk)) return NULL;
     /* sizes rounded to 4 bytes: shaders read words */
     VkDeviceSize size = ((VkDeviceSize)bytes + 3) & ~(VkDeviceSize)3;
-    vk_alloc a = {.size = size};
-    if (make_buffer(vk, size, vk->mem_type_device, &a.buf, &a.mem, &a.map)) return NULL;
-    a.addr = take_addresses(vk, bytes);
-    vk->allocs[vk->n_allocs++] = a;
-    vk->allocated_bytes += size;
-    void *p = (void *)a.addr;
-    if (a.map)
-        memset(a.map, 0, bytes);
-    else if (halo_vk_zero(vk, p, size) || halo_vk_sync(vk)) {
-        halo_vk_free(vk, p);
+    vk_alloc a = {.size = size, .host = host};
+    if (make_buffer(vk, size, host ? vk->mem_type_staging : vk->mem_type_device, &a.buf, &a.mem,
+                    &a.map))
         return NULL;
-    }
-    return p;
-}
-
-void *halo_vk_alloc_host(halo_vk *vk, size_t bytes) {
-    if (bytes == 0 || bytes > vk->max_alloc) {
-        halo_vk_fail(vk, HALO_ERR_ARG, "cannot allocate %zu bytes of host memory (1 to %llu)",
-                     bytes, (unsigned long long)vk->max_alloc);
-        return NULL;
-    }
-    if (!grow_allocs(vk)) return NULL;
-    VkDeviceSize size = ((VkDeviceSize)bytes + 3) & ~(VkDeviceSize)3;
-    vk_alloc a = {.size = size, .host = true};
-    if (make_buffer(vk, size, vk->mem_type_staging, &a.buf, &a.mem, &a.map)) return NULL;
-    if (!a.map) {
+    if (host && !a.map) {
         vkDestroyBuffer(vk->dev, a.buf, NULL);
         vkFreeMemory(vk->dev, a.mem, NULL);
         halo_vk_fail(vk, HALO_ERR_IO, "host memory of %zu bytes is not mapped", bytes);
@@ -673,8 +654,22 @@ void *halo_vk_alloc_host(halo_vk *vk, size_t bytes) {
     a.addr = take_addresses(vk, bytes);
     vk->allocs[vk->n_allocs++] = a;
     vk->allocated_bytes += size;
-    memset(a.map, 0, (size_t)size);
-    return (void *)a.addr;
+    void *p = (void *)a.addr;
+    if (a.map)
+        memset(a.map, 0, (size_t)size);
+    else if (halo_vk_zero(vk, p, size) || halo_vk_sync(vk)) {
+        halo_vk_free(vk, p);
+        return NULL;
+    }
+    return p;
+}
+
+void *halo_vk_alloc(halo_vk *vk, size_t bytes) {
+    return new_alloc(vk, bytes, false);
+}
+
+void *halo_vk_alloc_host(halo_vk *vk, size_t bytes) {
+    return new_alloc(vk, bytes, true);
 }
 
 void *halo_vk_host_pointer(halo_vk *vk, const void *p) {

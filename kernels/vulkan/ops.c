@@ -155,11 +155,31 @@ static bool id_grouped(const halo_vk *vk, int32_t n_assign, int32_t n_mat) {
            n_assign >= MM_MIN_PER_MAT * n_mat && n_mat <= MM_MAX_MAT && max_tiles <= MAX_GROUPS;
 }
 
+/* The matrix-vector kernel by expert id (shaders/mul_mv.glsl BY_ID), one workgroup a row
+ * and assignment, args {weights, x, y, ids}; with glu, gate and up pairs (gate_off, up_off
+ * from the weights' pointer: halo_vk_matmul_id_glu). */
+static int mv_by_id(halo_vk *vk, int type, const vk_arg *args, bool glu, uint32_t gate_off,
+                    uint32_t up_off, int64_t n_rows, int64_t n_cols, size_t row_stride,
+                    size_t mat_stride, int32_t x_div, int32_t n_assign) {
+    uint32_t gx, gy, spec[3] = {(uint32_t)type, 1, 1};
+    int rc = HALO_OK;
+    grid((uint64_t)n_rows, &gx, &gy);
+    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
+        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
+        uint32_t p[9] = {(uint32_t)n_rows,     (uint32_t)n_cols, (uint32_t)row_stride, 1,
+                         (uint32_t)mat_stride, (uint32_t)x_div,  (uint32_t)a0,         gate_off,
+                         up_off};
+        rc = halo_vk_dispatch(vk, shader(OP_MV, type), spec, glu ? 3 : 2, args, 4, p, sizeof p,
+                              gx, gy, (uint32_t)na);
+    }
+    return rc;
+}
+
 int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, size_t mat_stride,
                       int64_t n_rows, int64_t n_cols, const float *x, int32_t x_div,
                       const int32_t *ids, int32_t n_assign, float *y, int32_t n_mat) {
     if (n_rows == 0 || n_assign == 0) return vk->err.status;
-    size_t wb;
+    size_t wb = 0;
     int rc = check_weights(vk, "matmul_id", type, w, row_stride, n_rows, n_cols, &wb);
     if (rc) return rc;
     if (!fits_u32(n_rows) || n_assign < 0 || x_div <= 0 || n_mat <= 0 || row_stride > UINT32_MAX ||
@@ -193,15 +213,8 @@ int halo_vk_matmul_id(halo_vk *vk, int type, const void *w, size_t row_stride, s
         return halo_vk_dispatch(vk, shader(OP_MM, type), spec, 2, args, 4, p, sizeof p, gx, gy,
                                 (uint32_t)max_tiles);
     }
-    grid((uint64_t)n_rows, &gx, &gy);
-    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
-        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
-        uint32_t p[7] = {(uint32_t)n_rows,     (uint32_t)n_cols, (uint32_t)row_stride, 1,
-                         (uint32_t)mat_stride, (uint32_t)x_div,  (uint32_t)a0};
-        rc = halo_vk_dispatch(vk, shader(OP_MV, type), spec, 2, args, 4, p, sizeof p, gx, gy,
-                              (uint32_t)na);
-    }
-    return rc;
+    return mv_by_id(vk, type, args, false, 0, 0, n_rows, n_cols, row_stride, mat_stride, x_div,
+                    n_assign);
 }
 
 /* The span of one allocation holding both matrices of a SwiGLU pair: its first byte (the
@@ -283,27 +296,13 @@ int halo_vk_matmul_id_glu(halo_vk *vk, int type, const void *w_gate, const void 
                             "matmul_id_glu: %lld rows, %d assignments / %d, %d matrices of "
                             "stride %zu, gate and up in one allocation, not grouped",
                             (long long)n_rows, n_assign, x_div, n_mat, mat_stride);
-    vk_arg args[4] = {{lo, span, VK_R},
-                      {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4), VK_R},
-                      {y, bytes3(n_assign, n_rows, 4), VK_W},
-                      {ids, bytes3(n_assign, 4, 1), VK_R}};
-    uint32_t gx, gy, spec[3] = {(uint32_t)type, 1, 1};
-    grid((uint64_t)n_rows, &gx, &gy);
-    for (int32_t a0 = 0; a0 < n_assign && !rc; a0 += (int32_t)MAX_GROUPS) {
-        int32_t na = n_assign - a0 < (int32_t)MAX_GROUPS ? n_assign - a0 : (int32_t)MAX_GROUPS;
-        uint32_t p[9] = {(uint32_t)n_rows,
-                         (uint32_t)n_cols,
-                         (uint32_t)row_stride,
-                         1,
-                         (uint32_t)mat_stride,
-                         (uint32_t)x_div,
-                         (uint32_t)a0,
-                         (uint32_t)((const char *)w_gate - lo),
-                         (uint32_t)((const char *)w_up - lo)};
-        rc = halo_vk_dispatch(vk, shader(OP_MV, type), spec, 3, args, 4, p, sizeof p, gx, gy,
-                              (uint32_t)na);
-    }
-    return rc;
+    const vk_arg args[4] = {{lo, span, VK_R},
+                            {x, bytes3((n_assign - 1) / x_div + 1, n_cols, 4), VK_R},
+                            {y, bytes3(n_assign, n_rows, 4), VK_W},
+                            {ids, bytes3(n_assign, 4, 1), VK_R}};
+    return mv_by_id(vk, type, args, true, (uint32_t)((const char *)w_gate - lo),
+                    (uint32_t)((const char *)w_up - lo), n_rows, n_cols, row_stride, mat_stride,
+                    x_div, n_assign);
 }
 
 int halo_vk_get_rows(halo_vk *vk, int type, const void *w, size_t row_stride, int64_t n_cols,

@@ -37,6 +37,22 @@ layout(push_constant) uniform Push {
 #define WQ wq
 #include "dequant.glsl"
 
+/* acc[t] += group g (32 weights of the row at byte rb) . token t's activations */
+void dot_group(uint rb, uint g, uint x0, inout float acc[MAX_TOK]) {
+    float w[32];
+    dq_group(rb, g, pc.n_cols, w);
+    uint c0 = g * 32u, nc = min(32u, pc.n_cols - c0);
+    for (uint t = 0u; t < pc.n_tok; t++) {
+        uint xb = x0 + t * pc.n_cols + c0;
+        float s = 0.0;
+        if (nc == 32u)
+            for (uint i = 0u; i < 32u; i++) s += w[i] * xs[xb + i];
+        else
+            for (uint i = 0u; i < nc; i++) s += w[i] * xs[xb + i];
+        acc[t] += s;
+    }
+}
+
 void main() {
     uint row = group_index();
     if (row >= pc.n_rows) return; /* the whole workgroup: no barrier is skipped by half */
@@ -54,31 +70,9 @@ void main() {
     uint n_groups = (pc.n_cols + 31u) / 32u;
     float acc[MAX_TOK], acc_up[MAX_TOK];
     for (uint t = 0u; t < MAX_TOK; t++) acc[t] = 0.0, acc_up[t] = 0.0;
-    float w[32];
     for (uint g = gl_LocalInvocationID.x; g < n_groups; g += WG) {
-        dq_group(rb, g, pc.n_cols, w);
-        uint c0 = g * 32u, nc = min(32u, pc.n_cols - c0);
-        for (uint t = 0u; t < pc.n_tok; t++) {
-            uint xb = x0 + t * pc.n_cols + c0;
-            float s = 0.0;
-            if (nc == 32u)
-                for (uint i = 0u; i < 32u; i++) s += w[i] * xs[xb + i];
-            else
-                for (uint i = 0u; i < nc; i++) s += w[i] * xs[xb + i];
-            acc[t] += s;
-        }
-        if (GLU) {
-            dq_group(rb_up, g, pc.n_cols, w);
-            for (uint t = 0u; t < pc.n_tok; t++) {
-                uint xb = x0 + t * pc.n_cols + c0;
-                float s = 0.0;
-                if (nc == 32u)
-                    for (uint i = 0u; i < 32u; i++) s += w[i] * xs[xb + i];
-                else
-                    for (uint i = 0u; i < nc; i++) s += w[i] * xs[xb + i];
-                acc_up[t] += s;
-            }
-        }
+        dot_group(rb, g, x0, acc);
+        if (GLU) dot_group(rb_up, g, x0, acc_up);
     }
     for (uint t = 0u; t < pc.n_tok; t++) {
         float s = wg_sum(acc[t]);
